@@ -1,0 +1,606 @@
+"""Skill of bayesda against baselines on held-out NCEP fields (issue 5).
+
+For held-out times of the shared block split (:func:`bayesda.split.block_split`), spread
+evenly over the test weeks (so over all seasons of both years), each observation network
+(fixed locations, fresh N(0, sigma^2) noise per time) is assimilated by every method, and
+the posterior is scored with :func:`bayesda.metrics.verify` at unobserved grid points (not
+nearest to any observation) and at all points.
+
+Methods:
+  nuts         bayesda, NUTS over the latent (:func:`bayesda.infer.assimilate`)
+  laplace      bayesda, MAP + Laplace in the latent
+  oi           optimal interpolation, train covariance shrunk 2% to its diagonal
+  restarts     the original method: Adam on the obs misfit, 10 random restarts
+  climatology  anomaly 0, seasonal climatological SD
+
+Outputs: ``analysis/results/skill.{md,csv}`` and ``analysis/figures/calibration_*.png``
+(``skill_quick.*`` and ``calibration_quick_*.png`` with ``--quick``).
+
+Usage (from the repository root):
+  .venv/bin/python analysis/benchmark_skill.py --quick
+  .venv/bin/python analysis/benchmark_skill.py              # full: 60 times, 6 networks
+  .venv/bin/python analysis/benchmark_skill.py --prior pca  # linear PCA stand-in prior
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time as _time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from tqdm import tqdm
+
+import bayesda  # sets XLA flags; imported before anything imports jax
+from bayesda import baselines, metrics
+from bayesda.grid import Grid
+from bayesda.operators import bilinear_stencil, interpolate
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+METHODS = ("nuts", "laplace", "oi", "restarts", "climatology")
+LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+HEADLINE = ("rmse", "crps", "coverage_90", "spread_skill", "wall_s")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Benchmark settings.
+
+    Attributes:
+      n_times: held-out times, evenly spaced over the test set.
+      networks: ``(kind, n_obs)`` pairs; kind "random" (uniform in the grid's box) or
+        "station" (:func:`bayesda.obs.pseudo_obs` station-like sampling).
+      methods: methods to run (subset of :data:`METHODS`).
+      sigma: observation error SD, K.
+      chains, warmup, draws: NUTS settings (Laplace: ``chains x draws`` draws).
+      n_samples: draws of the Gaussian baselines.
+      n_restarts: restarts of the optimisation baseline.
+      seed: master seed (networks, noise, samplers).
+    """
+
+    n_times: int = 60
+    networks: tuple[tuple[str, int], ...] = (
+        ("random", 20),
+        ("random", 50),
+        ("random", 200),
+        ("station", 20),
+        ("station", 50),
+        ("station", 200),
+    )
+    methods: tuple[str, ...] = METHODS
+    sigma: float = 0.5
+    chains: int = 2
+    warmup: int = 200
+    draws: int = 200
+    n_samples: int = 400
+    n_restarts: int = 10
+    seed: int = 0
+
+
+FULL = BenchConfig()
+QUICK = dataclasses.replace(FULL, n_times=6, networks=(("random", 50),))
+
+
+# --------------------------------------------------------------------------------------
+# Data, prior, networks
+# --------------------------------------------------------------------------------------
+
+
+def load_split(prior) -> tuple[xr.DataArray, xr.DataArray, object]:
+    """Train/test anomalies ``(time, lat, lon)`` and the climatology used to make them."""
+    from bayesda.climatology import Climatology
+    from bayesda.data import load_dataset
+    from bayesda.split import split_dataset
+
+    tas = load_dataset("ncep-air")["tas"]
+    train, test = split_dataset(tas)
+    clim = getattr(prior, "climatology", None) if prior is not None else None
+    if clim is None:
+        clim = Climatology.fit(train)
+    return clim.to_anomaly(train), clim.to_anomaly(test), clim
+
+
+def pca_prior(train: xr.DataArray, latent_dim: int = 32):
+    """A linear-Gaussian stand-in prior: the leading EOFs of the training anomalies.
+
+    ``g(z) = sum_k s_k v_k z_k / sqrt(n)`` (so ``z ~ N(0, I)`` reproduces the EOF variances),
+    representation error estimated from the truncation residuals of 500 training fields.
+    """
+    from bayesda.prior import linear_prior
+    from bayesda.representation import estimate
+
+    grid = Grid.from_xarray(train)
+    x = train.values.reshape(train.sizes["time"], -1).astype(np.float64)
+    _, s, vt = np.linalg.svd(x / np.sqrt(x.shape[0]), full_matrices=False)
+    weight = (s[:latent_dim, None] * vt[:latent_dim]).T.reshape(*grid.shape, latent_dim)
+    sub = x[:: max(1, x.shape[0] // 500)]
+    resid = sub - (sub @ vt[:latent_dim].T) @ vt[:latent_dim]
+    repr_error = estimate(resid.reshape(-1, *grid.shape), rank=16)
+    return linear_prior(
+        weight, np.zeros(grid.shape), grid, repr_error=repr_error, name=f"pca{latent_dim}"
+    )
+
+
+def load_prior(kind: str, model_dir: pathlib.Path, train: xr.DataArray | None):
+    if kind == "model":
+        from bayesda.checkpoint import load_model
+
+        return load_model(model_dir)
+    return pca_prior(train)
+
+
+def network_locations(grid: Grid, kind: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed observation locations ``(lat, lon)`` of a network (degrees)."""
+    if kind == "random":
+        rng = np.random.default_rng(seed)
+        return rng.uniform(grid.lat[0], grid.lat[-1], n), rng.uniform(grid.lon[0], grid.lon[-1], n)
+    if kind == "station":
+        from bayesda.obs import pseudo_obs
+
+        df = pseudo_obs(grid.template(), n, kind="station", sigma=1.0, seed=seed)
+        return df["lat"].to_numpy(), df["lon"].to_numpy()
+    raise ValueError(f"unknown network kind {kind!r}; expected 'random' or 'station'")
+
+
+def observe(truth: xr.DataArray, lat, lon, sigma: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Observations ``H truth + e``, ``e ~ N(0, sigma^2)``, as the shared DataFrame."""
+    grid = Grid.from_xarray(truth)
+    hx = interpolate(truth.values.astype(np.float64), bilinear_stencil(grid, lat, lon))
+    value = hx + sigma * rng.standard_normal(hx.shape)
+    return pd.DataFrame({"lat": lat, "lon": lon, "value": value, "sigma": np.full(len(lat), sigma)})
+
+
+def held_out_times(test: xr.DataArray, n: int) -> np.ndarray:
+    """``n`` test-time indices evenly spaced over the (season-spanning) test set."""
+    if n > test.sizes["time"]:
+        raise ValueError(f"asked for {n} times but the test set has {test.sizes['time']}")
+    return np.unique(np.round(np.linspace(0, test.sizes["time"] - 1, n)).astype(int))
+
+
+# --------------------------------------------------------------------------------------
+# Methods
+# --------------------------------------------------------------------------------------
+
+
+def make_methods(
+    cfg: BenchConfig, prior, bg: baselines.BackgroundCovariance, clim
+) -> dict[str, Callable]:
+    """Name -> ``f(obs_df, time, seed) -> posterior Dataset``."""
+    grid = bg.grid
+
+    def bayes(method: str):
+        def run(obs, time, seed):
+            from bayesda.infer import assimilate
+            from bayesda.posterior import posterior_dataset
+
+            a = assimilate(
+                prior,
+                obs,
+                method=method,
+                num_chains=cfg.chains,
+                num_warmup=cfg.warmup,
+                num_samples=cfg.draws,
+                seed=seed,
+                progress_bar=False,
+            )
+            return posterior_dataset(a, prior)
+
+        return run
+
+    runners = {
+        "nuts": bayes("nuts"),
+        "laplace": bayes("laplace"),
+        "oi": lambda obs, time, seed: baselines.optimal_interpolation(
+            bg, obs, n_samples=cfg.n_samples, seed=seed
+        ),
+        "restarts": lambda obs, time, seed: baselines.optimise_restarts(
+            prior, obs, n_restarts=cfg.n_restarts, seed=seed
+        ),
+        "climatology": lambda obs, time, seed: baselines.climatology_baseline(
+            grid, clim.std(time).values, n_samples=cfg.n_samples, seed=seed
+        ),
+    }
+    return {m: runners[m] for m in cfg.methods}
+
+
+# --------------------------------------------------------------------------------------
+# Scoring and aggregation
+# --------------------------------------------------------------------------------------
+
+
+def score_one(
+    post: xr.Dataset, truth: xr.DataArray, obs: pd.DataFrame
+) -> tuple[dict, np.ndarray, dict]:
+    """Scores per region, the coverage curve, and pointwise (sd, error, weight) where unobserved."""
+    v = metrics.verify(post, truth, obs)
+    scores = {
+        (str(r), name): float(v[name].sel(region=r))
+        for r in v["region"].values
+        for name in v.data_vars
+    }
+    unobs = ~metrics.observed_mask(Grid.from_xarray(truth), obs)
+    curve = metrics.coverage(post, truth, list(LEVELS), mask=unobs).values
+    w = np.broadcast_to(np.cos(np.deg2rad(truth["lat"].values))[:, None], truth.shape)
+    sel = unobs.values
+    point = {
+        "sd": post["sd"].values[sel],
+        "err": (post["mean"] - truth).values[sel],
+        "w": w[sel],
+    }
+    return scores, curve, point
+
+
+def _mean_se(x) -> tuple[float, float]:
+    """Mean over times and its standard error (NaN for a single time)."""
+    x = np.asarray(x, np.float64)
+    return float(x.mean()), (float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else np.nan)
+
+
+def _fmt(cell: pd.DataFrame, name: str, digits: int = 2, se: bool = True) -> str:
+    if name not in cell.index:
+        return "-"
+    v, s = cell.loc[name, "value"], cell.loc[name, "se"]
+    return f"{v:.{digits}f} +- {s:.{digits}f}" if se and np.isfinite(s) else f"{v:.{digits}f}"
+
+
+def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
+    """Pool per-time scores into one value (and standard error over times) per cell.
+
+    RMSE and spread are pooled as roots of mean squares; the spread/skill ratio as
+    ``sqrt(mean spread^2) / sqrt(mean (spread/ratio)^2)``, which keeps the finite-ensemble
+    correction of :func:`bayesda.metrics.spread_skill`; other scores are means over times.
+    Standard errors treat times as independent (they are >= 1 week apart for most pairs).
+    """
+    out = []
+    for (method, network, region), g in rows.groupby(["method", "network", "region"], sort=False):
+        wide = g.pivot(index="time", columns="metric", values="value")
+        n = len(wide)
+
+        cells = {}
+        for name in wide.columns:
+            if name in ("rmse", "spread"):
+                ms, se_ms = _mean_se(wide[name] ** 2)
+                cells[name] = (np.sqrt(ms), se_ms / (2 * np.sqrt(ms)) if ms > 0 else np.nan)
+            elif name == "spread_skill":
+                skill2 = (wide["spread"] / wide["spread_skill"]) ** 2
+                ratio = np.sqrt((wide["spread"] ** 2).mean() / skill2.mean())
+                cells[name] = (ratio, np.nan)
+            else:
+                cells[name] = _mean_se(wide[name])
+        for name, (value, se) in cells.items():
+            out.append(
+                dict(
+                    method=method,
+                    network=network,
+                    region=region,
+                    metric=name,
+                    value=value,
+                    se=se,
+                    n_times=n,
+                )
+            )
+    return pd.DataFrame(out)
+
+
+# --------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: pathlib.Path, write: Callable[[str], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def markdown(summary: pd.DataFrame, cfg: BenchConfig, meta: dict) -> str:
+    lines = [
+        "# Skill of bayesda and baselines on held-out NCEP fields",
+        "",
+        f"Generated by `{meta['command']}` on {meta['created_at']} ({meta['machine']}), "
+        f"total wall time {meta['total_s']:.0f} s.",
+        "",
+        f"- prior: `{meta['prior']}`; {meta['n_times']} held-out times "
+        "(block split, every 4th week), evenly spaced over {meta['time_range']}",
+        f"- observations: sigma = {cfg.sigma} K, fixed locations per network, fresh noise per time",
+        f"- NUTS: {cfg.chains} chains x ({cfg.warmup} warmup + {cfg.draws} draws); Laplace: "
+        f"{cfg.chains} x {cfg.draws} draws; OI / climatology: {cfg.n_samples} exact draws; "
+        f"restarts: {cfg.n_restarts}",
+        "- scores (bayesda.metrics.verify): RMSE of the posterior mean (root of the mean "
+        "over times of the lat-weighted MSE), fair ensemble CRPS, 90% central-interval coverage, "
+        "spread/skill ratio "
+        "(finite-ensemble corrected; 1 = calibrated), mean +- standard error over times",
+        "- wall_s: seconds per analysis time (mean over times after the first, which includes "
+        "compilation; `wall_first_s` in the CSV)",
+        "",
+    ]
+    for region, title in (("unobserved", "Unobserved grid points"), ("all", "All grid points")):
+        sub = summary[summary.region == region]
+        lines += [
+            f"## {title}",
+            "",
+            "| network | method | RMSE (K) | CRPS (K) | 90% cov. | spread/skill | s / time |",
+        ]
+        lines += ["|---|---|---|---|---|---|---|"]
+        for (network, method), g in sub.groupby(["network", "method"], sort=False):
+            cell = g.set_index("metric")
+
+            lines.append(
+                f"| {network} | {method} | {_fmt(cell, 'rmse')} | {_fmt(cell, 'crps')} | "
+                f"{_fmt(cell, 'coverage_90')} | {_fmt(cell, 'spread_skill', se=False)} | "
+                f"{_fmt(cell, 'wall_s', 1, se=False)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def figures(
+    curves: dict, points: dict, cfg: BenchConfig, fig_dir: pathlib.Path, prefix: str
+) -> list[pathlib.Path]:
+    """Coverage vs nominal level, and binned spread vs error, per network and method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    networks = [f"{k}-{n}" for k, n in cfg.networks]
+    paths = []
+    ncol = min(3, len(networks))
+    nrow = int(np.ceil(len(networks) / ncol))
+
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.8 * nrow), squeeze=False)
+    for ax, net in zip(axes.flat, networks, strict=False):
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
+        for method in cfg.methods:
+            c = curves.get((method, net))
+            if c:
+                ax.plot(LEVELS, np.mean(c, axis=0), marker="o", ms=3, label=method)
+        ax.set(
+            title=f"{net} obs", xlabel="nominal central-interval level", ylabel="empirical coverage"
+        )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+    axes.flat[0].legend(fontsize=8)
+    for ax in list(axes.flat)[len(networks) :]:
+        ax.set_visible(False)
+    fig.suptitle("Calibration at unobserved points: coverage vs nominal level")
+    fig.tight_layout()
+    paths.append(fig_dir / f"{prefix}coverage.png")
+    _atomic_write(paths[-1], lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.8 * nrow), squeeze=False)
+    for ax, net in zip(axes.flat, networks, strict=False):
+        top = 0.0
+        for method in cfg.methods:
+            p = points.get((method, net))
+            if not p:
+                continue
+            sd = np.concatenate([q["sd"] for q in p])
+            err = np.concatenate([q["err"] for q in p])
+            w = np.concatenate([q["w"] for q in p])
+            edges = np.quantile(sd, np.linspace(0, 1, 11))
+            b = np.clip(np.searchsorted(edges, sd, side="right") - 1, 0, 9)
+            spread = [
+                np.sqrt(np.average(sd[b == i] ** 2, weights=w[b == i]))
+                for i in range(10)
+                if np.any(b == i)
+            ]
+            rmse = [
+                np.sqrt(np.average(err[b == i] ** 2, weights=w[b == i]))
+                for i in range(10)
+                if np.any(b == i)
+            ]
+            ax.plot(spread, rmse, marker="o", ms=3, label=method)
+            top = max(top, max(spread), max(rmse))
+        ax.plot([0, top], [0, top], color="0.6", lw=1, ls="--")
+        ax.set(
+            title=f"{net} obs",
+            xlabel="predicted SD (RMS in bin), K",
+            ylabel="RMSE of mean in bin, K",
+        )
+    axes.flat[0].legend(fontsize=8)
+    for ax in list(axes.flat)[len(networks) :]:
+        ax.set_visible(False)
+    fig.suptitle("Spread vs error at unobserved points (10 bins of predicted SD)")
+    fig.tight_layout()
+    paths.append(fig_dir / f"{prefix}spread_error.png")
+    _atomic_write(paths[-1], lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return paths
+
+
+# --------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------
+
+
+def run(
+    cfg: BenchConfig,
+    prior_kind: str,
+    model_dir: pathlib.Path,
+    out_dir: pathlib.Path,
+    fig_dir: pathlib.Path,
+    quick: bool,
+    command: str,
+) -> pd.DataFrame:
+    t_total = _time.perf_counter()
+    prior = load_prior("model", model_dir, None) if prior_kind == "model" else None
+    train, test, clim = load_split(prior)
+    if prior is None:
+        prior = load_prior(prior_kind, model_dir, train)
+    grid = Grid.from_xarray(train)
+    if prior.grid != grid:
+        raise ValueError(f"prior grid {prior.grid.shape} differs from the NCEP grid {grid.shape}")
+    t0 = _time.perf_counter()
+    bg = baselines.BackgroundCovariance.from_anomalies(train, shrinkage=baselines.DEFAULT_SHRINKAGE)
+    print(
+        f"background covariance from {train.sizes['time']} train times: "
+        f"{_time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+    methods = make_methods(cfg, prior, bg, clim)
+    tidx = held_out_times(test, cfg.n_times)
+
+    rows, curves, points = [], {}, {}
+    for k, (kind, n) in enumerate(cfg.networks):
+        net = f"{kind}-{n}"
+        lat, lon = network_locations(grid, kind, n, seed=cfg.seed + 1000 * k)
+        walls: dict[str, list[float]] = {m: [] for m in methods}
+        for i, ti in enumerate(tqdm(tidx, desc=net, unit="time")):
+            truth = test.isel(time=ti)
+            t = truth["time"].values
+            truth = truth.drop_vars("time")
+            obs = observe(truth, lat, lon, cfg.sigma, np.random.default_rng([cfg.seed, k, i]))
+            for method, fn in methods.items():
+                t0 = _time.perf_counter()
+                post = fn(obs, t, cfg.seed + i)
+                walls[method].append(_time.perf_counter() - t0)
+                scores, curve, point = score_one(post, truth, obs)
+                for (region, name), value in scores.items():
+                    rows.append(
+                        dict(
+                            method=method,
+                            network=net,
+                            time=str(t),
+                            region=region,
+                            metric=name,
+                            value=value,
+                        )
+                    )
+                curves.setdefault((method, net), []).append(curve)
+                points.setdefault((method, net), []).append(point)
+        for method, w in walls.items():
+            steady = w[1:] if len(w) > 1 else w
+            print(
+                f"{net:12s} {method:12s} first {w[0]:7.2f} s, "
+                f"then mean {np.mean(steady):7.2f} s / time",
+                flush=True,
+            )
+            for region in ("unobserved", "all"):
+                rows.append(
+                    dict(
+                        method=method,
+                        network=net,
+                        time=str(t),
+                        region=region,
+                        metric="wall_s",
+                        value=float(np.mean(steady)),
+                    )
+                )
+                rows.append(
+                    dict(
+                        method=method,
+                        network=net,
+                        time=str(t),
+                        region=region,
+                        metric="wall_first_s",
+                        value=float(w[0]),
+                    )
+                )
+
+    frame = pd.DataFrame(rows)
+    per_time = frame[~frame.metric.isin(["wall_s", "wall_first_s"])]
+    walls_df = (
+        frame[frame.metric.isin(["wall_s", "wall_first_s"])]
+        .assign(se=np.nan, n_times=len(tidx))
+        .drop(columns="time")
+    )
+    summary = pd.concat([aggregate(per_time), walls_df], ignore_index=True)
+    summary = summary.sort_values(
+        ["region", "network", "method", "metric"], kind="stable"
+    ).reset_index(drop=True)
+
+    total = _time.perf_counter() - t_total
+    times = test["time"].values[tidx]
+    meta = dict(
+        command=command,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, bayesda {bayesda.__version__}",
+        total_s=total,
+        prior=getattr(prior, "name", prior_kind),
+        n_times=len(tidx),
+        time_range=f"{str(times[0])[:10]} .. {str(times[-1])[:10]}",
+    )
+    suffix = "_quick" if quick else ""
+    csv = out_dir / f"skill{suffix}.csv"
+    md = out_dir / f"skill{suffix}.md"
+    _atomic_write(csv, lambda tmp: summary.to_csv(tmp, index=False, float_format="%.5g"))
+    _atomic_write(md, lambda tmp: pathlib.Path(tmp).write_text(markdown(summary, cfg, meta)))
+    figs = figures(curves, points, cfg, fig_dir, prefix=f"calibration{suffix}_")
+    print(f"wrote {csv}, {md}, {', '.join(map(str, figs))}; total {total:.0f} s", flush=True)
+    return summary
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--quick", action="store_true", help="6 times, one network (random-50): a few minutes"
+    )
+    p.add_argument(
+        "--prior",
+        choices=("model", "pca"),
+        default="model",
+        help="shipped VAE or a linear PCA stand-in",
+    )
+    p.add_argument("--model-dir", type=pathlib.Path, default=ROOT / "models" / "ncep-air")
+    p.add_argument("--methods", nargs="+", choices=METHODS, help="subset of methods")
+    p.add_argument("--n-times", type=int, help="override the number of held-out times")
+    p.add_argument("--networks", nargs="+", help="override networks, e.g. random-50 station-200")
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--draws", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out-dir", type=pathlib.Path, default=ROOT / "analysis" / "results")
+    p.add_argument("--fig-dir", type=pathlib.Path, default=ROOT / "analysis" / "figures")
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    cfg = QUICK if args.quick else FULL
+    changes = {}
+    if args.methods:
+        changes["methods"] = tuple(args.methods)
+    if args.n_times:
+        changes["n_times"] = args.n_times
+    if args.networks:
+        nets = []
+        for item in args.networks:
+            kind, _, n = item.partition("-")
+            if kind not in ("random", "station") or not n.isdigit():
+                raise SystemExit(f"bad network {item!r}; expected e.g. random-50 or station-200")
+            nets.append((kind, int(n)))
+        changes["networks"] = tuple(nets)
+    for name in ("warmup", "draws", "seed"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    return dataclasses.replace(cfg, **changes)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = config_from_args(args)
+    command = "python analysis/benchmark_skill.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    run(cfg, args.prior, args.model_dir, args.out_dir, args.fig_dir, args.quick, command.strip())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
