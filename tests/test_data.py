@@ -131,6 +131,7 @@ def test_standardize_rejects_extra_dims():
         standardize(ds)
 
 
+@pytest.mark.filterwarnings("ignore:Failed to open Zarr store with consolidated metadata")
 def test_load_netcdf_and_zarr_paths(tmp_path):
     ds = _raw([10.0, 20.0], [200.0, 210.0, 220.0])
     nc = tmp_path / "x.nc"
@@ -152,3 +153,43 @@ def test_describe(ncep):
     d = describe(ncep)
     assert d["dims"] == {"time": 2920, "lat": 25, "lon": 53}
     assert d["dlat"] == 2.5 and not d["periodic"]
+
+
+def _run_cli(argv, capsys):
+    import argparse
+
+    from bayesda.commands import data as data_cmd
+
+    parser = argparse.ArgumentParser(prog="bayesda")
+    data_cmd.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    rc = args.func(args)
+    return rc, capsys.readouterr().out
+
+
+def test_cli_data_info(data_dir, capsys):
+    rc, out = _run_cli(["data", "info", "ncep-air", "--data-dir", str(data_dir)], capsys)
+    assert rc == 0
+    assert "train 2192 / test 728" in out and "time=2920, lat=25, lon=53" in out
+    assert str(data_dir) in out
+
+
+def test_cli_obs_make_anomaly_and_absolute_agree(data_dir, tmp_path, capsys):
+    from bayesda.climatology import Climatology
+    from bayesda.obs import climatology_at, read_obs
+    from bayesda.split import split_dataset
+
+    common = ["obs", "make", "--data", "ncep-air", "--data-dir", str(data_dir), "--time",
+              "2014-01-07T12", "--n", "20", "--network", "uniform", "--seed", "3"]
+    assert _run_cli([*common, "--out", str(tmp_path / "a.csv")], capsys)[0] == 0
+    assert _run_cli([*common, "--absolute", "--out", str(tmp_path / "b.csv")], capsys)[0] == 0
+    anom, absolute = read_obs(tmp_path / "a.csv"), read_obs(tmp_path / "b.csv")
+    assert len(anom) == 20 and (anom["time"] == np.datetime64("2014-01-07T12")).all()
+    np.testing.assert_array_equal(anom[["lat", "lon"]], absolute[["lat", "lon"]])
+    clim = Climatology.fit(split_dataset(load_dataset("ncep-air", data_dir))[0]["tas"])
+    back = absolute["value"] - climatology_at(clim, absolute["lat"], absolute["lon"],
+                                              absolute["time"].to_numpy())
+    # CSV keeps 6 decimals; float32 fields and weights add ~1e-5 K
+    np.testing.assert_allclose(back, anom["value"], atol=1e-4)
+    with pytest.raises(ValueError, match="not in 'ncep-air'"):
+        _run_cli([*common[:-6], "--time", "2015-06-01", "--out", str(tmp_path / "c.csv")], capsys)
