@@ -5,9 +5,10 @@ temperature anomaly fields; observations constrain the latent ``z`` through a Nu
 model, and NUTS samples the posterior of the whole field.
 """
 
-from bayesda._xla import configure_host_devices
+from bayesda._xla import configure_compilation_cache, configure_host_devices
 
 configure_host_devices()
+configure_compilation_cache()
 
 __version__ = "0.1.0"
 

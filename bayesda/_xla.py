@@ -1,16 +1,25 @@
 """Process-level JAX set-up that must happen before :mod:`jax` is first imported.
 
-On a CPU-only host, NUTS chains run fastest with ``chain_method="parallel"`` over one
-XLA host device per core (measured ~2x over "vectorized" on 2 cores, see
+Host devices: on a CPU-only host, NUTS chains run fastest with ``chain_method="parallel"``
+over one XLA host device per core (measured ~2x over "vectorized" on 2 cores, see
 ``../shared/FINDINGS.md``). XLA reads ``--xla_force_host_platform_device_count`` only at
 backend start-up, so we add it to ``XLA_FLAGS`` here, unless the user already set it.
 On a GPU host the flag only adds CPU devices, which the default (GPU) backend ignores.
+
+Compilation cache: numpyro re-traces its chain runner on every ``MCMC.run`` and XLA then
+recompiles the same program (3-15 s each time). JAX's persistent compilation cache keys
+executables on the HLO, so the second run of the same shapes, in this process or a later
+one, loads the executable instead (measured: 5.1 s -> 0.6 s for a small model). We point it
+at ``$BAYESDA_JAX_CACHE`` (default ``$XDG_CACHE_HOME/bayesda/jax`` or
+``~/.cache/bayesda/jax``) unless the user configured JAX's cache already; set
+``BAYESDA_JAX_CACHE=off`` to disable it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 
 def configure_host_devices(n: int | None = None) -> None:
@@ -22,3 +31,18 @@ def configure_host_devices(n: int | None = None) -> None:
         return
     n = n or os.cpu_count() or 1
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
+def configure_compilation_cache() -> None:
+    """Enable JAX's persistent compilation cache (see the module docstring)."""
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return
+    where = os.environ.get("BAYESDA_JAX_CACHE", "")
+    if where.lower() in ("off", "0", "false", "no"):
+        return
+    if not where:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        where = str(Path(base) / "bayesda" / "jax")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = where
+    # Only programs that took a while to compile are worth a disk entry.
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")

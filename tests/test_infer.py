@@ -1,0 +1,130 @@
+"""NUTS and Laplace posteriors against the closed-form linear-Gaussian answer."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+from _assim_synthetic import dense_posterior, make_linear_prior, make_obs
+
+from bayesda.infer import assimilate, prepare_obs
+
+
+@pytest.fixture(scope="module")
+def problem():
+    prior = make_linear_prior(latent_dim=3, rank=2)
+    # Observations on distinct grid nodes: the sampler's low-rank + diagonal likelihood is
+    # then exact, so NUTS must reproduce the dense closed form up to Monte Carlo error.
+    obs = make_obs(prior.grid, 6, at_nodes=True, seed=2)
+    return prior, obs, dense_posterior(prior, obs)
+
+
+def _check_against_closed_form(a, mean, cov, grid, *, k=5.0):
+    field = a.field.reshape(*a.field.shape[:2], -1)
+    ess = az.ess(az.convert_to_dataset(field), method="bulk")["x"].values  # per pixel
+    sd = np.sqrt(np.diag(cov))
+    err = field.reshape(-1, grid.size).mean(0) - mean
+    assert np.all(np.abs(err) < k * sd / np.sqrt(ess)), np.max(np.abs(err) / (sd / np.sqrt(ess)))
+    # SD: the sample SD's relative MC error is about 1/sqrt(2 ESS).
+    sd_hat = field.reshape(-1, grid.size).std(0, ddof=1)
+    assert np.all(np.abs(sd_hat / sd - 1) < k / np.sqrt(2 * ess)), np.max(
+        np.abs(sd_hat / sd - 1) * np.sqrt(2 * ess)
+    )
+    # Full covariance: correlations agree to within a loose MC bound.
+    corr = cov / np.outer(sd, sd)
+    corr_hat = np.corrcoef(field.reshape(-1, grid.size).T)
+    assert np.max(np.abs(corr_hat - corr)) < k / np.sqrt(ess.min())
+
+
+def test_nuts_matches_closed_form(problem):
+    prior, obs, (mean, cov) = problem
+    a = assimilate(
+        prior, obs, num_chains=2, num_warmup=300, num_samples=600, seed=0, progress_bar=False
+    )
+    assert a.field.shape == (2, 600, *prior.grid.shape)
+    assert a.z.shape == (2, 600, 3)
+    assert int(a.idata.sample_stats["diverging"].sum()) == 0
+    assert a.grad_evals["sampling"] == int(a.idata.sample_stats["n_steps"].sum())
+    _check_against_closed_form(a, mean, cov, prior.grid)
+    # The representation error matters here: g(z) alone would miss the closed form.
+    with pytest.raises(AssertionError):
+        _check_against_closed_form(a._replace(field=a.decoded), mean, cov, prior.grid)
+
+
+def test_laplace_is_exact_for_a_linear_prior(problem):
+    prior, obs, (mean, cov) = problem
+    a = assimilate(
+        prior, obs, num_chains=2, num_samples=1000, method="laplace", seed=1, progress_bar=False
+    )
+    assert "sample_stats" not in a.idata.groups()
+    _check_against_closed_form(a, mean, cov, prior.grid)
+
+
+def test_idata_groups_and_pointwise_loglik(problem):
+    prior, obs, _ = problem
+    a = assimilate(
+        prior, obs, num_chains=2, num_samples=50, method="laplace", seed=0, progress_bar=False
+    )
+    idata = a.idata
+    assert idata.log_likelihood["y"].dims == ("chain", "draw", "obs")
+    assert idata.posterior_predictive["y"].shape == (2, 50, len(obs))
+    np.testing.assert_allclose(idata.observed_data["y"].values, obs["value"].values, rtol=1e-6)
+    assert np.all(np.isfinite(idata.log_likelihood["y"].values))
+
+
+def test_same_seed_same_answer(problem):
+    prior, obs, _ = problem
+    kw = dict(num_chains=2, num_warmup=50, num_samples=50, seed=7, progress_bar=False)
+    a, b = assimilate(prior, obs, **kw), assimilate(prior, obs, **kw)
+    np.testing.assert_array_equal(a.field, b.field)
+    assert b.timings["cache_hit"]
+
+
+def test_infer_sigma_and_studentt_run(problem):
+    prior, obs, _ = problem
+    a = assimilate(
+        prior,
+        obs,
+        num_chains=2,
+        num_warmup=100,
+        num_samples=100,
+        infer_sigma=True,
+        likelihood="studentt",
+        progress_bar=False,
+    )
+    assert a.sigma_scale.shape == (2, 100) and np.all(a.sigma_scale > 0)
+    assert "sigma_scale" in a.idata.posterior
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (
+            lambda o: o.assign(value=np.where(o.index == 2, np.nan, o["value"])),
+            "non-finite value.*'value'.*row 2",
+        ),
+        (
+            lambda o: o.assign(lat=np.where(o.index == 1, 80.0, o["lat"])),
+            "outside the grid.*lat=80.000",
+        ),
+        (lambda o: o.assign(sigma=0.0), "sigma must be > 0"),
+        (lambda o: o.drop(columns="sigma"), r"lacks column\(s\) \['sigma'\]"),
+        (lambda o: o.iloc[:0], "no rows"),
+    ],
+    ids=["nan", "off-grid", "sigma0", "no-sigma", "empty"],
+)
+def test_bad_observations_are_rejected(problem, change, match):
+    prior, obs, _ = problem
+    with pytest.raises(ValueError, match=match):
+        prepare_obs(prior, change(obs))
+
+
+def test_time_selection():
+    prior = make_linear_prior()
+    obs = make_obs(prior.grid, 8)
+    obs["time"] = pd.to_datetime(["2014-01-01"] * 5 + ["2014-01-02"] * 3)
+    assert prepare_obs(prior, obs, time="2014-01-02").n == 3
+    assert prepare_obs(prior, obs, time="2014-01-02").idx.shape == (32, 4)
+    with pytest.raises(ValueError, match="no observations at time=2015-01-01"):
+        prepare_obs(prior, obs, time="2015-01-01")

@@ -1,0 +1,125 @@
+"""The NumPyro assimilation model: densities, padding, options."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.infer import Predictive
+from numpyro.infer.util import log_density
+from scipy import stats
+
+from bayesda.model import assimilation_model, pad_length
+from bayesda.operators import bilinear_stencil
+
+
+def _problem(small_grid, n=7, rank=2, seed=0):
+    rng = np.random.default_rng(seed)
+    d = 3
+    W = jnp.asarray(rng.normal(size=(*small_grid.shape, d)), jnp.float32)
+
+    def decode(z):
+        return jnp.einsum("ijk,...k->...ij", W, z)
+
+    st = bilinear_stencil(small_grid, rng.uniform(31, 54, n), rng.uniform(-119, -86, n))
+    A = (0.3 * rng.normal(size=(n, rank))).astype(np.float32)
+    D = np.full(n, 0.05, np.float32)
+    sigma = rng.uniform(0.3, 0.8, n).astype(np.float32)
+    y = rng.normal(size=n).astype(np.float32)
+    z = rng.normal(size=d).astype(np.float32)
+    return decode, d, st, sigma, A, D, y, z
+
+
+def _pad(x, m, fill=0):
+    out = np.full((m, *x.shape[1:]), fill, x.dtype)
+    out[: x.shape[0]] = x
+    return out
+
+
+@pytest.mark.parametrize("n,expected", [(1, 32), (32, 32), (33, 64), (500, 512)], ids=str)
+def test_pad_length(n, expected):
+    assert pad_length(n) == expected
+
+
+def test_pad_length_rejects_zero():
+    with pytest.raises(ValueError, match="n=0"):
+        pad_length(0)
+
+
+def test_log_likelihood_is_the_low_rank_gaussian(small_grid):
+    decode, d, st, sigma, A, D, y, z = _problem(small_grid)
+    args = (decode, d, st.idx, st.weight, sigma, A, D, y)
+    lp, _ = log_density(assimilation_model, args, {}, {"z": z})
+    mu = np.einsum("nk,nk->n", np.asarray(decode(z)).reshape(-1)[st.idx], st.weight)
+    cov = np.diag(sigma.astype(np.float64) ** 2 + D) + A @ A.T
+    expected = stats.multivariate_normal(mu, cov).logpdf(y) + stats.norm.logpdf(z).sum()
+    assert float(lp) == pytest.approx(expected, rel=1e-5, abs=1e-4)
+
+
+@pytest.mark.parametrize("likelihood", ["normal", "studentt"])
+@pytest.mark.parametrize("rank", [0, 2], ids=["rank0", "rank2"])
+def test_padding_leaves_the_density_unchanged(small_grid, likelihood, rank):
+    decode, d, st, sigma, A, D, y, z = _problem(small_grid, rank=rank)
+    m = pad_length(len(y))
+    plain = (decode, d, st.idx, st.weight, sigma, A, D, y)
+    padded = (
+        decode,
+        d,
+        _pad(st.idx, m),
+        _pad(st.weight, m),
+        _pad(sigma, m, 1.0),
+        _pad(A, m),
+        _pad(D, m),
+        _pad(y, m),
+    )
+    mask = np.arange(m) < len(y)
+    kw = {"likelihood": likelihood}
+    lp0, _ = log_density(assimilation_model, plain, kw, {"z": z})
+    lp1, _ = log_density(assimilation_model, padded, {**kw, "mask": mask}, {"z": z})
+    assert float(lp1) == pytest.approx(float(lp0), rel=1e-5, abs=1e-4)
+
+
+def test_studentt_uses_the_marginal_scale(small_grid):
+    decode, d, st, sigma, A, D, y, z = _problem(small_grid)
+    args = (decode, d, st.idx, st.weight, sigma, A, D, y)
+    lp, _ = log_density(assimilation_model, args, {"likelihood": "studentt", "df": 4.0}, {"z": z})
+    mu = np.einsum("nk,nk->n", np.asarray(decode(z)).reshape(-1)[st.idx], st.weight)
+    scale = np.sqrt(sigma.astype(np.float64) ** 2 + D + (A**2).sum(-1))
+    expected = stats.t.logpdf(y, 4.0, mu, scale).sum() + stats.norm.logpdf(z).sum()
+    assert float(lp) == pytest.approx(expected, rel=1e-5, abs=1e-4)
+
+
+def test_prior_predictive_and_sites(small_grid):
+    decode, d, st, sigma, A, D, _, _ = _problem(small_grid)
+    pred = Predictive(assimilation_model, num_samples=4000)
+    out = pred(
+        jax.random.PRNGKey(0),
+        decode,
+        d,
+        st.idx,
+        st.weight,
+        sigma,
+        A,
+        D,
+        None,
+        infer_sigma=True,
+        store_field=True,
+    )
+    assert out["z"].shape == (4000, d)
+    assert out["y"].shape == (4000, len(sigma))
+    assert out["field"].shape == (4000, *small_grid.shape)
+    assert out["sigma_scale"].shape == (4000,)
+    # LogNormal(0, 0.5): median 1.
+    assert float(np.median(out["sigma_scale"])) == pytest.approx(1.0, abs=0.05)
+
+
+def test_unknown_likelihood_is_rejected(small_grid):
+    decode, d, st, sigma, A, D, y, z = _problem(small_grid)
+    with pytest.raises(ValueError, match="likelihood='cauchy'"):
+        log_density(
+            assimilation_model,
+            (decode, d, st.idx, st.weight, sigma, A, D, y),
+            {"likelihood": "cauchy"},
+            {"z": z},
+        )
