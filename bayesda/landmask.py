@@ -72,6 +72,19 @@ def land_fraction(grid: Grid, oversample: int = 5) -> np.ndarray:
     return _land_fraction_cached(tuple(grid.lat), tuple(grid.lon), int(oversample))
 
 
+@functools.lru_cache(maxsize=32)
+def _coastlines_cached(south: float, north: float, west: float, east: float,
+                       resolution: float) -> tuple[np.ndarray, ...]:
+    import contourpy
+
+    lat = np.linspace(south, north, max(2, int(round((north - south) / resolution)) + 1))
+    lon = np.linspace(west, east, max(2, int(round((east - west) / resolution)) + 1))
+    la, lo = np.meshgrid(lat, lon, indexing="ij")
+    z = is_land(la, lo).astype(np.float64)
+    gen = contourpy.contour_generator(x=lon, y=lat, z=z, line_type="Separate")
+    return tuple(np.asarray(line, np.float64) for line in gen.lines(0.5) if len(line) >= 2)
+
+
 def coastlines(lat_range, lon_range, resolution: float = 0.25) -> list[np.ndarray]:
     """Coastline polylines inside a lat-lon box, from contouring the land mask at 0.5.
 
@@ -82,10 +95,8 @@ def coastlines(lat_range, lon_range, resolution: float = 0.25) -> list[np.ndarra
 
     Returns:
       A list of ``[m, 2]`` float64 arrays of ``(lon, lat)`` vertices, ready for
-      ``ax.plot(line[:, 0], line[:, 1])``.
+      ``ax.plot(line[:, 0], line[:, 1])`` (fresh copies; results are cached per box).
     """
-    import contourpy
-
     south, north = map(float, lat_range)
     west, east = map(float, lon_range)
     if not (-90 <= south < north <= 90):
@@ -94,9 +105,5 @@ def coastlines(lat_range, lon_range, resolution: float = 0.25) -> list[np.ndarra
         raise ValueError(f"lon_range={lon_range} must satisfy -180 <= west < east <= 180")
     if not resolution > 0:
         raise ValueError(f"{resolution=} must be > 0")
-    lat = np.linspace(south, north, max(2, int(round((north - south) / resolution)) + 1))
-    lon = np.linspace(west, east, max(2, int(round((east - west) / resolution)) + 1))
-    la, lo = np.meshgrid(lat, lon, indexing="ij")
-    z = is_land(la, lo).astype(np.float64)
-    gen = contourpy.contour_generator(x=lon, y=lat, z=z, line_type="Separate")
-    return [np.asarray(line, np.float64) for line in gen.lines(0.5) if len(line) >= 2]
+    lines = _coastlines_cached(south, north, west, east, float(resolution))
+    return [line.copy() for line in lines]
