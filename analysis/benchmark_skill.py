@@ -44,9 +44,9 @@ from tqdm import tqdm
 import bayesda  # sets XLA flags; imported before anything imports jax
 from bayesda import baselines, metrics
 from bayesda.grid import Grid
-from bayesda.operators import bilinear_stencil, interpolate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+NETWORK_KINDS = ("uniform", "station")
 METHODS = ("nuts", "laplace", "oi", "restarts", "climatology")
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 HEADLINE = ("rmse", "crps", "coverage_90", "spread_skill", "wall_s")
@@ -58,8 +58,8 @@ class BenchConfig:
 
     Attributes:
       n_times: held-out times, evenly spaced over the test set.
-      networks: ``(kind, n_obs)`` pairs; kind "random" (uniform in the grid's box) or
-        "station" (:func:`bayesda.obs.pseudo_obs` station-like sampling).
+      networks: ``(kind, n_obs)`` pairs; kind "uniform" (uniform over the area) or
+        "station" (clustered, denser over land), see :func:`bayesda.obs.pseudo_obs`.
       methods: methods to run (subset of :data:`METHODS`).
       sigma: observation error SD, K.
       chains, warmup, draws: NUTS settings (Laplace: ``chains x draws`` draws).
@@ -70,9 +70,9 @@ class BenchConfig:
 
     n_times: int = 60
     networks: tuple[tuple[str, int], ...] = (
-        ("random", 20),
-        ("random", 50),
-        ("random", 200),
+        ("uniform", 20),
+        ("uniform", 50),
+        ("uniform", 200),
         ("station", 20),
         ("station", 50),
         ("station", 200),
@@ -88,7 +88,7 @@ class BenchConfig:
 
 
 FULL = BenchConfig()
-QUICK = dataclasses.replace(FULL, n_times=6, networks=(("random", 50),))
+QUICK = dataclasses.replace(FULL, n_times=6, networks=(("uniform", 50),))
 
 
 # --------------------------------------------------------------------------------------
@@ -140,24 +140,24 @@ def load_prior(kind: str, model_dir: pathlib.Path, train: xr.DataArray | None):
 
 
 def network_locations(grid: Grid, kind: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed observation locations ``(lat, lon)`` of a network (degrees)."""
-    if kind == "random":
-        rng = np.random.default_rng(seed)
-        return rng.uniform(grid.lat[0], grid.lat[-1], n), rng.uniform(grid.lon[0], grid.lon[-1], n)
-    if kind == "station":
-        from bayesda.obs import pseudo_obs
+    """Fixed locations ``(lat, lon)`` (degrees) of a "uniform" or "station" network.
 
-        df = pseudo_obs(grid.template(), n, kind="station", sigma=1.0, seed=seed)
-        return df["lat"].to_numpy(), df["lon"].to_numpy()
-    raise ValueError(f"unknown network kind {kind!r}; expected 'random' or 'station'")
+    Drawn once per network by :func:`bayesda.obs.pseudo_obs` (uniform over the area, or
+    clustered and denser over land) and kept for every time, as a real network would be.
+    """
+    from bayesda.obs import pseudo_obs
+
+    if kind not in NETWORK_KINDS:
+        raise ValueError(f"unknown network kind {kind!r}; expected one of {NETWORK_KINDS}")
+    df = pseudo_obs(grid.template(), n, network=kind, sigma=1.0, seed=seed)
+    return df["lat"].to_numpy(), df["lon"].to_numpy()
 
 
-def observe(truth: xr.DataArray, lat, lon, sigma: float, rng: np.random.Generator) -> pd.DataFrame:
-    """Observations ``H truth + e``, ``e ~ N(0, sigma^2)``, as the shared DataFrame."""
-    grid = Grid.from_xarray(truth)
-    hx = interpolate(truth.values.astype(np.float64), bilinear_stencil(grid, lat, lon))
-    value = hx + sigma * rng.standard_normal(hx.shape)
-    return pd.DataFrame({"lat": lat, "lon": lon, "value": value, "sigma": np.full(len(lat), sigma)})
+def observe(truth: xr.DataArray, lat, lon, sigma: float, seed: int) -> pd.DataFrame:
+    """Observations ``H truth + e``, ``e ~ N(0, sigma^2)`` at fixed locations."""
+    from bayesda.obs import pseudo_obs
+
+    return pseudo_obs(truth, lat=lat, lon=lon, sigma=sigma, seed=seed)
 
 
 def held_out_times(test: xr.DataArray, n: int) -> np.ndarray:
@@ -467,7 +467,7 @@ def run(
             truth = test.isel(time=ti)
             t = truth["time"].values
             truth = truth.drop_vars("time")
-            obs = observe(truth, lat, lon, cfg.sigma, np.random.default_rng([cfg.seed, k, i]))
+            obs = observe(truth, lat, lon, cfg.sigma, seed=cfg.seed * 1_000_003 + 1000 * k + i)
             for method, fn in methods.items():
                 t0 = _time.perf_counter()
                 post = fn(obs, t, cfg.seed + i)
@@ -523,8 +523,17 @@ def run(
         .drop(columns="time")
     )
     summary = pd.concat([aggregate(per_time), walls_df], ignore_index=True)
+    order = {
+        "region": ["unobserved", "all"],
+        "network": [f"{k}-{n}" for k, n in cfg.networks],
+        "method": list(cfg.methods),
+    }
     summary = summary.sort_values(
-        ["region", "network", "method", "metric"], kind="stable"
+        ["region", "network", "method", "metric"],
+        key=lambda col: (
+            col.map({v: i for i, v in enumerate(order[col.name])}) if col.name in order else col
+        ),
+        kind="stable",
     ).reset_index(drop=True)
 
     total = _time.perf_counter() - t_total
@@ -551,7 +560,7 @@ def run(
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "--quick", action="store_true", help="6 times, one network (random-50): a few minutes"
+        "--quick", action="store_true", help="6 times, one network (uniform-50): a few minutes"
     )
     p.add_argument(
         "--prior",
@@ -562,7 +571,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model-dir", type=pathlib.Path, default=ROOT / "models" / "ncep-air")
     p.add_argument("--methods", nargs="+", choices=METHODS, help="subset of methods")
     p.add_argument("--n-times", type=int, help="override the number of held-out times")
-    p.add_argument("--networks", nargs="+", help="override networks, e.g. random-50 station-200")
+    p.add_argument("--networks", nargs="+", help="override networks, e.g. uniform-50 station-200")
     p.add_argument("--warmup", type=int)
     p.add_argument("--draws", type=int)
     p.add_argument("--seed", type=int)
@@ -582,8 +591,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         nets = []
         for item in args.networks:
             kind, _, n = item.partition("-")
-            if kind not in ("random", "station") or not n.isdigit():
-                raise SystemExit(f"bad network {item!r}; expected e.g. random-50 or station-200")
+            if kind not in NETWORK_KINDS or not n.isdigit():
+                raise SystemExit(f"bad network {item!r}; expected e.g. uniform-50 or station-200")
             nets.append((kind, int(n)))
         changes["networks"] = tuple(nets)
     for name in ("warmup", "draws", "seed"):

@@ -391,7 +391,7 @@ def coverage(
     lv, scalar = _levels(level)
     ens = as_ensemble(ensemble)
     q = np.concatenate([(1 - lv) / 2, (1 + lv) / 2])
-    bounds = ens.quantile(q, dim=SAMPLE_DIM).drop_vars("quantile")
+    bounds = ens.quantile(q, dim=SAMPLE_DIM, skipna=False).drop_vars("quantile")
     lo = bounds.isel(quantile=slice(0, lv.size)).rename(quantile=LEVEL_DIM)
     hi = bounds.isel(quantile=slice(lv.size, None)).rename(quantile=LEVEL_DIM)
     inside = ((truth >= lo) & (truth <= hi)).astype(np.float64).assign_coords({LEVEL_DIM: lv})
@@ -533,23 +533,27 @@ def verify(
     ens = as_ensemble(posterior)
     point = _point(posterior)
     regions = {"unobserved": ~observed, "all": None}
+    # Pointwise fields once (the sort and quantiles are the costly part), then one
+    # weighted mean per region.
+    crps_pt = crps_ensemble(ens, truth, dims=())
+    inside = coverage(ens, truth, list(levels), dims=())
     rows = []
     for mask in regions.values():
         ss = spread_skill(ens, truth, mask=mask)
         scores = {
             "rmse": rmse(point, truth, mask=mask),
             "bias": bias(point, truth, mask=mask),
-            "crps": crps_ensemble(ens, truth, mask=mask),
+            "crps": spatial_mean(crps_pt, mask=mask).assign_attrs(crps_pt.attrs),
             "spread": ss["spread"],
             "spread_skill": ss["ratio"],
         }
-        cov = coverage(ens, truth, list(levels), mask=mask)
+        cov = spatial_mean(inside, mask=mask)
         for lv in levels:
             name = f"coverage_{round(100 * lv):d}"
             scores[name] = (
                 cov.sel({LEVEL_DIM: lv})
                 .drop_vars(LEVEL_DIM)
-                .assign_attrs(long_name=f"{round(100 * lv)}% central interval coverage")
+                .assign_attrs(units="1", long_name=f"{round(100 * lv)}% central interval coverage")
             )
         rows.append(xr.Dataset(scores))
     out = xr.concat(rows, dim="region").assign_coords(region=np.array(list(regions), dtype=str))
