@@ -17,7 +17,6 @@ other; a jitter still keeps the matrix numerically positive definite on small gr
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
@@ -65,7 +64,6 @@ def correlation(dist_km: np.ndarray, length_scale_km: float, kind: str = "matern
     raise ValueError(f"kind={kind!r}; expected one of {KINDS}")
 
 
-@dataclass(frozen=True, eq=False)
 class GaussianRandomField:
     """A zero-mean Gaussian random field on a grid, with more variance over land.
 
@@ -73,45 +71,74 @@ class GaussianRandomField:
     correlation of :func:`correlation` and the SD map
     ``s = sd * (1 + (land_sea_ratio - 1) * land_fraction)``: ``sd`` over sea,
     ``land_sea_ratio * sd`` over land (:func:`bayesda.landmask.land_fraction`; not
-    computed when the ratio is 1).
+    computed when the ratio is 1). Immutable; ``cov`` and its Cholesky factor are computed
+    on first use and cached.
 
-    Attributes:
+    Args:
       grid: the grid.
-      length_scale_km: correlation length scale, km.
-      sd: standard deviation over sea, K.
+      length_scale_km: correlation length scale, km, > 0.
+      sd: standard deviation over sea, K, > 0.
       land_sea_ratio: SD over land divided by SD over sea, > 0.
       kind: ``"matern32"`` or ``"sqexp"``.
       distance: ``"chordal"`` (default, positive definite on the sphere) or
         ``"great_circle"``.
     """
 
-    grid: Grid
-    length_scale_km: float = 1000.0
-    sd: float = 1.0
-    land_sea_ratio: float = 2.0
-    kind: str = "matern32"
-    distance: str = "chordal"
+    def __init__(self, grid: Grid, *, length_scale_km: float = 1000.0, sd: float = 1.0,
+                 land_sea_ratio: float = 2.0, kind: str = "matern32",
+                 distance: str = "chordal"):
+        if not length_scale_km > 0:
+            raise ValueError(f"{length_scale_km=} must be > 0")
+        if not sd > 0:
+            raise ValueError(f"{sd=} must be > 0")
+        if not land_sea_ratio > 0:
+            raise ValueError(f"{land_sea_ratio=} must be > 0")
+        if kind not in KINDS:
+            raise ValueError(f"kind={kind!r}; expected one of {KINDS}")
+        if distance not in DISTANCES:
+            raise ValueError(f"distance={distance!r}; expected one of {DISTANCES}")
+        self._grid = grid
+        self._params = {"length_scale_km": float(length_scale_km), "sd": float(sd),
+                        "land_sea_ratio": float(land_sea_ratio), "kind": kind,
+                        "distance": distance}
 
-    def __post_init__(self):
-        if not self.length_scale_km > 0:
-            raise ValueError(f"length_scale_km={self.length_scale_km} must be > 0")
-        if not self.sd > 0:
-            raise ValueError(f"sd={self.sd} must be > 0")
-        if not self.land_sea_ratio > 0:
-            raise ValueError(f"land_sea_ratio={self.land_sea_ratio} must be > 0")
-        if self.kind not in KINDS:
-            raise ValueError(f"kind={self.kind!r}; expected one of {KINDS}")
-        if self.distance not in DISTANCES:
-            raise ValueError(f"distance={self.distance!r}; expected one of {DISTANCES}")
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
+        return f"GaussianRandomField(grid={self._grid.shape}, {args})"
+
+    @property
+    def grid(self) -> Grid:
+        return self._grid
+
+    @property
+    def params(self) -> dict:
+        """The constructor's parameters (``sd`` is the scalar sea SD)."""
+        return dict(self._params)
+
+    @property
+    def length_scale_km(self) -> float:
+        return self._params["length_scale_km"]
+
+    @property
+    def kind(self) -> str:
+        return self._params["kind"]
+
+    @property
+    def land_sea_ratio(self) -> float:
+        return self._params["land_sea_ratio"]
 
     @functools.cached_property
-    def sd_map(self) -> np.ndarray:
-        """``[nlat, nlon]`` standard deviation of the field (without jitter), K."""
-        if self.land_sea_ratio == 1.0:
-            return np.full(self.grid.shape, float(self.sd))
-        from bayesda.landmask import land_fraction
+    def sd(self) -> np.ndarray:
+        """``[nlat, nlon]`` standard deviation map of the field (without jitter), K."""
+        sea, ratio = self._params["sd"], self._params["land_sea_ratio"]
+        if ratio == 1.0:
+            out = np.full(self.grid.shape, sea)
+        else:
+            from bayesda.landmask import land_fraction
 
-        return self.sd * (1.0 + (self.land_sea_ratio - 1.0) * land_fraction(self.grid))
+            out = sea * (1.0 + (ratio - 1.0) * land_fraction(self.grid))
+        out.setflags(write=False)
+        return out
 
     @property
     def npix(self) -> int:
@@ -120,9 +147,9 @@ class GaussianRandomField:
     @functools.cached_property
     def cov(self) -> np.ndarray:
         """``[npix, npix]`` float64 covariance over (lat, lon) raveled in C order, K^2."""
-        s = self.sd_map.ravel()
-        rho = correlation(pairwise_distance_km(self.grid, self.distance), self.length_scale_km,
-                          self.kind)
+        s = self.sd.ravel()
+        dist = pairwise_distance_km(self.grid, self._params["distance"])
+        rho = correlation(dist, self.length_scale_km, self.kind)
         c = s[:, None] * s[None, :] * rho
         c[np.diag_indices_from(c)] += JITTER * float(np.max(s) ** 2)
         c.setflags(write=False)
@@ -162,9 +189,7 @@ class GaussianRandomField:
         return xr.DataArray(
             x, dims=(dim, "lat", "lon"), coords={**lead, **self.grid.coords()}, name="anomaly",
             attrs={"units": "K", "long_name": "synthetic temperature anomaly",
-                   "kind": self.kind, "length_scale_km": self.length_scale_km,
-                   "sd": self.sd, "land_sea_ratio": self.land_sea_ratio,
-                   "distance": self.distance},
+                   **{f"grf_{k}": v for k, v in self._params.items()}},
         )
 
 

@@ -46,10 +46,10 @@ def test_cov_properties(global_grid):
 def test_land_sea_sd(small_grid):
     ocean = Grid(lat=np.linspace(-40.0, -30.0, 3), lon=np.linspace(-140.0, -130.0, 3))
     grf = GaussianRandomField(ocean, sd=1.0, land_sea_ratio=3.0)
-    np.testing.assert_allclose(grf.sd_map, 1.0)  # South Pacific: all sea
+    np.testing.assert_allclose(grf.sd, 1.0)  # South Pacific: all sea
     land = GaussianRandomField(small_grid, sd=1.0, land_sea_ratio=3.0)
-    assert land.sd_map.max() == pytest.approx(3.0)  # interior of North America
-    np.testing.assert_allclose(np.sqrt(np.diag(land.cov)), land.sd_map.ravel(), rtol=1e-6)
+    assert land.sd.max() == pytest.approx(3.0)  # interior of North America
+    np.testing.assert_allclose(np.sqrt(np.diag(land.cov)), land.sd.ravel(), rtol=1e-6)
 
 
 def test_distances_and_correlation(global_grid):
