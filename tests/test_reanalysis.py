@@ -1,0 +1,81 @@
+"""Reanalysis mode: every time lands in the zarr store exactly once, runs resume, settings guard."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from _assim_synthetic import make_linear_prior, make_obs
+
+from bayesda import store
+from bayesda.reanalysis import ReanalysisSettings, analysis_times, reanalyse, time_seed
+
+TIMES = pd.date_range("2014-01-01", periods=3, freq="6h")
+FAST = ReanalysisSettings(num_chains=2, num_warmup=100, num_samples=100, keep_samples=3)
+
+
+def _multi_time_obs(grid, n=6):
+    frames = []
+    for k, t in enumerate(TIMES):
+        df = make_obs(grid, n + k, seed=10 + k)
+        df["time"] = t
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return make_linear_prior(latent_dim=3)
+
+
+def test_time_seed_depends_on_time_not_order():
+    a, b = time_seed(0, TIMES[0]), time_seed(0, TIMES[1])
+    assert a != b
+    assert a == time_seed(0, np.datetime64(TIMES[0]))
+    assert time_seed(1, TIMES[0]) != a
+
+
+def test_analysis_times_range_and_errors():
+    obs = pd.DataFrame({"time": TIMES.repeat(2), "lat": 0.0, "lon": 0.0, "value": 0.0, "sigma": 1.0})
+    assert analysis_times(obs).size == 3
+    assert analysis_times(obs, start="2014-01-01T06", end="2014-01-01T06").size == 1
+    with pytest.raises(ValueError, match="no observation times"):
+        analysis_times(obs, start="2015-01-01")
+    with pytest.raises(ValueError, match="'time' column"):
+        analysis_times(obs.drop(columns="time"))
+
+
+def test_reanalyse_in_process_and_resume(prior, tmp_path):
+    obs = _multi_time_obs(prior.grid)
+    out = tmp_path / "r.zarr"
+    reanalyse(prior, obs, out, settings=FAST, progress=False)
+    ds = xr.open_zarr(out, consolidated=False).load()
+    assert ds["done"].all()
+    np.testing.assert_array_equal(ds["time"].values, TIMES.values)
+    assert np.isfinite(ds["mean"]).all() and (ds["sd"] > 0).all()
+    assert ds["samples"].shape == (3, 3, *prior.grid.shape)
+    np.testing.assert_array_equal(ds["n_obs"].values, [6, 7, 8])
+    assert set(np.unique(ds["verdict"].values)) <= {0, 1, 2}
+    # Resume after "losing" the middle time: only it is redone, to the same values.
+    before = ds["mean"].values.copy()
+    xr.Dataset({"done": ("time", np.array([False]))}).to_zarr(out, region={"time": slice(1, 2)},
+                                                              consolidated=False)
+    assert store.pending(out).tolist() == [1]
+    reanalyse(prior, obs, out, settings=FAST, progress=False)
+    again = xr.open_zarr(out, consolidated=False).load()
+    assert again["done"].all()
+    np.testing.assert_allclose(again["mean"].values, before, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_with_other_settings_is_refused(prior, tmp_path):
+    obs = _multi_time_obs(prior.grid)
+    out = tmp_path / "r.zarr"
+    quick = ReanalysisSettings(method="laplace", num_chains=1, num_samples=50)
+    reanalyse(prior, obs, out, settings=quick, progress=False)
+    with pytest.raises(store.StoreMismatchError, match="other settings"):
+        reanalyse(prior, obs, out, settings=ReanalysisSettings(method="laplace", seed=1,
+                                                                num_chains=1, num_samples=50),
+                  progress=False)
+    with pytest.raises(store.StoreMismatchError, match="times"):
+        reanalyse(prior, obs, out, end=TIMES[1], settings=quick, progress=False)
