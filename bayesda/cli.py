@@ -13,6 +13,8 @@ import sys
 
 _COMMAND_MODULES = [
     "bayesda.commands.data",
+    "bayesda.commands.assim",
+    "bayesda.commands.reanalyse",
 ]
 
 
