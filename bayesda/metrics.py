@@ -124,6 +124,20 @@ def _as_mask(mask, like: xr.DataArray) -> xr.DataArray | None:
         )
     if mask.dtype != bool:
         raise ValueError(f"mask must be boolean, got dtype {mask.dtype}")
+    for d in SPATIAL_DIMS:
+        # xarray would silently intersect mismatched coordinates; refuse instead.
+        if (
+            d in mask.coords
+            and d in like.coords
+            and not (
+                mask.sizes[d] == like.sizes[d]
+                and np.allclose(mask[d].values, like[d].values, atol=1e-6)
+            )
+        ):
+            raise ValueError(
+                f"mask {d} coordinates differ from the field's "
+                f"({mask.sizes[d]} vs {like.sizes[d]} values)"
+            )
     if not bool(mask.any()):
         raise ValueError("mask selects no grid points")
     return mask

@@ -120,6 +120,9 @@ def test_mask_errors():
         M.rmse(truth, truth, mask=np.zeros(grid.shape, bool))
     with pytest.raises(ValueError, match="must be boolean"):
         M.rmse(truth, truth, mask=np.ones(grid.shape))
+    other = make_grid(nlat=4, nlon=6).template().astype(bool)
+    with pytest.raises(ValueError, match="mask lon coordinates differ"):
+        M.rmse(truth, truth, mask=other)
 
 
 # --- CRPS ----------------------------------------------------------------------------
