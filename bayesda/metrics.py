@@ -390,7 +390,11 @@ def coverage(
     the coverage is the area-weighted fraction of points whose truth lies inside (edges
     included). A calibrated forecast covers ``level`` in expectation; with ``n``
     independent points the binomial standard error is ``sqrt(level (1 - level) / n)``
-    (spatially correlated errors make the effective ``n`` smaller).
+    (spatially correlated errors make the effective ``n`` smaller). Small ensembles
+    under-cover even when calibrated: with ``m`` exchangeable members the truth falls
+    between order statistics ``k`` and ``m + 1 - k`` with probability
+    ``(m + 1 - 2k) / (m + 1)``, so e.g. 10 members cannot show 90% coverage reliably;
+    prefer :func:`rank_histogram` for them.
 
     Args:
       ensemble: members, or a posterior Dataset.

@@ -230,6 +230,15 @@ def test_coverage_is_nominal_for_calibrated_ensemble(level):
     assert abs(float(M.coverage_gaussian(mu, sd, truth, level)) - level) < 4 * se
 
 
+def test_coverage_of_small_calibrated_ensemble_follows_order_statistics():
+    # m = 10, numpy's linear quantiles: q05 sits at order statistic 1.45, q95 at 9.55 (1-based)
+    # and a calibrated truth's rank is uniform, so coverage = (9.55 - 1.45) / 11.
+    grid, mu, sd, truth, ens = calibrated_case(m=10, seed=13, nlat=40, nlon=80)
+    expected = (9.55 - 1.45) / 11
+    se = np.sqrt(expected * (1 - expected) / n_eff(grid))
+    assert abs(float(M.coverage(ens, truth, 0.9)) - expected) < 4 * se
+
+
 def test_coverage_levels_dim_and_monotone():
     grid, mu, sd, truth, ens = calibrated_case(m=200, seed=8)
     lv = [0.1, 0.5, 0.9]
