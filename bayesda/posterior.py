@@ -207,12 +207,22 @@ def posterior_dataset(
         "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "field": "decoder output plus representation error conditioned on the observations "
         "(Matheron's rule)",
-        **{
-            f"sampler_{k}": (v if isinstance(v, int | float | str) else str(v))
-            for k, v in settings.items()
-        },
+        **{f"sampler_{k}": _attr_value(v) for k, v in settings.items()},
     }
     return ds
+
+
+def _attr_value(v):
+    """netCDF attributes take numbers and strings; booleans become 0/1, the rest str."""
+    if isinstance(v, bool | np.bool_):
+        return int(v)
+    return v if isinstance(v, int | float | str) else str(v)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
@@ -223,6 +233,7 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         ds.to_netcdf(tmp, engine="netcdf4")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

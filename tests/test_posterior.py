@@ -62,7 +62,7 @@ class _FakeAssimilation:
         self.obs = _Obs()
         self.obs.n = n
         self.time = np.datetime64("2014-01-07T12")
-        self.settings = {"method": "nuts", "num_chains": 2}
+        self.settings = {"method": "nuts", "num_chains": 2, "infer_sigma": False, "x": None}
 
 
 class _Clim:
@@ -74,6 +74,7 @@ class _Clim:
 
 
 def test_posterior_dataset_round_trips_through_netcdf(tmp_path):
+    """Settings of every type (bool included) survive as netCDF attributes."""
     prior = make_linear_prior()
     a = _FakeAssimilation(prior, 5)
     ds = posterior_dataset(a, prior, thresholds=(0.0, 1.0), climatology=_Clim(prior.grid.shape))
