@@ -1,0 +1,171 @@
+"""Tests for safe checkpoints (bayesda.checkpoint): round trip and refusal of bad files."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayesda.checkpoint import (
+    CheckpointError,
+    flatten_params,
+    load_model,
+    read_card,
+    save_model,
+    unflatten_params,
+    update_card,
+)
+from bayesda.grid import Grid
+from bayesda.representation import RepresentationError
+from bayesda.vae import VAE, Decoder, VAEConfig
+
+CONFIG = VAEConfig(nlat=5, nlon=7, latent_dim=3, channels=(4,))
+GRID = Grid(lat=np.linspace(40.0, 50.0, 5), lon=np.linspace(-10.0, 2.0, 7))
+
+
+def make_params(seed=0):
+    x = jnp.zeros((1, CONFIG.nlat, CONFIG.nlon))
+    return jax.device_get(VAE(CONFIG).init(jax.random.key(seed), x, jax.random.key(1))["params"])
+
+
+@pytest.fixture
+def saved(tmp_path):
+    rng = np.random.default_rng(0)
+    params = make_params()
+    mean = rng.normal(size=GRID.shape).astype(np.float32)
+    sd = rng.uniform(0.5, 2.0, size=GRID.shape).astype(np.float32)
+    rep = RepresentationError(
+        rng.normal(size=(2, *GRID.shape)).astype(np.float32),
+        rng.uniform(0.1, 0.2, size=GRID.shape).astype(np.float32),
+    )
+    path = save_model(
+        tmp_path / "m",
+        params=params,
+        config=CONFIG,
+        grid=GRID,
+        norm_mean=mean,
+        norm_sd=sd,
+        repr_error=rep,
+        card={"metrics": {"x": 1.0}},
+        model_card="# card\n",
+    )
+    return path, params, mean, sd, rep
+
+
+def test_round_trip_gives_identical_decoder(saved):
+    path, params, mean, sd, rep = saved
+    prior = load_model(path)
+    z = jax.random.normal(jax.random.key(0), (4, CONFIG.latent_dim))
+    want = Decoder(CONFIG).apply({"params": params["decoder"]}, z) * sd + mean
+    # jit fuses differently from eager apply: equal to float32 rounding
+    np.testing.assert_allclose(np.asarray(prior.decode(z)), np.asarray(want), rtol=1e-5, atol=1e-5)
+    with np.load(path / "params.npz", allow_pickle=False) as stored:
+        for key, value in flatten_params(params).items():
+            np.testing.assert_array_equal(stored[key], value)  # bit-exact parameters
+    np.testing.assert_array_equal(
+        np.asarray(load_model(path).decode(z)), np.asarray(prior.decode(z))
+    )
+    assert prior.latent_dim == 3 and prior.grid == GRID and prior.name == "m"
+    np.testing.assert_array_equal(prior.repr_error.factor, rep.factor)
+    np.testing.assert_array_equal(prior.repr_error.diag_var, rep.diag_var)
+    assert prior.card["metrics"] == {"x": 1.0} and prior.card["vae_config"]["latent_dim"] == 3
+    assert set(prior.card["files"]) == {"params.npz", "norm.npz", "repr_error.npz", "MODEL_CARD.md"}
+    mu, logvar = prior.encode(prior.decode(z))
+    assert mu.shape == logvar.shape == (4, 3)
+    # decode composes with jax transformations
+    g = jax.grad(lambda z: jnp.sum(prior.decode(z) ** 2))(z[0])
+    assert g.shape == (3,) and np.all(np.isfinite(np.asarray(g)))
+
+
+def test_flatten_unflatten_round_trip():
+    params = make_params()
+    flat = flatten_params(params)
+    assert "decoder/linear/kernel" in flat
+    back = unflatten_params(flat)
+    assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(params)
+
+
+def test_tampered_params_refused(saved):
+    path = saved[0]
+    data = bytearray((path / "params.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (path / "params.npz").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_model(path)
+
+
+def test_truncated_file_refused(saved):
+    path = saved[0]
+    data = (path / "repr_error.npz").read_bytes()
+    (path / "repr_error.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or altered"):
+        load_model(path)
+    # without hash checks the reader itself still refuses the broken archive
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_model(path, verify=False)
+
+
+def test_missing_checkpoint_and_missing_file_refused(saved, tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no model.json"):
+        load_model(tmp_path / "empty")
+    path = saved[0]
+    (path / "norm.npz").unlink()
+    with pytest.raises(CheckpointError, match="'norm.npz'.*missing"):
+        load_model(path)
+
+
+def test_config_mismatch_refused(saved):
+    path = saved[0]
+    card = json.loads((path / "model.json").read_text())
+    card["vae_config"]["latent_dim"] = 5
+    (path / "model.json").write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="shape"):
+        load_model(path)
+
+
+def test_object_arrays_never_unpickled(saved):
+    path = saved[0]
+    flat = flatten_params(saved[1])
+    flat["decoder/linear/kernel"] = np.array([{"evil": 1}], dtype=object)
+    np.savez(path / "params.npz", **flat)
+    update_card_hashes_by_hand(path)
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_model(path)
+
+
+def update_card_hashes_by_hand(path):
+    import hashlib
+
+    card = json.loads((path / "model.json").read_text())
+    card["files"]["params.npz"] = hashlib.sha256((path / "params.npz").read_bytes()).hexdigest()
+    (path / "model.json").write_text(json.dumps(card))
+
+
+def test_save_refuses_overwrite_and_bad_shapes(saved, tmp_path):
+    path, params, mean, sd, rep = saved
+    kwargs = dict(
+        params=params, config=CONFIG, grid=GRID, norm_mean=mean, norm_sd=sd, repr_error=rep
+    )
+    with pytest.raises(FileExistsError):
+        save_model(path, **kwargs)
+    with pytest.raises(ValueError, match="norm_sd"):
+        save_model(tmp_path / "b", **{**kwargs, "norm_sd": sd[:-1]})
+    with pytest.raises(CheckpointError, match="missing"):
+        save_model(tmp_path / "c", **{**kwargs, "params": {"decoder": params["decoder"]}})
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+    assert not list(tmp_path.glob(".*.tmp"))  # no half-written temp dirs left behind
+
+
+def test_update_card_rehashes(saved):
+    path = saved[0]
+    before = (path / "params.npz").read_bytes()
+    update_card(path, card={"metrics": {"x": 2.0}}, model_card="# new\n")
+    card = read_card(path)
+    assert card["metrics"] == {"x": 2.0}
+    assert (path / "MODEL_CARD.md").read_text() == "# new\n"
+    assert (path / "params.npz").read_bytes() == before
+    load_model(path)
