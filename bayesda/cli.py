@@ -15,6 +15,7 @@ _COMMAND_MODULES = [
     "bayesda.commands.data",
     "bayesda.commands.assim",
     "bayesda.commands.reanalyse",
+    "bayesda.commands.train",
 ]
 
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from bayesda.vae import VAE, VAEConfig, kl_divergence
 
-__all__ = ["TrainConfig", "TrainResult", "fit", "loss_terms", "normalisation"]
+__all__ = ["TrainConfig", "TrainResult", "fit", "loss_terms", "normalisation", "pca_init"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -46,6 +46,9 @@ class TrainConfig:
       patience: stop when the validation loss has not improved for this many epochs.
       grad_clip: global-norm gradient clipping.
       seed: seeds initialisation, shuffling and the reparameterisation noise.
+      pca_init: start the linear paths at the probabilistic-PCA solution of the training
+        fields and the conv paths at zero output (see :func:`pca_init`); needs
+        ``VAEConfig.linear_path``.
     """
 
     epochs: int = 300
@@ -56,6 +59,7 @@ class TrainConfig:
     patience: int = 30
     grad_clip: float = 10.0
     seed: int = 0
+    pca_init: bool = True
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience"):
@@ -104,6 +108,54 @@ def normalisation(anomalies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         i, j = np.argwhere(bad)[0]
         raise ValueError(f"training SD is {sd[i, j]} at pixel (lat={i}, lon={j}); cannot normalise")
     return mean.astype(np.float32), sd.astype(np.float32)
+
+
+def pca_init(params, x: np.ndarray, config: VAEConfig, beta: float = 1.0):
+    """Set the linear paths to probabilistic PCA (Tipping & Bishop 1999) of ``x``.
+
+    With ``x`` ``[n, nlat, nlon]`` normalised fields, eigen-decomposition of their sample
+    covariance gives eigenvalues ``l_k`` and patterns ``v_k``; PPCA with ``d`` latents has
+    noise variance ``s2 = mean(l_k, k > d)``. Maximising the ELBO with KL weight ``beta``
+    gives (as for PPCA, with ``s2`` replaced by ``b = beta * s2``) the decoder
+    ``x = mu + sum_k sqrt(l_k - b) v_k z_k`` and posterior
+    ``z_k | x ~ N(sqrt(l_k - b) v_k.(x - mu) / l_k, b / l_k)``. The
+    decoder's conv output layer and the encoder's dense output start at zero, so the
+    initial VAE *is* that PPCA and training only has to learn what is nonlinear.
+
+    Returns:
+      A new parameter tree (the input is not modified).
+
+    Raises:
+      ValueError: ``config.linear_path`` is False or ``n <= latent_dim``.
+    """
+    if not config.linear_path:
+        raise ValueError("pca_init needs VAEConfig.linear_path=True")
+    d = config.latent_dim
+    flat = np.asarray(x, np.float64).reshape(x.shape[0], -1)
+    if flat.shape[0] <= d:
+        raise ValueError(f"pca_init needs more fields than latent_dim={d}, got {flat.shape[0]}")
+    mu = flat.mean(axis=0)
+    _, s, vt = np.linalg.svd(flat - mu, full_matrices=False)
+    lam = s**2 / flat.shape[0]
+    s2 = float(max(lam[d:].mean() if lam.size > d else 0.0, 1e-6))
+    b = beta * s2
+    lam_d = np.maximum(lam[:d], b * (1 + 1e-6) + 1e-12)
+    scale = np.sqrt(lam_d - b)
+    params = jax.tree_util.tree_map(np.array, jax.device_get(params))
+    dec, enc = params["decoder"], params["encoder"]
+    dec["linear"]["kernel"] = (scale[:, None] * vt[:d]).astype(np.float32)
+    dec["linear"]["bias"] = mu.astype(np.float32)
+    dec["conv_out"]["kernel"] = np.zeros_like(dec["conv_out"]["kernel"])
+    dec["conv_out"]["bias"] = np.zeros_like(dec["conv_out"]["bias"])
+    k_mean = vt[:d].T * (scale / lam_d)[None, :]  # [npix, d]
+    enc["linear"]["kernel"] = np.concatenate([k_mean, np.zeros_like(k_mean)], 1).astype(np.float32)
+    enc["linear"]["bias"] = np.concatenate(
+        [-(mu @ k_mean), np.log(np.maximum(b, 1e-12) / lam_d)]
+    ).astype(np.float32)
+    enc["dense_out"]["kernel"] = np.zeros_like(enc["dense_out"]["kernel"])
+    enc["dense_out"]["bias"] = np.zeros_like(enc["dense_out"]["bias"])
+    params["log_noise_var"] = np.asarray(np.log(s2), np.float32)
+    return jax.tree_util.tree_map(jnp.asarray, params)
 
 
 def loss_terms(params, model: VAE, x: jax.Array, rng: jax.Array, beta: float):
@@ -167,6 +219,8 @@ def fit(
     key = jax.random.key(tc.seed)
     key, init_key, noise_key = jax.random.split(key, 3)
     params = model.init(init_key, jnp.asarray(x_train[:2]), noise_key)["params"]
+    if tc.pca_init:
+        params = pca_init(params, x_train, config, tc.beta)
     warmup = max(1, min(tc.warmup_epochs, tc.epochs - 1) * steps)
     schedule = optax.warmup_cosine_decay_schedule(
         0.0,

@@ -58,7 +58,7 @@ class VAEConfig:
     nlat: int
     nlon: int
     latent_dim: int = 32
-    channels: tuple[int, ...] = (32, 32)
+    channels: tuple[int, ...] = (16, 16)
     periodic: bool = False
     linear_path: bool = True
     activation: str = "gelu"
@@ -87,7 +87,7 @@ class VAEConfig:
 
 
 #: Preset for the NCEP air-temperature grid (25 x 53, regional).
-NCEP_AIR = VAEConfig(nlat=25, nlon=53, latent_dim=32, channels=(32, 32), periodic=False)
+NCEP_AIR = VAEConfig(nlat=25, nlon=53, latent_dim=32, channels=(16, 16), periodic=False)
 
 
 def stage_shapes(nlat: int, nlon: int, n_stages: int) -> list[tuple[int, int]]:
