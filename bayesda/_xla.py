@@ -11,7 +11,8 @@ recompiles the same program (3-15 s each time). JAX's persistent compilation cac
 executables on the HLO, so the second run of the same shapes, in this process or a later
 one, loads the executable instead (measured: 5.1 s -> 0.6 s for a small model). The
 cache is capped at 1 GiB (JAX evicts the least recently used entries). We point it at
-``$BAYESDA_JAX_CACHE`` (default ``$XDG_CACHE_HOME/bayesda/jax`` or ``~/.cache/bayesda/jax``) unless the user configured JAX's cache already; set
+``$BAYESDA_JAX_CACHE`` (default ``$XDG_CACHE_HOME/bayesda/jax`` or
+``~/.cache/bayesda/jax``) unless the user configured JAX's cache already; set
 ``BAYESDA_JAX_CACHE=off`` to disable it.
 """
 
