@@ -372,7 +372,13 @@ def climatology_baseline(
 
 @functools.lru_cache(maxsize=8)
 def _restart_optimiser(
-    decode: Callable, n_restarts: int, lr: float, max_steps: int, patience: int, rel_tol: float
+    decode: Callable,
+    n_restarts: int,
+    lr: float,
+    max_steps: int,
+    patience: int,
+    rel_tol: float,
+    vectorize: bool,
 ):
     """A jitted ``(z0, idx, weight, y, sigma) -> (best_z, best_loss, steps)``, one per decoder."""
     opt = optax.adam(lr)
@@ -382,7 +388,13 @@ def _restart_optimiser(
         hx = (field.reshape(-1)[idx] * weight).sum(-1)
         return 0.5 * jnp.mean(jnp.square((hx - y) / sigma))
 
-    value_and_grad = jax.vmap(jax.value_and_grad(misfit), in_axes=(0, None, None, None, None))
+    one = jax.value_and_grad(misfit)
+    if vectorize:
+        value_and_grad = jax.vmap(one, in_axes=(0, None, None, None, None))
+    else:
+
+        def value_and_grad(z, idx, weight, y, sigma):
+            return jax.lax.map(lambda zi: one(zi, idx, weight, y, sigma), z)
 
     @jax.jit
     def run(z0, idx, weight, y, sigma):
@@ -424,6 +436,7 @@ def optimise_restarts(
     patience: int = 50,
     rel_tol: float = 1e-4,
     seed: int = 0,
+    vectorize: bool = False,
 ) -> xr.Dataset:
     """The original method: fit the latent to the observations from random starts.
 
@@ -431,9 +444,13 @@ def optimise_restarts(
     observation misfit alone, ``J(z) = 1/(2n) sum_k ((H g(z))_k - y_k)^2 / sigma_k^2``
     (no prior term, no representation error), keeping its lowest-``J`` iterate. A restart
     stalls when ``J`` has not fallen by a relative ``rel_tol`` for ``patience`` steps; all
-    stop when every restart has stalled or after ``max_steps``. The restarts run in
-    parallel (``vmap``) inside one jitted ``while_loop``, compiled once per decoder and
-    number of observations. The decoded best fields form the ensemble
+    stop when every restart has stalled or after ``max_steps``. All restarts advance
+    together inside one jitted ``while_loop``, compiled once per decoder and number of
+    observations. Within a step the restarts' gradients are computed one after another
+    (``lax.map``) by default: on a 2-core CPU with the NCEP convolutional decoder this
+    measured 14 ms per step for 10 restarts against 24 ms with ``vmap`` (batched
+    convolution gradients are slow on CPU); pass ``vectorize=True`` for ``vmap`` (the better
+    choice on an accelerator). The decoded best fields form the ensemble
     (``chain=1, draw=n_restarts``); their spread reflects only the optimiser's
     non-uniqueness, not posterior uncertainty.
 
@@ -446,6 +463,7 @@ def optimise_restarts(
       patience: steps without improvement after which a restart has stalled.
       rel_tol: relative decrease of ``J`` that counts as improvement.
       seed: seed of the starting points.
+      vectorize: batch the restarts with ``vmap`` instead of ``lax.map``.
 
     Returns:
       Posterior Dataset (sample ``mean``/``sd``/quantiles over the restarts);
@@ -458,7 +476,13 @@ def optimise_restarts(
     grid = prior.grid
     st, y, sigma = _obs_arrays(grid, obs)
     run = _restart_optimiser(
-        prior.decode, int(n_restarts), float(lr), int(max_steps), int(patience), float(rel_tol)
+        prior.decode,
+        int(n_restarts),
+        float(lr),
+        int(max_steps),
+        int(patience),
+        float(rel_tol),
+        bool(vectorize),
     )
     z0 = jax.random.normal(jax.random.PRNGKey(seed), (n_restarts, prior.latent_dim), jnp.float32)
     best_z, best_loss, steps = run(

@@ -212,7 +212,8 @@ def test_climatological_sd_is_rms_about_zero():
 # --- optimisation with restarts ------------------------------------------------------
 
 
-def test_optimise_restarts_recovers_latent_of_linear_prior():
+@pytest.mark.parametrize("vectorize", [False, True], ids=["map", "vmap"])
+def test_optimise_restarts_recovers_latent_of_linear_prior(vectorize):
     grid = make_grid()
     d = 4
     rng = np.random.default_rng(10)
@@ -230,7 +231,7 @@ def test_optimise_restarts_recovers_latent_of_linear_prior():
             "sigma": 0.5,
         }
     )
-    ds = B.optimise_restarts(prior, obs, n_restarts=10, max_steps=2000, seed=0)
+    ds = B.optimise_restarts(prior, obs, n_restarts=10, max_steps=2000, seed=0, vectorize=vectorize)
     check_format(ds, grid, 1, 10)
     assert ds.attrs["method"] == "optimise_restarts"
     assert ds.attrs["misfit_max"] < 1e-4
