@@ -10,7 +10,8 @@ Compilation cache: numpyro re-traces its chain runner on every ``MCMC.run`` and 
 recompiles the same program (3-15 s each time). JAX's persistent compilation cache keys
 executables on the HLO, so the second run of the same shapes, in this process or a later
 one, loads the executable instead (measured: 5.1 s -> 0.6 s for a small model). The
-cache is capped at 1 GiB (JAX evicts the least recently used entries). We point it at
+cache is not size-capped (JAX's cap needs the ``filelock`` package); it holds a few MB per
+model and may be deleted at any time. We point it at
 ``$BAYESDA_JAX_CACHE`` (default ``$XDG_CACHE_HOME/bayesda/jax`` or
 ``~/.cache/bayesda/jax``) unless the user configured JAX's cache already; set
 ``BAYESDA_JAX_CACHE=off`` to disable it.
@@ -49,4 +50,3 @@ def configure_compilation_cache() -> None:
     # them one by one (measured 12.6 s in a fresh process, 3.6 s with them cached).
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(1 << 30))
