@@ -18,10 +18,13 @@ nothing about whether the Gaussian approximation is right.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
-import arviz as az
+with warnings.catch_warnings():  # arviz announces its 1.0 refactor on import
+    warnings.simplefilter("ignore", FutureWarning)
+    import arviz as az
 import numpy as np
 import xarray as xr
 
@@ -235,7 +238,12 @@ def format_verdict(v: Verdict) -> str:
 
 
 def plot_sampler_diagnostics(idata, out, *, n_dims: int = 4) -> Path:
-    """Trace and rank plots for the first ``n_dims`` latent dimensions, saved to PNG."""
+    """Trace plots (``out``) and rank plots (``out`` with ``_rank`` before the suffix) for the
+    first ``n_dims`` latent dimensions (and ``sigma_scale`` when inferred), saved to PNG.
+
+    Returns:
+      The trace plot's path.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,12 +252,18 @@ def plot_sampler_diagnostics(idata, out, *, n_dims: int = 4) -> Path:
     out = Path(out)
     coords = {"latent": list(range(min(n_dims, idata.posterior.sizes["latent"])))}
     names = ["z"] + (["sigma_scale"] if "sigma_scale" in idata.posterior else [])
-    axes = az.plot_trace(
-        idata, var_names=names, coords=coords, kind="rank_bars", compact=False, show=False
-    )
+    axes = az.plot_trace(idata, var_names=names, coords=coords, compact=False, show=False)
     fig = np.ravel(axes)[0].figure
-    fig.suptitle("NUTS trace (left) and rank plots (right) of the first latent dimensions")
+    fig.suptitle(
+        "posterior density per chain (left) and trace (right) of the first latent dimensions"
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=90)
+    plt.close(fig)
+    axes = az.plot_rank(idata, var_names=names, coords=coords, show=False)
+    fig = np.ravel(axes)[0].figure
+    fig.suptitle("rank plots: uniform bars in every chain = chains agree")
+    fig.tight_layout()
+    fig.savefig(out.with_name(f"{out.stem}_rank{out.suffix}"), dpi=90)
     plt.close(fig)
     return out

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import functools
 import time as _time
+import warnings
 from typing import Any, NamedTuple
 
-import arviz as az
+with warnings.catch_warnings():  # arviz announces its 1.0 refactor on import
+    warnings.simplefilter("ignore", FutureWarning)
+    import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -56,6 +56,7 @@ def test_bad_run_fails_with_named_numbers(tmp_path):
     assert "verdict: FAIL" in format_verdict(v)
     out = plot_sampler_diagnostics(idata, tmp_path / "trace.png", n_dims=2)
     assert out.stat().st_size > 10_000
+    assert (tmp_path / "trace_rank.png").stat().st_size > 10_000
 
 
 def test_good_run_passes():

@@ -14,7 +14,8 @@ A run directory holds::
     RUN/obs.csv            the observations used (anomalies, K)
     RUN/diagnostics.json   the verdict and its numbers (bayesda.diagnostics.Verdict)
     RUN/maps.png           uncertainty maps (bayesda.plots.plot_posterior)
-    RUN/trace.png          trace and rank plots of the first latent dimensions (NUTS only)
+    RUN/trace.png          trace plots of the first latent dimensions (NUTS only)
+    RUN/trace_rank.png     rank plots of the same (NUTS only)
     RUN/run.json           settings, timings, gradient evaluations, provenance
     RUN/climatology_sd.nc  climatological anomaly SD at the analysis time (for the "fog")
     RUN/truth.nc           the true anomaly, when known (the demo)
@@ -288,10 +289,9 @@ def _require_run(run) -> Path:
 
 
 def cmd_diagnose(args) -> int:
-    import arviz as az
     import xarray as xr
 
-    from bayesda.diagnostics import diagnose, format_verdict
+    from bayesda.diagnostics import az, diagnose, format_verdict  # az: imported quietly there
 
     run = _require_run(args.run)
     idata = az.from_netcdf(str(run / "inference.nc"))
