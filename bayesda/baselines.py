@@ -378,6 +378,7 @@ def _restart_optimiser(
     max_steps: int,
     patience: int,
     rel_tol: float,
+    abs_tol: float,
     vectorize: bool,
 ):
     """A jitted ``(z0, idx, weight, y, sigma) -> (best_z, best_loss, steps)``, one per decoder."""
@@ -405,7 +406,11 @@ def _restart_optimiser(
         def body(state):
             step, z, opt_state, best_z, best_loss, since = state
             loss, grad = value_and_grad(z, idx, weight, y, sigma)
-            better = loss < best_loss * (1.0 - rel_tol)
+            # inf on the first step: any finite loss is an improvement
+            threshold = jnp.where(
+                jnp.isfinite(best_loss), best_loss * (1.0 - rel_tol) - abs_tol, jnp.inf
+            )
+            better = loss < threshold
             best_z = jnp.where(better[:, None], z, best_z)
             best_loss = jnp.where(better, loss, best_loss)
             since = jnp.where(better, 0, since + 1)
@@ -435,6 +440,7 @@ def optimise_restarts(
     max_steps: int = 1000,
     patience: int = 50,
     rel_tol: float = 1e-4,
+    abs_tol: float = 1e-3,
     seed: int = 0,
     vectorize: bool = False,
 ) -> xr.Dataset:
@@ -443,7 +449,9 @@ def optimise_restarts(
     Each restart starts at ``z0 ~ N(0, I)`` and runs Adam (Kingma & Ba 2015; optax) on the
     observation misfit alone, ``J(z) = 1/(2n) sum_k ((H g(z))_k - y_k)^2 / sigma_k^2``
     (no prior term, no representation error), keeping its lowest-``J`` iterate. A restart
-    stalls when ``J`` has not fallen by a relative ``rel_tol`` for ``patience`` steps; all
+    stalls when ``J`` has not fallen below ``J_best (1 - rel_tol) - abs_tol`` for
+    ``patience`` steps (the absolute part matters when few observations are over-fitted
+    and ``J -> 0``; ``J = 1/2`` is a fit at the noise level); all
     stop when every restart has stalled or after ``max_steps``. All restarts advance
     together inside one jitted ``while_loop``, compiled once per decoder and number of
     observations. Within a step the restarts' gradients are computed one after another
@@ -462,6 +470,7 @@ def optimise_restarts(
       max_steps: step limit.
       patience: steps without improvement after which a restart has stalled.
       rel_tol: relative decrease of ``J`` that counts as improvement.
+      abs_tol: absolute decrease of ``J`` that counts as improvement, on top of ``rel_tol``.
       seed: seed of the starting points.
       vectorize: batch the restarts with ``vmap`` instead of ``lax.map``.
 
@@ -482,6 +491,7 @@ def optimise_restarts(
         int(max_steps),
         int(patience),
         float(rel_tol),
+        float(abs_tol),
         bool(vectorize),
     )
     z0 = jax.random.normal(jax.random.PRNGKey(seed), (n_restarts, prior.latent_dim), jnp.float32)
