@@ -2,8 +2,8 @@
 
 1. Train (unless ``--skip-train``): the same as ::
 
-       bayesda train --data ncep-air --out models/ncep-air --latent-dim 32 --channels 16,16 \\
-           --beta 0.1 --epochs 40 --patience 8 --learning-rate 1e-3 --seed 0
+       bayesda train --data ncep-air --out models/ncep-air --latent-dim 64 --channels 16,16 \\
+           --beta 0.1 --epochs 30 --patience 8 --learning-rate 3e-4 --seed 0
 
 2. Evaluate on the held-out *test* split (never seen in training or early stopping):
    reconstruction RMSE ``decode(encode_mean(x)) - x`` (K) against PCA/EOF truncation with the
@@ -36,12 +36,12 @@ sys.path.insert(0, str(ROOT / "analysis"))
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(ROOT / "models" / "ncep-air"))
-    p.add_argument("--latent-dim", type=int, default=32)
+    p.add_argument("--latent-dim", type=int, default=64)
     p.add_argument("--channels", default="16,16")
     p.add_argument("--beta", type=float, default=0.1)
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--patience", type=int, default=8)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--learning-rate", type=float, default=3e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-train", action="store_true", help="evaluate an existing model")
     p.add_argument("--results", default=str(ROOT / "analysis" / "results" / "vae_ncep_air"))
@@ -184,10 +184,10 @@ def model_card_text(card: dict, m: dict) -> str:
         ("---", "---", "---"),
         (
             "reconstruction RMSE `decode(encode_mean(x)) - x`",
-            f"{m['test_recon_rmse_K']:.3f} K",
+            f"{m['test_recon_rmse_K']:.4f} K",
             f"<= PCA ({ok(m['test_recon_rmse_K'] <= m['test_pca_rmse_K'])})",
         ),
-        (f"PCA/EOF truncation, {m['pca_dims']} modes", f"{m['test_pca_rmse_K']:.3f} K", ""),
+        (f"PCA/EOF truncation, {m['pca_dims']} modes", f"{m['test_pca_rmse_K']:.4f} K", ""),
         (
             "per-pixel RMS (mean / min / max)",
             f"{px['mean']:.3f} / {px['min']:.3f} / {px['max']:.3f} K",
@@ -217,6 +217,16 @@ def model_card_text(card: dict, m: dict) -> str:
             "",
         ),
     ]
+    if tr["best_epoch"] == 0:
+        finding = (
+            "**Finding.** Training after the probabilistic-PCA start did not lower the "
+            "validation loss (best epoch 0): the conv path over-fits the 1856 fitting fields "
+            "within an epoch. The shipped decoder is in effect PPCA with a small conv "
+            "correction from the first epoch, so its reconstruction matches PCA of the same "
+            "dimension rather than beating it."
+        )
+    else:
+        finding = f"The conv path improved the validation loss until epoch {tr['best_epoch']}."
     table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
     return f"""# ncep-air: VAE prior for NCEP near-surface air temperature anomalies
 
@@ -238,6 +248,8 @@ probabilistic-PCA solution. {tr["epochs_run"]} epochs (best: epoch {tr["best_epo
 ## Numbers (held-out test split; `analysis/train_ncep.py`)
 
 {table}
+
+{finding}
 
 Representation error (`repr_error.npz`): rank-{card["repr_error"]["rank"]} + diagonal covariance of
 the validation residuals, mean marginal SD {card["repr_error"]["mean_sd_K"]:.3f} K. Use it in the

@@ -127,7 +127,12 @@ def _write_atomic(path: pathlib.Path, fill: Callable[[pathlib.Path], None], over
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a model is meant to be shared
         fill(tmp)
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~umask)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

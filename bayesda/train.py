@@ -46,20 +46,23 @@ class TrainConfig:
       patience: stop when the validation loss has not improved for this many epochs.
       grad_clip: global-norm gradient clipping.
       seed: seeds initialisation, shuffling and the reparameterisation noise.
+      freeze_linear: keep the linear paths fixed (at their PPCA start when ``pca_init``)
+        and train only the conv paths and the noise variance.
       pca_init: start the linear paths at the probabilistic-PCA solution of the training
         fields and the conv paths at zero output (see :func:`pca_init`); needs
         ``VAEConfig.linear_path``.
     """
 
-    epochs: int = 300
+    epochs: int = 30
     batch_size: int = 64
-    learning_rate: float = 2e-3
+    learning_rate: float = 3e-4
     warmup_epochs: int = 5
-    beta: float = 1.0
-    patience: int = 30
+    beta: float = 0.1
+    patience: int = 8
     grad_clip: float = 10.0
     seed: int = 0
     pca_init: bool = True
+    freeze_linear: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience"):
@@ -93,8 +96,15 @@ class TrainResult(NamedTuple):
     wall_time_s: float
 
 
-def normalisation(anomalies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel mean and SD (K) of training anomalies ``[n, nlat, nlon]``.
+def normalisation(anomalies: np.ndarray, per_pixel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel mean and the SD (K) to normalise training anomalies ``[n, nlat, nlon]`` by.
+
+    By default the SD is one number over the domain (returned as a constant
+    ``[nlat, nlon]`` field): a squared-error loss on the normalised fields is then a
+    squared error in K. Per-pixel SDs (``per_pixel=True``) weight every pixel equally
+    instead, and cost accuracy in K where the variance is large: on NCEP (per-pixel SD
+    0.5-7.3 K), 32-mode PCA of per-pixel-normalised training anomalies reconstructed
+    held-out fields with RMSE 2.04 K, against 1.70 K for PCA in K.
 
     Raises:
       ValueError: fewer than 2 fields, or a pixel with zero or non-finite SD.
@@ -107,6 +117,8 @@ def normalisation(anomalies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise ValueError(f"training SD is {sd[i, j]} at pixel (lat={i}, lon={j}); cannot normalise")
+    if not per_pixel:
+        sd = np.full_like(sd, np.sqrt(np.mean(np.square(sd))))
     return mean.astype(np.float32), sd.astype(np.float32)
 
 
@@ -230,6 +242,14 @@ def fit(
         end_value=0.05 * tc.learning_rate,
     )
     optimiser = optax.chain(optax.clip_by_global_norm(tc.grad_clip), optax.adam(schedule))
+    if tc.freeze_linear:
+        labels = jax.tree_util.tree_map_with_path(
+            lambda path, _: "frozen" if "linear" in jax.tree_util.keystr(path) else "trained",
+            params,
+        )
+        optimiser = optax.multi_transform(
+            {"trained": optimiser, "frozen": optax.set_to_zero()}, labels
+        )
     opt_state = optimiser.init(params)
     grad_fn = jax.value_and_grad(loss_terms, has_aux=True)
     data = jnp.asarray(x_train)

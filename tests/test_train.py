@@ -63,9 +63,11 @@ def test_early_stopping_stops_patience_epochs_after_the_best():
 
 def test_normalisation_and_input_checks():
     x = low_rank_fields(n=10, seed=2)
-    mean, sd = normalisation(x)
+    mean, sd = normalisation(x, per_pixel=True)
     np.testing.assert_allclose(mean, x.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sd, x.std(0), rtol=1e-5)
+    _, sd_domain = normalisation(x)
+    np.testing.assert_allclose(sd_domain, np.sqrt(np.mean(x.var(0))), rtol=1e-5)
     x[:, 2, 3] = 1.0
     with pytest.raises(ValueError, match=r"pixel \(lat=2, lon=3\)"):
         normalisation(x)
@@ -143,3 +145,29 @@ def test_cli_train_writes_loadable_model(tmp_path):
     assert prior.repr_error.rank == 16 and np.all(prior.repr_error.variance > 0)
     assert prior.decode(np.zeros(3, np.float32)).shape == (6, 8)
     assert main(argv) == 1  # refuses to overwrite without --overwrite
+
+
+def test_freeze_linear_keeps_the_ppca_start():
+    import jax
+    import jax.numpy as jnp
+
+    from bayesda.train import pca_init
+    from bayesda.vae import VAE
+
+    x = low_rank_fields(n=64, seed=7)
+    tc = TrainConfig(
+        epochs=4, batch_size=16, learning_rate=1e-2, warmup_epochs=1, freeze_linear=True
+    )
+    # validate on the training fields so that the best epoch is a trained one
+    result = fit(x[:48], x[:48], CONFIG, tc, progress=False)
+    # the same start fit() builds: init from the seed's first split, then PPCA
+    key = jax.random.split(jax.random.key(tc.seed), 3)
+    start = VAE(CONFIG).init(key[1], jnp.asarray(x[:2]), key[2])["params"]
+    start = pca_init(start, x[:48], CONFIG, tc.beta)
+    for part in ("decoder", "encoder"):
+        np.testing.assert_array_equal(
+            result.params[part]["linear"]["kernel"], start[part]["linear"]["kernel"]
+        )
+    assert not np.array_equal(
+        result.params["decoder"]["conv_out"]["kernel"], start["decoder"]["conv_out"]["kernel"]
+    )
