@@ -461,9 +461,11 @@ def assimilate(
                 "adapt_state.step_size",
             ),
         )
-        timings["sampling"] = _time.perf_counter() - t0
+        # MCMC.run returns before the device finishes (async dispatch): stop the clock only
+        # once the samples are on the host.
         samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
         extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+        timings["sampling"] = _time.perf_counter() - t0
         grad_evals["sampling"] = int(extra["num_steps"].sum())
         steps = extra["num_steps"].astype(np.int64)
         sample_stats = {
