@@ -122,6 +122,10 @@ def main() -> None:
         ]
     )
     pca_test = pca_reconstruct(anom_fit, anom_test, d)
+    # the same with per-pixel normalisation, to document why bayesda.train normalises by
+    # one domain-wide SD
+    sd_px = anom_fit.std(axis=0)
+    pca_px = pca_reconstruct(anom_fit / sd_px, anom_test / sd_px, d) * sd_px
     pixel_rms = np.sqrt(np.mean(np.square(rec_test - anom_test), axis=0))
     pixel_rms_pca = np.sqrt(np.mean(np.square(pca_test - anom_test), axis=0))
 
@@ -137,6 +141,7 @@ def main() -> None:
         "test_recon_rmse_K": round(rmse(rec_test, anom_test), 4),
         "test_pca_rmse_K": round(rmse(pca_test, anom_test), 4),
         "pca_dims": d,
+        "test_pca_per_pixel_normalised_rmse_K": round(rmse(pca_px, anom_test), 4),
         "test_anomaly_sd_K": round(float(anom_test.std()), 4),
         "test_pixel_rms_K": {
             "mean": round(float(pixel_rms.mean()), 4),
@@ -191,6 +196,11 @@ def model_card_text(card: dict, m: dict) -> str:
         (
             "per-pixel RMS (mean / min / max)",
             f"{px['mean']:.3f} / {px['min']:.3f} / {px['max']:.3f} K",
+            "",
+        ),
+        (
+            "same, PCA of per-pixel-normalised anomalies",
+            f"{m['test_pca_per_pixel_normalised_rmse_K']:.4f} K",
             "",
         ),
         ("test anomaly SD", f"{m['test_anomaly_sd_K']:.3f} K", ""),
