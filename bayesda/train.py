@@ -34,7 +34,7 @@ _LOG_2PI = math.log(2 * math.pi)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings.
+    """Optimisation settings (defaults: those of the shipped ``models/ncep-air``).
 
     Attributes:
       epochs: maximum number of passes over the training fields.

@@ -46,7 +46,10 @@ class VAEConfig:
     Attributes:
       nlat: number of latitudes of the fields.
       nlon: number of longitudes of the fields.
-      latent_dim: dimension of ``z`` (1..100).
+      latent_dim: dimension of ``z`` (1..100). Default 64: on NCEP, 64-mode PCA
+        reconstructs held-out fields with 1.24 K RMSE against 1.70 K for 32 modes, and prior
+        samples keep 87% of the per-pixel SD (77% at 32), while the decoder's gradient costs
+        the same (analysis/train_ncep.py).
       channels: channels of the decoder's conv stages, coarse to fine; the coarse grid is
         ``ceil(n / 2**len(channels))`` per axis. The encoder mirrors them (fine to coarse).
       periodic: wrap longitude in the padding (global grids).
@@ -57,7 +60,7 @@ class VAEConfig:
 
     nlat: int
     nlon: int
-    latent_dim: int = 32
+    latent_dim: int = 64
     channels: tuple[int, ...] = (16, 16)
     periodic: bool = False
     linear_path: bool = True
@@ -87,7 +90,7 @@ class VAEConfig:
 
 
 #: Preset for the NCEP air-temperature grid (25 x 53, regional).
-NCEP_AIR = VAEConfig(nlat=25, nlon=53, latent_dim=32, channels=(16, 16), periodic=False)
+NCEP_AIR = VAEConfig(nlat=25, nlon=53, latent_dim=64, channels=(16, 16), periodic=False)
 
 
 def stage_shapes(nlat: int, nlon: int, n_stages: int) -> list[tuple[int, int]]:

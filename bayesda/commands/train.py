@@ -48,6 +48,9 @@ def register(subparsers) -> None:
     p.add_argument("--beta", type=float, default=tc.beta, help="KL weight (1 = ELBO)")
     p.add_argument("--patience", type=int, default=tc.patience)
     p.add_argument("--no-pca-init", action="store_true", help="random init of the linear paths")
+    p.add_argument(
+        "--freeze-linear", action="store_true", help="train only the conv paths (and noise)"
+    )
     p.add_argument("--seed", type=int, default=tc.seed)
     p.add_argument("--repr-rank", type=int, default=16, help="rank of the representation error")
     p.add_argument("--overwrite", action="store_true")
@@ -70,7 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         beta=args.beta,
         patience=args.patience,
         seed=args.seed,
-        pca_init=not args.no_pca_init,
+        pca_init=not (args.no_pca_init or args.no_linear_path),
+        freeze_linear=args.freeze_linear,
     )
     out = pathlib.Path(args.out)
     if out.exists() and not args.overwrite:
@@ -121,7 +125,7 @@ def train_prior(
     tas: xr.DataArray,
     out: str | pathlib.Path,
     *,
-    latent_dim: int = 32,
+    latent_dim: int = 64,
     channels: tuple[int, ...] = (16, 16),
     linear_path: bool = True,
     train_config=None,
@@ -208,6 +212,8 @@ def train_prior(
             "n_test": int(test_mask.sum()),
             "period": [str(times.min())[:19], str(times.max())[:19]],
         },
+        "normalisation_sd": "one domain-wide SD (RMS of the per-pixel SDs of the fit "
+        "fields), stored as a constant field; see bayesda.train.normalisation",
         "climatology": "bayesda.climatology.Climatology.fit on the training split (fit + "
         "validation times), stored as climatology.nc",
         "training": {
