@@ -96,12 +96,46 @@ def bench_model(model_dir: str | pathlib.Path) -> dict:
     return result
 
 
+def bench_nuts(model_dir: str | pathlib.Path, *, n_obs: int = 50, seed: int = 0) -> dict:
+    """NUTS gradients per second with the saved prior (2 chains, 200 + 200 draws).
+
+    Observations: ``n_obs`` uniform pseudo-observations (sigma 0.5 K) of the first test
+    field's anomaly (bayesda.obs.pseudo_obs). Uses bayesda.infer.assimilate.
+    """
+    from bayesda.checkpoint import load_model
+    from bayesda.data import load_dataset
+    from bayesda.infer import assimilate
+    from bayesda.obs import pseudo_obs
+    from bayesda.split import block_split
+
+    prior = load_model(model_dir)
+    tas = load_dataset("ncep-air")["tas"]
+    _, test = block_split(tas["time"].values)
+    truth = prior.climatology.to_anomaly(tas.isel(time=int(np.flatnonzero(test)[0])))
+    obs = pseudo_obs(truth, n_obs, sigma=0.5, seed=seed)
+    run = assimilate(
+        prior, obs, num_chains=2, num_warmup=200, num_samples=200, seed=seed, progress_bar=False
+    )
+    grads = run.grad_evals["sampling"]
+    return {
+        "n_obs": n_obs,
+        "chains": 2,
+        "grad_evals_sampling": int(grads),
+        "sampling_s": round(float(run.timings["sampling"]), 2),
+        "gradients_per_s": round(float(grads / run.timings["sampling"]), 1),
+        "timings_s": {k: round(float(v), 2) for k, v in run.timings.items() if k != "cache_hit"},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/ncep-air")
     parser.add_argument("--out", default="analysis/results/vae_bench_decoder.json")
+    parser.add_argument("--nuts", action="store_true", help="also time NUTS (bayesda.infer)")
     args = parser.parse_args()
     result = bench_model(args.model)
+    if args.nuts:
+        result["nuts"] = bench_nuts(args.model)
     print(json.dumps(result, indent=2))
     pathlib.Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
