@@ -10,7 +10,10 @@ channel, cropped to ``(nlat, nlon)``, plus an optional linear path ``Dense(z -> 
 
 Padding is explicit: longitude wraps around on a periodic (global) grid and repeats the
 edge value otherwise; latitude always repeats the edge value. Convolutions then run with
-``VALID`` padding, so the wrap is exact.
+``VALID`` padding, so the wrap is exact. (On a periodic grid whose ``nlon`` is not a
+multiple of ``2**len(channels)``, the crop after each upsampling drops up to one column at
+the seam, so the decoder's coarse stages are not exactly periodic; choose ``channels`` so
+that it divides, e.g. 2 stages for 144 longitudes.)
 
 Everything here works on *normalised* fields (anomaly / per-pixel training SD); the
 de-normalisation to K lives in :mod:`bayesda.checkpoint`, which binds it into ``decode``.
