@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_SAMPLER = {"num_chains": 4, "num_warmup": 300, "num_samples": 300}
+DEMO_SAMPLER = {"num_chains": 2, "num_warmup": 250, "num_samples": 250}
 DEMO_N_OBS = 60
 DEMO_SIGMA = 0.5
 DEMO_NETWORK = "station"
