@@ -142,6 +142,10 @@ def conv_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
     computed the input-gradient inside ``lax.fori_loop`` (where NUTS runs) through a slow
     convolution path: 6.6 ms instead of 0.7 ms for the NCEP decoder (analysis/bench_decoder.py;
     same symptom as jax-ml/jax#12868).
+
+    Being a custom VJP, it supports reverse mode (``grad``, ``jacrev``) and forward over
+    reverse (``jax.hessian``), but not pure forward mode (``jvp``, ``jacfwd``): use
+    ``jacrev`` for decoder Jacobians.
     """
     return _conv_valid(x, kernel)
 

@@ -174,3 +174,22 @@ def test_config_rejects_bad_values(kwargs, match):
 def test_config_dict_round_trip():
     config = make_config(periodic=True, channels=(8, 4))
     assert VAEConfig.from_dict(config.to_dict()) == config
+
+
+def test_decode_supports_reverse_mode_hessian_but_not_pure_forward_mode():
+    # conv_valid is a custom VJP: grad, jacrev and jax.hessian (forward over reverse, as
+    # the Laplace approximation uses) work; pure forward mode (jvp, jacfwd) does not.
+    config = make_config()
+    params = init(config)
+    dec = Decoder(config)
+
+    def f(z):
+        return jnp.sum(jnp.sin(dec.apply({"params": params["decoder"]}, z)))
+
+    z = jax.random.normal(jax.random.key(4), (config.latent_dim,))
+    h = jax.hessian(f)(z)
+    h_rev = jax.jacrev(jax.jacrev(f))(z)
+    np.testing.assert_allclose(h, h_rev, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(h, h.T, rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jacfwd(f)(z)
