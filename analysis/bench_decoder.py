@@ -96,11 +96,14 @@ def bench_model(model_dir: str | pathlib.Path) -> dict:
     return result
 
 
-def bench_nuts(model_dir: str | pathlib.Path, *, n_obs: int = 50, seed: int = 0) -> dict:
+def bench_nuts(
+    model_dir: str | pathlib.Path, *, n_obs: int = 50, seed: int = 0, dense_mass: bool | None = None
+) -> dict:
     """NUTS gradients per second with the saved prior (2 chains, 200 + 200 draws).
 
     Observations: ``n_obs`` uniform pseudo-observations (sigma 0.5 K) of the first test
-    field's anomaly (bayesda.obs.pseudo_obs). Uses bayesda.infer.assimilate.
+    field's anomaly (bayesda.obs.pseudo_obs). Uses bayesda.infer.assimilate with its
+    defaults, except ``dense_mass`` when given.
     """
     from bayesda.checkpoint import load_model
     from bayesda.data import load_dataset
@@ -113,13 +116,23 @@ def bench_nuts(model_dir: str | pathlib.Path, *, n_obs: int = 50, seed: int = 0)
     _, test = block_split(tas["time"].values)
     truth = prior.climatology.to_anomaly(tas.isel(time=int(np.flatnonzero(test)[0])))
     obs = pseudo_obs(truth, n_obs, sigma=0.5, seed=seed)
+    kwargs = {} if dense_mass is None else {"dense_mass": dense_mass}
     run = assimilate(
-        prior, obs, num_chains=2, num_warmup=200, num_samples=200, seed=seed, progress_bar=False
+        prior,
+        obs,
+        num_chains=2,
+        num_warmup=200,
+        num_samples=200,
+        seed=seed,
+        progress_bar=False,
+        **kwargs,
     )
     grads = run.grad_evals["sampling"]
     return {
         "n_obs": n_obs,
         "chains": 2,
+        "dense_mass": "infer default" if dense_mass is None else dense_mass,
+        "grad_evals": {k: int(v) for k, v in run.grad_evals.items()},
         "grad_evals_sampling": int(grads),
         "sampling_s": round(float(run.timings["sampling"]), 2),
         "gradients_per_s": round(float(grads / run.timings["sampling"]), 1),
@@ -132,10 +145,17 @@ def main() -> None:
     parser.add_argument("--model", default="models/ncep-air")
     parser.add_argument("--out", default="analysis/results/vae_bench_decoder.json")
     parser.add_argument("--nuts", action="store_true", help="also time NUTS (bayesda.infer)")
+    parser.add_argument(
+        "--dense-mass",
+        choices=("default", "yes", "no"),
+        default="default",
+        help="NUTS mass matrix (default: bayesda.infer's default)",
+    )
     args = parser.parse_args()
     result = bench_model(args.model)
     if args.nuts:
-        result["nuts"] = bench_nuts(args.model)
+        dense = {"default": None, "yes": True, "no": False}[args.dense_mass]
+        result["nuts"] = bench_nuts(args.model, dense_mass=dense)
     print(json.dumps(result, indent=2))
     pathlib.Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
