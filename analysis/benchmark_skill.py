@@ -378,7 +378,7 @@ def figures(
     ncol = min(3, len(networks))
     nrow = int(np.ceil(len(networks) / ncol))
 
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.8 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(max(4 * ncol, 5.5), 3.8 * nrow), squeeze=False)
     for ax, net in zip(axes.flat, networks, strict=False):
         ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
         for method in cfg.methods:
@@ -393,13 +393,13 @@ def figures(
     axes.flat[0].legend(fontsize=8)
     for ax in list(axes.flat)[len(networks) :]:
         ax.set_visible(False)
-    fig.suptitle("Calibration at unobserved points: coverage vs nominal level")
+    fig.suptitle("Calibration at unobserved points:\ncoverage vs nominal level", fontsize=10)
     fig.tight_layout()
     paths.append(fig_dir / f"{prefix}coverage.png")
     _atomic_write(paths[-1], lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
 
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.8 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(max(4 * ncol, 5.5), 3.8 * nrow), squeeze=False)
     for ax, net in zip(axes.flat, networks, strict=False):
         top = 0.0
         for method in cfg.methods:
@@ -432,7 +432,7 @@ def figures(
     axes.flat[0].legend(fontsize=8)
     for ax in list(axes.flat)[len(networks) :]:
         ax.set_visible(False)
-    fig.suptitle("Spread vs error at unobserved points (10 bins of predicted SD)")
+    fig.suptitle("Spread vs error at unobserved points\n(10 bins of predicted SD)", fontsize=10)
     fig.tight_layout()
     paths.append(fig_dir / f"{prefix}spread_error.png")
     _atomic_write(paths[-1], lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
