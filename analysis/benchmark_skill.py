@@ -18,7 +18,7 @@ Outputs: ``analysis/results/skill.{md,csv}`` and ``analysis/figures/calibration_
 
 Usage (from the repository root):
   .venv/bin/python analysis/benchmark_skill.py --quick
-  .venv/bin/python analysis/benchmark_skill.py              # full: 60 times, 6 networks
+  .venv/bin/python analysis/benchmark_skill.py              # full: 60 times, 6 networks, ~1 h
   .venv/bin/python analysis/benchmark_skill.py --prior pca  # linear PCA stand-in prior
 """
 
@@ -90,7 +90,13 @@ class BenchConfig:
     seed: int = 0
 
 
-FULL = BenchConfig()
+# Budget of the full run, from per-call wall times measured on the 2-core machine while
+# other jobs ran (load average 4-6; `--n-times 3 --stride 1` on uniform-20, uniform-200,
+# station-200 and the quick run): NUTS 2 x (200 + 200) 17-23 s per time (+ ~10 s compile per
+# network), restarts 4-6 s, Laplace 0.4-1.1 s, OI 0.15 s, scoring ~0.1 s per method.
+# With 150 + 150 NUTS draws and NUTS/restarts at every 3rd of 60 times (120 calls each),
+# that projects to about 50-55 min; on an idle machine less.
+FULL = BenchConfig(warmup=150, draws=150)
 QUICK = dataclasses.replace(FULL, n_times=6, networks=(("uniform", 50),), expensive_stride=1)
 
 
