@@ -10,7 +10,9 @@ Speed notes (measured on a 2-core CPU box, see ``analysis/results/``):
   cached per (decoder, padded shape, settings) with ``jit_model_args=True``, so a new day
   with a similar number of observations reuses the compiled sampler.
 * ``chain_method`` is "parallel" when there are at least as many JAX devices as chains
-  (``bayesda._xla`` asks XLA for host devices), else "sequential".
+  (``bayesda._xla`` asks XLA for ``max(cores, 4)`` host devices), else "sequential".
+  Shipped NCEP model, 4 chains x 500 draws, 2 cores: 32 s sampling in parallel over 4
+  devices, 55 s sequential; min bulk ESS over all field pixels ~950, R-hat <= 1.008.
 * ``init="map"`` starts the chains at the MAP plus a draw from the Laplace approximation,
   which puts them in the typical set and shortens warmup while keeping them dispersed
   enough for R-hat to mean something.
