@@ -245,6 +245,12 @@ def save_model(
             climatology.to_netcdf(d / "climatology.nc")
         if model_card is not None:
             (d / "MODEL_CARD.md").write_text(model_card)
+        if repr_error is not None:
+            np.savez(
+                d / "repr_error.npz",
+                factor=np.asarray(repr_error.factor, np.float32),
+                diag_var=np.asarray(repr_error.diag_var, np.float32),
+            )
         _finish_card(d, meta)
 
     _write_atomic(path, fill, overwrite)
@@ -317,14 +323,23 @@ def update_card(
     *,
     card: Mapping[str, Any] | None = None,
     model_card: str | None = None,
+    repr_error: RepresentationError | None = None,
 ) -> pathlib.Path:
     """Verify a model, then rewrite its model.json (merging ``card``) and MODEL_CARD.md.
 
-    For adding metrics measured after training; the arrays are copied unchanged and the
+    For adding metrics measured after training, or replacing the representation error
+    (re-estimated with another structure); the other arrays are copied unchanged and the
     hashes recomputed. Atomic like :func:`save_model`.
     """
     path = pathlib.Path(path)
     meta = read_card(path)
+    if repr_error is not None:
+        shape = (len(meta["grid"]["lat"]), len(meta["grid"]["lon"]))
+        if repr_error.factor.shape[1:] != shape or repr_error.diag_var.shape != shape:
+            raise ValueError(
+                f"repr_error shapes {repr_error.factor.shape}, {repr_error.diag_var.shape} "
+                f"do not match the model's grid {shape}"
+            )
     meta.update(dict(card or {}))
     meta.pop("files", None)
 
@@ -334,6 +349,12 @@ def update_card(
                 shutil.copy2(f, d / f.name)
         if model_card is not None:
             (d / "MODEL_CARD.md").write_text(model_card)
+        if repr_error is not None:
+            np.savez(
+                d / "repr_error.npz",
+                factor=np.asarray(repr_error.factor, np.float32),
+                diag_var=np.asarray(repr_error.diag_var, np.float32),
+            )
         _finish_card(d, meta)
 
     _write_atomic(path, fill, overwrite=True)

@@ -39,7 +39,9 @@ class Grid:
         lat = np.asarray(self.lat, dtype=np.float64)
         lon = np.asarray(self.lon, dtype=np.float64)
         if lat.ndim != 1 or lon.ndim != 1 or lat.size < 2 or lon.size < 2:
-            raise ValueError(f"lat and lon must be 1-D with >= 2 points, got {lat.shape=} {lon.shape=}")
+            raise ValueError(
+                f"lat and lon must be 1-D with >= 2 points, got {lat.shape=} {lon.shape=}"
+            )
         if np.any(np.diff(lat) <= 0):
             raise ValueError("lat must be strictly ascending")
         if np.any(np.diff(lon) <= 0):
@@ -75,13 +77,23 @@ class Grid:
     def coords(self) -> dict[str, xr.DataArray]:
         """CF-annotated coordinates for building xarray outputs on this grid."""
         return {
-            "lat": xr.DataArray(self.lat, dims="lat", attrs={"units": "degrees_north", "standard_name": "latitude"}),
-            "lon": xr.DataArray(self.lon, dims="lon", attrs={"units": "degrees_east", "standard_name": "longitude"}),
+            "lat": xr.DataArray(
+                self.lat, dims="lat", attrs={"units": "degrees_north", "standard_name": "latitude"}
+            ),
+            "lon": xr.DataArray(
+                self.lon, dims="lon", attrs={"units": "degrees_east", "standard_name": "longitude"}
+            ),
         }
 
     def template(self, name: str = "field", **attrs) -> xr.DataArray:
         """A zero ``(lat, lon)`` float32 DataArray on this grid."""
-        return xr.DataArray(np.zeros(self.shape, np.float32), dims=("lat", "lon"), coords=self.coords(), name=name, attrs=attrs)
+        return xr.DataArray(
+            np.zeros(self.shape, np.float32),
+            dims=("lat", "lon"),
+            coords=self.coords(),
+            name=name,
+            attrs=attrs,
+        )
 
     def contains(self, lat, lon) -> np.ndarray:
         """Boolean mask: which points lie inside the grid's domain (edges included)."""

@@ -67,7 +67,8 @@ def bilinear_stencil(grid: Grid, lat, lon) -> Stencil:
     if np.any(outside):
         k = int(np.flatnonzero(outside)[0])
         raise ValueError(
-            f"{int(outside.sum())} point(s) outside the grid, first at lat={lat[k]:.3f}, lon={lon[k]:.3f}; "
+            f"{int(outside.sum())} point(s) outside the grid, "
+            f"first at lat={lat[k]:.3f}, lon={lon[k]:.3f}; "
             f"grid spans lat [{grid.lat[0]}, {grid.lat[-1]}], lon [{grid.lon[0]}, {grid.lon[-1]}]"
         )
     i, t = _axis_position(grid.lat, lat)

@@ -65,7 +65,9 @@ def linear_prior(
     weight = np.asarray(weight, np.float32)
     bias = np.asarray(bias, np.float32)
     if weight.shape[:2] != grid.shape or bias.shape != grid.shape:
-        raise ValueError(f"weight {weight.shape} / bias {bias.shape} do not match grid {grid.shape}")
+        raise ValueError(
+            f"weight {weight.shape} / bias {bias.shape} do not match grid {grid.shape}"
+        )
     W, b = jnp.asarray(weight), jnp.asarray(bias)
 
     def decode(z):

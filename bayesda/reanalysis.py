@@ -97,7 +97,9 @@ def read_obs_source(src: str | os.PathLike, climatology=None, **kwargs) -> pd.Da
 def _obs_digest(obs: pd.DataFrame) -> str:
     cols = [c for c in ("time", "lat", "lon", "value", "sigma") if c in obs.columns]
     frame = obs[cols].sort_values(cols).reset_index(drop=True)
-    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes()).hexdigest()[:16]
+    return hashlib.sha256(
+        pd.util.hash_pandas_object(frame, index=False).values.tobytes()
+    ).hexdigest()[:16]
 
 
 def _model_digest(prior: GenerativePrior) -> str:
@@ -106,7 +108,9 @@ def _model_digest(prior: GenerativePrior) -> str:
     return f"{prior.name}:{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
 
 
-def assimilate_time(prior: GenerativePrior, obs: pd.DataFrame, time, settings: ReanalysisSettings) -> xr.Dataset:
+def assimilate_time(
+    prior: GenerativePrior, obs: pd.DataFrame, time, settings: ReanalysisSettings
+) -> xr.Dataset:
     """Assimilate one time and return what the store keeps for it.
 
     Args:
@@ -151,10 +155,17 @@ def assimilate_time(prior: GenerativePrior, obs: pd.DataFrame, time, settings: R
         rhat = np.nanmax([v.max_rhat_z, v.max_rhat_field])
         ess_b = np.nanmin([v.min_ess_bulk_z, v.min_ess_bulk_field])
         ess_t = np.nanmin([v.min_ess_tail_z, v.min_ess_tail_field])
-        diag = dict(max_rhat=rhat, min_ess_bulk=ess_b, min_ess_tail=ess_t, divergences=v.divergences,
-                    verdict=store.VERDICT_CODES[v.status])
+        diag = dict(
+            max_rhat=rhat,
+            min_ess_bulk=ess_b,
+            min_ess_tail=ess_t,
+            divergences=v.divergences,
+            verdict=store.VERDICT_CODES[v.status],
+        )
     else:
-        diag = dict(max_rhat=np.nan, min_ess_bulk=np.nan, min_ess_tail=np.nan, divergences=0, verdict=-1)
+        diag = dict(
+            max_rhat=np.nan, min_ess_bulk=np.nan, min_ess_tail=np.nan, divergences=0, verdict=-1
+        )
     diag.update(n_obs=n_obs, wall_s=_time.perf_counter() - t0)
     for name, value in diag.items():
         dtype = store.DIAG_VARS[name][0]
@@ -169,7 +180,9 @@ def _cached_prior(model_path: str) -> GenerativePrior:
     return load_model(model_path)
 
 
-def _run_task(model_path: str, obs: pd.DataFrame, time, index: int, settings: ReanalysisSettings, out: str):
+def _run_task(
+    model_path: str, obs: pd.DataFrame, time, index: int, settings: ReanalysisSettings, out: str
+):
     """One unit of work on a worker: assimilate a time and write it to the store."""
     result = assimilate_time(_cached_prior(model_path), obs, time, settings)
     store.write_time(out, index, result)
@@ -210,18 +223,27 @@ def reanalyse(
     """
     out = Path(out)
     times = analysis_times(obs, start, end)
-    prior = model if isinstance(model, GenerativePrior) else _cached_prior(str(Path(model).resolve()))
+    prior = (
+        model if isinstance(model, GenerativePrior) else _cached_prior(str(Path(model).resolve()))
+    )
     signature = {
         "model": _model_digest(prior),
         "obs": _obs_digest(obs[pd.to_datetime(obs["time"]).isin(pd.to_datetime(times))]),
         "settings": dataclasses.asdict(settings),
     }
-    store.open_or_create(out, times, prior.grid, n_samples=settings.keep_samples, signature=signature)
+    store.open_or_create(
+        out, times, prior.grid, n_samples=settings.keep_samples, signature=signature
+    )
     todo = store.pending(out)
     obs_time = pd.to_datetime(obs["time"]).to_numpy().astype("datetime64[ns]")
     groups = {int(i): obs[obs_time == times[i]].reset_index(drop=True) for i in todo}
-    bar = tqdm(total=times.size, initial=times.size - todo.size, desc="reanalyse", unit="time",
-               disable=not progress)
+    bar = tqdm(
+        total=times.size,
+        initial=times.size - todo.size,
+        desc="reanalyse",
+        unit="time",
+        disable=not progress,
+    )
     if scheduler is None:
         for i in todo:
             _run_in_process(prior, groups[int(i)], times[i], int(i), settings, out)
@@ -229,7 +251,9 @@ def reanalyse(
     else:
         if isinstance(model, GenerativePrior):
             raise ValueError("a Dask reanalysis needs a model directory, not an in-memory prior")
-        _run_on_dask(str(Path(model).resolve()), groups, times, settings, out, scheduler, n_workers, bar)
+        _run_on_dask(
+            str(Path(model).resolve()), groups, times, settings, out, scheduler, n_workers, bar
+        )
     bar.close()
     return out
 
@@ -253,7 +277,9 @@ def _run_on_dask(model_path, groups, times, settings, out, scheduler, n_workers,
         cluster, client = None, Client(scheduler)
     try:
         futures = [
-            client.submit(_run_task, model_path, groups[i], times[i], i, settings, str(out), pure=False)
+            client.submit(
+                _run_task, model_path, groups[i], times[i], i, settings, str(out), pure=False
+            )
             for i in sorted(groups)
         ]
         for fut in as_completed(futures):

@@ -48,7 +48,10 @@ class RepresentationError(NamedTuple):
         covariance it induces between two observations that share a grid node is dropped
         (it is at most a few percent of ``D`` for typical stencils).
         """
-        factor = np.asarray(interpolate(self.factor, stencil)).T.reshape(stencil.n, self.rank)
+        if self.rank == 0:
+            factor = np.zeros((stencil.n, 0))
+        else:
+            factor = np.asarray(interpolate(self.factor, stencil)).T.reshape(stencil.n, self.rank)
         d = self.diag_var.reshape(-1)[stencil.idx]
         diag = np.sum(np.square(stencil.weight) * d, axis=-1)
         return factor.astype(np.float32), diag.astype(np.float32)

@@ -44,8 +44,16 @@ FIELD_VARS: dict[str, str] = {
 DIAG_VARS: dict[str, tuple[type, object, str]] = {
     "n_obs": (np.int32, 0, "number of observations assimilated"),
     "max_rhat": (np.float32, np.nan, "largest split R-hat over latent and field"),
-    "min_ess_bulk": (np.float32, np.nan, "smallest bulk effective sample size over latent and field"),
-    "min_ess_tail": (np.float32, np.nan, "smallest tail effective sample size over latent and field"),
+    "min_ess_bulk": (
+        np.float32,
+        np.nan,
+        "smallest bulk effective sample size over latent and field",
+    ),
+    "min_ess_tail": (
+        np.float32,
+        np.nan,
+        "smallest tail effective sample size over latent and field",
+    ),
     "divergences": (np.int32, -1, "number of divergent transitions"),
     "verdict": (np.int8, -1, "diagnostic verdict: 0 PASS, 1 WARN, 2 FAIL, -1 not run"),
     "wall_s": (np.float32, np.nan, "wall time spent on this time step"),
@@ -57,9 +65,7 @@ class StoreMismatchError(ValueError):
     """An existing store was created for other times, grid or settings."""
 
 
-def _template(
-    times: np.ndarray, grid: Grid, n_samples: int, signature: dict
-) -> xr.Dataset:
+def _template(times: np.ndarray, grid: Grid, n_samples: int, signature: dict) -> xr.Dataset:
     nt = times.size
     ny, nx = grid.shape
     coords = {"time": ("time", times), **grid.coords()}
@@ -72,7 +78,9 @@ def _template(
         )
     if n_samples:
         data_vars["samples"] = xr.DataArray(
-            da.full((nt, n_samples, ny, nx), np.nan, chunks=(1, n_samples, ny, nx), dtype=np.float32),
+            da.full(
+                (nt, n_samples, ny, nx), np.nan, chunks=(1, n_samples, ny, nx), dtype=np.float32
+            ),
             dims=("time", "sample", "lat", "lon"),
             attrs={"units": "K", "long_name": "posterior samples of temperature anomaly"},
         )
@@ -83,10 +91,14 @@ def _template(
             np.full((nt,), fill, dtype=dtype), dims=("time",), attrs={"long_name": long_name}
         )
     data_vars["done"] = xr.DataArray(
-        np.zeros((nt,), dtype=bool), dims=("time",),
+        np.zeros((nt,), dtype=bool),
+        dims=("time",),
         attrs={"long_name": "true once every variable of this time was written"},
     )
-    attrs = {"title": "bayesda reanalysis", "bayesda_signature": json.dumps(signature, sort_keys=True)}
+    attrs = {
+        "title": "bayesda reanalysis",
+        "bayesda_signature": json.dumps(signature, sort_keys=True),
+    }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
@@ -128,15 +140,20 @@ def open_or_create(
     ds = xr.open_zarr(path, consolidated=False)
     if ds.sizes["time"] != times.size or not np.array_equal(ds["time"].values, times):
         raise StoreMismatchError(
-            f"{path} holds {ds.sizes['time']} times ({ds['time'].values[0]} .. {ds['time'].values[-1]}), "
+            f"{path} holds {ds.sizes['time']} times "
+            f"({ds['time'].values[0]} .. {ds['time'].values[-1]}), "
             f"not the {times.size} requested; use another --out or delete it"
         )
     if Grid.from_xarray(ds) != grid:
-        raise StoreMismatchError(f"{path} was created on another grid {Grid.from_xarray(ds).shape}, not {grid.shape}")
+        raise StoreMismatchError(
+            f"{path} was created on another grid {Grid.from_xarray(ds).shape}, not {grid.shape}"
+        )
     stored = json.loads(ds.attrs.get("bayesda_signature", "{}"))
     if stored != json.loads(json.dumps(signature, sort_keys=True)):
         diff = sorted(k for k in set(stored) | set(signature) if stored.get(k) != signature.get(k))
-        raise StoreMismatchError(f"{path} was created with other settings (differ: {diff}); use another --out")
+        raise StoreMismatchError(
+            f"{path} was created with other settings (differ: {diff}); use another --out"
+        )
     return ds
 
 

@@ -169,3 +169,19 @@ def test_update_card_rehashes(saved):
     assert (path / "MODEL_CARD.md").read_text() == "# new\n"
     assert (path / "params.npz").read_bytes() == before
     load_model(path)
+
+
+def test_update_card_replaces_the_representation_error(saved):
+    from bayesda.checkpoint import load_model, update_card
+
+    path = saved[0]
+    before = load_model(path)
+    diag = RepresentationError(
+        np.zeros((0, *before.grid.shape), np.float32), before.repr_error.variance.astype(np.float32)
+    )
+    update_card(path, repr_error=diag, card={"repr_error": {"rank": 0}})
+    after = load_model(path)  # hashes verified
+    assert after.repr_error.rank == 0
+    np.testing.assert_allclose(after.repr_error.variance, before.repr_error.variance, rtol=1e-6)
+    with pytest.raises(ValueError, match="grid"):
+        update_card(path, repr_error=RepresentationError(np.zeros((0, 2, 2)), np.ones((2, 2))))

@@ -37,7 +37,9 @@ def test_time_seed_depends_on_time_not_order():
 
 
 def test_analysis_times_range_and_errors():
-    obs = pd.DataFrame({"time": TIMES.repeat(2), "lat": 0.0, "lon": 0.0, "value": 0.0, "sigma": 1.0})
+    obs = pd.DataFrame(
+        {"time": TIMES.repeat(2), "lat": 0.0, "lon": 0.0, "value": 0.0, "sigma": 1.0}
+    )
     assert analysis_times(obs).size == 3
     assert analysis_times(obs, start="2014-01-01T06", end="2014-01-01T06").size == 1
     with pytest.raises(ValueError, match="no observation times"):
@@ -59,8 +61,9 @@ def test_reanalyse_in_process_and_resume(prior, tmp_path):
     assert set(np.unique(ds["verdict"].values)) <= {0, 1, 2}
     # Resume after "losing" the middle time: only it is redone, to the same values.
     before = ds["mean"].values.copy()
-    xr.Dataset({"done": ("time", np.array([False]))}).to_zarr(out, region={"time": slice(1, 2)},
-                                                              consolidated=False)
+    xr.Dataset({"done": ("time", np.array([False]))}).to_zarr(
+        out, region={"time": slice(1, 2)}, consolidated=False
+    )
     assert store.pending(out).tolist() == [1]
     reanalyse(prior, obs, out, settings=FAST, progress=False)
     again = xr.open_zarr(out, consolidated=False).load()
@@ -74,8 +77,12 @@ def test_resume_with_other_settings_is_refused(prior, tmp_path):
     quick = ReanalysisSettings(method="laplace", num_chains=1, num_samples=50)
     reanalyse(prior, obs, out, settings=quick, progress=False)
     with pytest.raises(store.StoreMismatchError, match="other settings"):
-        reanalyse(prior, obs, out, settings=ReanalysisSettings(method="laplace", seed=1,
-                                                                num_chains=1, num_samples=50),
-                  progress=False)
+        reanalyse(
+            prior,
+            obs,
+            out,
+            settings=ReanalysisSettings(method="laplace", seed=1, num_chains=1, num_samples=50),
+            progress=False,
+        )
     with pytest.raises(store.StoreMismatchError, match="times"):
         reanalyse(prior, obs, out, end=TIMES[1], settings=quick, progress=False)

@@ -19,9 +19,14 @@ def register(subparsers) -> None:
     d = ReanalysisSettings()
     p = subparsers.add_parser("reanalyse", help="assimilate many times into a resumable zarr store")
     p.add_argument("--model", required=True, help="model directory (bayesda.checkpoint)")
-    p.add_argument("--obs", required=True,
-                   help="observations with a time column (CSV/netCDF), or a directory of per-time files")
-    p.add_argument("--absolute", action="store_true", help="obs values are temperatures, not anomalies")
+    p.add_argument(
+        "--obs",
+        required=True,
+        help="observations with a time column (CSV/netCDF), or a directory of per-time files",
+    )
+    p.add_argument(
+        "--absolute", action="store_true", help="obs values are temperatures, not anomalies"
+    )
     p.add_argument("--units", default="K", help="units of obs values: K or degC")
     p.add_argument("--start", default=None, help="first time (inclusive); default: first observed")
     p.add_argument("--end", default=None, help="last time (inclusive); default: last observed")
@@ -32,10 +37,17 @@ def register(subparsers) -> None:
     p.add_argument("--method", choices=("nuts", "laplace"), default=d.method)
     p.add_argument("--likelihood", choices=("normal", "studentt"), default=d.likelihood)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--keep-samples", type=int, default=d.keep_samples,
-                   help="posterior field samples to store per time")
-    p.add_argument("--scheduler", default=None,
-                   help="'local' for a local Dask cluster, or a scheduler address; default: this process")
+    p.add_argument(
+        "--keep-samples",
+        type=int,
+        default=d.keep_samples,
+        help="posterior field samples to store per time",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="'local' for a local Dask cluster, or a scheduler address; default: this process",
+    )
     p.add_argument("--workers", type=int, default=None, help="workers of the local Dask cluster")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_reanalyse)
@@ -67,11 +79,22 @@ def cmd_reanalyse(args) -> int:
         seed=args.seed,
         keep_samples=args.keep_samples,
     )
-    out = reanalyse(model_dir, obs, args.out, start=args.start, end=args.end, settings=settings,
-                    scheduler=args.scheduler, n_workers=args.workers, progress=not args.no_progress)
+    out = reanalyse(
+        model_dir,
+        obs,
+        args.out,
+        start=args.start,
+        end=args.end,
+        settings=settings,
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        progress=not args.no_progress,
+    )
     ds = xr.open_zarr(out, consolidated=False)
     verdicts = ds["verdict"].values
-    print(f"{out}: {int(ds['done'].sum())}/{ds.sizes['time']} times done; "
-          f"verdicts PASS {int((verdicts == 0).sum())}, WARN {int((verdicts == 1).sum())}, "
-          f"FAIL {int((verdicts == 2).sum())}")
+    print(
+        f"{out}: {int(ds['done'].sum())}/{ds.sizes['time']} times done; "
+        f"verdicts PASS {int((verdicts == 0).sum())}, WARN {int((verdicts == 1).sum())}, "
+        f"FAIL {int((verdicts == 2).sum())}"
+    )
     return 0
