@@ -52,7 +52,9 @@ def register(subparsers) -> None:
         "--freeze-linear", action="store_true", help="train only the conv paths (and noise)"
     )
     p.add_argument("--seed", type=int, default=tc.seed)
-    p.add_argument("--repr-rank", type=int, default=16, help="rank of the representation error")
+    p.add_argument("--repr-rank", type=int, default=0,
+                   help="rank of the representation error's correlated part "
+                   "(0: per-pixel variance only; chosen by analysis/repr_error_structure.py)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -130,7 +132,7 @@ def train_prior(
     linear_path: bool = True,
     train_config=None,
     dataset: str = "",
-    repr_rank: int = 16,
+    repr_rank: int = 0,
     overwrite: bool = False,
     progress: bool = True,
     command: str | None = None,
