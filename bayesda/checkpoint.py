@@ -146,6 +146,22 @@ def _write_atomic(path: pathlib.Path, fill: Callable[[pathlib.Path], None], over
         raise
 
 
+def _check_repr_error(repr_error: RepresentationError, shape: tuple[int, int]) -> None:
+    if repr_error.diag_var.shape != shape or repr_error.factor.shape[1:] != shape:
+        raise ValueError(
+            f"repr_error shapes {repr_error.factor.shape}, {repr_error.diag_var.shape} "
+            f"do not match grid {shape}"
+        )
+
+
+def _save_repr_error(path: pathlib.Path, repr_error: RepresentationError) -> None:
+    np.savez(
+        path,
+        factor=np.asarray(repr_error.factor, np.float32),
+        diag_var=np.asarray(repr_error.diag_var, np.float32),
+    )
+
+
 def _finish_card(directory: pathlib.Path, card: dict) -> None:
     """Hash every file but model.json into ``card['files']`` and write model.json."""
     card = dict(card)
@@ -210,11 +226,7 @@ def save_model(
             raise ValueError(f"{name} must be finite with shape {grid.shape}, got {a.shape}")
     if np.any(norm_sd <= 0):
         raise ValueError(f"norm_sd must be > 0, min is {norm_sd.min()}")
-    if repr_error.diag_var.shape != grid.shape or repr_error.factor.shape[1:] != grid.shape:
-        raise ValueError(
-            f"repr_error shapes {repr_error.factor.shape}, {repr_error.diag_var.shape} "
-            f"do not match grid {grid.shape}"
-        )
+    _check_repr_error(repr_error, grid.shape)
 
     meta = {
         "format_version": FORMAT_VERSION,
@@ -236,21 +248,11 @@ def save_model(
     def fill(d: pathlib.Path):
         np.savez(d / "params.npz", **flat)
         np.savez(d / "norm.npz", mean=norm_mean, sd=norm_sd)
-        np.savez(
-            d / "repr_error.npz",
-            factor=np.asarray(repr_error.factor, np.float32),
-            diag_var=np.asarray(repr_error.diag_var, np.float32),
-        )
+        _save_repr_error(d / "repr_error.npz", repr_error)
         if climatology is not None:
             climatology.to_netcdf(d / "climatology.nc")
         if model_card is not None:
             (d / "MODEL_CARD.md").write_text(model_card)
-        if repr_error is not None:
-            np.savez(
-                d / "repr_error.npz",
-                factor=np.asarray(repr_error.factor, np.float32),
-                diag_var=np.asarray(repr_error.diag_var, np.float32),
-            )
         _finish_card(d, meta)
 
     _write_atomic(path, fill, overwrite)
@@ -334,12 +336,7 @@ def update_card(
     path = pathlib.Path(path)
     meta = read_card(path)
     if repr_error is not None:
-        shape = (len(meta["grid"]["lat"]), len(meta["grid"]["lon"]))
-        if repr_error.factor.shape[1:] != shape or repr_error.diag_var.shape != shape:
-            raise ValueError(
-                f"repr_error shapes {repr_error.factor.shape}, {repr_error.diag_var.shape} "
-                f"do not match the model's grid {shape}"
-            )
+        _check_repr_error(repr_error, (len(meta["grid"]["lat"]), len(meta["grid"]["lon"])))
     meta.update(dict(card or {}))
     meta.pop("files", None)
 
@@ -350,11 +347,7 @@ def update_card(
         if model_card is not None:
             (d / "MODEL_CARD.md").write_text(model_card)
         if repr_error is not None:
-            np.savez(
-                d / "repr_error.npz",
-                factor=np.asarray(repr_error.factor, np.float32),
-                diag_var=np.asarray(repr_error.diag_var, np.float32),
-            )
+            _save_repr_error(d / "repr_error.npz", repr_error)
         _finish_card(d, meta)
 
     _write_atomic(path, fill, overwrite=True)
