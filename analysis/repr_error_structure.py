@@ -7,7 +7,7 @@ the training period (never the test split, which stays for the benchmark). The v
 blocks are split in two, alternating whole 7-day blocks: for each rank, ``C`` is estimated
 from the decoder's residuals on one half, and pseudo-observations of the other half's fields
 are assimilated with MAP + Laplace (which matches NUTS on this model, see
-``analysis/results/skill_quick.md``) and scored at unobserved points. (Scoring on the same
+``analysis/results/skill.md``) and scored at unobserved points. (Scoring on the same
 fields that estimated ``C`` would flatter any low-rank part: it fits those very residuals.)
 ``--apply`` then estimates the chosen rank from all validation residuals.
 
