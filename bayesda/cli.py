@@ -22,7 +22,10 @@ _COMMAND_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     from bayesda import __version__
 
-    parser = argparse.ArgumentParser(prog="bayesda", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="bayesda",
+        description="Bayesian data assimilation with a learned generative (VAE) prior.",
+    )
     parser.add_argument("--version", action="version", version=f"bayesda {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:

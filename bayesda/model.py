@@ -17,7 +17,7 @@ decoder's error is shared by neighbours, so they do not count as independent evi
 structure is honest is measured, not assumed: for the shipped NCEP model a rank-16 ``F``
 estimated from 168-336 validation residual fields under-covered (90% intervals held the
 truth 74-76% of the time at 200 observations, on validation blocks it was not fitted to),
-while the per-pixel variance alone (rank 0) gave 84-89% (see
+while the per-pixel variance alone (rank 0) gave 84-87% (see
 ``analysis/results/repr_error_structure.md``), so the model ships with rank 0.
 
 Options:

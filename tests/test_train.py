@@ -135,6 +135,8 @@ def test_cli_train_writes_loadable_model(tmp_path):
         "2",
         "--batch-size",
         "32",
+        "--repr-rank",
+        "4",
         "--quiet",
     ]
     assert main(argv) == 0
@@ -142,7 +144,7 @@ def test_cli_train_writes_loadable_model(tmp_path):
     assert prior.latent_dim == 3 and prior.grid.shape == (6, 8)
     assert prior.climatology is not None
     assert prior.card["split"]["n_test"] > 0 and prior.card["training"]["epochs_run"] == 2
-    assert prior.repr_error.rank == 16 and np.all(prior.repr_error.variance > 0)
+    assert prior.repr_error.rank == 4 and np.all(prior.repr_error.variance > 0)
     assert prior.decode(np.zeros(3, np.float32)).shape == (6, 8)
     assert main(argv) == 1  # refuses to overwrite without --overwrite
 
