@@ -183,10 +183,15 @@ def _cached_prior(model_path: str) -> GenerativePrior:
 def _run_task(
     model_path: str, obs: pd.DataFrame, time, index: int, settings: ReanalysisSettings, out: str
 ):
-    """One unit of work on a worker: assimilate a time and write it to the store."""
-    result = assimilate_time(_cached_prior(model_path), obs, time, settings)
+    """One unit of work on a worker: the worker loads (and caches) the model itself."""
+    return index, _assimilate_and_write(_cached_prior(model_path), obs, time, index, settings, out)
+
+
+def _assimilate_and_write(prior, obs, time, index, settings, out) -> int:
+    """Assimilate one time, write it to the store, and return its verdict code."""
+    result = assimilate_time(prior, obs, time, settings)
     store.write_time(out, index, result)
-    return index, int(result["verdict"])
+    return int(result["verdict"])
 
 
 def reanalyse(
@@ -221,21 +226,23 @@ def reanalyse(
     Returns:
       The store path.
     """
+    if scheduler is not None and isinstance(model, GenerativePrior):
+        raise ValueError("a Dask reanalysis needs a model directory, not an in-memory prior")
     out = Path(out)
     times = analysis_times(obs, start, end)
+    obs_time = pd.to_datetime(obs["time"]).to_numpy().astype("datetime64[ns]")
     prior = (
         model if isinstance(model, GenerativePrior) else _cached_prior(str(Path(model).resolve()))
     )
     signature = {
         "model": _model_digest(prior),
-        "obs": _obs_digest(obs[pd.to_datetime(obs["time"]).isin(pd.to_datetime(times))]),
+        "obs": _obs_digest(obs[np.isin(obs_time, times)]),
         "settings": dataclasses.asdict(settings),
     }
     store.open_or_create(
         out, times, prior.grid, n_samples=settings.keep_samples, signature=signature
     )
     todo = store.pending(out)
-    obs_time = pd.to_datetime(obs["time"]).to_numpy().astype("datetime64[ns]")
     groups = {int(i): obs[obs_time == times[i]].reset_index(drop=True) for i in todo}
     bar = tqdm(
         total=times.size,
@@ -246,20 +253,14 @@ def reanalyse(
     )
     if scheduler is None:
         for i in todo:
-            _run_in_process(prior, groups[int(i)], times[i], int(i), settings, out)
+            _assimilate_and_write(prior, groups[int(i)], times[i], int(i), settings, out)
             bar.update()
     else:
-        if isinstance(model, GenerativePrior):
-            raise ValueError("a Dask reanalysis needs a model directory, not an in-memory prior")
         _run_on_dask(
             str(Path(model).resolve()), groups, times, settings, out, scheduler, n_workers, bar
         )
     bar.close()
     return out
-
-
-def _run_in_process(prior, obs, time, index, settings, out):
-    store.write_time(out, index, assimilate_time(prior, obs, time, settings))
 
 
 def _run_on_dask(model_path, groups, times, settings, out, scheduler, n_workers, bar):
