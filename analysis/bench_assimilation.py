@@ -11,8 +11,7 @@ Measures, for 4 chains x 500 warmup + 500 draws (by default):
 * the decoder's value-and-grad time alone and inside ``lax.fori_loop`` (the slow-path check
   of FINDINGS.md);
 * for each ``--devices`` value, a separate process (XLA fixes the host device count at
-  start-up) so that the chain methods can be compared: 2 devices -> 4 chains sequential,
-  4 devices -> 4 chains parallel;
+  start-up): 2 devices -> 2 chains vectorised on each, 4 devices -> one chain on each;
 * the demo's end-to-end time, cold (empty JAX compilation cache) and warm.
 
 Usage::
@@ -175,14 +174,10 @@ def run_one(args) -> dict:
         ds = posterior_dataset(a, prior, time=t)
         v = diagnose(a.idata, field_samples=ds[["anomaly"]])
         # Chains that can really run at once: one per device, at most one per core.
-        parallel = (
-            min(args.chains, jax.local_device_count(), os.cpu_count() or 1)
-            if a.settings["chain_method"] == "parallel"
-            else 1
-        )
+        parallel = min(a.settings["devices"], os.cpu_count() or 1)
         steps = a.grad_evals["sampling"]
         res[label] = {
-            "chain_method": a.settings["chain_method"],
+            "devices_used": a.settings["devices"],
             "timings_s": {
                 k: (round(x, 3) if isinstance(x, float) else x) for k, x in a.timings.items()
             },
@@ -276,7 +271,7 @@ def _row(cells) -> str:
 
 RUN_COLUMNS = [
     "devices",
-    "chain method",
+    "devices used",
     "warmup+compile s",
     "sampling s",
     "2nd call warmup s",
@@ -336,7 +331,7 @@ def _table(results: list[dict], demos: dict, args) -> str:
             _row(
                 [
                     r["devices"],
-                    n["chain_method"],
+                    n["devices_used"],
                     f"{t['warmup']:.1f}",
                     f"{t['sampling']:.1f}",
                     f"{t2['warmup']:.1f}",
@@ -395,8 +390,9 @@ def _table(results: list[dict], demos: dict, args) -> str:
         lines += [
             "",
             f"Demo sampler: {s['num_chains']} chains x {s['num_warmup']} warmup + "
-            f"{s['num_samples']} draws, {s['chain_method']}. 'cold' = empty JAX compilation cache "
-            "(first run on a machine); 'warm' = cache filled by the cold run (every later run).",
+            f"{s['num_samples']} draws, chains over {s['devices']} device(s). 'cold' = empty JAX "
+            "compilation cache (first run on a machine); 'warm' = cache filled by the cold run "
+            "(every later run).",
             "",
         ]
     return "\n".join(lines)

@@ -1,18 +1,17 @@
 """Process-level JAX set-up that must happen before :mod:`jax` is first imported.
 
-Host devices: on a CPU-only host, NUTS chains run fastest with ``chain_method="parallel"``,
-one XLA host device per chain. We ask for ``max(cores, 4)`` devices so that the default 4
-chains run in parallel even on a 2-core machine: measured on the shipped NCEP model, 4
-chains x 500 draws sampled in 32.3 s with 4 devices (parallel) against 55.4 s with 2
-devices (4 chains then run sequentially), see ``analysis/results/bench_assimilation.md``.
+Host devices: on a CPU-only host, NUTS chains run fastest with one XLA host device per
+chain (:mod:`bayesda.sampler` splits the chains over the devices). We ask for
+``max(cores, 4)`` devices so that the default 4 chains run side by side even on a 2-core
+machine (see ``analysis/results/bench_assimilation.md`` for 2 vs 4 devices).
 XLA reads ``--xla_force_host_platform_device_count`` only at backend start-up, so we add it
 to ``XLA_FLAGS`` here, unless the user already set it.
 On a GPU host the flag only adds CPU devices, which the default (GPU) backend ignores.
 
-Compilation cache: numpyro re-traces its chain runner on every ``MCMC.run`` and XLA then
-recompiles the same program (3-15 s each time). JAX's persistent compilation cache keys
-executables on the HLO, so the second run of the same shapes, in this process or a later
-one, loads the executable instead (measured: 5.1 s -> 0.6 s for a small model). The
+Compilation cache: :mod:`bayesda.sampler` compiles one program per model, settings and
+shape, reused within a process. JAX's persistent compilation cache keys executables on the
+HLO, so a later process with the same shapes loads the executable instead of compiling it
+(measured: 5.1 s -> 0.6 s for a small model). The
 cache is not size-capped (JAX's cap needs the ``filelock`` package); it holds a few MB per
 model and may be deleted at any time. We point it at
 ``$BAYESDA_JAX_CACHE`` (default ``$XDG_CACHE_HOME/bayesda/jax`` or

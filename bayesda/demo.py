@@ -119,7 +119,7 @@ def demo_report(info: dict, out) -> str:
         f"(sigma {DEMO_SIGMA} K)",
         f"  sampler: {info['settings']['method']}, {info['settings']['num_chains']} chains x "
         f"{info['settings']['num_warmup']} warmup + {info['settings']['num_samples']} draws "
-        f"({info['settings']['chain_method']})",
+        f"(chains over {info['settings']['devices']} device(s))",
         f"  time: total {info['demo_wall_s']:.1f} s = data {info['demo']['data_s']:.1f} + "
         f"MAP {t['map']:.1f} + "
         f"warmup {t['warmup']:.1f} + sampling {t['sampling']:.1f} + fields {t['fields']:.1f} + "

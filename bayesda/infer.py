@@ -4,15 +4,18 @@
 of ``z`` and of the field ``g(z) + r`` (representation error conditioned by Matheron's rule,
 see :mod:`bayesda.posterior`), an ArviZ ``InferenceData`` and timings.
 
-Speed notes (measured on a 2-core CPU box, see ``analysis/results/``):
+How it runs (measured on a 2-core CPU box, see ``analysis/results/``):
 
-* Observations are padded to a power of two (>= 32) with a mask, and the ``MCMC`` object is
-  cached per (decoder, padded shape, settings) with ``jit_model_args=True``, so a new day
-  with a similar number of observations reuses the compiled sampler.
-* ``chain_method`` is "parallel" when there are at least as many JAX devices as chains
-  (``bayesda._xla`` asks XLA for ``max(cores, 4)`` host devices), else "sequential".
-  Shipped NCEP model, 4 chains x 500 draws, 2 cores: 32 s sampling in parallel over 4
-  devices, 55 s sequential; min bulk ESS over all field pixels ~950, R-hat <= 1.008.
+* NUTS is numpyro's own kernel driven by :mod:`bayesda.sampler`: one compiled program per
+  (model, settings, padded shape), reused for every later day; the observations, starting
+  points and mass matrix are arguments, not constants. Observations are padded to a power
+  of two (>= 32) with a mask so that days with similar numbers of observations share it.
+* :func:`assimilate_batch` runs several analysis times in the same program (their chains
+  side by side); :func:`assimilate` is the one-time case.
+* The chains are split over the JAX devices (``bayesda._xla`` asks XLA for
+  ``max(cores, 4)`` host devices on a CPU, so the default 4 chains run one per device).
+* ``mass="laplace"`` (default): the inverse mass matrix is the Laplace covariance at the
+  MAP, fixed; trees stay short (7 leapfrog steps per draw on the shipped model).
 * ``init="map"`` starts the chains at the MAP plus a draw from the Laplace approximation,
   which puts them in the typical set and shortens warmup while keeping them dispersed
   enough for R-hat to mean something.
@@ -34,10 +37,10 @@ import numpy as np
 import optax
 import pandas as pd
 from jax.flatten_util import ravel_pytree
-from numpyro.infer import MCMC, NUTS, init_to_median, init_to_sample
 from numpyro.infer.util import constrain_fn, potential_energy
 
-from bayesda.model import LIKELIHOODS, assimilation_model, pad_length
+from bayesda import sampler
+from bayesda.model import LIKELIHOODS, SIGMA_SCALE_PRIOR, assimilation_model, pad_length
 from bayesda.operators import Stencil, bilinear_stencil
 from bayesda.posterior import condition_representation_error
 
@@ -181,9 +184,32 @@ def prepare_obs(prior, obs: pd.DataFrame, *, time=None, pad: bool = True) -> Obs
     )
 
 
+def _repad(obs: ObsData, m: int) -> ObsData:
+    """The same observations padded to length ``m`` (>= the current padded length)."""
+    k = obs.mask.size
+    if m == k:
+        return obs
+    if m < k:
+        raise ValueError(f"cannot pad {k} entries down to {m}")
+
+    def more(x, fill):
+        out = np.full((m, *x.shape[1:]), fill, dtype=x.dtype)
+        out[:k] = x
+        return out
+
+    return obs._replace(
+        idx=more(obs.idx, 0),
+        weight=more(obs.weight, 0.0),
+        y=more(obs.y, 0.0),
+        sigma=more(obs.sigma, 1.0),
+        repr_factor=more(obs.repr_factor, 0.0),
+        repr_diag=more(obs.repr_diag, 0.0),
+        mask=np.arange(m) < obs.n,
+    )
+
+
 # --------------------------------------------------------------------------- caches
 _MODEL_CACHE: dict = {}
-_MCMC_CACHE: dict = {}
 _FN_CACHE: dict = {}
 
 
@@ -204,11 +230,6 @@ def _bound_model(prior, likelihood, infer_sigma, df):
     return hit[1]
 
 
-def default_chain_method(num_chains: int) -> str:
-    """ "parallel" when there is a JAX device per chain, else "sequential"."""
-    return "parallel" if num_chains > 1 and jax.local_device_count() >= num_chains else "sequential"
-
-
 def _unconstrained_template(latent_dim: int, infer_sigma: bool) -> dict:
     """Zeros in the sampler's unconstrained space (``sigma_scale`` lives on the log scale)."""
     params = {"z": jnp.zeros(latent_dim)}
@@ -217,44 +238,58 @@ def _unconstrained_template(latent_dim: int, infer_sigma: bool) -> dict:
     return params
 
 
-def _map_fns(model, obs: ObsData, latent_dim: int, infer_sigma: bool):
-    """Jitted MAP optimiser, Hessian and constraining map, cached per model and padded shape.
+class _Fns(NamedTuple):
+    potential: Any  # (flat, (model_args, mask)) -> minus log density
+    find_map: Any  # jitted (flat, args) -> (x_map, hessian, potential)
+    constrain: Any  # jitted (flat [s, D], args) -> {"z": [s, d], ...}
+    flat0: Any
+    unravel: Any
 
-    The potential is built with :func:`numpyro.infer.util.potential_energy` inside ``jit``
-    rather than with ``initialize_model``, whose eager model evaluation compiles every
-    primitive one by one (measured 9-14 s in a fresh process).
+
+def _fns(model, latent_dim: int, infer_sigma: bool) -> _Fns:
+    """Potential, MAP optimiser, Hessian and constraining map, built once per model.
+
+    The observations enter only as arguments (``args = (model_args, mask)``), so every day
+    with the same padded shape reuses the compiled code (the leak described in
+    :mod:`bayesda.sampler` came from closures that changed per day). The potential is
+    :func:`numpyro.infer.util.potential_energy` of the model, i.e. numpyro's own log
+    density with its transforms.
     """
-    ck = (id(model), obs.idx.shape, obs.repr_factor.shape)
-    if ck in _FN_CACHE:
-        return _FN_CACHE[ck]
+    ck = (id(model), infer_sigma)
+    hit = _FN_CACHE.get(ck)
+    if hit is not None and hit[0] is model:
+        return hit[1]
     flat0, unravel = ravel_pytree(_unconstrained_template(latent_dim, infer_sigma))
 
-    def pot(flat, args, mask):
-        return potential_energy(model, args, {"mask": mask}, unravel(flat))
+    def potential(flat, args):
+        model_args, mask = args
+        return potential_energy(model, model_args, {"mask": mask}, unravel(flat))
 
     @jax.jit
-    def constrain(flat, args, mask):
-        return jax.vmap(lambda f: constrain_fn(model, args, {"mask": mask}, unravel(f)))(flat)
+    def constrain(flat, args):
+        model_args, mask = args
+        return jax.vmap(lambda f: constrain_fn(model, model_args, {"mask": mask}, unravel(f)))(flat)
 
     opt = optax.adam(0.05)
 
     @jax.jit
-    def find_map(flat, args, mask):
+    def find_map(flat, args):
+        grad = jax.grad(potential)
+        hessian = jax.hessian(potential)
+
         def step(carry, _):
             x, state = carry
-            g = jax.grad(pot)(x, args, mask)
-            upd, state = opt.update(g, state)
+            upd, state = opt.update(grad(x, args), state)
             return (optax.apply_updates(x, upd), state), None
 
         (x, _), _ = jax.lax.scan(step, (flat, opt.init(flat)), None, length=MAP_STEPS)
         # Two Newton steps polish the optimum (Laplace needs the exact mode).
         for _ in range(2):
-            h = jax.hessian(pot)(x, args, mask)
-            x = x - jnp.linalg.solve(h, jax.grad(pot)(x, args, mask))
-        return x, jax.hessian(pot)(x, args, mask), pot(x, args, mask)
+            x = x - jnp.linalg.solve(hessian(x, args), grad(x, args))
+        return x, hessian(x, args), potential(x, args)
 
-    fns = (find_map, flat0, unravel, constrain)
-    _FN_CACHE[ck] = fns
+    fns = _Fns(potential, find_map, constrain, flat0, unravel)
+    _FN_CACHE[ck] = (model, fns)
     return fns
 
 
@@ -287,6 +322,22 @@ def _decode_all(prior, z: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _check_settings(method, init, likelihood, mass, num_chains, num_warmup, num_samples):
+    if method not in METHODS:
+        raise ValueError(f"{method=} is not one of {METHODS}")
+    if init not in INITS:
+        raise ValueError(f"{init=} is not one of {INITS}")
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"{likelihood=} is not one of {LIKELIHOODS}")
+    if mass not in MASSES:
+        raise ValueError(f"{mass=} is not one of {MASSES}")
+    if min(num_chains, num_samples) < 1 or num_warmup < 0:
+        raise ValueError(
+            "need num_chains, num_samples >= 1 and num_warmup >= 0, "
+            f"got {num_chains=}, {num_samples=}, {num_warmup=}"
+        )
+
+
 def assimilate(
     prior,
     obs_df: pd.DataFrame,
@@ -303,7 +354,6 @@ def assimilate(
     likelihood: str = "normal",
     infer_sigma: bool = False,
     df: float = 4.0,
-    chain_method: str | None = None,
     mass: str = "laplace",
     progress_bar: bool = True,
 ) -> Assimilation:
@@ -317,12 +367,12 @@ def assimilate(
         ``num_chains x num_samples`` independent samples).
       seed: the only source of randomness.
       target_accept, max_tree_depth: NUTS settings.
-      init: "map" (MAP + a Laplace draw per chain), "prior" or "median".
+      init: "map" (MAP + a Laplace draw per chain), "prior" (a prior draw) or "median"
+        (the prior median, z = 0).
       method: "nuts" (reference) or "laplace" (MAP + Gaussian from the Hessian in z).
       likelihood: "normal" or "studentt" (see :mod:`bayesda.model`).
       infer_sigma: infer a common obs-error scale.
       df: Student-t degrees of freedom.
-      chain_method: override :func:`default_chain_method`.
       mass: NUTS mass matrix. "laplace" (default): the dense inverse mass matrix is the
         Laplace covariance at the MAP, held fixed, and warmup adapts only the step size;
         the latent posterior is close to Gaussian, so this whitens it and trees stay short
@@ -336,32 +386,88 @@ def assimilate(
     Returns:
       An :class:`Assimilation`.
     """
-    if method not in METHODS:
-        raise ValueError(f"{method=} is not one of {METHODS}")
-    if init not in INITS:
-        raise ValueError(f"{init=} is not one of {INITS}")
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"{likelihood=} is not one of {LIKELIHOODS}")
-    if mass not in MASSES:
-        raise ValueError(f"{mass=} is not one of {MASSES}")
-    if min(num_chains, num_samples) < 1 or num_warmup < 0:
-        raise ValueError(
-            "need num_chains, num_samples >= 1 and num_warmup >= 0, "
-            f"got {num_chains=}, {num_samples=}, {num_warmup=}"
-        )
+    return assimilate_batch(
+        prior,
+        obs_df,
+        [time],
+        seeds=[seed],
+        num_chains=num_chains,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        target_accept=target_accept,
+        max_tree_depth=max_tree_depth,
+        init=init,
+        method=method,
+        likelihood=likelihood,
+        infer_sigma=infer_sigma,
+        df=df,
+        mass=mass,
+        progress_bar=progress_bar,
+    )[0]
+
+
+def assimilate_batch(
+    prior,
+    obs_df: pd.DataFrame,
+    times,
+    *,
+    seeds,
+    num_chains: int = 4,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    target_accept: float = 0.8,
+    max_tree_depth: int = 10,
+    init: str = "map",
+    method: str = "nuts",
+    likelihood: str = "normal",
+    infer_sigma: bool = False,
+    df: float = 4.0,
+    mass: str = "laplace",
+    progress_bar: bool = True,
+) -> list[Assimilation]:
+    """Assimilate several analysis times in one compiled NUTS program.
+
+    Each time is an independent posterior with its own ``num_chains`` chains and its own
+    seed; all ``len(times) * num_chains`` chains run side by side in one program
+    (:func:`bayesda.sampler.run_nuts`), split over the JAX devices and vectorised within
+    each. The observations of all times are padded to a common length. A time's result
+    depends only on its observations, its seed and the batch layout: the same batch of
+    times gives the same numbers again, a different batching gives an equally valid
+    posterior sample that differs in the last digits (vectorised arithmetic rounds
+    differently) and, through the chaotic dynamics of NUTS, in the individual draws.
+
+    Args:
+      prior, obs_df: as for :func:`assimilate`.
+      times: the analysis times (``[None]`` for an untimed table).
+      seeds: one integer seed per time.
+      **settings: as for :func:`assimilate`.
+
+    Returns:
+      One :class:`Assimilation` per time. Timings ``warmup`` and ``sampling`` are those of
+      the whole batch; ``batch_size`` says how many times shared them.
+    """
+    _check_settings(method, init, likelihood, mass, num_chains, num_warmup, num_samples)
+    times = list(times)
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != len(times) or not times:
+        raise ValueError(f"need one seed per time, got {len(seeds)} seeds for {len(times)} times")
     t_start = _time.perf_counter()
-    obs = prepare_obs(prior, obs_df, time=time)
     model = _bound_model(prior, likelihood, infer_sigma, df)
-    args = tuple(jnp.asarray(a) for a in obs.model_args())
-    mask = jnp.asarray(obs.mask)
-    _, key_init, key_mcmc, key_post = jax.random.split(jax.random.PRNGKey(seed), 4)
-    chain_method = chain_method or default_chain_method(num_chains)
+    fns = _fns(model, prior.latent_dim, infer_sigma)
+    obs_list = [prepare_obs(prior, obs_df, time=t) for t in times]
+    m = max(o.mask.size for o in obs_list)
+    obs_list = [_repad(o, m) for o in obs_list]
+    all_args = [
+        (tuple(jnp.asarray(a) for a in o.model_args()), jnp.asarray(o.mask)) for o in obs_list
+    ]
+    keys = [jax.random.split(jax.random.PRNGKey(s), 4)[1:] for s in seeds]  # init, mcmc, post
+    ntime = len(times)
+    shards = sampler.n_shards(ntime * num_chains) if method == "nuts" else 0
     settings = dict(
         method=method,
         num_chains=num_chains,
         num_warmup=num_warmup,
         num_samples=num_samples,
-        seed=seed,
         target_accept=target_accept,
         max_tree_depth=max_tree_depth,
         init=init,
@@ -369,141 +475,159 @@ def assimilate(
         infer_sigma=bool(infer_sigma),
         mass=mass,
         df=df,
-        chain_method=chain_method,
-        n_pad=int(obs.mask.size),
+        devices=shards,
+        batch_size=ntime,
+        n_pad=int(m),
     )
-    timings: dict = {"map": 0.0, "warmup": 0.0, "sampling": 0.0}
-    grad_evals = {"map": 0, "warmup": 0, "sampling": 0}
-    sample_stats: dict = {}
 
-    need_map = method == "laplace" or init == "map" or (method == "nuts" and mass != "diag")
-    if need_map:
+    # MAP + Laplace per time (for method="laplace", init="map" and the Laplace mass).
+    need_map = method == "laplace" or init == "map" or mass != "diag"
+    maps = []
+    for args in all_args:
         t0 = _time.perf_counter()
-        find_map, flat0, unravel, constrain = _map_fns(model, obs, prior.latent_dim, infer_sigma)
-        x_map, hess, _ = find_map(flat0, args, mask)
-        x_map = np.asarray(x_map)
-        hess = np.asarray(hess)
-        timings["map"] = _time.perf_counter() - t0
-        # Adam steps, Newton polish (2 x (grad + Hessian) + final Hessian); Hessian ~ d grads.
-        grad_evals["map"] = MAP_STEPS + 3 * (x_map.size + 1)
-        if not np.all(np.isfinite(x_map)):
-            raise FloatingPointError(
-                "MAP optimisation diverged (non-finite latent); try init='prior'"
-            )
+        if need_map:
+            x_map, hess, _ = fns.find_map(fns.flat0, args)
+            x_map, hess = np.asarray(x_map), _spd(np.asarray(hess))
+            if not np.all(np.isfinite(x_map)):
+                raise FloatingPointError(
+                    "MAP optimisation diverged (non-finite latent); try init='prior'"
+                )
+        else:
+            x_map = hess = None
+        maps.append((x_map, hess, _time.perf_counter() - t0))
+    # Adam steps, Newton polish (2 x (grad + Hessian) + final Hessian); Hessian ~ D grads.
+    map_grads = MAP_STEPS + 3 * (fns.flat0.size + 1) if need_map else 0
+
     if method == "laplace":
-        flat = np.asarray(
-            _laplace_draws(
-                key_post, jnp.asarray(x_map), jnp.asarray(_spd(hess)), (num_chains, num_samples)
+        results = []
+        for (x_map, hess, _), args, (_, _, key_post) in zip(maps, all_args, keys, strict=True):
+            flat = _laplace_draws(
+                key_post, jnp.asarray(x_map), jnp.asarray(hess), (num_chains * num_samples,)
+            )
+            post = fns.constrain(flat, args)
+            results.append(
+                {
+                    k: np.asarray(v).reshape(num_chains, num_samples, *np.shape(v)[1:])
+                    for k, v in post.items()
+                    if k in ("z", "sigma_scale")
+                }
+            )
+        runs = [(samples, {}, {"warmup": 0, "sampling": 0}) for samples in results]
+        batch_timings = {"warmup": 0.0, "sampling": 0.0}
+    else:
+        runs, batch_timings = _run_nuts_batch(
+            fns, all_args, maps, keys, settings, progress_bar=progress_bar
+        )
+
+    out = []
+    for i, (time, seed, obs, (samples, sample_stats, steps)) in enumerate(
+        zip(times, seeds, obs_list, runs, strict=True)
+    ):
+        t0 = _time.perf_counter()
+        z, decoded, field, scale, idata = _posterior_fields(
+            prior, obs, samples, sample_stats, seed, settings
+        )
+        timings = {
+            "map": maps[i][2],
+            **batch_timings,
+            "fields": _time.perf_counter() - t0,
+        }
+        grad_evals = {"map": map_grads, **steps}
+        out.append(
+            Assimilation(
+                z=z,
+                decoded=decoded,
+                field=field,
+                sigma_scale=scale,
+                idata=idata,
+                timings=timings,
+                grad_evals=grad_evals,
+                obs=obs,
+                time=time,
+                settings={**settings, "seed": seed},
             )
         )
-        post = constrain(jnp.asarray(flat.reshape(-1, flat.shape[-1])), args, mask)
+    wall = _time.perf_counter() - t_start
+    for a in out:
+        a.timings["wall"] = wall / ntime
+    return out
+
+
+def _run_nuts_batch(fns, all_args, maps, keys, settings, *, progress_bar):
+    """All chains of all times through :func:`bayesda.sampler.run_nuts`."""
+    nc = settings["num_chains"]
+    init, mass = settings["init"], settings["mass"]
+    x0, inv_mass, chain_keys = [], [], []
+    dim = fns.flat0.size
+    for (x_map, hess, _), (key_init, key_mcmc, _) in zip(maps, keys, strict=True):
+        if init == "map":
+            start = _laplace_draws(key_init, jnp.asarray(x_map), jnp.asarray(hess), (nc,))
+        elif init == "prior":
+            start = _prior_draws(key_init, fns, nc)
+        else:  # "median": the prior median, 0 in the unconstrained space
+            start = jnp.zeros((nc, dim))
+        x0.append(np.asarray(start, np.float32))
+        if mass == "diag":
+            inv_mass.append(np.ones((nc, dim), np.float32))
+        else:
+            inv_mass.append(np.repeat(np.linalg.inv(hess)[None].astype(np.float32), nc, 0))
+        chain_keys.append(np.asarray(jax.random.split(key_mcmc, nc)))
+    batched_args = jax.tree.map(lambda *a: jnp.repeat(jnp.stack(a), nc, axis=0), *all_args)
+    config = sampler.NutsConfig(
+        num_warmup=settings["num_warmup"],
+        num_samples=settings["num_samples"],
+        target_accept=settings["target_accept"],
+        max_tree_depth=settings["max_tree_depth"],
+        mass=mass,
+    )
+    draws = sampler.run_nuts(
+        fns.potential,
+        batched_args,
+        np.concatenate(chain_keys),
+        np.concatenate(x0),
+        np.concatenate(inv_mass),
+        config,
+        progress_bar=progress_bar,
+        desc=f"NUTS {len(all_args)} time(s) x {nc} chains",
+    )
+    runs = []
+    for i, args in enumerate(all_args):
+        sl = slice(i * nc, (i + 1) * nc)
+        flat = draws.x[sl]
+        post = fns.constrain(jnp.asarray(flat.reshape(-1, dim)), args)
         samples = {
-            k: np.asarray(v).reshape(num_chains, num_samples, *np.shape(v)[1:])
+            k: np.asarray(v).reshape(*flat.shape[:2], *np.shape(v)[1:])
             for k, v in post.items()
             if k in ("z", "sigma_scale")
         }
-    else:
-        ck = (
-            id(model),
-            obs.idx.shape,
-            obs.repr_factor.shape,
-            num_chains,
-            num_warmup,
-            num_samples,
-            target_accept,
-            max_tree_depth,
-            chain_method,
-            init,
-            mass,
-        )
-        hit = _MCMC_CACHE.get(ck)
-        timings["cache_hit"] = hit is not None
-        if hit is None:
-            strategy = init_to_median(num_samples=15) if init == "median" else init_to_sample
-            kernel = NUTS(
-                model,
-                target_accept_prob=target_accept,
-                max_tree_depth=max_tree_depth,
-                init_strategy=strategy,
-                dense_mass=mass != "diag",
-                adapt_mass_matrix=mass != "laplace",
-            )
-            mcmc = MCMC(
-                kernel,
-                num_warmup=num_warmup,
-                num_samples=num_samples,
-                num_chains=num_chains,
-                chain_method=chain_method,
-                progress_bar=progress_bar,
-                jit_model_args=True,
-            )
-            _MCMC_CACHE[ck] = mcmc
-        else:
-            mcmc = hit
-        init_params = None
-        if init == "map":
-            starts = np.asarray(
-                _laplace_draws(key_init, jnp.asarray(x_map), jnp.asarray(_spd(hess)), (num_chains,))
-            )
-            init_params = jax.vmap(unravel)(jnp.asarray(starts))
-            if num_chains == 1:
-                init_params = jax.tree.map(lambda a: a[0], init_params)
-        if mass != "diag":
-            # The Laplace covariance as the (initial, for "dense") inverse mass matrix. The
-            # kernel reads this attribute when it initialises its state, outside the
-            # compiled loop: a new day's matrix needs no recompilation. Site order in the
-            # key matches the Hessian's (ravel_pytree sorts dict keys).
-            names = tuple(sorted(_unconstrained_template(1, infer_sigma)))
-            mcmc.sampler._inverse_mass_matrix = {names: jnp.asarray(np.linalg.inv(_spd(hess)))}
-        t0 = _time.perf_counter()
-        fields = ("num_steps",)
-        if num_warmup > 0:
-            mcmc.warmup(
-                key_mcmc,
-                *args,
-                mask=mask,
-                init_params=init_params,
-                extra_fields=fields,
-                collect_warmup=True,
-            )
-            grad_evals["warmup"] = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
-            init_params = None
-        else:
-            mcmc._warmup_state = None  # a cached object must not resume an old chain
-        timings["warmup"] = _time.perf_counter() - t0
-        t0 = _time.perf_counter()
-        mcmc.run(
-            mcmc.post_warmup_state.rng_key if num_warmup > 0 else key_mcmc,
-            *args,
-            mask=mask,
-            init_params=init_params,
-            extra_fields=(
-                "num_steps",
-                "diverging",
-                "accept_prob",
-                "energy",
-                "potential_energy",
-                "adapt_state.step_size",
-            ),
-        )
-        # MCMC.run returns before the device finishes (async dispatch): stop the clock only
-        # once the samples are on the host.
-        samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-        extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-        timings["sampling"] = _time.perf_counter() - t0
-        grad_evals["sampling"] = int(extra["num_steps"].sum())
-        steps = extra["num_steps"].astype(np.int64)
+        steps = draws.num_steps[sl].astype(np.int64)
         sample_stats = {
-            "diverging": extra["diverging"].astype(bool),
+            "diverging": draws.diverging[sl].astype(bool),
             "n_steps": steps,
             "tree_depth": np.floor(np.log2(np.maximum(steps, 1))).astype(np.int64) + 1,
-            "acceptance_rate": extra["accept_prob"],
-            "energy": extra["energy"],
-            "lp": -extra["potential_energy"],
-            "step_size": extra["adapt_state.step_size"],
+            "acceptance_rate": draws.accept_prob[sl],
+            "energy": draws.energy[sl],
+            "lp": -draws.potential_energy[sl],
+            "step_size": draws.step_size[sl],
         }
+        grads = {"warmup": int(draws.warmup_steps[sl].sum()), "sampling": int(steps.sum())}
+        runs.append((samples, sample_stats, grads))
+    return runs, dict(draws.timings)
 
-    t0 = _time.perf_counter()
+
+def _prior_draws(key, fns, n):
+    """``[n, D]`` unconstrained prior draws: ``z ~ N(0, I)``, log sigma_scale ~ its prior."""
+    template = fns.unravel(fns.flat0)
+    keys = jax.random.split(key, len(template))
+    draws = {}
+    for k, name in zip(keys, sorted(template), strict=True):
+        scale = SIGMA_SCALE_PRIOR[1] if name == "sigma_scale" else 1.0
+        draws[name] = scale * jax.random.normal(k, (n, *np.shape(template[name])))
+    return jax.vmap(lambda t: ravel_pytree(t)[0])(draws)
+
+
+def _posterior_fields(prior, obs: ObsData, samples, sample_stats, seed, settings):
+    """Decoded fields, fields with the conditioned representation error, and InferenceData."""
     z = samples["z"].astype(np.float32)
     nc, nd, d = z.shape
     decoded = _decode_all(prior, z.reshape(-1, d)).reshape(nc, nd, *prior.grid.shape)
@@ -516,7 +640,11 @@ def assimilate(
     sig = obs.sigma[:n][None, :] * scale.reshape(-1, 1)  # [s, n]
     rng = np.random.default_rng([seed, 20260])  # field/predictive noise, seeded like the sampler
     r = condition_representation_error(
-        rng, y[None, :] - mu, sig if infer_sigma else obs.sigma[:n], obs.stencil, prior.repr_error
+        rng,
+        y[None, :] - mu,
+        sig if settings["infer_sigma"] else obs.sigma[:n],
+        obs.stencil,
+        prior.repr_error,
     )
     field = decoded + r.reshape(decoded.shape)
     idata = _inference_data(
@@ -525,26 +653,13 @@ def assimilate(
         obs,
         mu.reshape(nc, nd, n),
         sig.reshape(nc, nd, n),
-        likelihood,
-        df,
+        settings["likelihood"],
+        settings["df"],
         rng,
-        max_tree_depth=max_tree_depth,
-        method=method,
+        max_tree_depth=settings["max_tree_depth"],
+        method=settings["method"],
     )
-    timings["fields"] = _time.perf_counter() - t0
-    timings["wall"] = _time.perf_counter() - t_start
-    return Assimilation(
-        z=z,
-        decoded=decoded,
-        field=field,
-        sigma_scale=scale,
-        idata=idata,
-        timings=timings,
-        grad_evals=grad_evals,
-        obs=obs,
-        time=time,
-        settings=settings,
-    )
+    return z, decoded, field, scale, idata
 
 
 def _spd(h: np.ndarray) -> np.ndarray:

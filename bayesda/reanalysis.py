@@ -1,12 +1,16 @@
 """Reanalysis: assimilate every time of an observation table into one resumable zarr store.
 
-Each time is an independent assimilation (:func:`bayesda.infer.assimilate`) whose summaries
-and diagnostics land in that time's chunk of the store (:mod:`bayesda.store`). Times run
-one after another in this process, reusing the compiled sampler (observations are padded to
-a few fixed lengths, see :mod:`bayesda.model`), or spread over a Dask ``distributed``
-cluster: a local one sized to the machine by default, or an existing one by address. Every
-time draws its random numbers from a seed derived from the run's seed and the time itself,
-so a time gets the same result whichever worker runs it and in whatever order.
+Each time is an independent assimilation whose summaries and diagnostics land in that
+time's chunk of the store (:mod:`bayesda.store`). Pending times are taken in groups of
+``batch_times`` consecutive times; each group runs as one compiled NUTS program
+(:func:`bayesda.infer.assimilate_batch`), and the same program is reused for every later
+group of the same padded shape (see :mod:`bayesda.sampler`). Groups run one after another
+in this process, or spread over a Dask ``distributed`` cluster: a local one sized to the
+machine by default, or an existing one by address. Every time draws its random numbers from
+a seed derived from the run's seed and the time itself, so a time gets the same result
+whichever worker runs it and in whatever order, for a given grouping (a different
+``batch_times`` gives an equally valid draw that differs in the last digits; it is an
+execution setting and is not part of the store's signature).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class ReanalysisSettings:
       seed: run seed; each time uses :func:`time_seed` of it.
       keep_samples: posterior field samples stored per time (0: summaries only).
       target_accept, max_tree_depth: NUTS settings.
+      batch_times: times per compiled program (1: one at a time). Not part of the store's
+        signature: a run may resume with another value.
     """
 
     num_chains: int = 4
@@ -50,6 +56,17 @@ class ReanalysisSettings:
     keep_samples: int = 0
     target_accept: float = 0.8
     max_tree_depth: int = 10
+    batch_times: int = 1
+
+    def __post_init__(self):
+        if self.batch_times < 1:
+            raise ValueError(f"batch_times must be >= 1, got {self.batch_times}")
+
+    def signature(self) -> dict:
+        """The settings that determine the results (what a resumed run must match)."""
+        out = dataclasses.asdict(self)
+        out.pop("batch_times")
+        return out
 
 
 def time_seed(seed: int, time) -> int:
@@ -108,57 +125,64 @@ def _model_digest(prior: GenerativePrior) -> str:
     return f"{prior.name}:{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
 
 
-def assimilate_time(
-    prior: GenerativePrior, obs: pd.DataFrame, time, settings: ReanalysisSettings
-) -> xr.Dataset:
-    """Assimilate one time and return what the store keeps for it.
+def assimilate_times(
+    prior: GenerativePrior, obs: pd.DataFrame, times, settings: ReanalysisSettings
+) -> list[xr.Dataset]:
+    """Assimilate a group of times in one compiled program; return what the store keeps.
 
     Args:
       prior: the generative prior.
-      obs: observations of this time (anomalies, K).
-      time: the analysis time.
+      obs: observations of these times (anomalies, K; a ``time`` column).
+      times: the analysis times.
       settings: sampler settings.
 
     Returns:
-      A Dataset with the store's field variables ``(lat, lon)``, optional ``samples``
-      ``(sample, lat, lon)`` and scalar diagnostics (see :mod:`bayesda.store`).
+      One Dataset per time with the store's field variables ``(lat, lon)``, optional
+      ``samples`` ``(sample, lat, lon)`` and scalar diagnostics (see :mod:`bayesda.store`);
+      ``wall_s`` is the group's wall time divided evenly over its times.
     """
-    from bayesda.diagnostics import diagnose
-    from bayesda.infer import assimilate
-    from bayesda.posterior import posterior_dataset
+    from bayesda.infer import assimilate_batch
 
     t0 = _time.perf_counter()
-    result = assimilate(
+    results = assimilate_batch(
         prior,
         obs,
-        time=time,
+        list(times),
+        seeds=[time_seed(settings.seed, t) for t in times],
         num_chains=settings.num_chains,
         num_warmup=settings.num_warmup,
         num_samples=settings.num_samples,
-        seed=time_seed(settings.seed, time),
         method=settings.method,
         likelihood=settings.likelihood,
         target_accept=settings.target_accept,
         max_tree_depth=settings.max_tree_depth,
         progress_bar=False,
     )
-    post = posterior_dataset(result, prior, time=time)
+    out = [_summary(prior, r, settings) for r in results]
+    wall = (_time.perf_counter() - t0) / len(out)
+    for ds in out:
+        ds["wall_s"] = ((), np.asarray(wall, dtype=store.DIAG_VARS["wall_s"][0]))
+    return out
+
+
+def _summary(prior, result, settings: ReanalysisSettings) -> xr.Dataset:
+    """The store's variables for one :class:`bayesda.infer.Assimilation` (``wall_s`` unset)."""
+    from bayesda.diagnostics import diagnose
+    from bayesda.posterior import posterior_dataset
+
+    post = posterior_dataset(result, prior, time=result.time)
     keep = ["mean", "sd", "q05", "q50", "q95"] + (["tas_mean"] if "tas_mean" in post else [])
     out = post[keep].drop_vars([c for c in post[keep].coords if c not in ("lat", "lon")])
     if settings.keep_samples:
         flat = result.field.reshape(-1, *result.field.shape[-2:])
         pick = np.linspace(0, flat.shape[0] - 1, settings.keep_samples).round().astype(int)
         out["samples"] = (("sample", "lat", "lon"), flat[pick].astype(np.float32))
-    n_obs = int(result.obs.n)
     if settings.method == "nuts":
         v = diagnose(result.idata, result.field)
-        rhat = np.nanmax([v.max_rhat_z, v.max_rhat_field])
-        ess_b = np.nanmin([v.min_ess_bulk_z, v.min_ess_bulk_field])
-        ess_t = np.nanmin([v.min_ess_tail_z, v.min_ess_tail_field])
         diag = dict(
-            max_rhat=rhat,
-            min_ess_bulk=ess_b,
-            min_ess_tail=ess_t,
+            max_rhat=np.nanmax([v.max_rhat_z, v.max_rhat_field]),
+            min_ess_bulk=np.nanmin([v.min_ess_bulk_z, v.min_ess_bulk_field]),
+            min_ess_tail=np.nanmin([v.min_ess_tail_z, v.min_ess_tail_field]),
             divergences=v.divergences,
             verdict=store.VERDICT_CODES[v.status],
         )
@@ -166,10 +190,9 @@ def assimilate_time(
         diag = dict(
             max_rhat=np.nan, min_ess_bulk=np.nan, min_ess_tail=np.nan, divergences=0, verdict=-1
         )
-    diag.update(n_obs=n_obs, wall_s=_time.perf_counter() - t0)
+    diag["n_obs"] = int(result.obs.n)
     for name, value in diag.items():
-        dtype = store.DIAG_VARS[name][0]
-        out[name] = ((), np.asarray(value, dtype=dtype))
+        out[name] = ((), np.asarray(value, dtype=store.DIAG_VARS[name][0]))
     return out
 
 
@@ -180,18 +203,22 @@ def _cached_prior(model_path: str) -> GenerativePrior:
     return load_model(model_path)
 
 
-def _run_task(
-    model_path: str, obs: pd.DataFrame, time, index: int, settings: ReanalysisSettings, out: str
-):
+def _run_task(model_path: str, obs: pd.DataFrame, times, indices, settings, out: str):
     """One unit of work on a worker: the worker loads (and caches) the model itself."""
-    return index, _assimilate_and_write(_cached_prior(model_path), obs, time, index, settings, out)
+    return _assimilate_and_write(_cached_prior(model_path), obs, times, indices, settings, out)
 
 
-def _assimilate_and_write(prior, obs, time, index, settings, out) -> int:
-    """Assimilate one time, write it to the store, and return its verdict code."""
-    result = assimilate_time(prior, obs, time, settings)
-    store.write_time(out, index, result)
-    return int(result["verdict"])
+def _assimilate_and_write(prior, obs, times, indices, settings, out) -> list[int]:
+    """Assimilate a group of times, write each to the store; return their verdict codes."""
+    results = assimilate_times(prior, obs, times, settings)
+    for index, result in zip(indices, results, strict=True):
+        store.write_time(out, int(index), result)
+    return [int(r["verdict"]) for r in results]
+
+
+def _groups(todo: np.ndarray, size: int) -> list[np.ndarray]:
+    """Pending store indices in groups of ``size`` (in order)."""
+    return [todo[i : i + size] for i in range(0, todo.size, size)]
 
 
 def reanalyse(
@@ -237,13 +264,16 @@ def reanalyse(
     signature = {
         "model": _model_digest(prior),
         "obs": _obs_digest(obs[np.isin(obs_time, times)]),
-        "settings": dataclasses.asdict(settings),
+        "settings": settings.signature(),
     }
     store.open_or_create(
         out, times, prior.grid, n_samples=settings.keep_samples, signature=signature
     )
     todo = store.pending(out)
-    groups = {int(i): obs[obs_time == times[i]].reset_index(drop=True) for i in todo}
+    groups = [
+        (idx, obs[np.isin(obs_time, times[idx])].reset_index(drop=True))
+        for idx in _groups(todo, settings.batch_times)
+    ]
     bar = tqdm(
         total=times.size,
         initial=times.size - todo.size,
@@ -252,9 +282,9 @@ def reanalyse(
         disable=not progress,
     )
     if scheduler is None:
-        for i in todo:
-            _assimilate_and_write(prior, groups[int(i)], times[i], int(i), settings, out)
-            bar.update()
+        for idx, group in groups:
+            _assimilate_and_write(prior, group, times[idx], idx, settings, out)
+            bar.update(idx.size)
     else:
         _run_on_dask(
             str(Path(model).resolve()), groups, times, settings, out, scheduler, n_workers, bar
@@ -279,13 +309,12 @@ def _run_on_dask(model_path, groups, times, settings, out, scheduler, n_workers,
     try:
         futures = [
             client.submit(
-                _run_task, model_path, groups[i], times[i], i, settings, str(out), pure=False
+                _run_task, model_path, group, times[idx], idx, settings, str(out), pure=False
             )
-            for i in sorted(groups)
+            for idx, group in groups
         ]
         for fut in as_completed(futures):
-            fut.result()
-            bar.update()
+            bar.update(len(fut.result()))
     finally:
         client.close()
         if cluster is not None:

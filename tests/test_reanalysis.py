@@ -86,3 +86,26 @@ def test_resume_with_other_settings_is_refused(prior, tmp_path):
         )
     with pytest.raises(store.StoreMismatchError, match="times"):
         reanalyse(prior, obs, out, end=TIMES[1], settings=quick, progress=False)
+
+
+def test_batched_times_fill_the_store_and_resume_with_any_batch_size(prior, tmp_path):
+    obs = _multi_time_obs(prior.grid)
+    one, two = tmp_path / "one.zarr", tmp_path / "two.zarr"
+    reanalyse(prior, obs, one, settings=FAST, progress=False)
+    batched = ReanalysisSettings(**{**FAST.__dict__, "batch_times": 2})  # groups [0, 1], [2]
+    reanalyse(prior, obs, two, settings=batched, progress=False)
+    a = xr.open_zarr(one, consolidated=False).load()
+    b = xr.open_zarr(two, consolidated=False).load()
+    assert b["done"].all()
+    np.testing.assert_array_equal(a["n_obs"].values, b["n_obs"].values)
+    # Both are posterior samples of the same posteriors (200 draws each): their means agree
+    # to Monte Carlo error, well within half a posterior SD everywhere.
+    assert float(np.max(np.abs(a["mean"] - b["mean"]) / a["sd"])) < 0.5
+    # batch_times is an execution setting: a resume may change it.
+    xr.Dataset({"done": ("time", np.array([False]))}).to_zarr(
+        two, region={"time": slice(0, 1)}, consolidated=False
+    )
+    reanalyse(prior, obs, two, settings=FAST, progress=False)
+    assert xr.open_zarr(two, consolidated=False)["done"].all()
+    with pytest.raises(ValueError, match="batch_times"):
+        ReanalysisSettings(batch_times=0)

@@ -44,6 +44,13 @@ def register(subparsers) -> None:
         help="posterior field samples to store per time",
     )
     p.add_argument(
+        "--batch-times",
+        type=int,
+        default=d.batch_times,
+        help="times per compiled NUTS program (chains of several times side by side; "
+        "pays off on a GPU, see analysis/results/bench_reanalysis.md)",
+    )
+    p.add_argument(
         "--scheduler",
         default=None,
         help="'local' for a local Dask cluster, or a scheduler address; default: this process",
@@ -78,6 +85,7 @@ def cmd_reanalyse(args) -> int:
         likelihood=args.likelihood,
         seed=args.seed,
         keep_samples=args.keep_samples,
+        batch_times=args.batch_times,
     )
     out = reanalyse(
         model_dir,
