@@ -42,7 +42,7 @@ from numpyro.infer.util import constrain_fn, potential_energy
 from bayesda import sampler
 from bayesda.model import LIKELIHOODS, SIGMA_SCALE_PRIOR, assimilation_model, pad_length
 from bayesda.operators import Stencil, bilinear_stencil
-from bayesda.posterior import condition_representation_error
+from bayesda.posterior import condition_representation_error, repr_covariance_at_obs
 
 METHODS = ("nuts", "laplace")
 MASSES = ("laplace", "diag", "dense")
@@ -64,6 +64,9 @@ class ObsData(NamedTuple):
       repr_factor: ``[m, rank]`` representation error factor at the observations, K.
       repr_diag: ``[m]`` representation error diagonal at the observations, K^2.
       mask: ``[m]`` True for real observations.
+      scale_tril: ``[m, m]`` lower Cholesky factor of ``diag(sigma^2) + H C H^T`` (exact,
+        identity on padding) when the representation error is correlated (rank > 0),
+        else None.
     """
 
     frame: pd.DataFrame
@@ -75,6 +78,7 @@ class ObsData(NamedTuple):
     repr_factor: np.ndarray
     repr_diag: np.ndarray
     mask: np.ndarray
+    scale_tril: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -82,6 +86,13 @@ class ObsData(NamedTuple):
 
     def model_args(self) -> tuple:
         return (self.idx, self.weight, self.sigma, self.repr_factor, self.repr_diag, self.y)
+
+    def model_kwargs(self, *, dense: bool) -> dict:
+        """Keyword arguments of the model; ``dense`` uses ``scale_tril`` when there is one."""
+        kw = {"mask": jnp.asarray(self.mask)}
+        if dense and self.scale_tril is not None:
+            kw["scale_tril"] = jnp.asarray(self.scale_tril)
+        return kw
 
 
 class Assimilation(NamedTuple):
@@ -171,6 +182,12 @@ def prepare_obs(prior, obs: pd.DataFrame, *, time=None, pad: bool = True) -> Obs
         out[:n] = x
         return out
 
+    scale_tril = None
+    if prior.repr_error.rank > 0:
+        cov = repr_covariance_at_obs(stencil, prior.repr_error) + np.diag(sigma**2)
+        scale_tril = np.eye(m, dtype=np.float32)
+        scale_tril[:n, :n] = np.linalg.cholesky(cov)
+
     return ObsData(
         frame=obs,
         stencil=stencil,
@@ -181,6 +198,7 @@ def prepare_obs(prior, obs: pd.DataFrame, *, time=None, pad: bool = True) -> Obs
         repr_factor=padded(A, 0.0),
         repr_diag=padded(D, 0.0),
         mask=np.arange(m) < n,
+        scale_tril=scale_tril,
     )
 
 
@@ -205,7 +223,14 @@ def _repad(obs: ObsData, m: int) -> ObsData:
         repr_factor=more(obs.repr_factor, 0.0),
         repr_diag=more(obs.repr_diag, 0.0),
         mask=np.arange(m) < obs.n,
+        scale_tril=None if obs.scale_tril is None else _pad_identity(obs.scale_tril, m),
     )
+
+
+def _pad_identity(a: np.ndarray, m: int) -> np.ndarray:
+    out = np.eye(m, dtype=a.dtype)
+    out[: a.shape[0], : a.shape[1]] = a
+    return out
 
 
 # --------------------------------------------------------------------------- caches
@@ -239,7 +264,7 @@ def _unconstrained_template(latent_dim: int, infer_sigma: bool) -> dict:
 
 
 class _Fns(NamedTuple):
-    potential: Any  # (flat, (model_args, mask)) -> minus log density
+    potential: Any  # (flat, (model_args, model_kwargs)) -> minus log density
     find_map: Any  # jitted (flat, args) -> (x_map, hessian, potential)
     constrain: Any  # jitted (flat [s, D], args) -> {"z": [s, d], ...}
     flat0: Any
@@ -249,7 +274,7 @@ class _Fns(NamedTuple):
 def _fns(model, latent_dim: int, infer_sigma: bool) -> _Fns:
     """Potential, MAP optimiser, Hessian and constraining map, built once per model.
 
-    The observations enter only as arguments (``args = (model_args, mask)``), so every day
+    The observations enter only as arguments (``args = (model_args, model_kwargs)``), so every day
     with the same padded shape reuses the compiled code (the leak described in
     :mod:`bayesda.sampler` came from closures that changed per day). The potential is
     :func:`numpyro.infer.util.potential_energy` of the model, i.e. numpyro's own log
@@ -262,13 +287,13 @@ def _fns(model, latent_dim: int, infer_sigma: bool) -> _Fns:
     flat0, unravel = ravel_pytree(_unconstrained_template(latent_dim, infer_sigma))
 
     def potential(flat, args):
-        model_args, mask = args
-        return potential_energy(model, model_args, {"mask": mask}, unravel(flat))
+        model_args, model_kwargs = args
+        return potential_energy(model, model_args, model_kwargs, unravel(flat))
 
     @jax.jit
     def constrain(flat, args):
-        model_args, mask = args
-        return jax.vmap(lambda f: constrain_fn(model, model_args, {"mask": mask}, unravel(f)))(flat)
+        model_args, model_kwargs = args
+        return jax.vmap(lambda f: constrain_fn(model, model_args, model_kwargs, unravel(f)))(flat)
 
     opt = optax.adam(0.05)
 
@@ -457,8 +482,10 @@ def assimilate_batch(
     obs_list = [prepare_obs(prior, obs_df, time=t) for t in times]
     m = max(o.mask.size for o in obs_list)
     obs_list = [_repad(o, m) for o in obs_list]
+    dense = likelihood == "normal" and not infer_sigma
     all_args = [
-        (tuple(jnp.asarray(a) for a in o.model_args()), jnp.asarray(o.mask)) for o in obs_list
+        (tuple(jnp.asarray(a) for a in o.model_args()), o.model_kwargs(dense=dense))
+        for o in obs_list
     ]
     keys = [jax.random.split(jax.random.PRNGKey(s), 4)[1:] for s in seeds]  # init, mcmc, post
     ntime = len(times)

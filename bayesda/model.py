@@ -76,6 +76,7 @@ def assimilation_model(
     infer_sigma: bool = False,
     df: float = 4.0,
     store_field: bool = False,
+    scale_tril=None,
 ):
     """NumPyro model of point observations of a decoded anomaly field.
 
@@ -94,6 +95,12 @@ def assimilation_model(
       infer_sigma: sample a common scale ``sigma_scale`` of the observation errors.
       df: Student-t degrees of freedom.
       store_field: record the decoded field as the deterministic site ``field``.
+      scale_tril: ``[n, n]`` lower Cholesky factor of the full observation covariance
+        ``diag(sigma^2) + H C H^T`` (identity on padding), computed once per analysis time
+        (:func:`bayesda.infer.prepare_obs`). With it (``likelihood="normal"``, no
+        ``infer_sigma``) the likelihood is a dense multivariate normal whose density costs
+        ``O(n^2)`` per evaluation whatever the rank of ``C``; ``repr_factor`` and
+        ``repr_diag`` are then unused.
 
     Sample sites: ``z`` ``[d]``, optionally ``sigma_scale`` ``[]``, observed ``y`` ``[n]``.
     """
@@ -119,18 +126,25 @@ def assimilation_model(
             numpyro.sample("y", dist.StudentT(df, mu, marginal), obs=y)
         return
 
+    maskf = mask.astype(mu.dtype)
+    # Padded entries become independent standard normals observed at 0, which adds the
+    # constant -log(2 pi)/2 each; the "padding" factor removes it so the density is exact.
+    y_obs = None if y is None else jnp.where(mask, y, 0.0)
+    if scale_tril is not None:
+        if infer_sigma:
+            raise ValueError("scale_tril fixes the observation errors; it excludes infer_sigma")
+        numpyro.factor("padding", 0.5 * math.log(2 * math.pi) * (n - maskf.sum()))
+        numpyro.sample("y", dist.MultivariateNormal(mu * maskf, scale_tril=scale_tril), obs=y_obs)
+        return
+
     if repr_factor.shape[-1] == 0:
         # No correlated part: the covariance is diagonal and observations are independent.
         with numpyro.plate("obs", n), numpyro.handlers.mask(mask=mask):
             numpyro.sample("y", dist.Normal(mu, jnp.sqrt(sigma**2 + repr_diag)), obs=y)
         return
 
-    # Padded entries become independent standard normals observed at 0, which adds the
-    # constant -log(2 pi)/2 each; the factor below removes it so the density is exact.
-    maskf = mask.astype(mu.dtype)
     loc = mu * maskf
     cov_factor = repr_factor * maskf[:, None]
     cov_diag = jnp.where(mask, sigma**2 + repr_diag, 1.0)
-    y_obs = None if y is None else jnp.where(mask, y, 0.0)
     numpyro.factor("padding", 0.5 * math.log(2 * math.pi) * (n - maskf.sum()))
     numpyro.sample("y", dist.LowRankMultivariateNormal(loc, cov_factor, cov_diag), obs=y_obs)

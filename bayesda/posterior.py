@@ -50,6 +50,20 @@ def _sparse_h(stencil: Stencil, npix: int) -> scipy.sparse.csr_matrix:
     )
 
 
+def repr_covariance_at_obs(stencil: Stencil, repr_error: RepresentationError) -> np.ndarray:
+    """``H C H^T`` exactly, ``[n, n]``, K^2 (float64).
+
+    Includes the covariance that the diagonal part induces between observations sharing a
+    grid node, which :meth:`RepresentationError.at_obs` drops.
+    """
+    npix = int(np.prod(repr_error.diag_var.shape))
+    F = np.asarray(repr_error.factor, np.float64).reshape(repr_error.rank, npix)
+    d = np.asarray(repr_error.diag_var, np.float64).reshape(npix)
+    H = _sparse_h(stencil, npix)
+    A = np.asarray(H @ F.T)
+    return A @ A.T + (H.multiply(d[None, :]) @ H.T).toarray()
+
+
 def condition_representation_error(
     rng: np.random.Generator,
     residual: np.ndarray,
@@ -79,7 +93,6 @@ def condition_representation_error(
     d = np.asarray(repr_error.diag_var, np.float64).reshape(npix)
     H = _sparse_h(stencil, npix)
     A = np.asarray(H @ F.T)  # [n, k]
-    HdHt = (H.multiply(d[None, :]) @ H.T).toarray()  # [n, n] exact, sparse in practice
     sig2 = np.broadcast_to(np.square(np.asarray(obs_sigma, np.float64)), (s, n))
 
     # r0 ~ N(0, C) and its image at the observations.
@@ -88,7 +101,7 @@ def condition_representation_error(
     e0 = np.sqrt(sig2) * rng.standard_normal((s, n))
     innov = residual - np.asarray(H @ r0.T).T - e0  # [s, n]
 
-    common = A @ A.T + HdHt
+    common = repr_covariance_at_obs(stencil, repr_error)
     if np.all(sig2 == sig2[:1]):
         cho = scipy.linalg.cho_factor(common + np.diag(sig2[0]), lower=True)
         w = scipy.linalg.cho_solve(cho, innov.T).T  # [s, n]
