@@ -1,8 +1,10 @@
-"""Reanalysis throughput: times per hour in one process and on a 2-worker Dask cluster.
+"""Reanalysis throughput: times per hour one at a time, batched, and on 2 Dask workers.
 
 Held-out NCEP times (the shared block split) with 50 station-like pseudo-observations per
 time (fixed station locations, fresh noise per time, sigma 0.5 K), assimilated with the
-shipped model into a fresh zarr store. Each mode runs in its own subprocess so that the
+shipped model into a fresh zarr store. Modes: one process taking one time per compiled
+program; one process with ``--batch-times`` times per program (their chains side by side,
+vectorised); a local Dask cluster of 2 workers. Each mode runs in its own subprocess so that the
 compile cost and the peak memory (max RSS of the process and its children) are its own.
 
 Usage::
@@ -95,6 +97,7 @@ def main(argv=None) -> int:
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--draws", type=int, default=250)
+    p.add_argument("--batch-times", type=int, default=4, help="times per program, batched mode")
     p.add_argument("--out", default=str(HERE / "results" / "bench_reanalysis"))
     args = p.parse_args(argv)
 
@@ -105,7 +108,19 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         obs = tmp / "obs.csv"
         times = make_obs(obs, args.n_times, args.n_obs)
-        modes = {"one process": [], "dask, 2 workers": ["--scheduler", "local", "--workers", "2"]}
+        modes = {
+            "one process, one time per program": [],
+            f"one process, {args.batch_times} times per program": [
+                "--batch-times",
+                str(args.batch_times),
+            ],
+            "dask, 2 workers, one time per program": [
+                "--scheduler",
+                "local",
+                "--workers",
+                "2",
+            ],
+        }
         for name, extra in modes.items():
             res = run_mode(
                 obs, tmp / f"{len(rows)}.zarr", extra, args.chains, args.warmup, args.draws
@@ -137,7 +152,7 @@ def main(argv=None) -> int:
         "# Reanalysis throughput (NCEP held-out times, shipped model)",
         "",
         f"Command: `python analysis/bench_reanalysis.py --n-times {args.n_times} "
-        f"--chains {args.chains} "
+        f"--chains {args.chains} --batch-times {args.batch_times} "
         f"--warmup {args.warmup} --draws {args.draws}`; {settings}; {os.cpu_count()} CPU cores. "
         "Wall time includes process start, model load and compilation. Peak RSS is the largest "
         "single process of the run's process tree (for Dask: the client or one worker).",
