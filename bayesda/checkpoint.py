@@ -7,7 +7,10 @@ A model is a directory::
                      of every other file below
     params.npz       the parameter tree, flattened: key = '/'-joined path
     norm.npz         per-pixel ``mean`` and ``sd`` (K) of the training anomalies
-    repr_error.npz   ``factor`` [rank, nlat, nlon] K and ``diag_var`` [nlat, nlon] K^2
+    repr_error.npz   ``factor`` [rank, nlat, nlon] K and ``diag_var`` [nlat, nlon] K^2; or,
+                     for a stationary ``C`` (:func:`bayesda.representation.stationary`),
+                     its parameters ``structure="stationary"``, ``sd`` [nlat, nlon] K,
+                     ``length_scale_km``, ``kind``, ``rank``, ``distance``, rebuilt at load
     climatology.nc   the climatology the anomalies are relative to (optional)
     MODEL_CARD.md    the human-readable card (optional)
 
@@ -37,7 +40,7 @@ import numpy as np
 
 from bayesda.grid import Grid
 from bayesda.prior import GenerativePrior
-from bayesda.representation import RepresentationError
+from bayesda.representation import RepresentationError, stationary
 from bayesda.vae import VAE, Decoder, Encoder, VAEConfig
 
 __all__ = [
@@ -155,11 +158,53 @@ def _check_repr_error(repr_error: RepresentationError, shape: tuple[int, int]) -
 
 
 def _save_repr_error(path: pathlib.Path, repr_error: RepresentationError) -> None:
+    spec = repr_error.spec
+    if spec is not None:
+        np.savez(
+            path,
+            structure=np.array("stationary"),
+            sd=np.asarray(spec.sd, np.float32),
+            length_scale_km=np.array(spec.length_scale_km, np.float64),
+            kind=np.array(spec.kind),
+            rank=np.array(spec.rank, np.int64),
+            distance=np.array(spec.distance),
+        )
+        return
     np.savez(
         path,
         factor=np.asarray(repr_error.factor, np.float32),
         diag_var=np.asarray(repr_error.diag_var, np.float32),
     )
+
+
+def _load_repr_error(path: pathlib.Path, grid: Grid) -> RepresentationError:
+    """Read repr_error.npz: the factor and diagonal, or a stationary ``C``'s parameters."""
+    rep = _load_npz(path)
+    try:
+        if "structure" not in rep:
+            out = RepresentationError(rep["factor"], rep["diag_var"])
+        elif str(rep["structure"]) == "stationary":
+            if rep["sd"].shape != grid.shape:
+                raise CheckpointError(f"{path}: sd shape {rep['sd'].shape} != grid {grid.shape}")
+            out = stationary(
+                rep["sd"],
+                grid,
+                float(rep["length_scale_km"]),
+                str(rep["kind"]),
+                rank=int(rep["rank"]),
+                distance=str(rep["distance"]),
+            )
+        else:
+            raise CheckpointError(f"{path}: unknown structure {str(rep['structure'])!r}")
+    except CheckpointError:
+        raise
+    except KeyError as err:
+        raise CheckpointError(f"{path}: missing array {err}") from err
+    except ValueError as err:
+        raise CheckpointError(f"{path}: bad stationary parameters: {err}") from err
+    if out.diag_var.shape != grid.shape or out.factor.shape[1:] != grid.shape:
+        raise CheckpointError(f"{path}: shapes do not match grid {grid.shape}")
+    return out
 
 
 def _finish_card(directory: pathlib.Path, card: dict) -> None:
@@ -384,18 +429,15 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
     params = jax.tree_util.tree_map(jnp.asarray, unflatten_params(flat))
 
     norm = _load_npz(path / "norm.npz")
-    rep = _load_npz(path / "repr_error.npz")
     try:
         mean, sd = norm["mean"], norm["sd"]
-        repr_error = RepresentationError(rep["factor"], rep["diag_var"])
     except KeyError as err:
         raise CheckpointError(f"{path}: missing array {err}") from err
+    repr_error = _load_repr_error(path / "repr_error.npz", grid)
     if mean.shape != grid.shape or sd.shape != grid.shape:
         raise CheckpointError(
             f"{path / 'norm.npz'}: shapes {mean.shape}, {sd.shape} != {grid.shape}"
         )
-    if repr_error.diag_var.shape != grid.shape or repr_error.factor.shape[1:] != grid.shape:
-        raise CheckpointError(f"{path / 'repr_error.npz'}: shapes do not match grid {grid.shape}")
 
     climatology = None
     if (path / "climatology.nc").is_file():

@@ -185,3 +185,42 @@ def test_update_card_replaces_the_representation_error(saved):
     np.testing.assert_allclose(after.repr_error.variance, before.repr_error.variance, rtol=1e-6)
     with pytest.raises(ValueError, match="grid"):
         update_card(path, repr_error=RepresentationError(np.zeros((0, 2, 2)), np.ones((2, 2))))
+
+
+def test_stationary_repr_error_stored_as_parameters_and_rebuilt(saved, tmp_path):
+    from bayesda.representation import stationary
+
+    path, *_ = saved
+    sd = np.random.default_rng(5).uniform(0.5, 1.5, GRID.shape)
+    rep = stationary(sd, GRID, 400.0, var_fraction=0.9, max_rank=20)
+    update_card(path, card={"repr_error": {"structure": "stationary"}}, repr_error=rep)
+    with np.load(path / "repr_error.npz", allow_pickle=False) as z:
+        assert str(z["structure"]) == "stationary" and "factor" not in z.files
+        assert int(z["rank"]) == rep.rank and float(z["length_scale_km"]) == 400.0
+    prior = load_model(path)
+    got = prior.repr_error
+    assert got.spec is not None and got.rank == rep.rank and got.spec.kind == "matern32"
+    np.testing.assert_allclose(got.variance, sd**2, rtol=1e-5)
+
+    def cov(r):
+        f = r.factor.reshape(r.rank, -1).astype(np.float64)
+        return f.T @ f + np.diag(r.diag_var.ravel())
+
+    np.testing.assert_allclose(cov(got), cov(rep), atol=1e-5)
+    assert read_card(path)["repr_error"] == {"structure": "stationary"}
+    # an old-format (factor + diagonal) model still loads: replace it back
+    plain = RepresentationError(got.factor, got.diag_var)
+    update_card(path, repr_error=plain)
+    np.testing.assert_array_equal(load_model(path).repr_error.factor, got.factor)
+    assert load_model(path).repr_error.spec is None
+
+
+def test_unknown_repr_error_structure_refused(saved):
+    from bayesda.checkpoint import _finish_card
+
+    path, *_ = saved
+    np.savez(path / "repr_error.npz", structure=np.array("wavelet"), sd=np.ones(GRID.shape))
+    card = read_card(path, verify=False)
+    _finish_card(path, {k: v for k, v in card.items() if k != "files"})
+    with pytest.raises(CheckpointError, match="unknown structure"):
+        load_model(path)

@@ -1,0 +1,118 @@
+"""Tests for the representation-error covariance (bayesda.representation)."""
+
+import numpy as np
+import pytest
+
+from bayesda.grid import Grid
+from bayesda.operators import as_matrix, bilinear_stencil
+from bayesda.representation import (
+    RepresentationError,
+    captured_fraction,
+    empirical_correlogram,
+    estimate,
+    fit_length_scale,
+    stationary,
+    stationary_loglik,
+)
+from bayesda.synthetic import GaussianRandomField, correlation, pairwise_distance_km
+
+GRID = Grid(lat=np.arange(30.0, 61.0, 2.5), lon=np.arange(-130.0, -79.0, 2.5))  # 13 x 21
+
+
+def sd_map(grid=GRID):
+    lat, lon = np.meshgrid(grid.lat, grid.lon, indexing="ij")
+    return 0.8 + 0.4 * np.cos(np.deg2rad(lat)) + 0.1 * np.sin(np.deg2rad(3 * lon))
+
+
+def dense(rep: RepresentationError) -> np.ndarray:
+    f = rep.factor.reshape(rep.rank, -1).astype(np.float64)
+    return f.T @ f + np.diag(rep.diag_var.reshape(-1).astype(np.float64))
+
+
+def test_stationary_variance_is_sd_squared_and_psd():
+    sd = sd_map()
+    rep = stationary(sd, GRID, 600.0, var_fraction=0.97, max_rank=1000)
+    np.testing.assert_allclose(rep.variance, sd**2, rtol=2e-6)
+    assert np.all(rep.diag_var >= 0)
+    assert np.linalg.eigvalsh(dense(rep)).min() > -1e-6
+    assert 0.97 <= captured_fraction(rep) < 0.975
+    assert rep.spec.rank == rep.rank and rep.spec.length_scale_km == 600.0
+
+
+def test_stationary_correlation_matches_kernel_within_truncation():
+    sd = sd_map()
+    want = correlation(pairwise_distance_km(GRID), 500.0)
+    off = ~np.eye(GRID.size, dtype=bool)
+    worst = []
+    for vf in (0.97, 0.999):
+        rep = stationary(sd, GRID, 500.0, var_fraction=vf, max_rank=10_000)
+        c = dense(rep)
+        s = np.sqrt(np.diag(c))
+        corr = c / np.outer(s, s)
+        # the dropped remainder R is PSD with diagonal diag_var, so |R_ij| <= sqrt(R_ii R_jj)
+        share = np.sqrt(rep.diag_var.reshape(-1) / sd.reshape(-1) ** 2)
+        assert np.all(np.abs(corr - want)[off] <= np.outer(share, share)[off] + 1e-5)
+        worst.append(np.max(np.abs(corr - want)[off]))
+    assert worst[1] < worst[0] and worst[1] < 0.01
+
+
+def test_stationary_rank_caps_and_exact_rank():
+    sd = sd_map()
+    capped = stationary(sd, GRID, 300.0, var_fraction=0.99, max_rank=50)
+    assert capped.rank == 50 and captured_fraction(capped) < 0.99
+    np.testing.assert_allclose(capped.variance, sd**2, rtol=2e-6)
+    exact = stationary(sd, GRID, 300.0, rank=7)
+    assert exact.rank == 7
+    np.testing.assert_allclose(
+        exact.factor,
+        capped.factor[:7]
+        * np.sign(np.sum(exact.factor * capped.factor[:7], axis=(1, 2)))[:, None, None],
+        atol=1e-5,
+    )
+    with pytest.raises(ValueError):
+        stationary(sd[:-1], GRID, 300.0)
+    with pytest.raises(ValueError):
+        stationary(sd, GRID, -1.0)
+
+
+def test_at_obs_compresses_high_rank_factor_exactly():
+    sd = sd_map()
+    rep = stationary(sd, GRID, 400.0, var_fraction=0.999, max_rank=2000)
+    rng = np.random.default_rng(1)
+    lat = rng.uniform(31, 59, 12)
+    lon = rng.uniform(-128, -82, 12)
+    st = bilinear_stencil(GRID, lat, lon)
+    a, d = rep.at_obs(st)
+    assert rep.rank > 12 and a.shape == (12, 12)
+    f = np.asarray(rep.factor, np.float64).reshape(rep.rank, -1)
+    h = as_matrix(st, GRID.size).astype(np.float64)
+    want = h @ f.T @ f @ h.T
+    np.testing.assert_allclose(a.astype(np.float64) @ a.T, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("method,tol", [("likelihood", 0.10), ("correlogram", 0.15)])
+def test_fit_recovers_known_length_scale(method, tol):
+    """Residuals drawn from a known Matern-3/2 field: the fit is within ``tol`` (relative)."""
+    grf = GaussianRandomField(GRID, length_scale_km=600.0, sd=1.0, land_sea_ratio=1.0)
+    fields = np.asarray(grf.sample(0, 200)).reshape(200, *GRID.shape) * sd_map()
+    length, info = fit_length_scale(fields, GRID, "matern32", method=method)
+    assert abs(length / 600.0 - 1.0) < tol, (length, info["method"])
+    if method == "likelihood":
+        assert info["objective_best"] == pytest.approx(
+            stationary_loglik(fields, GRID, length, "matern32"), abs=1e-6
+        )
+
+
+def test_empirical_correlogram_of_white_noise_is_zero():
+    r = np.random.default_rng(2).standard_normal((400, *GRID.shape))
+    edges, corr, pairs, pair_bin = empirical_correlogram(r, GRID, max_km=800.0)
+    assert len(edges) == len(corr) + 1 and np.all(pairs[1:] > 0)
+    assert np.max(np.abs(corr[pairs > 0])) < 0.02
+    assert pair_bin.shape == (GRID.size, GRID.size)
+
+
+def test_estimate_rank_zero_is_mean_square():
+    r = np.random.default_rng(3).normal(size=(50, *GRID.shape))
+    rep = estimate(r, rank=0)
+    assert rep.rank == 0 and rep.spec is None
+    np.testing.assert_allclose(rep.variance, np.mean(r**2, axis=0), rtol=1e-5)
