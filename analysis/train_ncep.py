@@ -253,7 +253,7 @@ the representation error), {sp["n_test"]} test fields for the numbers below.
 **Training.** `{tr["command"]}`; Adam with warm-up and cosine decay, KL weight beta =
 {tr["train_config"]["beta"]}, decoder noise variance learned, linear paths initialised at the
 probabilistic-PCA solution. {tr["epochs_run"]} epochs (best: epoch {tr["best_epoch"]}),
-{tr["wall_time_s"]:.0f} s wall time on 2 CPU cores shared with three other jobs.
+{tr["wall_time_s"]:.0f} s wall time on 2 CPU cores.
 
 ## Numbers (held-out test split; `analysis/train_ncep.py`)
 
@@ -261,9 +261,10 @@ probabilistic-PCA solution. {tr["epochs_run"]} epochs (best: epoch {tr["best_epo
 
 {finding}
 
-Representation error (`repr_error.npz`): rank-{card["repr_error"]["rank"]} + diagonal covariance of
-the validation residuals, mean marginal SD {card["repr_error"]["mean_sd_K"]:.3f} K. Use it in the
-likelihood: the decoder cannot represent every field.
+Representation error (`repr_error.npz`) as trained: rank-{card["repr_error"]["rank"]} + diagonal
+covariance of the validation residuals, mean marginal SD {card["repr_error"]["mean_sd_K"]:.3f} K
+(`analysis/repr_error_structure.py --apply` replaces it; its section below then says what
+ships). Use it in the likelihood: the decoder cannot represent every field.
 
 **Limits.** Two years of one reanalysis over North America; the prior knows nothing outside
 this domain, season mix and period. Timings are on a shared 2-core CPU and vary with load.

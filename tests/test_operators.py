@@ -18,26 +18,35 @@ def _linear(grid: Grid, a=1.0, b=-0.3, c=0.7) -> np.ndarray:
 
 # --- grid ---------------------------------------------------------------------------------
 def test_wrap_lon():
-    np.testing.assert_array_equal(wrap_lon([0.0, 180.0, 359.0, -180.0, 540.0]),
-                                  [0.0, -180.0, -1.0, -180.0, -180.0])
+    np.testing.assert_array_equal(
+        wrap_lon([0.0, 180.0, 359.0, -180.0, 540.0]), [0.0, -180.0, -1.0, -180.0, -180.0]
+    )
 
 
 def test_grid_periodicity_and_contains(small_grid, global_grid):
     assert global_grid.periodic and not small_grid.periodic
     assert small_grid.contains([30.0, 55.0, 29.9], [-120.0, 275.0, -100.0]).tolist() == [
-        True, True, False]
+        True,
+        True,
+        False,
+    ]
     # periodic: any longitude is inside, latitude limited to the rows
     assert global_grid.contains([0.0, 0.0, 80.0], [179.0, 200.0, 0.0]).tolist() == [
-        True, True, False]
+        True,
+        True,
+        False,
+    ]
 
 
 @pytest.mark.parametrize(
     "lat, lon, match",
-    [([1.0, 0.0], [0.0, 1.0], "lat must be strictly ascending"),
-     ([0.0, 1.0], [10.0, 10.0], "lon must be strictly ascending"),
-     ([-95.0, 0.0], [0.0, 1.0], "lat outside"),
-     ([0.0, 1.0], [0.0, 180.0], r"lon outside \[-180, 180\)"),
-     ([0.0], [0.0, 1.0], ">= 2 points")],
+    [
+        ([1.0, 0.0], [0.0, 1.0], "lat must be strictly ascending"),
+        ([0.0, 1.0], [10.0, 10.0], "lon must be strictly ascending"),
+        ([-95.0, 0.0], [0.0, 1.0], "lat outside"),
+        ([0.0, 1.0], [0.0, 180.0], r"lon outside \[-180, 180\)"),
+        ([0.0], [0.0, 1.0], ">= 2 points"),
+    ],
     ids=["lat-order", "lon-order", "lat-range", "lon-range", "too-small"],
 )
 def test_grid_errors(lat, lon, match):
@@ -93,10 +102,12 @@ def test_periodic_wrap(global_grid):
 
 @pytest.mark.parametrize(
     "lat, lon, match",
-    [([29.0], [-100.0], r"outside the grid, first at lat=29.000"),
-     ([40.0], [-80.0], r"outside the grid, first at lat=40.000, lon=-80.000"),
-     ([np.nan], [-100.0], "finite"),
-     ([40.0, 41.0], [-100.0], "equal length")],
+    [
+        ([29.0], [-100.0], r"outside the grid, first at lat=29.000"),
+        ([40.0], [-80.0], r"outside the grid, first at lat=40.000, lon=-80.000"),
+        ([np.nan], [-100.0], "finite"),
+        ([40.0, 41.0], [-100.0], "equal length"),
+    ],
     ids=["south", "east", "nan", "shape"],
 )
 def test_outside_and_bad_points(small_grid, lat, lon, match):
@@ -127,8 +138,9 @@ def test_interpolate_works_in_jax(small_grid):
 
     st = bilinear_stencil(small_grid, [40.3, 33.3], [-100.1, -90.0])
     field = _linear(small_grid)
-    np.testing.assert_allclose(np.asarray(interpolate(jnp.asarray(field), st)),
-                               interpolate(field, st), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(interpolate(jnp.asarray(field), st)), interpolate(field, st), rtol=1e-5
+    )
 
 
 def test_nearest_index(small_grid):
@@ -139,8 +151,9 @@ def test_nearest_index(small_grid):
 # --- representation error -----------------------------------------------------------------
 def test_estimate_reproduces_mean_square(small_grid):
     rng = np.random.default_rng(4)
-    r = rng.standard_normal((30, *small_grid.shape)) * np.linspace(0.5, 2.0, small_grid.size
-                                                                   ).reshape(small_grid.shape)
+    r = rng.standard_normal((30, *small_grid.shape)) * np.linspace(
+        0.5, 2.0, small_grid.size
+    ).reshape(small_grid.shape)
     r += 0.3  # a bias counts as error
     for rank in (0, 4, 30):
         err = estimate(r, rank=rank)
@@ -166,10 +179,14 @@ def test_at_obs_and_sample(small_grid):
     err = estimate(rng.standard_normal((20, *small_grid.shape)), rank=3)
     st = bilinear_stencil(small_grid, [40.0, 42.5], [-110.0, -101.0])
     factor, diag = err.at_obs(st)
-    assert factor.shape == (2, 3) and diag.shape == (2,)
+    # rank 3 > 2 observations: the factor is compressed to [n, n] with the same A A^T
+    assert factor.shape == (2, 2) and diag.shape == (2,)
     H = as_matrix(st, small_grid.size)
     F = err.factor.reshape(3, -1).astype(np.float64)
-    np.testing.assert_allclose(factor, H @ F.T, atol=1e-5)
+    A = H @ F.T
+    np.testing.assert_allclose(factor @ factor.T, A @ A.T, atol=1e-4)
+    st3 = bilinear_stencil(small_grid, [40.0, 42.5, 41.0, 43.0], [-110.0, -101.0, -105.0, -99.0])
+    np.testing.assert_allclose(err.at_obs(st3)[0], as_matrix(st3, small_grid.size) @ F.T, atol=1e-5)
     # at a node the diagonal part is exactly the node's d
     st_node = bilinear_stencil(small_grid, [40.0], [-110.0])
     assert err.at_obs(st_node)[1][0] == pytest.approx(err.diag_var[2, 2], rel=1e-5)
