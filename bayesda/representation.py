@@ -355,3 +355,42 @@ def fit_length_scale(
             edges_km=edges.tolist(), empirical=emp.tolist(), model=model_bins(length).tolist()
         )
     return length, info
+
+
+def from_residuals(
+    residuals: np.ndarray,
+    grid,
+    structure: str = "matern32",
+    *,
+    var_fraction: float = 0.99,
+    max_rank: int = 400,
+) -> RepresentationError:
+    """Estimate a representation error of the named structure from residual fields.
+
+    Args:
+      residuals: ``[n, nlat, nlon]`` residuals ``x - g(z*)`` of held-out fields, K.
+      grid: their :class:`bayesda.grid.Grid`.
+      structure: ``"K"`` (digits): :func:`estimate` with rank ``K`` (``"0"``: per-pixel
+        variance only); ``"matern32"`` or ``"sqexp"``: :func:`stationary` with the per-pixel
+        RMS as SD and the length scale fitted to the residuals' correlogram
+        (:func:`fit_length_scale`); ``"KIND@L"``: that kind with a fixed length ``L`` km.
+      var_fraction, max_rank: truncation of :func:`stationary`.
+
+    Raises:
+      ValueError: an unknown structure.
+    """
+    structure = str(structure).strip()
+    if structure.isdigit():
+        return estimate(residuals, rank=int(structure))
+    kind, _, fixed = structure.partition("@")
+    if kind not in ("matern32", "sqexp"):
+        raise ValueError(
+            f"unknown representation-error structure {structure!r}; expected a rank "
+            "('0', '16'), 'matern32', 'sqexp' or 'KIND@LENGTH_KM'"
+        )
+    if fixed:
+        length = float(fixed)
+    else:
+        length, _ = fit_length_scale(residuals, grid, kind, method="correlogram")
+    sd = np.sqrt(np.mean(np.square(np.asarray(residuals, np.float64)), axis=0))
+    return stationary(sd, grid, length, kind, var_fraction=var_fraction, max_rank=max_rank)

@@ -116,3 +116,16 @@ def test_estimate_rank_zero_is_mean_square():
     rep = estimate(r, rank=0)
     assert rep.rank == 0 and rep.spec is None
     np.testing.assert_allclose(rep.variance, np.mean(r**2, axis=0), rtol=1e-5)
+
+
+def test_from_residuals_structures():
+    from bayesda.representation import from_residuals
+
+    grid = Grid(lat=np.linspace(30.0, 50.0, 5), lon=np.linspace(-110.0, -80.0, 7))
+    r = np.random.default_rng(0).standard_normal((30, *grid.shape))
+    assert from_residuals(r, grid, "0").rank == 0
+    assert from_residuals(r, grid, "3").rank == 3
+    fixed = from_residuals(r, grid, "sqexp@400")
+    assert fixed.spec.kind == "sqexp" and fixed.spec.length_scale_km == 400.0
+    with pytest.raises(ValueError, match="unknown representation-error structure"):
+        from_residuals(r, grid, "gaussian")

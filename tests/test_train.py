@@ -135,7 +135,7 @@ def test_cli_train_writes_loadable_model(tmp_path):
         "2",
         "--batch-size",
         "32",
-        "--repr-rank",
+        "--repr-error",
         "4",
         "--quiet",
     ]
@@ -147,6 +147,12 @@ def test_cli_train_writes_loadable_model(tmp_path):
     assert prior.repr_error.rank == 4 and np.all(prior.repr_error.variance > 0)
     assert prior.decode(np.zeros(3, np.float32)).shape == (6, 8)
     assert main(argv) == 1  # refuses to overwrite without --overwrite
+    stationary_argv = [*argv, "--overwrite"]
+    stationary_argv[stationary_argv.index("--repr-error") + 1] = "matern32@500"
+    assert main(stationary_argv) == 0
+    rep = load_model(out).repr_error
+    assert rep.spec is not None and rep.spec.length_scale_km == 500.0
+    np.testing.assert_allclose(rep.variance, rep.spec.sd.astype(np.float64) ** 2, rtol=1e-4)
 
 
 def test_freeze_linear_keeps_the_ppca_start():
