@@ -10,15 +10,20 @@ Generative story (all temperatures are anomalies in K)::
 
     y | z ~ N(H g(z), diag(sigma^2) + H C H^T),   H C H^T ~= A A^T + diag(D),
 
-with ``(A, D) = RepresentationError.at_obs(stencil)`` (low rank plus diagonal, so the
-density costs ``O(n rank^2)``; see :class:`bayesda.representation.RepresentationError` for
-the small part of ``H diag(d) H^T`` that ``D`` drops). A correlated part ``A A^T`` says the
-decoder's error is shared by neighbours, so they do not count as independent evidence. Which
-structure is honest is measured, not assumed: for the shipped NCEP model a rank-16 ``F``
-estimated from 168-336 validation residual fields under-covered (90% intervals held the
-truth 74-76% of the time at 200 observations, on validation blocks it was not fitted to),
-while the per-pixel variance alone (rank 0) gave 84-87% (see
-``analysis/results/repr_error_structure.md``), so the model ships with rank 0.
+which the model evaluates in one of two ways. When ``C`` has a correlated part, the caller
+passes ``scale_tril``, the Cholesky factor of the exact ``diag(sigma^2) + H C H^T``
+computed once per analysis time, and the density costs ``O(n^2)`` per evaluation whatever
+the rank of ``C`` (the shipped NCEP model: rank 400). Otherwise (per-pixel ``C``, or with
+``infer_sigma``, whose scale changes the covariance) it is
+``A A^T + diag(D)`` with ``(A, D) = RepresentationError.at_obs(stencil)`` (low rank plus
+diagonal, ``O(n rank^2)``; see :class:`bayesda.representation.RepresentationError` for the
+small part of ``H diag(d) H^T`` that ``D`` drops). A correlated part says the decoder's
+error is shared by neighbours, so they do not count as independent evidence. Which
+structure is honest is measured, not assumed (``analysis/results/repr_error_structure.md``,
+validation blocks): an empirical rank-16 ``F`` from a few hundred residual fields made 90%
+intervals too narrow (0.74-0.76 at 200 observations); a stationary Matern-3/2 correlation
+fitted to the residuals' correlogram kept them at 0.85-0.89 and cut the CRPS, so the model
+ships with it.
 
 Options:
 
