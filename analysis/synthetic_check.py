@@ -82,7 +82,8 @@ class CheckConfig:
       n_recon: extra test fields for the reconstruction RMSE.
       latent_dim, channels, epochs, patience: the VAE and its training (other settings:
         :class:`bayesda.train.TrainConfig` defaults, as ``bayesda train``).
-      repr_rank: rank of the representation error's correlated part (0: per-pixel).
+      repr_error: representation-error structure estimated from the validation residuals
+        (:func:`bayesda.representation.from_residuals`; the shipped recipe is matern32).
       networks: numbers of uniform observations.
       sigma: observation error SD, K.
       chains, warmup, draws: NUTS settings.
@@ -97,11 +98,11 @@ class CheckConfig:
     n_val: int = 500
     n_test: int = 20
     n_recon: int = 500
-    latent_dim: int = 64
+    latent_dim: int = 100
     channels: tuple[int, ...] = (16, 16)
     epochs: int = 30
     patience: int = 8
-    repr_rank: int = 0
+    repr_error: str = "matern32"
     networks: tuple[int, ...] = (20, 200)
     sigma: float = 0.5
     chains: int = 4
@@ -135,7 +136,7 @@ def train_prior(x_train: np.ndarray, x_val: np.ndarray, grid: Grid, cfg: CheckCo
       representation error, and a JSON-able training summary.
     """
     from bayesda.checkpoint import load_model, save_model
-    from bayesda.representation import estimate, zero_error
+    from bayesda.representation import from_residuals, zero_error
     from bayesda.train import TrainConfig, fit, normalisation
     from bayesda.vae import VAEConfig
 
@@ -148,7 +149,7 @@ def train_prior(x_train: np.ndarray, x_val: np.ndarray, grid: Grid, cfg: CheckCo
     path = save_model(workdir / "grf-vae", repr_error=zero_error(grid.shape), **common)
     prior = load_model(path)
     residuals = reconstruct(prior, x_val) - x_val
-    repr_error = estimate(residuals, rank=cfg.repr_rank)
+    repr_error = from_residuals(residuals, grid, cfg.repr_error)
     prior = dataclasses.replace(prior, repr_error=repr_error, name="grf-vae")
     summary = {
         "train_config": tc.to_dict(),
@@ -451,7 +452,8 @@ def markdown(result: dict) -> str:
         f"- prior: VAE latent {cfg['latent_dim']}, channels {cfg['channels']}, trained with "
         f"`bayesda.train.fit` ({result['training']['epochs_run']} epochs, best epoch "
         f"{result['training']['best_epoch']}, {result['training']['wall_time_s']} s); "
-        f"representation error rank {cfg['repr_rank']} from the validation residuals "
+        f"representation error {cfg.get('repr_error', 'rank ' + str(cfg.get('repr_rank')))} "
+        "from the validation residuals "
         f"(mean SD {result['training']['repr_error_mean_sd_K']} K)",
         f"- observations: uniform, sigma {cfg['sigma']} K, new locations and noise per test "
         f"field; NUTS {cfg['chains']} chains x ({cfg['warmup']} warmup + {cfg['draws']} "
