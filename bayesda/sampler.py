@@ -186,6 +186,18 @@ def _lengths(total: int) -> list[int]:
     return [SEGMENT] * (total // SEGMENT) + ([total % SEGMENT] if total % SEGMENT else [])
 
 
+def _phase(prog: _Program, state, args, total: int, collect: bool, bar):
+    """Advance ``total`` iterations in segments; return the state and each segment's output."""
+    outs = []
+    for length in _lengths(total):
+        state, out = prog.segment(length, collect)(state, args)
+        outs.append(out)
+        if bar is not None:
+            bar.set_postfix_str("sampling" if collect else "warmup", refresh=False)
+            bar.update(length)
+    return state, outs
+
+
 def run_nuts(
     potential: Callable,
     args: Any,
@@ -234,22 +246,10 @@ def run_nuts(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.num_warmup + config.num_samples, desc=desc, leave=False)
-    warm_steps = []
-    for length in _lengths(config.num_warmup):
-        state, steps = prog.segment(length, False)(state, args)
-        warm_steps.append(steps)
-        if bar is not None:
-            bar.set_postfix_str("warmup", refresh=False)
-            bar.update(length)
+    state, warm_steps = _phase(prog, state, args, config.num_warmup, False, bar)
     jax.block_until_ready(state)
     t1 = time.perf_counter()
-    out = []
-    for length in _lengths(config.num_samples):
-        state, draws = prog.segment(length, True)(state, args)
-        out.append(draws)
-        if bar is not None:
-            bar.set_postfix_str("sampling", refresh=False)
-            bar.update(length)
+    state, out = _phase(prog, state, args, config.num_samples, True, bar)
     if bar is not None:
         bar.close()
     fields = [np.concatenate([np.asarray(o[i]) for o in out], axis=1) for i in range(7)]
