@@ -90,13 +90,11 @@ class BenchConfig:
     seed: int = 0
 
 
-# Budget of the full run, from per-call wall times measured on the 2-core machine while
-# other jobs ran (load average 4-6; `--n-times 3 --stride 1` on uniform-20, uniform-200,
-# station-200 and the quick run): NUTS 2 x (200 + 200) 17-23 s per time (+ ~10 s compile per
-# network), restarts 4-6 s, Laplace 0.4-1.1 s, OI 0.15 s, scoring ~0.1 s per method.
-# With 150 + 150 NUTS draws and NUTS/restarts at every 3rd of 60 times (120 calls each),
-# that projects to about 50-55 min; on an idle machine less.
-FULL = BenchConfig(warmup=150, draws=150)
+# Budget of the full run (2-core machine, nothing else running): NUTS 4 x (150 + 200) with
+# the compiled sampler of bayesda.sampler is about 5-10 s per time, restarts 4-6 s, Laplace
+# about 1 s, OI 0.15 s, scoring ~0.1 s per method; NUTS and restarts at every 3rd of 60
+# times (120 calls each) keeps the whole run under an hour.
+FULL = BenchConfig(chains=4, warmup=150, draws=200)
 QUICK = dataclasses.replace(FULL, n_times=6, networks=(("uniform", 50),), expensive_stride=1)
 
 
