@@ -176,6 +176,9 @@ def prepare_obs(prior, obs: pd.DataFrame, *, time=None, pad: bool = True) -> Obs
     A, D = prior.repr_error.at_obs(stencil)
     n = len(obs)
     m = pad_length(n) if pad else n
+    # at_obs compresses a factor of rank > n to [n, n]; zero columns up to min(rank, m) keep
+    # A A^T and give every day with the same padded length the same shapes (one compile).
+    A = np.pad(A, ((0, 0), (0, max(0, min(prior.repr_error.rank, m) - A.shape[1]))))
 
     def padded(x, fill):
         out = np.full((m, *x.shape[1:]), fill, dtype=np.float32 if x.dtype.kind == "f" else x.dtype)

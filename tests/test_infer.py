@@ -158,3 +158,16 @@ def test_dense_and_low_rank_likelihoods_agree_at_nodes(problem):
     dense, _ = log_density(model, args, o.model_kwargs(dense=True), z)
     low, _ = log_density(model, args, o.model_kwargs(dense=False), z)
     np.testing.assert_allclose(float(dense), float(low), rtol=1e-5)
+
+
+def test_days_with_the_same_padded_length_share_compiled_code():
+    # A factor of rank 10 > n is compressed per day by at_obs; the padded model arguments
+    # must still have the same shapes for 6 and 7 observations (both padded to 32), or
+    # every day would compile (and map) new code.
+    prior = make_linear_prior(latent_dim=3, rank=10)
+    a_obs, b_obs = make_obs(prior.grid, 6, seed=1), make_obs(prior.grid, 7, seed=2)
+    shapes = [[np.shape(x) for x in prepare_obs(prior, o).model_args()] for o in (a_obs, b_obs)]
+    assert shapes[0] == shapes[1]
+    kw = dict(num_chains=2, num_warmup=20, num_samples=20, progress_bar=False)
+    assimilate(prior, a_obs, **kw)
+    assert assimilate(prior, b_obs, **kw).timings["cache_hit"]
