@@ -3,9 +3,10 @@
 Held-out NCEP times (the shared block split) with 50 station-like pseudo-observations per
 time (fixed station locations, fresh noise per time, sigma 0.5 K), assimilated with the
 shipped model into a fresh zarr store. Modes: one process taking one time per compiled
-program; one process with ``--batch-times`` times per program (their chains side by side,
-vectorised); a local Dask cluster of 2 workers. Each mode runs in its own subprocess so that the
-compile cost and the peak memory (max RSS of the process and its children) are its own.
+program; one process with ``--batch-times`` times per program (their chains split over the
+host devices, one after another on each); a local Dask cluster of 2 workers. Each mode runs
+in its own subprocess so that the compile cost and the peak memory (max RSS of the process
+and its children) are its own.
 
 Usage::
 

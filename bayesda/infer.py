@@ -457,12 +457,13 @@ def assimilate_batch(
 
     Each time is an independent posterior with its own ``num_chains`` chains and its own
     seed; all ``len(times) * num_chains`` chains run side by side in one program
-    (:func:`bayesda.sampler.run_nuts`), split over the JAX devices and vectorised within
-    each. The observations of all times are padded to a common length. A time's result
-    depends only on its observations, its seed and the batch layout: the same batch of
-    times gives the same numbers again, a different batching gives an equally valid
-    posterior sample that differs in the last digits (vectorised arithmetic rounds
-    differently) and, through the chaotic dynamics of NUTS, in the individual draws.
+    (:func:`bayesda.sampler.run_nuts`), split over the JAX devices (vectorised within each
+    on an accelerator, one after another on a CPU). The observations of all times are padded
+    to a common length. A time's result depends only on its observations, its seed and the
+    batch layout: the same batch of times gives the same numbers again, a different batching
+    gives an equally valid posterior sample that differs in the last digits (padding and
+    vectorised arithmetic round differently) and, through the chaotic dynamics of NUTS, in
+    the individual draws.
 
     Args:
       prior, obs_df: as for :func:`assimilate`.

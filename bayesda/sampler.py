@@ -14,10 +14,16 @@ Layout. A run has ``B`` independent chains: ``num_chains`` chains for each of ``
 times, so several times can share one program (:func:`bayesda.infer.assimilate_batch`).
 The chain axis is split over the local JAX devices with :func:`jax.shard_map` (on a CPU
 host ``bayesda._xla`` asks for ``max(cores, 4)`` host devices, one chain per device for the
-default 4 chains); chains on the same device are vectorised with :func:`jax.vmap`, which
-is what a GPU wants. The iterations run in segments of :data:`SEGMENT` so that a progress
-bar can advance between them without host callbacks in the compiled code (callbacks would
-keep the program out of the persistent cache).
+default 4 chains). Chains that share a device are vectorised with :func:`jax.vmap` on an
+accelerator, which is what a GPU wants, and run one after another (:func:`jax.lax.map`) on
+a CPU: there, vectorised chains of the NCEP model deadlocked XLA (threads parked, no
+progress for 13 minutes, 2 cores, 2 or 4 chains per host device), while the same program
+with one chain per device, or with ``lax.map``, ran normally. The vectorised path has not
+been run on a GPU in this project yet (no GPU was available).
+
+The iterations run in segments of :data:`SEGMENT` so that a progress bar can advance
+between them without host callbacks in the compiled code (callbacks would keep the
+program out of the persistent cache).
 """
 
 from __future__ import annotations
@@ -139,6 +145,15 @@ def _segment_chain(potential, config, length, collect, state, args):
     return jax.lax.scan(body, state, None, length=length)
 
 
+def _sequential(fn):
+    """``fn`` over the leading axis one element at a time (``lax.map``)."""
+
+    def mapped(*args):
+        return jax.lax.map(lambda xs: fn(*xs), args)
+
+    return mapped
+
+
 class _Program(NamedTuple):
     init: Callable
     segment: Callable  # (length, collect) -> compiled function
@@ -158,12 +173,13 @@ def _program(potential: Callable, config: NutsConfig, shards: int) -> _Program:
     hit = _PROGRAMS.get(key)
     if hit is not None and hit[0] is potential:
         return hit[1]
-    mesh = Mesh(np.array(jax.local_devices()[:shards]), ("chain",))
+    devices = jax.local_devices()[:shards]
+    mesh = Mesh(np.array(devices), ("chain",))
     spec = PartitionSpec("chain")
 
     def sharded(fn):
         # check_vma=False: numpyro's kernels mix per-chain and constant values in lax.cond.
-        mapped = jax.vmap(fn)
+        mapped = _sequential(fn) if devices[0].platform == "cpu" else jax.vmap(fn)
         return jax.jit(
             jax.shard_map(mapped, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
         )
