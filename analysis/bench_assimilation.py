@@ -312,8 +312,8 @@ def _table(results: list[dict], demos: dict, args) -> str:
         "",
         f"Command: `BAYESDA_DATA_DIR=... python analysis/bench_assimilation.py --model {args.model}"
         f"{' --random-decoder' if args.random_decoder else ''}` ({args.chains} chains x "
-        f"{args.warmup} warmup + {args.draws} draws; measured {when} on a 2-core CPU shared "
-        "with other jobs).",
+        f"{args.warmup} warmup + {args.draws} draws; measured {when} on a "
+        f"{os.cpu_count()}-core CPU).",
         "",
         f"Model `{r0['model']}`, held-out time {r0['time']}, {r0['n_obs']} station-like obs.",
         f"Potential value-and-grad alone: {1e3 * r0['potential_grad_s']:.2f} ms; inside "
@@ -436,7 +436,7 @@ def main(argv=None) -> int:
             for label in ("cold", "warm"):
                 print(f"[bench] demo, {label} compilation cache ...", flush=True)
                 demos[label] = _subprocess(
-                    args, os.cpu_count() or 2, {"BAYESDA_JAX_CACHE": cache}, demo=True
+                    args, max(os.cpu_count() or 1, 4), {"BAYESDA_JAX_CACHE": cache}, demo=True
                 )
                 print(json.dumps(demos[label], indent=1, default=str), flush=True)
     out = Path(args.out)
