@@ -180,29 +180,31 @@ def prepare_obs(prior, obs: pd.DataFrame, *, time=None, pad: bool = True) -> Obs
     # A A^T and give every day with the same padded length the same shapes (one compile).
     A = np.pad(A, ((0, 0), (0, max(0, min(prior.repr_error.rank, m) - A.shape[1]))))
 
-    def padded(x, fill):
-        out = np.full((m, *x.shape[1:]), fill, dtype=np.float32 if x.dtype.kind == "f" else x.dtype)
-        out[:n] = x
-        return out
-
     scale_tril = None
     if prior.repr_error.rank > 0:
         cov = repr_covariance_at_obs(stencil, prior.repr_error) + np.diag(sigma**2)
-        scale_tril = np.eye(m, dtype=np.float32)
-        scale_tril[:n, :n] = np.linalg.cholesky(cov)
+        scale_tril = _pad_identity(np.linalg.cholesky(cov).astype(np.float32), m)
 
     return ObsData(
         frame=obs,
         stencil=stencil,
-        idx=padded(stencil.idx, 0),
-        weight=padded(stencil.weight, 0.0),
-        y=padded(obs["value"].to_numpy(np.float32), 0.0),
-        sigma=padded(sigma.astype(np.float32), 1.0),
-        repr_factor=padded(A, 0.0),
-        repr_diag=padded(D, 0.0),
+        idx=_pad_rows(stencil.idx, m, 0),
+        weight=_pad_rows(stencil.weight, m, 0.0),
+        y=_pad_rows(obs["value"].to_numpy(np.float32), m, 0.0),
+        sigma=_pad_rows(sigma, m, 1.0),
+        repr_factor=_pad_rows(A, m, 0.0),
+        repr_diag=_pad_rows(D, m, 0.0),
         mask=np.arange(m) < n,
         scale_tril=scale_tril,
     )
+
+
+def _pad_rows(x: np.ndarray, m: int, fill) -> np.ndarray:
+    """``x`` with rows ``fill`` appended up to length ``m`` (floats as float32)."""
+    x = np.asarray(x)
+    out = np.full((m, *x.shape[1:]), fill, dtype=np.float32 if x.dtype.kind == "f" else x.dtype)
+    out[: x.shape[0]] = x
+    return out
 
 
 def _repad(obs: ObsData, m: int) -> ObsData:
@@ -213,18 +215,13 @@ def _repad(obs: ObsData, m: int) -> ObsData:
     if m < k:
         raise ValueError(f"cannot pad {k} entries down to {m}")
 
-    def more(x, fill):
-        out = np.full((m, *x.shape[1:]), fill, dtype=x.dtype)
-        out[:k] = x
-        return out
-
     return obs._replace(
-        idx=more(obs.idx, 0),
-        weight=more(obs.weight, 0.0),
-        y=more(obs.y, 0.0),
-        sigma=more(obs.sigma, 1.0),
-        repr_factor=more(obs.repr_factor, 0.0),
-        repr_diag=more(obs.repr_diag, 0.0),
+        idx=_pad_rows(obs.idx, m, 0),
+        weight=_pad_rows(obs.weight, m, 0.0),
+        y=_pad_rows(obs.y, m, 0.0),
+        sigma=_pad_rows(obs.sigma, m, 1.0),
+        repr_factor=_pad_rows(obs.repr_factor, m, 0.0),
+        repr_diag=_pad_rows(obs.repr_diag, m, 0.0),
         mask=np.arange(m) < obs.n,
         scale_tril=None if obs.scale_tril is None else _pad_identity(obs.scale_tril, m),
     )
@@ -535,14 +532,8 @@ def assimilate_batch(
             flat = _laplace_draws(
                 key_post, jnp.asarray(x_map), jnp.asarray(hess), (num_chains * num_samples,)
             )
-            post = fns.constrain(flat, args)
-            results.append(
-                {
-                    k: np.asarray(v).reshape(num_chains, num_samples, *np.shape(v)[1:])
-                    for k, v in post.items()
-                    if k in ("z", "sigma_scale")
-                }
-            )
+            flat = flat.reshape(num_chains, num_samples, -1)
+            results.append(_constrained_samples(fns, flat, args))
         runs = [(samples, {}, {"warmup": 0, "sampling": 0}) for samples in results]
         batch_timings = {"warmup": 0.0, "sampling": 0.0}
     else:
@@ -624,13 +615,7 @@ def _run_nuts_batch(fns, all_args, maps, keys, settings, *, progress_bar):
     runs = []
     for i, args in enumerate(all_args):
         sl = slice(i * nc, (i + 1) * nc)
-        flat = draws.x[sl]
-        post = fns.constrain(jnp.asarray(flat.reshape(-1, dim)), args)
-        samples = {
-            k: np.asarray(v).reshape(*flat.shape[:2], *np.shape(v)[1:])
-            for k, v in post.items()
-            if k in ("z", "sigma_scale")
-        }
+        samples = _constrained_samples(fns, draws.x[sl], args)
         steps = draws.num_steps[sl].astype(np.int64)
         sample_stats = {
             "diverging": draws.diverging[sl].astype(bool),
@@ -644,6 +629,17 @@ def _run_nuts_batch(fns, all_args, maps, keys, settings, *, progress_bar):
         grads = {"warmup": int(draws.warmup_steps[sl].sum()), "sampling": int(steps.sum())}
         runs.append((samples, sample_stats, grads))
     return runs, dict(draws.timings)
+
+
+def _constrained_samples(fns, flat, args) -> dict:
+    """``{"z": [chain, draw, d], "sigma_scale": [chain, draw]}`` from unconstrained draws."""
+    chains, draws, dim = np.shape(flat)
+    post = fns.constrain(jnp.asarray(flat).reshape(-1, dim), args)
+    return {
+        k: np.asarray(v).reshape(chains, draws, *np.shape(v)[1:])
+        for k, v in post.items()
+        if k in ("z", "sigma_scale")
+    }
 
 
 def _prior_draws(key, fns, n):

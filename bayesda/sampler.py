@@ -292,8 +292,3 @@ def batch_keys(seeds, num_chains: int) -> np.ndarray:
     return np.concatenate(
         [np.asarray(jax.random.split(jax.random.PRNGKey(s), num_chains)) for s in seeds]
     )
-
-
-def tree_repeat(tree: Any, k: int) -> Any:
-    """Repeat every leaf ``k`` times along a new-then-merged leading axis (``[T] -> [T*k]``)."""
-    return jax.tree.map(lambda a: jnp.repeat(jnp.asarray(a), k, axis=0), tree)
