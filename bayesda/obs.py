@@ -32,6 +32,7 @@ import xarray as xr
 
 from bayesda.grid import Grid, wrap_lon
 from bayesda.operators import bilinear_stencil, interpolate
+from bayesda.units import canonical_units, difference_to_kelvin, to_kelvin
 
 REQUIRED = ("lat", "lon", "value")
 OPTIONAL = ("sigma", "station_id", "time")
@@ -43,8 +44,6 @@ STATION_CLUSTER_KM = 250.0
 """Standard deviation of the distance of a station from its cluster centre, km."""
 STATIONS_PER_CLUSTER = 4
 _KM_PER_DEG = 111.195
-_KELVIN = ("k", "kelvin")
-_CELSIUS = ("degc", "c", "celsius", "deg_c", "°c")
 
 
 def _first_bad(mask: np.ndarray, df: pd.DataFrame, col: str, what: str) -> ValueError:
@@ -233,9 +232,10 @@ def read_obs(src, *, units: str = "K", kind: str = "anomaly", climatology=None, 
       src: a CSV path, a netCDF path (variables ``lat``, ``lon``, ``value`` and optional
         ``sigma``, ``station_id``, ``time`` along an ``obs`` dim; a scalar ``time`` applies to
         all), a DataFrame or an :class:`xarray.Dataset`.
-      units: units of ``value`` and ``sigma``: ``"K"`` or ``"degC"`` (also ``"C"``,
-        ``"celsius"``). Differences (anomalies, sigma) are the same in both; only absolute
-        values are shifted by 273.15.
+      units: units of ``value`` and ``sigma``, any spelling
+        :func:`bayesda.units.canonical_units` accepts (``"K"``, ``"degC"``, ``"degF"``,
+        ``"0.1degC"``). Absolute values are converted with the unit's offset, differences
+        (anomalies, sigma) with its scale only.
       kind: ``"anomaly"`` (values are anomalies already) or ``"absolute"`` (temperatures,
         turned into anomalies by subtracting the climatological mean bilinearly
         interpolated to each observation at its time).
@@ -254,9 +254,7 @@ def read_obs(src, *, units: str = "K", kind: str = "anomaly", climatology=None, 
       ValueError: unknown ``units`` or ``kind``, ``kind="absolute"`` without a climatology
         or a time, and anything :func:`validate_obs` rejects.
     """
-    ukey = str(units).strip().lower()
-    if ukey not in _KELVIN + _CELSIUS:
-        raise ValueError(f"unknown units {units!r}; expected 'K' or 'degC'")
+    units = canonical_units(units)
     if kind not in ("anomaly", "absolute"):
         raise ValueError(f"kind={kind!r}; expected 'anomaly' or 'absolute'")
     df = _load_table(src)
@@ -265,12 +263,16 @@ def read_obs(src, *, units: str = "K", kind: str = "anomaly", climatology=None, 
     if grid is None and climatology is not None:
         grid = climatology.grid
     df = validate_obs(df, grid=grid, duplicates="keep" if kind == "absolute" else duplicates)
-    if kind == "absolute":
+    if "sigma" in df.columns:
+        df["sigma"] = difference_to_kelvin(df["sigma"].to_numpy(), units)
+    if kind == "anomaly":
+        df["value"] = difference_to_kelvin(df["value"].to_numpy(), units)
+    else:
         if climatology is None:
             raise ValueError("kind='absolute' needs a climatology to subtract")
         if "time" not in df.columns:
             raise ValueError("kind='absolute' needs a time: a 'time' column or the time= argument")
-        value = df["value"].to_numpy() + (273.15 if ukey in _CELSIUS else 0.0)
+        value = to_kelvin(df["value"].to_numpy(), units)
         clim = climatology_at(climatology, df["lat"], df["lon"], df["time"].to_numpy())
         df["value"] = value - clim
         df = validate_obs(df, grid=grid, duplicates=duplicates)

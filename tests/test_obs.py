@@ -141,8 +141,8 @@ def test_read_absolute_kelvin_and_celsius(small_grid, linear_clim):
 
 def test_read_errors(linear_clim):
     df = _table()
-    with pytest.raises(ValueError, match="unknown units 'F'"):
-        read_obs(df, units="F")
+    with pytest.raises(ValueError, match="unknown units 'R'"):
+        read_obs(df, units="R")
     with pytest.raises(ValueError, match="kind='raw'"):
         read_obs(df, kind="raw")
     with pytest.raises(ValueError, match="needs a climatology"):
