@@ -415,7 +415,9 @@ def main(argv=None) -> int:
     p.add_argument("--retable", default=None, help="rewrite the table from a results JSON")
     args = p.parse_args(argv)
     if args.worker:
-        import bayesda  # noqa: F401  (XLA flags before jax)
+        import bayesda
+        bayesda.set_host_device_count()  # before the first JAX computation
+        bayesda.enable_compilation_cache()
 
         res = run_demo_worker(args) if args.demo_worker else run_one(args)
         Path(args.json).write_text(json.dumps(res, indent=2, default=str))

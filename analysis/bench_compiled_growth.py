@@ -20,7 +20,7 @@ import resource
 import time
 from pathlib import Path
 
-import bayesda  # noqa: F401  (XLA flags before jax)
+import bayesda
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -115,4 +115,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    bayesda.set_host_device_count()  # one CPU device per chain, before any JAX computation
+    bayesda.enable_compilation_cache()
     raise SystemExit(main())

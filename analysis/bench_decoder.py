@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-import bayesda  # noqa: F401  (sets XLA flags; jax is imported after it, in functions)
+import bayesda
 
 
 def bench(decode, latent_dim: int, *, n_calls: int = 300, n_loop: int = 300, seed: int = 0) -> dict:
@@ -161,4 +161,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    bayesda.set_host_device_count()  # one CPU device per chain, before any JAX computation
+    bayesda.enable_compilation_cache()
     main()

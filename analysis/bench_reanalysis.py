@@ -32,7 +32,9 @@ def make_obs(path: Path, n_times: int, n_obs: int, seed: int = 0) -> list[str]:
     import numpy as np
     import pandas as pd
 
-    import bayesda  # noqa: F401
+    import bayesda
+    bayesda.set_host_device_count()  # before the first JAX computation
+    bayesda.enable_compilation_cache()
     from bayesda.checkpoint import load_model
     from bayesda.data import load_dataset
     from bayesda.obs import pseudo_obs

@@ -41,7 +41,7 @@ import pandas as pd
 import xarray as xr
 from tqdm import tqdm
 
-import bayesda  # sets XLA flags; imported before anything imports jax
+import bayesda
 from bayesda import baselines, metrics
 from bayesda.grid import Grid
 
@@ -671,4 +671,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    bayesda.set_host_device_count()  # one CPU device per chain, before any JAX computation
+    bayesda.enable_compilation_cache()
     raise SystemExit(main())

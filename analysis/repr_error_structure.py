@@ -43,7 +43,7 @@ import json
 import time
 from pathlib import Path
 
-import bayesda  # noqa: F401  (XLA flags before jax)
+import bayesda
 
 HERE = Path(__file__).resolve().parent
 NETWORKS = [("uniform", 20), ("uniform", 50), ("uniform", 200), ("station", 50), ("station", 200)]
@@ -371,4 +371,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    bayesda.set_host_device_count()  # one CPU device per chain, before any JAX computation
+    bayesda.enable_compilation_cache()
     raise SystemExit(main())

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-import bayesda  # noqa: F401  (sets XLA flags; jax is imported after it)
+import bayesda
 from bayesda import metrics
 from bayesda.grid import Grid
 
@@ -675,4 +675,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    bayesda.set_host_device_count()  # one CPU device per chain, before any JAX computation
+    bayesda.enable_compilation_cache()
     main()

@@ -27,7 +27,7 @@ import sys
 
 import numpy as np
 
-import bayesda  # noqa: F401  (sets XLA flags; jax is imported after it, in functions)
+import bayesda
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "analysis"))
@@ -315,4 +315,6 @@ def make_figure(prior, test, rec, samples, train, ratio, pixel_rms, path):
 
 
 if __name__ == "__main__":
+    bayesda.set_host_device_count()  # one CPU device per chain, before any JAX computation
+    bayesda.enable_compilation_cache()
     main()

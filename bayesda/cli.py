@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    from bayesda import enable_compilation_cache, set_host_device_count
+
+    set_host_device_count()  # one CPU device per NUTS chain; before any JAX computation
+    enable_compilation_cache()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

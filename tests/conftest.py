@@ -8,8 +8,12 @@ import pathlib
 import numpy as np
 import pytest
 
-import bayesda  # noqa: F401  (sets XLA flags before jax is imported anywhere)
+import bayesda
 from bayesda.grid import Grid
+
+# One CPU device per NUTS chain and a persistent compilation cache, before any JAX computation.
+bayesda.set_host_device_count()
+bayesda.enable_compilation_cache()
 
 _REPO_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 

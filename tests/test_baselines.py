@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-import bayesda  # noqa: F401  (sets XLA flags before jax)
 from bayesda import baselines as B
 from bayesda import metrics as M
 from bayesda.grid import Grid

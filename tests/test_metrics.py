@@ -6,7 +6,6 @@ import pytest
 import xarray as xr
 from scipy import integrate, stats
 
-import bayesda  # noqa: F401  (sets XLA flags before jax)
 from bayesda import metrics as M
 from bayesda.grid import Grid
 
