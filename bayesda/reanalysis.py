@@ -294,7 +294,10 @@ def reanalyse(
 
 
 def _run_on_dask(model_path, groups, times, settings, out, scheduler, n_workers, bar):
-    from distributed import Client, LocalCluster, as_completed
+    from bayesda._optional import require
+
+    dist = require("distributed", "a reanalysis on a Dask cluster (--scheduler)")
+    Client, LocalCluster, as_completed = dist.Client, dist.LocalCluster, dist.as_completed
 
     if scheduler == "local":
         cluster = LocalCluster(

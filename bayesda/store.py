@@ -22,15 +22,14 @@ resume.
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 import xarray as xr
 
+from bayesda._optional import require
 from bayesda.grid import Grid
 
 FIELD_VARS: dict[str, str] = {
@@ -66,6 +65,7 @@ class StoreMismatchError(ValueError):
 
 
 def _template(times: np.ndarray, grid: Grid, n_samples: int, signature: dict) -> xr.Dataset:
+    da = require("dask.array", "a reanalysis store")
     nt = times.size
     ny, nx = grid.shape
     coords = {"time": ("time", times), **grid.coords()}
@@ -126,6 +126,7 @@ def open_or_create(
     Raises:
       StoreMismatchError: an existing store has other times, grid or signature.
     """
+    require("zarr", "a reanalysis store")
     path = Path(path)
     times = np.asarray(times, dtype="datetime64[ns]")
     signature = signature or {}
@@ -178,8 +179,3 @@ def write_time(path: str | Path, index: int, result: xr.Dataset) -> None:
     body.to_zarr(path, region=region, consolidated=False)
     flag = xr.Dataset({"done": ("time", np.array([True]))})
     flag.to_zarr(path, region=region, consolidated=False)
-
-
-def remove(path: str | Path) -> None:
-    """Delete a store (used by tests and by ``--overwrite``)."""
-    shutil.rmtree(path, ignore_errors=True)
