@@ -48,7 +48,8 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-LIKELIHOODS = ("normal", "studentt")
+from bayesda.settings import LIKELIHOODS
+
 SIGMA_SCALE_PRIOR = (0.0, 0.5)  # LogNormal(loc, scale) of the common obs-error scale
 MIN_PAD = 32
 
