@@ -76,7 +76,7 @@ def main() -> None:
     out = pathlib.Path(args.out)
     tas = load_dataset("ncep-air")["tas"]
     if not args.skip_train:
-        from bayesda.commands.train import train_prior
+        from bayesda.recipe import train_prior
 
         tc = TrainConfig(
             epochs=args.epochs,

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+__all__ = ["build_parser", "main"]
+
 _COMMAND_MODULES = [
     "bayesda.commands.data",
     "bayesda.commands.assim",

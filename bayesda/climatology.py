@@ -34,6 +34,15 @@ import xarray as xr
 
 from bayesda.grid import Grid
 
+__all__ = [
+    "Climatology",
+    "EPOCH",
+    "MIN_SPAN_DAYS_FOR_HARMONICS",
+    "VAR_FLOOR_FRACTION",
+    "YEAR_DAYS",
+    "design_matrix",
+]
+
 EPOCH = np.datetime64("2000-01-01T00:00:00", "ns")
 YEAR_DAYS = 365.2425
 MIN_SPAN_DAYS_FOR_HARMONICS = 360.0

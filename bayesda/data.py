@@ -29,6 +29,18 @@ import xarray as xr
 
 from bayesda.grid import Grid, wrap_lon
 
+__all__ = [
+    "DATASETS",
+    "DatasetSpec",
+    "ENV_DATA_DIR",
+    "TUTORIAL_BASE_URL",
+    "VAR",
+    "describe",
+    "find_dataset",
+    "load_dataset",
+    "standardize",
+]
+
 ENV_DATA_DIR = "BAYESDA_DATA_DIR"
 """Environment variable naming a directory that holds the named datasets."""
 

@@ -7,8 +7,8 @@ the truth, draw station-like observations of it (:func:`bayesda.obs.pseudo_obs`)
 with the shipped model, diagnose, map (with truth and error panels), and verify (RMSE, CRPS,
 90% coverage at unobserved points and at all points).
 
-Sampler settings (:data:`DEMO_SAMPLER`: 4 chains x 200 warmup + 500 draws, Laplace-
-preconditioned NUTS) are chosen for an end-to-end time under a minute on a 2-core CPU
+Sampler settings (:data:`bayesda.settings.DEMO`: 4 chains x 200 warmup + 500 draws,
+Laplace-preconditioned NUTS) are chosen for an end-to-end time under a minute on a 2-core CPU
 (measured 37 s with a warm JAX compilation cache, verdict PASS; see
 ``analysis/results/bench_assimilation.md``). The verdict uses the same thresholds as any
 run.
@@ -22,7 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_SAMPLER = {"num_chains": 4, "num_warmup": 200, "num_samples": 500}
+from bayesda.run import assimilate_to_run, load_prior
+from bayesda.settings import DEMO, ModelOptions, SamplerSettings
+
+__all__ = [
+    "DEMO_N_OBS",
+    "DEMO_NETWORK",
+    "DEMO_SAMPLER",
+    "DEMO_SIGMA",
+    "demo_report",
+    "pick_time",
+    "run_demo",
+]
+
+# The demo's sampler settings as a dict (older callers); the settings object is DEMO.
+DEMO_SAMPLER = {k: getattr(DEMO, k) for k in ("num_chains", "num_warmup", "num_samples")}
 DEMO_N_OBS = 60
 DEMO_SIGMA = 0.5
 DEMO_NETWORK = "station"
@@ -54,7 +68,10 @@ def run_demo(
     prior=None,
     seed: int = 0,
     verbose: bool = True,
-    **sampler,
+    sampler: SamplerSettings = DEMO,
+    options: ModelOptions | None = None,
+    progress_bar: bool = True,
+    **legacy,
 ) -> dict:
     """Run the demo and return ``run.json``'s content (plus in-memory results).
 
@@ -67,9 +84,10 @@ def run_demo(
       prior: an in-memory prior instead of ``model`` (tests).
       seed: seeds the observations and the sampler.
       verbose: print the summary.
-      **sampler: overrides of :data:`DEMO_SAMPLER` and other ``assimilate`` options.
+      sampler, options, progress_bar: as for :func:`bayesda.assimilate` (default sampler
+        :data:`bayesda.settings.DEMO`).
+      **legacy: deprecated per-field overrides of ``sampler`` (``num_warmup=``, ...).
     """
-    from bayesda.commands.assim import assimilate_to_run, load_prior
     from bayesda.data import load_dataset
     from bayesda.grid import Grid
     from bayesda.obs import pseudo_obs
@@ -94,7 +112,6 @@ def run_demo(
     truth = prior.climatology.to_anomaly(data["tas"].isel(time=int(k[0])))
     obs = pseudo_obs(truth, n_obs or DEMO_N_OBS, network=DEMO_NETWORK, sigma=DEMO_SIGMA, seed=seed)
     t_data = _time.perf_counter() - t0
-    settings = {**DEMO_SAMPLER, "seed": seed, **sampler}
     info = assimilate_to_run(
         prior,
         obs,
@@ -103,7 +120,11 @@ def run_demo(
         truth=truth.drop_vars("time", errors="ignore"),
         force=True,
         extra={"demo": {"network": DEMO_NETWORK, "sigma": DEMO_SIGMA, "data_s": round(t_data, 3)}},
-        **settings,
+        seed=seed,
+        sampler=sampler,
+        options=options,
+        progress_bar=progress_bar,
+        **legacy,
     )
     info["demo_wall_s"] = _time.perf_counter() - t0
     if verbose:

@@ -28,6 +28,16 @@ with warnings.catch_warnings():  # arviz announces its 1.0 refactor on import
 import numpy as np
 import xarray as xr
 
+__all__ = [
+    "DIVERGENCE_WARN",
+    "STATUSES",
+    "Verdict",
+    "diagnose",
+    "field_dataset",
+    "format_verdict",
+    "plot_sampler_diagnostics",
+]
+
 RHAT_PASS, RHAT_WARN = 1.01, 1.05
 ESS_PASS, ESS_WARN = 400.0, 100.0
 DIVERGENCE_WARN = 0.01

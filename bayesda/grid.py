@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+__all__ = ["Grid", "wrap_lon"]
+
 
 def wrap_lon(lon):
     """Map longitudes (degrees east, any convention) to [-180, 180)."""

@@ -72,15 +72,15 @@ __all__ = [
 ]
 
 
-def _resolve(sampler, model, legacy: dict, where: str) -> tuple[SamplerSettings, ModelOptions]:
+def _resolve(sampler, options, legacy: dict, where: str) -> tuple[SamplerSettings, ModelOptions]:
     if legacy:
         warnings.warn(
             f"{where}({', '.join(f'{k}=' for k in sorted(legacy))}) is deprecated: pass "
-            "sampler=bayesda.SamplerSettings(...) and model=bayesda.ModelOptions(...)",
+            "sampler=bayesda.SamplerSettings(...) and options=bayesda.ModelOptions(...)",
             DeprecationWarning,
             stacklevel=3,
         )
-    return split_legacy_kwargs(legacy, sampler, model)
+    return split_legacy_kwargs(legacy, sampler, options)
 
 
 def assimilate(
@@ -90,7 +90,7 @@ def assimilate(
     time=None,
     seed: int = 0,
     sampler: SamplerSettings | None = None,
-    model: ModelOptions | None = None,
+    options: ModelOptions | None = None,
     progress_bar: bool = True,
     **legacy: Any,
 ) -> Assimilation:
@@ -105,23 +105,23 @@ def assimilate(
       sampler: how to sample (:class:`bayesda.settings.SamplerSettings`; default
         :data:`bayesda.settings.DEFAULT`, 4 chains x 500 warmup + 500 draws, NUTS with the
         Laplace mass matrix started at the MAP).
-      model: the model options (:class:`bayesda.settings.ModelOptions`: likelihood, df,
+      options: the model options (:class:`bayesda.settings.ModelOptions`: likelihood, df,
         infer_sigma; default a normal likelihood with known observation errors).
       progress_bar: show progress.
       **legacy: deprecated per-field keywords (``num_chains=``, ``likelihood=``, ...), folded
-        into ``sampler`` and ``model`` with a DeprecationWarning.
+        into ``sampler`` and ``options`` with a DeprecationWarning.
 
     Returns:
       An :class:`Assimilation` (``.to_xarray()``, ``.idata``, ``.diagnose()``, ``.plot()``).
     """
-    sampler, model = _resolve(sampler, model, legacy, "assimilate")
+    sampler, options = _resolve(sampler, options, legacy, "assimilate")
     return assimilate_batch(
         prior,
         obs_df,
         [time],
         seeds=[seed],
         sampler=sampler,
-        model=model,
+        options=options,
         progress_bar=progress_bar,
     )[0]
 
@@ -133,7 +133,7 @@ def assimilate_batch(
     *,
     seeds: Sequence[int],
     sampler: SamplerSettings | None = None,
-    model: ModelOptions | None = None,
+    options: ModelOptions | None = None,
     progress_bar: bool = True,
     **legacy: Any,
 ) -> list[Assimilation]:
@@ -153,13 +153,13 @@ def assimilate_batch(
       prior, obs_df: as for :func:`assimilate`.
       times: the analysis times (``[None]`` for an untimed table).
       seeds: one integer seed per time.
-      sampler, model, progress_bar, **legacy: as for :func:`assimilate`.
+      sampler, options, progress_bar, **legacy: as for :func:`assimilate`.
 
     Returns:
       One :class:`Assimilation` per time. Timings ``warmup`` and ``sampling`` are those of
       the whole batch; ``batch_size`` says how many times shared them.
     """
-    s, opts = _resolve(sampler, model, legacy, "assimilate_batch")
+    s, opts = _resolve(sampler, options, legacy, "assimilate_batch")
     times = list(times)
     seeds = [int(x) for x in seeds]
     if len(seeds) != len(times) or not times:

@@ -16,6 +16,8 @@ import numpy as np
 
 from bayesda.grid import Grid, wrap_lon
 
+__all__ = ["coastlines", "is_land", "land_fraction"]
+
 
 def is_land(lat, lon) -> np.ndarray:
     """Boolean land mask at points ``(lat, lon)`` (degrees; any longitude convention).

@@ -50,6 +50,15 @@ import numpyro.distributions as dist
 
 from bayesda.settings import LIKELIHOODS
 
+__all__ = [
+    "LIKELIHOODS",
+    "MIN_PAD",
+    "SIGMA_SCALE_PRIOR",
+    "assimilation_model",
+    "observed_mean",
+    "pad_length",
+]
+
 SIGMA_SCALE_PRIOR = (0.0, 0.5)  # LogNormal(loc, scale) of the common obs-error scale
 MIN_PAD = 32
 

@@ -34,6 +34,21 @@ from bayesda.grid import Grid, wrap_lon
 from bayesda.operators import bilinear_stencil, interpolate
 from bayesda.units import canonical_units, difference_to_kelvin, to_kelvin
 
+__all__ = [
+    "NETWORKS",
+    "OBS_DIM",
+    "OPTIONAL",
+    "REQUIRED",
+    "STATIONS_PER_CLUSTER",
+    "STATION_CLUSTER_KM",
+    "STATION_LAND_WEIGHT",
+    "climatology_at",
+    "pseudo_obs",
+    "read_obs",
+    "validate_obs",
+    "write_obs",
+]
+
 REQUIRED = ("lat", "lon", "value")
 OPTIONAL = ("sigma", "station_id", "time")
 OBS_DIM = "obs"

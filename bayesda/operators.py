@@ -17,6 +17,8 @@ import numpy as np
 
 from bayesda.grid import Grid, wrap_lon
 
+__all__ = ["Stencil", "as_matrix", "bilinear_stencil", "interpolate", "nearest_index"]
+
 
 class Stencil(NamedTuple):
     """Bilinear interpolation stencil.

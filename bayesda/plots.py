@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+__all__ = ["plot_posterior"]
+
 
 def _coast(ax, lat, lon):
     try:

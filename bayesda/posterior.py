@@ -38,6 +38,16 @@ import xarray as xr
 from bayesda.operators import Stencil, interpolate
 from bayesda.representation import RepresentationError
 
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "QUANTILES",
+    "condition_representation_error",
+    "observe",
+    "posterior_dataset",
+    "repr_covariance_at_obs",
+    "write_netcdf",
+]
+
 DEFAULT_THRESHOLDS = (-5.0, 0.0, 5.0)
 QUANTILES = {"q05": 0.05, "q50": 0.5, "q95": 0.95}
 

@@ -19,6 +19,8 @@ import numpy as np
 from bayesda.grid import Grid
 from bayesda.representation import RepresentationError, zero_error
 
+__all__ = ["GenerativePrior", "linear_prior"]
+
 
 @dataclass(frozen=True, eq=False)
 class GenerativePrior:

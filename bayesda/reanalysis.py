@@ -30,11 +30,27 @@ from tqdm.auto import tqdm
 
 from bayesda import store
 from bayesda.prior import GenerativePrior
+from bayesda.settings import REANALYSIS, ModelOptions, SamplerSettings
+
+__all__ = [
+    "ReanalysisSettings",
+    "analysis_times",
+    "assimilate_times",
+    "read_obs_source",
+    "reanalyse",
+    "time_seed",
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class ReanalysisSettings:
     """Sampler settings shared by every time of a reanalysis.
+
+    The defaults are the :data:`bayesda.settings.REANALYSIS` preset; :attr:`sampler` and
+    :attr:`options` give the :class:`~bayesda.settings.SamplerSettings` and
+    :class:`~bayesda.settings.ModelOptions` that every time uses, and :meth:`from_settings`
+    builds one from them. (The fields stay flat: they are the store's signature, which a
+    resumed run must match.)
 
     Attributes:
       num_chains, num_warmup, num_samples: NUTS settings per time.
@@ -47,20 +63,76 @@ class ReanalysisSettings:
         signature: a run may resume with another value.
     """
 
-    num_chains: int = 4
-    num_warmup: int = 300
-    num_samples: int = 250
-    method: str = "nuts"
-    likelihood: str = "normal"
+    num_chains: int = REANALYSIS.num_chains
+    num_warmup: int = REANALYSIS.num_warmup
+    num_samples: int = REANALYSIS.num_samples
+    method: str = REANALYSIS.method
+    likelihood: str = ModelOptions().likelihood
     seed: int = 0
     keep_samples: int = 0
-    target_accept: float = 0.8
-    max_tree_depth: int = 10
+    target_accept: float = REANALYSIS.target_accept
+    max_tree_depth: int = REANALYSIS.max_tree_depth
     batch_times: int = 1
 
     def __post_init__(self):
         if self.batch_times < 1:
             raise ValueError(f"batch_times must be >= 1, got {self.batch_times}")
+        _ = (self.sampler, self.options)  # validates the fields
+
+    @property
+    def sampler(self) -> SamplerSettings:
+        """The sampler settings of every time (init and mass: the defaults)."""
+        return SamplerSettings(
+            method=self.method,
+            num_chains=self.num_chains,
+            num_warmup=self.num_warmup,
+            num_samples=self.num_samples,
+            target_accept=self.target_accept,
+            max_tree_depth=self.max_tree_depth,
+        )
+
+    @property
+    def options(self) -> ModelOptions:
+        """The model options of every time (df and infer_sigma: the defaults)."""
+        return ModelOptions(likelihood=self.likelihood)
+
+    @classmethod
+    def from_settings(
+        cls,
+        sampler: SamplerSettings = REANALYSIS,
+        options: ModelOptions | None = None,
+        **fields,
+    ) -> ReanalysisSettings:
+        """Build from the settings objects plus ``seed``, ``keep_samples``, ``batch_times``.
+
+        Raises:
+          ValueError: a setting a reanalysis does not support (init, mass, df or
+            infer_sigma other than the defaults).
+        """
+        options = options or ModelOptions()
+        d, o = SamplerSettings(), ModelOptions()
+        odd = [
+            name
+            for name, a, b in [
+                ("init", sampler.init, d.init),
+                ("mass", sampler.mass, d.mass),
+                ("df", options.df, o.df),
+                ("infer_sigma", options.infer_sigma, o.infer_sigma),
+            ]
+            if a != b
+        ]
+        if odd:
+            raise ValueError(f"a reanalysis uses the default {odd}; got {sampler}, {options}")
+        return cls(
+            num_chains=sampler.num_chains,
+            num_warmup=sampler.num_warmup,
+            num_samples=sampler.num_samples,
+            method=sampler.method,
+            target_accept=sampler.target_accept,
+            max_tree_depth=sampler.max_tree_depth,
+            likelihood=options.likelihood,
+            **fields,
+        )
 
     def signature(self) -> dict:
         """The settings that determine the results (what a resumed run must match)."""
@@ -149,13 +221,8 @@ def assimilate_times(
         obs,
         list(times),
         seeds=[time_seed(settings.seed, t) for t in times],
-        num_chains=settings.num_chains,
-        num_warmup=settings.num_warmup,
-        num_samples=settings.num_samples,
-        method=settings.method,
-        likelihood=settings.likelihood,
-        target_accept=settings.target_accept,
-        max_tree_depth=settings.max_tree_depth,
+        sampler=settings.sampler,
+        options=settings.options,
         progress_bar=False,
     )
     out = [_summary(prior, r, settings) for r in results]

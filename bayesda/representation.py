@@ -31,6 +31,19 @@ import scipy.optimize
 
 from bayesda.operators import Stencil, interpolate
 
+__all__ = [
+    "RepresentationError",
+    "StationarySpec",
+    "captured_fraction",
+    "empirical_correlogram",
+    "estimate",
+    "fit_length_scale",
+    "from_residuals",
+    "stationary",
+    "stationary_loglik",
+    "zero_error",
+]
+
 
 class StationarySpec(NamedTuple):
     """Parameters that rebuild a :func:`stationary` representation error on a grid.

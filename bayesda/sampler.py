@@ -39,7 +39,20 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 from numpyro.infer.hmc import hmc
 
-MASSES = ("laplace", "diag", "dense")
+from bayesda.settings import MASSES
+
+__all__ = [
+    "Draws",
+    "MASSES",
+    "NutsConfig",
+    "SEGMENT",
+    "batch_keys",
+    "compiled_programs",
+    "n_shards",
+    "run_nuts",
+]
+
+
 SEGMENT = 50
 """Iterations per compiled segment (the progress bar's granularity)."""
 

@@ -14,7 +14,7 @@ Example::
 
     from bayesda.settings import DEMO, ModelOptions
     a = bayesda.assimilate(prior, obs, sampler=DEMO.replace(num_samples=1000),
-                           model=ModelOptions(likelihood="studentt"))
+                           options=ModelOptions(likelihood="studentt"))
 
 This module imports nothing heavy (no JAX), so the command line can build its parser fast.
 """
@@ -144,16 +144,16 @@ _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelOptions)}
 
 
 def split_legacy_kwargs(
-    kwargs: dict, sampler: SamplerSettings | None, model: ModelOptions | None
+    kwargs: dict, sampler: SamplerSettings | None, options: ModelOptions | None
 ) -> tuple[SamplerSettings, ModelOptions]:
     """Fold the old per-field keywords of ``assimilate`` into the settings objects.
 
     Args:
       kwargs: keywords such as ``num_chains=2, likelihood="studentt"``.
-      sampler, model: the settings given (None: :data:`DEFAULT`, ``ModelOptions()``).
+      sampler, options: the settings given (None: :data:`DEFAULT`, ``ModelOptions()``).
 
     Returns:
-      ``(sampler, model)`` with the keywords applied.
+      ``(sampler, options)`` with the keywords applied.
 
     Raises:
       TypeError: a keyword that is neither a sampler setting nor a model option.
@@ -165,7 +165,7 @@ def split_legacy_kwargs(
             f"{sorted(_SAMPLER_FIELDS)}, model options {sorted(_MODEL_FIELDS)}"
         )
     sampler = sampler or DEFAULT
-    model = model or ModelOptions()
+    options = options or ModelOptions()
     s = {k: v for k, v in kwargs.items() if k in _SAMPLER_FIELDS}
     m = {k: v for k, v in kwargs.items() if k in _MODEL_FIELDS}
-    return (sampler.replace(**s) if s else sampler), (model.replace(**m) if m else model)
+    return (sampler.replace(**s) if s else sampler), (options.replace(**m) if m else options)

@@ -21,6 +21,16 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+__all__ = [
+    "BLOCK_DAYS",
+    "EVERY",
+    "VALIDATION_FRACTION",
+    "block_index",
+    "block_split",
+    "split_dataset",
+    "validation_split",
+]
+
 BLOCK_DAYS = 7
 EVERY = 4
 VALIDATION_FRACTION = 0.15

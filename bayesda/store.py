@@ -32,6 +32,16 @@ import xarray as xr
 from bayesda._optional import require
 from bayesda.grid import Grid
 
+__all__ = [
+    "DIAG_VARS",
+    "FIELD_VARS",
+    "StoreMismatchError",
+    "VERDICT_CODES",
+    "open_or_create",
+    "pending",
+    "write_time",
+]
+
 FIELD_VARS: dict[str, str] = {
     "mean": "posterior mean temperature anomaly",
     "sd": "posterior standard deviation of temperature",

@@ -24,6 +24,17 @@ import xarray as xr
 
 from bayesda.grid import Grid
 
+__all__ = [
+    "DISTANCES",
+    "EARTH_RADIUS_KM",
+    "GaussianRandomField",
+    "JITTER",
+    "KINDS",
+    "correlation",
+    "gaussian_posterior",
+    "pairwise_distance_km",
+]
+
 EARTH_RADIUS_KM = 6371.0
 KINDS = ("matern32", "sqexp")
 DISTANCES = ("chordal", "great_circle")

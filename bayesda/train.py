@@ -1,7 +1,7 @@
 """Training the VAE: an optax loop over mini-batches with early stopping.
 
 Works on plain arrays of *normalised* anomalies (``[n, nlat, nlon]``, float32); loading,
-splitting and normalising live at the edges (:mod:`bayesda.commands.train`).
+splitting and normalising live at the edges (:mod:`bayesda.recipe`).
 
 The loss is the negative ELBO per pixel,
 

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def _run(code: str, env: dict | None = None) -> str:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
@@ -62,3 +64,30 @@ def test_late_device_count_warns():
         "print(w[0].category.__name__, 'before the first JAX computation' in str(w[0].message))"
     )
     assert out.split() == ["RuntimeWarning", "True"]
+
+
+def test_top_level_names_resolve_and_are_sorted():
+    import bayesda
+
+    assert bayesda.__all__ == sorted(bayesda.__all__)
+    for name in bayesda.__all__:
+        assert getattr(bayesda, name) is not None, name
+    from bayesda.infer import assimilate
+
+    assert bayesda.assimilate is assimilate
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        bayesda.nope  # noqa: B018
+
+
+def test_every_module_declares_all():
+    import pkgutil
+
+    import bayesda
+    import bayesda.commands
+
+    for pkg in (bayesda, bayesda.commands):
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if info.name.startswith("_") and info.name != "_optional":
+                continue
+            text = open(f"{pkg.__path__[0]}/{info.name}.py").read()
+            assert "__all__" in text, f"{pkg.__name__}.{info.name} has no __all__"

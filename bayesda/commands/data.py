@@ -15,6 +15,8 @@ import argparse
 import numpy as np
 import pandas as pd
 
+__all__ = ["cmd_climatology", "cmd_info", "cmd_obs_make", "register"]
+
 
 def register(subparsers) -> None:
     """Add the ``data`` and ``obs`` commands to the top-level parser."""

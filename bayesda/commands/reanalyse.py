@@ -11,10 +11,14 @@ done (see :mod:`bayesda.store`).
 
 from __future__ import annotations
 
+__all__ = ["cmd_reanalyse", "register"]
+
 
 def register(subparsers) -> None:
     """Add ``reanalyse``."""
+    from bayesda.commands.options import add_settings_args
     from bayesda.reanalysis import ReanalysisSettings
+    from bayesda.settings import REANALYSIS
 
     d = ReanalysisSettings()
     p = subparsers.add_parser("reanalyse", help="assimilate many times into a resumable zarr store")
@@ -31,12 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--start", default=None, help="first time (inclusive); default: first observed")
     p.add_argument("--end", default=None, help="last time (inclusive); default: last observed")
     p.add_argument("--out", required=True, help="zarr store to create or resume")
-    p.add_argument("--chains", type=int, default=d.num_chains)
-    p.add_argument("--warmup", type=int, default=d.num_warmup)
-    p.add_argument("--draws", type=int, default=d.num_samples)
-    p.add_argument("--method", choices=("nuts", "laplace"), default=d.method)
-    p.add_argument("--likelihood", choices=("normal", "studentt"), default=d.likelihood)
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_settings_args(p, REANALYSIS, full=False)
     p.add_argument(
         "--keep-samples",
         type=int,
@@ -56,7 +55,6 @@ def register(subparsers) -> None:
         help="'local' for a local Dask cluster, or a scheduler address; default: this process",
     )
     p.add_argument("--workers", type=int, default=None, help="workers of the local Dask cluster")
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_reanalyse)
 
 
@@ -66,6 +64,7 @@ def cmd_reanalyse(args) -> int:
     import xarray as xr
 
     from bayesda.checkpoint import load_model
+    from bayesda.commands.options import settings_from_args
     from bayesda.reanalysis import ReanalysisSettings, read_obs_source, reanalyse
 
     model_dir = Path(args.model)
@@ -77,13 +76,11 @@ def cmd_reanalyse(args) -> int:
         units=args.units,
         grid=prior.grid,
     )
-    settings = ReanalysisSettings(
-        num_chains=args.chains,
-        num_warmup=args.warmup,
-        num_samples=args.draws,
-        method=args.method,
-        likelihood=args.likelihood,
-        seed=args.seed,
+    kw = settings_from_args(args)
+    settings = ReanalysisSettings.from_settings(
+        kw["sampler"],
+        kw["options"],
+        seed=kw["seed"],
         keep_samples=args.keep_samples,
         batch_times=args.batch_times,
     )
@@ -96,7 +93,7 @@ def cmd_reanalyse(args) -> int:
         settings=settings,
         scheduler=args.scheduler,
         n_workers=args.workers,
-        progress=not args.no_progress,
+        progress=kw["progress_bar"],
     )
     ds = xr.open_zarr(out, consolidated=False)
     verdicts = ds["verdict"].values
