@@ -12,7 +12,7 @@ Two ways to build ``C``:
   ``rank=0`` keeps only the per-pixel variance).
 * :func:`stationary`: a parametric ``C = S K S``, ``S = diag(sd)`` the per-pixel residual SD
   and ``K`` an isotropic correlation in chordal distance on the sphere
-  (:func:`bayesda.synthetic.correlation`) with one length scale, fitted to the residuals'
+  (:func:`bayesda.kernels.correlation`) with one length scale, fitted to the residuals'
   empirical correlation-vs-distance or by maximum likelihood (:func:`fit_length_scale`).
   Its top eigenvectors form ``F`` and the rest of each pixel's variance goes on the
   diagonal, so the marginal variance is ``sd^2`` exactly and only correlation carried by the
@@ -152,7 +152,7 @@ def estimate(residuals: np.ndarray, rank: int = 16) -> RepresentationError:
 
 def _correlation_matrix(grid, length_scale_km: float, kind: str, distance: str) -> np.ndarray:
     """``[npix, npix]`` isotropic correlation between the grid's nodes (float64)."""
-    from bayesda.synthetic import correlation, pairwise_distance_km
+    from bayesda.kernels import correlation, pairwise_distance_km
 
     return correlation(pairwise_distance_km(grid, distance), length_scale_km, kind)
 
@@ -170,7 +170,7 @@ def stationary(
 ) -> RepresentationError:
     """A stationary-correlation representation error ``C = S K S`` in low-rank-plus-diagonal form.
 
-    ``K_ij = rho(|p_i - p_j|)`` with ``rho`` :func:`bayesda.synthetic.correlation` at the
+    ``K_ij = rho(|p_i - p_j|)`` with ``rho`` :func:`bayesda.kernels.correlation` at the
     chordal distance (positive definite on the sphere), ``S = diag(sd)``. The factor ``F``
     holds the top eigenvectors of ``S K S`` (scaled by the square roots of their
     eigenvalues); the diagonal is ``sd^2`` minus the factor's share of each pixel, so
@@ -262,7 +262,7 @@ def empirical_correlogram(
       ``(edges [b + 1] km, corr [b], pairs [b], pair_bin [npix, npix])``; ``pair_bin`` is
       the bin of each pair (``-1`` outside), for averaging a model over the same pairs.
     """
-    from bayesda.synthetic import pairwise_distance_km
+    from bayesda.kernels import pairwise_distance_km
 
     r = np.asarray(residuals, np.float64).reshape(len(residuals), -1)
     u = r / np.sqrt(np.mean(r**2, axis=0))
@@ -314,7 +314,7 @@ def fit_length_scale(
       (log-likelihood per field, or minus the sum of squared correlation errors) on the grid,
       ``objective_best``, and for the correlogram ``edges_km``, ``empirical`` and ``model``.
     """
-    from bayesda.synthetic import correlation
+    from bayesda.kernels import correlation
 
     r = np.asarray(residuals, np.float64)
     if r.ndim != 3 or r.shape[1:] != grid.shape or r.shape[0] < 2:
@@ -331,7 +331,7 @@ def fit_length_scale(
         edges, emp, pairs, pair_bin = empirical_correlogram(
             r, grid, max_km=max_km, distance=distance
         )
-        from bayesda.synthetic import pairwise_distance_km
+        from bayesda.kernels import pairwise_distance_km
 
         dist = pairwise_distance_km(grid, distance)
         sel = pair_bin >= 0
