@@ -30,7 +30,7 @@ import xarray as xr
 from scipy import stats
 
 from bayesda.grid import Grid
-from bayesda.operators import Stencil, bilinear_stencil
+from bayesda.operators import Stencil, apply_stencil, bilinear_stencil, interpolate
 
 DEFAULT_SHRINKAGE = 0.02
 """Weight of the diagonal in the shrunk background covariance (FINDINGS: 2%)."""
@@ -300,7 +300,7 @@ def optimal_interpolation(
     rng = np.random.default_rng(seed)
     x0 = rng.standard_normal((n_samples, grid.size)) @ background.chol.T  # [s, p]
     e0 = sigma * rng.standard_normal((n_samples, y.size))
-    hx0 = np.sum(x0[:, st.idx] * st.weight, axis=-1)  # [s, n]
+    hx0 = interpolate(x0.reshape(-1, *grid.shape), st)  # [s, n]
     innov = y - hx0 - e0
     draws = x0 + scipy.linalg.cho_solve(cho, innov.T).T @ bht.T
     return ensemble_dataset(
@@ -386,7 +386,7 @@ def _restart_optimiser(
 
     def misfit(z, idx, weight, y, sigma):
         field = decode(z)
-        hx = (field.reshape(-1)[idx] * weight).sum(-1)
+        hx = apply_stencil(field, idx, weight)
         return 0.5 * jnp.mean(jnp.square((hx - y) / sigma))
 
     one = jax.value_and_grad(misfit)

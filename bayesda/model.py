@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
+from bayesda.operators import apply_stencil
 from bayesda.settings import LIKELIHOODS
 
 __all__ = [
@@ -71,9 +72,8 @@ def pad_length(n: int, minimum: int = MIN_PAD) -> int:
 
 
 def observed_mean(field, obs_idx, obs_weight):
-    """``H field``: ``[..., nlat, nlon]`` -> ``[..., n]`` by the bilinear stencil."""
-    flat = field.reshape(field.shape[:-2] + (-1,))
-    return (flat[..., obs_idx] * obs_weight).sum(-1)
+    """``H field``: ``[..., nlat, nlon]`` -> ``[..., n]`` (``operators.apply_stencil``)."""
+    return apply_stencil(field, obs_idx, obs_weight)
 
 
 def assimilation_model(

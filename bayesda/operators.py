@@ -14,10 +14,19 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse
 
 from bayesda.grid import Grid, wrap_lon
 
-__all__ = ["Stencil", "as_matrix", "bilinear_stencil", "interpolate", "nearest_index"]
+__all__ = [
+    "Stencil",
+    "apply_stencil",
+    "as_matrix",
+    "as_sparse",
+    "bilinear_stencil",
+    "interpolate",
+    "nearest_index",
+]
 
 
 class Stencil(NamedTuple):
@@ -89,10 +98,28 @@ def bilinear_stencil(grid: Grid, lat, lon) -> Stencil:
     return Stencil(idx=idx.astype(np.int32), weight=weight.astype(np.float32))
 
 
+def apply_stencil(field, idx, weight):
+    """Apply ``H`` given as stencil arrays: ``[..., nlat, nlon]`` -> ``[..., n]`` (NumPy or JAX).
+
+    The one implementation of the observation operator; ``idx``, ``weight`` are ``[n, 4]``
+    (JAX arrays inside a traced model).
+    """
+    flat = field.reshape(field.shape[:-2] + (-1,))
+    return (flat[..., idx] * weight).sum(-1)
+
+
 def interpolate(field, stencil: Stencil):
     """Apply ``H``: ``[..., nlat, nlon]`` field to ``[..., n]`` values (NumPy or JAX)."""
-    flat = field.reshape(field.shape[:-2] + (-1,))
-    return (flat[..., stencil.idx] * stencil.weight).sum(-1)
+    return apply_stencil(field, stencil.idx, stencil.weight)
+
+
+def as_sparse(stencil: Stencil, npix: int) -> scipy.sparse.csr_matrix:
+    """The sparse ``[n, npix]`` matrix of ``H`` (float64)."""
+    rows = np.repeat(np.arange(stencil.n), 4)
+    return scipy.sparse.csr_matrix(
+        (stencil.weight.ravel().astype(np.float64), (rows, stencil.idx.ravel())),
+        shape=(stencil.n, npix),
+    )
 
 
 def as_matrix(stencil: Stencil, npix: int) -> np.ndarray:

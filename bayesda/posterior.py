@@ -35,7 +35,7 @@ import scipy.linalg
 import scipy.sparse
 import xarray as xr
 
-from bayesda.operators import Stencil, interpolate
+from bayesda.operators import Stencil, as_sparse, interpolate
 from bayesda.representation import RepresentationError
 
 __all__ = [
@@ -53,25 +53,12 @@ QUANTILES = {"q05": 0.05, "q50": 0.5, "q95": 0.95}
 
 
 def _sparse_h(stencil: Stencil, npix: int) -> scipy.sparse.csr_matrix:
-    rows = np.repeat(np.arange(stencil.n), 4)
-    return scipy.sparse.csr_matrix(
-        (stencil.weight.ravel().astype(np.float64), (rows, stencil.idx.ravel())),
-        shape=(stencil.n, npix),
-    )
+    return as_sparse(stencil, npix)
 
 
 def repr_covariance_at_obs(stencil: Stencil, repr_error: RepresentationError) -> np.ndarray:
-    """``H C H^T`` exactly, ``[n, n]``, K^2 (float64).
-
-    Includes the covariance that the diagonal part induces between observations sharing a
-    grid node, which :meth:`RepresentationError.at_obs` drops.
-    """
-    npix = int(np.prod(repr_error.diag_var.shape))
-    F = np.asarray(repr_error.factor, np.float64).reshape(repr_error.rank, npix)
-    d = np.asarray(repr_error.diag_var, np.float64).reshape(npix)
-    H = _sparse_h(stencil, npix)
-    A = np.asarray(H @ F.T)
-    return A @ A.T + (H.multiply(d[None, :]) @ H.T).toarray()
+    """``H C H^T`` exactly (:meth:`RepresentationError.covariance_at_obs`)."""
+    return repr_error.covariance_at_obs(stencil)
 
 
 def condition_representation_error(

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from bayesda.operators import Stencil, interpolate
+from bayesda.operators import Stencil, as_sparse, interpolate
 
 __all__ = [
     "RepresentationError",
@@ -110,6 +110,19 @@ class RepresentationError(NamedTuple):
         d = self.diag_var.reshape(-1)[stencil.idx]
         diag = np.sum(np.square(stencil.weight) * d, axis=-1)
         return factor.astype(np.float32), diag.astype(np.float32)
+
+    def covariance_at_obs(self, stencil: Stencil) -> np.ndarray:
+        """``H C H^T`` exactly, ``[n, n]``, K^2 (float64).
+
+        Includes the covariance that the diagonal part induces between observations sharing
+        a grid node, which :meth:`at_obs` drops.
+        """
+        npix = int(np.prod(self.diag_var.shape))
+        F = np.asarray(self.factor, np.float64).reshape(self.rank, npix)
+        d = np.asarray(self.diag_var, np.float64).reshape(npix)
+        H = as_sparse(stencil, npix)
+        A = np.asarray(H @ F.T)
+        return A @ A.T + (H.multiply(d[None, :]) @ H.T).toarray()
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``[n, nlat, nlon]`` draws of ``r``."""

@@ -19,6 +19,7 @@ import xarray as xr
 
 from bayesda.compiled import CACHE
 from bayesda.obsdata import ObsData
+from bayesda.operators import interpolate
 from bayesda.posterior import condition_representation_error
 
 __all__ = ["Assimilation", "inference_data", "posterior_fields"]
@@ -102,9 +103,7 @@ def _posterior_fields(prior, obs: ObsData, samples, sample_stats, seed, settings
     scale = samples.get("sigma_scale", np.ones((nc, nd), np.float32)).astype(np.float32)
     n = obs.n
     y = obs.y[:n].astype(np.float64)
-    mu = np.asarray(decoded.reshape(nc * nd, -1)[:, obs.stencil.idx] * obs.stencil.weight).sum(
-        -1
-    )  # [s, n]
+    mu = interpolate(decoded.reshape(nc * nd, *decoded.shape[2:]), obs.stencil)  # [s, n]
     sig = obs.sigma[:n][None, :] * scale.reshape(-1, 1)  # [s, n]
     rng = np.random.default_rng([seed, 20260])  # field/predictive noise, seeded like the sampler
     r = condition_representation_error(
