@@ -28,7 +28,9 @@ test-slow: install
 	$(PY) -m pytest -q -m slow
 
 lint: install
-	$(VENV)/bin/ruff check bayesda tests analysis
+	$(VENV)/bin/ruff check bayesda tests analysis .ci
+	$(VENV)/bin/ruff format --check bayesda tests analysis .ci
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
