@@ -327,7 +327,7 @@ def climatological_sd(anomalies: xr.DataArray) -> xr.DataArray:
     """
     if "time" not in anomalies.dims:
         raise ValueError(f"anomalies need a 'time' dimension, got dims {anomalies.dims}")
-    sd = np.sqrt((anomalies.astype(np.float64) ** 2).mean("time"))
+    sd: xr.DataArray = np.sqrt((anomalies.astype(np.float64) ** 2).mean("time"))
     return sd.rename("sd").assign_attrs(
         _attrs("K", "climatological standard deviation of the anomaly")
     )

@@ -1,0 +1,101 @@
+"""bayesda: Bayesian data assimilation with a learned generative (VAE) prior.
+
+A variational autoencoder's decoder ``g(z)`` serves as the prior over near-surface
+temperature anomaly fields; observations constrain the latent ``z`` through a NumPyro
+model, and NUTS samples the posterior of the whole field.
+
+The top level is the public API (everything else is reachable in its module)::
+
+    import bayesda
+
+    bayesda.set_host_device_count()      # optional, first: one CPU device per NUTS chain
+    bayesda.enable_compilation_cache()   # optional: reuse compiled programs across runs
+    prior = bayesda.load_model("models/ncep-air")
+    obs = bayesda.read_obs("obs.csv", climatology=prior.climatology, grid=prior.grid)
+    result = bayesda.assimilate(prior, obs, sampler=bayesda.settings.DEMO)
+    result.to_xarray(); result.diagnose(); result.plot("maps.png")
+
+Importing :mod:`bayesda` has no side effects on the process and imports nothing heavy; the
+names below load their modules on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from bayesda._xla import enable_compilation_cache, set_host_device_count
+
+__version__ = "0.1.0"
+
+# public name -> the module that defines it (imported on first access)
+_LAZY: dict[str, str] = {
+    "Assimilation": "bayesda.result",
+    "GenerativePrior": "bayesda.prior",
+    "Grid": "bayesda.grid",
+    "ModelOptions": "bayesda.settings",
+    "ReanalysisSettings": "bayesda.reanalysis",
+    "SamplerSettings": "bayesda.settings",
+    "Verdict": "bayesda.diagnostics",
+    "assimilate": "bayesda.infer",
+    "assimilate_batch": "bayesda.infer",
+    "assimilate_to_run": "bayesda.run",
+    "diagnose": "bayesda.diagnostics",
+    "load_model": "bayesda.checkpoint",
+    "pseudo_obs": "bayesda.obs",
+    "read_obs": "bayesda.obs",
+    "reanalyse": "bayesda.reanalysis",
+    "verify": "bayesda.metrics",
+}
+_SUBMODULES = ("settings",)
+
+__all__ = [
+    "Assimilation",
+    "GenerativePrior",
+    "Grid",
+    "ModelOptions",
+    "ReanalysisSettings",
+    "SamplerSettings",
+    "Verdict",
+    "__version__",
+    "assimilate",
+    "assimilate_batch",
+    "assimilate_to_run",
+    "diagnose",
+    "enable_compilation_cache",
+    "load_model",
+    "pseudo_obs",
+    "read_obs",
+    "reanalyse",
+    "set_host_device_count",
+    "settings",
+    "verify",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bayesda import settings
+    from bayesda.checkpoint import load_model
+    from bayesda.diagnostics import Verdict, diagnose
+    from bayesda.grid import Grid
+    from bayesda.infer import assimilate, assimilate_batch
+    from bayesda.metrics import verify
+    from bayesda.obs import pseudo_obs, read_obs
+    from bayesda.prior import GenerativePrior
+    from bayesda.reanalysis import ReanalysisSettings, reanalyse
+    from bayesda.result import Assimilation
+    from bayesda.run import assimilate_to_run
+    from bayesda.settings import ModelOptions, SamplerSettings
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"bayesda.{name}")
+    raise AttributeError(f"module 'bayesda' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

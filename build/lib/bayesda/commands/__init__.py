@@ -1,0 +1,3 @@
+"""CLI subcommands, one module per concern (see bayesda.cli)."""
+
+__all__ = []

@@ -1,0 +1,201 @@
+"""``bayesda assimilate | diagnose | plot | demo``: one analysis, its verdict and its maps.
+
+Examples::
+
+    bayesda assimilate --model models/ncep-air --obs obs.csv --time 2014-01-07T12 --out runs/a
+    bayesda diagnose runs/a          # exit code 0: PASS or WARN, 3: FAIL, 1: error
+    bayesda plot runs/a --truth truth.nc
+    bayesda demo --out runs/demo
+
+The run directory is written by :func:`bayesda.run.assimilate_to_run`; it holds::
+
+    RUN/posterior.nc       field samples and summaries (bayesda.posterior.posterior_dataset)
+    RUN/inference.nc       ArviZ InferenceData (z, sample_stats, y: observed, predictive, loglik)
+    RUN/obs.csv            the observations used (anomalies, K)
+    RUN/diagnostics.json   the verdict and its numbers (bayesda.diagnostics.Verdict)
+    RUN/maps.png           uncertainty maps (bayesda.plots.plot_posterior)
+    RUN/trace.png          trace plots of the first latent dimensions (NUTS only)
+    RUN/trace_rank.png     rank plots of the same (NUTS only)
+    RUN/run.json           settings, timings, gradient evaluations, provenance
+    RUN/climatology_sd.nc  climatological anomaly SD at the analysis time (for the "fog")
+    RUN/truth.nc           the true anomaly, when known (the demo)
+    RUN/verification.json  RMSE, CRPS, coverage against the truth, when known
+
+Everything is written to a hidden temporary directory beside ``RUN`` and renamed into place
+at the end, so a failed run leaves no partial ``RUN``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bayesda.commands.options import add_settings_args, settings_from_args
+from bayesda.run import (  # noqa: F401  (re-exported: their home moved to bayesda.run)
+    _climatology_sd,
+    _json_default,
+    _write_json,
+    assimilate_to_run,
+    load_prior,
+    verification,
+)
+from bayesda.settings import DEFAULT, DEMO
+
+__all__ = [
+    "FAIL_EXIT_CODE",
+    "cmd_assimilate",
+    "cmd_demo",
+    "cmd_diagnose",
+    "cmd_plot",
+    "register",
+]
+
+FAIL_EXIT_CODE = 3
+
+
+def register(subparsers) -> None:
+    """Add ``assimilate``, ``diagnose``, ``plot`` and ``demo``."""
+    p = subparsers.add_parser("assimilate", help="sample the posterior field given observations")
+    p.add_argument("--model", required=True, help="model directory (bayesda.checkpoint)")
+    p.add_argument(
+        "--obs", required=True, help="observations: CSV or netCDF (lat, lon, value, sigma)"
+    )
+    p.add_argument("--time", default=None, help="analysis time, e.g. 2014-01-07T12")
+    p.add_argument(
+        "--absolute", action="store_true", help="obs values are temperatures, not anomalies"
+    )
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    add_settings_args(p, DEFAULT)
+    p.set_defaults(func=cmd_assimilate)
+
+    d = subparsers.add_parser("diagnose", help="convergence verdict of a run (exit 3 on FAIL)")
+    d.add_argument("run", help="run directory")
+    d.set_defaults(func=cmd_diagnose)
+
+    m = subparsers.add_parser("plot", help="(re)draw a run's uncertainty maps")
+    m.add_argument("run", help="run directory")
+    m.add_argument("--truth", default=None, help="netCDF with the true anomaly (lat, lon), K")
+    m.add_argument("--out", default=None, help="PNG path (default RUN/maps.png)")
+    m.add_argument("--fog-threshold", type=float, default=0.5)
+    m.set_defaults(func=cmd_plot)
+
+    e = subparsers.add_parser("demo", help="held-out NCEP day: pseudo-obs, assimilate, verify")
+    e.add_argument("--out", default="runs/demo", help="run directory (replaced)")
+    e.add_argument("--model", default="models/ncep-air")
+    e.add_argument("--data-dir", default=None, help="default: $BAYESDA_DATA_DIR")
+    e.add_argument("--n-obs", type=int, default=None)
+    e.add_argument("--time", default=None, help="held-out time (default: see bayesda.demo)")
+    add_settings_args(e, DEMO)
+    e.set_defaults(func=cmd_demo)
+
+
+def sampler_kwargs(args) -> dict:
+    """``seed``, ``sampler``, ``options`` and ``progress_bar`` from parsed arguments."""
+    return settings_from_args(args)
+
+
+def _read_obs(args, prior):
+    from bayesda.obs import read_obs
+
+    kind = "absolute" if args.absolute else "anomaly"
+    return read_obs(
+        args.obs, kind=kind, climatology=prior.climatology, time=args.time, grid=prior.grid
+    )
+
+
+def cmd_assimilate(args) -> int:
+    prior = load_prior(args.model)
+    obs = _read_obs(args, prior)
+    info = assimilate_to_run(
+        prior, obs, args.out, time=args.time, force=args.force, **settings_from_args(args)
+    )
+    _print_summary(info, args.out)
+    return 0
+
+
+def _print_summary(info: dict, out) -> None:
+    t = info["timings_s"]
+    print(
+        f"assimilated {info['n_obs']} obs with {info['model']} ({info['settings']['method']}): "
+        f"wall {t['wall']:.1f} s (MAP {t['map']:.1f}, warmup+compile {t['warmup']:.1f}, "
+        f"sampling {t['sampling']:.1f}, fields {t['fields']:.1f})"
+    )
+    print(f"verdict: {info['verdict']} (details: bayesda diagnose {out})")
+    print(f"wrote {out}/: posterior.nc inference.nc obs.csv diagnostics.json maps.png run.json")
+
+
+def _require_run(run) -> Path:
+    run = Path(run)
+    missing = [f for f in ("posterior.nc", "inference.nc", "run.json") if not (run / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run} is not a complete run directory (missing {missing})")
+    return run
+
+
+def cmd_diagnose(args) -> int:
+    import xarray as xr
+
+    from bayesda.diagnostics import az, diagnose, format_verdict  # az: imported quietly there
+
+    run = _require_run(args.run)
+    idata = az.from_netcdf(str(run / "inference.nc"))
+    with xr.open_dataset(run / "posterior.nc") as ds:
+        verdict = diagnose(idata, field_samples=ds[["anomaly"]].load())
+    names = ["z"] + (["sigma_scale"] if "sigma_scale" in idata.posterior else [])
+    summary = az.summary(idata, var_names=names, kind="diagnostics", round_to=3)
+    with np.errstate(all="ignore"):
+        print(summary.to_string())
+    print(format_verdict(verdict))
+    return FAIL_EXIT_CODE if verdict.status == "FAIL" else 0
+
+
+def cmd_plot(args) -> int:
+    import pandas as pd
+    import xarray as xr
+
+    from bayesda.plots import plot_posterior
+
+    run = _require_run(args.run)
+    truth_path = (
+        Path(args.truth)
+        if args.truth
+        else (run / "truth.nc" if (run / "truth.nc").is_file() else None)
+    )
+    truth = None
+    if truth_path is not None:
+        with xr.open_dataset(truth_path) as t:
+            truth = (t["anomaly"] if "anomaly" in t else t[list(t.data_vars)[0]]).load()
+    with xr.open_dataset(run / "posterior.nc") as ds:
+        ds = ds.drop_vars(["anomaly", "tas"], errors="ignore").load()
+    obs = pd.read_csv(run / "obs.csv")
+    clim_sd = None
+    clim_path = run / "climatology_sd.nc"
+    if clim_path.is_file():
+        with xr.open_dataset(clim_path) as c:
+            clim_sd = c["sd"].load()
+    out = plot_posterior(
+        ds,
+        obs,
+        truth=truth,
+        climatology_sd=clim_sd,
+        fog_threshold=args.fog_threshold,
+        out=args.out or run / "maps.png",
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from bayesda.demo import run_demo
+
+    run_demo(
+        args.out,
+        model=args.model,
+        data_dir=args.data_dir,
+        n_obs=args.n_obs,
+        time=args.time,
+        **settings_from_args(args),
+    )
+    return 0

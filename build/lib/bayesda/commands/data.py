@@ -1,0 +1,120 @@
+"""``bayesda data`` and ``bayesda obs``: inspect datasets, fit climatologies, make observations.
+
+Examples::
+
+    bayesda data info ncep-air
+    bayesda data climatology --data ncep-air --out clim-ncep.nc
+    bayesda obs make --data ncep-air --time 2014-01-07T12 --n 50 --network station \\
+        --sigma 0.5 --seed 0 --out obs.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["cmd_climatology", "cmd_info", "cmd_obs_make", "register"]
+
+
+def register(subparsers) -> None:
+    """Add the ``data`` and ``obs`` commands to the top-level parser."""
+    data = subparsers.add_parser("data", help="inspect datasets and fit climatologies")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    info = data_sub.add_parser("info", help="dims, grid, period, split sizes and file location")
+    info.add_argument("name", nargs="?", default="ncep-air",
+                      help="a named dataset (ncep-air, era5-uk) or a .nc/.zarr/.grib path")
+    _add_data_dir(info)
+    info.set_defaults(func=cmd_info)
+
+    clim = data_sub.add_parser("climatology", help="fit a climatology on the training split")
+    clim.add_argument("--data", default="ncep-air", help="named dataset or path")
+    clim.add_argument("--n-harmonics", type=int, default=3)
+    clim.add_argument("--out", required=True, help="netCDF file to write")
+    _add_data_dir(clim)
+    clim.set_defaults(func=cmd_climatology)
+
+    obs = subparsers.add_parser("obs", help="make observation tables")
+    obs_sub = obs.add_subparsers(dest="obs_command", metavar="ACTION", required=True)
+    make = obs_sub.add_parser(
+        "make", help="pseudo-observations of one time's anomaly field (truth: the dataset)")
+    make.add_argument("--data", default="ncep-air", help="named dataset or path")
+    make.add_argument("--time", required=True, help="valid time, e.g. 2014-01-07T12")
+    make.add_argument("--n", type=int, default=50, help="number of observations")
+    make.add_argument("--network", choices=("uniform", "station"), default="uniform")
+    make.add_argument("--sigma", type=float, default=0.5, help="noise SD, K")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--absolute", action="store_true",
+                      help="write absolute temperature (K) instead of anomalies")
+    make.add_argument("--out", required=True, help="CSV file to write")
+    _add_data_dir(make)
+    make.set_defaults(func=cmd_obs_make)
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=None,
+                        help="directory holding the named datasets (default: $BAYESDA_DATA_DIR)")
+
+
+def cmd_info(args) -> int:
+    from bayesda.data import describe, load_dataset
+    from bayesda.split import block_split, validation_split
+
+    ds = load_dataset(args.name, args.data_dir)
+    d = describe(ds)
+    train, test = block_split(ds["time"].values)
+    fit, val = validation_split(ds["time"].values[train])
+    tas = ds["tas"]
+    print(f"file:      {d['file']}")
+    print(f"source:    {d['source']}")
+    print(f"dims:      {', '.join(f'{k}={v}' for k, v in d['dims'].items())}")
+    print(f"lat:       {d['lat'][0]} .. {d['lat'][1]} step {d['dlat']:g}")
+    print(f"lon:       {d['lon'][0]} .. {d['lon'][1]} step {d['dlon']:g}"
+          f" ({'global' if d['periodic'] else 'regional'})")
+    print(f"period:    {d['start'][:19]} .. {d['end'][:19]}")
+    print(f"tas:       {float(tas.min()):.2f} .. {float(tas.max()):.2f} K, "
+          f"mean {float(tas.mean()):.2f} K")
+    print(f"split:     train {int(train.sum())} / test {int(test.sum())} times "
+          f"(7-day blocks, every 4th held out); of train: fit {int(fit.sum())} / "
+          f"validation {int(val.sum())}")
+    return 0
+
+
+def cmd_climatology(args) -> int:
+    from bayesda.climatology import Climatology
+    from bayesda.data import load_dataset
+    from bayesda.split import split_dataset
+
+    train, _ = split_dataset(load_dataset(args.data, args.data_dir))
+    clim = Climatology.fit(train["tas"], n_harmonics=args.n_harmonics)
+    path = clim.to_netcdf(args.out)
+    print(f"wrote {path}: {clim!r}")
+    return 0
+
+
+def cmd_obs_make(args) -> int:
+    from bayesda.climatology import Climatology
+    from bayesda.data import load_dataset
+    from bayesda.obs import pseudo_obs, write_obs
+    from bayesda.split import block_split
+
+    ds = load_dataset(args.data, args.data_dir)
+    when = np.datetime64(pd.Timestamp(args.time).to_datetime64(), "ns")
+    times = ds["time"].values
+    hit = np.flatnonzero(times == when)
+    if hit.size == 0:
+        raise ValueError(f"time {args.time!r} not in {args.data!r}, which has "
+                         f"{times.size} times from {str(times[0])[:19]} to {str(times[-1])[:19]}")
+    train, _ = block_split(times)
+    clim = Climatology.fit(ds["tas"].isel(time=np.flatnonzero(train)))
+    tas = ds["tas"].isel(time=int(hit[0]))
+    truth = tas if args.absolute else clim.to_anomaly(tas)
+    df = pseudo_obs(truth, args.n, network=args.network, sigma=args.sigma, seed=args.seed)
+    df.attrs["kind"] = "absolute" if args.absolute else "anomaly"
+    path = write_obs(df, args.out)
+    split = "training" if train[hit[0]] else "test"
+    print(f"wrote {len(df)} {args.network} observations of {df.attrs['kind']} {args.data} at "
+          f"{str(when)[:19]} ({split} split), sigma {args.sigma} K, seed {args.seed} -> {path}")
+    return 0

@@ -1,0 +1,194 @@
+"""The compiled functions of an assimilation model, built once per (decoder, model options).
+
+:class:`CompiledCache` holds, per decoder, the bound NumPyro model, its potential, the
+jitted MAP optimiser (Adam + two Newton steps, and the Hessian), the constraining map and
+the batched decoder. The observations enter only as arguments, so every day with the same
+padded shape reuses the compiled code (the leak described in :mod:`bayesda.sampler` came
+from closures that changed per day). Entries are keyed weakly on the decoder function, so
+they go away with the prior; :data:`CACHE` is the process-wide instance.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+from numpyro.infer.util import constrain_fn, potential_energy
+
+from bayesda.model import SIGMA_SCALE_PRIOR, assimilation_model
+from bayesda.settings import ModelOptions
+
+__all__ = [
+    "CACHE",
+    "DECODE_BATCH",
+    "MAP_STEPS",
+    "CompiledCache",
+    "ModelFns",
+    "constrained_samples",
+    "laplace_draws",
+    "prior_draws",
+    "spd",
+]
+
+MAP_STEPS = 400
+DECODE_BATCH = 128
+
+
+class ModelFns(NamedTuple):
+    """The compiled functions of one bound model.
+
+    Attributes:
+      model: the NumPyro model with the decoder and the model options bound.
+      potential: ``(flat, (model_args, model_kwargs)) -> minus log density``.
+      find_map: jitted ``(flat, args) -> (x_map, hessian, potential)``.
+      constrain: jitted ``(flat [s, D], args) -> {"z": [s, d], ...}``.
+      flat0: zeros in the sampler's unconstrained space.
+      unravel: flat vector -> ``{"z": ..., "sigma_scale": ...}``.
+    """
+
+    model: Any
+    potential: Any
+    find_map: Any
+    constrain: Any
+    flat0: Any
+    unravel: Any
+
+
+def _unconstrained_template(latent_dim: int, infer_sigma: bool) -> dict:
+    """Zeros in the sampler's unconstrained space (``sigma_scale`` lives on the log scale)."""
+    params = {"z": jnp.zeros(latent_dim)}
+    if infer_sigma:
+        params["sigma_scale"] = jnp.zeros(())
+    return params
+
+
+def _build(decode: Callable, latent_dim: int, options: ModelOptions) -> ModelFns:
+    """Potential, MAP optimiser, Hessian and constraining map of one model.
+
+    The potential is :func:`numpyro.infer.util.potential_energy` of the model, i.e.
+    numpyro's own log density with its transforms.
+    """
+    model = functools.partial(
+        assimilation_model,
+        decode,
+        latent_dim,
+        likelihood=options.likelihood,
+        infer_sigma=options.infer_sigma,
+        df=options.df,
+    )
+    flat0, unravel = ravel_pytree(_unconstrained_template(latent_dim, options.infer_sigma))
+
+    def potential(flat, args):
+        model_args, model_kwargs = args
+        return potential_energy(model, model_args, model_kwargs, unravel(flat))
+
+    @jax.jit
+    def constrain(flat, args):
+        model_args, model_kwargs = args
+        return jax.vmap(lambda f: constrain_fn(model, model_args, model_kwargs, unravel(f)))(flat)
+
+    opt = optax.adam(0.05)
+
+    @jax.jit
+    def find_map(flat, args):
+        grad = jax.grad(potential)
+        hessian = jax.hessian(potential)
+
+        def step(carry, _):
+            x, state = carry
+            upd, state = opt.update(grad(x, args), state)
+            return (optax.apply_updates(x, upd), state), None
+
+        (x, _), _ = jax.lax.scan(step, (flat, opt.init(flat)), None, length=MAP_STEPS)
+        # Two Newton steps polish the optimum (Laplace needs the exact mode).
+        for _ in range(2):
+            x = x - jnp.linalg.solve(hessian(x, args), grad(x, args))
+        return x, hessian(x, args), potential(x, args)
+
+    return ModelFns(model, potential, find_map, constrain, flat0, unravel)
+
+
+class CompiledCache:
+    """Compiled model functions and batched decoders, per decoder (weakly referenced)."""
+
+    def __init__(self) -> None:
+        self._fns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._decoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def model_fns(self, prior, options: ModelOptions) -> ModelFns:
+        """The :class:`ModelFns` of ``prior``'s decoder with ``options`` (built once)."""
+        per_decoder = self._fns.setdefault(prior.decode, {})
+        o = options
+        key = (int(prior.latent_dim), o.likelihood, bool(o.infer_sigma), float(o.df))
+        if key not in per_decoder:
+            per_decoder[key] = _build(prior.decode, prior.latent_dim, options)
+        return per_decoder[key]
+
+    def decode_all(self, prior, z: np.ndarray) -> np.ndarray:
+        """Decode ``[s, d]`` latents in fixed-size batches (one compile per prior)."""
+        dec = self._decoders.get(prior.decode)
+        if dec is None:
+            dec = self._decoders[prior.decode] = jax.jit(jax.vmap(prior.decode))
+        s = z.shape[0]
+        out = []
+        for i in range(0, s, DECODE_BATCH):
+            chunk = z[i : i + DECODE_BATCH]
+            k = chunk.shape[0]
+            if k < DECODE_BATCH:
+                chunk = np.concatenate([chunk, np.zeros((DECODE_BATCH - k, z.shape[1]), z.dtype)])
+            out.append(np.asarray(dec(jnp.asarray(chunk)))[:k])
+        return np.concatenate(out)
+
+    def clear(self) -> None:
+        """Forget every compiled function."""
+        self._fns.clear()
+        self._decoders.clear()
+
+
+CACHE = CompiledCache()
+
+
+def laplace_draws(key, x, hess, shape):
+    """Draws from ``N(x, hess^{-1})``: ``x + L^{-T} eps`` with ``hess = L L^T``."""
+    L = jnp.linalg.cholesky(hess)
+    eps = jax.random.normal(key, (*shape, x.size))
+    # Cov = hess^{-1} = L^{-T} L^{-1}, so L^{-T} eps has the right covariance.
+    return x + jax.scipy.linalg.solve_triangular(
+        L.T, eps.reshape(-1, x.size).T, lower=False
+    ).T.reshape(eps.shape)
+
+
+def constrained_samples(fns: ModelFns, flat, args) -> dict:
+    """``{"z": [chain, draw, d], "sigma_scale": [chain, draw]}`` from unconstrained draws."""
+    chains, draws, dim = np.shape(flat)
+    post = fns.constrain(jnp.asarray(flat).reshape(-1, dim), args)
+    return {
+        k: np.asarray(v).reshape(chains, draws, *np.shape(v)[1:])
+        for k, v in post.items()
+        if k in ("z", "sigma_scale")
+    }
+
+
+def prior_draws(key, fns: ModelFns, n: int):
+    """``[n, D]`` unconstrained prior draws: ``z ~ N(0, I)``, log sigma_scale ~ its prior."""
+    template = fns.unravel(fns.flat0)
+    keys = jax.random.split(key, len(template))
+    draws = {}
+    for k, name in zip(keys, sorted(template), strict=True):
+        scale = SIGMA_SCALE_PRIOR[1] if name == "sigma_scale" else 1.0
+        draws[name] = scale * jax.random.normal(k, (n, *np.shape(template[name])))
+    return jax.vmap(lambda t: ravel_pytree(t)[0])(draws)
+
+
+def spd(h: np.ndarray) -> np.ndarray:
+    """Symmetrise a Hessian and lift tiny/negative eigenvalues so it is a valid precision."""
+    h = 0.5 * (h + h.T)
+    w, v = np.linalg.eigh(h)
+    return (v * np.maximum(w, 1e-6)) @ v.T

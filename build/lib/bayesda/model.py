@@ -1,0 +1,165 @@
+"""The NumPyro assimilation model: latent ``z``, frozen decoder, point observations.
+
+Generative story (all temperatures are anomalies in K)::
+
+    z   ~ N(0, I_d)                                   plate "latent"
+    x   = g(z) + r,          r ~ N(0, C)              C = F^T F + diag(d)  (representation error)
+    y_i = (H x)_i + e_i,     e_i ~ N(0, sigma_i^2)    plate "obs"
+
+``r`` is integrated out of the likelihood, which gives
+
+    y | z ~ N(H g(z), diag(sigma^2) + H C H^T),   H C H^T ~= A A^T + diag(D),
+
+which the model evaluates in one of two ways. When ``C`` has a correlated part, the caller
+passes ``scale_tril``, the Cholesky factor of the exact ``diag(sigma^2) + H C H^T``
+computed once per analysis time, and the density costs ``O(n^2)`` per evaluation whatever
+the rank of ``C`` (the shipped NCEP model: rank 400). Otherwise (per-pixel ``C``, or with
+``infer_sigma``, whose scale changes the covariance) it is
+``A A^T + diag(D)`` with ``(A, D) = RepresentationError.at_obs(stencil)`` (low rank plus
+diagonal, ``O(n rank^2)``; see :class:`bayesda.representation.RepresentationError` for the
+small part of ``H diag(d) H^T`` that ``D`` drops). A correlated part says the decoder's
+error is shared by neighbours, so they do not count as independent evidence. Which
+structure is honest is measured, not assumed (``analysis/results/repr_error_structure.md``,
+validation blocks): an empirical rank-16 ``F`` from a few hundred residual fields made 90%
+intervals too narrow (0.74-0.76 at 200 observations); a stationary Matern-3/2 correlation
+fitted to the residuals' correlogram kept them at 0.85-0.89 and cut the CRPS, so the model
+ships with it.
+
+Options:
+
+* ``infer_sigma=True``: a common scale ``s`` multiplies every ``sigma_i``, with
+  ``s ~ LogNormal(0, 0.5)``: median 1 (the stated errors are the best guess), 90% prior
+  mass in [0.44, 2.3], positive and scale-free, so the data can inflate or shrink the
+  stated errors by about a factor of two but not explain away the signal.
+* ``likelihood="studentt"``: independent Student-t with ``df`` degrees of freedom, scale
+  ``sqrt(s^2 sigma_i^2 + var_repr_i)`` (the marginal representation variance). Robust to
+  gross errors; it *drops* the representation error's correlation between observations.
+* Padding: all observation arrays may be padded to a fixed length with ``mask=False`` on
+  the padding, so that a new number of observations does not trigger a new XLA compile
+  (see :func:`pad_length`). Padded entries contribute exactly zero to the log density.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+
+from bayesda.operators import apply_stencil
+from bayesda.settings import LIKELIHOODS
+
+__all__ = [
+    "LIKELIHOODS",
+    "MIN_PAD",
+    "SIGMA_SCALE_PRIOR",
+    "assimilation_model",
+    "observed_mean",
+    "pad_length",
+]
+
+SIGMA_SCALE_PRIOR = (0.0, 0.5)  # LogNormal(loc, scale) of the common obs-error scale
+MIN_PAD = 32
+
+
+def pad_length(n: int, minimum: int = MIN_PAD) -> int:
+    """The padded number of observations: the next power of two, at least ``minimum``."""
+    if n < 1:
+        raise ValueError(f"need at least one observation, got {n=}")
+    return max(minimum, 1 << (int(n) - 1).bit_length())
+
+
+def observed_mean(field, obs_idx, obs_weight):
+    """``H field``: ``[..., nlat, nlon]`` -> ``[..., n]`` (``operators.apply_stencil``)."""
+    return apply_stencil(field, obs_idx, obs_weight)
+
+
+def assimilation_model(
+    decode: Callable,
+    latent_dim: int,
+    obs_idx,
+    obs_weight,
+    obs_sigma,
+    repr_factor,
+    repr_diag,
+    y=None,
+    *,
+    mask=None,
+    likelihood: str = "normal",
+    infer_sigma: bool = False,
+    df: float = 4.0,
+    store_field: bool = False,
+    scale_tril=None,
+):
+    """NumPyro model of point observations of a decoded anomaly field.
+
+    Args:
+      decode: pure ``z [latent_dim] -> field [nlat, nlon]`` (K), parameters bound.
+      latent_dim: ``d``, the dimension of ``z``.
+      obs_idx: ``[n, 4]`` int flat grid indices of each observation's stencil.
+      obs_weight: ``[n, 4]`` bilinear weights.
+      obs_sigma: ``[n]`` observation error SD, K (> 0).
+      repr_factor: ``[n, rank]`` low-rank factor ``A`` of the representation error at the
+        observations, K (rank may be 0).
+      repr_diag: ``[n]`` diagonal ``D`` of the representation error at the observations, K^2.
+      y: ``[n]`` observed anomalies, K, or None for the prior predictive.
+      mask: ``[n]`` bool, False on padding (default: all True).
+      likelihood: ``"normal"`` (low-rank multivariate normal) or ``"studentt"``.
+      infer_sigma: sample a common scale ``sigma_scale`` of the observation errors.
+      df: Student-t degrees of freedom.
+      store_field: record the decoded field as the deterministic site ``field``.
+      scale_tril: ``[n, n]`` lower Cholesky factor of the full observation covariance
+        ``diag(sigma^2) + H C H^T`` (identity on padding), computed once per analysis time
+        (:func:`bayesda.infer.prepare_obs`). With it (``likelihood="normal"``, no
+        ``infer_sigma``) the likelihood is a dense multivariate normal whose density costs
+        ``O(n^2)`` per evaluation whatever the rank of ``C``; ``repr_factor`` and
+        ``repr_diag`` are then unused.
+
+    Sample sites: ``z`` ``[d]``, optionally ``sigma_scale`` ``[]``, observed ``y`` ``[n]``.
+    """
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"{likelihood=} is not one of {LIKELIHOODS}")
+    n = obs_idx.shape[0]
+    if mask is None:
+        mask = jnp.ones(n, dtype=bool)
+    with numpyro.plate("latent", latent_dim):
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+    field = decode(z)
+    if store_field:
+        field = numpyro.deterministic("field", field)
+    mu = observed_mean(field, obs_idx, obs_weight)
+    sigma = obs_sigma
+    if infer_sigma:
+        scale = numpyro.sample("sigma_scale", dist.LogNormal(*SIGMA_SCALE_PRIOR))
+        sigma = sigma * scale
+
+    if likelihood == "studentt":
+        marginal = jnp.sqrt(sigma**2 + repr_diag + jnp.sum(repr_factor**2, axis=-1))
+        with numpyro.plate("obs", n), numpyro.handlers.mask(mask=mask):
+            numpyro.sample("y", dist.StudentT(df, mu, marginal), obs=y)
+        return
+
+    maskf = mask.astype(mu.dtype)
+    # Padded entries become independent standard normals observed at 0, which adds the
+    # constant -log(2 pi)/2 each; the "padding" factor removes it so the density is exact.
+    y_obs = None if y is None else jnp.where(mask, y, 0.0)
+    if scale_tril is not None:
+        if infer_sigma:
+            raise ValueError("scale_tril fixes the observation errors; it excludes infer_sigma")
+        numpyro.factor("padding", 0.5 * math.log(2 * math.pi) * (n - maskf.sum()))
+        numpyro.sample("y", dist.MultivariateNormal(mu * maskf, scale_tril=scale_tril), obs=y_obs)
+        return
+
+    if repr_factor.shape[-1] == 0:
+        # No correlated part: the covariance is diagonal and observations are independent.
+        with numpyro.plate("obs", n), numpyro.handlers.mask(mask=mask):
+            numpyro.sample("y", dist.Normal(mu, jnp.sqrt(sigma**2 + repr_diag)), obs=y)
+        return
+
+    loc = mu * maskf
+    cov_factor = repr_factor * maskf[:, None]
+    cov_diag = jnp.where(mask, sigma**2 + repr_diag, 1.0)
+    numpyro.factor("padding", 0.5 * math.log(2 * math.pi) * (n - maskf.sum()))
+    numpyro.sample("y", dist.LowRankMultivariateNormal(loc, cov_factor, cov_diag), obs=y_obs)

@@ -1,0 +1,421 @@
+"""Point observation tables: validation, reading, writing and pseudo-observations.
+
+An observation table is a :class:`pandas.DataFrame` with one row per observation and the
+columns
+
+=============  ========  ====================================================================
+column         required  meaning
+=============  ========  ====================================================================
+``lat``        yes       latitude, degrees north, in [-90, 90]
+``lon``        yes       longitude, degrees east, in [-180, 180) after validation
+``value``      yes       temperature *anomaly* w.r.t. the climatology, K
+``sigma``      no        observation error standard deviation, K, > 0
+``station_id`` no        a label
+``time``       no        datetime64 valid time
+=============  ========  ====================================================================
+
+:func:`validate_obs` checks a table and returns a clean copy; :func:`read_obs` reads CSV,
+netCDF, DataFrames or Datasets (and converts absolute temperatures to anomalies with a
+:class:`bayesda.climatology.Climatology`); :func:`pseudo_obs` simulates observations of a
+known truth field for experiments. Nothing is modified in place.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayesda.grid import Grid, wrap_lon
+from bayesda.operators import bilinear_stencil, interpolate
+from bayesda.units import canonical_units, difference_to_kelvin, to_kelvin
+
+__all__ = [
+    "NETWORKS",
+    "OBS_DIM",
+    "OPTIONAL",
+    "REQUIRED",
+    "STATIONS_PER_CLUSTER",
+    "STATION_CLUSTER_KM",
+    "STATION_LAND_WEIGHT",
+    "climatology_at",
+    "pseudo_obs",
+    "read_obs",
+    "validate_obs",
+    "write_obs",
+]
+
+REQUIRED = ("lat", "lon", "value")
+OPTIONAL = ("sigma", "station_id", "time")
+OBS_DIM = "obs"
+NETWORKS = ("uniform", "station")
+STATION_LAND_WEIGHT = 8.0
+"""How many times denser the "station" network is over land than over sea, per area."""
+STATION_CLUSTER_KM = 250.0
+"""Standard deviation of the distance of a station from its cluster centre, km."""
+STATIONS_PER_CLUSTER = 4
+_KM_PER_DEG = 111.195
+
+
+def _first_bad(mask: np.ndarray, df: pd.DataFrame, col: str, what: str) -> ValueError:
+    k = int(np.flatnonzero(mask)[0])
+    value = df[col].iloc[k]
+    value = value.item() if isinstance(value, np.generic) else value
+    return ValueError(f"{int(mask.sum())} observation(s) with {what}; first at row {k} "
+                      f"(index {df.index[k]!r}): {col}={value!r}")
+
+
+def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
+    try:
+        return pd.to_numeric(df[col], errors="raise").to_numpy(np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"column {col!r} must be numeric: {err}") from err
+
+
+def validate_obs(df: pd.DataFrame, grid: Grid | None = None, duplicates: str = "error"
+                 ) -> pd.DataFrame:
+    """Check an observation table and return a clean copy.
+
+    Args:
+      df: the table (see the module docstring for columns).
+      grid: if given and regional, every point must lie inside it (edges included).
+      duplicates: what to do with observations at the same location (and time, if there is
+        a ``time`` column): ``"error"`` raises listing them; ``"keep"`` keeps them;
+        ``"mean"`` merges each group into one observation by inverse-variance weighting:
+        ``value = sum(v / s^2) / sum(1 / s^2)`` and ``sigma = (sum(1 / s^2))^(-1/2)``,
+        i.e. the mean and ``sigma / sqrt(k)`` for equal sigmas (without a ``sigma``
+        column, the plain mean; the reduced noise is then not recorded).
+
+    Returns:
+      A new DataFrame with a fresh ``RangeIndex``, float64 ``lat``/``lon``/``value``/
+      ``sigma``, ``lon`` wrapped to [-180, 180), ``time`` as datetime64[ns], ``station_id``
+      as str; column order ``station_id, time, lat, lon, value, sigma`` (those present).
+
+    Raises:
+      ValueError: missing columns, empty table, non-numeric or non-finite values,
+        ``sigma <= 0``, ``lat`` outside [-90, 90], ``lon`` outside [-180, 360], points
+        outside a regional ``grid``, duplicate locations (with ``"error"``), or an unknown
+        ``duplicates`` mode. The message names the first offending row and value.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"observations must be a pandas DataFrame, got {type(df).__name__}")
+    if duplicates not in ("error", "keep", "mean"):
+        raise ValueError(f"duplicates={duplicates!r}; expected 'error', 'keep' or 'mean'")
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ValueError(f"observation table lacks column(s) {missing}; has {list(df.columns)}")
+    if len(df) == 0:
+        raise ValueError("observation table is empty")
+    out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    if "station_id" in df.columns:
+        out["station_id"] = df["station_id"].astype(str).to_numpy()
+    if "time" in df.columns:
+        try:
+            t = pd.to_datetime(df["time"]).to_numpy("datetime64[ns]")
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"column 'time' is not parseable as dates: {err}") from err
+        if np.any(np.isnat(t)):
+            raise _first_bad(np.isnat(t), df, "time", "missing time")
+        out["time"] = t
+    for col in ("lat", "lon", "value", "sigma"):
+        if col not in df.columns:
+            continue
+        x = _numeric(df, col)
+        if not np.all(np.isfinite(x)):
+            raise _first_bad(~np.isfinite(x), df, col, f"non-finite {col}")
+        out[col] = x
+    if "sigma" in out and np.any(out["sigma"] <= 0):
+        raise _first_bad(out["sigma"].to_numpy() <= 0, df, "sigma", "sigma <= 0")
+    lat, lon = out["lat"].to_numpy(), out["lon"].to_numpy()
+    if np.any(np.abs(lat) > 90):
+        raise _first_bad(np.abs(lat) > 90, df, "lat", "lat outside [-90, 90]")
+    if np.any((lon < -180) | (lon > 360)):
+        raise _first_bad((lon < -180) | (lon > 360), df, "lon", "lon outside [-180, 360]")
+    out["lon"] = wrap_lon(lon)
+    if grid is not None:
+        outside = ~grid.contains(out["lat"].to_numpy(), out["lon"].to_numpy())
+        if np.any(outside):
+            k = int(np.flatnonzero(outside)[0])
+            raise ValueError(
+                f"{int(outside.sum())} observation(s) outside the grid (lat {grid.lat[0]}.."
+                f"{grid.lat[-1]}, lon {grid.lon[0]}..{grid.lon[-1]}); first at row {k} "
+                f"(index {df.index[k]!r}): lat={out['lat'].iloc[k]}, lon={out['lon'].iloc[k]}")
+    out = _handle_duplicates(out, duplicates)
+    order = [c for c in ("station_id", "time", "lat", "lon", "value", "sigma") if c in out]
+    out = out[order]
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def _handle_duplicates(out: pd.DataFrame, mode: str) -> pd.DataFrame:
+    keys = [c for c in ("time", "lat", "lon") if c in out]
+    dup = out.duplicated(subset=keys, keep=False).to_numpy()
+    if not dup.any() or mode == "keep":
+        return out
+    if mode == "error":
+        rows = np.flatnonzero(dup)
+        shown = ", ".join(f"row {r} (lat={out['lat'].iloc[r]}, lon={out['lon'].iloc[r]})"
+                          for r in rows[:6])
+        where = "location and time" if "time" in out else "location"
+        raise ValueError(f"{rows.size} observations share a {where}: "
+                         f"{shown}{' ...' if rows.size > 6 else ''}; pass duplicates='mean' to "
+                         "merge them or 'keep' to keep them")
+    w = 1.0 / np.square(out["sigma"]) if "sigma" in out else pd.Series(1.0, index=out.index)
+    tmp = out.assign(_w=w, _wv=w * out["value"])
+    agg = {"_w": "sum", "_wv": "sum"}
+    if "station_id" in out:
+        agg["station_id"] = lambda s: "+".join(dict.fromkeys(s))
+    merged = tmp.groupby(keys, sort=False, as_index=False).agg(agg)
+    merged["value"] = merged["_wv"] / merged["_w"]
+    if "sigma" in out:
+        merged["sigma"] = 1.0 / np.sqrt(merged["_w"])
+    return merged.drop(columns=["_w", "_wv"]).reset_index(drop=True)
+
+
+def _table_from_dataset(ds: xr.Dataset) -> pd.DataFrame:
+    missing = [c for c in REQUIRED if c not in ds.variables]
+    if missing:
+        raise ValueError(f"observation dataset lacks variable(s) {missing}; "
+                         f"has {list(ds.variables)}")
+    cols = {}
+    for name in (*REQUIRED, *OPTIONAL):
+        if name not in ds.variables:
+            continue
+        v = ds[name]
+        if v.ndim == 0:
+            continue
+        if v.dims != (OBS_DIM,):
+            raise ValueError(f"variable {name!r} has dims {v.dims}, expected ({OBS_DIM!r},)")
+        cols[name] = v.values
+    df = pd.DataFrame(cols)
+    if "time" in ds.variables and ds["time"].ndim == 0:
+        df["time"] = ds["time"].values
+    df.attrs = {k: v for k, v in ds.attrs.items() if isinstance(v, str | int | float)}
+    return df
+
+
+def _load_table(src) -> pd.DataFrame:
+    if isinstance(src, pd.DataFrame):
+        return src.copy()
+    if isinstance(src, xr.Dataset):
+        return _table_from_dataset(src)
+    if isinstance(src, str | os.PathLike):
+        path = pathlib.Path(src)
+        if not path.is_file():
+            raise FileNotFoundError(f"observation file {str(path)!r} does not exist")
+        suffix = path.suffix.lower()
+        if suffix in (".csv", ".txt"):
+            return pd.read_csv(path, comment="#")
+        if suffix in (".nc", ".nc4", ".netcdf"):
+            return _table_from_dataset(xr.load_dataset(path))
+        raise ValueError(f"cannot read observations from {str(path)!r}: expected .csv or .nc")
+    raise TypeError(f"cannot read observations from a {type(src).__name__}")
+
+
+def climatology_at(climatology, lat, lon, time) -> np.ndarray:
+    """``[n]`` climatological mean (K) at points, bilinear in space, at each point's time.
+
+    Args:
+      climatology: a :class:`bayesda.climatology.Climatology`.
+      lat, lon: ``[n]`` coordinates (inside its grid).
+      time: ``[n]`` datetime64 (or one scalar for all points).
+    """
+    lat = np.atleast_1d(np.asarray(lat, np.float64))
+    lon = np.atleast_1d(np.asarray(lon, np.float64))
+    times = np.broadcast_to(np.asarray(time, "datetime64[ns]"), lat.shape)
+    stencil = bilinear_stencil(climatology.grid, lat, lon)
+    out = np.empty(lat.size)
+    uniq, inv = np.unique(times, return_inverse=True)
+    means = climatology.mean_values(uniq)  # [nt, nlat, nlon]
+    for i in range(uniq.size):
+        rows = np.flatnonzero(inv == i)
+        weight = stencil.weight[rows].astype(np.float64)
+        sub = stencil._replace(idx=stencil.idx[rows], weight=weight)
+        out[rows] = interpolate(means[i], sub)
+    return out
+
+
+def read_obs(src, *, units: str = "K", kind: str = "anomaly", climatology=None, time=None,
+             grid: Grid | None = None, duplicates: str = "error") -> pd.DataFrame:
+    """Read and validate observations, returning anomalies in K.
+
+    Args:
+      src: a CSV path, a netCDF path (variables ``lat``, ``lon``, ``value`` and optional
+        ``sigma``, ``station_id``, ``time`` along an ``obs`` dim; a scalar ``time`` applies to
+        all), a DataFrame or an :class:`xarray.Dataset`.
+      units: units of ``value`` and ``sigma``, any spelling
+        :func:`bayesda.units.canonical_units` accepts (``"K"``, ``"degC"``, ``"degF"``,
+        ``"0.1degC"``). Absolute values are converted with the unit's offset, differences
+        (anomalies, sigma) with its scale only.
+      kind: ``"anomaly"`` (values are anomalies already) or ``"absolute"`` (temperatures,
+        turned into anomalies by subtracting the climatological mean bilinearly
+        interpolated to each observation at its time).
+      climatology: the :class:`bayesda.climatology.Climatology`, required for
+        ``kind="absolute"``; its grid also bounds the points when ``grid`` is None.
+      time: valid time for all observations when the table has no ``time`` column (a
+        column, when present, wins); stored in a ``time`` column.
+      grid: a grid the points must lie in (see :func:`validate_obs`).
+      duplicates: see :func:`validate_obs`.
+
+    Returns:
+      A validated DataFrame with ``value`` the anomaly in K; ``df.attrs["kind"] ==
+      "anomaly"``.
+
+    Raises:
+      ValueError: unknown ``units`` or ``kind``, ``kind="absolute"`` without a climatology
+        or a time, and anything :func:`validate_obs` rejects.
+    """
+    units = canonical_units(units)
+    if kind not in ("anomaly", "absolute"):
+        raise ValueError(f"kind={kind!r}; expected 'anomaly' or 'absolute'")
+    df = _load_table(src)
+    if time is not None and "time" not in df.columns:
+        df["time"] = np.datetime64(pd.Timestamp(time).to_datetime64(), "ns")
+    if grid is None and climatology is not None:
+        grid = climatology.grid
+    df = validate_obs(df, grid=grid, duplicates="keep" if kind == "absolute" else duplicates)
+    if "sigma" in df.columns:
+        df["sigma"] = difference_to_kelvin(df["sigma"].to_numpy(), units)
+    if kind == "anomaly":
+        df["value"] = difference_to_kelvin(df["value"].to_numpy(), units)
+    else:
+        if climatology is None:
+            raise ValueError("kind='absolute' needs a climatology to subtract")
+        if "time" not in df.columns:
+            raise ValueError("kind='absolute' needs a time: a 'time' column or the time= argument")
+        value = to_kelvin(df["value"].to_numpy(), units)
+        clim = climatology_at(climatology, df["lat"], df["lon"], df["time"].to_numpy())
+        df["value"] = value - clim
+        df = validate_obs(df, grid=grid, duplicates=duplicates)
+    df.attrs = {**df.attrs, "kind": "anomaly", "units": "K"}
+    return df
+
+
+def write_obs(df: pd.DataFrame, path: str | os.PathLike) -> pathlib.Path:
+    """Validate (duplicates kept) and write a table to CSV atomically; returns the path."""
+    df = validate_obs(df, duplicates="keep")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_csv(tmp, index=False, float_format="%.6f", date_format="%Y-%m-%dT%H:%M:%S")
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _domain(grid: Grid) -> tuple[float, float, float, float]:
+    """``(south, north, west, east)`` of the area observations are drawn from."""
+    if grid.periodic:
+        return grid.lat[0], grid.lat[-1], -180.0, 180.0
+    return grid.lat[0], grid.lat[-1], grid.lon[0], grid.lon[-1]
+
+
+def _uniform_points(rng: np.random.Generator, n: int, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    south, north, west, east = _domain(grid)
+    s = rng.uniform(np.sin(np.deg2rad(south)), np.sin(np.deg2rad(north)), n)
+    return np.rad2deg(np.arcsin(s)), rng.uniform(west, east, n)
+
+
+def _station_points(rng: np.random.Generator, n: int, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    from bayesda.landmask import land_fraction
+
+    south, north, west, east = _domain(grid)
+    frac = land_fraction(grid)
+    # per-cell intensity: area (cos lat) times land weighting
+    weight = np.cos(np.deg2rad(grid.lat))[:, None] * (1.0 + (STATION_LAND_WEIGHT - 1.0) * frac)
+    p = (weight / weight.sum()).ravel()
+    n_clusters = max(1, int(np.ceil(n / STATIONS_PER_CLUSTER)))
+    cells = rng.choice(p.size, size=n_clusters, p=p)
+    ci, cj = np.unravel_index(cells, grid.shape)
+    dlat = float(np.mean(np.diff(grid.lat)))
+    c_lat = grid.lat[ci] + rng.uniform(-0.5, 0.5, n_clusters) * dlat
+    c_lon = grid.lon[cj] + rng.uniform(-0.5, 0.5, n_clusters) * grid.dlon
+    lat = np.empty(0)
+    lon = np.empty(0)
+    while lat.size < n:
+        k = rng.integers(0, n_clusters, size=2 * n)
+        scale = STATION_CLUSTER_KM / _KM_PER_DEG
+        la = c_lat[k] + scale * rng.standard_normal(k.size)
+        stretch = 1.0 / np.cos(np.deg2rad(np.clip(c_lat[k], -85.0, 85.0)))
+        lo = c_lon[k] + scale * stretch * rng.standard_normal(k.size)
+        lo = wrap_lon(lo) if grid.periodic else lo
+        ok = (la >= south) & (la <= north) & (lo >= west) & (lo <= east)
+        lat, lon = np.concatenate([lat, la[ok]]), np.concatenate([lon, lo[ok]])
+    return lat[:n], lon[:n]
+
+
+def pseudo_obs(truth: xr.DataArray, n: int | None = None, *, network: str = "uniform",
+               sigma: float = 0.5, seed: int = 0, lat=None, lon=None) -> pd.DataFrame:
+    """Simulate noisy point observations of a known field.
+
+    Locations are continuous (not grid nodes):
+
+    * ``"uniform"``: uniform over the domain's area (uniform in sin(lat) and in lon);
+    * ``"station"``: clustered like a station network and denser over land:
+      ``ceil(n / 4)`` cluster centres are drawn with probability proportional to cell area
+      times ``1 + 7 * land_fraction`` (8x denser over land), and stations scatter around
+      them with a 250 km standard deviation (points leaving the domain are redrawn);
+    * given ``lat`` and ``lon`` arrays (``network`` is then ignored).
+
+    Values are the bilinear interpolation of ``truth`` (:mod:`bayesda.operators`) plus
+    independent ``N(0, sigma^2)`` noise.
+
+    Args:
+      truth: a ``(lat, lon)`` field in K on the bayesda grid convention (a length-1
+        ``time`` dim is squeezed); a scalar ``time`` coord is copied into a ``time`` column.
+      n: number of observations (must equal ``len(lat)`` if both are given).
+      network: ``"uniform"`` or ``"station"``.
+      sigma: noise standard deviation in K, > 0 (scalar or ``[n]``).
+      seed: seed of the :class:`numpy.random.Generator`: the same seed gives the same table.
+      lat, lon: optional ``[n]`` fixed locations.
+
+    Returns:
+      A DataFrame with ``station_id`` (``"P00000"``...), [``time``], ``lat``, ``lon``,
+      ``value``, ``sigma``.
+    """
+    if "time" in truth.dims and truth.sizes["time"] == 1:
+        truth = truth.isel(time=0)
+    if tuple(truth.dims) != ("lat", "lon"):
+        raise ValueError(f"truth must be a (lat, lon) field, got dims {tuple(truth.dims)}")
+    grid = Grid.from_xarray(truth)
+    rng = np.random.default_rng(seed)
+    if lat is not None or lon is not None:
+        if lat is None or lon is None:
+            raise ValueError("give both lat and lon, or neither")
+        lat = np.atleast_1d(np.asarray(lat, np.float64))
+        lon = np.atleast_1d(np.asarray(lon, np.float64))
+        if n is not None and n != lat.size:
+            raise ValueError(f"n={n} but {lat.size} locations given")
+        n = lat.size
+        network = "given"
+    else:
+        if n is None or int(n) != n or n < 1:
+            raise ValueError(f"n={n!r} must be a positive integer")
+        n = int(n)
+        if network == "uniform":
+            lat, lon = _uniform_points(rng, n, grid)
+        elif network == "station":
+            lat, lon = _station_points(rng, n, grid)
+        else:
+            raise ValueError(f"network={network!r}; expected one of {NETWORKS}")
+    sig = np.broadcast_to(np.asarray(sigma, np.float64), (n,)).copy()
+    if not np.all(np.isfinite(sig) & (sig > 0)):
+        raise ValueError(f"sigma={sigma!r} must be finite and > 0")
+    stencil = bilinear_stencil(grid, lat, lon)
+    stencil = stencil._replace(weight=stencil.weight.astype(np.float64))
+    clean = interpolate(np.asarray(truth.values, np.float64), stencil)
+    value = clean + sig * rng.standard_normal(n)
+    df = pd.DataFrame({"station_id": [f"P{i:05d}" for i in range(n)]})
+    if "time" in truth.coords and truth["time"].ndim == 0:
+        df["time"] = np.datetime64(truth["time"].values, "ns")
+    df["lat"], df["lon"], df["value"], df["sigma"] = lat, wrap_lon(lon), value, sig
+    df.attrs = {"kind": "anomaly", "units": "K", "network": network, "seed": seed}
+    return validate_obs(df, duplicates="keep")

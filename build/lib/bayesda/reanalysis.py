@@ -1,0 +1,391 @@
+"""Reanalysis: assimilate every time of an observation table into one resumable zarr store.
+
+Each time is an independent assimilation whose summaries and diagnostics land in that
+time's chunk of the store (:mod:`bayesda.store`). Pending times are taken in groups of
+``batch_times`` consecutive times; each group runs as one compiled NUTS program
+(:func:`bayesda.infer.assimilate_batch`), and the same program is reused for every later
+group of the same padded shape (see :mod:`bayesda.sampler`). Groups run one after another
+in this process, or spread over a Dask ``distributed`` cluster: a local one sized to the
+machine by default, or an existing one by address. Every time draws its random numbers from
+a seed derived from the run's seed and the time itself, so a time gets the same result
+whichever worker runs it and in whatever order, for a given grouping (a different
+``batch_times`` gives an equally valid draw that differs in the last digits; it is an
+execution setting and is not part of the store's signature).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import time as _time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from tqdm.auto import tqdm
+
+from bayesda import store
+from bayesda.prior import GenerativePrior
+from bayesda.settings import REANALYSIS, ModelOptions, SamplerSettings
+
+__all__ = [
+    "ReanalysisSettings",
+    "analysis_times",
+    "assimilate_times",
+    "read_obs_source",
+    "reanalyse",
+    "time_seed",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReanalysisSettings:
+    """Sampler settings shared by every time of a reanalysis.
+
+    The defaults are the :data:`bayesda.settings.REANALYSIS` preset; :attr:`sampler` and
+    :attr:`options` give the :class:`~bayesda.settings.SamplerSettings` and
+    :class:`~bayesda.settings.ModelOptions` that every time uses, and :meth:`from_settings`
+    builds one from them. (The fields stay flat: they are the store's signature, which a
+    resumed run must match.)
+
+    Attributes:
+      num_chains, num_warmup, num_samples: NUTS settings per time.
+      method: "nuts" (reference) or "laplace" (fast approximation).
+      likelihood: "normal" or "studentt".
+      seed: run seed; each time uses :func:`time_seed` of it.
+      keep_samples: posterior field samples stored per time (0: summaries only).
+      target_accept, max_tree_depth: NUTS settings.
+      batch_times: times per compiled program (1: one at a time). Not part of the store's
+        signature: a run may resume with another value.
+    """
+
+    num_chains: int = REANALYSIS.num_chains
+    num_warmup: int = REANALYSIS.num_warmup
+    num_samples: int = REANALYSIS.num_samples
+    method: str = REANALYSIS.method
+    likelihood: str = ModelOptions().likelihood
+    seed: int = 0
+    keep_samples: int = 0
+    target_accept: float = REANALYSIS.target_accept
+    max_tree_depth: int = REANALYSIS.max_tree_depth
+    batch_times: int = 1
+
+    def __post_init__(self):
+        if self.batch_times < 1:
+            raise ValueError(f"batch_times must be >= 1, got {self.batch_times}")
+        _ = (self.sampler, self.options)  # validates the fields
+
+    @property
+    def sampler(self) -> SamplerSettings:
+        """The sampler settings of every time (init and mass: the defaults)."""
+        return SamplerSettings(
+            method=self.method,
+            num_chains=self.num_chains,
+            num_warmup=self.num_warmup,
+            num_samples=self.num_samples,
+            target_accept=self.target_accept,
+            max_tree_depth=self.max_tree_depth,
+        )
+
+    @property
+    def options(self) -> ModelOptions:
+        """The model options of every time (df and infer_sigma: the defaults)."""
+        return ModelOptions(likelihood=self.likelihood)
+
+    @classmethod
+    def from_settings(
+        cls,
+        sampler: SamplerSettings = REANALYSIS,
+        options: ModelOptions | None = None,
+        **fields,
+    ) -> ReanalysisSettings:
+        """Build from the settings objects plus ``seed``, ``keep_samples``, ``batch_times``.
+
+        Raises:
+          ValueError: a setting a reanalysis does not support (init, mass, df or
+            infer_sigma other than the defaults).
+        """
+        options = options or ModelOptions()
+        d, o = SamplerSettings(), ModelOptions()
+        odd = [
+            name
+            for name, a, b in [
+                ("init", sampler.init, d.init),
+                ("mass", sampler.mass, d.mass),
+                ("df", options.df, o.df),
+                ("infer_sigma", options.infer_sigma, o.infer_sigma),
+            ]
+            if a != b
+        ]
+        if odd:
+            raise ValueError(f"a reanalysis uses the default {odd}; got {sampler}, {options}")
+        return cls(
+            num_chains=sampler.num_chains,
+            num_warmup=sampler.num_warmup,
+            num_samples=sampler.num_samples,
+            method=sampler.method,
+            target_accept=sampler.target_accept,
+            max_tree_depth=sampler.max_tree_depth,
+            likelihood=options.likelihood,
+            **fields,
+        )
+
+    def signature(self) -> dict:
+        """The settings that determine the results (what a resumed run must match)."""
+        out = dataclasses.asdict(self)
+        out.pop("batch_times")
+        return out
+
+
+def time_seed(seed: int, time) -> int:
+    """A seed for one time: a hash of the run seed and the time, independent of order."""
+    stamp = str(np.datetime64(time, "s"))
+    digest = hashlib.sha256(f"{int(seed)}|{stamp}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def analysis_times(obs: pd.DataFrame, start=None, end=None) -> np.ndarray:
+    """Sorted unique times of ``obs`` within ``[start, end]`` (both inclusive).
+
+    Raises:
+      ValueError: the table has no ``time`` column, or no time falls in the range.
+    """
+    if "time" not in obs.columns:
+        raise ValueError("a reanalysis needs observations with a 'time' column")
+    times = np.unique(pd.to_datetime(obs["time"]).to_numpy().astype("datetime64[ns]"))
+    lo = np.datetime64(pd.Timestamp(start), "ns") if start is not None else times[0]
+    hi = np.datetime64(pd.Timestamp(end), "ns") if end is not None else times[-1]
+    if start is not None and end is not None and hi < lo:
+        raise ValueError(f"end={end} is before start={start}")
+    sel = times[(times >= lo) & (times <= hi)]
+    if sel.size == 0:
+        raise ValueError(
+            f"no observation times in [{start}, {end}]; the table spans {times[0]} .. {times[-1]}"
+        )
+    return sel
+
+
+def read_obs_source(src: str | os.PathLike, climatology=None, **kwargs) -> pd.DataFrame:
+    """Read an observation table, or a directory of per-time tables (CSV or netCDF)."""
+    from bayesda.obs import read_obs
+
+    path = Path(src)
+    if path.is_dir():
+        files = sorted([*path.glob("*.csv"), *path.glob("*.nc")])
+        if not files:
+            raise FileNotFoundError(f"no .csv or .nc observation files in directory {path}")
+        frames = [read_obs(f, climatology=climatology, **kwargs) for f in files]
+        return pd.concat(frames, ignore_index=True)
+    return read_obs(path, climatology=climatology, **kwargs)
+
+
+def _obs_digest(obs: pd.DataFrame) -> str:
+    cols = [c for c in ("time", "lat", "lon", "value", "sigma") if c in obs.columns]
+    frame = obs[cols].sort_values(cols).reset_index(drop=True)
+    return hashlib.sha256(
+        pd.util.hash_pandas_object(frame, index=False).values.tobytes()
+    ).hexdigest()[:16]
+
+
+def _model_digest(prior: GenerativePrior) -> str:
+    card = prior.card or {}
+    payload = json.dumps(card.get("files", card), sort_keys=True, default=str)
+    return f"{prior.name}:{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
+
+
+def assimilate_times(
+    prior: GenerativePrior, obs: pd.DataFrame, times, settings: ReanalysisSettings
+) -> list[xr.Dataset]:
+    """Assimilate a group of times in one compiled program; return what the store keeps.
+
+    Args:
+      prior: the generative prior.
+      obs: observations of these times (anomalies, K; a ``time`` column).
+      times: the analysis times.
+      settings: sampler settings.
+
+    Returns:
+      One Dataset per time with the store's field variables ``(lat, lon)``, optional
+      ``samples`` ``(sample, lat, lon)`` and scalar diagnostics (see :mod:`bayesda.store`);
+      ``wall_s`` is the group's wall time divided evenly over its times.
+    """
+    from bayesda.infer import assimilate_batch
+
+    t0 = _time.perf_counter()
+    results = assimilate_batch(
+        prior,
+        obs,
+        list(times),
+        seeds=[time_seed(settings.seed, t) for t in times],
+        sampler=settings.sampler,
+        options=settings.options,
+        progress_bar=False,
+    )
+    out = [_summary(prior, r, settings) for r in results]
+    wall = (_time.perf_counter() - t0) / len(out)
+    for ds in out:
+        ds["wall_s"] = ((), np.asarray(wall, dtype=store.DIAG_VARS["wall_s"][0]))
+    return out
+
+
+def _summary(prior, result, settings: ReanalysisSettings) -> xr.Dataset:
+    """The store's variables for one :class:`bayesda.infer.Assimilation` (``wall_s`` unset)."""
+    from bayesda.diagnostics import diagnose
+    from bayesda.posterior import posterior_dataset
+
+    post = posterior_dataset(result, prior, time=result.time)
+    keep = ["mean", "sd", "q05", "q50", "q95"] + (["tas_mean"] if "tas_mean" in post else [])
+    out = post[keep].drop_vars([c for c in post[keep].coords if c not in ("lat", "lon")])
+    if settings.keep_samples:
+        flat = result.field.reshape(-1, *result.field.shape[-2:])
+        pick = np.linspace(0, flat.shape[0] - 1, settings.keep_samples).round().astype(int)
+        out["samples"] = (("sample", "lat", "lon"), flat[pick].astype(np.float32))
+    if settings.method == "nuts":
+        v = diagnose(result.idata, result.field)
+        diag = dict(
+            max_rhat=np.nanmax([v.max_rhat_z, v.max_rhat_field]),
+            min_ess_bulk=np.nanmin([v.min_ess_bulk_z, v.min_ess_bulk_field]),
+            min_ess_tail=np.nanmin([v.min_ess_tail_z, v.min_ess_tail_field]),
+            divergences=v.divergences,
+            verdict=store.VERDICT_CODES[v.status],
+        )
+    else:
+        diag = dict(
+            max_rhat=np.nan, min_ess_bulk=np.nan, min_ess_tail=np.nan, divergences=0, verdict=-1
+        )
+    diag["n_obs"] = int(result.obs.n)
+    for name, value in diag.items():
+        out[name] = ((), np.asarray(value, dtype=store.DIAG_VARS[name][0]))
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_prior(model_path: str) -> GenerativePrior:
+    from bayesda.checkpoint import load_model
+
+    return load_model(model_path)
+
+
+def _run_task(model_path: str, obs: pd.DataFrame, times, indices, settings, out: str):
+    """One unit of work on a worker: the worker loads (and caches) the model itself."""
+    return _assimilate_and_write(_cached_prior(model_path), obs, times, indices, settings, out)
+
+
+def _assimilate_and_write(prior, obs, times, indices, settings, out) -> list[int]:
+    """Assimilate a group of times, write each to the store; return their verdict codes."""
+    results = assimilate_times(prior, obs, times, settings)
+    for index, result in zip(indices, results, strict=True):
+        store.write_time(out, int(index), result)
+    return [int(r["verdict"]) for r in results]
+
+
+def _groups(todo: np.ndarray, size: int) -> list[np.ndarray]:
+    """Pending store indices in groups of ``size`` (in order)."""
+    return [todo[i : i + size] for i in range(0, todo.size, size)]
+
+
+def reanalyse(
+    model: str | os.PathLike | GenerativePrior,
+    obs: pd.DataFrame,
+    out: str | os.PathLike,
+    *,
+    start=None,
+    end=None,
+    settings: ReanalysisSettings = ReanalysisSettings(),
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Assimilate every observed time in ``[start, end]`` into the zarr store ``out``.
+
+    Safe to interrupt: running the same call again skips the times already done and
+    finishes the rest (see :mod:`bayesda.store`).
+
+    Args:
+      model: a model directory (needed for Dask, whose workers load it themselves) or an
+        in-memory prior (one process only).
+      obs: observations with a ``time`` column, values anomalies in K.
+      out: the ``.zarr`` store path.
+      start, end: the period (inclusive); default: all observed times.
+      settings: sampler settings.
+      scheduler: None to run in this process; "local" for a local Dask cluster sized to the
+        machine; or the address of a running Dask scheduler ("tcp://host:8786").
+      n_workers: workers of the local cluster (default: the number of cores).
+      progress: show a progress bar over times.
+
+    Returns:
+      The store path.
+    """
+    if scheduler is not None and isinstance(model, GenerativePrior):
+        raise ValueError("a Dask reanalysis needs a model directory, not an in-memory prior")
+    out = Path(out)
+    times = analysis_times(obs, start, end)
+    obs_time = pd.to_datetime(obs["time"]).to_numpy().astype("datetime64[ns]")
+    prior = (
+        model if isinstance(model, GenerativePrior) else _cached_prior(str(Path(model).resolve()))
+    )
+    signature = {
+        "model": _model_digest(prior),
+        "obs": _obs_digest(obs[np.isin(obs_time, times)]),
+        "settings": settings.signature(),
+    }
+    store.open_or_create(
+        out, times, prior.grid, n_samples=settings.keep_samples, signature=signature
+    )
+    todo = store.pending(out)
+    groups = [
+        (idx, obs[np.isin(obs_time, times[idx])].reset_index(drop=True))
+        for idx in _groups(todo, settings.batch_times)
+    ]
+    bar = tqdm(
+        total=times.size,
+        initial=times.size - todo.size,
+        desc="reanalyse",
+        unit="time",
+        disable=not progress,
+    )
+    if scheduler is None:
+        for idx, group in groups:
+            _assimilate_and_write(prior, group, times[idx], idx, settings, out)
+            bar.update(idx.size)
+    else:
+        _run_on_dask(
+            str(Path(model).resolve()), groups, times, settings, out, scheduler, n_workers, bar
+        )
+    bar.close()
+    return out
+
+
+def _run_on_dask(model_path, groups, times, settings, out, scheduler, n_workers, bar):
+    from bayesda._optional import require
+
+    dist = require("distributed", "a reanalysis on a Dask cluster (--scheduler)")
+    Client, LocalCluster, as_completed = dist.Client, dist.LocalCluster, dist.as_completed
+
+    if scheduler == "local":
+        cluster = LocalCluster(
+            n_workers=n_workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+    else:
+        cluster, client = None, Client(scheduler)
+    try:
+        futures = [
+            client.submit(
+                _run_task, model_path, group, times[idx], idx, settings, str(out), pure=False
+            )
+            for idx, group in groups
+        ]
+        for fut in as_completed(futures):
+            bar.update(len(fut.result()))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,307 @@
+"""NUTS over a flat parameter vector, compiled once per shape and reused for every day.
+
+numpyro's :class:`~numpyro.infer.MCMC` re-traces its chain runner on every ``run`` (with
+``chain_method="parallel"`` it wraps a fresh closure in ``pmap`` each time), so each
+assimilated day compiled or loaded a new XLA executable, and the mapped code added up: a
+single process ran out of memory maps (``vm.max_map_count``) after about 200 days. This
+module drives numpyro's own NUTS kernel (:func:`numpyro.infer.hmc.hmc`) instead, inside
+functions that take *everything that changes from day to day* as arguments: the
+observations, the starting points, the inverse mass matrix and the random keys. One
+program per (potential, settings, shapes) is compiled and then reused, in this process and
+(through JAX's persistent compilation cache) in later ones.
+
+Layout. A run has ``B`` independent chains: ``num_chains`` chains for each of ``T`` analysis
+times, so several times can share one program (:func:`bayesda.infer.assimilate_batch`).
+The chain axis is split over the local JAX devices with :func:`jax.shard_map` (on a CPU
+host ``bayesda._xla`` asks for ``max(cores, 4)`` host devices, one chain per device for the
+default 4 chains). Chains that share a device are vectorised with :func:`jax.vmap` on an
+accelerator, which is what a GPU wants, and run one after another (:func:`jax.lax.map`) on
+a CPU: there, vectorised chains of the NCEP model deadlocked XLA (threads parked, no
+progress for 13 minutes, 2 cores, 2 or 4 chains per host device), while the same program
+with one chain per device, or with ``lax.map``, ran normally. The vectorised path has not
+been run on a GPU in this project yet (no GPU was available).
+
+The iterations run in segments of :data:`SEGMENT` so that a progress bar can advance
+between them without host callbacks in the compiled code (callbacks would keep the
+program out of the persistent cache).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+from numpyro.infer.hmc import hmc
+
+from bayesda.settings import MASSES
+
+__all__ = [
+    "Draws",
+    "MASSES",
+    "NutsConfig",
+    "SEGMENT",
+    "batch_keys",
+    "compiled_programs",
+    "n_shards",
+    "run_nuts",
+]
+
+
+SEGMENT = 50
+"""Iterations per compiled segment (the progress bar's granularity)."""
+
+
+class NutsConfig(NamedTuple):
+    """Static NUTS settings: a new value compiles a new program.
+
+    Attributes:
+      num_warmup: warmup iterations (step size, and for "diag"/"dense" the mass matrix, adapt).
+      num_samples: kept iterations.
+      target_accept: dual-averaging target acceptance probability.
+      max_tree_depth: NUTS maximum tree depth.
+      mass: "laplace" (the given dense inverse mass matrix, fixed), "diag" (adapted
+        diagonal, started at the identity) or "dense" (adapted dense, started at the given
+        matrix).
+    """
+
+    num_warmup: int
+    num_samples: int
+    target_accept: float = 0.8
+    max_tree_depth: int = 10
+    mass: str = "laplace"
+
+
+class Draws(NamedTuple):
+    """Output of :func:`run_nuts`, as host numpy arrays; ``B`` chains, ``S`` draws.
+
+    Attributes:
+      x: ``[B, S, D]`` draws of the flat (unconstrained) parameter vector.
+      num_steps: ``[B, S]`` leapfrog steps per draw.
+      diverging: ``[B, S]`` bool.
+      accept_prob: ``[B, S]`` mean Metropolis acceptance probability of the tree.
+      energy: ``[B, S]`` Hamiltonian.
+      potential_energy: ``[B, S]`` minus the log density.
+      step_size: ``[B, S]`` the step size used.
+      warmup_steps: ``[B]`` leapfrog steps spent in warmup.
+      timings: seconds ``warmup`` (including any compilation) and ``sampling``, and
+        ``cache_hit``: True when no new program had to be compiled.
+    """
+
+    x: np.ndarray
+    num_steps: np.ndarray
+    diverging: np.ndarray
+    accept_prob: np.ndarray
+    energy: np.ndarray
+    potential_energy: np.ndarray
+    step_size: np.ndarray
+    warmup_steps: np.ndarray
+    timings: dict
+
+
+def n_shards(batch: int, devices: int | None = None) -> int:
+    """Devices to split ``batch`` chains over: the largest divisor of ``batch`` <= devices."""
+    devices = jax.local_device_count() if devices is None else devices
+    return max(k for k in range(1, min(batch, devices) + 1) if batch % k == 0)
+
+
+def _kernel(potential: Callable, args: Any, config: NutsConfig):
+    """numpyro's NUTS init/sample pair for the potential at ``args``.
+
+    numpyro's ``hmc`` keeps its integrator and adaptation closures in ``nonlocal`` state
+    set by ``init_kernel``; every traced function therefore builds its own pair and runs
+    ``init_kernel`` (whose result it may discard) before it calls ``sample_kernel``.
+    """
+    init_kernel, sample_kernel = hmc(potential_fn=lambda x: potential(x, args), algo="NUTS")
+    init = functools.partial(
+        init_kernel,
+        num_warmup=config.num_warmup,
+        adapt_step_size=True,
+        adapt_mass_matrix=config.mass != "laplace",
+        dense_mass=config.mass != "diag",
+        target_accept_prob=config.target_accept,
+        max_tree_depth=config.max_tree_depth,
+        trajectory_length=None,
+    )
+    return init, sample_kernel
+
+
+def _init_chain(potential, config, key, x0, inv_mass, args):
+    init, _ = _kernel(potential, args, config)
+    return init(x0, inverse_mass_matrix=inv_mass, rng_key=key)
+
+
+def _segment_chain(potential, config, length, collect, state, args):
+    init, sample_kernel = _kernel(potential, args, config)
+    # Sets the kernel's closures; the new state is discarded (and dead code to XLA).
+    init(state.z, inverse_mass_matrix=state.adapt_state.inverse_mass_matrix, rng_key=state.rng_key)
+
+    def body(s, _):
+        s = sample_kernel(s)
+        if not collect:
+            return s, s.num_steps
+        return s, (
+            s.z,
+            s.num_steps,
+            s.diverging,
+            s.accept_prob,
+            s.energy,
+            s.potential_energy,
+            s.adapt_state.step_size,
+        )
+
+    return jax.lax.scan(body, state, None, length=length)
+
+
+def _sequential(fn):
+    """``fn`` over the leading axis one element at a time (``lax.map``)."""
+
+    def mapped(*args):
+        return jax.lax.map(lambda xs: fn(*xs), args)
+
+    return mapped
+
+
+class _Program(NamedTuple):
+    init: Callable
+    segment: Callable  # (length, collect) -> compiled function
+    segments: dict
+
+    def cache_size(self) -> int:
+        """Compiled executables held (one per input shape of each function)."""
+        return self.init._cache_size() + sum(f._cache_size() for f in self.segments.values())
+
+
+_PROGRAMS: dict = {}
+
+
+def _program(potential: Callable, config: NutsConfig, shards: int) -> _Program:
+    """The jitted, sharded init and segment functions (cached per potential and settings)."""
+    key = (id(potential), config, shards)
+    hit = _PROGRAMS.get(key)
+    if hit is not None and hit[0] is potential:
+        return hit[1]
+    devices = jax.local_devices()[:shards]
+    mesh = Mesh(np.array(devices), ("chain",))
+    spec = PartitionSpec("chain")
+
+    def sharded(fn):
+        # check_vma=False: numpyro's kernels mix per-chain and constant values in lax.cond.
+        mapped = _sequential(fn) if devices[0].platform == "cpu" else jax.vmap(fn)
+        return jax.jit(
+            jax.shard_map(mapped, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+        )
+
+    init = sharded(functools.partial(_init_chain, potential, config))
+    segments: dict = {}
+
+    def segment(length: int, collect: bool):
+        if (length, collect) not in segments:
+            fn = functools.partial(_segment_chain, potential, config, length, collect)
+            segments[(length, collect)] = sharded(fn)
+        return segments[(length, collect)]
+
+    prog = _Program(init, segment, segments)
+    _PROGRAMS[key] = (potential, prog)
+    return prog
+
+
+def _lengths(total: int) -> list[int]:
+    return [SEGMENT] * (total // SEGMENT) + ([total % SEGMENT] if total % SEGMENT else [])
+
+
+def _phase(prog: _Program, state, args, total: int, collect: bool, bar):
+    """Advance ``total`` iterations in segments; return the state and each segment's output."""
+    outs = []
+    for length in _lengths(total):
+        state, out = prog.segment(length, collect)(state, args)
+        outs.append(out)
+        if bar is not None:
+            bar.set_postfix_str("sampling" if collect else "warmup", refresh=False)
+            bar.update(length)
+    return state, outs
+
+
+def run_nuts(
+    potential: Callable,
+    args: Any,
+    keys,
+    x0,
+    inv_mass,
+    config: NutsConfig,
+    *,
+    progress_bar: bool = False,
+    desc: str = "NUTS",
+) -> Draws:
+    """Run ``B`` independent NUTS chains, each with its own arguments.
+
+    Args:
+      potential: pure ``(x [D], args) -> scalar`` minus log density; keep the same object
+        across calls (it keys the compiled program).
+      args: pytree of arrays with leading axis ``B`` (each chain's observations etc.).
+      keys: ``[B, 2]`` PRNG keys (``jax.random.PRNGKey`` layout).
+      x0: ``[B, D]`` starting points.
+      inv_mass: ``[B, D, D]`` (``mass`` "laplace"/"dense") or ``[B, D]`` ("diag") inverse
+        mass matrices.
+      config: the :class:`NutsConfig`.
+      progress_bar: show a tqdm bar over iterations.
+      desc: the bar's label.
+
+    Returns:
+      :class:`Draws` (host arrays).
+    """
+    if config.mass not in MASSES:
+        raise ValueError(f"mass={config.mass!r} is not one of {MASSES}")
+    if config.num_samples < 1 or config.num_warmup < 0:
+        raise ValueError(f"need num_samples >= 1 and num_warmup >= 0, got {config}")
+    x0 = jnp.asarray(x0)
+    batch, dim = x0.shape
+    want = (batch, dim, dim) if config.mass != "diag" else (batch, dim)
+    if tuple(np.shape(inv_mass)) != want:
+        raise ValueError(f"inv_mass has shape {np.shape(inv_mass)}, expected {want}")
+    t0 = time.perf_counter()
+    prog = _program(potential, config, n_shards(batch))
+    compiled_before = prog.cache_size()
+    inv_mass = jnp.asarray(inv_mass, x0.dtype)
+    state = prog.init(jnp.asarray(keys), x0, inv_mass, args)
+
+    bar = None
+    if progress_bar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.num_warmup + config.num_samples, desc=desc, leave=False)
+    state, warm_steps = _phase(prog, state, args, config.num_warmup, False, bar)
+    jax.block_until_ready(state)
+    t1 = time.perf_counter()
+    state, out = _phase(prog, state, args, config.num_samples, True, bar)
+    if bar is not None:
+        bar.close()
+    fields = [np.concatenate([np.asarray(o[i]) for o in out], axis=1) for i in range(7)]
+    timings = {
+        "warmup": t1 - t0,
+        "sampling": time.perf_counter() - t1,
+        "cache_hit": prog.cache_size() == compiled_before,
+    }
+    warmup_steps = (
+        np.sum([np.asarray(s).sum(axis=1) for s in warm_steps], axis=0)
+        if warm_steps
+        else np.zeros(batch, np.int64)
+    )
+    return Draws(*fields, warmup_steps=np.asarray(warmup_steps, np.int64), timings=timings)
+
+
+def compiled_programs() -> int:
+    """Number of cached (potential, settings, layout) programs; for tests and benchmarks."""
+    return len(_PROGRAMS)
+
+
+def batch_keys(seeds, num_chains: int) -> np.ndarray:
+    """``[T * num_chains, 2]`` chain keys from one integer seed per time."""
+    return np.concatenate(
+        [np.asarray(jax.random.split(jax.random.PRNGKey(s), num_chains)) for s in seeds]
+    )
