@@ -87,7 +87,7 @@ def test_every_module_declares_all():
 
     for pkg in (bayesda, bayesda.commands):
         for info in pkgutil.iter_modules(pkg.__path__):
-            if info.name.startswith("_") and info.name != "_optional":
+            if info.ispkg or (info.name.startswith("_") and info.name != "_optional"):
                 continue
             text = open(f"{pkg.__path__[0]}/{info.name}.py").read()
             assert "__all__" in text, f"{pkg.__name__}.{info.name} has no __all__"
