@@ -416,6 +416,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.worker:
         import bayesda
+
         bayesda.set_host_device_count()  # before the first JAX computation
         bayesda.enable_compilation_cache()
 

@@ -33,6 +33,7 @@ def make_obs(path: Path, n_times: int, n_obs: int, seed: int = 0) -> list[str]:
     import pandas as pd
 
     import bayesda
+
     bayesda.set_host_device_count()  # before the first JAX computation
     bayesda.enable_compilation_cache()
     from bayesda.checkpoint import load_model

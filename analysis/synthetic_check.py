@@ -111,8 +111,17 @@ class CheckConfig:
     seed: int = 0
 
 
-QUICK = dict(n_train=600, n_val=150, n_test=3, n_recon=150, epochs=3, patience=2, chains=2,
-             warmup=150, draws=150)
+QUICK = dict(
+    n_train=600,
+    n_val=150,
+    n_test=3,
+    n_recon=150,
+    epochs=3,
+    patience=2,
+    chains=2,
+    warmup=150,
+    draws=150,
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -127,8 +136,14 @@ def ncep_grid() -> Grid:
     return Grid.from_dict(read_card(ROOT / "models" / "ncep-air")["grid"])
 
 
-def train_prior(x_train: np.ndarray, x_val: np.ndarray, grid: Grid, cfg: CheckConfig,
-                workdir: pathlib.Path, progress: bool = True):
+def train_prior(
+    x_train: np.ndarray,
+    x_val: np.ndarray,
+    grid: Grid,
+    cfg: CheckConfig,
+    workdir: pathlib.Path,
+    progress: bool = True,
+):
     """Train a VAE prior on anomaly fields ``[n, nlat, nlon]`` (K), as ``bayesda train`` does.
 
     Returns:
@@ -140,8 +155,13 @@ def train_prior(x_train: np.ndarray, x_val: np.ndarray, grid: Grid, cfg: CheckCo
     from bayesda.train import TrainConfig, fit, normalisation
     from bayesda.vae import VAEConfig
 
-    config = VAEConfig(nlat=grid.shape[0], nlon=grid.shape[1], latent_dim=cfg.latent_dim,
-                       channels=cfg.channels, periodic=grid.periodic)
+    config = VAEConfig(
+        nlat=grid.shape[0],
+        nlon=grid.shape[1],
+        latent_dim=cfg.latent_dim,
+        channels=cfg.channels,
+        periodic=grid.periodic,
+    )
     tc = TrainConfig(epochs=cfg.epochs, patience=cfg.patience, seed=cfg.seed)
     mean, sd = normalisation(x_train)
     result = fit((x_train - mean) / sd, (x_val - mean) / sd, config, tc, progress=progress)
@@ -168,8 +188,10 @@ def reconstruct(prior, x: np.ndarray) -> np.ndarray:
     """``decode(encode_mean(x))`` in K for anomaly fields ``[n, nlat, nlon]``."""
     import jax.numpy as jnp
 
-    out = [np.asarray(prior.decode(prior.encode(jnp.asarray(x[i:i + 256], jnp.float32))[0]))
-           for i in range(0, len(x), 256)]
+    out = [
+        np.asarray(prior.decode(prior.encode(jnp.asarray(x[i : i + 256], jnp.float32))[0]))
+        for i in range(0, len(x), 256)
+    ]
     return np.concatenate(out).astype(np.float64)
 
 
@@ -209,8 +231,11 @@ def oracle_rank_d(cov: np.ndarray, dims) -> dict[int, np.ndarray]:
 
 
 def _da(grid: Grid, values: np.ndarray) -> xr.DataArray:
-    return xr.DataArray(np.asarray(values, np.float64).reshape(grid.shape), dims=("lat", "lon"),
-                        coords=grid.coords())
+    return xr.DataArray(
+        np.asarray(values, np.float64).reshape(grid.shape),
+        dims=("lat", "lon"),
+        coords=grid.coords(),
+    )
 
 
 def gaussian_scores(mean, sd, truth, mask=None, level: float = LEVEL) -> dict:
@@ -292,8 +317,15 @@ def run_case(prior, grid, truth, n_obs, refs, cfg: CheckConfig, seed: int) -> di
         post[name] = (_da(grid, m), _da(grid, np.sqrt(np.maximum(np.diag(P), 0.0))))
 
     t0 = _time.perf_counter()
-    res = assimilate(prior, obs, num_chains=cfg.chains, num_warmup=cfg.warmup,
-                     num_samples=cfg.draws, seed=seed, progress_bar=False)
+    res = assimilate(
+        prior,
+        obs,
+        num_chains=cfg.chains,
+        num_warmup=cfg.warmup,
+        num_samples=cfg.draws,
+        seed=seed,
+        progress_bar=False,
+    )
     wall = _time.perf_counter() - t0
     field = res.field.reshape(-1, *grid.shape).astype(np.float64)
     members = xr.DataArray(field, dims=("sample", "lat", "lon"), coords=grid.coords())
@@ -304,8 +336,12 @@ def run_case(prior, grid, truth, n_obs, refs, cfg: CheckConfig, seed: int) -> di
     e_mean, e_sd = post["exact"]
     scores = {}
     for region, mask in masks.items():
-        s = {"bayesda": {**ensemble_scores(members, truth_da, mask),
-                         **versus_exact(b_mean, b_sd, e_mean, e_sd, mask)}}
+        s = {
+            "bayesda": {
+                **ensemble_scores(members, truth_da, mask),
+                **versus_exact(b_mean, b_sd, e_mean, e_sd, mask),
+            }
+        }
         for name, (m, sd) in post.items():
             s[name] = gaussian_scores(m, sd, truth_da, mask)
             if name != "exact":
@@ -322,10 +358,21 @@ def run_case(prior, grid, truth, n_obs, refs, cfg: CheckConfig, seed: int) -> di
         "steps_per_draw": round(res.grad_evals["sampling"] / (cfg.chains * cfg.draws), 1),
         "max_rhat_z": round(rhat, 4),
     }
-    maps = {"truth": truth_da, "exact_mean": e_mean, "exact_sd": e_sd, "bayesda_mean": b_mean,
-            "bayesda_sd": b_sd, "obs": obs}
-    return {"scores": scores, "ratios": ratios, "unobserved": unobserved.values,
-            "diag": diag, "maps": maps}
+    maps = {
+        "truth": truth_da,
+        "exact_mean": e_mean,
+        "exact_sd": e_sd,
+        "bayesda_mean": b_mean,
+        "bayesda_sd": b_sd,
+        "obs": obs,
+    }
+    return {
+        "scores": scores,
+        "ratios": ratios,
+        "unobserved": unobserved.values,
+        "diag": diag,
+        "maps": maps,
+    }
 
 
 def summarise(cases: list[dict]) -> dict:
@@ -345,11 +392,17 @@ def summarise(cases: list[dict]) -> dict:
                     row[k] = float(v.mean())
                 row[k + "_se"] = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else None
             if method in cases[0]["ratios"]:
-                pooled = np.concatenate([
-                    c["ratios"][method][c["unobserved"]] if region == "unobserved"
-                    else c["ratios"][method].ravel() for c in cases])
+                pooled = np.concatenate(
+                    [
+                        c["ratios"][method][c["unobserved"]]
+                        if region == "unobserved"
+                        else c["ratios"][method].ravel()
+                        for c in cases
+                    ]
+                )
                 row["sd_ratio_p10"], row["sd_ratio_p50"], row["sd_ratio_p90"] = (
-                    float(q) for q in np.quantile(pooled, [0.1, 0.5, 0.9]))
+                    float(q) for q in np.quantile(pooled, [0.1, 0.5, 0.9])
+                )
             out[region][method] = row
     d = [c["diag"] for c in cases]
     out["sampler"] = {
@@ -364,6 +417,7 @@ def summarise(cases: list[dict]) -> dict:
 def recon_scores(prior, grf, x_train, x_recon, d: int) -> dict:
     """Reconstruction RMSE (K, unweighted over pixels) of held-out GRF draws: the VAE,
     PCA-``d`` of the training draws, and the true covariance's top ``d`` eigenvectors."""
+
     def rmse(a, b):
         return float(np.sqrt(np.mean(np.square(a - b))))
 
@@ -385,8 +439,7 @@ def recon_scores(prior, grf, x_train, x_recon, d: int) -> dict:
         "field_rms_K": float(np.sqrt(np.mean(np.square(x_recon)))),
         "latent_dim": d,
         "variance_explained_true_eig": float(cum[d - 1]),
-        "modes_for_variance": {str(p): int(np.searchsorted(cum, p) + 1)
-                               for p in (0.9, 0.95, 0.99)},
+        "modes_for_variance": {str(p): int(np.searchsorted(cum, p) + 1) for p in (0.9, 0.95, 0.99)},
     }
 
 
@@ -395,19 +448,24 @@ def prior_sd_ratio(prior, grf, seed: int) -> dict:
     import jax
 
     z = jax.random.normal(jax.random.key(seed), (4000, prior.latent_dim))
-    s = np.concatenate([np.asarray(prior.decode(z[i:i + 500])) for i in range(0, 4000, 500)])
+    s = np.concatenate([np.asarray(prior.decode(z[i : i + 500])) for i in range(0, 4000, 500)])
     var = s.var(axis=0)
     true = np.sqrt(np.diag(grf.cov)).reshape(grf.grid.shape)
-    return {"decoder_only": float(np.mean(np.sqrt(var) / true)),
-            "with_repr_error": float(np.mean(np.sqrt(var + prior.repr_error.variance) / true))}
+    return {
+        "decoder_only": float(np.mean(np.sqrt(var) / true)),
+        "with_repr_error": float(np.mean(np.sqrt(var + prior.repr_error.variance) / true)),
+    }
 
 
 # --------------------------------------------------------------------------------------
 # Outputs
 # --------------------------------------------------------------------------------------
 
-LABELS = {"bayesda": "bayesda NUTS", "exact": "exact GRF posterior",
-          "learned-linear": "learned prior, linearised"}
+LABELS = {
+    "bayesda": "bayesda NUTS",
+    "exact": "exact GRF posterior",
+    "learned-linear": "learned prior, linearised",
+}
 
 
 def _fmt(x, nd=2):
@@ -425,15 +483,22 @@ def _row(net, method, row) -> str:
     if method == "exact":
         ratio = "1"
     else:
-        ratio = (f"{row['sd_ratio']:.2f} [{row['sd_ratio_p10']:.2f}, "
-                 f"{row['sd_ratio_p50']:.2f}, {row['sd_ratio_p90']:.2f}]")
-    return (f"| uniform-{net} | {_label(method)} | {vs} | {ratio} | "
-            f"{row['cov90']:.3f} +- {_fmt(row['cov90_se'], 3)} | "
-            f"{row['crps']:.3f} +- {_fmt(row['crps_se'], 3)} | {row['rmse']:.3f} |")
+        ratio = (
+            f"{row['sd_ratio']:.2f} [{row['sd_ratio_p10']:.2f}, "
+            f"{row['sd_ratio_p50']:.2f}, {row['sd_ratio_p90']:.2f}]"
+        )
+    return (
+        f"| uniform-{net} | {_label(method)} | {vs} | {ratio} | "
+        f"{row['cov90']:.3f} +- {_fmt(row['cov90_se'], 3)} | "
+        f"{row['crps']:.3f} +- {_fmt(row['crps_se'], 3)} | {row['rmse']:.3f} |"
+    )
 
 
-HEADER = ["| network | method | mean RMSE vs exact (K) | SD ratio mean [p10, p50, p90] | "
-          "90% cov. | CRPS (K) | RMSE vs truth (K) |", "|---|---|---|---|---|---|---|"]
+HEADER = [
+    "| network | method | mean RMSE vs exact (K) | SD ratio mean [p10, p50, p90] | "
+    "90% cov. | CRPS (K) | RMSE vs truth (K) |",
+    "|---|---|---|---|---|---|---|",
+]
 
 
 def markdown(result: dict) -> str:
@@ -505,16 +570,23 @@ def markdown(result: dict) -> str:
         *HEADER,
     ]
     for net, s in result["summary"].items():
-        oracles = sorted((m for m in s["unobserved"] if m.startswith("oracle-d")),
-                         key=lambda m: int(m[8:]))
+        oracles = sorted(
+            (m for m in s["unobserved"] if m.startswith("oracle-d")), key=lambda m: int(m[8:])
+        )
         lines += [_row(net, m, s["unobserved"][m]) for m in oracles]
     lines.append("")
-    lines += ["## Sampler", "", "| network | s / field | divergences | leapfrog steps / draw | "
-              "max R-hat (z) |", "|---|---|---|---|---|"]
+    lines += [
+        "## Sampler",
+        "",
+        "| network | s / field | divergences | leapfrog steps / draw | max R-hat (z) |",
+        "|---|---|---|---|---|",
+    ]
     for net, s in result["summary"].items():
         d = s["sampler"]
-        lines.append(f"| uniform-{net} | {d['wall_s_mean']:.1f} | {d['divergences_total']} | "
-                     f"{d['steps_per_draw_mean']:.1f} | {d['max_rhat_z']:.3f} |")
+        lines.append(
+            f"| uniform-{net} | {d['wall_s_mean']:.1f} | {d['divergences_total']} | "
+            f"{d['steps_per_draw_mean']:.1f} | {d['max_rhat_z']:.3f} |"
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -572,8 +644,11 @@ def parse_args(argv=None):
         if f.type in types:
             p.add_argument("--" + f.name.replace("_", "-"), type=types[f.type], default=None)
     p.add_argument("--networks", default=None, help="comma-separated numbers of observations")
-    p.add_argument("--oracle-dims", default="32,64,100,200,400",
-                   help="latent sizes of the oracle PPCA + diagonal priors (Gaussian, exact)")
+    p.add_argument(
+        "--oracle-dims",
+        default="32,64,100,200,400",
+        help="latent sizes of the oracle PPCA + diagonal priors (Gaussian, exact)",
+    )
     p.add_argument("--tag", default=None, help="suffix of the output names")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -596,37 +671,56 @@ def main(argv=None) -> None:
     from bayesda.synthetic import GaussianRandomField
 
     grid = ncep_grid()
-    grf = GaussianRandomField(grid, length_scale_km=cfg.length_scale_km, sd=cfg.sd,
-                              land_sea_ratio=cfg.land_sea_ratio, kind=cfg.kind)
+    grf = GaussianRandomField(
+        grid,
+        length_scale_km=cfg.length_scale_km,
+        sd=cfg.sd,
+        land_sea_ratio=cfg.land_sea_ratio,
+        kind=cfg.kind,
+    )
     rng = np.random.default_rng(cfg.seed)
     x_train = grf.sample(rng, cfg.n_train).astype(np.float32)
     x_val = grf.sample(rng, cfg.n_val).astype(np.float32)
     x_test = grf.sample(rng, cfg.n_test)
     x_recon = grf.sample(rng, cfg.n_recon)
-    print(f"GRF {grf!r}: {cfg.n_train} train / {cfg.n_val} val / {cfg.n_test} test fields "
-          f"({_time.perf_counter() - t_start:.0f} s)", flush=True)
+    print(
+        f"GRF {grf!r}: {cfg.n_train} train / {cfg.n_val} val / {cfg.n_test} test fields "
+        f"({_time.perf_counter() - t_start:.0f} s)",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
-        prior, training = train_prior(x_train, x_val, grid, cfg, pathlib.Path(tmp),
-                                      progress=not args.no_progress)
-    print(f"VAE: {training['epochs_run']} epochs (best {training['best_epoch']}) in "
-          f"{training['wall_time_s']} s, val recon RMSE {training['val_recon_rmse_K']} K, "
-          f"repr error mean SD {training['repr_error_mean_sd_K']} K", flush=True)
+        prior, training = train_prior(
+            x_train, x_val, grid, cfg, pathlib.Path(tmp), progress=not args.no_progress
+        )
+    print(
+        f"VAE: {training['epochs_run']} epochs (best {training['best_epoch']}) in "
+        f"{training['wall_time_s']} s, val recon RMSE {training['val_recon_rmse_K']} K, "
+        f"repr error mean SD {training['repr_error_mean_sd_K']} K",
+        flush=True,
+    )
     recon = recon_scores(prior, grf, x_train, x_recon, cfg.latent_dim)
     sd_ratio = prior_sd_ratio(prior, grf, cfg.seed + 7)
     n_check = 10 if args.quick else 100
-    exact_check = {"n_fields": n_check, "n_obs": max(cfg.networks),
-                   "cov90": exact_coverage_check(grf, n_check, max(cfg.networks), cfg.sigma,
-                                                 cfg.seed + 10_000)}
-    print(f"reconstruction RMSE: VAE {recon['vae_K']:.4f} K, PCA {recon['pca_train_K']:.4f} K, "
-          f"true eigen {recon['true_eig_K']:.4f} K; exact-posterior coverage check "
-          f"{exact_check['cov90']:.3f}", flush=True)
+    exact_check = {
+        "n_fields": n_check,
+        "n_obs": max(cfg.networks),
+        "cov90": exact_coverage_check(
+            grf, n_check, max(cfg.networks), cfg.sigma, cfg.seed + 10_000
+        ),
+    }
+    print(
+        f"reconstruction RMSE: VAE {recon['vae_K']:.4f} K, PCA {recon['pca_train_K']:.4f} K, "
+        f"true eigen {recon['true_eig_K']:.4f} K; exact-posterior coverage check "
+        f"{exact_check['cov90']:.3f}",
+        flush=True,
+    )
 
     dims = sorted({cfg.latent_dim, *(int(d) for d in args.oracle_dims.split(","))})
-    refs = {"exact": (np.zeros(grid.size), grf.cov),
-            "learned-linear": linearised_prior(prior)}
-    refs.update({f"oracle-d{d}": (np.zeros(grid.size), P)
-                 for d, P in oracle_rank_d(grf.cov, dims).items()})
+    refs = {"exact": (np.zeros(grid.size), grf.cov), "learned-linear": linearised_prior(prior)}
+    refs.update(
+        {f"oracle-d{d}": (np.zeros(grid.size), P) for d, P in oracle_rank_d(grf.cov, dims).items()}
+    )
     summary, example, per_case = {}, None, []
     for n_obs in cfg.networks:
         cases = []
@@ -635,23 +729,26 @@ def main(argv=None) -> None:
             c = run_case(prior, grid, truth, n_obs, refs, cfg, seed)
             cases.append(c)
             s = c["scores"]["unobserved"]
-            print(f"  n={n_obs:4d} field {i:2d}: wall {c['diag']['wall_s']:5.1f} s, "
-                  f"mean vs exact {s['bayesda']['rmse_vs_exact']:.3f} K, SD ratio "
-                  f"{s['bayesda']['sd_ratio']:.2f}, cov90 bayesda {s['bayesda']['cov90']:.2f} "
-                  f"exact {s['exact']['cov90']:.2f}", flush=True)
-            per_case.append({"n_obs": n_obs, "field": i, "seed": seed, **c["diag"],
-                             "scores": c["scores"]})
+            print(
+                f"  n={n_obs:4d} field {i:2d}: wall {c['diag']['wall_s']:5.1f} s, "
+                f"mean vs exact {s['bayesda']['rmse_vs_exact']:.3f} K, SD ratio "
+                f"{s['bayesda']['sd_ratio']:.2f}, cov90 bayesda {s['bayesda']['cov90']:.2f} "
+                f"exact {s['exact']['cov90']:.2f}",
+                flush=True,
+            )
+            per_case.append(
+                {"n_obs": n_obs, "field": i, "seed": seed, **c["diag"], "scores": c["scores"]}
+            )
         summary[n_obs] = summarise(cases)
         if n_obs == max(cfg.networks):
             example = cases[0]["maps"]
 
     result = {
-        "command": "python analysis/synthetic_check.py" + (" " + " ".join(sys.argv[1:])
-                                                          if argv is None and sys.argv[1:]
-                                                          else ""),
+        "command": "python analysis/synthetic_check.py"
+        + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else ""),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, "
-                   f"bayesda {bayesda.__version__}",
+        f"bayesda {bayesda.__version__}",
         "config": dataclasses.asdict(cfg),
         "oracle_dims": dims,
         "grid_shape": list(grid.shape),
@@ -668,9 +765,12 @@ def main(argv=None) -> None:
     md = markdown(result)
     (out / f"{stem}.md").write_text(md)
     (out / f"{stem}.json").write_text(json.dumps(_jsonable(result), indent=1))
-    figure(example, ROOT / "analysis" / "figures" / f"{stem}.png",
-           f"GRF test field 0, {max(cfg.networks)} uniform obs (sigma {cfg.sigma} K): "
-           "exact posterior vs bayesda")
+    figure(
+        example,
+        ROOT / "analysis" / "figures" / f"{stem}.png",
+        f"GRF test field 0, {max(cfg.networks)} uniform obs (sigma {cfg.sigma} K): "
+        "exact posterior vs bayesda",
+    )
     print(md)
 
 

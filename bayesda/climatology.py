@@ -160,8 +160,10 @@ class Climatology:
         for i, h in enumerate(hours):
             sel = hour == h
             if sel.sum() < 2 * n_coef:
-                raise ValueError(f"only {int(sel.sum())} times at hour {h:g}, need >= {2 * n_coef} "
-                                 f"for {k_eff} harmonics")
+                raise ValueError(
+                    f"only {int(sel.sum())} times at hour {h:g}, need >= {2 * n_coef} "
+                    f"for {k_eff} harmonics"
+                )
             x = design_matrix(times[sel], k_eff)
             mean_coef[i] = np.linalg.lstsq(x, y[sel], rcond=None)[0]
             r2 = np.square(y[sel] - x @ mean_coef[i])
@@ -169,17 +171,29 @@ class Climatology:
             msq += r2.sum(axis=0)
         floor = VAR_FLOOR_FRACTION * msq / times.size
         shape = (hours.size, n_coef, *grid.shape)
-        coords = {"hour": ("hour", hours, {"units": "hours", "long_name": "hour of day (UTC)"}),
-                  "harmonic": ("harmonic", _harmonic_labels(k_eff)), **grid.coords()}
+        coords = {
+            "hour": ("hour", hours, {"units": "hours", "long_name": "hour of day (UTC)"}),
+            "harmonic": ("harmonic", _harmonic_labels(k_eff)),
+            **grid.coords(),
+        }
         dims = ("hour", "harmonic", "lat", "lon")
         ds = xr.Dataset(
             {
-                "mean_coef": (dims, mean_coef.reshape(shape),
-                              {"units": "K", "long_name": "harmonic coefficients of the mean"}),
-                "var_coef": (dims, var_coef.reshape(shape),
-                             {"units": "K2", "long_name": "harmonic coefficients of the variance"}),
-                "var_floor": (("lat", "lon"), floor.reshape(grid.shape),
-                              {"units": "K2", "long_name": "lower bound of the variance"}),
+                "mean_coef": (
+                    dims,
+                    mean_coef.reshape(shape),
+                    {"units": "K", "long_name": "harmonic coefficients of the mean"},
+                ),
+                "var_coef": (
+                    dims,
+                    var_coef.reshape(shape),
+                    {"units": "K2", "long_name": "harmonic coefficients of the variance"},
+                ),
+                "var_floor": (
+                    ("lat", "lon"),
+                    floor.reshape(grid.shape),
+                    {"units": "K2", "long_name": "lower bound of the variance"},
+                ),
             },
             coords=coords,
             attrs={
@@ -223,8 +237,10 @@ class Climatology:
     def __repr__(self) -> str:
         a = self._ds.attrs
         period = f"{a.get('period_start')}..{a.get('period_end')}"
-        return (f"Climatology(grid={self.grid.shape}, n_harmonics={self.n_harmonics}, "
-                f"hours={self._hours.tolist()}, period={period})")
+        return (
+            f"Climatology(grid={self.grid.shape}, n_harmonics={self.n_harmonics}, "
+            f"hours={self._hours.tolist()}, period={period})"
+        )
 
     # --- evaluation ---------------------------------------------------------------------
     def _evaluate(self, coef: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -239,15 +255,32 @@ class Climatology:
                 out[rows] += w[rows, i, None] * (x[rows] @ flat[i])
         return out.reshape(times.size, *self.grid.shape)
 
-    def _wrap(self, values: np.ndarray, times: np.ndarray, scalar: bool, name: str,
-              long_name: str, units: str) -> xr.DataArray:
+    def _wrap(
+        self,
+        values: np.ndarray,
+        times: np.ndarray,
+        scalar: bool,
+        name: str,
+        long_name: str,
+        units: str,
+    ) -> xr.DataArray:
         coords = self.grid.coords()
         attrs = {"units": units, "long_name": long_name}
         if scalar:
-            return xr.DataArray(values[0].astype(np.float32), dims=("lat", "lon"),
-                                coords={**coords, "time": times[0]}, name=name, attrs=attrs)
-        return xr.DataArray(values.astype(np.float32), dims=("time", "lat", "lon"),
-                            coords={"time": times, **coords}, name=name, attrs=attrs)
+            return xr.DataArray(
+                values[0].astype(np.float32),
+                dims=("lat", "lon"),
+                coords={**coords, "time": times[0]},
+                name=name,
+                attrs=attrs,
+            )
+        return xr.DataArray(
+            values.astype(np.float32),
+            dims=("time", "lat", "lon"),
+            coords={"time": times, **coords},
+            name=name,
+            attrs=attrs,
+        )
 
     def mean_values(self, time) -> np.ndarray:
         """Float64 climatological mean, ``[n, nlat, nlon]`` (or ``[nlat, nlon]`` for a scalar)."""
@@ -264,23 +297,37 @@ class Climatology:
     def mean(self, time) -> xr.DataArray:
         """Climatological mean in K at ``time`` (array: (time, lat, lon); scalar: (lat, lon))."""
         times, scalar = _time_values(time)
-        return self._wrap(self._evaluate(self._mean, times), times, scalar, "tas_clim_mean",
-                          "climatological mean of near-surface air temperature", "K")
+        return self._wrap(
+            self._evaluate(self._mean, times),
+            times,
+            scalar,
+            "tas_clim_mean",
+            "climatological mean of near-surface air temperature",
+            "K",
+        )
 
     def std(self, time) -> xr.DataArray:
         """Climatological standard deviation in K at ``time``, shaped like :meth:`mean`."""
         times, scalar = _time_values(time)
         var = np.maximum(self._evaluate(self._var, times), self._floor)
-        return self._wrap(np.sqrt(var), times, scalar, "tas_clim_std",
-                          "climatological standard deviation of near-surface air temperature", "K")
+        return self._wrap(
+            np.sqrt(var),
+            times,
+            scalar,
+            "tas_clim_std",
+            "climatological standard deviation of near-surface air temperature",
+            "K",
+        )
 
     def _check_grid(self, da: xr.DataArray) -> None:
         other = Grid.from_xarray(da)
         if other != self.grid:
-            raise ValueError(f"field grid {other.shape} lat {other.lat[0]}..{other.lat[-1]} lon "
-                             f"{other.lon[0]}..{other.lon[-1]} differs from the climatology's "
-                             f"{self.grid.shape} lat {self.grid.lat[0]}..{self.grid.lat[-1]} lon "
-                             f"{self.grid.lon[0]}..{self.grid.lon[-1]}")
+            raise ValueError(
+                f"field grid {other.shape} lat {other.lat[0]}..{other.lat[-1]} lon "
+                f"{other.lon[0]}..{other.lon[-1]} differs from the climatology's "
+                f"{self.grid.shape} lat {self.grid.lat[0]}..{self.grid.lat[-1]} lon "
+                f"{self.grid.lon[0]}..{self.grid.lon[-1]}"
+            )
 
     def _shift(self, da: xr.DataArray, sign: float, name: str, long_name: str) -> xr.DataArray:
         if isinstance(da, xr.Dataset):

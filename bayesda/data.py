@@ -50,8 +50,17 @@ VAR = "tas"
 """Name of the temperature variable in every standardized dataset."""
 
 _KELVIN_UNITS = {"k", "degk", "deg_k", "kelvin", "kelvins", "degrees_k", "degreek"}
-_CELSIUS_UNITS = {"c", "degc", "deg_c", "celsius", "degrees_c", "degree_celsius",
-                  "degrees_celsius", "°c", "degreec"}
+_CELSIUS_UNITS = {
+    "c",
+    "degc",
+    "deg_c",
+    "celsius",
+    "degrees_c",
+    "degree_celsius",
+    "degrees_celsius",
+    "°c",
+    "degreec",
+}
 _LAT_NAMES = ("lat", "latitude", "y")
 _LON_NAMES = ("lon", "longitude", "x")
 _TEMPERATURE_NAMES = ("tas", "t2m", "air", "2t", "t2", "temperature", "tmp", "temp")
@@ -128,8 +137,9 @@ def _spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
-def find_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
-                 download: bool = True) -> pathlib.Path:
+def find_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True
+) -> pathlib.Path:
     """Locate the file of a named dataset, downloading it only as a last resort.
 
     Looks, in order, in ``data_dir`` (if given), in ``$BAYESDA_DATA_DIR`` (if set), each as
@@ -166,8 +176,13 @@ def find_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
         try:
             import pooch
 
-            fetched = pooch.retrieve(url=spec.url, known_hash=None, path=_tutorial_cache_dir(),
-                                     fname=spec.filename, progressbar=False)
+            fetched = pooch.retrieve(
+                url=spec.url,
+                known_hash=None,
+                path=_tutorial_cache_dir(),
+                fname=spec.filename,
+                progressbar=False,
+            )
             return pathlib.Path(fetched)
         except ImportError:
             tried.append(f"download from {spec.url} (skipped: package 'pooch' not installed)")
@@ -192,8 +207,10 @@ def _engine_for(path: pathlib.Path) -> str:
         return "netcdf4"
     if suffix in (".grib", ".grib1", ".grib2", ".grb", ".grb2"):
         return "cfgrib"
-    raise ValueError(f"cannot tell the format of {str(path)!r} from its suffix {suffix!r}; "
-                     "expected .nc, .zarr or .grib")
+    raise ValueError(
+        f"cannot tell the format of {str(path)!r} from its suffix {suffix!r}; "
+        "expected .nc, .zarr or .grib"
+    )
 
 
 def _open_eager(path: pathlib.Path, engine: str) -> xr.Dataset:
@@ -202,8 +219,10 @@ def _open_eager(path: pathlib.Path, engine: str) -> xr.Dataset:
         try:
             import cfgrib  # noqa: F401
         except ImportError as err:
-            raise ImportError(f"reading GRIB file {str(path)!r} needs cfgrib and eccodes: "
-                              "pip install 'bayesda[grib]'") from err
+            raise ImportError(
+                f"reading GRIB file {str(path)!r} needs cfgrib and eccodes: "
+                "pip install 'bayesda[grib]'"
+            ) from err
         # An empty indexpath keeps cfgrib from writing an .idx file next to a read-only file.
         kwargs["backend_kwargs"] = {"indexpath": ""}
     if engine == "zarr":
@@ -212,8 +231,12 @@ def _open_eager(path: pathlib.Path, engine: str) -> xr.Dataset:
         return ds.load()
 
 
-def load_dataset(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-                 *, var: str | None = None) -> xr.Dataset:
+def load_dataset(
+    name_or_path: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    var: str | None = None,
+) -> xr.Dataset:
     """Load a named dataset or a file into memory on the bayesda convention.
 
     Args:
@@ -238,8 +261,9 @@ def load_dataset(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | 
         return standardize(raw, var or spec.var, source=source, file=str(path))
     path = pathlib.Path(key).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{key!r} is neither a known dataset {sorted(DATASETS)} "
-                                "nor an existing file")
+        raise FileNotFoundError(
+            f"{key!r} is neither a known dataset {sorted(DATASETS)} nor an existing file"
+        )
     raw = _open_eager(path, _engine_for(path))
     return standardize(raw, var, source=raw.attrs.get("title", path.name), file=str(path))
 
@@ -277,9 +301,14 @@ def _to_kelvin(da: xr.DataArray, units: str | None) -> xr.DataArray:
     raise ValueError(f"unknown temperature units {units!r} for {da.name!r}; expected K or degC")
 
 
-def standardize(obj: xr.Dataset | xr.DataArray, var: str | None = None, *,
-                units: str | None = None, source: str | None = None,
-                file: str | None = None) -> xr.Dataset:
+def standardize(
+    obj: xr.Dataset | xr.DataArray,
+    var: str | None = None,
+    *,
+    units: str | None = None,
+    source: str | None = None,
+    file: str | None = None,
+) -> xr.Dataset:
     """Put temperature data onto the bayesda convention (see the module docstring).
 
     Renames ``latitude``/``longitude`` to ``lat``/``lon``, drops non-index coordinates
@@ -332,14 +361,17 @@ def standardize(obj: xr.Dataset | xr.DataArray, var: str | None = None, *,
     for dim in ("lat", "lon", "time"):
         values = da[dim].values
         if np.unique(values).size != values.size:
-            raise ValueError(f"duplicate {dim} values after standardizing (e.g. lon 0 and 360 "
-                             f"both present); {dim} = {values}")
+            raise ValueError(
+                f"duplicate {dim} values after standardizing (e.g. lon 0 and 360 "
+                f"both present); {dim} = {values}"
+            )
     if da.sizes["lon"] > 2 and np.any(lon != lon_raw):
         steps = np.diff(da["lon"].values)
         if steps.max() > 1.5 * np.median(steps) and not Grid.from_xarray(da).periodic:
             raise ValueError(
                 f"longitudes {lon_raw.min()}..{lon_raw.max()} cross the antimeridian, which the "
-                "grid convention does not support; select a region that does not cross 180E")
+                "grid convention does not support; select a region that does not cross 180E"
+            )
     da = da.sortby("time")
     grid = Grid.from_xarray(da)  # validates ranges and monotonicity
 

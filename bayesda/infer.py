@@ -325,7 +325,6 @@ def _bound_model(prior, likelihood: str, infer_sigma: bool, df: float):
     return CACHE.model_fns(prior, opts).model
 
 
-
 # Older private names, kept so that code written against the single-module infer still runs.
 _pad_rows = pad_rows
 _repad = repad

@@ -36,8 +36,9 @@ JITTER = 1e-8
 
 def _unit_vectors(grid: Grid) -> np.ndarray:
     lat, lon = np.meshgrid(np.deg2rad(grid.lat), np.deg2rad(grid.lon), indexing="ij")
-    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)],
-                    axis=-1).reshape(-1, 3)
+    return np.stack(
+        [np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1
+    ).reshape(-1, 3)
 
 
 def pairwise_distance_km(grid: Grid, distance: str = "chordal") -> np.ndarray:

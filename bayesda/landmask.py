@@ -75,8 +75,9 @@ def land_fraction(grid: Grid, oversample: int = 5) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def _coastlines_cached(south: float, north: float, west: float, east: float,
-                       resolution: float) -> tuple[np.ndarray, ...]:
+def _coastlines_cached(
+    south: float, north: float, west: float, east: float, resolution: float
+) -> tuple[np.ndarray, ...]:
     import contourpy
 
     lat = np.linspace(south, north, max(2, int(round((north - south) / resolution)) + 1))

@@ -65,8 +65,10 @@ def _first_bad(mask: np.ndarray, df: pd.DataFrame, col: str, what: str) -> Value
     k = int(np.flatnonzero(mask)[0])
     value = df[col].iloc[k]
     value = value.item() if isinstance(value, np.generic) else value
-    return ValueError(f"{int(mask.sum())} observation(s) with {what}; first at row {k} "
-                      f"(index {df.index[k]!r}): {col}={value!r}")
+    return ValueError(
+        f"{int(mask.sum())} observation(s) with {what}; first at row {k} "
+        f"(index {df.index[k]!r}): {col}={value!r}"
+    )
 
 
 def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
@@ -76,8 +78,9 @@ def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
         raise ValueError(f"column {col!r} must be numeric: {err}") from err
 
 
-def validate_obs(df: pd.DataFrame, grid: Grid | None = None, duplicates: str = "error"
-                 ) -> pd.DataFrame:
+def validate_obs(
+    df: pd.DataFrame, grid: Grid | None = None, duplicates: str = "error"
+) -> pd.DataFrame:
     """Check an observation table and return a clean copy.
 
     Args:
@@ -143,7 +146,8 @@ def validate_obs(df: pd.DataFrame, grid: Grid | None = None, duplicates: str = "
             raise ValueError(
                 f"{int(outside.sum())} observation(s) outside the grid (lat {grid.lat[0]}.."
                 f"{grid.lat[-1]}, lon {grid.lon[0]}..{grid.lon[-1]}); first at row {k} "
-                f"(index {df.index[k]!r}): lat={out['lat'].iloc[k]}, lon={out['lon'].iloc[k]}")
+                f"(index {df.index[k]!r}): lat={out['lat'].iloc[k]}, lon={out['lon'].iloc[k]}"
+            )
     out = _handle_duplicates(out, duplicates)
     order = [c for c in ("station_id", "time", "lat", "lon", "value", "sigma") if c in out]
     out = out[order]
@@ -158,12 +162,15 @@ def _handle_duplicates(out: pd.DataFrame, mode: str) -> pd.DataFrame:
         return out
     if mode == "error":
         rows = np.flatnonzero(dup)
-        shown = ", ".join(f"row {r} (lat={out['lat'].iloc[r]}, lon={out['lon'].iloc[r]})"
-                          for r in rows[:6])
+        shown = ", ".join(
+            f"row {r} (lat={out['lat'].iloc[r]}, lon={out['lon'].iloc[r]})" for r in rows[:6]
+        )
         where = "location and time" if "time" in out else "location"
-        raise ValueError(f"{rows.size} observations share a {where}: "
-                         f"{shown}{' ...' if rows.size > 6 else ''}; pass duplicates='mean' to "
-                         "merge them or 'keep' to keep them")
+        raise ValueError(
+            f"{rows.size} observations share a {where}: "
+            f"{shown}{' ...' if rows.size > 6 else ''}; pass duplicates='mean' to "
+            "merge them or 'keep' to keep them"
+        )
     w = 1.0 / np.square(out["sigma"]) if "sigma" in out else pd.Series(1.0, index=out.index)
     tmp = out.assign(_w=w, _wv=w * out["value"])
     agg = {"_w": "sum", "_wv": "sum"}
@@ -179,8 +186,9 @@ def _handle_duplicates(out: pd.DataFrame, mode: str) -> pd.DataFrame:
 def _table_from_dataset(ds: xr.Dataset) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in ds.variables]
     if missing:
-        raise ValueError(f"observation dataset lacks variable(s) {missing}; "
-                         f"has {list(ds.variables)}")
+        raise ValueError(
+            f"observation dataset lacks variable(s) {missing}; has {list(ds.variables)}"
+        )
     cols = {}
     for name in (*REQUIRED, *OPTIONAL):
         if name not in ds.variables:
@@ -239,8 +247,16 @@ def climatology_at(climatology, lat, lon, time) -> np.ndarray:
     return out
 
 
-def read_obs(src, *, units: str = "K", kind: str = "anomaly", climatology=None, time=None,
-             grid: Grid | None = None, duplicates: str = "error") -> pd.DataFrame:
+def read_obs(
+    src,
+    *,
+    units: str = "K",
+    kind: str = "anomaly",
+    climatology=None,
+    time=None,
+    grid: Grid | None = None,
+    duplicates: str = "error",
+) -> pd.DataFrame:
     """Read and validate observations, returning anomalies in K.
 
     Args:
@@ -352,8 +368,16 @@ def _station_points(rng: np.random.Generator, n: int, grid: Grid) -> tuple[np.nd
     return lat[:n], lon[:n]
 
 
-def pseudo_obs(truth: xr.DataArray, n: int | None = None, *, network: str = "uniform",
-               sigma: float = 0.5, seed: int = 0, lat=None, lon=None) -> pd.DataFrame:
+def pseudo_obs(
+    truth: xr.DataArray,
+    n: int | None = None,
+    *,
+    network: str = "uniform",
+    sigma: float = 0.5,
+    seed: int = 0,
+    lat=None,
+    lon=None,
+) -> pd.DataFrame:
     """Simulate noisy point observations of a known field.
 
     Locations are continuous (not grid nodes):

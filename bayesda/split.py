@@ -64,8 +64,9 @@ def block_index(times, block_days: float = BLOCK_DAYS) -> np.ndarray:
     return np.floor(days / block_days).astype(np.int64)
 
 
-def block_split(times, block_days: float = BLOCK_DAYS, every: int = EVERY
-                ) -> tuple[np.ndarray, np.ndarray]:
+def block_split(
+    times, block_days: float = BLOCK_DAYS, every: int = EVERY
+) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks ``(train, test)`` over ``times``: every ``every``-th block is held out.
 
     Args:
@@ -83,15 +84,17 @@ def block_split(times, block_days: float = BLOCK_DAYS, every: int = EVERY
     return ~test, test
 
 
-def split_dataset(ds: xr.Dataset | xr.DataArray, block_days: float = BLOCK_DAYS,
-                  every: int = EVERY) -> tuple:
+def split_dataset(
+    ds: xr.Dataset | xr.DataArray, block_days: float = BLOCK_DAYS, every: int = EVERY
+) -> tuple:
     """Split along ``time`` with :func:`block_split`; returns ``(train, test)`` objects."""
     train, test = block_split(ds["time"].values, block_days, every)
     return ds.isel(time=np.flatnonzero(train)), ds.isel(time=np.flatnonzero(test))
 
 
-def validation_split(train_times, fraction: float = VALIDATION_FRACTION,
-                     block_days: float = BLOCK_DAYS) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(
+    train_times, fraction: float = VALIDATION_FRACTION, block_days: float = BLOCK_DAYS
+) -> tuple[np.ndarray, np.ndarray]:
     """Hold out whole blocks of the training times for validation (early stopping).
 
     The distinct ``block_days`` blocks present in ``train_times`` (counted from their

@@ -37,6 +37,7 @@ __all__ = [
     "pairwise_distance_km",
 ]
 
+
 class GaussianRandomField:
     """A zero-mean Gaussian random field on a grid, with more variance over land.
 
@@ -57,9 +58,16 @@ class GaussianRandomField:
         ``"great_circle"``.
     """
 
-    def __init__(self, grid: Grid, *, length_scale_km: float = 1000.0, sd: float = 1.0,
-                 land_sea_ratio: float = 2.0, kind: str = "matern32",
-                 distance: str = "chordal"):
+    def __init__(
+        self,
+        grid: Grid,
+        *,
+        length_scale_km: float = 1000.0,
+        sd: float = 1.0,
+        land_sea_ratio: float = 2.0,
+        kind: str = "matern32",
+        distance: str = "chordal",
+    ):
         if not length_scale_km > 0:
             raise ValueError(f"{length_scale_km=} must be > 0")
         if not sd > 0:
@@ -71,9 +79,13 @@ class GaussianRandomField:
         if distance not in DISTANCES:
             raise ValueError(f"distance={distance!r}; expected one of {DISTANCES}")
         self._grid = grid
-        self._params = {"length_scale_km": float(length_scale_km), "sd": float(sd),
-                        "land_sea_ratio": float(land_sea_ratio), "kind": kind,
-                        "distance": distance}
+        self._params = {
+            "length_scale_km": float(length_scale_km),
+            "sd": float(sd),
+            "land_sea_ratio": float(land_sea_ratio),
+            "kind": kind,
+            "distance": distance,
+        }
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
@@ -146,8 +158,9 @@ class GaussianRandomField:
         e = rng.standard_normal((int(n), self.npix))
         return (e @ self.cholesky.T).reshape(int(n), *self.grid.shape)
 
-    def sample_dataarray(self, seed: int | np.random.Generator, n: int = 1, *,
-                         time=None) -> xr.DataArray:
+    def sample_dataarray(
+        self, seed: int | np.random.Generator, n: int = 1, *, time=None
+    ) -> xr.DataArray:
         """Draws as a float32 DataArray: dims ``(sample, lat, lon)``, or ``(time, lat, lon)``
         when ``time`` (``[n]`` datetime64) is given. Values are anomalies in K."""
         x = self.sample(seed, n).astype(np.float32)
@@ -160,9 +173,15 @@ class GaussianRandomField:
             lead = {"sample": np.arange(x.shape[0])}
         dim = next(iter(lead))
         return xr.DataArray(
-            x, dims=(dim, "lat", "lon"), coords={**lead, **self.grid.coords()}, name="anomaly",
-            attrs={"units": "K", "long_name": "synthetic temperature anomaly",
-                   **{f"grf_{k}": v for k, v in self._params.items()}},
+            x,
+            dims=(dim, "lat", "lon"),
+            coords={**lead, **self.grid.coords()},
+            name="anomaly",
+            attrs={
+                "units": "K",
+                "long_name": "synthetic temperature anomaly",
+                **{f"grf_{k}": v for k, v in self._params.items()},
+            },
         )
 
 

@@ -26,8 +26,10 @@ def data_dir() -> pathlib.Path:
     if not (path / "ncep-air" / "air_temperature.nc").is_file():
         if os.environ.get("CI"):  # CI must test on the real data, never skip it silently
             pytest.fail(f"CI: real data not found in {path}; .ci/run sets BAYESDA_DATA_DIR")
-        pytest.skip(f"real data not found in {path} (set BAYESDA_DATA_DIR to the directory "
-                    "holding ncep-air/air_temperature.nc)")
+        pytest.skip(
+            f"real data not found in {path} (set BAYESDA_DATA_DIR to the directory "
+            "holding ncep-air/air_temperature.nc)"
+        )
     return path
 
 

@@ -29,8 +29,12 @@ def _synthetic(times, grid, *, seed=0, noise=0.5):
     mean = 280.0 + 10.0 * x[:, 1] + 3.0 * x[:, 4] + 2.0 * np.cos(2 * np.pi * hour / 24)
     rng = np.random.default_rng(seed)
     values = mean[:, None, None] + noise * rng.standard_normal((times.size, *grid.shape))
-    da = xr.DataArray(values.astype(np.float32), dims=("time", "lat", "lon"),
-                      coords={"time": times, **grid.coords()}, name="tas")
+    da = xr.DataArray(
+        values.astype(np.float32),
+        dims=("time", "lat", "lon"),
+        coords={"time": times, **grid.coords()},
+        name="tas",
+    )
     return da, mean
 
 

@@ -15,9 +15,13 @@ def _raw(lat, lon, *, units="degK", name="air", ntime=3):
     time = pd.date_range("2020-01-01", periods=ntime, freq="6h")
     rng = np.random.default_rng(0)
     values = 280.0 + rng.standard_normal((ntime, len(lat), len(lon)))
-    da = xr.DataArray(values, dims=("time", "latitude", "longitude"),
-                      coords={"time": time, "latitude": lat, "longitude": lon},
-                      name=name, attrs={"units": units})
+    da = xr.DataArray(
+        values,
+        dims=("time", "latitude", "longitude"),
+        coords={"time": time, "latitude": lat, "longitude": lon},
+        name=name,
+        attrs={"units": units},
+    )
     return da.to_dataset()
 
 
@@ -92,7 +96,8 @@ def test_standardize_wraps_sorts_and_converts_celsius():
     np.testing.assert_array_equal(out.lon, [-10.0, 0.0, 10.0])
     orig = ds["air"].sel(latitude=60.0, longitude=350.0).isel(time=1)
     assert float(out["tas"].sel(lat=60.0, lon=-10.0).isel(time=1)) == pytest.approx(
-        float(orig) + 273.15, abs=1e-4)
+        float(orig) + 273.15, abs=1e-4
+    )
     Grid.from_xarray(out)
 
 
@@ -179,16 +184,31 @@ def test_cli_obs_make_anomaly_and_absolute_agree(data_dir, tmp_path, capsys):
     from bayesda.obs import climatology_at, read_obs
     from bayesda.split import split_dataset
 
-    common = ["obs", "make", "--data", "ncep-air", "--data-dir", str(data_dir), "--time",
-              "2014-01-07T12", "--n", "20", "--network", "uniform", "--seed", "3"]
+    common = [
+        "obs",
+        "make",
+        "--data",
+        "ncep-air",
+        "--data-dir",
+        str(data_dir),
+        "--time",
+        "2014-01-07T12",
+        "--n",
+        "20",
+        "--network",
+        "uniform",
+        "--seed",
+        "3",
+    ]
     assert _run_cli([*common, "--out", str(tmp_path / "a.csv")], capsys)[0] == 0
     assert _run_cli([*common, "--absolute", "--out", str(tmp_path / "b.csv")], capsys)[0] == 0
     anom, absolute = read_obs(tmp_path / "a.csv"), read_obs(tmp_path / "b.csv")
     assert len(anom) == 20 and (anom["time"] == np.datetime64("2014-01-07T12")).all()
     np.testing.assert_array_equal(anom[["lat", "lon"]], absolute[["lat", "lon"]])
     clim = Climatology.fit(split_dataset(load_dataset("ncep-air", data_dir))[0]["tas"])
-    back = absolute["value"] - climatology_at(clim, absolute["lat"], absolute["lon"],
-                                              absolute["time"].to_numpy())
+    back = absolute["value"] - climatology_at(
+        clim, absolute["lat"], absolute["lon"], absolute["time"].to_numpy()
+    )
     # CSV keeps 6 decimals; float32 fields and weights add ~1e-5 K
     np.testing.assert_allclose(back, anom["value"], atol=1e-4)
     with pytest.raises(ValueError, match="not in 'ncep-air'"):

@@ -90,8 +90,15 @@ LAYERS: list[tuple[str, ...]] = [
     ("diagnostics", "plots", "metrics", "baselines", "store"),  # judging and showing outputs
     ("obsdata", "compiled", "result", "infer"),  # inference
     ("run", "reanalysis", "recipe", "demo"),  # workflows
-    ("commands", "commands.options", "commands.assim", "commands.data", "commands.reanalyse",
-     "commands.train", "cli"),  # the command line
+    (
+        "commands",
+        "commands.options",
+        "commands.assim",
+        "commands.data",
+        "commands.reanalyse",
+        "commands.train",
+        "cli",
+    ),  # the command line
 ]
 
 

@@ -15,8 +15,14 @@ TIME = np.datetime64("2014-01-07T12:00", "ns")
 
 
 def _table(**overrides) -> pd.DataFrame:
-    df = pd.DataFrame({"lat": [40.0, 45.0, 50.0], "lon": [-100.0, 260.0, -90.0],
-                       "value": [1.0, -2.0, 0.5], "sigma": [0.5, 0.5, 1.0]})
+    df = pd.DataFrame(
+        {
+            "lat": [40.0, 45.0, 50.0],
+            "lon": [-100.0, 260.0, -90.0],
+            "value": [1.0, -2.0, 0.5],
+            "sigma": [0.5, 0.5, 1.0],
+        }
+    )
     for k, v in overrides.items():
         df[k] = v
     return df
@@ -24,8 +30,9 @@ def _table(**overrides) -> pd.DataFrame:
 
 def _linear_field(grid: Grid, time=TIME) -> xr.DataArray:
     lat, lon = np.meshgrid(grid.lat, grid.lon, indexing="ij")
-    return xr.DataArray(280.0 + 0.5 * lat + 0.1 * lon, dims=("lat", "lon"),
-                        coords={**grid.coords(), "time": time})
+    return xr.DataArray(
+        280.0 + 0.5 * lat + 0.1 * lon, dims=("lat", "lon"), coords={**grid.coords(), "time": time}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +66,17 @@ def test_validate_cleans_copy():
         (dict(value=["1", "x", "2"]), r"column 'value' must be numeric"),
         (dict(time=["2014-01-01", None, "2014-01-01"]), r"missing time; first at row 1"),
     ],
-    ids=["nan-value", "inf-lat", "nan-sigma", "zero-sigma", "lat-range", "lon-high",
-         "lon-low", "non-numeric", "nat-time"],
+    ids=[
+        "nan-value",
+        "inf-lat",
+        "nan-sigma",
+        "zero-sigma",
+        "lat-range",
+        "lon-high",
+        "lon-low",
+        "non-numeric",
+        "nat-time",
+    ],
 )
 def test_validate_errors_name_the_row(overrides, match):
     with pytest.raises(ValueError, match=match):
@@ -85,8 +101,13 @@ def test_validate_grid(small_grid):
 
 
 def test_duplicates():
-    df = _table(lat=[40.0, 40.0, 50.0], lon=[-100.0, 260.0, -90.0], value=[1.0, 3.0, 0.0],
-                sigma=[1.0, 2.0, 1.0], station_id=["a", "b", "c"])
+    df = _table(
+        lat=[40.0, 40.0, 50.0],
+        lon=[-100.0, 260.0, -90.0],
+        value=[1.0, 3.0, 0.0],
+        sigma=[1.0, 2.0, 1.0],
+        station_id=["a", "b", "c"],
+    )
     with pytest.raises(ValueError, match=r"2 observations share a location: row 0 .*row 1"):
         validate_obs(df)
     assert len(validate_obs(df, duplicates="keep")) == 3
@@ -198,13 +219,20 @@ def test_pseudo_obs_station_network_prefers_land():
     # binomial sd of each share <= 0.5 / sqrt(n) = 0.025; the land weighting is 8x
     assert land_st > land_un + 6 * 0.025
     assert grid.contains(st["lat"], st["lon"]).all()
+
     # clustered: nearest-neighbour distances are shorter than for uniform points
     def nn(df):
-        xyz = np.stack([np.cos(np.deg2rad(df.lat)) * np.cos(np.deg2rad(df.lon)),
-                        np.cos(np.deg2rad(df.lat)) * np.sin(np.deg2rad(df.lon)),
-                        np.sin(np.deg2rad(df.lat))], -1)
+        xyz = np.stack(
+            [
+                np.cos(np.deg2rad(df.lat)) * np.cos(np.deg2rad(df.lon)),
+                np.cos(np.deg2rad(df.lat)) * np.sin(np.deg2rad(df.lon)),
+                np.sin(np.deg2rad(df.lat)),
+            ],
+            -1,
+        )
         d = np.linalg.norm(xyz[:, None] - xyz[None], axis=-1) + np.eye(len(df)) * 9
         return np.median(d.min(1))
+
     assert nn(st) < nn(un)
 
 

@@ -17,8 +17,9 @@ from bayesda.synthetic import (
 
 @pytest.mark.parametrize("kind", ["matern32", "sqexp"])
 def test_sample_covariance_matches(small_grid, kind):
-    grf = GaussianRandomField(small_grid, length_scale_km=800.0, sd=1.5, land_sea_ratio=1.0,
-                              kind=kind)
+    grf = GaussianRandomField(
+        small_grid, length_scale_km=800.0, sd=1.5, land_sea_ratio=1.0, kind=kind
+    )
     n = 4000
     x = grf.sample(0, n).reshape(n, -1)
     emp = x.T @ x / n
@@ -105,8 +106,12 @@ def test_gaussian_posterior_scalar_var_and_errors():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(length_scale_km=0.0), "length_scale_km"), (dict(sd=-1.0), "sd=-1.0"),
-     (dict(kind="cauchy"), "kind='cauchy'"), (dict(distance="manhattan"), "distance")],
+    [
+        (dict(length_scale_km=0.0), "length_scale_km"),
+        (dict(sd=-1.0), "sd=-1.0"),
+        (dict(kind="cauchy"), "kind='cauchy'"),
+        (dict(distance="manhattan"), "distance"),
+    ],
     ids=["length", "sd", "kind", "distance"],
 )
 def test_grf_errors(small_grid, kwargs, match):

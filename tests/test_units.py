@@ -8,8 +8,14 @@ from bayesda.units import UNITS, canonical_units, difference_to_kelvin, to_kelvi
 
 @pytest.mark.parametrize(
     "units, value, kelvin",
-    [("K", 273.15, 273.15), ("degC", 0.0, 273.15), ("°C", -40.0, 233.15),
-     ("degF", -40.0, 233.15), ("F", 212.0, 373.15), ("0.1degC", 215.0, 294.65)],
+    [
+        ("K", 273.15, 273.15),
+        ("degC", 0.0, 273.15),
+        ("°C", -40.0, 233.15),
+        ("degF", -40.0, 233.15),
+        ("F", 212.0, 373.15),
+        ("0.1degC", 215.0, 294.65),
+    ],
 )
 def test_to_kelvin_known_points(units, value, kelvin):
     np.testing.assert_allclose(to_kelvin([value], units), [kelvin], atol=1e-9)

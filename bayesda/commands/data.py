@@ -24,8 +24,12 @@ def register(subparsers) -> None:
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     info = data_sub.add_parser("info", help="dims, grid, period, split sizes and file location")
-    info.add_argument("name", nargs="?", default="ncep-air",
-                      help="a named dataset (ncep-air, era5-uk) or a .nc/.zarr/.grib path")
+    info.add_argument(
+        "name",
+        nargs="?",
+        default="ncep-air",
+        help="a named dataset (ncep-air, era5-uk) or a .nc/.zarr/.grib path",
+    )
     _add_data_dir(info)
     info.set_defaults(func=cmd_info)
 
@@ -39,23 +43,30 @@ def register(subparsers) -> None:
     obs = subparsers.add_parser("obs", help="make observation tables")
     obs_sub = obs.add_subparsers(dest="obs_command", metavar="ACTION", required=True)
     make = obs_sub.add_parser(
-        "make", help="pseudo-observations of one time's anomaly field (truth: the dataset)")
+        "make", help="pseudo-observations of one time's anomaly field (truth: the dataset)"
+    )
     make.add_argument("--data", default="ncep-air", help="named dataset or path")
     make.add_argument("--time", required=True, help="valid time, e.g. 2014-01-07T12")
     make.add_argument("--n", type=int, default=50, help="number of observations")
     make.add_argument("--network", choices=("uniform", "station"), default="uniform")
     make.add_argument("--sigma", type=float, default=0.5, help="noise SD, K")
     make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--absolute", action="store_true",
-                      help="write absolute temperature (K) instead of anomalies")
+    make.add_argument(
+        "--absolute",
+        action="store_true",
+        help="write absolute temperature (K) instead of anomalies",
+    )
     make.add_argument("--out", required=True, help="CSV file to write")
     _add_data_dir(make)
     make.set_defaults(func=cmd_obs_make)
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=None,
-                        help="directory holding the named datasets (default: $BAYESDA_DATA_DIR)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="directory holding the named datasets (default: $BAYESDA_DATA_DIR)",
+    )
 
 
 def cmd_info(args) -> int:
@@ -71,14 +82,20 @@ def cmd_info(args) -> int:
     print(f"source:    {d['source']}")
     print(f"dims:      {', '.join(f'{k}={v}' for k, v in d['dims'].items())}")
     print(f"lat:       {d['lat'][0]} .. {d['lat'][1]} step {d['dlat']:g}")
-    print(f"lon:       {d['lon'][0]} .. {d['lon'][1]} step {d['dlon']:g}"
-          f" ({'global' if d['periodic'] else 'regional'})")
+    print(
+        f"lon:       {d['lon'][0]} .. {d['lon'][1]} step {d['dlon']:g}"
+        f" ({'global' if d['periodic'] else 'regional'})"
+    )
     print(f"period:    {d['start'][:19]} .. {d['end'][:19]}")
-    print(f"tas:       {float(tas.min()):.2f} .. {float(tas.max()):.2f} K, "
-          f"mean {float(tas.mean()):.2f} K")
-    print(f"split:     train {int(train.sum())} / test {int(test.sum())} times "
-          f"(7-day blocks, every 4th held out); of train: fit {int(fit.sum())} / "
-          f"validation {int(val.sum())}")
+    print(
+        f"tas:       {float(tas.min()):.2f} .. {float(tas.max()):.2f} K, "
+        f"mean {float(tas.mean()):.2f} K"
+    )
+    print(
+        f"split:     train {int(train.sum())} / test {int(test.sum())} times "
+        f"(7-day blocks, every 4th held out); of train: fit {int(fit.sum())} / "
+        f"validation {int(val.sum())}"
+    )
     return 0
 
 
@@ -105,8 +122,10 @@ def cmd_obs_make(args) -> int:
     times = ds["time"].values
     hit = np.flatnonzero(times == when)
     if hit.size == 0:
-        raise ValueError(f"time {args.time!r} not in {args.data!r}, which has "
-                         f"{times.size} times from {str(times[0])[:19]} to {str(times[-1])[:19]}")
+        raise ValueError(
+            f"time {args.time!r} not in {args.data!r}, which has "
+            f"{times.size} times from {str(times[0])[:19]} to {str(times[-1])[:19]}"
+        )
     train, _ = block_split(times)
     clim = Climatology.fit(ds["tas"].isel(time=np.flatnonzero(train)))
     tas = ds["tas"].isel(time=int(hit[0]))
@@ -115,6 +134,8 @@ def cmd_obs_make(args) -> int:
     df.attrs["kind"] = "absolute" if args.absolute else "anomaly"
     path = write_obs(df, args.out)
     split = "training" if train[hit[0]] else "test"
-    print(f"wrote {len(df)} {args.network} observations of {df.attrs['kind']} {args.data} at "
-          f"{str(when)[:19]} ({split} split), sigma {args.sigma} K, seed {args.seed} -> {path}")
+    print(
+        f"wrote {len(df)} {args.network} observations of {df.attrs['kind']} {args.data} at "
+        f"{str(when)[:19]} ({split} split), sigma {args.sigma} K, seed {args.seed} -> {path}"
+    )
     return 0
