@@ -27,8 +27,8 @@ Estimators, for one quantity with ``M`` chains of ``N`` draws:
   type 7).
 
 Agreement with ArviZ (``tests/test_convergence.py``): to 1e-6 relative on fixtures when the
-input is float64 (run under :func:`float64`); in float32 the draws are rounded first, which moves R-hat by up
-to about 1e-4 and ESS by up to about 1e-3 (relative).
+input is float64 (run under :func:`float64`); in float32 the draws are rounded first,
+which moves R-hat by up to about 1e-4 and ESS by up to about 1e-3 (relative).
 """
 
 from __future__ import annotations
@@ -63,11 +63,16 @@ class Convergence(NamedTuple):
       rhat: rank-normalised split R-hat (NaN with fewer than 2 chains or 4 draws).
       ess_bulk: bulk effective sample size.
       ess_tail: tail effective sample size (5% and 95% quantiles).
+      ess_within: effective sample size from the autocorrelation *within* chains only (the
+        smaller of the rank-normalised and the folded values): unlike ``ess_bulk`` it does
+        not shrink when chains disagree, so it can calibrate how far R-hat of converged
+        chains scatters (:func:`bayesda.diagnostics.rhat_threshold`). Not an ArviZ quantity.
     """
 
     rhat: jax.Array
     ess_bulk: jax.Array
     ess_tail: jax.Array
+    ess_within: jax.Array
 
 
 def float64():
@@ -160,8 +165,11 @@ def _rhat_plain(x):
     return jnp.sqrt((between / within + n - 1) / n)
 
 
-def _ess_one(x):
-    """ESS of ``[M, n]`` (already split): ArviZ's ``_ess`` with Geyer's monotone sequence."""
+def _ess_one(x, within: bool = False):
+    """ESS of ``[M, n]`` (already split): ArviZ's ``_ess`` with Geyer's monotone sequence.
+
+    ``within=True`` leaves the between-chain variance out of the marginal variance.
+    """
     m, n = x.shape
     total = m * n
     fft_len = _fast_len(2 * n)
@@ -170,7 +178,7 @@ def _ess_one(x):
     acov = jnp.fft.irfft(spec * jnp.conj(spec), n=fft_len, axis=1)[:, :n] / n
     mean_var = jnp.mean(acov[:, 0]) * n / (n - 1.0)
     var_plus = mean_var * (n - 1.0) / n
-    if m > 1:
+    if m > 1 and not within:
         var_plus = var_plus + jnp.var(x.mean(axis=1), ddof=1)
     rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus  # [n]
     rho = rho.at[0].set(1.0)
@@ -220,6 +228,8 @@ def _batch(x):
     z_fold = _z_from_sorted(*_sort_rows(folded), s.shape)
     rhat = jnp.maximum(jax.vmap(_rhat_plain)(z), jax.vmap(_rhat_plain)(z_fold))
     bulk = jax.vmap(_ess_one)(z)
+    within_ess = functools.partial(_ess_one, within=True)
+    within = jnp.minimum(jax.vmap(within_ess)(z), jax.vmap(within_ess)(z_fold))
 
     # Tail quantiles are of the unsplit draws (the same values unless N is odd).
     sorted_x = sorted_s if n % 2 == 0 else _sort_rows(x.reshape(p, -1))[0]
@@ -233,8 +243,8 @@ def _batch(x):
     if m < 2 or n < 4:
         rhat = nan
     if n < 4:
-        bulk = tail = nan
-    return tuple(jnp.where(bad, jnp.nan, v) for v in (rhat, bulk, tail))
+        bulk = tail = within = nan
+    return tuple(jnp.where(bad, jnp.nan, v) for v in (rhat, bulk, tail, within))
 
 
 def _as_array(x):
@@ -295,4 +305,3 @@ def host_convergence(x, *, precise: bool = True) -> Convergence:
         arr = np.asarray(x, np.float64 if precise else None)
         out = convergence(arr)
         return Convergence(*(np.asarray(o) for o in out))
-

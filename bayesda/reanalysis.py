@@ -53,7 +53,8 @@ class ReanalysisSettings:
     resumed run must match.)
 
     Attributes:
-      num_chains, num_warmup, num_samples: NUTS settings per time.
+      num_chains, num_warmup, num_samples: NUTS settings per time (see
+        :data:`bayesda.settings.REANALYSIS` for why 4 x (100 + 500)).
       method: "nuts" (reference) or "laplace" (fast approximation).
       likelihood: "normal" or "studentt".
       seed: run seed; each time uses :func:`time_seed` of it.

@@ -105,3 +105,46 @@ def test_divergence_levels(n_div, status):
         dims={"z": ["latent"]},
     )
     assert diagnose(idata).status == status
+
+
+def test_rhat_threshold_scales_with_quantities_and_draws():
+    from bayesda.diagnostics import RHAT_PASS, RHAT_WARN, rhat_threshold
+
+    assert rhat_threshold(1, 4, 500) == RHAT_PASS  # one quantity, long run: the strict rule
+    few, many = rhat_threshold(10, 4, 250), rhat_threshold(1325, 4, 250)
+    assert RHAT_PASS <= few < many <= RHAT_WARN
+    assert rhat_threshold(1325, 4, 4000) == RHAT_PASS
+    # Fewer effective draws -> a looser level, never above the WARN level.
+    levels = rhat_threshold(1325, 4, 250, ess_within=np.array([2000.0, 500.0, 10.0]))
+    assert levels[0] < levels[1] < levels[2] == RHAT_WARN
+
+
+def test_many_pixels_of_a_well_mixed_short_run_pass():
+    """1325 independent iid 'pixels', 4 x 250 draws: the old fixed 1.01 cries wolf."""
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(4, 250, 5))
+    idata = az.from_dict(
+        posterior={"z": z},
+        sample_stats={"diverging": np.zeros((4, 250), bool)},
+        dims={"z": ["latent"]},
+    )
+    field = rng.normal(size=(4, 250, 25, 53))
+    v = diagnose(idata, field_samples=field)
+    assert v.max_rhat_field > 1.01  # the old rule would have said WARN
+    assert v.status == "PASS", v.reasons
+    assert v.rhat_pass_field > 1.01
+
+
+def test_one_shifted_chain_in_many_pixels_is_caught():
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(4, 250, 5))
+    idata = az.from_dict(
+        posterior={"z": z},
+        sample_stats={"diverging": np.zeros((4, 250), bool)},
+        dims={"z": ["latent"]},
+    )
+    field = rng.normal(size=(4, 250, 25, 53))
+    field[0, :, 3, 4] += 0.5  # one chain off by half a posterior SD at one pixel
+    v = diagnose(idata, field_samples=field)
+    assert v.status != "PASS"
+    assert any("over field" in r for r in v.reasons)
