@@ -92,60 +92,57 @@ def _split(x):
     return jnp.concatenate([x[:, :, :half], x[:, :, x.shape[2] - half :]], axis=1)
 
 
-def _host_argsort(bits, dtype):
-    # The callback may run on a thread where JAX's float64 mode is off, and JAX would then
-    # hand it float64 values rounded to float32: float64 input travels as its uint32 words.
-    x = np.asarray(bits)
-    if dtype == np.float64:
-        x = np.ascontiguousarray(x).view(np.float64)[..., 0]
-    order = np.argsort(x, axis=-1, kind="stable").astype(np.int32)
-    where = np.empty_like(order)
-    np.put_along_axis(where, order, np.arange(order.shape[-1], dtype=np.int32), axis=-1)
-    return order, where
-
-
-def _sort_rows(x):
-    """Each row of ``[P, S]`` sorted, the permutation that sorts it and its inverse.
-
-    XLA's CPU sort calls a compiled comparator per comparison and was 30 times slower than
-    numpy's (1.1 s against 0.035 s for 1325 x 2000 float32 on this project's 2-core box), so
-    on a CPU backend the permutation is found by numpy through a callback; elsewhere it is
-    ``lax.sort``.
-    """
-    if jax.default_backend() == "cpu":
-        dtype = np.dtype(x.dtype)
-        bits = jax.lax.bitcast_convert_type(x, jnp.uint32) if dtype == np.float64 else x
-        shape = jax.ShapeDtypeStruct(x.shape, jnp.int32)
-        order, where = jax.pure_callback(
-            functools.partial(_host_argsort, dtype=dtype), (shape, shape), bits
-        )
-        return jnp.take_along_axis(x, order, axis=1), order, where
-    iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, 1)
-    sorted_rows, order = jax.lax.sort((x, iota), dimension=1, num_keys=1, is_stable=True)
-    where = jnp.zeros_like(order).at[jnp.arange(x.shape[0])[:, None], order].set(iota)
-    return sorted_rows, order, where
-
-
-def _ranks_from_sorted(sorted_rows, where):
-    """1-based ranks with ties given their average rank (``scipy.stats.rankdata``)."""
-    p, n = sorted_rows.shape
-    idx = jnp.broadcast_to(jnp.arange(n), (p, n))
+def _sort_and_rank(flat):
+    """Each row of ``[P, S]`` sorted, and the 1-based ranks of its values (ties averaged,
+    as ``scipy.stats.rankdata``), with ``lax.sort``."""
+    p, n = flat.shape
+    iota = jax.lax.broadcasted_iota(jnp.int32, flat.shape, 1)
+    sorted_rows, order = jax.lax.sort((flat, iota), dimension=1, num_keys=1, is_stable=True)
     differs = sorted_rows[:, 1:] != sorted_rows[:, :-1]
     true = jnp.ones((p, 1), bool)
-    starts = jnp.concatenate([true, differs], axis=1)
-    ends = jnp.concatenate([differs, true], axis=1)
-    first = jax.lax.cummax(jnp.where(starts, idx, 0), axis=1)
-    last = jax.lax.cummin(jnp.where(ends, idx, n - 1), axis=1, reverse=True)
-    ranks_sorted = (first + last).astype(sorted_rows.dtype) / 2 + 1
-    return jnp.take_along_axis(ranks_sorted, where, axis=1)
+    first = jax.lax.cummax(jnp.where(jnp.concatenate([true, differs], 1), iota, 0), axis=1)
+    ends = jnp.concatenate([differs, true], 1)
+    last = jax.lax.cummin(jnp.where(ends, iota, n - 1), axis=1, reverse=True)
+    ranks_sorted = (first + last).astype(flat.dtype) / 2 + 1
+    ranks = jnp.zeros_like(flat).at[jnp.arange(p)[:, None], order].set(ranks_sorted)
+    return sorted_rows, ranks
 
 
-def _z_from_sorted(sorted_rows, order, where, shape):
-    """Rank-normalised values (Blom's offset 3/8), reshaped to ``shape``."""
-    del order
-    ranks = _ranks_from_sorted(sorted_rows, where)
-    size = sorted_rows.shape[1]
-    return ndtri((ranks - 0.375) / (size + 0.25)).reshape(shape)
+@jax.jit
+def _prepare_device(x):
+    """Ranks of the split draws and of the folded split draws, and the tail quantiles."""
+    p, _, n = x.shape
+    flat = _split(x).reshape(p, -1)
+    size = flat.shape[1]  # even: 2M split chains
+    sorted_s, ranks = _sort_and_rank(flat)
+    median = 0.5 * (sorted_s[:, size // 2 - 1] + sorted_s[:, size // 2])
+    _, ranks_fold = _sort_and_rank(jnp.abs(flat - median[:, None]))
+    # Tail quantiles are of the unsplit draws (the same values unless N is odd).
+    sorted_x = sorted_s if n % 2 == 0 else jnp.sort(x.reshape(p, -1), axis=1)
+    q = jnp.stack([_quantile_sorted(sorted_x, prob) for prob in TAIL_PROBS], axis=1)
+    return ranks, ranks_fold, q
+
+
+def _prepare_host(x):
+    """:func:`_prepare_device` in numpy/scipy.
+
+    XLA's CPU sort calls a compiled comparator per comparison and was 30 times slower than
+    numpy's (1.1 s against 0.035 s for 1325 x 2000 float32 on this project's 2-core box);
+    doing the sorting outside the compiled program also keeps that program free of host
+    callbacks, so JAX's persistent cache can keep it for the next process.
+    """
+    from scipy.stats import rankdata
+
+    x = np.asarray(x)
+    p, _, n = x.shape
+    half = n // 2
+    flat = np.concatenate([x[:, :, :half], x[:, :, n - half :]], axis=1).reshape(p, -1)
+    ranks = rankdata(flat, method="average", axis=1)
+    folded = np.abs(flat - np.median(flat, axis=1, keepdims=True))
+    ranks_fold = rankdata(folded, method="average", axis=1)
+    sorted_x = np.sort(x.reshape(p, -1), axis=1)
+    q = np.stack([_quantile_sorted(sorted_x, prob) for prob in TAIL_PROBS], axis=1)
+    return ranks.astype(x.dtype), ranks_fold.astype(x.dtype), q.astype(x.dtype)
 
 
 def _quantile_sorted(sorted_rows, prob: float):
@@ -213,37 +210,39 @@ def _fast_len(n: int) -> int:
 
 
 @jax.jit
-def _batch(x):
-    """R-hat, bulk and tail ESS of ``[P, M, N]`` (P quantities, M chains, N draws)."""
+def _core(x, ranks, ranks_fold, q):
+    """R-hat, bulk and tail ESS, within-chain ESS of ``[P, M, N]`` given the ranks."""
     p, m, n = x.shape
-    bad = jnp.any(jnp.isnan(x), axis=(1, 2))
-    x = jnp.where(bad[:, None, None], 0.0, x)
-    s = _split(x)  # [P, 2M, n2]
-    flat = s.reshape(p, -1)
-    sorted_s, order, where = _sort_rows(flat)
-    z = _z_from_sorted(sorted_s, order, where, s.shape)
-    size = flat.shape[1]  # even: 2M chains
-    median = 0.5 * (sorted_s[:, size // 2 - 1] + sorted_s[:, size // 2])
-    folded = jnp.abs(s - median[:, None, None]).reshape(p, -1)
-    z_fold = _z_from_sorted(*_sort_rows(folded), s.shape)
+    s_shape = (p, 2 * m, n // 2)
+    size = ranks.shape[1]
+    z = ndtri((ranks - 0.375) / (size + 0.25)).reshape(s_shape)
+    z_fold = ndtri((ranks_fold - 0.375) / (size + 0.25)).reshape(s_shape)
     rhat = jnp.maximum(jax.vmap(_rhat_plain)(z), jax.vmap(_rhat_plain)(z_fold))
     bulk = jax.vmap(_ess_one)(z)
     within_ess = functools.partial(_ess_one, within=True)
     within = jnp.minimum(jax.vmap(within_ess)(z), jax.vmap(within_ess)(z_fold))
+    tails = [
+        jax.vmap(_ess_one)(_split((x <= q[:, i, None, None]).astype(x.dtype)))
+        for i in range(len(TAIL_PROBS))
+    ]
+    return rhat, bulk, jnp.minimum(*tails), within
 
-    # Tail quantiles are of the unsplit draws (the same values unless N is odd).
-    sorted_x = sorted_s if n % 2 == 0 else _sort_rows(x.reshape(p, -1))[0]
-    tails = []
-    for prob in TAIL_PROBS:
-        q = _quantile_sorted(sorted_x, prob)
-        tails.append(jax.vmap(_ess_one)(_split((x <= q[:, None, None]).astype(x.dtype))))
-    tail = jnp.minimum(*tails)
 
-    nan = jnp.full_like(rhat, jnp.nan)
-    if m < 2 or n < 4:
-        rhat = nan
+def _batch(x):
+    """R-hat, bulk and tail ESS, within-chain ESS of ``[P, M, N]`` (P quantities)."""
+    p, m, n = x.shape
+    bad = jnp.any(jnp.isnan(x), axis=(1, 2))
+    x = jnp.where(bad[:, None, None], 0.0, x)
     if n < 4:
-        bulk = tail = within = nan
+        nan = jnp.full((p,), jnp.nan, x.dtype)
+        return nan, nan, nan, nan
+    if jax.default_backend() == "cpu":
+        prep = tuple(jnp.asarray(a) for a in _prepare_host(np.asarray(x)))
+    else:
+        prep = _prepare_device(x)
+    rhat, bulk, tail, within = _core(x, *prep)
+    if m < 2:
+        rhat = jnp.full_like(rhat, jnp.nan)
     return tuple(jnp.where(bad, jnp.nan, v) for v in (rhat, bulk, tail, within))
 
 

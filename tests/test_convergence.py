@@ -92,3 +92,16 @@ def test_nan_and_too_few_draws_give_nan():
 def test_rejects_bad_shape():
     with float64(), pytest.raises(ValueError, match=r"\[chain, draw"):
         convergence(np.zeros(5))
+
+
+def test_device_path_equals_host_path():
+    """The lax.sort path (GPU) gives the same ranks and quantiles as the numpy path (CPU)."""
+    from bayesda.convergence import _prepare_device, _prepare_host
+
+    x = np.moveaxis(FIXTURES["ties"], -1, 0)  # [P, chain, draw], with ties
+    with float64():
+        dev = _prepare_device(x)
+    host = _prepare_host(x)
+    np.testing.assert_array_equal(np.asarray(dev[0]), host[0])  # ranks, ties averaged
+    np.testing.assert_array_equal(np.asarray(dev[1]), host[1])  # folded ranks
+    np.testing.assert_allclose(np.asarray(dev[2]), host[2], rtol=1e-12)  # XLA may fuse (FMA)
