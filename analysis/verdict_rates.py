@@ -25,8 +25,11 @@ Bad runs (the verdict should WARN or FAIL):
 * ``far-start``: real NUTS runs of the linear posterior with chains started from prior
   draws (tens of posterior SDs away in well-observed directions) and no warmup.
 * ``short-warmup``: real NUTS runs with an adapted diagonal mass matrix, chains from the
-  prior and 10 warmup iterations. For the two real-run cases a run counts as bad only
-  when the closed form shows it wrong (some |z-score| > 5); the others are listed.
+  prior and 10 warmup iterations. ``far-start`` is bad by construction: with no warmup its
+  first draws are the transient from tens of SDs away. ``short-warmup`` discards 10
+  iterations, in which NUTS may already reach the typical set of a Gaussian: such a run
+  counts as bad only when the closed form shows it (a posterior mean of ``z`` more than 5
+  Monte Carlo standard errors off); the others are listed as inconclusive.
 
 Rules compared: ``new`` (``bayesda.diagnostics``: R-hat PASS level from
 :func:`bayesda.diagnostics.rhat_threshold`, over ``z`` + ``lp`` and over the field),
@@ -62,7 +65,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     den = 1 + z**2 / n
     mid = (p + z**2 / (2 * n)) / den
     half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / den
-    return (round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4))
+    return (round(float(max(0.0, mid - half)), 4), round(float(min(1.0, mid + half)), 4))
 
 
 def statuses(v) -> dict:
@@ -334,12 +337,15 @@ def run_shipped(shipped, args, settings, rows, rng, log):
     }
 
 
+def _inconclusive(r) -> bool:
+    """A short-warmup run that the closed form cannot tell from a good one."""
+    return r["case"] == "short-warmup" and r["max_abs_zscore"] <= 5
+
+
 def summarise(rows, rule):
     good = [r for r in rows if r["kind"] == "good"]
     bad = [r for r in rows if r["kind"] == "bad" and not r.get("undetectable")]
-    bad = [
-        r for r in bad if r["case"] not in ("far-start", "short-warmup") or r["max_abs_zscore"] > 5
-    ]
+    bad = [r for r in bad if not _inconclusive(r)]
     fa = sum(r[rule] != "PASS" for r in good)
     miss = sum(r[rule] == "PASS" for r in bad)
     return {
@@ -359,8 +365,9 @@ def per_case(rows):
         kind = rs[0]["kind"]
         entry = {"kind": kind, "runs": len(rs)}
         if case in ("far-start", "short-warmup"):
-            entry["verified_wrong"] = sum(r["max_abs_zscore"] > 5 for r in rs)
-            rs = [r for r in rs if r["max_abs_zscore"] > 5]
+            entry["mean_off_by_5_mcse"] = sum(r["max_abs_zscore"] > 5 for r in rs)
+        if case == "short-warmup":
+            entry["inconclusive_not_counted"] = sum(_inconclusive(r) for r in rs)
         if case == "bimodal":
             entry["undetectable_one_mode"] = sum(bool(r["undetectable"]) for r in rs)
             entry["undetectable_flagged"] = sum(r["new"] != "PASS" for r in rs if r["undetectable"])
@@ -412,7 +419,12 @@ def markdown(result, command):
     ]
     for case, e in result["cases"].items():
         notes = []
-        for k in ("verified_correct", "verified_wrong", "undetectable_one_mode"):
+        for k in (
+            "verified_correct",
+            "mean_off_by_5_mcse",
+            "inconclusive_not_counted",
+            "undetectable_one_mode",
+        ):
             if k in e:
                 notes.append(f"{k.replace('_', ' ')}: {e[k]}")
         if "good_run_reasons" in e:
@@ -445,7 +457,11 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
 
-    import bayesda  # noqa: F401
+    import bayesda
+
+    if hasattr(bayesda, "set_host_device_count"):  # import is side-effect free since issue 12
+        bayesda.set_host_device_count()  # before the first JAX computation
+        bayesda.enable_compilation_cache()
     from bayesda.reanalysis import ReanalysisSettings
 
     d = ReanalysisSettings()
