@@ -50,12 +50,14 @@ from bayesda.convergence import host_convergence
 
 __all__ = [
     "DIVERGENCE_WARN",
+    "RHAT_ALPHA",
     "STATUSES",
     "Verdict",
     "diagnose",
     "field_dataset",
     "format_verdict",
     "plot_sampler_diagnostics",
+    "rhat_threshold",
 ]
 
 RHAT_PASS, RHAT_WARN = 1.01, 1.05
