@@ -176,7 +176,8 @@ def _extremes(samples: np.ndarray) -> tuple[float, float, float, float, float]:
         nan = float("nan")
         return nan, nan, RHAT_PASS, nan, nan
     rhat, within = conv.rhat[ok], conv.ess_within[ok]
-    level = np.atleast_1d(rhat_threshold(rhat.size, *samples.shape[:2], within))
+    n_chain, n_draw = samples.shape[:2]
+    level = np.atleast_1d(rhat_threshold(rhat.size, n_chain, n_draw, within))
     worst = int(np.argmax((rhat - 1) / (level - 1)))
 
     def agg(vals, fn):
