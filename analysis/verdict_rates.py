@@ -413,8 +413,8 @@ def markdown(result, command):
         )
     lines += [
         "",
-        "| case | kind | runs | new P/W/F | old P/W/F | z-only P/W/F | median max R-hat z+lp "
-        "/ field | PASS level z / field | notes |",
+        "| case | kind | runs | new P/W/F | old P/W/F | z-only P/W/F | median max R-hat z "
+        "/ field | PASS level of the worst quantity z / field (first run) | notes |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for case, e in result["cases"].items():
@@ -512,7 +512,7 @@ def main(argv=None) -> int:
     cmd = "python analysis/verdict_rates.py " + " ".join(
         f"--{k.replace('_', '-')} {v}"
         for k, v in vars(args).items()
-        if k not in ("out", "summarise_only")
+        if k not in ("out", "summarise_only") and v is not None
     )
     md = markdown(result, cmd)
     out.with_suffix(".md").write_text(md)
