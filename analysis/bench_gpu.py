@@ -72,9 +72,12 @@ def run_k(prior, obs, times, settings, seeds):
     from bayesda.convergence import convergence
     from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate_batch
+    from bayesda.settings import SamplerSettings
 
     t0 = time.perf_counter()
-    res = assimilate_batch(prior, obs, times, seeds=seeds, progress_bar=False, **settings)
+    res = assimilate_batch(
+        prior, obs, times, seeds=seeds, sampler=SamplerSettings(**settings), progress_bar=False
+    )
     t1 = time.perf_counter()
     verdicts = [diagnose(a.idata, a.field).status for a in res]
     t2 = time.perf_counter()
