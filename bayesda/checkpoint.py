@@ -16,8 +16,10 @@ A model is a directory::
 
 Nothing executes code on load: arrays are read with ``allow_pickle=False`` and the tree
 is rebuilt from the keys, then checked against the shapes the config implies. Every file
-is verified against its hash first, so a truncated or altered file is refused with a
-:class:`CheckpointError`. Writes go to a temporary directory that is renamed into place.
+that is loaded must be listed in model.json's hashes (:data:`LOADED_FILES`, and
+``climatology.nc`` when present) and is verified against its hash first, so a truncated,
+altered or unlisted file is refused with a :class:`CheckpointError`. Writes go to a
+temporary directory that is renamed into place.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ __all__ = [
 
 FORMAT_VERSION = 1
 _CARD = "model.json"
+LOADED_FILES = ("params.npz", "norm.npz", "repr_error.npz")
+"""Files :func:`load_model` reads (plus ``climatology.nc`` when present): each must be
+listed, with its SHA-256, in model.json."""
 _PACKAGES = ("bayesda", "jax", "jaxlib", "flax", "optax", "numpyro", "numpy", "xarray")
 
 
@@ -416,6 +421,18 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
     """
     path = pathlib.Path(path)
     card = read_card(path, verify=verify)
+    if verify:
+        loaded = list(LOADED_FILES)
+        if (path / "climatology.nc").exists():
+            loaded.append("climatology.nc")
+        unlisted = [name for name in loaded if name not in card["files"]]
+        if unlisted:
+            raise CheckpointError(
+                f"{path}: {unlisted} not covered by the SHA-256 list in {_CARD}, so they "
+                "cannot be verified; refusing to load them (a model saved by "
+                "bayesda.checkpoint.save_model lists every file; re-save it, or rehash a "
+                "trusted copy with bayesda.checkpoint.update_card)"
+            )
     try:
         config = VAEConfig.from_dict(card["vae_config"])
         grid = Grid.from_dict(card["grid"])

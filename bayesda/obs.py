@@ -224,13 +224,14 @@ def _load_table(src) -> pd.DataFrame:
     raise TypeError(f"cannot read observations from a {type(src).__name__}")
 
 
-def climatology_at(climatology, lat, lon, time) -> np.ndarray:
+def climatology_at(climatology, lat, lon, time, field: str = "mean") -> np.ndarray:
     """``[n]`` climatological mean (K) at points, bilinear in space, at each point's time.
 
     Args:
       climatology: a :class:`bayesda.climatology.Climatology`.
       lat, lon: ``[n]`` coordinates (inside its grid).
       time: ``[n]`` datetime64 (or one scalar for all points).
+      field: ``"mean"`` or ``"sd"`` (the climatological SD, K).
     """
     lat = np.atleast_1d(np.asarray(lat, np.float64))
     lon = np.atleast_1d(np.asarray(lon, np.float64))
@@ -238,13 +239,26 @@ def climatology_at(climatology, lat, lon, time) -> np.ndarray:
     stencil = bilinear_stencil(climatology.grid, lat, lon)
     out = np.empty(lat.size)
     uniq, inv = np.unique(times, return_inverse=True)
-    means = climatology.mean_values(uniq)  # [nt, nlat, nlon]
+    if field == "sd":
+        means = np.sqrt(np.maximum(climatology.variance_values(uniq), 0.0))
+    else:
+        means = climatology.mean_values(uniq)  # [nt, nlat, nlon]
     for i in range(uniq.size):
         rows = np.flatnonzero(inv == i)
         weight = stencil.weight[rows].astype(np.float64)
         sub = stencil._replace(idx=stencil.idx[rows], weight=weight)
         out[rows] = interpolate(means[i], sub)
     return out
+
+
+def _climate_at(climatology, df: pd.DataFrame):
+    """``(mean, sd)`` of the climatology at each row (K), or ``(None, None)`` if unknown."""
+    if climatology is None or "time" not in df.columns:
+        return None, None
+    lat, lon, t = df["lat"].to_numpy(), df["lon"].to_numpy(), df["time"].to_numpy()
+    mean = climatology_at(climatology, lat, lon, t)
+    sd = climatology_at(climatology, lat, lon, t, field="sd")
+    return mean, sd
 
 
 def read_obs(
@@ -256,6 +270,7 @@ def read_obs(
     time=None,
     grid: Grid | None = None,
     duplicates: str = "error",
+    check: bool = True,
 ) -> pd.DataFrame:
     """Read and validate observations, returning anomalies in K.
 
@@ -276,6 +291,9 @@ def read_obs(
         column, when present, wins); stored in a ``time`` column.
       grid: a grid the points must lie in (see :func:`validate_obs`).
       duplicates: see :func:`validate_obs`.
+      check: check the values' physical range for the declared units and kind
+        (:mod:`bayesda.plausible`; anomalies against the climatological SD when the
+        climatology and the time are known).
 
     Returns:
       A validated DataFrame with ``value`` the anomaly in K; ``df.attrs["kind"] ==
@@ -283,8 +301,12 @@ def read_obs(
 
     Raises:
       ValueError: unknown ``units`` or ``kind``, ``kind="absolute"`` without a climatology
-        or a time, and anything :func:`validate_obs` rejects.
+        or a time, values implausible for the declared units and kind
+        (:class:`bayesda.plausible.ImplausibleObservationError`, naming the row, the value
+        and the likely mistake), and anything :func:`validate_obs` rejects.
     """
+    from bayesda import plausible
+
     units = canonical_units(units)
     if kind not in ("anomaly", "absolute"):
         raise ValueError(f"kind={kind!r}; expected 'anomaly' or 'absolute'")
@@ -293,16 +315,25 @@ def read_obs(
         df["time"] = np.datetime64(pd.Timestamp(time).to_datetime64(), "ns")
     if grid is None and climatology is not None:
         grid = climatology.grid
-    df = validate_obs(df, grid=grid, duplicates="keep" if kind == "absolute" else duplicates)
+    source = str(src) if isinstance(src, str | os.PathLike) else ""
+    try:
+        df = validate_obs(df, grid=grid, duplicates="keep" if kind == "absolute" else duplicates)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}" if source else str(err)) from err
+    if kind == "absolute":
+        if climatology is None:
+            raise ValueError("kind='absolute' needs a climatology to subtract")
+        if "time" not in df.columns:
+            raise ValueError("kind='absolute' needs a time: a 'time' column or the time= argument")
+    if check:
+        clim_mean, clim_sd = _climate_at(climatology, df)
+        test = plausible.check_absolute if kind == "absolute" else plausible.check_anomaly
+        test(df["value"].to_numpy(), units, clim_mean=clim_mean, clim_sd=clim_sd, source=source)
     if "sigma" in df.columns:
         df["sigma"] = difference_to_kelvin(df["sigma"].to_numpy(), units)
     if kind == "anomaly":
         df["value"] = difference_to_kelvin(df["value"].to_numpy(), units)
     else:
-        if climatology is None:
-            raise ValueError("kind='absolute' needs a climatology to subtract")
-        if "time" not in df.columns:
-            raise ValueError("kind='absolute' needs a time: a 'time' column or the time= argument")
         value = to_kelvin(df["value"].to_numpy(), units)
         clim = climatology_at(climatology, df["lat"], df["lon"], df["time"].to_numpy())
         df["value"] = value - clim
