@@ -216,10 +216,19 @@ def _load_table(src) -> pd.DataFrame:
         if not path.is_file():
             raise FileNotFoundError(f"observation file {str(path)!r} does not exist")
         suffix = path.suffix.lower()
-        if suffix in (".csv", ".txt"):
-            return pd.read_csv(path, comment="#")
-        if suffix in (".nc", ".nc4", ".netcdf"):
-            return _table_from_dataset(xr.load_dataset(path))
+        try:
+            if suffix in (".csv", ".txt"):
+                return pd.read_csv(path, comment="#")
+            if suffix in (".nc", ".nc4", ".netcdf"):
+                return _table_from_dataset(xr.load_dataset(path))
+        except (ValueError, OSError) as err:  # pandas' parser errors are ValueErrors
+            if isinstance(err, OSError) and not path.is_file():
+                raise
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            kind = "CSV" if suffix in (".csv", ".txt") else "netCDF"
+            raise ValueError(
+                f"cannot read observations from {str(path)!r} as {kind}: {first}"
+            ) from err
         raise ValueError(f"cannot read observations from {str(path)!r}: expected .csv or .nc")
     raise TypeError(f"cannot read observations from a {type(src).__name__}")
 
@@ -331,6 +340,13 @@ def read_obs(
         test(df["value"].to_numpy(), units, clim_mean=clim_mean, clim_sd=clim_sd, source=source)
     if "sigma" in df.columns:
         df["sigma"] = difference_to_kelvin(df["sigma"].to_numpy(), units)
+        if np.any(df["sigma"] <= 0):  # a denormal sigma can underflow to 0 when scaled
+            raise _first_bad(
+                df["sigma"].to_numpy() <= 0,
+                df,
+                "sigma",
+                f"sigma <= 0 K once converted from {units}",
+            )
     if kind == "anomaly":
         df["value"] = difference_to_kelvin(df["value"].to_numpy(), units)
     else:
@@ -350,7 +366,7 @@ def write_obs(df: pd.DataFrame, path: str | os.PathLike) -> pathlib.Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        df.to_csv(tmp, index=False, float_format="%.6f", date_format="%Y-%m-%dT%H:%M:%S")
+        df.to_csv(tmp, index=False, float_format="%.9g", date_format="%Y-%m-%dT%H:%M:%S")
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)

@@ -45,6 +45,7 @@ __all__ = [
     "check_target",
     "clean_temps",
     "lock",
+    "make_parent",
     "marker_kind",
     "pid_alive",
     "replace_dir",
@@ -189,6 +190,15 @@ def check_target(
     if not any(path.iterdir()):
         return "new"
     found = marker_kind(path)
+    if found is None and kind == "store" and (path / "zarr.json").is_file():
+        try:
+            json.loads((path / "zarr.json").read_text())
+        except (OSError, ValueError) as err:
+            raise OutputError(
+                f"reanalysis store {path} is damaged: its zarr.json cannot be read "
+                f"({type(err).__name__}); move it aside and rerun to start afresh, or use "
+                "another --out"
+            ) from err
     if found == kind:
         if resume:
             return "resume"
@@ -204,6 +214,18 @@ def check_target(
     )
 
 
+def make_parent(path: str | os.PathLike) -> Path:
+    """Create the parent directory of ``path``; a file in the way is named in the error."""
+    path = Path(path)
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(
+                f"cannot create {path}: {parent} is a file, not a directory; choose another path"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.parent
+
+
 def _lock_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.lock")
 
@@ -216,7 +238,7 @@ def lock(path: str | os.PathLike) -> Iterator[Path]:
       LockedError: another process holds it (the message names its pid and host).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     lp = _lock_path(path)
     while True:
         fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o644)
@@ -278,7 +300,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory, expected a file path", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     tmp = temp_path(path)
     try:
         yield tmp

@@ -248,11 +248,11 @@ def plot_posterior(
         a.get("sampler_method", ""),
     ]
     fig.suptitle(title or ", ".join(str(p) for p in parts if p), fontsize=12)
-    from bayesda.outputs import atomic_write
+    from bayesda.outputs import atomic_write, writing
 
     out = Path(out)
     try:
-        with atomic_write(out) as tmp:  # a failed write keeps the old map
+        with writing(out), atomic_write(out) as tmp:  # a failed write keeps the old map
             fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
