@@ -48,6 +48,7 @@ from bayesda.vae import VAE, Decoder, Encoder, VAEConfig
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
+    "check_target",
     "flatten_params",
     "load_model",
     "read_card",
@@ -128,10 +129,31 @@ def _expected_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
     return {"/".join(str(p.key) for p in path): tuple(v.shape) for path, v in flat}
 
 
+def check_target(path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse to write a model at ``path`` unless it is absent, empty, or (with
+    ``overwrite``) a bayesda model directory; never replace another directory.
+
+    Raises:
+      FileExistsError: ``path`` exists and ``overwrite`` is False.
+      CheckpointError: ``path`` exists and is not a model directory.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    if not (path.is_dir() and (path / _CARD).is_file()):
+        raise CheckpointError(
+            f"{path} exists and is not a bayesda model directory (no {_CARD}); refusing to "
+            "replace it even with overwrite: choose another path or remove it yourself"
+        )
+
+
 def _write_atomic(path: pathlib.Path, fill: Callable[[pathlib.Path], None], overwrite: bool):
     """Build the directory in a sibling temp dir with ``fill``, then rename it to ``path``."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    check_target(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:

@@ -305,19 +305,32 @@ def test_force_replaces_only_a_run(tiny, run_dir, tmp_path, capsys):
 STORE_OBS_TIMES = pd.date_range(TIME, periods=3, freq="6h")
 
 
-def _store_obs(grid):
-    frames = [make_obs(grid, 6 + k, seed=k).assign(time=t) for k, t in enumerate(STORE_OBS_TIMES)]
-    return pd.concat(frames, ignore_index=True)
+@pytest.fixture(scope="module")
+def store_obs_csv(clim_prior, tmp_path_factory):
+    """Observations of three times, as a CSV (what the command line reads)."""
+    frames = [
+        make_obs(clim_prior.grid, 6 + k, seed=k).assign(time=t)
+        for k, t in enumerate(STORE_OBS_TIMES)
+    ]
+    path = tmp_path_factory.mktemp("store-obs") / "obs.csv"
+    pd.concat(frames, ignore_index=True).to_csv(path, index=False)
+    return path
+
+
+def _store_obs(csv, prior):
+    from bayesda.reanalysis import read_obs_source
+
+    return read_obs_source(csv, climatology=prior.climatology, grid=prior.grid)
 
 
 @pytest.fixture(scope="module")
-def _store_once(clim_prior, tmp_path_factory):
+def _store_once(clim_prior, store_obs_csv, tmp_path_factory):
     from bayesda.reanalysis import ReanalysisSettings, reanalyse
 
     out = tmp_path_factory.mktemp("store") / "r.zarr"
     reanalyse(
         clim_prior,
-        _store_obs(clim_prior.grid),
+        _store_obs(store_obs_csv, clim_prior),
         out,
         settings=ReanalysisSettings(method="laplace"),
         progress=False,
@@ -326,12 +339,12 @@ def _store_once(clim_prior, tmp_path_factory):
 
 
 @pytest.fixture()
-def finished_store(_store_once, clim_prior, tmp_path):
+def finished_store(_store_once, clim_prior, store_obs_csv, tmp_path):
     """A copy of one finished 3-time store (made once per module), and a rerun of it."""
     from bayesda.reanalysis import ReanalysisSettings, reanalyse
 
     out = Path(shutil.copytree(_store_once, tmp_path / "r.zarr"))
-    obs = _store_obs(clim_prior.grid)
+    obs = _store_obs(store_obs_csv, clim_prior)
 
     def run(**kw):
         return reanalyse(
@@ -365,6 +378,39 @@ def test_damaged_chunk_of_a_finished_store_is_found_and_redone(finished_store, d
     after = xr.open_zarr(out, consolidated=False)["mean"].values
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
     assert store.verify(out) == {}
+
+
+def test_reanalyse_verify_reports_and_redoes_a_damaged_time(
+    finished_store, clim_prior, store_obs_csv, monkeypatch, capsys
+):
+    import bayesda.checkpoint
+    import bayesda.reanalysis
+
+    out, _ = finished_store
+    monkeypatch.setattr(bayesda.checkpoint, "load_model", lambda path: clim_prior)
+    monkeypatch.setattr(bayesda.reanalysis, "_cached_prior", lambda path: clim_prior)
+    obs = store_obs_csv
+    (out / "sd" / "c" / "2" / "0" / "0").unlink()
+    argv = [
+        "reanalyse",
+        "--model",
+        "m",
+        "--obs",
+        str(obs),
+        "--out",
+        str(out),
+        "--method",
+        "laplace",
+        "--no-progress",
+        "--verify",
+    ]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "verify: time 2 (2014-01-08T00:00:00) damaged" in captured.err
+    assert "3/3 times done" in captured.out
+    assert np.isfinite(xr.open_zarr(out, consolidated=False)["sd"].values).all()
+    assert cli.main(argv) == 0
+    assert "every finished time matches its checksum" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("part", ["done-chunk", "zarr.json"])
@@ -691,3 +737,18 @@ def test_download_fallback_is_hash_checked(tmp_path, monkeypatch, name):
     spec = data.DATASETS[name]
     assert calls["known_hash"] is not None or spec.content_sha256 is not None
     assert not (tmp_path / spec.filename).exists() or calls["known_hash"] is not None
+
+
+# --------------------------------------------------------------------------------------
+# Related: the same rule for model directories
+# --------------------------------------------------------------------------------------
+
+
+def test_model_overwrite_replaces_only_a_model(tiny_model, tmp_path):
+    from bayesda.checkpoint import CheckpointError, check_target
+
+    mine = _user_dir(tmp_path)
+    with pytest.raises(CheckpointError, match="not a bayesda model"):
+        check_target(mine, overwrite=True)
+    check_target(tiny_model[0], overwrite=True)  # a model: fine
+    assert (mine / "thesis.tex").read_text() == "years of work"

@@ -85,6 +85,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.out)
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it")
+    from bayesda.checkpoint import check_target
+
+    check_target(out, overwrite=args.overwrite)  # a model, never another directory
     ds = load_dataset(args.data, args.data_dir)
     path, summary = train_prior(
         ds["tas"],
