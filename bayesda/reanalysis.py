@@ -77,6 +77,10 @@ class ReanalysisSettings:
     def __post_init__(self):
         if self.batch_times < 1:
             raise ValueError(f"batch_times must be >= 1, got {self.batch_times}")
+        if self.keep_samples < 0:
+            raise ValueError(
+                f"keep_samples must be >= 0 (0: summaries only), got {self.keep_samples}"
+            )
         _ = (self.sampler, self.options)  # validates the fields
 
     @property

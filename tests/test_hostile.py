@@ -266,6 +266,21 @@ def test_model_file_missing_from_the_hash_list_is_refused(tiny_model):
         load_model(path)
 
 
+def test_shipped_model_hashes_every_file_it_loads():
+    from bayesda.checkpoint import LOADED_FILES, read_card
+
+    model = Path(__file__).resolve().parents[1] / "models" / "ncep-air"
+    files = read_card(model)["files"]  # verifies every listed hash too
+    assert set(LOADED_FILES) | {"climatology.nc"} <= set(files)
+
+
+def test_keep_samples_negative_is_refused_by_the_settings_too():
+    from bayesda.reanalysis import ReanalysisSettings
+
+    with pytest.raises(ValueError, match="keep_samples must be >= 0"):
+        ReanalysisSettings(keep_samples=-1)
+
+
 def test_two_runs_with_the_same_out_cannot_both_win(tiny, tmp_path, monkeypatch, capsys):
     """Two `assimilate` runs with one --out both reported success; the second replaced the
     first. Here the second starts while the first is working: it is refused."""
