@@ -294,8 +294,9 @@ def verify(path: str | Path, indices=None) -> dict[int, str]:
     for i in idx:
         arrays = {}
         for v in names:
-            if whole[v] is not None:
-                arrays[v] = whole[v][i]
+            full = whole[v]
+            if full is not None:
+                arrays[v] = full[i]
                 continue
             try:
                 arrays[v] = ds[v].isel(time=int(i)).values

@@ -23,9 +23,11 @@ from _assim_synthetic import make_linear_prior, make_obs
 
 from bayesda import cli
 from bayesda.commands import assim
+from bayesda.settings import SamplerSettings
 
 FAST = ["--method", "laplace", "--chains", "2", "--warmup", "50", "--draws", "50", "--no-progress"]
 TIME = "2014-01-07T12:00"
+LAPLACE = SamplerSettings(method="laplace")
 
 
 # --------------------------------------------------------------------------------------
@@ -79,7 +81,7 @@ def _finished_run(clim_prior, tmp_path_factory):
     run = tmp_path_factory.mktemp("finished") / "run"
     obs = make_obs(clim_prior.grid, 10, seed=4)
     assim.assimilate_to_run(
-        clim_prior, obs, run, time=np.datetime64(TIME), method="laplace", progress_bar=False
+        clim_prior, obs, run, time=np.datetime64(TIME), sampler=LAPLACE, progress_bar=False
     )
     return run
 
@@ -119,7 +121,7 @@ def test_demo_out_refuses_a_directory_that_is_not_a_run(tiny, tmp_path, capsys):
     mine = _user_dir(tmp_path)
     obs = make_obs(prior.grid, 10, seed=4)
     with pytest.raises(ValueError, match="not a bayesda run"):
-        assim.assimilate_to_run(prior, obs, mine, force=True, method="laplace", progress_bar=False)
+        assim.assimilate_to_run(prior, obs, mine, force=True, sampler=LAPLACE, progress_bar=False)
     assert sorted(p.name for p in mine.iterdir()) == ["chunk.partial", "thesis.tex"]
     assert cli.main(["demo", "--out", str(mine)]) == 1  # refused before any work
     _one_line_error(capsys, str(mine), "--force")
