@@ -16,8 +16,10 @@ A model is a directory::
 
 Nothing executes code on load: arrays are read with ``allow_pickle=False`` and the tree
 is rebuilt from the keys, then checked against the shapes the config implies. Every file
-is verified against its hash first, so a truncated or altered file is refused with a
-:class:`CheckpointError`. Writes go to a temporary directory that is renamed into place.
+that is loaded must be listed in model.json's hashes (:data:`LOADED_FILES`, and
+``climatology.nc`` when present) and is verified against its hash first, so a truncated,
+altered or unlisted file is refused with a :class:`CheckpointError`. Writes go to a
+temporary directory that is renamed into place.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from bayesda.vae import VAE, Decoder, Encoder, VAEConfig
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
+    "check_target",
     "flatten_params",
     "load_model",
     "read_card",
@@ -56,6 +59,9 @@ __all__ = [
 
 FORMAT_VERSION = 1
 _CARD = "model.json"
+LOADED_FILES = ("params.npz", "norm.npz", "repr_error.npz")
+"""Files :func:`load_model` reads (plus ``climatology.nc`` when present): each must be
+listed, with its SHA-256, in model.json."""
 _PACKAGES = ("bayesda", "jax", "jaxlib", "flax", "optax", "numpyro", "numpy", "xarray")
 
 
@@ -123,10 +129,31 @@ def _expected_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
     return {"/".join(str(p.key) for p in path): tuple(v.shape) for path, v in flat}
 
 
+def check_target(path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse to write a model at ``path`` unless it is absent, empty, or (with
+    ``overwrite``) a bayesda model directory; never replace another directory.
+
+    Raises:
+      FileExistsError: ``path`` exists and ``overwrite`` is False.
+      CheckpointError: ``path`` exists and is not a model directory.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    if not (path.is_dir() and (path / _CARD).is_file()):
+        raise CheckpointError(
+            f"{path} exists and is not a bayesda model directory (no {_CARD}); refusing to "
+            "replace it even with overwrite: choose another path or remove it yourself"
+        )
+
+
 def _write_atomic(path: pathlib.Path, fill: Callable[[pathlib.Path], None], overwrite: bool):
     """Build the directory in a sibling temp dir with ``fill``, then rename it to ``path``."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    check_target(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -416,6 +443,18 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
     """
     path = pathlib.Path(path)
     card = read_card(path, verify=verify)
+    if verify:
+        loaded = list(LOADED_FILES)
+        if (path / "climatology.nc").exists():
+            loaded.append("climatology.nc")
+        unlisted = [name for name in loaded if name not in card["files"]]
+        if unlisted:
+            raise CheckpointError(
+                f"{path}: {unlisted} not covered by the SHA-256 list in {_CARD}, so they "
+                "cannot be verified; refusing to load them (a model saved by "
+                "bayesda.checkpoint.save_model lists every file; re-save it, or rehash a "
+                "trusted copy with bayesda.checkpoint.update_card)"
+            )
     try:
         config = VAEConfig.from_dict(card["vae_config"])
         grid = Grid.from_dict(card["grid"])

@@ -3,6 +3,12 @@
 Each concern registers its own subcommands from its own module: a module listed in
 ``_COMMAND_MODULES`` defines ``register(subparsers)``, which adds parsers whose
 ``func(args) -> int`` runs the command.
+
+:func:`main` is the one error boundary: every failure a user can cause (a missing,
+unreadable, corrupt or wrongly typed file, a full disk, a permission, a bad value) is
+printed as one line ``bayesda COMMAND: error: ...`` naming the file and the fix, with exit
+code 1 (argparse's own errors: 2; ``diagnose`` on a FAIL verdict: 3; an interrupt: 130).
+``-v``/``--verbose`` (anywhere on the line) prints the traceback as well.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 __all__ = ["build_parser", "main"]
 
@@ -32,7 +39,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    _add_verbose(parser, top=True)
     return parser
+
+
+def _add_verbose(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """``-v/--verbose`` on the top parser and every subcommand, so it works anywhere."""
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="show the full traceback of an error",
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_verbose(child)
+
+
+def error_message(err: BaseException) -> str:
+    """The one line a user sees for an error (without the ``bayesda CMD: error:`` prefix)."""
+    from bayesda.outputs import describe_os_error
+
+    if isinstance(err, OSError):
+        return describe_os_error(err)
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        return str(err.args[0])
+    if isinstance(err, ValueError | TypeError | RuntimeError):
+        return str(err) or type(err).__name__
+    return f"{type(err).__name__}: {err} (unexpected; rerun with -v and report the traceback)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,8 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        print(f"bayesda {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"bayesda {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # the error boundary: one line, the traceback only with -v
+        if args.verbose:
+            traceback.print_exc()
+        line = " ".join(error_message(err).split())
+        print(f"bayesda {args.command}: error: {line}", file=sys.stderr)
         return 1
 
 

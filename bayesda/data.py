@@ -20,6 +20,7 @@ downloaded with :mod:`xarray.tutorial`'s source (needs internet and ``pooch``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 from dataclasses import dataclass
@@ -78,6 +79,10 @@ class DatasetSpec:
       engine: the xarray backend that reads it.
       description: one line on what it is.
       terms: licence / citation.
+      sha256: SHA-256 of the file's bytes, checked by pooch when it is downloaded.
+      content_sha256: :func:`content_digest` of its temperature values and coordinates,
+        checked after a download when the bytes may legitimately differ (a re-encoded
+        copy with identical values).
     """
 
     name: str
@@ -87,6 +92,8 @@ class DatasetSpec:
     engine: str
     description: str
     terms: str
+    sha256: str | None = None
+    content_sha256: str | None = None
 
     @property
     def url(self) -> str:
@@ -103,6 +110,10 @@ DATASETS: dict[str, DatasetSpec] = {
         description="NCEP/NCAR Reanalysis 1 air temperature at sigma 0.995, 4x daily, "
         "2013-2014, 2.5 deg, North America (25 x 53)",
         terms="NOAA PSL, NCEP/NCAR Reanalysis 1; cite Kalnay et al. (1996)",
+        # The copy this digest was computed from is a re-encoding of the public file with
+        # identical values (see ../shared/data/README.md), so the values are checked, not
+        # the bytes.
+        content_sha256="52fac776ccc13645ea916e3383b302616854e5f1ec70b754a76e7b155691737b",
     ),
     "era5-uk": DatasetSpec(
         name="era5-uk",
@@ -112,6 +123,7 @@ DATASETS: dict[str, DatasetSpec] = {
         engine="cfgrib",
         description="ERA5 2 m temperature, hourly, March 2019, 0.25 deg, British Isles (33 x 49)",
         terms="Copernicus Climate Change Service, ERA5 (Copernicus licence, attribution required)",
+        sha256="e5e82609f0e28e84822852e15d20c88dbb4b142a30264a7e6f87b9b5c7501df9",
     ),
 }
 
@@ -129,6 +141,44 @@ def _tutorial_cache_dir() -> pathlib.Path:
             return pathlib.Path(platformdirs.user_cache_dir("xarray_tutorial_data"))
         except ImportError:
             return pathlib.Path.home() / ".cache" / "xarray_tutorial_data"
+
+
+def content_digest(ds: xr.Dataset, var: str) -> str:
+    """SHA-256 of a dataset's temperature values (rounded to 0.01) and coordinates.
+
+    Independent of the file's encoding (packed int16 or float, compression), so a
+    re-encoded copy with the same values has the same digest.
+    """
+    h = hashlib.sha256()
+    for name in (var, *ds[var].dims):
+        x = np.asarray(ds[name].values)
+        if np.issubdtype(x.dtype, np.datetime64):
+            x = x.astype("datetime64[s]").astype(np.int64)
+        else:
+            x = np.round(np.asarray(x, np.float64) * 100.0)
+            x = np.where(np.isfinite(x), x, -(2**62)).astype(np.int64)
+        h.update(f"{name}{x.shape}".encode())
+        h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()
+
+
+def _check_download(path: pathlib.Path, spec: DatasetSpec) -> pathlib.Path:
+    """Verify a downloaded file's content; delete it and raise if it is not the dataset."""
+    if spec.content_sha256 is None:
+        return path
+    try:
+        with xr.open_dataset(path, engine=spec.engine) as ds:
+            digest = content_digest(ds, spec.var)
+    except Exception as err:
+        digest = f"unreadable ({type(err).__name__}: {err})"
+    if digest != spec.content_sha256:
+        path.unlink(missing_ok=True)
+        raise ValueError(
+            f"downloaded {spec.filename} does not hold the expected {spec.name} values "
+            f"(content digest {digest[:16]}..., expected {spec.content_sha256[:16]}...); "
+            "deleted it"
+        )
+    return path
 
 
 def _spec(name: str) -> DatasetSpec:
@@ -176,14 +226,15 @@ def find_dataset(
         try:
             import pooch
 
+            known = f"sha256:{spec.sha256}" if spec.sha256 else None
             fetched = pooch.retrieve(
                 url=spec.url,
-                known_hash=None,
+                known_hash=known,
                 path=_tutorial_cache_dir(),
                 fname=spec.filename,
                 progressbar=False,
             )
-            return pathlib.Path(fetched)
+            return _check_download(pathlib.Path(fetched), spec)
         except ImportError:
             tried.append(f"download from {spec.url} (skipped: package 'pooch' not installed)")
         except Exception as err:  # network errors come in many types
@@ -213,6 +264,9 @@ def _engine_for(path: pathlib.Path) -> str:
     )
 
 
+_FORMAT_NAMES = {"netcdf4": "netCDF", "zarr": "zarr", "cfgrib": "GRIB"}
+
+
 def _open_eager(path: pathlib.Path, engine: str) -> xr.Dataset:
     kwargs = {}
     if engine == "cfgrib":
@@ -227,8 +281,17 @@ def _open_eager(path: pathlib.Path, engine: str) -> xr.Dataset:
         kwargs["backend_kwargs"] = {"indexpath": ""}
     if engine == "zarr":
         kwargs["consolidated"] = None
-    with xr.open_dataset(path, engine=engine, **kwargs) as ds:
-        return ds.load()
+    try:
+        with xr.open_dataset(path, engine=engine, **kwargs) as ds:
+            return ds.load()
+    except (ValueError, OSError, RuntimeError) as err:
+        if isinstance(err, OSError) and err.errno is not None and not path.is_file():
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"cannot read {str(path)!r} as {engine} ({first}); is it really a "
+            f"{_FORMAT_NAMES.get(engine, engine)} file? Its name says so"
+        ) from err
 
 
 def load_dataset(

@@ -359,7 +359,7 @@ def spread_skill(ensemble, truth: xr.DataArray, *, mask=None, dims=SPATIAL_DIMS)
     m = ens.sizes[SAMPLE_DIM]
     if m < 2:
         raise ValueError(f"spread needs >= 2 members, got {m}")
-    var = ens.var(SAMPLE_DIM, ddof=1)
+    var = ens.var(SAMPLE_DIM, ddof=1).where(truth.notnull())  # the points skill can score
     spread = np.sqrt(spatial_mean(var, mask=mask, dims=dims))
     skill = rmse(ens.mean(SAMPLE_DIM), truth, mask=mask, dims=dims)
     ratio = np.sqrt((m + 1) / m) * spread / skill
@@ -388,7 +388,8 @@ def coverage(
     At each point, the central ``level`` interval is ``[q_(1-level)/2, q_(1+level)/2]``
     of the members (linear-interpolated sample quantiles, ``numpy.quantile``'s default);
     the coverage is the area-weighted fraction of points whose truth lies inside (edges
-    included). A calibrated forecast covers ``level`` in expectation; with ``n``
+    included); points where the truth is NaN are skipped, as in :func:`rmse`. A
+    calibrated forecast covers ``level`` in expectation; with ``n``
     independent points the binomial standard error is ``sqrt(level (1 - level) / n)``
     (spatially correlated errors make the effective ``n`` smaller). Small ensembles
     under-cover even when calibrated: with ``m`` exchangeable members the truth falls
@@ -413,6 +414,7 @@ def coverage(
     lo = bounds.isel(quantile=slice(0, lv.size)).rename(quantile=LEVEL_DIM)
     hi = bounds.isel(quantile=slice(lv.size, None)).rename(quantile=LEVEL_DIM)
     inside = ((truth >= lo) & (truth <= hi)).astype(np.float64).assign_coords({LEVEL_DIM: lv})
+    inside = inside.where(truth.notnull())  # unknown truth: skipped, as in rmse and crps
     cov = spatial_mean(inside, mask=mask, dims=dims)
     if scalar:
         cov = cov.squeeze(LEVEL_DIM, drop=True)
@@ -434,7 +436,7 @@ def coverage_gaussian(
     """
     lv, scalar = _levels(level)
     k = xr.DataArray(stats.norm.ppf((1 + lv) / 2), dims=LEVEL_DIM, coords={LEVEL_DIM: lv})
-    inside = (np.abs(truth - mean) <= k * sd).astype(np.float64)
+    inside = (np.abs(truth - mean) <= k * sd).astype(np.float64).where(truth.notnull())
     cov = spatial_mean(inside, mask=mask, dims=dims)
     if scalar:
         cov = cov.squeeze(LEVEL_DIM, drop=True)
@@ -476,6 +478,7 @@ def rank_histogram(
     rng = np.random.default_rng(seed)
     rank = below.values + np.floor(rng.random(ties.shape) * (ties.values + 1)).astype(np.int64)
     w = _weights(below, mask).broadcast_like(below).transpose(*below.dims).values
+    w = np.where(truth.broadcast_like(below).transpose(*below.dims).notnull().values, w, 0.0)
     bins = (rank * n_bins) // (m + 1)
     freq = np.bincount(bins.ravel(), weights=w.ravel(), minlength=n_bins)
     freq = freq / freq.sum()

@@ -216,21 +216,31 @@ def _load_table(src) -> pd.DataFrame:
         if not path.is_file():
             raise FileNotFoundError(f"observation file {str(path)!r} does not exist")
         suffix = path.suffix.lower()
-        if suffix in (".csv", ".txt"):
-            return pd.read_csv(path, comment="#")
-        if suffix in (".nc", ".nc4", ".netcdf"):
-            return _table_from_dataset(xr.load_dataset(path))
+        try:
+            if suffix in (".csv", ".txt"):
+                return pd.read_csv(path, comment="#")
+            if suffix in (".nc", ".nc4", ".netcdf"):
+                return _table_from_dataset(xr.load_dataset(path))
+        except (ValueError, OSError) as err:  # pandas' parser errors are ValueErrors
+            if isinstance(err, OSError) and not path.is_file():
+                raise
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            kind = "CSV" if suffix in (".csv", ".txt") else "netCDF"
+            raise ValueError(
+                f"cannot read observations from {str(path)!r} as {kind}: {first}"
+            ) from err
         raise ValueError(f"cannot read observations from {str(path)!r}: expected .csv or .nc")
     raise TypeError(f"cannot read observations from a {type(src).__name__}")
 
 
-def climatology_at(climatology, lat, lon, time) -> np.ndarray:
+def climatology_at(climatology, lat, lon, time, field: str = "mean") -> np.ndarray:
     """``[n]`` climatological mean (K) at points, bilinear in space, at each point's time.
 
     Args:
       climatology: a :class:`bayesda.climatology.Climatology`.
       lat, lon: ``[n]`` coordinates (inside its grid).
       time: ``[n]`` datetime64 (or one scalar for all points).
+      field: ``"mean"`` or ``"sd"`` (the climatological SD, K).
     """
     lat = np.atleast_1d(np.asarray(lat, np.float64))
     lon = np.atleast_1d(np.asarray(lon, np.float64))
@@ -238,13 +248,26 @@ def climatology_at(climatology, lat, lon, time) -> np.ndarray:
     stencil = bilinear_stencil(climatology.grid, lat, lon)
     out = np.empty(lat.size)
     uniq, inv = np.unique(times, return_inverse=True)
-    means = climatology.mean_values(uniq)  # [nt, nlat, nlon]
+    if field == "sd":
+        means = np.sqrt(np.maximum(climatology.variance_values(uniq), 0.0))
+    else:
+        means = climatology.mean_values(uniq)  # [nt, nlat, nlon]
     for i in range(uniq.size):
         rows = np.flatnonzero(inv == i)
         weight = stencil.weight[rows].astype(np.float64)
         sub = stencil._replace(idx=stencil.idx[rows], weight=weight)
         out[rows] = interpolate(means[i], sub)
     return out
+
+
+def _climate_at(climatology, df: pd.DataFrame):
+    """``(mean, sd)`` of the climatology at each row (K), or ``(None, None)`` if unknown."""
+    if climatology is None or "time" not in df.columns:
+        return None, None
+    lat, lon, t = df["lat"].to_numpy(), df["lon"].to_numpy(), df["time"].to_numpy()
+    mean = climatology_at(climatology, lat, lon, t)
+    sd = climatology_at(climatology, lat, lon, t, field="sd")
+    return mean, sd
 
 
 def read_obs(
@@ -256,6 +279,7 @@ def read_obs(
     time=None,
     grid: Grid | None = None,
     duplicates: str = "error",
+    check: bool = True,
 ) -> pd.DataFrame:
     """Read and validate observations, returning anomalies in K.
 
@@ -276,6 +300,9 @@ def read_obs(
         column, when present, wins); stored in a ``time`` column.
       grid: a grid the points must lie in (see :func:`validate_obs`).
       duplicates: see :func:`validate_obs`.
+      check: check the values' physical range for the declared units and kind
+        (:mod:`bayesda.plausible`; anomalies against the climatological SD when the
+        climatology and the time are known).
 
     Returns:
       A validated DataFrame with ``value`` the anomaly in K; ``df.attrs["kind"] ==
@@ -283,8 +310,12 @@ def read_obs(
 
     Raises:
       ValueError: unknown ``units`` or ``kind``, ``kind="absolute"`` without a climatology
-        or a time, and anything :func:`validate_obs` rejects.
+        or a time, values implausible for the declared units and kind
+        (:class:`bayesda.plausible.ImplausibleObservationError`, naming the row, the value
+        and the likely mistake), and anything :func:`validate_obs` rejects.
     """
+    from bayesda import plausible
+
     units = canonical_units(units)
     if kind not in ("anomaly", "absolute"):
         raise ValueError(f"kind={kind!r}; expected 'anomaly' or 'absolute'")
@@ -293,16 +324,32 @@ def read_obs(
         df["time"] = np.datetime64(pd.Timestamp(time).to_datetime64(), "ns")
     if grid is None and climatology is not None:
         grid = climatology.grid
-    df = validate_obs(df, grid=grid, duplicates="keep" if kind == "absolute" else duplicates)
-    if "sigma" in df.columns:
-        df["sigma"] = difference_to_kelvin(df["sigma"].to_numpy(), units)
-    if kind == "anomaly":
-        df["value"] = difference_to_kelvin(df["value"].to_numpy(), units)
-    else:
+    source = str(src) if isinstance(src, str | os.PathLike) else ""
+    try:
+        df = validate_obs(df, grid=grid, duplicates="keep" if kind == "absolute" else duplicates)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}" if source else str(err)) from err
+    if kind == "absolute":
         if climatology is None:
             raise ValueError("kind='absolute' needs a climatology to subtract")
         if "time" not in df.columns:
             raise ValueError("kind='absolute' needs a time: a 'time' column or the time= argument")
+    if check:
+        clim_mean, clim_sd = _climate_at(climatology, df)
+        test = plausible.check_absolute if kind == "absolute" else plausible.check_anomaly
+        test(df["value"].to_numpy(), units, clim_mean=clim_mean, clim_sd=clim_sd, source=source)
+    if "sigma" in df.columns:
+        df["sigma"] = difference_to_kelvin(df["sigma"].to_numpy(), units)
+        if np.any(df["sigma"] <= 0):  # a denormal sigma can underflow to 0 when scaled
+            raise _first_bad(
+                df["sigma"].to_numpy() <= 0,
+                df,
+                "sigma",
+                f"sigma <= 0 K once converted from {units}",
+            )
+    if kind == "anomaly":
+        df["value"] = difference_to_kelvin(df["value"].to_numpy(), units)
+    else:
         value = to_kelvin(df["value"].to_numpy(), units)
         clim = climatology_at(climatology, df["lat"], df["lon"], df["time"].to_numpy())
         df["value"] = value - clim
@@ -319,7 +366,7 @@ def write_obs(df: pd.DataFrame, path: str | os.PathLike) -> pathlib.Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        df.to_csv(tmp, index=False, float_format="%.6f", date_format="%Y-%m-%dT%H:%M:%S")
+        df.to_csv(tmp, index=False, float_format="%.9g", date_format="%Y-%m-%dT%H:%M:%S")
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)

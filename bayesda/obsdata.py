@@ -91,7 +91,11 @@ def prepare_obs(prior, obs: pd.DataFrame, *, time=None, pad: bool = True) -> Obs
     Raises:
       ValueError: missing columns, no rows, non-finite values, sigma <= 0, or points
         outside the grid.
+      bayesda.capacity.ObservationSizeError: too many observations for the memory
+        available (see :func:`bayesda.capacity.check_obs_size`).
     """
+    from bayesda.capacity import check_obs_size
+
     missing = [c for c in REQUIRED_COLUMNS if c not in obs.columns]
     if missing:
         raise ValueError(f"observation table lacks column(s) {missing}; it has {list(obs.columns)}")
@@ -111,6 +115,7 @@ def prepare_obs(prior, obs: pd.DataFrame, *, time=None, pad: bool = True) -> Obs
     if np.any(sigma <= 0):
         k = int(np.flatnonzero(sigma <= 0)[0])
         raise ValueError(f"sigma must be > 0, got sigma={sigma[k]} at row {k}")
+    check_obs_size(len(obs), pad_length(len(obs)) if pad else None, n_cells=prior.grid.size)
     stencil = bilinear_stencil(prior.grid, obs["lat"].to_numpy(), obs["lon"].to_numpy())
     A, D = prior.repr_error.at_obs(stencil)
     n = len(obs)

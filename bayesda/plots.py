@@ -123,11 +123,17 @@ def plot_posterior(
         )
     vals = [mean, obs["value"].to_numpy()] + ([truth_v] if truth_v is not None else [])
     amax = float(np.nanpercentile(np.abs(np.concatenate([np.ravel(v) for v in vals])), 99.5))
+    if not (np.isfinite(fog_threshold) and fog_threshold > 0):
+        raise ValueError(f"fog_threshold={fog_threshold!r} must be a finite number > 0")
+    # With a truth: 2 x 3 (truth, mean, error / SD, P(exceed), 90% width). Without one:
+    # 2 x 2 (mean, 90% width / SD, P(exceed)): every panel has a map, none is empty.
     ncol = 3 if truth_v is not None else 2
     fig, axes = plt.subplots(2, ncol, figsize=(5.2 * ncol, 7.4), constrained_layout=True)
     axes = np.atleast_2d(axes)
     anom = dict(cmap="RdBu_r", vmin=-amax, vmax=amax, label="temperature anomaly (K)")
     row0 = list(axes[0])
+    row1 = list(axes[1])
+    width_ax = row1.pop() if truth_v is not None else row0.pop()
     if truth_v is not None:
         _panel(
             fig,
@@ -161,14 +167,13 @@ def plot_posterior(
             lat,
             lon,
             err,
-            title=f"error: mean - truth (RMSE {np.sqrt(np.mean(err**2)):.2f} K)",
+            title=f"error: mean - truth (RMSE {np.sqrt(np.nanmean(err**2)):.2f} K)",
             cmap="PuOr_r",
             vmin=-emax,
             vmax=emax,
             label="error (K)",
         )
         ax.scatter(obs["lon"], obs["lat"], s=6, c="k", zorder=3)
-    row1 = list(axes[1])
     ax = row1.pop(0)
     sd_title = "posterior SD"
     _panel(
@@ -210,29 +215,31 @@ def plot_posterior(
         label="probability",
     )
     ax.contour(lon, lat, pex, levels=[0.05, 0.95], colors="k", linewidths=0.5, linestyles=":")
-    if row1:
-        ax = row1.pop(0)
-        q05, q95 = ds["q05"].values, ds["q95"].values
-        width = q95 - q05
-        _panel(
-            fig,
-            ax,
-            lat,
-            lon,
-            width,
-            title="width of the 90% credible interval",
-            cmap="magma",
-            vmin=0.0,
-            vmax=float(np.nanmax(width)),
-            label="q95 - q05 (K)",
+    # the 90% interval panel, always drawn
+    ax = width_ax
+    q05, q95 = ds["q05"].values, ds["q95"].values
+    width = q95 - q05
+    _panel(
+        fig,
+        ax,
+        lat,
+        lon,
+        width,
+        title="width of the 90% credible interval",
+        cmap="magma",
+        vmin=0.0,
+        vmax=float(np.nanmax(width)),
+        label="q95 - q05 (K)",
+    )
+    if truth_v is not None:
+        known = np.isfinite(truth_v)
+        miss = known & ((truth_v < q05) | (truth_v > q95))
+        _hatch(ax, lat, lon, miss, "xx")
+        frac = miss.sum() / max(int(known.sum()), 1)
+        ax.set_title(
+            f"90% interval width; hatched: truth outside ({frac:.0%} of pixels)",
+            fontsize=10,
         )
-        if truth_v is not None:
-            miss = (truth_v < q05) | (truth_v > q95)
-            _hatch(ax, lat, lon, miss, "xx")
-            ax.set_title(
-                f"90% interval width; hatched: truth outside ({miss.mean():.0%} of pixels)",
-                fontsize=10,
-            )
     a = ds.attrs
     parts = [
         f"{a.get('model_name', 'model')} posterior",
@@ -241,8 +248,12 @@ def plot_posterior(
         a.get("sampler_method", ""),
     ]
     fig.suptitle(title or ", ".join(str(p) for p in parts if p), fontsize=12)
+    from bayesda.outputs import atomic_write, writing
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        with writing(out), atomic_write(out) as tmp:  # a failed write keeps the old map
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return out

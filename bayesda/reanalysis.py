@@ -78,6 +78,10 @@ class ReanalysisSettings:
     def __post_init__(self):
         if self.batch_times < 1:
             raise ValueError(f"batch_times must be >= 1, got {self.batch_times}")
+        if self.keep_samples < 0:
+            raise ValueError(
+                f"keep_samples must be >= 0 (0: summaries only), got {self.keep_samples}"
+            )
         _ = (self.sampler, self.options)  # validates the fields
 
     @property
@@ -300,11 +304,15 @@ def reanalyse(
     scheduler: str | None = None,
     n_workers: int | None = None,
     progress: bool = True,
+    verify: bool = True,
+    report=None,
 ) -> Path:
     """Assimilate every observed time in ``[start, end]`` into the zarr store ``out``.
 
     Safe to interrupt: running the same call again skips the times already done and
-    finishes the rest (see :mod:`bayesda.store`).
+    finishes the rest (see :mod:`bayesda.store`). Only one process writes a store at a
+    time (:func:`bayesda.outputs.lock`); an existing directory that is not a bayesda
+    store is refused and left untouched.
 
     Args:
       model: a model directory (needed for Dask, whose workers load it themselves) or an
@@ -317,13 +325,41 @@ def reanalyse(
         machine; or the address of a running Dask scheduler ("tcp://host:8786").
       n_workers: workers of the local cluster (default: the number of cores).
       progress: show a progress bar over times.
+      verify: on resume, read back every finished time and compare it with its checksum
+        (:func:`bayesda.store.verify`); damaged times are redone.
+      report: called with ``{index: (time, reason)}`` of the damaged times found (default:
+        one line per time on stderr when there are any).
 
     Returns:
       The store path.
+
+    Raises:
+      bayesda.outputs.LockedError: another process is writing ``out``.
+      bayesda.outputs.OutputError: ``out`` exists and is not a bayesda store.
+      bayesda.store.StoreCorruptError: the store's metadata or done flags are unreadable.
     """
+    from bayesda import outputs
+
+    out = Path(out)
+    outputs.check_target(out, "store", resume=True)
+    with outputs.lock(out):
+        return _reanalyse(
+            model, obs, out, start, end, settings, scheduler, n_workers, progress, verify, report
+        )
+
+
+def _report_damaged(damaged: dict) -> None:
+    import sys
+
+    for index, (t, reason) in damaged.items():
+        print(f"reanalyse: time {index} ({t}) was damaged: {reason}; redoing it", file=sys.stderr)
+
+
+def _reanalyse(
+    model, obs, out, start, end, settings, scheduler, n_workers, progress, verify, report
+) -> Path:
     if scheduler is not None and isinstance(model, GenerativePrior):
         raise ValueError("a Dask reanalysis needs a model directory, not an in-memory prior")
-    out = Path(out)
     times = analysis_times(obs, start, end)
     obs_time = pd.to_datetime(obs["time"]).to_numpy().astype("datetime64[ns]")
     prior = (
@@ -337,6 +373,12 @@ def reanalyse(
     store.open_or_create(
         out, times, prior.grid, n_samples=settings.keep_samples, signature=signature
     )
+    if verify:
+        bad = store.verify(out)
+        if bad:
+            store.mark_pending(out, list(bad))
+        if bad or report is not None:
+            (report or _report_damaged)({i: (str(times[i])[:19], w) for i, w in bad.items()})
     todo = store.pending(out)
     groups = [
         (idx, obs[np.isin(obs_time, times[idx])].reset_index(drop=True))

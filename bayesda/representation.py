@@ -383,6 +383,33 @@ def fit_length_scale(
     return length, info
 
 
+def check_structure(structure: str) -> str:
+    """Check a :func:`from_residuals` structure name without estimating anything.
+
+    Returns:
+      The stripped name.
+
+    Raises:
+      ValueError: an unknown structure or a bad ``@LENGTH_KM``.
+    """
+    structure = str(structure).strip()
+    if structure.isdigit():
+        return structure
+    kind, at, fixed = structure.partition("@")
+    ok = kind in ("matern32", "sqexp")
+    if ok and at:
+        try:
+            ok = np.isfinite(float(fixed)) and float(fixed) > 0
+        except ValueError:
+            ok = False
+    if not ok:
+        raise ValueError(
+            f"unknown representation-error structure {structure!r}; expected a rank "
+            "('0', '16'), 'matern32', 'sqexp' or 'KIND@LENGTH_KM' with LENGTH_KM > 0"
+        )
+    return structure
+
+
 def from_residuals(
     residuals: np.ndarray,
     grid,
@@ -405,15 +432,10 @@ def from_residuals(
     Raises:
       ValueError: an unknown structure.
     """
-    structure = str(structure).strip()
+    structure = check_structure(structure)
     if structure.isdigit():
         return estimate(residuals, rank=int(structure))
     kind, _, fixed = structure.partition("@")
-    if kind not in ("matern32", "sqexp"):
-        raise ValueError(
-            f"unknown representation-error structure {structure!r}; expected a rank "
-            "('0', '16'), 'matern32', 'sqexp' or 'KIND@LENGTH_KM'"
-        )
     if fixed:
         length = float(fixed)
     else:

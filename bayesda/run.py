@@ -16,23 +16,25 @@ A run directory holds::
     RUN/climatology_sd.nc  climatological anomaly SD at the analysis time (for the "fog")
     RUN/truth.nc           the true anomaly, when known (the demo)
     RUN/verification.json  RMSE, CRPS, coverage against the truth, when known
+    RUN/.bayesda           marker: this directory is a bayesda run (bayesda.outputs)
 
 Everything is written to a hidden temporary directory beside ``RUN`` and renamed into place
-at the end, so a failed run leaves no partial ``RUN``.
+at the end, so a failed run leaves no partial ``RUN``. A lock (``.RUN.lock``) held from start
+to end keeps two processes from writing one run, and ``force`` replaces only a bayesda run,
+never another directory (:mod:`bayesda.outputs`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import shutil
-import tempfile
 import time as _time
 from pathlib import Path
 
 import numpy as np
 
+from bayesda import outputs
 from bayesda.settings import ModelOptions, SamplerSettings
 
 __all__ = ["assimilate_to_run", "load_prior", "verification"]
@@ -88,10 +90,10 @@ def assimilate_to_run(
     Args:
       prior: the :class:`bayesda.prior.GenerativePrior`.
       obs: observation table (anomalies, K).
-      out: the run directory; must not exist unless ``force``.
+      out: the run directory: absent or empty, or a bayesda run replaced with ``force``.
       time: analysis time.
       truth: optional true anomaly ``(lat, lon)`` DataArray (K), saved and mapped.
-      force: replace an existing ``out``.
+      force: replace an existing bayesda run at ``out`` (never another directory).
       extra: more entries for ``run.json``.
       seed, sampler, options, progress_bar: as for :func:`bayesda.infer.assimilate`.
       **legacy: deprecated per-field sampler keywords (``num_chains=``, ...).
@@ -99,16 +101,54 @@ def assimilate_to_run(
     Returns:
       The ``run.json`` content, plus the in-memory ``assimilation``, ``dataset`` and
       ``verdict`` under keys starting with ``_``.
+
+    Raises:
+      bayesda.outputs.OutputError: ``out`` is not a bayesda run (refused even with
+        ``force``), exists without ``force``, or is being written by another process
+        (:class:`bayesda.outputs.LockedError`).
     """
+    out = Path(out)
+    outputs.check_target(out, "run", force=force)
+    with outputs.lock(out):
+        return _write_run(
+            prior,
+            obs,
+            out,
+            time=time,
+            truth=truth,
+            force=force,
+            extra=extra,
+            seed=seed,
+            sampler=sampler,
+            options=options,
+            progress_bar=progress_bar,
+            **legacy,
+        )
+
+
+def _write_run(
+    prior,
+    obs,
+    out: Path,
+    *,
+    time,
+    truth,
+    force,
+    extra,
+    seed,
+    sampler,
+    options,
+    progress_bar,
+    **legacy,
+) -> dict:
     from bayesda import __version__
     from bayesda.diagnostics import diagnose, plot_sampler_diagnostics
     from bayesda.infer import assimilate
     from bayesda.plots import plot_posterior
     from bayesda.posterior import posterior_dataset, write_netcdf
 
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ValueError(f"run directory {out} exists and is not empty (use --force to replace it)")
+    outputs.check_target(out, "run", force=force)  # again: under the lock
+    outputs.clean_temps(out)
     if truth is not None and tuple(np.shape(truth)) != prior.grid.shape:
         raise ValueError(
             f"truth shape {np.shape(truth)} does not match the model grid {prior.grid.shape}"
@@ -127,15 +167,15 @@ def assimilate_to_run(
     ds = posterior_dataset(a, prior, time=time)
     verdict = diagnose(a.idata, field_samples=ds[["anomaly"]])
     t_diag = _time.perf_counter() - t0 - a.timings["wall"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; the run is an ordinary directory
+    tmp = outputs.temp_path(out)
+    tmp.mkdir()
     try:
-        write_netcdf(ds, tmp / "posterior.nc")
-        a.idata.to_netcdf(str(tmp / "inference.nc"))
-        a.obs.frame.to_csv(tmp / "obs.csv", index=False, float_format="%.6f")
+        outputs.write_marker(tmp, "run")
+        with outputs.writing(out / "posterior.nc"):
+            write_netcdf(ds, tmp / "posterior.nc")
+        with outputs.writing(out / "inference.nc"):
+            a.idata.to_netcdf(str(tmp / "inference.nc"))
+        a.obs.frame.to_csv(tmp / "obs.csv", index=False, float_format="%.9g")
         _write_json(verdict.to_dict(), tmp / "diagnostics.json")
         scores = None
         if truth is not None:
@@ -175,14 +215,8 @@ def assimilate_to_run(
             **(extra or {}),
         }
         _write_json(info, tmp / "run.json")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        outputs.check_target(out, "run", force=force)  # nothing appeared meanwhile
+        outputs.replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -7,6 +7,8 @@ Layout (dims ``time, lat, lon``; ``sample`` when posterior samples are kept):
 * optional ``samples`` ``(time, sample, lat, lon)``: a few posterior draws;
 * per-time diagnostics: ``n_obs``, ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``,
   ``divergences``, ``verdict`` (0 PASS, 1 WARN, 2 FAIL, -1 not yet run), ``wall_s``;
+* ``checksum`` (int64): a BLAKE2b digest of every variable of that time as read back
+  after writing, set just before ``done``;
 * ``done`` (bool): set only after every other variable of that time was written.
 
 Safety. Every array is chunked one time per chunk, and zarr's local store writes each chunk
@@ -15,14 +17,19 @@ data are written first and its ``done`` flag last, so a process killed at any mo
 at worst a time whose flag is still false: the next run redoes it and overwrites the same
 chunks. The store itself is created under a temporary name and renamed into place, so a
 half-created store never looks complete. Two workers never write the same chunk, because
-each time belongs to one task. Stray ``*.partial`` files from a killed write are removed on
-resume.
+each time belongs to one task, and two processes never write one store: the driver holds
+the store's lock (:func:`bayesda.outputs.lock`) from start to end. Stray ``*.partial``
+files from a killed write are removed on resume, only inside a bayesda store and only
+under that lock. On resume every finished time is read back and compared with its
+checksum (:func:`verify`): a corrupted or deleted chunk makes that time pending again.
+An existing directory that is not a bayesda store is never touched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import uuid
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,8 +77,30 @@ DIAG_VARS: dict[str, tuple[type, object, str]] = {
 VERDICT_CODES = {"PASS": 0, "WARN": 1, "FAIL": 2}
 
 
+CHECKSUM = "checksum"
+
+
 class StoreMismatchError(ValueError):
     """An existing store was created for other times, grid or settings."""
+
+
+class StoreCorruptError(ValueError):
+    """A store's metadata or ``done`` flags cannot be read."""
+
+
+def _corrupt(path, what: str, err: BaseException) -> StoreCorruptError:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return StoreCorruptError(
+        f"reanalysis store {path} is damaged: {what} cannot be read ({type(err).__name__}: "
+        f"{first}); move it aside and rerun to start afresh, or use another --out"
+    )
+
+
+def _open(path) -> xr.Dataset:
+    try:
+        return xr.open_zarr(path, consolidated=False)
+    except Exception as err:  # zarr/JSON/decompression errors come in many types
+        raise _corrupt(path, "its zarr.json metadata", err) from err
 
 
 def _template(times: np.ndarray, grid: Grid, n_samples: int, signature: dict) -> xr.Dataset:
@@ -100,6 +129,11 @@ def _template(times: np.ndarray, grid: Grid, n_samples: int, signature: dict) ->
         data_vars[name] = xr.DataArray(
             np.full((nt,), fill, dtype=dtype), dims=("time",), attrs={"long_name": long_name}
         )
+    data_vars[CHECKSUM] = xr.DataArray(
+        np.zeros((nt,), dtype=np.int64),
+        dims=("time",),
+        attrs={"long_name": "BLAKE2b digest of this time's variables as written (see verify)"},
+    )
     data_vars["done"] = xr.DataArray(
         np.zeros((nt,), dtype=bool),
         dims=("time",),
@@ -130,25 +164,45 @@ def open_or_create(
       signature: JSON-able settings (model hash, sampler settings, ...) that must match
         when an existing store is resumed.
 
+    The caller holds the store's :func:`bayesda.outputs.lock`.
+
     Returns:
       The store opened lazily.
 
     Raises:
       StoreMismatchError: an existing store has other times, grid or signature.
+      StoreCorruptError: an existing store's metadata cannot be read.
+      bayesda.outputs.OutputError: ``path`` exists and is not a bayesda store (it is
+        left untouched), or another process created it meanwhile.
     """
+    from bayesda import outputs
+
     require("zarr", "a reanalysis store")
     path = Path(path)
     times = np.asarray(times, dtype="datetime64[ns]")
     signature = signature or {}
-    if not path.exists():
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.creating")
-        template = _template(times, grid, n_samples, signature)
-        encoding = {name: {"chunks": (1,)} for name in [*DIAG_VARS, "done"]}
-        template.to_zarr(tmp, mode="w", compute=False, consolidated=False, encoding=encoding)
-        tmp.rename(path)
-    for stray in path.rglob("*.partial"):
-        stray.unlink(missing_ok=True)
-    ds = xr.open_zarr(path, consolidated=False)
+    if outputs.check_target(path, "store", resume=True) == "new":
+        outputs.clean_temps(path)
+        tmp = outputs.temp_path(path)
+        try:
+            template = _template(times, grid, n_samples, signature)
+            encoding = {name: {"chunks": (1,)} for name in [*DIAG_VARS, CHECKSUM, "done"]}
+            template.to_zarr(tmp, mode="w", compute=False, consolidated=False, encoding=encoding)
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+            try:
+                tmp.rename(path)
+            except OSError as err:
+                raise outputs.OutputError(
+                    f"{path} was created by another process while this one was creating it; "
+                    "rerun to resume it, or use another --out"
+                ) from err
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        for stray in path.rglob("*.partial"):  # ours, under our lock: a killed write's
+            stray.unlink(missing_ok=True)
+    ds = _open(path)
     if ds.sizes["time"] != times.size or not np.array_equal(ds["time"].values, times):
         raise StoreMismatchError(
             f"{path} holds {ds.sizes['time']} times "
@@ -168,10 +222,97 @@ def open_or_create(
     return ds
 
 
+def _done(path) -> np.ndarray:
+    try:
+        return np.asarray(_open(path)["done"].values, bool)
+    except StoreCorruptError:
+        raise
+    except Exception as err:
+        raise _corrupt(path, "the 'done' flags", err) from err
+
+
 def pending(path: str | Path) -> np.ndarray:
-    """Indices of the times whose ``done`` flag is not yet set."""
-    done = xr.open_zarr(path, consolidated=False)["done"].values
-    return np.flatnonzero(~done)
+    """Indices of the times whose ``done`` flag is not yet set.
+
+    Raises:
+      StoreCorruptError: the metadata or the ``done`` flags cannot be read.
+    """
+    return np.flatnonzero(~_done(path))
+
+
+def _checked_vars(ds: xr.Dataset) -> list[str]:
+    return sorted(
+        str(v) for v in ds.data_vars if "time" in ds[v].dims and v not in (CHECKSUM, "done")
+    )
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> int:
+    h = hashlib.blake2b(digest_size=8)
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return int.from_bytes(h.digest(), "little", signed=True)
+
+
+def _time_digest(ds: xr.Dataset, index: int, names: list[str]) -> int:
+    return _digest({v: ds[v].isel(time=index).values for v in names})
+
+
+def verify(path: str | Path, indices=None) -> dict[int, str]:
+    """Read back finished times and compare each with its checksum.
+
+    Args:
+      path: the store.
+      indices: the times to check (default: every time whose ``done`` flag is set).
+
+    Returns:
+      ``{index: reason}`` for each damaged time (a chunk that cannot be read, or data that
+      differ from what was written, e.g. a deleted chunk read back as fill values). Stores
+      written before checksums existed have nothing to compare with: returns ``{}``.
+
+    Raises:
+      StoreCorruptError: the metadata or the ``done`` flags cannot be read.
+    """
+    done = _done(path)
+    ds = _open(path)
+    if CHECKSUM not in ds:
+        return {}
+    idx = np.flatnonzero(done) if indices is None else np.asarray(indices, int)
+    try:
+        sums = np.asarray(ds[CHECKSUM].values, np.int64)
+    except Exception as err:
+        raise _corrupt(path, "the checksums", err) from err
+    names = _checked_vars(ds)
+    whole: dict[str, np.ndarray | None] = {}
+    for v in names:  # one read per variable; per time only where that fails
+        try:
+            whole[v] = ds[v].values
+        except Exception:
+            whole[v] = None
+    bad: dict[int, str] = {}
+    for i in idx:
+        arrays = {}
+        for v in names:
+            full = whole[v]
+            if full is not None:
+                arrays[v] = full[i]
+                continue
+            try:
+                arrays[v] = ds[v].isel(time=int(i)).values
+            except Exception as err:
+                bad[int(i)] = f"variable {v!r} cannot be read ({type(err).__name__})"
+                break
+        if int(i) not in bad and _digest(arrays) != int(sums[i]):
+            bad[int(i)] = "data differ from the checksum written with them"
+    return bad
+
+
+def mark_pending(path: str | Path, indices) -> None:
+    """Clear the ``done`` flag of these times, so that the next run redoes them."""
+    for i in np.asarray(indices, int):
+        flag = xr.Dataset({"done": ("time", np.array([False]))})
+        flag.to_zarr(path, region={"time": slice(int(i), int(i) + 1)}, consolidated=False)
 
 
 def write_time(path: str | Path, index: int, result: xr.Dataset) -> None:
@@ -187,5 +328,11 @@ def write_time(path: str | Path, index: int, result: xr.Dataset) -> None:
     region = {"time": slice(index, index + 1)}
     body = result[keep].drop_vars(["lat", "lon", "time"], errors="ignore").expand_dims("time")
     body.to_zarr(path, region=region, consolidated=False)
+    back = xr.open_zarr(path, consolidated=False)
+    if CHECKSUM in back:  # read back what landed on disk, and remember its digest
+        digest = _time_digest(back, index, _checked_vars(back))
+        xr.Dataset({CHECKSUM: ("time", np.array([digest], np.int64))}).to_zarr(
+            path, region=region, consolidated=False
+        )
     flag = xr.Dataset({"done": ("time", np.array([True]))})
     flag.to_zarr(path, region=region, consolidated=False)

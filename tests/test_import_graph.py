@@ -94,8 +94,19 @@ LAYERS: list[tuple[str, ...]] = [
         "vae",
         "kernels",
         "convergence",
+        "outputs",
+        "plausible",
     ),  # foundations
-    ("data", "landmask", "operators", "climatology", "synthetic", "representation", "obs"),
+    (
+        "data",
+        "landmask",
+        "operators",
+        "climatology",
+        "synthetic",
+        "representation",
+        "obs",
+        "capacity",
+    ),
     ("prior", "model", "train", "checkpoint", "sampler", "posterior"),  # the prior and its model
     ("diagnostics", "plots", "metrics", "baselines", "store"),  # judging and showing outputs
     ("obsdata", "compiled", "result", "infer"),  # inference
@@ -103,6 +114,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "commands",
         "commands.options",
+        "commands.argtypes",
         "commands.assim",
         "commands.data",
         "commands.reanalyse",

@@ -21,8 +21,12 @@ The run directory is written by :func:`bayesda.run.assimilate_to_run`; it holds:
     RUN/truth.nc           the true anomaly, when known (the demo)
     RUN/verification.json  RMSE, CRPS, coverage against the truth, when known
 
+    RUN/.bayesda           marker: this directory is a bayesda run (bayesda.outputs)
+
 Everything is written to a hidden temporary directory beside ``RUN`` and renamed into place
-at the end, so a failed run leaves no partial ``RUN``.
+at the end, so a failed run leaves no partial ``RUN``; a lock (``.RUN.lock``) held from
+start to end keeps two processes from writing one run, and ``--force`` replaces only a
+bayesda run, never another directory (:mod:`bayesda.outputs`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bayesda import outputs
+from bayesda.commands.argtypes import add_units_kind, kind_from_args, positive_float, positive_int
 from bayesda.commands.options import add_settings_args, settings_from_args
 from bayesda.run import (  # noqa: F401  (re-exported: their home moved to bayesda.run)
     _climatology_sd,
@@ -62,11 +68,14 @@ def register(subparsers) -> None:
         "--obs", required=True, help="observations: CSV or netCDF (lat, lon, value, sigma)"
     )
     p.add_argument("--time", default=None, help="analysis time, e.g. 2014-01-07T12")
-    p.add_argument(
-        "--absolute", action="store_true", help="obs values are temperatures, not anomalies"
-    )
+    add_units_kind(p)
+    add_superob_arg(p)
     p.add_argument("--out", required=True, help="run directory to create")
-    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing bayesda run directory (never any other directory)",
+    )
     add_settings_args(p, DEFAULT)
     p.set_defaults(func=cmd_assimilate)
 
@@ -78,17 +87,38 @@ def register(subparsers) -> None:
     m.add_argument("run", help="run directory")
     m.add_argument("--truth", default=None, help="netCDF with the true anomaly (lat, lon), K")
     m.add_argument("--out", default=None, help="PNG path (default RUN/maps.png)")
-    m.add_argument("--fog-threshold", type=float, default=0.5)
+    m.add_argument(
+        "--fog-threshold",
+        type=positive_float,
+        default=0.5,
+        help="hatch where posterior SD > this x climatological SD (> 0; default 0.5)",
+    )
     m.set_defaults(func=cmd_plot)
 
     e = subparsers.add_parser("demo", help="held-out NCEP day: pseudo-obs, assimilate, verify")
-    e.add_argument("--out", default="runs/demo", help="run directory (replaced)")
+    e.add_argument(
+        "--out",
+        default="runs/demo",
+        help="run directory (an earlier bayesda run there is replaced; any other "
+        "non-empty directory is refused)",
+    )
     e.add_argument("--model", default="models/ncep-air")
     e.add_argument("--data-dir", default=None, help="default: $BAYESDA_DATA_DIR")
-    e.add_argument("--n-obs", type=int, default=None)
+    e.add_argument("--n-obs", type=positive_int, default=None)
     e.add_argument("--time", default=None, help="held-out time (default: see bayesda.demo)")
     add_settings_args(e, DEMO)
     e.set_defaults(func=cmd_demo)
+
+
+def add_superob_arg(p) -> None:
+    """``--superob``: average observations sharing a grid cell (:mod:`bayesda.capacity`)."""
+    p.add_argument(
+        "--superob",
+        action="store_true",
+        help="average observations that share a grid cell into one (inverse-variance "
+        "weights, combined sigma); default off. Use it for thousands of observations, "
+        "whose O(n^2) covariance may not fit in memory",
+    )
 
 
 def sampler_kwargs(args) -> dict:
@@ -97,15 +127,22 @@ def sampler_kwargs(args) -> dict:
 
 
 def _read_obs(args, prior):
+    from bayesda.capacity import superob
     from bayesda.obs import read_obs
 
-    kind = "absolute" if args.absolute else "anomaly"
-    return read_obs(
-        args.obs, kind=kind, climatology=prior.climatology, time=args.time, grid=prior.grid
+    obs = read_obs(
+        args.obs,
+        kind=kind_from_args(args),
+        units=args.units,
+        climatology=prior.climatology,
+        time=args.time,
+        grid=prior.grid,
     )
+    return superob(obs, prior.grid) if args.superob else obs
 
 
 def cmd_assimilate(args) -> int:
+    outputs.check_target(args.out, "run", force=args.force)  # before loading anything
     prior = load_prior(args.model)
     obs = _read_obs(args, prior)
     info = assimilate_to_run(
@@ -153,8 +190,8 @@ def cmd_diagnose(args) -> int:
 
 def cmd_plot(args) -> int:
     import pandas as pd
-    import xarray as xr
 
+    from bayesda.obs import validate_obs
     from bayesda.plots import plot_posterior
 
     run = _require_run(args.run)
@@ -165,16 +202,20 @@ def cmd_plot(args) -> int:
     )
     truth = None
     if truth_path is not None:
-        with xr.open_dataset(truth_path) as t:
-            truth = (t["anomaly"] if "anomaly" in t else t[list(t.data_vars)[0]]).load()
-    with xr.open_dataset(run / "posterior.nc") as ds:
-        ds = ds.drop_vars(["anomaly", "tas"], errors="ignore").load()
-    obs = pd.read_csv(run / "obs.csv")
+        t = _open_netcdf(truth_path, "truth")
+        if not t.data_vars:
+            raise ValueError(f"truth file {truth_path} holds no variable; expected 'anomaly'")
+        truth = t["anomaly"] if "anomaly" in t else t[list(t.data_vars)[0]]
+    ds = _open_netcdf(run / "posterior.nc", "posterior")
+    ds = ds.drop_vars(["anomaly", "tas"], errors="ignore")
+    try:
+        obs = validate_obs(pd.read_csv(run / "obs.csv"), duplicates="keep")
+    except (ValueError, pd.errors.ParserError) as err:
+        raise ValueError(f"{run / 'obs.csv'}: {err}") from err
     clim_sd = None
     clim_path = run / "climatology_sd.nc"
     if clim_path.is_file():
-        with xr.open_dataset(clim_path) as c:
-            clim_sd = c["sd"].load()
+        clim_sd = _open_netcdf(clim_path, "climatological SD")["sd"]
     out = plot_posterior(
         ds,
         obs,
@@ -187,8 +228,25 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def _open_netcdf(path, what: str):
+    """Load a netCDF file; an error names the file and what it should have been."""
+    import xarray as xr
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {path} does not exist (or is not a file)")
+    try:
+        with xr.open_dataset(path) as ds:
+            return ds.load()
+    except (ValueError, OSError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"cannot read {what} file {path} as netCDF ({first})") from err
+
+
 def cmd_demo(args) -> int:
     from bayesda.demo import run_demo
+
+    outputs.check_target(args.out, "run", force=True)  # an earlier demo run, or nothing
 
     run_demo(
         args.out,

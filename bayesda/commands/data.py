@@ -15,6 +15,8 @@ import argparse
 import numpy as np
 import pandas as pd
 
+from bayesda.commands.argtypes import positive_float, positive_int
+
 __all__ = ["cmd_climatology", "cmd_info", "cmd_obs_make", "register"]
 
 
@@ -47,14 +49,23 @@ def register(subparsers) -> None:
     )
     make.add_argument("--data", default="ncep-air", help="named dataset or path")
     make.add_argument("--time", required=True, help="valid time, e.g. 2014-01-07T12")
-    make.add_argument("--n", type=int, default=50, help="number of observations")
+    make.add_argument("--n", type=positive_int, default=50, help="number of observations")
     make.add_argument("--network", choices=("uniform", "station"), default="uniform")
-    make.add_argument("--sigma", type=float, default=0.5, help="noise SD, K")
+    make.add_argument("--sigma", type=positive_float, default=0.5, help="noise SD, K")
     make.add_argument("--seed", type=int, default=0)
     make.add_argument(
-        "--absolute",
-        action="store_true",
-        help="write absolute temperature (K) instead of anomalies",
+        "--kind",
+        choices=("anomaly", "absolute"),
+        default=None,
+        help="write anomalies (default) or absolute temperatures (K)",
+    )
+    make.add_argument("--absolute", action="store_true", help="same as --kind absolute")
+    make.add_argument(
+        "--model",
+        default=None,
+        help="anomalies relative to this model's climatology (what `bayesda assimilate "
+        "--model` subtracts); default: a climatology fitted on the data's training split. "
+        "Not used with --kind absolute",
     )
     make.add_argument("--out", required=True, help="CSV file to write")
     _add_data_dir(make)
@@ -111,12 +122,32 @@ def cmd_climatology(args) -> int:
     return 0
 
 
+def _fit_climatology(tas, train: np.ndarray):
+    """A climatology of the training times whose fields are complete, at the hours of day
+    that have enough of them (a file with a missing field or a few odd hours still fits)."""
+    from bayesda.climatology import Climatology, _hour_of_day
+
+    keep = train & np.isfinite(tas.values).reshape(tas.sizes["time"], -1).all(axis=1)
+    hours = _hour_of_day(tas["time"].values)
+    for h in np.unique(hours[keep]):
+        if (keep & (hours == h)).sum() < 2 * (1 + 2 * 3):  # too few for 3 harmonics
+            keep &= hours != h
+    if not keep.any():
+        raise ValueError(
+            "no complete training fields at a regular hour of day to fit a "
+            "climatology on; pass --model to use a model's climatology, or "
+            "--kind absolute"
+        )
+    return Climatology.fit(tas.isel(time=np.flatnonzero(keep)))
+
+
 def cmd_obs_make(args) -> int:
-    from bayesda.climatology import Climatology
+    from bayesda.commands.argtypes import kind_from_args
     from bayesda.data import load_dataset
     from bayesda.obs import pseudo_obs, write_obs
     from bayesda.split import block_split
 
+    kind = kind_from_args(args)
     ds = load_dataset(args.data, args.data_dir)
     when = np.datetime64(pd.Timestamp(args.time).to_datetime64(), "ns")
     times = ds["time"].values
@@ -127,15 +158,32 @@ def cmd_obs_make(args) -> int:
             f"{times.size} times from {str(times[0])[:19]} to {str(times[-1])[:19]}"
         )
     train, _ = block_split(times)
-    clim = Climatology.fit(ds["tas"].isel(time=np.flatnonzero(train)))
     tas = ds["tas"].isel(time=int(hit[0]))
-    truth = tas if args.absolute else clim.to_anomaly(tas)
+    n_nan = int(np.isnan(tas.values).sum())
+    if n_nan:
+        raise ValueError(
+            f"the {args.data!r} field at {str(when)[:19]} has {n_nan} missing (NaN) "
+            "grid values, so observations of it would be missing; pick another "
+            "--time"
+        )
+    if kind == "absolute":
+        truth, against = tas, "absolute temperature"
+    elif args.model:
+        from bayesda.checkpoint import load_model
+
+        clim = load_model(args.model).climatology
+        if clim is None:
+            raise ValueError(f"model {args.model} has no climatology; omit --model")
+        truth, against = clim.to_anomaly(tas), f"anomalies w.r.t. {args.model}'s climatology"
+    else:
+        clim = _fit_climatology(ds["tas"], train)
+        truth, against = clim.to_anomaly(tas), "anomalies w.r.t. the data's own climatology"
     df = pseudo_obs(truth, args.n, network=args.network, sigma=args.sigma, seed=args.seed)
-    df.attrs["kind"] = "absolute" if args.absolute else "anomaly"
+    df.attrs["kind"] = kind
     path = write_obs(df, args.out)
     split = "training" if train[hit[0]] else "test"
     print(
-        f"wrote {len(df)} {args.network} observations of {df.attrs['kind']} {args.data} at "
-        f"{str(when)[:19]} ({split} split), sigma {args.sigma} K, seed {args.seed} -> {path}"
+        f"wrote {len(df)} {args.network} observations of {args.data} at {str(when)[:19]} "
+        f"({split} split; {against}), sigma {args.sigma} K, seed {args.seed} -> {path}"
     )
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from bayesda.commands.argtypes import non_negative_int, positive_int
 from bayesda.settings import (
     DEFAULT,
     INITS,
@@ -44,9 +45,11 @@ def add_settings_args(
     """
     o = options or ModelOptions()
     g = parser.add_argument_group("sampler settings (bayesda.settings)")
-    g.add_argument("--chains", type=int, default=preset.num_chains, help="NUTS chains")
-    g.add_argument("--warmup", type=int, default=preset.num_warmup, help="warmup per chain")
-    g.add_argument("--draws", type=int, default=preset.num_samples, help="draws per chain")
+    g.add_argument("--chains", type=positive_int, default=preset.num_chains, help="NUTS chains")
+    g.add_argument(
+        "--warmup", type=non_negative_int, default=preset.num_warmup, help="warmup per chain"
+    )
+    g.add_argument("--draws", type=positive_int, default=preset.num_samples, help="draws per chain")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--method", choices=METHODS, default=preset.method)
     g.add_argument("--target-accept", type=float, default=preset.target_accept)

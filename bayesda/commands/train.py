@@ -22,6 +22,7 @@ __all__ = ["cmd_train", "register", "train_prior"]
 
 def register(subparsers) -> None:
     """Add the ``train`` command to the top-level parser."""
+    from bayesda.commands.argtypes import repr_error_structure
     from bayesda.train import TrainConfig
     from bayesda.vae import VAEConfig
 
@@ -52,6 +53,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--repr-error",
         default="matern32",
+        type=repr_error_structure,
         help="representation-error structure estimated from the validation residuals: "
         "'matern32' (stationary Matern-3/2, length fitted to the residual correlogram; the "
         "shipped choice, see analysis/repr_error_structure.py), 'sqexp', 'KIND@LENGTH_KM', "
@@ -83,6 +85,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.out)
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it")
+    from bayesda.checkpoint import check_target
+
+    check_target(out, overwrite=args.overwrite)  # a model, never another directory
     ds = load_dataset(args.data, args.data_dir)
     path, summary = train_prior(
         ds["tas"],
