@@ -7,7 +7,8 @@ A run directory holds::
 
     RUN/posterior.nc       field samples and summaries (bayesda.posterior.posterior_dataset)
     RUN/inference.nc       ArviZ InferenceData (z, sample_stats, y: observed, predictive, loglik)
-    RUN/obs.csv            the observations used (anomalies, K)
+    RUN/obs.csv            the observations used (anomalies, K; QC columns of bayesda.qc)
+    RUN/obs_posterior.csv  the posterior at each observation: mean, SD, residual, QC flag
     RUN/diagnostics.json   the verdict and its numbers (bayesda.diagnostics.Verdict)
     RUN/maps.png           uncertainty maps (bayesda.plots.plot_posterior)
     RUN/trace.png          trace plots of the first latent dimensions (NUTS only)
@@ -105,6 +106,7 @@ def assimilate_to_run(
     from bayesda.infer import assimilate
     from bayesda.plots import plot_posterior
     from bayesda.posterior import posterior_dataset, write_netcdf
+    from bayesda.sites import site_table
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
@@ -136,6 +138,9 @@ def assimilate_to_run(
         write_netcdf(ds, tmp / "posterior.nc")
         a.idata.to_netcdf(str(tmp / "inference.nc"))
         a.obs.frame.to_csv(tmp / "obs.csv", index=False, float_format="%.6f")
+        site_table(a.obs.frame, ds).to_csv(
+            tmp / "obs_posterior.csv", index=False, float_format="%.4f"
+        )
         _write_json(verdict.to_dict(), tmp / "diagnostics.json")
         scores = None
         if truth is not None:

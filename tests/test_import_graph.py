@@ -85,11 +85,14 @@ def test_light_modules_import_nothing_heavy(light):
 # from its own layer or the ones below.
 LAYERS: list[tuple[str, ...]] = [
     ("_xla", "_optional", "settings", "units", "grid", "split", "vae", "kernels"),  # foundations
-    ("data", "landmask", "operators", "climatology", "synthetic", "representation", "obs"),
-    ("prior", "model", "train", "checkpoint", "sampler", "posterior"),  # the prior and its model
-    ("diagnostics", "plots", "metrics", "baselines", "store"),  # judging and showing outputs
+    (
+        "data", "landmask", "operators", "climatology", "synthetic", "representation", "obs",
+        "stations", "window",
+    ),
+    ("prior", "model", "train", "checkpoint", "sampler", "posterior", "qc", "calibrate"),
+    ("diagnostics", "plots", "metrics", "baselines", "store", "sites"),  # judging, showing
     ("obsdata", "compiled", "result", "infer"),  # inference
-    ("run", "reanalysis", "recipe", "demo"),  # workflows
+    ("run", "reanalysis", "recipe", "demo", "preflight"),  # workflows
     (
         "commands",
         "commands.options",
