@@ -24,7 +24,8 @@ analysis), which for the shipped decoder (in effect probabilistic PCA) is close 
 
   As in variational quality control (Andersson & Jarvinen 1999, QJRMS 125, 697-722), the
   mixture enters the Gaussian likelihood as per-observation weights ``w_i = 1 - P_i``:
-  the error variance of observation ``i`` becomes ``sigma_i^2 / w_i``. Weights and
+  the error variance of observation ``i`` becomes ``sigma_i^2 / w_i``; an observation
+  flagged as wrong (``P_i > 0.5``) is rejected (``w_i = 1e-4``). Weights and
   probabilities are iterated to a fixed point (an EM algorithm for the mixture), and the
   linearisation point moves to the weighted analysis (Gauss-Newton). The sampler, the
   Laplace approximation *and* the Matheron conditioning of the representation error then
@@ -41,6 +42,7 @@ idea for the Student-t likelihood, draw by draw.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -48,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bayesda.model import pad_length
 from bayesda.operators import Stencil, bilinear_stencil
 from bayesda.posterior import repr_covariance_at_obs, studentt_effective_sigma
 
@@ -94,12 +97,18 @@ class Linearisation(NamedTuple):
 def observed_jacobian(prior):
     """A jitted ``(z, idx, weight) -> (H g(z) [n], d(H g)/dz [n, d])`` for ``prior``.
 
-    Build it once and pass it to :func:`linearise` for every linearisation of the same
-    prior: the stencil is an argument, so the same number of observations compiles once.
+    One per decoder (kept while the decoder lives, like the sampler's compiled programs in
+    :mod:`bayesda.infer`), so priors sharing a decoder (:func:`bayesda.calibrate.
+    rescale_prior`) share it; the stencil is an argument, so each padded number of
+    observations compiles once.
     """
+    return _jacobian_for(prior.decode)
 
+
+@functools.lru_cache(maxsize=8)
+def _jacobian_for(decode):
     def h_of_g(z, idx, weight):
-        return (prior.decode(z).reshape(-1)[idx] * weight).sum(-1)
+        return (decode(z).reshape(-1)[idx] * weight).sum(-1)
 
     def value_and_jac(z, idx, weight):
         # reverse mode: the decoder has a custom VJP (no forward mode)
@@ -115,9 +124,12 @@ def linearise(prior, stencil: Stencil, z0=None, jac_fn=None) -> Linearisation:
     """
     jac_fn = jac_fn or observed_jacobian(prior)
     z0 = np.zeros(prior.latent_dim) if z0 is None else np.asarray(z0, np.float64)
-    value, G = jac_fn(jnp.asarray(z0, jnp.float32), jnp.asarray(stencil.idx),
-                      jnp.asarray(stencil.weight, jnp.float32))
-    G = np.asarray(G, np.float64)
+    n = stencil.n
+    pad = pad_length(n) - n  # padded like the sampler: one compile per padded length
+    idx = np.pad(np.asarray(stencil.idx), ((0, pad), (0, 0)))
+    weight = np.pad(np.asarray(stencil.weight, np.float32), ((0, pad), (0, 0)))
+    value, G = jac_fn(jnp.asarray(z0, jnp.float32), jnp.asarray(idx), jnp.asarray(weight))
+    value, G = np.asarray(value, np.float64)[:n], np.asarray(G, np.float64)[:n]
     return Linearisation(np.asarray(value, np.float64) - G @ z0, G)
 
 
@@ -213,8 +225,11 @@ def quality_control(prior, obs: pd.DataFrame, settings: QCSettings | None = None
         lin = linearise(prior, stencil, z0, jac_fn)
     res = gross_error_weights(y, lin, R, sigma, settings, fixed=reject)
     flagged = res["p_gross"] > settings.flag_above
+    # A flagged observation is rejected outright: with P(wrong) = 0.7 the soft weight 0.3
+    # would still let a 15 K error pull the field by several K (measured, gross_error.md).
+    weight = np.where(flagged | reject, MIN_WEIGHT, res["weight"])
     df["sigma_stated"] = sigma
-    df["sigma"] = sigma / np.sqrt(res["weight"])
+    df["sigma"] = sigma / np.sqrt(weight)
     df["p_gross"] = res["p_gross"]
     df["departure"] = res["departure"]
     df["departure_sd"] = res["departure_sd"]
