@@ -15,6 +15,7 @@ from bayesda.commands import assim
 LAPLACE = ["--method", "laplace", "--chains", "2", "--draws", "100", "--no-progress"]
 
 
+@pytest.mark.slow  # ~15 s idle, 100 s on a loaded 2-core machine
 def test_assimilate_flags_gross_error_and_writes_site_table(monkeypatch, tmp_path, capsys):
     prior, grf = _grf_prior()
     monkeypatch.setattr(assim, "load_prior", lambda path: prior)

@@ -85,6 +85,7 @@ def test_studentt_effective_sigma():
     assert eff[0, 1] == pytest.approx(np.sqrt(404 / 5 - 1 + 0.25))
 
 
+@pytest.mark.slow
 def test_studentt_outlier_not_put_back_by_matheron():
     """With likelihood="studentt" the field at a gross-error station stays near the truth."""
     from bayesda.infer import assimilate
