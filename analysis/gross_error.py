@@ -38,6 +38,7 @@ from bayesda.infer import assimilate
 from bayesda.obs import pseudo_obs
 from bayesda.posterior import posterior_dataset
 from bayesda.qc import quality_control
+from bayesda.settings import ModelOptions, SamplerSettings
 from bayesda.split import block_split
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -48,8 +49,9 @@ def _near_mask(grid, lat, lon, km=500.0):
     la, lo = np.meshgrid(grid.lat, grid.lon, indexing="ij")
     mask = np.zeros(grid.shape, bool)
     for a, b in zip(lat, lon, strict=True):
-        c = (np.sin(np.radians(la)) * np.sin(np.radians(a))
-             + np.cos(np.radians(la)) * np.cos(np.radians(a)) * np.cos(np.radians(lo - b)))
+        c = np.sin(np.radians(la)) * np.sin(np.radians(a)) + np.cos(np.radians(la)) * np.cos(
+            np.radians(a)
+        ) * np.cos(np.radians(lo - b))
         mask |= 6371.0 * np.arccos(np.clip(c, -1, 1)) < km
     return mask
 
@@ -72,9 +74,12 @@ def main(argv=None) -> int:
     ap.add_argument("--n-obs", type=int, default=50)
     ap.add_argument("--model", default=str(ROOT / "models" / "ncep-air"))
     ap.add_argument("--out", default=str(ROOT / "analysis" / "results" / "gross_error"))
-    ap.add_argument("--reuse", default=None,
-                    help="a previous gross_error.json: take its clean/errors/errors_t runs "
-                    "(same inputs, no QC) instead of recomputing them")
+    ap.add_argument(
+        "--reuse",
+        default=None,
+        help="a previous gross_error.json: take its clean/errors/errors_t runs "
+        "(same inputs, no QC) instead of recomputing them",
+    )
     args = ap.parse_args(argv)
     reuse = json.loads(pathlib.Path(args.reuse).read_text())["cases"] if args.reuse else None
     t_start = _time.perf_counter()
@@ -84,7 +89,10 @@ def main(argv=None) -> int:
     _, test = block_split(times)
     test_idx = np.flatnonzero(test)
     picks = test_idx[np.linspace(0, test_idx.size - 1, args.n_times).astype(int)]
-    kw = dict(method="laplace", num_chains=4, num_samples=500, progress_bar=False)
+    kw = dict(
+        sampler=SamplerSettings(method="laplace", num_chains=4, num_samples=500),
+        progress_bar=False,
+    )
     cases = []
     for case, k in enumerate(picks):
         t = times[k]
@@ -101,18 +109,24 @@ def main(argv=None) -> int:
             assert old["time"] == row["time"] and old["gross_rows"] == row["gross_rows"]
             row.update({v: old[v] for v in ("clean", "errors", "errors_t")})
         else:
-            row["clean"] = _scores(prior, assimilate(prior, clean, seed=case, **kw), truth,
-                                   clean, near)
-            row["errors"] = _scores(prior, assimilate(prior, dirty, seed=case, **kw), truth,
-                                    dirty, near)
-            a_t = assimilate(prior, dirty, seed=case, likelihood="studentt", **kw)
+            row["clean"] = _scores(
+                prior, assimilate(prior, clean, seed=case, **kw), truth, clean, near
+            )
+            row["errors"] = _scores(
+                prior, assimilate(prior, dirty, seed=case, **kw), truth, dirty, near
+            )
+            a_t = assimilate(
+                prior, dirty, seed=case, options=ModelOptions(likelihood="studentt"), **kw
+            )
             row["errors_t"] = _scores(prior, a_t, truth, dirty, near)
         good_only = clean.drop(index=bad).reset_index(drop=True)
-        row["oracle"] = _scores(prior, assimilate(prior, good_only, seed=case, **kw), truth,
-                                dirty, near)
+        row["oracle"] = _scores(
+            prior, assimilate(prior, good_only, seed=case, **kw), truth, dirty, near
+        )
         qc_dirty, rep = quality_control(prior, dirty)
-        row["errors_qc"] = _scores(prior, assimilate(prior, qc_dirty, seed=case, **kw), truth,
-                                   dirty, near)
+        row["errors_qc"] = _scores(
+            prior, assimilate(prior, qc_dirty, seed=case, **kw), truth, dirty, near
+        )
         flagged = qc_dirty["qc"].to_numpy() != "ok"
         row["flagged_gross"] = int(flagged[bad].sum())
         row["flagged_good"] = int(flagged.sum() - flagged[bad].sum())
@@ -121,18 +135,22 @@ def main(argv=None) -> int:
         row["p_gross_max_good"] = float(qc_dirty["p_gross"].to_numpy()[good].max())
         qc_clean, _ = quality_control(prior, clean)
         row["clean_qc_flagged"] = int((qc_clean["qc"] != "ok").sum())
-        row["clean_qc"] = _scores(prior, assimilate(prior, qc_clean, seed=case, **kw), truth,
-                                  clean, near)
+        row["clean_qc"] = _scores(
+            prior, assimilate(prior, qc_clean, seed=case, **kw), truth, clean, near
+        )
         cases.append(row)
-        print(f"{row['time']}: unobserved RMSE clean {row['clean']['rmse_unobserved']:.3f} "
-              f"errors {row['errors']['rmse_unobserved']:.3f} "
-              f"t {row['errors_t']['rmse_unobserved']:.3f} "
-              f"qc {row['errors_qc']['rmse_unobserved']:.3f} "
-              f"oracle {row['oracle']['rmse_unobserved']:.3f}; near: "
-              f"{row['clean']['rmse_near_gross']:.2f} {row['errors']['rmse_near_gross']:.2f} "
-              f"{row['errors_t']['rmse_near_gross']:.2f} {row['errors_qc']['rmse_near_gross']:.2f}"
-              f"; flagged gross {row['flagged_gross']}/3 good {row['flagged_good']}"
-              f" (clean run: {row['clean_qc_flagged']})", flush=True)
+        print(
+            f"{row['time']}: unobserved RMSE clean {row['clean']['rmse_unobserved']:.3f} "
+            f"errors {row['errors']['rmse_unobserved']:.3f} "
+            f"t {row['errors_t']['rmse_unobserved']:.3f} "
+            f"qc {row['errors_qc']['rmse_unobserved']:.3f} "
+            f"oracle {row['oracle']['rmse_unobserved']:.3f}; near: "
+            f"{row['clean']['rmse_near_gross']:.2f} {row['errors']['rmse_near_gross']:.2f} "
+            f"{row['errors_t']['rmse_near_gross']:.2f} {row['errors_qc']['rmse_near_gross']:.2f}"
+            f"; flagged gross {row['flagged_gross']}/3 good {row['flagged_good']}"
+            f" (clean run: {row['clean_qc_flagged']})",
+            flush=True,
+        )
 
     def mean(variant, key):
         return float(np.mean([c[variant][key] for c in cases]))
@@ -150,9 +168,10 @@ def main(argv=None) -> int:
         "n_times": len(cases),
         "flagged_good_without_errors": int(sum(c["clean_qc_flagged"] for c in cases)),
         "note": "n_gross, flagged_* summed over n_times cases of n_obs observations with 3 gross "
-                "errors (+15, -15, +15 K); rmse_* are means over cases of the posterior-mean "
-                "RMSE at unobserved grid points, K; rmse_with_errors is with bayesda.qc",
-        "command": "python analysis/gross_error.py --n-times " + str(args.n_times)
+        "errors (+15, -15, +15 K); rmse_* are means over cases of the posterior-mean "
+        "RMSE at unobserved grid points, K; rmse_with_errors is with bayesda.qc",
+        "command": "python analysis/gross_error.py --n-times "
+        + str(args.n_times)
         + (f" --reuse {args.reuse}" if args.reuse else ""),
         "wall_s": round(_time.perf_counter() - t_start, 1),
         "cases": cases,
@@ -172,12 +191,17 @@ def main(argv=None) -> int:
         "|---|---|---|---|---|",
     ]
     for v in variants:
-        lines.append(f"| {v} | {mean(v, 'rmse_unobserved'):.3f} | {mean(v, 'rmse_near_gross'):.3f}"
-                     f" | {mean(v, 'max_abs_error_near_gross'):.2f} | "
-                     f"{mean(v, 'coverage_90_unobserved'):.3f} |")
-    lines += ["", f"Flagged: {result['flagged_gross']} of {result['n_gross']} gross errors, "
-              f"{result['flagged_good']} good observations with the errors present, "
-              f"{result['flagged_good_without_errors']} in the clean runs."]
+        lines.append(
+            f"| {v} | {mean(v, 'rmse_unobserved'):.3f} | {mean(v, 'rmse_near_gross'):.3f}"
+            f" | {mean(v, 'max_abs_error_near_gross'):.2f} | "
+            f"{mean(v, 'coverage_90_unobserved'):.3f} |"
+        )
+    lines += [
+        "",
+        f"Flagged: {result['flagged_gross']} of {result['n_gross']} gross errors, "
+        f"{result['flagged_good']} good observations with the errors present, "
+        f"{result['flagged_good_without_errors']} in the clean runs.",
+    ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

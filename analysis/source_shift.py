@@ -42,6 +42,7 @@ from bayesda.data import load_dataset
 from bayesda.infer import assimilate
 from bayesda.obs import pseudo_obs
 from bayesda.posterior import posterior_dataset
+from bayesda.settings import SamplerSettings
 from bayesda.split import block_split
 from bayesda.synthetic import GaussianRandomField
 
@@ -106,9 +107,12 @@ def _gaussian_scores(mean, sd, truth, obs):
     s = truth.copy(data=sd.astype(np.float64))
     rmse = float(metrics.rmse(m, truth, mask=mask))
     spread = float(np.sqrt(metrics.spatial_mean(s**2, mask=mask)))
-    return {"rmse": rmse, "crps": float(metrics.crps_gaussian(m, s, truth, mask=mask)),
-            "coverage_90": float(metrics.coverage_gaussian(m, s, truth, 0.9, mask=mask)),
-            "spread_skill": spread / rmse}
+    return {
+        "rmse": rmse,
+        "crps": float(metrics.crps_gaussian(m, s, truth, mask=mask)),
+        "coverage_90": float(metrics.coverage_gaussian(m, s, truth, 0.9, mask=mask)),
+        "spread_skill": spread / rmse,
+    }
 
 
 def truth_grid(truth):
@@ -122,8 +126,12 @@ def main(argv=None) -> int:
     ap.add_argument("--n-times", type=int, default=10)
     ap.add_argument("--shifts", default=",".join(SHIFTS))
     ap.add_argument("--draws", type=int, default=250, help="Laplace draws per chain (4 chains)")
-    ap.add_argument("--engine", choices=("linear", "laplace"), default="linear",
-                    help="linear: closed-form linearised posterior; laplace: bayesda.infer")
+    ap.add_argument(
+        "--engine",
+        choices=("linear", "laplace"),
+        default="linear",
+        help="linear: closed-form linearised posterior; laplace: bayesda.infer",
+    )
     ap.add_argument("--model", default=str(ROOT / "models" / "ncep-air"))
     ap.add_argument("--out", default=str(ROOT / "analysis" / "results" / "source_shift"))
     args = ap.parse_args(argv)
@@ -137,7 +145,10 @@ def main(argv=None) -> int:
     test_idx = np.flatnonzero(test)
     # offset from the gross-error script's times so the two experiments do not share cases
     picks = test_idx[np.linspace(7, test_idx.size - 8, args.n_times).astype(int)]
-    kw = dict(method="laplace", num_chains=4, num_samples=args.draws, progress_bar=False)
+    kw = dict(
+        sampler=SamplerSettings(method="laplace", num_chains=4, num_samples=args.draws),
+        progress_bar=False,
+    )
     rows = {}
     for case, k in enumerate(picks):
         base = prior.climatology.to_anomaly(data["tas"].isel(time=int(k))).drop_vars("time")
@@ -150,42 +161,55 @@ def main(argv=None) -> int:
                     if args.engine == "laplace":
                         a = assimilate(p, o, seed=case, **kw)
                         v = metrics.verify(posterior_dataset(a, p), truth, obs).sel(
-                            region="unobserved")
-                        sc = {k: float(v[k]) for k in ("rmse", "crps", "coverage_90",
-                                                       "spread_skill")}
+                            region="unobserved"
+                        )
+                        sc = {
+                            k: float(v[k]) for k in ("rmse", "crps", "coverage_90", "spread_skill")
+                        }
                     else:
                         a = rep.get("fit", {}).get("scale", 1.0)
                         sc = _gaussian_scores(*linear(obs, a), truth, obs)
                     key = (shift, f"station-{n}", mode)
-                    rows.setdefault(key, []).append({
-                        **sc,
-                        "scale": rep.get("fit", {}).get("scale", 1.0),
-                        "scale_q05": rep.get("fit", {}).get("scale_q05", 1.0),
-                        "scale_q95": rep.get("fit", {}).get("scale_q95", 1.0),
-                        "holdout_coverage_90": rep["check"]["coverage_90"],
-                        "holdout_crps": rep["check"]["crps"],
-                        "holdout_coverage_90_after": rep.get("check_calibrated",
-                                                             rep["check"])["coverage_90"],
-                    })
-        print(f"time {case + 1}/{len(picks)} done ({_time.perf_counter() - t_start:.0f} s)",
-              flush=True)
+                    rows.setdefault(key, []).append(
+                        {
+                            **sc,
+                            "scale": rep.get("fit", {}).get("scale", 1.0),
+                            "scale_q05": rep.get("fit", {}).get("scale_q05", 1.0),
+                            "scale_q95": rep.get("fit", {}).get("scale_q95", 1.0),
+                            "holdout_coverage_90": rep["check"]["coverage_90"],
+                            "holdout_crps": rep["check"]["crps"],
+                            "holdout_coverage_90_after": rep.get("check_calibrated", rep["check"])[
+                                "coverage_90"
+                            ],
+                        }
+                    )
+        print(
+            f"time {case + 1}/{len(picks)} done ({_time.perf_counter() - t_start:.0f} s)",
+            flush=True,
+        )
     out_rows = []
     for (shift, network, mode), rs in rows.items():
         mean = {k: round(float(np.mean([r[k] for r in rs])), 4) for k in rs[0]}
-        out_rows.append({"shift": shift, "network": network, "calibrate": mode, **mean,
-                         "n_times": len(rs)})
+        out_rows.append(
+            {"shift": shift, "network": network, "calibrate": mode, **mean, "n_times": len(rs)}
+        )
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(out_rows, indent=2) + "\n")
-    cmd = (f"python analysis/source_shift.py --n-times {args.n_times} --shifts {args.shifts} "
-           f"--engine {args.engine}")
+    cmd = (
+        f"python analysis/source_shift.py --n-times {args.n_times} --shifts {args.shifts} "
+        f"--engine {args.engine}"
+    )
     cmd += f" --draws {args.draws}" if args.engine == "laplace" else ""
     lines = [
         "# Calibration under a change of source",
         "",
         f"`{cmd}` ({_time.perf_counter() - t_start:.0f} s; "
-        + ("MAP + Laplace, " f"4 x {args.draws} draws" if args.engine == "laplace"
-           else "closed-form posterior of the decoder linearised at z = 0")
+        + (
+            f"MAP + Laplace, 4 x {args.draws} draws"
+            if args.engine == "laplace"
+            else "closed-form posterior of the decoder linearised at z = 0"
+        )
         + "; scores "
         "at unobserved grid points, means over the held-out times; `scale` is the fitted "
         "error scale a, [q05, q95] its bootstrap interval; `holdout cov90` is the run's own "
@@ -200,7 +224,8 @@ def main(argv=None) -> int:
             f"| {r['shift']} | {r['network']} | {r['calibrate']} | {r['rmse']:.3f} | "
             f"{r['crps']:.3f} | {r['coverage_90']:.3f} | {r['spread_skill']:.3f} | "
             f"{r['scale']:.2f} [{r['scale_q05']:.2f}, {r['scale_q95']:.2f}] | "
-            f"{r['holdout_coverage_90']:.3f} / {r['holdout_coverage_90_after']:.3f} |")
+            f"{r['holdout_coverage_90']:.3f} / {r['holdout_coverage_90_after']:.3f} |"
+        )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -30,6 +30,7 @@ from bayesda.infer import assimilate
 from bayesda.obs import pseudo_obs
 from bayesda.operators import nearest_index
 from bayesda.posterior import condition_representation_error
+from bayesda.settings import ModelOptions, SamplerSettings
 from bayesda.split import block_split
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -45,32 +46,48 @@ def main() -> int:
     obs = pseudo_obs(truth, 50, network="station", sigma=0.5, seed=0)
     bad = 10
     obs.loc[bad, "value"] += 15.0
-    a = assimilate(prior, obs, method="laplace", num_chains=4, num_samples=250,
-                   likelihood="studentt", progress_bar=False, seed=0)
+    a = assimilate(
+        prior,
+        obs,
+        sampler=SamplerSettings(method="laplace", num_chains=4, num_samples=250),
+        options=ModelOptions(likelihood="studentt"),
+        progress_bar=False,
+        seed=0,
+    )
     st = a.obs.stencil
     n = a.obs.n
     s = a.decoded.shape[0] * a.decoded.shape[1]
     dec = a.decoded.reshape(s, -1).astype(np.float64)
     mu = (dec[:, st.idx] * st.weight).sum(-1)
     resid = a.obs.y[:n][None, :] - mu
-    r_before = condition_representation_error(np.random.default_rng(1), resid, a.obs.sigma[:n],
-                                               st, prior.repr_error)
+    r_before = condition_representation_error(
+        np.random.default_rng(1), resid, a.obs.sigma[:n], st, prior.repr_error
+    )
     field_before = dec.reshape(s, *prior.grid.shape) + r_before
     field_after = a.field.reshape(s, *prior.grid.shape)
-    node = int(nearest_index(prior.grid, obs["lat"].to_numpy()[bad:bad + 1],
-                             obs["lon"].to_numpy()[bad:bad + 1])[0])
+    node = int(
+        nearest_index(
+            prior.grid, obs["lat"].to_numpy()[bad : bad + 1], obs["lon"].to_numpy()[bad : bad + 1]
+        )[0]
+    )
     la, lo = np.meshgrid(prior.grid.lat, prior.grid.lon, indexing="ij")
     b_lat, b_lon = np.radians(obs["lat"][bad]), np.radians(obs["lon"][bad])
-    c = (np.sin(np.radians(la)) * np.sin(b_lat)
-         + np.cos(np.radians(la)) * np.cos(b_lat) * np.cos(np.radians(lo) - b_lon))
+    c = np.sin(np.radians(la)) * np.sin(b_lat) + np.cos(np.radians(la)) * np.cos(b_lat) * np.cos(
+        np.radians(lo) - b_lon
+    )
     near = 6371.0 * np.arccos(np.clip(c, -1, 1)) < 500.0
-    out = {"time": str(np.datetime64(times[k], "s")), "bad_station": obs["station_id"][bad],
-           "gross_error_K": 15.0}
+    out = {
+        "time": str(np.datetime64(times[k], "s")),
+        "bad_station": obs["station_id"][bad],
+        "gross_error_K": 15.0,
+    }
     for name, f in (("before", field_before), ("after", field_after)):
         err = f.mean(0) - truth.values
-        out[name] = {"error_at_station_node_K": float(err.ravel()[node]),
-                     "max_abs_error_within_500km_K": float(np.abs(err[near]).max()),
-                     "rmse_within_500km_K": float(np.sqrt(np.mean(err[near] ** 2)))}
+        out[name] = {
+            "error_at_station_node_K": float(err.ravel()[node]),
+            "max_abs_error_within_500km_K": float(np.abs(err[near]).max()),
+            "rmse_within_500km_K": float(np.sqrt(np.mean(err[near] ** 2))),
+        }
     out["command"] = "python analysis/studentt_matheron.py"
     path = ROOT / "analysis" / "results" / "studentt_matheron.json"
     path.write_text(json.dumps(out, indent=2) + "\n")

@@ -62,8 +62,10 @@ class CalibrationCheck(NamedTuple):
     scale: float
 
     def to_dict(self) -> dict:
-        return {k: (float(v) if isinstance(v, float | np.floating) else v)
-                for k, v in self._asdict().items()}
+        return {
+            k: (float(v) if isinstance(v, float | np.floating) else v)
+            for k, v in self._asdict().items()
+        }
 
 
 def _pieces(prior, obs: pd.DataFrame):
@@ -107,8 +109,15 @@ def _crps_gaussian(x, mu, sd):
     return sd * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
 
 
-def holdout_check(prior, obs: pd.DataFrame, *, folds: int = 5, seed: int = 0,
-                  scale: float = 1.0, _pieces_cache=None) -> CalibrationCheck:
+def holdout_check(
+    prior,
+    obs: pd.DataFrame,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    scale: float = 1.0,
+    _pieces_cache=None,
+) -> CalibrationCheck:
     """Predict each fold of withheld observations from the rest and score them.
 
     Args:
@@ -123,14 +132,24 @@ def holdout_check(prior, obs: pd.DataFrame, *, folds: int = 5, seed: int = 0,
     mu, sd, r = _predict(y, lin, R, fold, scale)
     z = (r - mu) / sd
     return CalibrationCheck(
-        n=int(y.size), folds=int(fold.max() + 1),
+        n=int(y.size),
+        folds=int(fold.max() + 1),
         coverage_90=float(np.mean(np.abs(z) <= Z90)),
         crps=float(np.mean(_crps_gaussian(r, mu, sd))),
-        z2=float(np.mean(z**2)), scale=float(scale))
+        z2=float(np.mean(z**2)),
+        scale=float(scale),
+    )
 
 
-def fit_scale(prior, obs: pd.DataFrame, *, folds: int = 5, seed: int = 0,
-              n_boot: int = 400, _pieces_cache=None) -> dict:
+def fit_scale(
+    prior,
+    obs: pd.DataFrame,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    n_boot: int = 400,
+    _pieces_cache=None,
+) -> dict:
     """The error scale ``a`` maximising the withheld observations' log predictive density.
 
     Returns:
@@ -161,13 +180,17 @@ def fit_scale(prior, obs: pd.DataFrame, *, folds: int = 5, seed: int = 0,
 def rescale_prior(prior, scale: float):
     """A copy of ``prior`` whose representation error covariance is ``scale^2 C``."""
     re = prior.repr_error
-    new = re._replace(factor=(re.factor * scale).astype(re.factor.dtype),
-                      diag_var=(re.diag_var * scale**2).astype(re.diag_var.dtype), spec=None)
+    new = re._replace(
+        factor=(re.factor * scale).astype(re.factor.dtype),
+        diag_var=(re.diag_var * scale**2).astype(re.diag_var.dtype),
+        spec=None,
+    )
     return dataclasses.replace(prior, repr_error=new, name=f"{prior.name} (errors x{scale:.3g})")
 
 
-def calibrate(prior, obs: pd.DataFrame, mode: str = "off", *, folds: int = 5,
-              seed: int = 0) -> tuple:
+def calibrate(
+    prior, obs: pd.DataFrame, mode: str = "off", *, folds: int = 5, seed: int = 0
+) -> tuple:
     """Check calibration on withheld observations and, with ``mode="auto"``, rescale.
 
     Args:
@@ -196,6 +219,7 @@ def calibrate(prior, obs: pd.DataFrame, mode: str = "off", *, folds: int = 5,
     new_obs.attrs = dict(obs.attrs)
     new_prior = rescale_prior(prior, a)
     report["fit"] = fit
-    report["check_calibrated"] = holdout_check(prior, obs, folds=folds, seed=seed, scale=a,
-                                               _pieces_cache=pieces).to_dict()
+    report["check_calibrated"] = holdout_check(
+        prior, obs, folds=folds, seed=seed, scale=a, _pieces_cache=pieces
+    ).to_dict()
     return new_prior, new_obs, report

@@ -152,8 +152,9 @@ def validate_obs(
                 f"(index {df.index[k]!r}): lat={out['lat'].iloc[k]}, lon={out['lon'].iloc[k]}"
             )
     out = _handle_duplicates(out, duplicates)
-    order = [c for c in ("station_id", "time", "lat", "lon", "value", "sigma", "elevation")
-             if c in out]
+    order = [
+        c for c in ("station_id", "time", "lat", "lon", "value", "sigma", "elevation") if c in out
+    ]
     out = out[order]
     out.attrs = dict(df.attrs)
     return out

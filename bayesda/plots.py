@@ -51,8 +51,16 @@ def _mark_flagged(ax, obs) -> None:
         return
     bad = np.asarray(obs["qc"]).astype(str) != "ok"
     if bad.any():
-        ax.scatter(np.asarray(obs["lon"])[bad], np.asarray(obs["lat"])[bad], marker="x", c="red",
-                   s=70, linewidths=1.8, zorder=4, label=f"rejected by QC ({int(bad.sum())})")
+        ax.scatter(
+            np.asarray(obs["lon"])[bad],
+            np.asarray(obs["lat"])[bad],
+            marker="x",
+            c="red",
+            s=70,
+            linewidths=1.8,
+            zorder=4,
+            label=f"rejected by QC ({int(bad.sum())})",
+        )
         ax.legend(loc="lower left", fontsize=7, framealpha=0.8)
 
 

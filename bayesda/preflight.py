@@ -25,9 +25,18 @@ from bayesda.window import default_half_width, select_window
 __all__ = ["load_observations", "preflight", "format_preflight"]
 
 
-def load_observations(path, prior, *, fmt: str = "table", columns=None, stations=None,
-                      units: str | None = None, kind: str = "anomaly", time=None,
-                      element: str = "TAVG") -> tuple[pd.DataFrame, dict]:
+def load_observations(
+    path,
+    prior,
+    *,
+    fmt: str = "table",
+    columns=None,
+    stations=None,
+    units: str | None = None,
+    kind: str = "anomaly",
+    time=None,
+    element: str = "TAVG",
+) -> tuple[pd.DataFrame, dict]:
     """Read observations and return anomalies in K on the prior's grid.
 
     Args:
@@ -49,35 +58,61 @@ def load_observations(path, prior, *, fmt: str = "table", columns=None, stations
     from bayesda.obs import read_obs
 
     if fmt == "table":
-        df = read_obs(path, units=units or "K", kind=kind, climatology=prior.climatology,
-                      time=time, grid=prior.grid)
+        df = read_obs(
+            path,
+            units=units or "K",
+            kind=kind,
+            climatology=prior.climatology,
+            time=time,
+            grid=prior.grid,
+        )
         return df, {"format": "table", "n": len(df)}
     if isinstance(stations, str) and stations.endswith("ghcnd-stations.txt"):
         stations = _stations.read_ghcn_stations(stations)
     elif isinstance(stations, str) and "isd-history" in stations:
         stations = _stations.read_isd_history(stations)
     kw = {"element": element} if fmt in ("ghcn-dly", "ghcn-csv") else {}
-    raw = _stations.read_stations(path, fmt, columns=columns, stations=stations, units=units,
-                                  time=time, **kw)
+    raw = _stations.read_stations(
+        path, fmt, columns=columns, stations=stations, units=units, time=time, **kw
+    )
     counts = dict(raw.attrs.get("counts", {}))
     inside = prior.grid.contains(raw["lat"].to_numpy(), raw["lon"].to_numpy()) if len(raw) else []
     counts["outside_grid"] = int(np.size(inside) - np.sum(inside))
     raw = raw[np.asarray(inside, bool)].reset_index(drop=True)
     if raw.empty:
-        raise ValueError(f"{path}: no usable observation inside the model grid "
-                         f"({_stations.counts_line(raw)}, outside grid {counts['outside_grid']})")
+        raise ValueError(
+            f"{path}: no usable observation inside the model grid "
+            f"({_stations.counts_line(raw)}, outside grid {counts['outside_grid']})"
+        )
     if prior.climatology is None:
-        raise ValueError("station formats hold temperatures; the model has no climatology to "
-                         "turn them into anomalies")
-    df = read_obs(raw, units="K", kind="absolute", climatology=prior.climatology,
-                  grid=prior.grid, duplicates="keep")
+        raise ValueError(
+            "station formats hold temperatures; the model has no climatology to "
+            "turn them into anomalies"
+        )
+    df = read_obs(
+        raw,
+        units="K",
+        kind="absolute",
+        climatology=prior.climatology,
+        grid=prior.grid,
+        duplicates="keep",
+    )
     counts["kept"] = len(df)
     return df, {"format": fmt, "path": str(path), "counts": counts}
 
 
-def preflight(prior, obs: pd.DataFrame, *, time=None, window=None, qc: bool = True,
-              calibrate: str = "off", folds: int = 5, seed: int = 0,
-              qc_settings: QCSettings | None = None) -> tuple:
+def preflight(
+    prior,
+    obs: pd.DataFrame,
+    *,
+    time=None,
+    window=None,
+    qc: bool = True,
+    calibrate: str = "off",
+    folds: int = 5,
+    seed: int = 0,
+    qc_settings: QCSettings | None = None,
+) -> tuple:
     """Time window, quality control and the calibration check, in that order.
 
     Args:
@@ -101,8 +136,9 @@ def preflight(prior, obs: pd.DataFrame, *, time=None, window=None, qc: bool = Tr
     if qc:
         obs, record["qc"] = quality_control(prior, obs, qc_settings)
     if calibrate != "none":
-        prior, obs, record["calibration"] = _calibrate(prior, obs, calibrate, folds=folds,
-                                                       seed=seed)
+        prior, obs, record["calibration"] = _calibrate(
+            prior, obs, calibrate, folds=folds, seed=seed
+        )
     return prior, obs, record
 
 
@@ -111,29 +147,41 @@ def format_preflight(record: dict) -> str:
     lines = []
     w = record.get("window")
     if w:
-        lines.append(f"window: +-{w['half_width_h']:g} h around {w['time']}: {w['n_in_window']} "
-                     f"stations ({w['n_outside']} reports outside, {w['n_repeats_dropped']} "
-                     "repeats dropped)")
+        lines.append(
+            f"window: +-{w['half_width_h']:g} h around {w['time']}: {w['n_in_window']} "
+            f"stations ({w['n_outside']} reports outside, {w['n_repeats_dropped']} "
+            "repeats dropped)"
+        )
     q = record.get("qc")
     if q:
-        lines.append(f"QC: {q['n_obs']} obs, {q['n_background']} rejected by the background "
-                     f"check, {q['n_gross']} flagged as gross errors")
+        lines.append(
+            f"QC: {q['n_obs']} obs, {q['n_background']} rejected by the background "
+            f"check, {q['n_gross']} flagged as gross errors"
+        )
         for f in q["flagged"][:10]:
-            lines.append(f"  {f.get('station_id', '?')} ({f['lat']:.2f}, {f['lon']:.2f}): "
-                         f"value {f['value']:+.2f} K, departure {f['departure']:+.2f} +- "
-                         f"{f['departure_sd']:.2f} K, P(wrong) {f['p_gross']:.3f} [{f['qc']}]")
+            lines.append(
+                f"  {f.get('station_id', '?')} ({f['lat']:.2f}, {f['lon']:.2f}): "
+                f"value {f['value']:+.2f} K, departure {f['departure']:+.2f} +- "
+                f"{f['departure_sd']:.2f} K, P(wrong) {f['p_gross']:.3f} [{f['qc']}]"
+            )
     c = record.get("calibration")
     if c:
         k = c["check"]
-        lines.append(f"calibration check ({k['folds']}-fold withheld obs, n={k['n']}): 90% "
-                     f"coverage {k['coverage_90']:.2f}, CRPS {k['crps']:.3f} K, "
-                     f"mean z^2 {k['z2']:.2f}")
+        lines.append(
+            f"calibration check ({k['folds']}-fold withheld obs, n={k['n']}): 90% "
+            f"coverage {k['coverage_90']:.2f}, CRPS {k['crps']:.3f} K, "
+            f"mean z^2 {k['z2']:.2f}"
+        )
         if "fit" in c:
             f, a = c["fit"], c["check_calibrated"]
-            lines.append(f"calibrate auto: error scale {f['scale']:.2f} (90% {f['scale_q05']:.2f}"
-                         f"-{f['scale_q95']:.2f}); withheld coverage {a['coverage_90']:.2f}, "
-                         f"CRPS {a['crps']:.3f} K")
+            lines.append(
+                f"calibrate auto: error scale {f['scale']:.2f} (90% {f['scale_q05']:.2f}"
+                f"-{f['scale_q95']:.2f}); withheld coverage {a['coverage_90']:.2f}, "
+                f"CRPS {a['crps']:.3f} K"
+            )
         elif k["coverage_90"] < 0.8 or k["coverage_90"] > 0.97:
-            lines.append("  the withheld observations are outside their intervals more (or "
-                         "less) often than stated: consider --calibrate auto")
+            lines.append(
+                "  the withheld observations are outside their intervals more (or "
+                "less) often than stated: consider --calibrate auto"
+            )
     return "\n".join(lines)

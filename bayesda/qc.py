@@ -153,8 +153,14 @@ def _norm_logpdf(x, var):
     return -0.5 * (np.log(2 * np.pi * var) + x**2 / var)
 
 
-def gross_error_weights(y, lin: Linearisation, R: np.ndarray, sigma: np.ndarray,
-                        settings: QCSettings | None = None, fixed=None) -> dict:
+def gross_error_weights(
+    y,
+    lin: Linearisation,
+    R: np.ndarray,
+    sigma: np.ndarray,
+    settings: QCSettings | None = None,
+    fixed=None,
+) -> dict:
     """Posterior gross-error probabilities and weights at the EM fixed point.
 
     Args:
@@ -194,8 +200,9 @@ def _weighted_analysis(y, lin: Linearisation, R: np.ndarray, extra: np.ndarray) 
     return lin.G.T @ np.linalg.solve(K, np.asarray(y, np.float64) - lin.m)
 
 
-def quality_control(prior, obs: pd.DataFrame, settings: QCSettings | None = None,
-                    *, outer: int = 3) -> tuple[pd.DataFrame, dict]:
+def quality_control(
+    prior, obs: pd.DataFrame, settings: QCSettings | None = None, *, outer: int = 3
+) -> tuple[pd.DataFrame, dict]:
     """Background check, then the gross-error model, on one analysis time's observations.
 
     Args:
@@ -234,8 +241,21 @@ def quality_control(prior, obs: pd.DataFrame, settings: QCSettings | None = None
     df["departure"] = res["departure"]
     df["departure_sd"] = res["departure_sd"]
     df["qc"] = np.where(reject, "background", np.where(flagged, "gross", "ok"))
-    cols = [c for c in ("station_id", "lat", "lon", "value", "sigma_stated", "p_gross",
-                        "departure", "departure_sd", "qc") if c in df.columns]
+    cols = [
+        c
+        for c in (
+            "station_id",
+            "lat",
+            "lon",
+            "value",
+            "sigma_stated",
+            "p_gross",
+            "departure",
+            "departure_sd",
+            "qc",
+        )
+        if c in df.columns
+    ]
     report = {
         "settings": settings._asdict(),
         "n_obs": len(df),

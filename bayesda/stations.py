@@ -124,8 +124,15 @@ def _station_table(stations) -> pd.DataFrame:
     return df.set_index("id")[["lat", "lon", "elevation"]].astype(np.float64)
 
 
-def _finish(rows: dict, stations: pd.DataFrame, counts: dict, fmt: str, units: str,
-            sigma: float, source: str) -> pd.DataFrame:
+def _finish(
+    rows: dict,
+    stations: pd.DataFrame,
+    counts: dict,
+    fmt: str,
+    units: str,
+    sigma: float,
+    source: str,
+) -> pd.DataFrame:
     """Attach coordinates, convert to K and build the standard table."""
     df = pd.DataFrame(rows)
     if df.empty:
@@ -140,18 +147,25 @@ def _finish(rows: dict, stations: pd.DataFrame, counts: dict, fmt: str, units: s
     for col in ("lat", "lon", "elevation"):
         if col not in df.columns:
             df[col] = meta[col].to_numpy()
-    out = pd.DataFrame({
-        "station_id": df["station_id"].astype(str).to_numpy(),
-        "time": pd.to_datetime(df["time"]).to_numpy("datetime64[ns]"),
-        "lat": df["lat"].to_numpy(np.float64),
-        "lon": df["lon"].to_numpy(np.float64),
-        "value": to_kelvin(df["value"].to_numpy(np.float64), units),
-        "sigma": np.full(len(df), float(sigma)),
-        "elevation": df["elevation"].to_numpy(np.float64),
-    })
+    out = pd.DataFrame(
+        {
+            "station_id": df["station_id"].astype(str).to_numpy(),
+            "time": pd.to_datetime(df["time"]).to_numpy("datetime64[ns]"),
+            "lat": df["lat"].to_numpy(np.float64),
+            "lon": df["lon"].to_numpy(np.float64),
+            "value": to_kelvin(df["value"].to_numpy(np.float64), units),
+            "sigma": np.full(len(df), float(sigma)),
+            "elevation": df["elevation"].to_numpy(np.float64),
+        }
+    )
     counts["kept"] = len(out)
-    out.attrs = {"kind": "absolute", "units": "K", "format": fmt, "source": source,
-                 "counts": dict(counts)}
+    out.attrs = {
+        "kind": "absolute",
+        "units": "K",
+        "format": fmt,
+        "source": source,
+        "counts": dict(counts),
+    }
     return out
 
 
@@ -162,15 +176,19 @@ def read_ghcn_stations(path) -> pd.DataFrame:
         if not line.strip():
             continue
         if len(line) < 37:
-            raise StationFormatError(f"{path}:{lineno}: line has {len(line)} characters, "
-                                     f"expected at least 37 (ID, LATITUDE, LONGITUDE, ELEVATION)")
+            raise StationFormatError(
+                f"{path}:{lineno}: line has {len(line)} characters, "
+                f"expected at least 37 (ID, LATITUDE, LONGITUDE, ELEVATION)"
+            )
         elev = _float(line[31:37], path, lineno, "ELEVATION", "32-37")
-        rows.append({
-            "id": line[0:11].strip(),
-            "lat": _float(line[12:20], path, lineno, "LATITUDE", "13-20"),
-            "lon": _float(line[21:30], path, lineno, "LONGITUDE", "22-30"),
-            "elevation": np.nan if elev <= -999.0 else elev,
-        })
+        rows.append(
+            {
+                "id": line[0:11].strip(),
+                "lat": _float(line[12:20], path, lineno, "LATITUDE", "13-20"),
+                "lon": _float(line[21:30], path, lineno, "LONGITUDE", "22-30"),
+                "elevation": np.nan if elev <= -999.0 else elev,
+            }
+        )
     return pd.DataFrame(rows, columns=["id", "lat", "lon", "elevation"])
 
 
@@ -182,18 +200,21 @@ def read_isd_history(path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: isd-history lacks column(s) {missing}; has {list(df.columns)}")
     elev_col = next((c for c in df.columns if c.startswith("ELEV")), None)
-    out = pd.DataFrame({
-        "id": df["USAF"].str.strip() + "-" + df["WBAN"].str.strip(),
-        "lat": pd.to_numeric(df["LAT"], errors="coerce"),
-        "lon": pd.to_numeric(df["LON"], errors="coerce"),
-        "elevation": pd.to_numeric(df[elev_col], errors="coerce") if elev_col else np.nan,
-    })
+    out = pd.DataFrame(
+        {
+            "id": df["USAF"].str.strip() + "-" + df["WBAN"].str.strip(),
+            "lat": pd.to_numeric(df["LAT"], errors="coerce"),
+            "lon": pd.to_numeric(df["LON"], errors="coerce"),
+            "elevation": pd.to_numeric(df[elev_col], errors="coerce") if elev_col else np.nan,
+        }
+    )
     out.loc[out["elevation"] <= -999, "elevation"] = np.nan
     return out.dropna(subset=["lat", "lon"]).reset_index(drop=True)
 
 
-def read_ghcn_dly(path, *, stations, element: str = "TAVG", hour: int = 12,
-                  sigma: float = DEFAULT_SIGMA) -> pd.DataFrame:
+def read_ghcn_dly(
+    path, *, stations, element: str = "TAVG", hour: int = 12, sigma: float = DEFAULT_SIGMA
+) -> pd.DataFrame:
     """Read a GHCN-Daily ``.dly`` file (see the module docstring for the layout).
 
     Args:
@@ -218,8 +239,10 @@ def read_ghcn_dly(path, *, stations, element: str = "TAVG", hour: int = 12,
         if not line.strip():
             continue
         if len(line) < 21:
-            raise StationFormatError(f"{path}:{lineno}: line has {len(line)} characters; a .dly "
-                                     "record has ID (1-11), YEAR, MONTH, ELEMENT and 31 days")
+            raise StationFormatError(
+                f"{path}:{lineno}: line has {len(line)} characters; a .dly "
+                "record has ID (1-11), YEAR, MONTH, ELEMENT and 31 days"
+            )
         if line[17:21] != element:
             continue
         year = _int(line[11:15], path, lineno, "YEAR", "12-15")
@@ -228,7 +251,7 @@ def read_ghcn_dly(path, *, stations, element: str = "TAVG", hour: int = 12,
         line = line.ljust(269)
         for day in range(1, ndays + 1):
             start = 21 + (day - 1) * 8
-            text, qflag = line[start:start + 5], line[start + 6]
+            text, qflag = line[start : start + 5], line[start + 6]
             counts["read"] += 1
             if not text.strip():
                 counts["missing"] += 1
@@ -245,8 +268,9 @@ def read_ghcn_dly(path, *, stations, element: str = "TAVG", hour: int = 12,
     return _finish(rows, st, counts, "ghcn-dly", "0.1degC", sigma, str(path))
 
 
-def read_ghcn_csv(path, *, stations, element: str = "TAVG", hour: int | None = None,
-                  sigma: float = DEFAULT_SIGMA) -> pd.DataFrame:
+def read_ghcn_csv(
+    path, *, stations, element: str = "TAVG", hour: int | None = None, sigma: float = DEFAULT_SIGMA
+) -> pd.DataFrame:
     """Read the GHCN-Daily by-station CSV (no header; see the module docstring).
 
     ``hour`` sets each value's UTC hour; None uses ``OBS-TIME`` (HHMM) when present, else 12.
@@ -260,8 +284,10 @@ def read_ghcn_csv(path, *, stations, element: str = "TAVG", hour: int | None = N
             continue
         f = line.split(",")
         if len(f) < 4:
-            raise StationFormatError(f"{path}:{lineno}: {len(f)} fields in {line!r}; expected "
-                                     "ID,YYYYMMDD,ELEMENT,DATA_VALUE,M-FLAG,Q-FLAG,S-FLAG,OBS-TIME")
+            raise StationFormatError(
+                f"{path}:{lineno}: {len(f)} fields in {line!r}; expected "
+                "ID,YYYYMMDD,ELEMENT,DATA_VALUE,M-FLAG,Q-FLAG,S-FLAG,OBS-TIME"
+            )
         if f[2].strip() != element:
             continue
         counts["read"] += 1
@@ -287,8 +313,9 @@ def read_ghcn_csv(path, *, stations, element: str = "TAVG", hour: int | None = N
     return _finish(rows, st, counts, "ghcn-csv", "0.1degC", sigma, str(path))
 
 
-def read_isd_lite(path, *, stations, station_id: str | None = None,
-                  sigma: float = DEFAULT_SIGMA) -> pd.DataFrame:
+def read_isd_lite(
+    path, *, stations, station_id: str | None = None, sigma: float = DEFAULT_SIGMA
+) -> pd.DataFrame:
     """Read an ISD-Lite file (hourly; air temperature in degC x 10, missing -9999).
 
     Args:
@@ -301,8 +328,10 @@ def read_isd_lite(path, *, stations, station_id: str | None = None,
     if station_id is None:
         parts = pathlib.Path(path).name.split(".")[0].split("-")
         if len(parts) < 2:
-            raise ValueError(f"cannot tell the station from the file name {str(path)!r}; "
-                             "pass station_id='USAF-WBAN'")
+            raise ValueError(
+                f"cannot tell the station from the file name {str(path)!r}; "
+                "pass station_id='USAF-WBAN'"
+            )
         station_id = f"{parts[0]}-{parts[1]}"
     counts = {"read": 0, "missing": 0, "flagged": 0}
     rows = {"station_id": [], "time": [], "value": []}
@@ -310,8 +339,10 @@ def read_isd_lite(path, *, stations, station_id: str | None = None,
         if not line.strip():
             continue
         if len(line) < 19:
-            raise StationFormatError(f"{path}:{lineno}: line has {len(line)} characters; "
-                                     "ISD-Lite needs date, hour and temperature (1-19)")
+            raise StationFormatError(
+                f"{path}:{lineno}: line has {len(line)} characters; "
+                "ISD-Lite needs date, hour and temperature (1-19)"
+            )
         y = _int(line[0:4], path, lineno, "year", "1-4")
         mo = _int(line[5:7], path, lineno, "month", "6-7")
         d = _int(line[8:10], path, lineno, "day", "9-10")
@@ -332,8 +363,9 @@ _METAR_TEMP = re.compile(r"^(M?\d{2}|//)/(M?\d{2}|//)?$")
 _METAR_TENTHS = re.compile(r"^T([01])(\d{3})([01]\d{3})?$")
 
 
-def read_metar(path, *, stations, year: int, month: int,
-               sigma: float = DEFAULT_SIGMA) -> pd.DataFrame:
+def read_metar(
+    path, *, stations, year: int, month: int, sigma: float = DEFAULT_SIGMA
+) -> pd.DataFrame:
     """Read METAR/SPECI reports, one per line (see the module docstring).
 
     Reports without a temperature group, or with ``//``, count as missing; ``NIL`` reports
@@ -351,8 +383,9 @@ def read_metar(path, *, stations, year: int, month: int,
         if tokens[0] in ("METAR", "SPECI"):
             tokens = tokens[1:]
         if len(tokens) < 2:
-            raise StationFormatError(f"{path}:{lineno}: report {line.strip()!r} lacks "
-                                     "the station and DDHHMMZ groups")
+            raise StationFormatError(
+                f"{path}:{lineno}: report {line.strip()!r} lacks the station and DDHHMMZ groups"
+            )
         counts["read"] += 1
         ident, when = tokens[0], _METAR_TIME.match(tokens[1])
         if when is None:
@@ -364,12 +397,14 @@ def read_metar(path, *, stations, year: int, month: int,
         try:
             t = pd.Timestamp(year, month, day, hh, mm)
         except ValueError:
-            raise StationFormatError(f"{path}:{lineno}: day {day} does not exist in "
-                                     f"{year}-{month:02d} (group {tokens[1]!r})") from None
+            raise StationFormatError(
+                f"{path}:{lineno}: day {day} does not exist in "
+                f"{year}-{month:02d} (group {tokens[1]!r})"
+            ) from None
         body, rmk = tokens[2:], []
         if "RMK" in body:
             k = body.index("RMK")
-            body, rmk = body[:k], body[k + 1:]
+            body, rmk = body[:k], body[k + 1 :]
         value = None
         for tok in rmk:
             m = _METAR_TENTHS.match(tok)
@@ -377,13 +412,18 @@ def read_metar(path, *, stations, year: int, month: int,
                 value = (-1 if m.group(1) == "1" else 1) * int(m.group(2)) / 10.0
                 break
         if value is None:
-            temps = [tok for tok in body if "/" in tok and _METAR_TEMP.match(tok)
-                     and not tok.endswith("SM")]
+            temps = [
+                tok
+                for tok in body
+                if "/" in tok and _METAR_TEMP.match(tok) and not tok.endswith("SM")
+            ]
             if not temps:
                 bad = [tok for tok in body if re.match(r"^M?\d{1,3}/", tok)]
                 if bad:
-                    raise StationFormatError(f"{path}:{lineno}: temperature group {bad[0]!r} is "
-                                             "not TT/TdTd (two digits, M for minus)")
+                    raise StationFormatError(
+                        f"{path}:{lineno}: temperature group {bad[0]!r} is "
+                        "not TT/TdTd (two digits, M for minus)"
+                    )
                 counts["missing"] += 1
                 continue
             tt = temps[-1].split("/")[0]
@@ -417,10 +457,16 @@ def parse_columns(spec: str) -> dict:
     return mapping
 
 
-def read_mapped_csv(path, columns: dict | str, *, units: str = "degC",
-                    missing: Iterable = (-9999, -999.9, 9999, 999.9),
-                    good_flags: Iterable[str] = ("", "0", "1", "5", "A", "C"),
-                    time=None, sigma: float = DEFAULT_SIGMA) -> pd.DataFrame:
+def read_mapped_csv(
+    path,
+    columns: dict | str,
+    *,
+    units: str = "degC",
+    missing: Iterable = (-9999, -999.9, 9999, 999.9),
+    good_flags: Iterable[str] = ("", "0", "1", "5", "A", "C"),
+    time=None,
+    sigma: float = DEFAULT_SIGMA,
+) -> pd.DataFrame:
     """Read any CSV through a column mapping.
 
     Args:
@@ -456,7 +502,8 @@ def read_mapped_csv(path, columns: dict | str, *, units: str = "degC",
         except ValueError:
             raise StationFormatError(
                 f"{path}:{k + 2}: {mapping['value']}={value_txt.iloc[k]!r} is not a number "
-                "(data line numbers count the header as line 1)") from None
+                "(data line numbers count the header as line 1)"
+            ) from None
     is_code = keep & np.isin(vals, list(miss_set))
     counts["missing"] = int((~keep).sum() + is_code.sum())
     keep &= ~is_code
@@ -474,11 +521,15 @@ def read_mapped_csv(path, columns: dict | str, *, units: str = "degC",
             bad = np.isnan(num) & (txt != "").to_numpy() if key == "elevation" else np.isnan(num)
             if bad.any():
                 k = int(np.flatnonzero(bad)[0])
-                raise StationFormatError(f"{path}:{sub.index[k] + 2}: {mapping[key]}="
-                                         f"{txt.iloc[k]!r} is not a number")
+                raise StationFormatError(
+                    f"{path}:{sub.index[k] + 2}: {mapping[key]}={txt.iloc[k]!r} is not a number"
+                )
             rows[key] = num
-    rows["station_id"] = (sub[mapping["station_id"]].to_numpy() if "station_id" in mapping
-                          else [f"R{i:05d}" for i in sub.index])
+    rows["station_id"] = (
+        sub[mapping["station_id"]].to_numpy()
+        if "station_id" in mapping
+        else [f"R{i:05d}" for i in sub.index]
+    )
     if "time" in mapping:
         try:
             rows["time"] = pd.to_datetime(sub[mapping["time"]]).to_numpy()
@@ -488,15 +539,19 @@ def read_mapped_csv(path, columns: dict | str, *, units: str = "degC",
         rows["time"] = np.full(len(sub), np.datetime64(pd.Timestamp(time), "ns"))
     else:
         raise ValueError(f"{path}: no time column in the mapping and no time given")
-    sig = (difference_to_kelvin(rows.pop("sigma"), units) if "sigma" in rows
-           else np.full(len(sub), float(difference_to_kelvin(sigma, units))))
+    sig = (
+        difference_to_kelvin(rows.pop("sigma"), units)
+        if "sigma" in rows
+        else np.full(len(sub), float(difference_to_kelvin(sigma, units)))
+    )
     out = _finish(rows, _station_table(None), counts, "csv", units, 1.0, str(path))
     out["sigma"] = sig
     return out
 
 
-def read_stations(path, fmt: str, *, columns=None, stations=None, units: str | None = None,
-                  time=None, **kw) -> pd.DataFrame:
+def read_stations(
+    path, fmt: str, *, columns=None, stations=None, units: str | None = None, time=None, **kw
+) -> pd.DataFrame:
     """Dispatch to the reader of ``fmt`` (one of :data:`FORMATS` except ``"table"``).
 
     ``time`` is used by ``metar`` (its year and month) and ``csv`` (rows without a time).
@@ -509,14 +564,17 @@ def read_stations(path, fmt: str, *, columns=None, stations=None, units: str | N
         return read_isd_lite(path, stations=stations, **kw)
     if fmt == "metar":
         if time is None:
-            raise ValueError("METAR reports carry day and time only: give the analysis time "
-                             "(its year and month are used)")
+            raise ValueError(
+                "METAR reports carry day and time only: give the analysis time "
+                "(its year and month are used)"
+            )
         t = pd.Timestamp(time)
         return read_metar(path, stations=stations, year=t.year, month=t.month, **kw)
     if fmt == "csv":
         if columns is None:
-            raise ValueError("format 'csv' needs a column mapping, e.g. "
-                             "--columns lat=LAT,lon=LON,value=TMP")
+            raise ValueError(
+                "format 'csv' needs a column mapping, e.g. --columns lat=LAT,lon=LON,value=TMP"
+            )
         return read_mapped_csv(path, columns, units=units or "degC", time=time, **kw)
     raise ValueError(f"format {fmt!r} is not one of {FORMATS[1:]}")
 
@@ -524,7 +582,8 @@ def read_stations(path, fmt: str, *, columns=None, stations=None, units: str | N
 def counts_line(df: pd.DataFrame) -> str:
     """A one-line summary of a reader's counts for logs."""
     c = df.attrs.get("counts", {})
-    return (f"{df.attrs.get('format', '?')}: read {c.get('read', '?')}, missing "
-            f"{c.get('missing', 0)}, flagged {c.get('flagged', 0)}, no station "
-            f"{c.get('no_station', 0)}, kept {c.get('kept', len(df))}")
-
+    return (
+        f"{df.attrs.get('format', '?')}: read {c.get('read', '?')}, missing "
+        f"{c.get('missing', 0)}, flagged {c.get('flagged', 0)}, no station "
+        f"{c.get('no_station', 0)}, kept {c.get('kept', len(df))}"
+    )

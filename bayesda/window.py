@@ -54,8 +54,10 @@ def select_window(obs: pd.DataFrame, time, half_width) -> tuple[pd.DataFrame, di
     inside = ((times - t).abs() <= dt).to_numpy()
     if not inside.any():
         k = int(np.argmin((times - t).abs().to_numpy()))
-        raise ValueError(f"no observation within +-{dt} of {t}; the nearest is at "
-                         f"{times.iloc[k]} (row {k}); widen the window (--window)")
+        raise ValueError(
+            f"no observation within +-{dt} of {t}; the nearest is at "
+            f"{times.iloc[k]} (row {k}); widen the window (--window)"
+        )
     sel = obs[inside].copy()
     sel["obs_time"] = sel["time"]
     sel["_dist"] = (times[inside] - t).abs().to_numpy()
@@ -65,5 +67,9 @@ def select_window(obs: pd.DataFrame, time, half_width) -> tuple[pd.DataFrame, di
     sel = sel.sort_index().drop(columns="_dist").reset_index(drop=True)
     sel["time"] = np.datetime64(t, "ns")
     sel.attrs = dict(obs.attrs)
-    return sel, {**info, "n_in_window": len(sel), "n_outside": int((~inside).sum()),
-                 "n_repeats_dropped": n_repeat}
+    return sel, {
+        **info,
+        "n_in_window": len(sel),
+        "n_outside": int((~inside).sum()),
+        "n_repeats_dropped": n_repeat,
+    }

@@ -24,8 +24,23 @@ def test_assimilate_flags_gross_error_and_writes_site_table(monkeypatch, tmp_pat
     path = tmp_path / "obs.csv"
     obs.to_csv(path, index=False)
     run = tmp_path / "run"
-    assert cli.main(["assimilate", "--model", "m", "--obs", str(path), "--out", str(run),
-                     "--calibrate", "auto", *LAPLACE]) == 0
+    assert (
+        cli.main(
+            [
+                "assimilate",
+                "--model",
+                "m",
+                "--obs",
+                str(path),
+                "--out",
+                str(run),
+                "--calibrate",
+                "auto",
+                *LAPLACE,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "QC: 30 obs," in out  # S4 is rejected by the background check or the mixture
     assert "S4 (" in out and "calibration check (5-fold" in out and "calibrate auto" in out
@@ -45,8 +60,25 @@ def test_assimilate_qc_off_keeps_stated_sigma(monkeypatch, tmp_path, capsys):
     path = tmp_path / "obs.csv"
     _obs_of(prior, grf, 12, seed=5).to_csv(path, index=False)
     run = tmp_path / "run"
-    assert cli.main(["assimilate", "--model", "m", "--obs", str(path), "--out", str(run),
-                     "--qc", "off", "--calibrate", "none", *LAPLACE]) == 0
+    assert (
+        cli.main(
+            [
+                "assimilate",
+                "--model",
+                "m",
+                "--obs",
+                str(path),
+                "--out",
+                str(run),
+                "--qc",
+                "off",
+                "--calibrate",
+                "none",
+                *LAPLACE,
+            ]
+        )
+        == 0
+    )
     info = json.loads((run / "run.json").read_text())
     assert "qc" not in info and "calibration" not in info
     np.testing.assert_allclose(pd.read_csv(run / "obs.csv")["sigma"], 0.5)
@@ -73,17 +105,37 @@ def test_metar_file_to_maps_with_the_shipped_model(tmp_path, capsys, ncep):
         tt = f"M{abs(round(c)):02d}" if round(c) < 0 else f"{round(c):02d}"
         minutes = 53 if i % 2 else 5  # reports from 11:53 to 12:05
         hh = 11 if minutes == 53 else 12
-        lines.append(f"METAR {ids[i]} 21{hh:02d}{minutes:02d}Z 18010KT 10SM CLR {tt}/M20 A3000 "
-                     f"RMK AO2 T{sign}{abs(round(c * 10)):03d}1200")
+        lines.append(
+            f"METAR {ids[i]} 21{hh:02d}{minutes:02d}Z 18010KT 10SM CLR {tt}/M20 A3000 "
+            f"RMK AO2 T{sign}{abs(round(c * 10)):03d}1200"
+        )
     lines.append(f"METAR {ids[0]} 210553Z 18010KT 10SM CLR 01/M20 A3000")  # outside the window
     (tmp_path / "obs.metar").write_text("\n".join(lines) + "\n")
     pd.DataFrame({"id": ids, "lat": obs["lat"], "lon": obs["lon"]}).to_csv(
-        tmp_path / "stations.csv", index=False)
+        tmp_path / "stations.csv", index=False
+    )
     run = tmp_path / "run"
-    assert cli.main(["assimilate", "--model", "models/ncep-air", "--obs",
-                     str(tmp_path / "obs.metar"), "--format", "metar", "--stations",
-                     str(tmp_path / "stations.csv"), "--time", "2014-01-21T12", "--out",
-                     str(run), *LAPLACE]) == 0
+    assert (
+        cli.main(
+            [
+                "assimilate",
+                "--model",
+                "models/ncep-air",
+                "--obs",
+                str(tmp_path / "obs.metar"),
+                "--format",
+                "metar",
+                "--stations",
+                str(tmp_path / "stations.csv"),
+                "--time",
+                "2014-01-21T12",
+                "--out",
+                str(run),
+                *LAPLACE,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "window: +-3 h" in out and "1 reports outside" in out
     info = json.loads((run / "run.json").read_text())

@@ -86,8 +86,15 @@ def test_light_modules_import_nothing_heavy(light):
 LAYERS: list[tuple[str, ...]] = [
     ("_xla", "_optional", "settings", "units", "grid", "split", "vae", "kernels"),  # foundations
     (
-        "data", "landmask", "operators", "climatology", "synthetic", "representation", "obs",
-        "stations", "window",
+        "data",
+        "landmask",
+        "operators",
+        "climatology",
+        "synthetic",
+        "representation",
+        "obs",
+        "stations",
+        "window",
     ),
     ("prior", "model", "train", "checkpoint", "sampler", "posterior", "qc", "calibrate"),
     ("diagnostics", "plots", "metrics", "baselines", "store", "sites"),  # judging, showing

@@ -21,8 +21,9 @@ def _grf_prior(*, repr_sd: float = 0.3, seed: int = 0):
     grid = Grid(lat=np.linspace(30.0, 50.0, 6), lon=np.linspace(-120.0, -90.0, 8))
     grf = GaussianRandomField(grid, length_scale_km=800.0, sd=2.0, land_sea_ratio=1.0)
     W = grf.cholesky.reshape(*grid.shape, grid.size)
-    re = RepresentationError(np.zeros((0, *grid.shape), np.float32),
-                             np.full(grid.shape, repr_sd**2, np.float32))
+    re = RepresentationError(
+        np.zeros((0, *grid.shape), np.float32), np.full(grid.shape, repr_sd**2, np.float32)
+    )
     return linear_prior(W, np.zeros(grid.shape), grid, re, name="grf"), grf
 
 
@@ -30,13 +31,21 @@ def _obs_of(prior, grf, n, *, seed, sigma=0.5, noise_sd=None):
     rng = np.random.default_rng(seed)
     g = prior.grid
     truth = grf.sample(rng, 1)[0] + np.sqrt(prior.repr_error.diag_var) * rng.standard_normal(
-        g.shape)
+        g.shape
+    )
     lat = rng.uniform(g.lat[0], g.lat[-1], n)
     lon = rng.uniform(g.lon[0], g.lon[-1], n)
     H = as_matrix(bilinear_stencil(g, lat, lon), g.size)
     y = H @ truth.ravel() + (noise_sd or sigma) * rng.standard_normal(n)
-    return pd.DataFrame({"station_id": [f"S{i}" for i in range(n)], "lat": lat, "lon": lon,
-                         "value": y, "sigma": sigma})
+    return pd.DataFrame(
+        {
+            "station_id": [f"S{i}" for i in range(n)],
+            "lat": lat,
+            "lon": lon,
+            "value": y,
+            "sigma": sigma,
+        }
+    )
 
 
 def test_linearise_linear_prior_is_exact():
@@ -89,15 +98,28 @@ def test_studentt_effective_sigma():
 def test_studentt_outlier_not_put_back_by_matheron():
     """With likelihood="studentt" the field at a gross-error station stays near the truth."""
     from bayesda.infer import assimilate
+    from bayesda.settings import ModelOptions, SamplerSettings
 
     prior, grf = _grf_prior(repr_sd=1.0)
     obs = _obs_of(prior, grf, 40, seed=11)
-    clean = assimilate(prior, obs, method="laplace", num_chains=2, num_samples=200,
-                       likelihood="studentt", progress_bar=False, seed=0)
+    clean = assimilate(
+        prior,
+        obs,
+        sampler=SamplerSettings(method="laplace", num_chains=2, num_samples=200),
+        options=ModelOptions(likelihood="studentt"),
+        progress_bar=False,
+        seed=0,
+    )
     dirty = obs.copy()
     dirty.loc[7, "value"] += 15.0
-    a = assimilate(prior, dirty, method="laplace", num_chains=2, num_samples=200,
-                   likelihood="studentt", progress_bar=False, seed=0)
+    a = assimilate(
+        prior,
+        dirty,
+        sampler=SamplerSettings(method="laplace", num_chains=2, num_samples=200),
+        options=ModelOptions(likelihood="studentt"),
+        progress_bar=False,
+        seed=0,
+    )
     st = bilinear_stencil(prior.grid, obs["lat"].to_numpy()[7:8], obs["lon"].to_numpy()[7:8])
     H = as_matrix(st, prior.grid.size)
     at_station = (H @ a.field.reshape(-1, prior.grid.size).T).mean()
@@ -128,7 +150,8 @@ def test_calibrate_auto_recovers_inflated_noise():
         assert rep["fit"]["scale_q05"] <= rep["fit"]["scale"] <= rep["fit"]["scale_q95"]
         np.testing.assert_allclose(o["sigma"], 0.5 * rep["fit"]["scale"])
         assert p.repr_error.diag_var.mean() == pytest.approx(
-            prior.repr_error.diag_var.mean() * rep["fit"]["scale"] ** 2, rel=1e-5)
+            prior.repr_error.diag_var.mean() * rep["fit"]["scale"] ** 2, rel=1e-5
+        )
     scale = np.exp(np.mean([np.log(r["fit"]["scale"]) for r in rows]))
     assert 2.2 < scale < 4.0
     assert np.mean([r["check"]["coverage_90"] for r in rows]) < 0.75

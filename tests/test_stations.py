@@ -33,8 +33,13 @@ def _stations_txt(path):
 @pytest.fixture
 def dly(tmp_path):
     lines = [
-        _dly_line("USW00023062", 2014, 1, "TAVG", {1: (-52, " "), 2: (-9999, " "), 3: (120, "I"),
-                                                 21: (35, " ")}),
+        _dly_line(
+            "USW00023062",
+            2014,
+            1,
+            "TAVG",
+            {1: (-52, " "), 2: (-9999, " "), 3: (120, "I"), 21: (35, " ")},
+        ),
         _dly_line("USW00023062", 2014, 1, "TMAX", {1: (100, " ")}),
         _dly_line("USC00051294", 2014, 1, "TAVG", {21: (-10, " ")}),
         _dly_line("USC00099999", 2014, 1, "TAVG", {21: (0, " ")}),  # not in the stations file
@@ -99,18 +104,30 @@ def test_ghcn_by_station_csv(tmp_path):
 
 def _isd_line(y, m, d, h, t, dew=-9999):
     # ISD-Lite: year 1-4, month 6-7, day 9-10, hour 12-13, temp 14-19, dew 20-24, ...
-    return (f"{y:4d} {m:02d} {d:02d} {h:02d}{t:6d}{dew:6d}{10230:6d}{270:6d}{31:6d}"
-            f"{-9999:6d}{-9999:6d}{-9999:6d}")
+    return (
+        f"{y:4d} {m:02d} {d:02d} {h:02d}{t:6d}{dew:6d}{10230:6d}{270:6d}{31:6d}"
+        f"{-9999:6d}{-9999:6d}{-9999:6d}"
+    )
 
 
 def test_isd_lite(tmp_path):
     path = tmp_path / "724940-23234-2014"
-    path.write_text("\n".join([_isd_line(2014, 1, 21, 11, 56), _isd_line(2014, 1, 21, 12, -9999),
-                               _isd_line(2014, 1, 21, 13, 61)]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                _isd_line(2014, 1, 21, 11, 56),
+                _isd_line(2014, 1, 21, 12, -9999),
+                _isd_line(2014, 1, 21, 13, 61),
+            ]
+        )
+        + "\n"
+    )
     hist = tmp_path / "isd-history.csv"
-    hist.write_text('"USAF","WBAN","STATION NAME","CTRY","STATE","ICAO","LAT","LON","ELEV(M)",'
-                    '"BEGIN","END"\n"724940","23234","SAN FRANCISCO INTL","US","CA","KSFO",'
-                    '"+37.620","-122.365","+0002.4","19730101","20250101"\n')
+    hist.write_text(
+        '"USAF","WBAN","STATION NAME","CTRY","STATE","ICAO","LAT","LON","ELEV(M)",'
+        '"BEGIN","END"\n"724940","23234","SAN FRANCISCO INTL","US","CA","KSFO",'
+        '"+37.620","-122.365","+0002.4","19730101","20250101"\n'
+    )
     df = st.read_isd_lite(path, stations=st.read_isd_history(hist))
     assert list(df["value"]) == pytest.approx([5.6 + 273.15, 6.1 + 273.15])
     assert df["station_id"].iloc[0] == "724940-23234"
@@ -134,8 +151,14 @@ KJFK 211251Z 31015KT 10SM SKC A3020
 def test_metar(tmp_path):
     path = tmp_path / "metar.txt"
     path.write_text(METAR)
-    stations = pd.DataFrame({"id": ["KDEN", "KSFO", "KJFK"], "lat": [39.83, 37.62, 40.64],
-                             "lon": [-104.66, -122.37, -73.78], "elevation": [1656, 3, 4]})
+    stations = pd.DataFrame(
+        {
+            "id": ["KDEN", "KSFO", "KJFK"],
+            "lat": [39.83, 37.62, 40.64],
+            "lon": [-104.66, -122.37, -73.78],
+            "elevation": [1656, 3, 4],
+        }
+    )
     df = st.read_metar(path, stations=stations, year=2014, month=1)
     assert list(df["station_id"]) == ["KDEN", "KDEN", "KSFO"]
     # the remark's tenths group wins: T1022 -> -2.2 degC
@@ -152,13 +175,16 @@ def test_metar(tmp_path):
 
 def test_mapped_csv(tmp_path):
     path = tmp_path / "net.csv"
-    path.write_text("STN,LAT,LON,ELEV,DATE,TMP,QC\n"
-                    "A,40.0,-105.0,1600,2014-01-21T12:00,41.0,0\n"
-                    "B,41.0,-100.0,,2014-01-21T12:00,-9999,0\n"
-                    "C,42.0,-95.0,300,2014-01-21T12:00,50.0,3\n"
-                    "D,43.0,-90.0,200,2014-01-21T12:00,32.0,1\n")
-    cols = st.parse_columns("lat=LAT,lon=LON,value=TMP,station_id=STN,time=DATE,"
-                            "elevation=ELEV,flag=QC")
+    path.write_text(
+        "STN,LAT,LON,ELEV,DATE,TMP,QC\n"
+        "A,40.0,-105.0,1600,2014-01-21T12:00,41.0,0\n"
+        "B,41.0,-100.0,,2014-01-21T12:00,-9999,0\n"
+        "C,42.0,-95.0,300,2014-01-21T12:00,50.0,3\n"
+        "D,43.0,-90.0,200,2014-01-21T12:00,32.0,1\n"
+    )
+    cols = st.parse_columns(
+        "lat=LAT,lon=LON,value=TMP,station_id=STN,time=DATE,elevation=ELEV,flag=QC"
+    )
     df = st.read_mapped_csv(path, cols, units="degF")
     assert list(df["station_id"]) == ["A", "D"]
     assert list(df["value"]) == pytest.approx([5.0 + 273.15, 273.15])
@@ -175,13 +201,18 @@ def test_mapped_csv(tmp_path):
 
 
 def test_window_keeps_nearest_report_per_station(tmp_path):
-    df = pd.DataFrame({
-        "station_id": ["A", "A", "B", "C"],
-        "time": pd.to_datetime(["2014-01-21T11:00", "2014-01-21T12:30", "2014-01-21T14:59",
-                                "2014-01-21T16:00"]),
-        "lat": [40.0, 40.0, 41.0, 42.0], "lon": [-100.0, -100.0, -99.0, -98.0],
-        "value": [1.0, 2.0, 3.0, 4.0], "sigma": 0.5,
-    })
+    df = pd.DataFrame(
+        {
+            "station_id": ["A", "A", "B", "C"],
+            "time": pd.to_datetime(
+                ["2014-01-21T11:00", "2014-01-21T12:30", "2014-01-21T14:59", "2014-01-21T16:00"]
+            ),
+            "lat": [40.0, 40.0, 41.0, 42.0],
+            "lon": [-100.0, -100.0, -99.0, -98.0],
+            "value": [1.0, 2.0, 3.0, 4.0],
+            "sigma": 0.5,
+        }
+    )
     sel, info = select_window(df, "2014-01-21T12", "3h")
     assert list(sel["value"]) == [2.0, 3.0]
     assert (sel["time"] == pd.Timestamp("2014-01-21T12")).all()
