@@ -219,3 +219,25 @@ def test_window_keeps_nearest_report_per_station(tmp_path):
     assert info["n_outside"] == 1 and info["n_repeats_dropped"] == 1
     with pytest.raises(ValueError, match="nearest is at 2014-01-21 16:00"):
         select_window(df.iloc[3:], "2014-01-21T12", "3h")
+
+
+def test_site_table_residuals_against_samples():
+    import xarray as xr
+
+    from bayesda.sites import site_table
+
+    lat, lon = np.array([30.0, 40.0]), np.array([-100.0, -90.0, -80.0])
+    rng = np.random.default_rng(0)
+    samples = 2.0 + rng.standard_normal((1, 4000, 2, 3))
+    ds = xr.Dataset(
+        {"anomaly": (("chain", "draw", "lat", "lon"), samples)}, coords={"lat": lat, "lon": lon}
+    )
+    obs = pd.DataFrame(
+        {"lat": [30.0, 35.0], "lon": [-90.0, -85.0], "value": [5.0, 2.0], "sigma": 0.5}
+    )
+    out = site_table(obs, ds)
+    # at a node the field is N(2, 1); midway between four nodes the mean of four: SD 1/2
+    assert out["post_mean"].to_numpy() == pytest.approx([2.0, 2.0], abs=0.05)
+    assert out["post_sd"].to_numpy() == pytest.approx([1.0, 0.5], rel=0.05)
+    assert out["residual"].iloc[0] == pytest.approx(3.0, abs=0.05)
+    assert out["z"].iloc[0] == pytest.approx(3.0 / np.sqrt(1.25), abs=0.05)
