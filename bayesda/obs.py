@@ -12,6 +12,7 @@ column         required  meaning
 ``sigma``      no        observation error standard deviation, K, > 0
 ``station_id`` no        a label
 ``time``       no        datetime64 valid time
+``elevation``  no        station height above sea level, m (NaN when unknown)
 =============  ========  ====================================================================
 
 :func:`validate_obs` checks a table and returns a clean copy; :func:`read_obs` reads CSV,
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 REQUIRED = ("lat", "lon", "value")
-OPTIONAL = ("sigma", "station_id", "time")
+OPTIONAL = ("sigma", "station_id", "time", "elevation")
 OBS_DIM = "obs"
 NETWORKS = ("uniform", "station")
 STATION_LAND_WEIGHT = 8.0
@@ -131,6 +132,8 @@ def validate_obs(
         if not np.all(np.isfinite(x)):
             raise _first_bad(~np.isfinite(x), df, col, f"non-finite {col}")
         out[col] = x
+    if "elevation" in df.columns:  # may be NaN (unknown), never checked for finiteness
+        out["elevation"] = pd.to_numeric(df["elevation"], errors="coerce").to_numpy(np.float64)
     if "sigma" in out and np.any(out["sigma"] <= 0):
         raise _first_bad(out["sigma"].to_numpy() <= 0, df, "sigma", "sigma <= 0")
     lat, lon = out["lat"].to_numpy(), out["lon"].to_numpy()
@@ -149,7 +152,9 @@ def validate_obs(
                 f"(index {df.index[k]!r}): lat={out['lat'].iloc[k]}, lon={out['lon'].iloc[k]}"
             )
     out = _handle_duplicates(out, duplicates)
-    order = [c for c in ("station_id", "time", "lat", "lon", "value", "sigma") if c in out]
+    order = [
+        c for c in ("station_id", "time", "lat", "lon", "value", "sigma", "elevation") if c in out
+    ]
     out = out[order]
     out.attrs = dict(df.attrs)
     return out
@@ -176,6 +181,8 @@ def _handle_duplicates(out: pd.DataFrame, mode: str) -> pd.DataFrame:
     agg = {"_w": "sum", "_wv": "sum"}
     if "station_id" in out:
         agg["station_id"] = lambda s: "+".join(dict.fromkeys(s))
+    if "elevation" in out:
+        agg["elevation"] = "mean"
     merged = tmp.groupby(keys, sort=False, as_index=False).agg(agg)
     merged["value"] = merged["_wv"] / merged["_w"]
     if "sigma" in out:

@@ -45,6 +45,25 @@ def _hatch(ax, lat, lon, where, hatch):
     )
 
 
+def _mark_flagged(ax, obs) -> None:
+    """Red crosses on observations that quality control rejected (``qc`` column, bayesda.qc)."""
+    if "qc" not in obs:
+        return
+    bad = np.asarray(obs["qc"]).astype(str) != "ok"
+    if bad.any():
+        ax.scatter(
+            np.asarray(obs["lon"])[bad],
+            np.asarray(obs["lat"])[bad],
+            marker="x",
+            c="red",
+            s=70,
+            linewidths=1.8,
+            zorder=4,
+            label=f"rejected by QC ({int(bad.sum())})",
+        )
+        ax.legend(loc="lower left", fontsize=7, framealpha=0.8)
+
+
 def _panel(fig, ax, lat, lon, values, *, title, cmap, vmin, vmax, label, obs=None, obs_vals=None):
     import matplotlib.pyplot as plt
 
@@ -63,6 +82,7 @@ def _panel(fig, ax, lat, lon, values, *, title, cmap, vmin, vmax, label, obs=Non
             linewidths=0.7,
             zorder=3,
         )
+        _mark_flagged(ax, obs)
     ax.set_xlim(lon.min(), lon.max())
     ax.set_ylim(lat.min(), lat.max())
     ax.set_aspect(1.0 / np.cos(np.deg2rad(float(np.mean(lat)))))

@@ -249,3 +249,28 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def studentt_effective_sigma(residual, sigma, marginal_var, df: float) -> np.ndarray:
+    """Per-draw effective observation SD for the Student-t likelihood, ``[s, n]``.
+
+    A Student-t is a Gaussian scale mixture: ``y_i | z, lam_i ~ N(mu_i, V_i / lam_i)`` with
+    ``lam_i ~ Gamma(df/2, df/2)``, ``V_i`` the marginal (observation plus representation)
+    variance. Given a draw's residual ``e_i = y_i - mu_i`` the precision weight has the
+    conditional mean ``E[lam_i | e_i] = (df + 1) / (df + e_i^2 / V_i)``. Conditioning the
+    representation error on observation ``i`` with total variance ``V_i / E[lam_i]`` means an
+    observation noise variance ``sigma_i^2 + V_i (1 / E[lam_i] - 1)`` (never below
+    ``sigma_i^2``): an observation the t-likelihood discounts is discounted by the Matheron
+    step too, instead of being put back as a one-pixel bullseye.
+
+    Args:
+      residual: ``[s, n]`` draws of ``y - H g(z)``, K.
+      sigma: ``[n]`` or ``[s, n]`` observation error SD, K.
+      marginal_var: ``[n]`` or ``[s, n]`` ``V_i``, K^2.
+      df: degrees of freedom.
+    """
+    residual = np.asarray(residual, np.float64)
+    V = np.asarray(marginal_var, np.float64)
+    lam = (df + 1.0) / (df + residual**2 / V)
+    extra = np.maximum(V * (1.0 / lam - 1.0), 0.0)
+    return np.sqrt(np.square(np.asarray(sigma, np.float64)) + extra)

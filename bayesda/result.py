@@ -20,7 +20,7 @@ import xarray as xr
 from bayesda.compiled import CACHE
 from bayesda.obsdata import ObsData
 from bayesda.operators import interpolate
-from bayesda.posterior import condition_representation_error
+from bayesda.posterior import condition_representation_error, studentt_effective_sigma
 
 __all__ = ["Assimilation", "inference_data", "posterior_fields"]
 
@@ -106,12 +106,13 @@ def _posterior_fields(prior, obs: ObsData, samples, sample_stats, seed, settings
     mu = interpolate(decoded.reshape(nc * nd, *decoded.shape[2:]), obs.stencil)  # [s, n]
     sig = obs.sigma[:n][None, :] * scale.reshape(-1, 1)  # [s, n]
     rng = np.random.default_rng([seed, 20260])  # field/predictive noise, seeded like the sampler
+    cond_sigma = sig if settings["infer_sigma"] else obs.sigma[:n]
+    if settings["likelihood"] == "studentt":
+        # discount in the Matheron step what the t-likelihood discounts (issue 13)
+        marginal = sig**2 + obs.repr_diag[:n] + np.sum(obs.repr_factor[:n] ** 2, -1)
+        cond_sigma = studentt_effective_sigma(y[None, :] - mu, sig, marginal, settings["df"])
     r = condition_representation_error(
-        rng,
-        y[None, :] - mu,
-        sig if settings["infer_sigma"] else obs.sigma[:n],
-        obs.stencil,
-        prior.repr_error,
+        rng, y[None, :] - mu, cond_sigma, obs.stencil, prior.repr_error
     )
     field = decoded + r.reshape(decoded.shape)
     idata = _inference_data(

@@ -7,7 +7,8 @@ A run directory holds::
 
     RUN/posterior.nc       field samples and summaries (bayesda.posterior.posterior_dataset)
     RUN/inference.nc       ArviZ InferenceData (z, sample_stats, y: observed, predictive, loglik)
-    RUN/obs.csv            the observations used (anomalies, K)
+    RUN/obs.csv            the observations used (anomalies, K; QC columns of bayesda.qc)
+    RUN/obs_posterior.csv  the posterior at each observation: mean, SD, residual, QC flag
     RUN/diagnostics.json   the verdict and its numbers (bayesda.diagnostics.Verdict)
     RUN/maps.png           uncertainty maps (bayesda.plots.plot_posterior)
     RUN/trace.png          trace plots of the first latent dimensions (NUTS only)
@@ -146,6 +147,7 @@ def _write_run(
     from bayesda.infer import assimilate
     from bayesda.plots import plot_posterior
     from bayesda.posterior import posterior_dataset, write_netcdf
+    from bayesda.sites import site_table
 
     outputs.check_target(out, "run", force=force)  # again: under the lock
     outputs.clean_temps(out)
@@ -176,6 +178,9 @@ def _write_run(
         with outputs.writing(out / "inference.nc"):
             a.idata.to_netcdf(str(tmp / "inference.nc"))
         a.obs.frame.to_csv(tmp / "obs.csv", index=False, float_format="%.9g")
+        site_table(a.obs.frame, ds).to_csv(
+            tmp / "obs_posterior.csv", index=False, float_format="%.4f"
+        )
         _write_json(verdict.to_dict(), tmp / "diagnostics.json")
         scores = None
         if truth is not None:

@@ -106,11 +106,13 @@ LAYERS: list[tuple[str, ...]] = [
         "representation",
         "obs",
         "capacity",
+        "stations",
+        "window",
     ),
-    ("prior", "model", "train", "checkpoint", "sampler", "posterior"),  # the prior and its model
-    ("diagnostics", "plots", "metrics", "baselines", "store"),  # judging and showing outputs
+    ("prior", "model", "train", "checkpoint", "sampler", "posterior", "qc", "calibrate"),
+    ("diagnostics", "plots", "metrics", "baselines", "store", "sites"),  # judging, showing
     ("obsdata", "compiled", "result", "infer"),  # inference
-    ("run", "reanalysis", "recipe", "demo"),  # workflows
+    ("run", "reanalysis", "recipe", "demo", "preflight"),  # workflows
     (
         "commands",
         "commands.options",

@@ -11,7 +11,8 @@ The run directory is written by :func:`bayesda.run.assimilate_to_run`; it holds:
 
     RUN/posterior.nc       field samples and summaries (bayesda.posterior.posterior_dataset)
     RUN/inference.nc       ArviZ InferenceData (z, sample_stats, y: observed, predictive, loglik)
-    RUN/obs.csv            the observations used (anomalies, K)
+    RUN/obs.csv            the observations used (anomalies, K; QC columns of bayesda.qc)
+    RUN/obs_posterior.csv  the posterior at each observation: mean, SD, residual, QC flag
     RUN/diagnostics.json   the verdict and its numbers (bayesda.diagnostics.Verdict)
     RUN/maps.png           uncertainty maps (bayesda.plots.plot_posterior)
     RUN/trace.png          trace plots of the first latent dimensions (NUTS only)
@@ -76,6 +77,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="replace an existing bayesda run directory (never any other directory)",
     )
+    _add_station_args(p)
     add_settings_args(p, DEFAULT)
     p.set_defaults(func=cmd_assimilate)
 
@@ -121,6 +123,49 @@ def add_superob_arg(p) -> None:
     )
 
 
+def _add_station_args(p) -> None:
+    """Real station formats, the time window, QC and the calibration check (bayesda.preflight)."""
+    from bayesda.stations import FORMATS
+
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="observation file format (bayesda.stations); default: bayesda's table",
+    )
+    p.add_argument(
+        "--columns",
+        default=None,
+        help="column mapping for --format csv, e.g. lat=LAT,lon=LON,value=TMP,time=DATE",
+    )
+    p.add_argument(
+        "--stations",
+        default=None,
+        help="station coordinates: ghcnd-stations.txt, isd-history.csv, or a CSV "
+        "with id,lat,lon[,elevation]",
+    )
+    p.add_argument("--element", default="TAVG", help="GHCN element (TAVG, TMAX, TMIN)")
+    p.add_argument(
+        "--window",
+        default=None,
+        help="keep reports within +-WINDOW of --time, e.g. 3h (default: half the "
+        "model's time step)",
+    )
+    p.add_argument(
+        "--qc",
+        choices=("on", "off"),
+        default="on",
+        help="background check and gross-error model (bayesda.qc)",
+    )
+    p.add_argument(
+        "--calibrate",
+        choices=("off", "auto", "none"),
+        default="off",
+        help="off: check on withheld obs only; auto: also rescale obs and "
+        "representation error; none: skip the check",
+    )
+
+
 def sampler_kwargs(args) -> dict:
     """``seed``, ``sampler``, ``options`` and ``progress_bar`` from parsed arguments."""
     return settings_from_args(args)
@@ -143,10 +188,41 @@ def _read_obs(args, prior):
 
 def cmd_assimilate(args) -> int:
     outputs.check_target(args.out, "run", force=args.force)  # before loading anything
+    from bayesda.preflight import format_preflight, load_observations, preflight
+
     prior = load_prior(args.model)
-    obs = _read_obs(args, prior)
+    if args.format == "table":
+        obs, reader = _read_obs(args, prior), {"format": "table"}
+    else:
+        obs, reader = load_observations(
+            args.obs,
+            prior,
+            fmt=args.format,
+            columns=args.columns,
+            stations=args.stations,
+            units=getattr(args, "units", None),
+            time=args.time,
+            element=args.element,
+        )
+    settings = settings_from_args(args)
+    prior, obs, record = preflight(
+        prior,
+        obs,
+        time=args.time,
+        window=args.window,
+        qc=args.qc == "on",
+        calibrate=args.calibrate,
+        seed=settings.get("seed", 0),
+    )
+    print(format_preflight(record))
     info = assimilate_to_run(
-        prior, obs, args.out, time=args.time, force=args.force, **settings_from_args(args)
+        prior,
+        obs,
+        args.out,
+        time=args.time,
+        force=args.force,
+        extra={"observations": reader, **record},
+        **settings,
     )
     _print_summary(info, args.out)
     return 0
@@ -160,7 +236,10 @@ def _print_summary(info: dict, out) -> None:
         f"sampling {t['sampling']:.1f}, fields {t['fields']:.1f})"
     )
     print(f"verdict: {info['verdict']} (details: bayesda diagnose {out})")
-    print(f"wrote {out}/: posterior.nc inference.nc obs.csv diagnostics.json maps.png run.json")
+    print(
+        f"wrote {out}/: posterior.nc inference.nc obs.csv obs_posterior.csv diagnostics.json "
+        "maps.png run.json"
+    )
 
 
 def _require_run(run) -> Path:

@@ -1,0 +1,187 @@
+"""Before sampling: read real observations, keep the time window, QC them, check calibration.
+
+The steps a run takes between a station file and the sampler, each a pure function of its
+inputs with a JSON-able record for the run's outputs:
+
+1. :func:`load_observations`: a station file in any of :data:`bayesda.stations.FORMATS`
+   to anomalies in K (stations outside the model grid are dropped and counted);
+2. :func:`bayesda.window.select_window`: the reports within +-dt of the analysis time;
+3. :func:`bayesda.qc.quality_control`: background check and gross-error weights;
+4. :func:`bayesda.calibrate.calibrate`: withheld-observation check, optional rescaling.
+
+:func:`preflight` runs 2-4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bayesda import stations as _stations
+from bayesda.calibrate import calibrate as _calibrate
+from bayesda.qc import QCSettings, quality_control
+from bayesda.window import default_half_width, select_window
+
+__all__ = ["load_observations", "preflight", "format_preflight"]
+
+
+def load_observations(
+    path,
+    prior,
+    *,
+    fmt: str = "table",
+    columns=None,
+    stations=None,
+    units: str | None = None,
+    kind: str = "anomaly",
+    time=None,
+    element: str = "TAVG",
+) -> tuple[pd.DataFrame, dict]:
+    """Read observations and return anomalies in K on the prior's grid.
+
+    Args:
+      path: the file.
+      prior: the prior (its climatology turns temperatures into anomalies).
+      fmt: ``"table"`` (bayesda's own CSV/netCDF; ``units`` and ``kind`` apply) or a
+        station format of :mod:`bayesda.stations` (absolute temperatures).
+      columns: the column mapping for ``fmt="csv"``.
+      stations: a stations table (CSV path or DataFrame) for GHCN, ISD-lite and METAR; a
+        GHCN ``ghcnd-stations.txt`` or an ISD ``isd-history.csv`` are recognised by name.
+      units: units of the values (``"table"`` and ``"csv"``).
+      kind: ``"anomaly"`` or ``"absolute"`` (``"table"`` only; station formats are absolute).
+      time: the analysis time (METAR's year and month; rows without a time).
+      element: GHCN element (TAVG, TMAX, TMIN).
+
+    Returns:
+      ``(table, record)``: anomalies in K, and the reader's counts.
+    """
+    from bayesda.obs import read_obs
+
+    if fmt == "table":
+        df = read_obs(
+            path,
+            units=units or "K",
+            kind=kind,
+            climatology=prior.climatology,
+            time=time,
+            grid=prior.grid,
+        )
+        return df, {"format": "table", "n": len(df)}
+    if isinstance(stations, str) and stations.endswith("ghcnd-stations.txt"):
+        stations = _stations.read_ghcn_stations(stations)
+    elif isinstance(stations, str) and "isd-history" in stations:
+        stations = _stations.read_isd_history(stations)
+    kw = {"element": element} if fmt in ("ghcn-dly", "ghcn-csv") else {}
+    raw = _stations.read_stations(
+        path, fmt, columns=columns, stations=stations, units=units, time=time, **kw
+    )
+    counts = dict(raw.attrs.get("counts", {}))
+    inside = prior.grid.contains(raw["lat"].to_numpy(), raw["lon"].to_numpy()) if len(raw) else []
+    counts["outside_grid"] = int(np.size(inside) - np.sum(inside))
+    raw = raw[np.asarray(inside, bool)].reset_index(drop=True)
+    if raw.empty:
+        raise ValueError(
+            f"{path}: no usable observation inside the model grid "
+            f"({_stations.counts_line(raw)}, outside grid {counts['outside_grid']})"
+        )
+    if prior.climatology is None:
+        raise ValueError(
+            "station formats hold temperatures; the model has no climatology to "
+            "turn them into anomalies"
+        )
+    df = read_obs(
+        raw,
+        units="K",
+        kind="absolute",
+        climatology=prior.climatology,
+        grid=prior.grid,
+        duplicates="keep",
+    )
+    counts["kept"] = len(df)
+    return df, {"format": fmt, "path": str(path), "counts": counts}
+
+
+def preflight(
+    prior,
+    obs: pd.DataFrame,
+    *,
+    time=None,
+    window=None,
+    qc: bool = True,
+    calibrate: str = "off",
+    folds: int = 5,
+    seed: int = 0,
+    qc_settings: QCSettings | None = None,
+) -> tuple:
+    """Time window, quality control and the calibration check, in that order.
+
+    Args:
+      prior: the prior.
+      obs: anomalies in K.
+      time: the analysis time (None: no window).
+      window: half width (a :class:`pandas.Timedelta` or ``"3h"``); default half the
+        model's time step (:func:`bayesda.window.default_half_width`).
+      qc: run :func:`bayesda.qc.quality_control`.
+      calibrate: ``"off"`` (check only), ``"auto"`` (check and rescale) or ``"none"`` (skip).
+      folds, seed: the withheld-observation split.
+      qc_settings: :class:`bayesda.qc.QCSettings`.
+
+    Returns:
+      ``(prior, obs, record)`` to assimilate with, and ``{"window", "qc", "calibration"}``.
+    """
+    record = {}
+    if time is not None and "time" in obs.columns:
+        dt = pd.Timedelta(window) if window is not None else default_half_width(prior)
+        obs, record["window"] = select_window(obs, time, dt)
+    if qc:
+        obs, record["qc"] = quality_control(prior, obs, qc_settings)
+    if calibrate != "none":
+        prior, obs, record["calibration"] = _calibrate(
+            prior, obs, calibrate, folds=folds, seed=seed
+        )
+    return prior, obs, record
+
+
+def format_preflight(record: dict) -> str:
+    """The lines a run prints about its window, QC and calibration check."""
+    lines = []
+    w = record.get("window")
+    if w:
+        lines.append(
+            f"window: +-{w['half_width_h']:g} h around {w['time']}: {w['n_in_window']} "
+            f"stations ({w['n_outside']} reports outside, {w['n_repeats_dropped']} "
+            "repeats dropped)"
+        )
+    q = record.get("qc")
+    if q:
+        lines.append(
+            f"QC: {q['n_obs']} obs, {q['n_background']} rejected by the background "
+            f"check, {q['n_gross']} flagged as gross errors"
+        )
+        for f in q["flagged"][:10]:
+            lines.append(
+                f"  {f.get('station_id', '?')} ({f['lat']:.2f}, {f['lon']:.2f}): "
+                f"value {f['value']:+.2f} K, departure {f['departure']:+.2f} +- "
+                f"{f['departure_sd']:.2f} K, P(wrong) {f['p_gross']:.3f} [{f['qc']}]"
+            )
+    c = record.get("calibration")
+    if c:
+        k = c["check"]
+        lines.append(
+            f"calibration check ({k['folds']}-fold withheld obs, n={k['n']}): 90% "
+            f"coverage {k['coverage_90']:.2f}, CRPS {k['crps']:.3f} K, "
+            f"mean z^2 {k['z2']:.2f}"
+        )
+        if "fit" in c:
+            f, a = c["fit"], c["check_calibrated"]
+            lines.append(
+                f"calibrate auto: error scale {f['scale']:.2f} (90% {f['scale_q05']:.2f}"
+                f"-{f['scale_q95']:.2f}); withheld coverage {a['coverage_90']:.2f}, "
+                f"CRPS {a['crps']:.3f} K"
+            )
+        elif k["coverage_90"] < 0.8 or k["coverage_90"] > 0.97:
+            lines.append(
+                "  the withheld observations are outside their intervals more (or "
+                "less) often than stated: consider --calibrate auto"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,144 @@
+"""``bayesda assimilate`` with QC, the calibration check and real station formats."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_qc import _grf_prior, _obs_of
+
+from bayesda import cli
+from bayesda.commands import assim
+
+LAPLACE = ["--method", "laplace", "--chains", "2", "--draws", "100", "--no-progress"]
+
+
+@pytest.mark.slow  # ~15 s idle, 100 s on a loaded 2-core machine
+def test_assimilate_flags_gross_error_and_writes_site_table(monkeypatch, tmp_path, capsys):
+    prior, grf = _grf_prior()
+    monkeypatch.setattr(assim, "load_prior", lambda path: prior)
+    obs = _obs_of(prior, grf, 30, seed=2)
+    obs.loc[4, "value"] += 15.0
+    path = tmp_path / "obs.csv"
+    obs.to_csv(path, index=False)
+    run = tmp_path / "run"
+    assert (
+        cli.main(
+            [
+                "assimilate",
+                "--model",
+                "m",
+                "--obs",
+                str(path),
+                "--out",
+                str(run),
+                "--calibrate",
+                "auto",
+                *LAPLACE,
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "QC: 30 obs," in out  # S4 is rejected by the background check or the mixture
+    assert "S4 (" in out and "calibration check (5-fold" in out and "calibrate auto" in out
+    info = json.loads((run / "run.json").read_text())
+    assert [f["station_id"] for f in info["qc"]["flagged"]] == ["S4"]
+    assert info["calibration"]["fit"]["scale_q05"] <= info["calibration"]["fit"]["scale"]
+    sites = pd.read_csv(run / "obs_posterior.csv")
+    assert sites.loc[4, "qc"] != "ok" and (sites["qc"] == "ok").sum() == 29
+    # the posterior at the bad station ignores it: its residual is about the 15 K error
+    assert sites.loc[4, "residual"] > 10.0
+    assert np.abs(sites.loc[sites["qc"] == "ok", "z"]).max() < 4.0
+
+
+def test_assimilate_qc_off_keeps_stated_sigma(monkeypatch, tmp_path, capsys):
+    prior, grf = _grf_prior()
+    monkeypatch.setattr(assim, "load_prior", lambda path: prior)
+    path = tmp_path / "obs.csv"
+    _obs_of(prior, grf, 12, seed=5).to_csv(path, index=False)
+    run = tmp_path / "run"
+    assert (
+        cli.main(
+            [
+                "assimilate",
+                "--model",
+                "m",
+                "--obs",
+                str(path),
+                "--out",
+                str(run),
+                "--qc",
+                "off",
+                "--calibrate",
+                "none",
+                *LAPLACE,
+            ]
+        )
+        == 0
+    )
+    info = json.loads((run / "run.json").read_text())
+    assert "qc" not in info and "calibration" not in info
+    np.testing.assert_allclose(pd.read_csv(run / "obs.csv")["sigma"], 0.5)
+
+
+@pytest.mark.slow
+def test_metar_file_to_maps_with_the_shipped_model(tmp_path, capsys, ncep):
+    """A METAR file of real-format reports of an NCEP day, one of them wrong by 15 K."""
+    from bayesda.checkpoint import load_model
+    from bayesda.obs import pseudo_obs
+
+    prior = load_model("models/ncep-air")
+    t = np.datetime64("2014-01-21T12:00")
+    tas = ncep["tas"].sel(time=t)
+    truth = prior.climatology.to_anomaly(tas).drop_vars("time")
+    obs = pseudo_obs(truth, 40, network="station", sigma=0.3, seed=3)
+    clim = prior.climatology.mean(t).interp(lat=("o", obs["lat"]), lon=("o", obs["lon"]))
+    degc = obs["value"].to_numpy() + clim.values - 273.15
+    degc[7] += 15.0
+    ids = [f"K{i:03d}" for i in range(len(obs))]
+    lines = []
+    for i, c in enumerate(degc):
+        sign = "1" if c < 0 else "0"
+        tt = f"M{abs(round(c)):02d}" if round(c) < 0 else f"{round(c):02d}"
+        minutes = 53 if i % 2 else 5  # reports from 11:53 to 12:05
+        hh = 11 if minutes == 53 else 12
+        lines.append(
+            f"METAR {ids[i]} 21{hh:02d}{minutes:02d}Z 18010KT 10SM CLR {tt}/M20 A3000 "
+            f"RMK AO2 T{sign}{abs(round(c * 10)):03d}1200"
+        )
+    lines.append(f"METAR {ids[0]} 210553Z 18010KT 10SM CLR 01/M20 A3000")  # outside the window
+    (tmp_path / "obs.metar").write_text("\n".join(lines) + "\n")
+    pd.DataFrame({"id": ids, "lat": obs["lat"], "lon": obs["lon"]}).to_csv(
+        tmp_path / "stations.csv", index=False
+    )
+    run = tmp_path / "run"
+    assert (
+        cli.main(
+            [
+                "assimilate",
+                "--model",
+                "models/ncep-air",
+                "--obs",
+                str(tmp_path / "obs.metar"),
+                "--format",
+                "metar",
+                "--stations",
+                str(tmp_path / "stations.csv"),
+                "--time",
+                "2014-01-21T12",
+                "--out",
+                str(run),
+                *LAPLACE,
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "window: +-3 h" in out and "1 reports outside" in out
+    info = json.loads((run / "run.json").read_text())
+    assert [f["station_id"] for f in info["qc"]["flagged"]] == ["K007"]
+    assert info["observations"]["counts"]["read"] == 41
+    assert (run / "maps.png").is_file()
