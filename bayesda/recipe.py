@@ -57,6 +57,7 @@ def train_prior(
     progress: bool = True,
     command: str | None = None,
     extra_card: dict[str, Any] | None = None,
+    n_harmonics: int = 3,
 ) -> tuple[pathlib.Path, dict[str, Any]]:
     """Train a VAE prior on the training split of ``tas`` and save it to ``out``.
 
@@ -74,6 +75,8 @@ def train_prior(
       progress: show the training progress bar.
       command: the command line, recorded in the card.
       extra_card: more JSON-able entries for model.json.
+      n_harmonics: annual harmonics of the climatology (0 for a climate without seasons,
+        e.g. the Held-Suarez simulations of :mod:`bayesda.simulate`).
 
     Returns:
       ``(path, summary)`` with ``summary`` holding ``epochs_run``, ``best_epoch``,
@@ -103,7 +106,7 @@ def train_prior(
     times = tas["time"].values
     train_mask, test_mask = block_split(times)
     tas_train = tas.isel(time=np.flatnonzero(train_mask))
-    climatology = Climatology.fit(tas_train)
+    climatology = Climatology.fit(tas_train, n_harmonics=n_harmonics)
     anomaly = np.asarray(climatology.to_anomaly(tas_train).values, np.float32)
     fit_mask, val_mask = validation_split(tas_train["time"].values)
     mean, sd = normalisation(anomaly[fit_mask])

@@ -34,12 +34,18 @@ __all__ = [
     "Decoder",
     "Encoder",
     "VAEConfig",
+    "MAX_LATENT_DIM",
     "NCEP_AIR",
     "conv_valid",
     "kl_divergence",
     "pad_field",
     "stage_shapes",
 ]
+
+
+#: Largest latent dimension accepted. It was 100 while the only data were 1856 NCEP fields;
+#: the simulated-weather experiments (analysis/osse_train.py) use up to 256.
+MAX_LATENT_DIM = 1024
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class VAEConfig:
     Attributes:
       nlat: number of latitudes of the fields.
       nlon: number of longitudes of the fields.
-      latent_dim: dimension of ``z`` (1..100). Default 64: on NCEP, 64-mode PCA
+      latent_dim: dimension of ``z`` (1..``MAX_LATENT_DIM``). Default 64: on NCEP, 64-mode PCA
         reconstructs held-out fields with 1.24 K RMSE against 1.70 K for 32 modes, and prior
         samples keep 87% of the per-pixel SD (77% at 32), while the decoder's gradient costs
         the same (analysis/train_ncep.py).
@@ -72,8 +78,8 @@ class VAEConfig:
     def __post_init__(self):
         if self.nlat < 2 or self.nlon < 2:
             raise ValueError(f"grid too small: nlat={self.nlat}, nlon={self.nlon}")
-        if not 1 <= self.latent_dim <= 100:
-            raise ValueError(f"latent_dim={self.latent_dim} outside [1, 100]")
+        if not 1 <= self.latent_dim <= MAX_LATENT_DIM:
+            raise ValueError(f"latent_dim={self.latent_dim} outside [1, {MAX_LATENT_DIM}]")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         if not self.channels or any(c < 1 for c in self.channels):
             raise ValueError(f"channels={self.channels} must be a non-empty tuple of positive ints")

@@ -1,0 +1,125 @@
+"""Assimilation skill on the simulated weather: bayesda vs OI vs climatology (perfect model).
+
+The truth is a held-out Held-Suarez field (test blocks of the time-block split); observations
+are that field's anomaly at fixed network locations plus N(0, sigma^2) noise. Methods and
+scoring are those of ``analysis/benchmark_skill.py`` (scores at unobserved grid points with
+:func:`bayesda.metrics.verify`): bayesda NUTS and MAP + Laplace with a model trained by
+``analysis/osse_train.py``, OI with the (2%-shrunk) sample covariance of the same training
+fields, climatology, and optionally the original optimise-and-restart method.
+
+Usage::
+
+    .venv/bin/python analysis/osse_assimilate.py \\
+        --model-dir ~/.cache/bayesda/osse/models/base-d64 --n-times 60 --stride 6 \\
+        --networks uniform-20 uniform-50 uniform-200 station-20 \\
+        station-50 station-200
+
+Writes analysis/results/osse_skill.{md,csv} and analysis/figures/osse_calibration_*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import os
+import pathlib
+import platform
+import sys
+import time as _time
+
+import xarray as xr
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import benchmark_skill as bs  # noqa: E402  (imports bayesda first: XLA flags)
+from osse_common import RESULTS, default_store  # noqa: E402
+
+import bayesda  # noqa: E402
+from bayesda import baselines  # noqa: E402
+from bayesda.grid import Grid  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model-dir", type=pathlib.Path, required=True)
+    p.add_argument("--store", default=None)
+    p.add_argument("--max-snapshots", type=int, default=None)
+    p.add_argument("--n-times", type=int, default=60)
+    p.add_argument("--networks", nargs="+",
+                   default=["uniform-20", "uniform-50", "uniform-200", "station-20",
+                            "station-50", "station-200"])
+    p.add_argument("--methods", nargs="+", default=["nuts", "laplace", "oi", "climatology"],
+                   choices=bs.METHODS)
+    p.add_argument("--stride", type=int, default=6, help="NUTS/restarts at every k-th time")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--warmup", type=int, default=150)
+    p.add_argument("--draws", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--suffix", default="")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    from bayesda.checkpoint import load_model
+    from bayesda.split import split_dataset
+
+    t_total = _time.perf_counter()
+    store = args.store or default_store()
+    ds = xr.open_zarr(store, consolidated=False)
+    if args.max_snapshots:
+        ds = ds.isel(time=slice(0, args.max_snapshots))
+    tas = ds["tas"].load()
+    prior = load_model(args.model_dir)
+    clim = prior.climatology
+    train_t, test_t = split_dataset(tas)
+    train, test = clim.to_anomaly(train_t), clim.to_anomaly(test_t)
+    grid = Grid.from_xarray(train)
+    if prior.grid != grid:
+        raise ValueError(f"prior grid {prior.grid.shape} differs from the store's {grid.shape}")
+    networks = tuple((s.split("-")[0], int(s.split("-")[1])) for s in args.networks)
+    cfg = dataclasses.replace(bs.FULL, n_times=args.n_times, networks=networks,
+                              methods=tuple(args.methods), chains=args.chains,
+                              warmup=args.warmup, draws=args.draws,
+                              expensive_stride=args.stride, seed=args.seed)
+    bg = baselines.BackgroundCovariance.from_anomalies(train, shrinkage=baselines.DEFAULT_SHRINKAGE)
+    methods = bs.make_methods(cfg, prior, bg, clim)
+    tidx = bs.held_out_times(test, cfg.n_times)
+    rows, curves, points, walls = [], {}, {}, {}
+    for k, (kind, n) in enumerate(cfg.networks):
+        r, c, p, w = bs.assimilate_network(cfg, methods, test, tidx, k, grid)
+        rows += r
+        curves.update(c)
+        points.update(p)
+        for method, times in w.items():
+            walls[(method, f"{kind}-{n}")] = times
+        print(f"{kind}-{n} done at {_time.perf_counter() - t_total:.0f} s", flush=True)
+    summary = bs.summarise(rows, walls, cfg)
+    total = _time.perf_counter() - t_total
+    times = test["time"].values[tidx]
+    command = "python analysis/osse_assimilate.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    meta = dict(
+        command=command,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, bayesda {bayesda.__version__}"
+                f", load {os.getloadavg()[0]:.1f}",
+        total_s=total,
+        prior=str(args.model_dir.name),
+        n_times=len(tidx),
+        time_range=f"{str(times[0])[:10]} .. {str(times[-1])[:10]} (simulated calendar)",
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    csv = RESULTS / f"osse_skill{args.suffix}.csv"
+    md = RESULTS / f"osse_skill{args.suffix}.md"
+    bs._atomic_write(csv, lambda tmp: summary.to_csv(tmp, index=False, float_format="%.5g"))
+    text = bs.markdown(summary, cfg, meta).replace(
+        "# ", "# Perfect-model (Held-Suarez) ", 1)
+    bs._atomic_write(md, lambda tmp: pathlib.Path(tmp).write_text(text))
+    bs.figures(curves, points, cfg, RESULTS.parent / "figures",
+               prefix=f"osse_calibration{args.suffix}_")
+    print(f"wrote {csv}, {md}; total {total:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Statistics of global fields that tell a Gaussian prior from the data it was fitted to.
+
+Pure NumPy functions on ``[n, lat, lon]`` arrays (lat in degrees, lon periodic):
+marginal moments, the variance a PCA truncation keeps, horizontal gradients on the sphere,
+and Gaussian surrogates with exactly the sample covariance of a training set (the best any
+Gaussian prior fitted to that set can do), so any statistic can be compared between the
+data and "what a Gaussian would give".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "EARTH_RADIUS_M",
+    "gaussian_surrogate",
+    "moments",
+    "pca_variance_kept",
+    "sphere_gradient",
+    "summarise_gradients",
+]
+
+EARTH_RADIUS_M = 6.371e6
+
+
+def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel skewness and excess kurtosis over the first axis of ``x [n, ...]``.
+
+    Both are 0 for a Gaussian; their sampling SDs for ``n`` independent Gaussian draws are
+    about ``sqrt(6/n)`` and ``sqrt(24/n)`` (larger for autocorrelated draws).
+    """
+    a = np.asarray(x, np.float64)
+    if a.shape[0] < 3:
+        raise ValueError(f"moments need at least 3 samples, got shape {a.shape}")
+    d = a - a.mean(axis=0)
+    m2 = np.mean(d**2, axis=0)
+    if np.any(m2 <= 0):
+        raise ValueError("a pixel has zero variance: moments undefined")
+    skew = np.mean(d**3, axis=0) / m2**1.5
+    kurt = np.mean(d**4, axis=0) / m2**2 - 3.0
+    return skew, kurt
+
+
+def pca_variance_kept(train: np.ndarray, dims, weights: np.ndarray | None = None) -> dict:
+    """Fraction of the (optionally weighted) training variance the first ``d`` EOFs keep.
+
+    Args:
+      train: ``[n, lat, lon]`` anomalies.
+      dims: iterable of ints.
+      weights: ``[lat, lon]`` (e.g. cos-latitude) weights; the EOFs are then those of
+        ``sqrt(w) x``.
+
+    Returns:
+      ``{d: fraction}``.
+    """
+    a = np.asarray(train, np.float64).reshape(train.shape[0], -1)
+    a = a - a.mean(axis=0)
+    if weights is not None:
+        a = a * np.sqrt(np.asarray(weights, np.float64).reshape(1, -1))
+    s = np.linalg.svd(a, compute_uv=False)
+    lam = s**2
+    cum = np.cumsum(lam) / lam.sum()
+    return {int(d): float(cum[min(int(d), cum.size) - 1]) for d in dims}
+
+
+def sphere_gradient(x: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+                    radius: float = EARTH_RADIUS_M) -> tuple[np.ndarray, np.ndarray]:
+    """Eastward and northward derivatives of ``x [..., lat, lon]`` per metre.
+
+    Centred differences: periodic in longitude, ``np.gradient`` (one-sided at the ends) over
+    the (possibly uneven, e.g. Gaussian) latitudes.
+
+    Args:
+      x: fields with the last two axes ``(lat, lon)``.
+      lat: ``[lat]`` degrees.
+      lon: ``[lon]`` degrees, evenly spaced, covering the globe.
+
+    Returns:
+      ``(d/dx, d/dy)``, each shaped like ``x``.
+    """
+    x = np.asarray(x, np.float64)
+    lat_r = np.radians(np.asarray(lat, np.float64))
+    dlon = np.radians(float(np.mean(np.diff(lon))))
+    dxdl = (np.roll(x, -1, axis=-1) - np.roll(x, 1, axis=-1)) / (2 * dlon)
+    ddx = dxdl / (radius * np.cos(lat_r)[:, None])
+    ddy = np.gradient(x, lat_r, axis=-2) / radius
+    return ddx, ddy
+
+
+def gaussian_surrogate(train: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` draws from ``N(mean, sample covariance)`` of ``train [m, lat, lon]``.
+
+    ``x = mean + A^T z / sqrt(m - 1)`` with ``A`` the centred training fields and
+    ``z ~ N(0, I_m)``: its covariance is exactly the sample covariance (all ranks).
+    """
+    a = np.asarray(train, np.float64)
+    flat = a.reshape(a.shape[0], -1)
+    mu = flat.mean(axis=0)
+    z = np.random.default_rng(seed).standard_normal((n, flat.shape[0]))
+    out = mu + z @ (flat - mu) / np.sqrt(flat.shape[0] - 1)
+    return out.reshape((n,) + a.shape[1:])
+
+
+def summarise_gradients(x: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+                        lat_band: tuple[float, float] = (30.0, 60.0),
+                        thresholds=(1.0, 2.0, 3.0)) -> dict:
+    """Statistics of the horizontal gradient of ``x`` in a midlatitude band (both hemispheres).
+
+    Gradients are in units of ``x`` per 100 km. Returns the mean and 99th / 99.9th
+    percentiles of ``|grad x|``, the excess kurtosis and skewness of the eastward
+    derivative, and the fraction of pixels above each threshold (fronts).
+    """
+    ddx, ddy = sphere_gradient(x, lat, lon)
+    band = (np.abs(np.asarray(lat)) >= lat_band[0]) & (np.abs(np.asarray(lat)) <= lat_band[1])
+    gx = ddx[..., band, :].ravel() * 1e5
+    gy = ddy[..., band, :].ravel() * 1e5
+    mag = np.hypot(gx, gy)
+    gxc = gx - gx.mean()
+    m2 = np.mean(gxc**2)
+    return {
+        "mean_abs_grad": float(mag.mean()),
+        "p99_abs_grad": float(np.quantile(mag, 0.99)),
+        "p999_abs_grad": float(np.quantile(mag, 0.999)),
+        "ddx_excess_kurtosis": float(np.mean(gxc**4) / m2**2 - 3.0),
+        "ddx_skewness": float(np.mean(gxc**3) / m2**1.5),
+        "frac_above": {f"{t:g}": float(np.mean(mag > t)) for t in thresholds},
+    }

@@ -1,0 +1,78 @@
+"""Field statistics against closed forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bayesda.fieldstats import (
+    EARTH_RADIUS_M,
+    gaussian_surrogate,
+    moments,
+    pca_variance_kept,
+    sphere_gradient,
+    summarise_gradients,
+)
+
+LAT = np.linspace(-80, 80, 33)
+LON = np.arange(0, 360, 5.0)
+
+
+def test_sphere_gradient_matches_analytic():
+    """f = sin(lon) cos(lat): df/dx = cos(lon) / R, df/dy = -sin(lon) sin(lat) / R."""
+    lam, phi = np.meshgrid(np.radians(LON), np.radians(LAT))
+    f = np.sin(lam) * np.cos(phi)
+    gx, gy = sphere_gradient(f, LAT, LON)
+    ex, ey = np.cos(lam) / EARTH_RADIUS_M, -np.sin(lam) * np.sin(phi) / EARTH_RADIUS_M
+    # centred differences: relative error O(h^2), h = 5 degrees -> ~0.3%; ends one-sided
+    inner = slice(1, -1)
+    np.testing.assert_allclose(gx, ex, atol=0.01 / EARTH_RADIUS_M)
+    np.testing.assert_allclose(gy[inner], ey[inner], atol=0.01 / EARTH_RADIUS_M)
+
+
+def test_moments_gaussian_and_exponential():
+    rng = np.random.default_rng(0)
+    n = 200_000
+    s, k = moments(rng.standard_normal((n, 3)))
+    # sampling SDs sqrt(6/n) = 0.0055 and sqrt(24/n) = 0.011; 5 sigma
+    assert np.all(np.abs(s) < 0.03) and np.all(np.abs(k) < 0.06)
+    s, k = moments(rng.exponential(size=(n, 2)))
+    np.testing.assert_allclose(s, 2.0, atol=0.1)  # exponential: skewness 2, excess kurtosis 6
+    np.testing.assert_allclose(k, 6.0, atol=0.8)
+    with pytest.raises(ValueError, match="at least 3"):
+        moments(np.zeros((2, 4)))
+
+
+def test_gaussian_surrogate_has_the_sample_covariance():
+    rng = np.random.default_rng(1)
+    train = rng.exponential(size=(40, 2, 3)) * np.arange(1, 7).reshape(2, 3)
+    sur = gaussian_surrogate(train, 100_000, seed=2)
+    c_train = np.cov(train.reshape(40, -1).T)
+    c_sur = np.cov(sur.reshape(len(sur), -1).T)
+    scale = np.sqrt(np.outer(np.diag(c_train), np.diag(c_train)))
+    # Monte Carlo SD of a covariance estimate ~ scale * sqrt(2 / n) = 0.0045 scale
+    np.testing.assert_allclose(c_sur / scale, c_train / scale, atol=0.025)
+    s, _ = moments(sur)
+    assert np.all(np.abs(s) < 0.05)
+
+
+def test_pca_variance_kept():
+    rng = np.random.default_rng(3)
+    basis = rng.standard_normal((2, 12))
+    x = (rng.standard_normal((500, 2)) * [3.0, 1.0]) @ basis
+    kept = pca_variance_kept(x.reshape(500, 3, 4), [1, 2, 12])
+    assert kept[2] == pytest.approx(1.0) and kept[12] == pytest.approx(1.0)
+    assert 0.7 < kept[1] < 1.0
+
+
+def test_gradient_summary_detects_fronts():
+    """A field with sharp steps has heavier-tailed gradients than its Gaussian surrogate."""
+    rng = np.random.default_rng(4)
+    lam = np.radians(LON)
+    pos = rng.uniform(0, 2 * np.pi, 400)
+    steps = np.tanh((np.sin(lam[None, :] - pos[:, None])) * 8)[:, None, :] * np.ones(
+        (1, LAT.size, 1))
+    sur = gaussian_surrogate(steps, 400, seed=5)
+    a = summarise_gradients(steps, LAT, LON)
+    g = summarise_gradients(sur, LAT, LON)
+    assert a["ddx_excess_kurtosis"] > g["ddx_excess_kurtosis"] + 1.0
