@@ -41,7 +41,8 @@ from bayesda.grid import Grid  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model-dir", type=pathlib.Path, required=True)
+    p.add_argument("--model-dir", type=pathlib.Path, default=None,
+                   help="bayesda model; without it only oi and climatology run")
     p.add_argument("--store", default=None)
     p.add_argument("--max-snapshots", type=int, default=None)
     p.add_argument("--n-times", type=int, default=60)
@@ -70,12 +71,18 @@ def main(argv=None) -> None:
     if args.max_snapshots:
         ds = ds.isel(time=slice(0, args.max_snapshots))
     tas = ds["tas"].load()
-    prior = load_model(args.model_dir)
-    clim = prior.climatology
     train_t, test_t = split_dataset(tas)
+    if args.model_dir is not None:
+        prior = load_model(args.model_dir)
+        clim = prior.climatology
+    else:
+        from bayesda.climatology import Climatology
+
+        prior, clim = None, Climatology.fit(train_t, n_harmonics=0)
+        args.methods = [m for m in args.methods if m in ("oi", "climatology")]
     train, test = clim.to_anomaly(train_t), clim.to_anomaly(test_t)
     grid = Grid.from_xarray(train)
-    if prior.grid != grid:
+    if prior is not None and prior.grid != grid:
         raise ValueError(f"prior grid {prior.grid.shape} differs from the store's {grid.shape}")
     networks = tuple((s.split("-")[0], int(s.split("-")[1])) for s in args.networks)
     cfg = dataclasses.replace(bs.FULL, n_times=args.n_times, networks=networks,
@@ -105,7 +112,7 @@ def main(argv=None) -> None:
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, bayesda {bayesda.__version__}"
                 f", load {os.getloadavg()[0]:.1f}",
         total_s=total,
-        prior=str(args.model_dir.name),
+        prior=str(args.model_dir.name) if args.model_dir else "none (baselines only)",
         n_times=len(tidx),
         time_range=f"{str(times[0])[:10]} .. {str(times[-1])[:10]} (simulated calendar)",
     )
