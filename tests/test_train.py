@@ -179,3 +179,15 @@ def test_freeze_linear_keeps_the_ppca_start():
     assert not np.array_equal(
         result.params["decoder"]["conv_out"]["kernel"], start["decoder"]["conv_out"]["kernel"]
     )
+
+
+@pytest.mark.slow
+def test_roll_and_flip_augmentation_train_on_a_periodic_grid():
+    """Augmented training runs and is deterministic; the PPCA start is zonally unbiased."""
+    config = VAEConfig(nlat=6, nlon=8, latent_dim=3, channels=(4,), periodic=True)
+    x = low_rank_fields(n=64, seed=2)
+    tc = TrainConfig(epochs=3, batch_size=16, warmup_epochs=1, roll_lon=True, flip_lat=True)
+    a = fit(x[:48], x[48:], config, tc, progress=False)
+    b = fit(x[:48], x[48:], config, tc, progress=False)
+    assert np.all(np.isfinite(a.history["loss"]))
+    np.testing.assert_array_equal(a.history["loss"], b.history["loss"])

@@ -159,7 +159,7 @@ def test_kl_divergence_matches_closed_form():
     "kwargs,match",
     [
         ({"latent_dim": 0}, "latent_dim=0"),
-        ({"latent_dim": 101}, "latent_dim=101"),
+        ({"latent_dim": 1025}, "latent_dim=1025"),
         ({"channels": ()}, "channels"),
         ({"nlat": 1}, "nlat=1"),
     ],
@@ -169,6 +169,10 @@ def test_config_rejects_bad_values(kwargs, match):
     base = {"nlat": 9, "nlon": 13}
     with pytest.raises(ValueError, match=match):
         VAEConfig(**{**base, **kwargs})
+
+
+def test_config_accepts_latent_dims_of_the_simulated_weather_experiments():
+    assert VAEConfig(nlat=32, nlon=64, latent_dim=256, periodic=True).latent_dim == 256
 
 
 def test_config_dict_round_trip():
