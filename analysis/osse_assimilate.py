@@ -120,8 +120,8 @@ def main(argv=None) -> None:
     csv = RESULTS / f"osse_skill{args.suffix}.csv"
     md = RESULTS / f"osse_skill{args.suffix}.md"
     bs._atomic_write(csv, lambda tmp: summary.to_csv(tmp, index=False, float_format="%.5g"))
-    text = bs.markdown(summary, cfg, meta).replace(
-        "# ", "# Perfect-model (Held-Suarez) ", 1)
+    text = bs.markdown(summary, cfg, meta).replace("held-out NCEP fields",
+                                                   "held-out simulated (Held-Suarez) fields")
     bs._atomic_write(md, lambda tmp: pathlib.Path(tmp).write_text(text))
     bs.figures(curves, points, cfg, RESULTS.parent / "figures",
                prefix=f"osse_calibration{args.suffix}_")
