@@ -31,7 +31,7 @@ import time as _time
 import xarray as xr
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import benchmark_skill as bs  # noqa: E402  (imports bayesda first: XLA flags)
+import benchmark_skill as bs  # noqa: E402
 from osse_common import RESULTS, default_store  # noqa: E402
 
 import bayesda  # noqa: E402
@@ -41,16 +41,30 @@ from bayesda.grid import Grid  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model-dir", type=pathlib.Path, default=None,
-                   help="bayesda model; without it only oi and climatology run")
+    p.add_argument(
+        "--model-dir",
+        type=pathlib.Path,
+        default=None,
+        help="bayesda model; without it only oi and climatology run",
+    )
     p.add_argument("--store", default=None)
     p.add_argument("--max-snapshots", type=int, default=None)
     p.add_argument("--n-times", type=int, default=60)
-    p.add_argument("--networks", nargs="+",
-                   default=["uniform-20", "uniform-50", "uniform-200", "station-20",
-                            "station-50", "station-200"])
-    p.add_argument("--methods", nargs="+", default=["nuts", "laplace", "oi", "climatology"],
-                   choices=bs.METHODS)
+    p.add_argument(
+        "--networks",
+        nargs="+",
+        default=[
+            "uniform-20",
+            "uniform-50",
+            "uniform-200",
+            "station-20",
+            "station-50",
+            "station-200",
+        ],
+    )
+    p.add_argument(
+        "--methods", nargs="+", default=["nuts", "laplace", "oi", "climatology"], choices=bs.METHODS
+    )
     p.add_argument("--stride", type=int, default=6, help="NUTS/restarts at every k-th time")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=150)
@@ -85,10 +99,17 @@ def main(argv=None) -> None:
     if prior is not None and prior.grid != grid:
         raise ValueError(f"prior grid {prior.grid.shape} differs from the store's {grid.shape}")
     networks = tuple((s.split("-")[0], int(s.split("-")[1])) for s in args.networks)
-    cfg = dataclasses.replace(bs.FULL, n_times=args.n_times, networks=networks,
-                              methods=tuple(args.methods), chains=args.chains,
-                              warmup=args.warmup, draws=args.draws,
-                              expensive_stride=args.stride, seed=args.seed)
+    cfg = dataclasses.replace(
+        bs.FULL,
+        n_times=args.n_times,
+        networks=networks,
+        methods=tuple(args.methods),
+        chains=args.chains,
+        warmup=args.warmup,
+        draws=args.draws,
+        expensive_stride=args.stride,
+        seed=args.seed,
+    )
     bg = baselines.BackgroundCovariance.from_anomalies(train, shrinkage=baselines.DEFAULT_SHRINKAGE)
     methods = bs.make_methods(cfg, prior, bg, clim)
     tidx = bs.held_out_times(test, cfg.n_times)
@@ -105,12 +126,13 @@ def main(argv=None) -> None:
     total = _time.perf_counter() - t_total
     times = test["time"].values[tidx]
     command = "python analysis/osse_assimilate.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
+        argv if argv is not None else sys.argv[1:]
+    )
     meta = dict(
         command=command,
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, bayesda {bayesda.__version__}"
-                f", load {os.getloadavg()[0]:.1f}",
+        f", load {os.getloadavg()[0]:.1f}",
         total_s=total,
         prior=str(args.model_dir.name) if args.model_dir else "none (baselines only)",
         n_times=len(tidx),
@@ -120,13 +142,17 @@ def main(argv=None) -> None:
     csv = RESULTS / f"osse_skill{args.suffix}.csv"
     md = RESULTS / f"osse_skill{args.suffix}.md"
     bs._atomic_write(csv, lambda tmp: summary.to_csv(tmp, index=False, float_format="%.5g"))
-    text = bs.markdown(summary, cfg, meta).replace("held-out NCEP fields",
-                                                   "held-out simulated (Held-Suarez) fields")
+    text = bs.markdown(summary, cfg, meta).replace(
+        "held-out NCEP fields", "held-out simulated (Held-Suarez) fields"
+    )
     bs._atomic_write(md, lambda tmp: pathlib.Path(tmp).write_text(text))
-    bs.figures(curves, points, cfg, RESULTS.parent / "figures",
-               prefix=f"osse_calibration{args.suffix}_")
+    bs.figures(
+        curves, points, cfg, RESULTS.parent / "figures", prefix=f"osse_calibration{args.suffix}_"
+    )
     print(f"wrote {csv}, {md}; total {total:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
+    bayesda.set_host_device_count()  # one CPU device per chain, before any JAX computation
+    bayesda.enable_compilation_cache()
     main()

@@ -40,8 +40,9 @@ class OSSEData(NamedTuple):
     attrs: dict
 
 
-def load(var: str = "tas", store: str | os.PathLike | None = None,
-         max_snapshots: int | None = None) -> OSSEData:
+def load(
+    var: str = "tas", store: str | os.PathLike | None = None, max_snapshots: int | None = None
+) -> OSSEData:
     """Open the store, split it in 7-day blocks (every 4th held out) and take anomalies."""
     from bayesda.split import block_split, validation_split
 
@@ -58,9 +59,18 @@ def load(var: str = "tas", store: str | os.PathLike | None = None,
     anom = field - mean
     train, test = anom[train_mask], anom[test_mask]
     fit_mask, val_mask = validation_split(times[train_mask])
-    return OSSEData(train, test, train[fit_mask], train[val_mask], mean,
-                    ds["lat"].values, ds["lon"].values, times[train_mask], times[test_mask],
-                    dict(ds.attrs))
+    return OSSEData(
+        train,
+        test,
+        train[fit_mask],
+        train[val_mask],
+        mean,
+        ds["lat"].values,
+        ds["lon"].values,
+        times[train_mask],
+        times[test_mask],
+        dict(ds.attrs),
+    )
 
 
 def cos_weights(lat: np.ndarray, nlon: int) -> np.ndarray:

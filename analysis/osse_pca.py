@@ -37,9 +37,15 @@ def main() -> None:
     _, _, vt = np.linalg.svd(a - mu, full_matrices=False)
     b = d.test.reshape(len(d.test), -1) - mu
     w = cos_weights(d.lat, len(d.lon)).ravel()
-    out = {"command": "python analysis/osse_pca.py " + " ".join(sys.argv[1:]),
-           "var": args.var, "n_fit": len(d.fit), "n_test": len(d.test),
-           "test_sd": float(d.test.std()), "rmse": {}, "rmse_area_weighted": {}}
+    out = {
+        "command": "python analysis/osse_pca.py " + " ".join(sys.argv[1:]),
+        "var": args.var,
+        "n_fit": len(d.fit),
+        "n_test": len(d.test),
+        "test_sd": float(d.test.std()),
+        "rmse": {},
+        "rmse_area_weighted": {},
+    }
     for k in (int(v) for v in args.dims.split(",")):
         err = b - (b @ vt[:k].T) @ vt[:k]
         out["rmse"][k] = round(float(np.sqrt(np.mean(err**2))), 4)

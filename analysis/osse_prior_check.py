@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from osse_common import RESULTS, load  # noqa: E402
 
-import bayesda  # noqa: E402,F401
+import bayesda  # noqa: E402
 from bayesda.fieldstats import gaussian_surrogate, moments, summarise_gradients  # noqa: E402
 
 
@@ -60,8 +60,9 @@ def main() -> None:
     prior = load_model(args.model_dir)
     d = load(store=args.store, max_snapshots=args.max_snapshots)
     z = jax.random.normal(jax.random.key(7), (args.n, prior.latent_dim))
-    samples = np.concatenate([np.asarray(prior.decode(z[i:i + 500]))
-                              for i in range(0, args.n, 500)])
+    samples = np.concatenate(
+        [np.asarray(prior.decode(z[i : i + 500])) for i in range(0, args.n, 500)]
+    )
     r = prior.repr_error.sample(np.random.default_rng(8), args.n)
     out = {
         "command": "python analysis/osse_prior_check.py " + " ".join(sys.argv[1:]),
@@ -78,11 +79,15 @@ def main() -> None:
     for k, v in out.items():
         if k != "command":
             g = v["gradient_30_60"]
-            print(f"{k:24s} sd {v['sd_mean']:.3f} |skew| {v['mean_abs_skew']:.3f} "
-                  f"kurt {v['mean_excess_kurtosis']:.3f} grad p99 {g['p99_abs_grad']:.3f} "
-                  f"ddx kurt {g['ddx_excess_kurtosis']:.3f} spectrum k=1..8 "
-                  + " ".join(f"{s:.3f}" for s in v["zonal_spectrum_30_60"][1:9]))
+            print(
+                f"{k:24s} sd {v['sd_mean']:.3f} |skew| {v['mean_abs_skew']:.3f} "
+                f"kurt {v['mean_excess_kurtosis']:.3f} grad p99 {g['p99_abs_grad']:.3f} "
+                f"ddx kurt {g['ddx_excess_kurtosis']:.3f} spectrum k=1..8 "
+                + " ".join(f"{s:.3f}" for s in v["zonal_spectrum_30_60"][1:9])
+            )
 
 
 if __name__ == "__main__":
+    bayesda.set_host_device_count()  # one CPU device per chain, before any JAX computation
+    bayesda.enable_compilation_cache()
     main()

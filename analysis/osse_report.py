@@ -22,8 +22,12 @@ import pandas as pd
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from osse_common import RESULTS  # noqa: E402
 
-METRICS = {"rmse": "rmse", "crps": "crps", "coverage_90": "coverage_90",
-           "spread_skill": "spread_skill"}
+METRICS = {
+    "rmse": "rmse",
+    "crps": "crps",
+    "coverage_90": "coverage_90",
+    "spread_skill": "spread_skill",
+}
 
 
 def skill_rows(csv) -> list[dict]:
@@ -45,12 +49,20 @@ def main() -> None:
     recon_path = RESULTS / "osse_recon.json"
     if recon_path.exists():
         for r in json.loads(recon_path.read_text()):
-            summary["reconstruction"].append({
-                "model": f"{r['model']}:{r['tag']}", "latent_dim": r["latent_dim"],
-                "vae_rmse": r["vae_rmse"], "pca_rmse": r["pca_rmse"], "ratio": r["ratio"],
-                "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
-                "train_wall_s": r["train_wall_s"], "n_fit": r["n_fit"],
-                "command": r["command"]})
+            summary["reconstruction"].append(
+                {
+                    "model": f"{r['model']}:{r['tag']}",
+                    "latent_dim": r["latent_dim"],
+                    "vae_rmse": r["vae_rmse"],
+                    "pca_rmse": r["pca_rmse"],
+                    "ratio": r["ratio"],
+                    "best_epoch": r["best_epoch"],
+                    "epochs_run": r["epochs_run"],
+                    "train_wall_s": r["train_wall_s"],
+                    "n_fit": r["n_fit"],
+                    "command": r["command"],
+                }
+            )
     skill_csv = RESULTS / "osse_skill.csv"
     if skill_csv.exists():
         summary["skill"] = skill_rows(skill_csv)
@@ -70,27 +82,41 @@ def markdown(s: dict) -> str:
     lines = ["# Perfect-model experiment (OSSE): Held-Suarez weather, VAE vs PCA vs OI", ""]
     if "data" in s:
         d = s["data"]
-        lines += [f"Data: {json.dumps(d['store'])}; {d['n_train']} training / {d['n_test']} "
-                  "test snapshots (7-day blocks, every 4th held out). Gaussianity: "
-                  "osse_stats.md.", ""]
+        lines += [
+            f"Data: {json.dumps(d['store'])}; {d['n_train']} training / {d['n_test']} "
+            "test snapshots (7-day blocks, every 4th held out). Gaussianity: "
+            "osse_stats.md.",
+            "",
+        ]
     if s["reconstruction"]:
-        lines += ["## Held-out reconstruction RMSE (K), temperature at the lowest level", "",
-                  "| model | d | VAE | PCA-d | VAE / PCA (target <= 0.85) | best / run epochs |"
-                  " train s | n_fit |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Held-out reconstruction RMSE (K), temperature at the lowest level",
+            "",
+            "| model | d | VAE | PCA-d | VAE / PCA (target <= 0.85) | best / run epochs |"
+            " train s | n_fit |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in s["reconstruction"]:
-            lines.append(f"| {r['model']} | {r['latent_dim']} | {r['vae_rmse']:.4f} | "
-                         f"{r['pca_rmse']:.4f} | {r['ratio']:.3f} | {r['best_epoch']} / "
-                         f"{r['epochs_run']} | {r['train_wall_s']} | {r['n_fit']} |")
+            lines.append(
+                f"| {r['model']} | {r['latent_dim']} | {r['vae_rmse']:.4f} | "
+                f"{r['pca_rmse']:.4f} | {r['ratio']:.3f} | {r['best_epoch']} / "
+                f"{r['epochs_run']} | {r['train_wall_s']} | {r['n_fit']} |"
+            )
         lines += ["", "Commands: `osse_recon.json` (one per row).", ""]
     if s["skill"]:
-        lines += ["## Assimilation at unobserved points (sigma 0.5 K)", "",
-                  "| network | method | RMSE | CRPS | 90% coverage | spread/skill | times |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Assimilation at unobserved points (sigma 0.5 K)",
+            "",
+            "| network | method | RMSE | CRPS | 90% coverage | spread/skill | times |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in s["skill"]:
-            f = (lambda v: "-" if v is None else f"{v:.3f}")  # noqa: E731
-            lines.append(f"| {r['network']} | {r['method']} | {f(r['rmse'])} | "
-                         f"{f(r['crps'])} | {f(r['coverage_90'])} | {f(r['spread_skill'])} | "
-                         f"{r['n_times']} |")
+            f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+            lines.append(
+                f"| {r['network']} | {r['method']} | {f(r['rmse'])} | "
+                f"{f(r['crps'])} | {f(r['coverage_90'])} | {f(r['spread_skill'])} | "
+                f"{r['n_times']} |"
+            )
         lines += ["", "Command and per-subset detail: `osse_skill.md` / `osse_skill.csv`.", ""]
     return "\n".join(lines) + "\n"
 

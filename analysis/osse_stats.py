@@ -32,8 +32,12 @@ from bayesda.fieldstats import (  # noqa: E402
 )
 
 DIMS = (32, 64, 128, 256)
-THRESHOLDS = {"tas": (1.0, 2.0, 3.0), "ps": (1.0, 2.0, 4.0), "ua": (1.0, 2.0, 4.0),
-              "va": (1.0, 2.0, 4.0)}
+THRESHOLDS = {
+    "tas": (1.0, 2.0, 3.0),
+    "ps": (1.0, 2.0, 4.0),
+    "ua": (1.0, 2.0, 4.0),
+    "va": (1.0, 2.0, 4.0),
+}
 
 
 def main() -> None:
@@ -43,8 +47,10 @@ def main() -> None:
     p.add_argument("--variables", default="tas,ps,ua,va")
     args = p.parse_args()
     t0 = time.perf_counter()
-    out: dict = {"command": "python analysis/osse_stats.py" + (
-        f" --max-snapshots {args.max_snapshots}" if args.max_snapshots else "")}
+    out: dict = {
+        "command": "python analysis/osse_stats.py"
+        + (f" --max-snapshots {args.max_snapshots}" if args.max_snapshots else "")
+    }
     maps = {}
     path = RESULTS / "osse_stats.json"
     if path.exists():  # keep other variables of the same data (one variable per call is fine)
@@ -65,14 +71,20 @@ def main() -> None:
         band = (np.abs(d.lat) >= 30) & (np.abs(d.lat) <= 60)
         out[var] = {
             "anomaly_sd": float(d.train.std()),
-            "skewness": {"min": float(skew.min()), "max": float(skew.max()),
-                         "mean_abs": float(np.abs(skew).mean()),
-                         "mean_abs_30_60": float(np.abs(skew[band]).mean()),
-                         "gaussian_surrogate_mean_abs": float(np.abs(sskew).mean())},
-            "excess_kurtosis": {"min": float(kurt.min()), "max": float(kurt.max()),
-                                "mean": float(kurt.mean()),
-                                "gaussian_surrogate_mean": float(skurt.mean()),
-                                "gaussian_surrogate_max_abs": float(np.abs(skurt).max())},
+            "skewness": {
+                "min": float(skew.min()),
+                "max": float(skew.max()),
+                "mean_abs": float(np.abs(skew).mean()),
+                "mean_abs_30_60": float(np.abs(skew[band]).mean()),
+                "gaussian_surrogate_mean_abs": float(np.abs(sskew).mean()),
+            },
+            "excess_kurtosis": {
+                "min": float(kurt.min()),
+                "max": float(kurt.max()),
+                "mean": float(kurt.mean()),
+                "gaussian_surrogate_mean": float(skurt.mean()),
+                "gaussian_surrogate_max_abs": float(np.abs(skurt).max()),
+            },
             "zonal_mean_skewness": [round(float(v), 3) for v in skew.mean(axis=1)],
             "zonal_mean_kurtosis": [round(float(v), 3) for v in kurt.mean(axis=1)],
             "pca_variance_kept": pca_variance_kept(d.train, DIMS),
@@ -81,8 +93,7 @@ def main() -> None:
             "gradient_30_60_gaussian": grad_g,
         }
         maps[var] = (skew, kurt)
-        print(var, json.dumps({k: v for k, v in out[var].items() if "zonal" not in k}),
-              flush=True)
+        print(var, json.dumps({k: v for k, v in out[var].items() if "zonal" not in k}), flush=True)
         out["lat"] = [round(float(v), 3) for v in d.lat]
         out["wall_seconds"] = round(time.perf_counter() - t0, 1)
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -113,23 +124,32 @@ def markdown(o: dict) -> str:
             f"({s['mean_abs']:.2f}; {s['gaussian_surrogate_mean_abs']:.2f}) | "
             f"{k['min']:.2f} / {k['max']:.2f} ({k['mean']:.2f}; "
             f"{k['gaussian_surrogate_max_abs']:.2f}) | "
-            + " / ".join(f"{pv[d]:.3f}" for d in sorted(pv, key=int)) + " |")
-    lines += ["", "Horizontal gradients, 30-60 degrees N and S (units per 100 km): data vs "
-              "Gaussian with the same covariance", "",
-              "| variable | mean abs | 99th pct | 99.9th pct | d/dx excess kurtosis | "
-              "d/dx skewness | fraction above thresholds |", "|---|---|---|---|---|---|---|"]
+            + " / ".join(f"{pv[d]:.3f}" for d in sorted(pv, key=int))
+            + " |"
+        )
+    lines += [
+        "",
+        "Horizontal gradients, 30-60 degrees N and S (units per 100 km): data vs "
+        "Gaussian with the same covariance",
+        "",
+        "| variable | mean abs | 99th pct | 99.9th pct | d/dx excess kurtosis | "
+        "d/dx skewness | fraction above thresholds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for var in ("tas", "ps", "ua", "va"):
         if var not in o:
             continue
         a, g = o[var]["gradient_30_60"], o[var]["gradient_30_60_gaussian"]
-        fr = ", ".join(f">{t}: {a['frac_above'][t]:.4f} vs {g['frac_above'][t]:.4f}"
-                       for t in a["frac_above"])
+        fr = ", ".join(
+            f">{t}: {a['frac_above'][t]:.4f} vs {g['frac_above'][t]:.4f}" for t in a["frac_above"]
+        )
         lines.append(
             f"| {var} | {a['mean_abs_grad']:.3f} vs {g['mean_abs_grad']:.3f} | "
             f"{a['p99_abs_grad']:.3f} vs {g['p99_abs_grad']:.3f} | "
             f"{a['p999_abs_grad']:.3f} vs {g['p999_abs_grad']:.3f} | "
             f"{a['ddx_excess_kurtosis']:.2f} vs {g['ddx_excess_kurtosis']:.2f} | "
-            f"{a['ddx_skewness']:.2f} vs {g['ddx_skewness']:.2f} | {fr} |")
+            f"{a['ddx_skewness']:.2f} vs {g['ddx_skewness']:.2f} | {fr} |"
+        )
     return "\n".join(lines) + "\n"
 
 

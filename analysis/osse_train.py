@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from osse_common import RESULTS, cos_weights, default_store  # noqa: E402
 
-import bayesda  # noqa: E402,F401  (sets XLA flags before jax is imported)
+import bayesda  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -51,8 +51,12 @@ def parse_args(argv=None):
     p.add_argument("--freeze-linear", action="store_true")
     p.add_argument("--roll-lon", action="store_true", help="augment by longitude shifts")
     p.add_argument("--flip-lat", action="store_true", help="augment by hemisphere mirroring")
-    p.add_argument("--refine-steps", type=int, default=0,
-                   help="also report decoder-optimal reconstruction after N Adam steps on z")
+    p.add_argument(
+        "--refine-steps",
+        type=int,
+        default=0,
+        help="also report decoder-optimal reconstruction after N Adam steps on z",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models-dir", default=None)
     return p.parse_args(argv)
@@ -97,8 +101,9 @@ def refine(prior, x: np.ndarray, z0: np.ndarray, steps: int) -> np.ndarray:
 
         return jax.lax.fori_loop(0, steps, body, (z, state))[0]
 
-    out = [np.asarray(prior.decode(run(jnp.asarray(z0[i:i + 256]))))
-           for i in range(0, len(x), 256)]
+    out = [
+        np.asarray(prior.decode(run(jnp.asarray(z0[i : i + 256])))) for i in range(0, len(x), 256)
+    ]
     return np.concatenate(out)
 
 
@@ -121,23 +126,39 @@ def main(argv=None) -> None:
     times = tas["time"].values
     train_mask, test_mask = block_split(times)
     fit_mask, _ = validation_split(times[train_mask])
-    models_dir = __import__("pathlib").Path(
-        args.models_dir or (default_store().parent / "models"))
+    models_dir = __import__("pathlib").Path(args.models_dir or (default_store().parent / "models"))
     cmd = "python analysis/osse_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                     learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs,
-                     beta=args.beta, patience=args.patience, seed=args.seed,
-                     pca_init=not args.no_pca_init, freeze_linear=args.freeze_linear,
-                     roll_lon=args.roll_lon, flip_lat=args.flip_lat)
+    tc = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup_epochs=args.warmup_epochs,
+        beta=args.beta,
+        patience=args.patience,
+        seed=args.seed,
+        pca_init=not args.no_pca_init,
+        freeze_linear=args.freeze_linear,
+        roll_lon=args.roll_lon,
+        flip_lat=args.flip_lat,
+    )
     path_json = RESULTS / "osse_recon.json"
     records = json.loads(path_json.read_text()) if path_json.exists() else []
     for d in (int(v) for v in args.dims.split(",")):
         out = models_dir / f"{args.tag}-d{d}"
         t0 = time.perf_counter()
         _, summary = train_prior(
-            tas, out, latent_dim=d, channels=tuple(int(c) for c in args.channels.split(",")),
-            linear_path=not args.no_linear_path, train_config=tc, dataset=str(store),
-            overwrite=True, command=cmd, n_harmonics=0, progress=False)
+            tas,
+            out,
+            latent_dim=d,
+            channels=tuple(int(c) for c in args.channels.split(",")),
+            linear_path=not args.no_linear_path,
+            train_config=tc,
+            dataset=str(store),
+            overwrite=True,
+            command=cmd,
+            n_harmonics=0,
+            progress=False,
+        )
         wall = time.perf_counter() - t0
         prior = load_model(out)
         clim = prior.climatology
@@ -145,25 +166,38 @@ def main(argv=None) -> None:
         a_test = np.asarray(clim.to_anomaly(tas.isel(time=np.flatnonzero(test_mask))).values)
         a_fit = a_train[fit_mask]
         enc = jax.jit(lambda x, p=prior: p.encode(x)[0])
-        z_test = np.concatenate([np.asarray(enc(jnp.asarray(a_test[i:i + 256])))
-                                 for i in range(0, len(a_test), 256)])
-        rec = np.concatenate([np.asarray(prior.decode(jnp.asarray(z_test[i:i + 256])))
-                              for i in range(0, len(z_test), 256)])
+        z_test = np.concatenate(
+            [np.asarray(enc(jnp.asarray(a_test[i : i + 256]))) for i in range(0, len(a_test), 256)]
+        )
+        rec = np.concatenate(
+            [
+                np.asarray(prior.decode(jnp.asarray(z_test[i : i + 256])))
+                for i in range(0, len(z_test), 256)
+            ]
+        )
         pca = pca_reconstruct(a_fit, a_test, d)
         w = cos_weights(tas["lat"].values, tas.sizes["lon"])
         rec_entry = {
-            "tag": args.tag, "model": "vae-tas", "latent_dim": d,
-            "vae_rmse": round(rmse(rec, a_test), 4), "pca_rmse": round(rmse(pca, a_test), 4),
+            "tag": args.tag,
+            "model": "vae-tas",
+            "latent_dim": d,
+            "vae_rmse": round(rmse(rec, a_test), 4),
+            "pca_rmse": round(rmse(pca, a_test), 4),
             "vae_rmse_area_weighted": round(rmse(rec, a_test, w), 4),
             "pca_rmse_area_weighted": round(rmse(pca, a_test, w), 4),
             "test_anomaly_sd": round(float(a_test.std()), 4),
-            "n_fit": int(fit_mask.sum()), "n_test": int(test_mask.sum()),
-            "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
-            "train_wall_s": summary["wall_time_s"], "wall_s": round(wall, 1),
+            "n_fit": int(fit_mask.sum()),
+            "n_test": int(test_mask.sum()),
+            "epochs_run": summary["epochs_run"],
+            "best_epoch": summary["best_epoch"],
+            "train_wall_s": summary["wall_time_s"],
+            "wall_s": round(wall, 1),
             "load_avg_1min": round(__import__("os").getloadavg()[0], 2),
             "val_recon_history": summary["history"]["val_recon"],
-            "train_config": tc.to_dict(), "channels": args.channels,
-            "linear_path": not args.no_linear_path, "command": cmd,
+            "train_config": tc.to_dict(),
+            "channels": args.channels,
+            "linear_path": not args.no_linear_path,
+            "command": cmd,
             "model_dir": str(out),
         }
         rec_entry["ratio"] = round(rec_entry["vae_rmse"] / rec_entry["pca_rmse"], 4)
@@ -176,32 +210,47 @@ def main(argv=None) -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         path_json.write_text(json.dumps(records, indent=1) + "\n")
         (RESULTS / "osse_recon.md").write_text(markdown(records))
-        print(json.dumps({k: v for k, v in rec_entry.items()
-                          if k not in ("val_recon_history", "train_config")}), flush=True)
+        print(
+            json.dumps(
+                {
+                    k: v
+                    for k, v in rec_entry.items()
+                    if k not in ("val_recon_history", "train_config")
+                }
+            ),
+            flush=True,
+        )
 
 
 def markdown(records) -> str:
-    lines = ["# Held-out reconstruction RMSE on the simulated weather: VAE vs PCA-d",
-             "",
-             "Temperature at the lowest model level, anomalies from the training time mean, "
-             "K, held-out test blocks. `ratio` = VAE / PCA (target <= 0.85). Each row's "
-             "exact command is in osse_recon.json.",
-             "",
-             "| tag | d | VAE | PCA | ratio | VAE refined z | best / run epochs | train s | "
-             "load | settings |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Held-out reconstruction RMSE on the simulated weather: VAE vs PCA-d",
+        "",
+        "Temperature at the lowest model level, anomalies from the training time mean, "
+        "K, held-out test blocks. `ratio` = VAE / PCA (target <= 0.85). Each row's "
+        "exact command is in osse_recon.json.",
+        "",
+        "| tag | d | VAE | PCA | ratio | VAE refined z | best / run epochs | train s | "
+        "load | settings |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(records, key=lambda r: (r["tag"], r["latent_dim"])):
         tc = r["train_config"]
-        s = (f"beta {tc['beta']}, ch {r['channels']}, lr {tc['learning_rate']}, "
-             f"pca_init {tc['pca_init']}, roll {tc.get('roll_lon')}, flip {tc.get('flip_lat')}"
-             f", n_fit {r['n_fit']}")
+        s = (
+            f"beta {tc['beta']}, ch {r['channels']}, lr {tc['learning_rate']}, "
+            f"pca_init {tc['pca_init']}, roll {tc.get('roll_lon')}, flip {tc.get('flip_lat')}"
+            f", n_fit {r['n_fit']}"
+        )
         lines.append(
             f"| {r['tag']} | {r['latent_dim']} | {r['vae_rmse']:.4f} | {r['pca_rmse']:.4f} | "
             f"{r['ratio']:.3f} | {r.get('vae_refined_rmse', '')} | "
             f"{r['best_epoch']} / {r['epochs_run']} | {r['train_wall_s']} | "
-            f"{r['load_avg_1min']} | {s} |")
+            f"{r['load_avg_1min']} | {s} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
+    bayesda.set_host_device_count()  # one CPU device per chain, before any JAX computation
+    bayesda.enable_compilation_cache()
     main()

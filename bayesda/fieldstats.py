@@ -63,8 +63,9 @@ def pca_variance_kept(train: np.ndarray, dims, weights: np.ndarray | None = None
     return {int(d): float(cum[min(int(d), cum.size) - 1]) for d in dims}
 
 
-def sphere_gradient(x: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                    radius: float = EARTH_RADIUS_M) -> tuple[np.ndarray, np.ndarray]:
+def sphere_gradient(
+    x: np.ndarray, lat: np.ndarray, lon: np.ndarray, radius: float = EARTH_RADIUS_M
+) -> tuple[np.ndarray, np.ndarray]:
     """Eastward and northward derivatives of ``x [..., lat, lon]`` per metre.
 
     Centred differences: periodic in longitude, ``np.gradient`` (one-sided at the ends) over
@@ -101,9 +102,13 @@ def gaussian_surrogate(train: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return out.reshape((n,) + a.shape[1:])
 
 
-def summarise_gradients(x: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                        lat_band: tuple[float, float] = (30.0, 60.0),
-                        thresholds=(1.0, 2.0, 3.0)) -> dict:
+def summarise_gradients(
+    x: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    lat_band: tuple[float, float] = (30.0, 60.0),
+    thresholds=(1.0, 2.0, 3.0),
+) -> dict:
     """Statistics of the horizontal gradient of ``x`` in a midlatitude band (both hemispheres).
 
     Gradients are in units of ``x`` per 100 km. Returns the mean and 99th / 99.9th

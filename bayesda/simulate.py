@@ -83,8 +83,10 @@ class HeldSuarezConfig:
             raise ValueError(f"grid={self.grid!r}: use one of T21, T31, T42, T85")
         steps = self.interval_hours * 60 / self.dt_minutes
         if self.dt_minutes <= 0 or abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
-            raise ValueError(f"interval_hours={self.interval_hours} must be a positive multiple "
-                             f"of dt_minutes={self.dt_minutes}")
+            raise ValueError(
+                f"interval_hours={self.interval_hours} must be a positive multiple "
+                f"of dt_minutes={self.dt_minutes}"
+            )
         for name in ("layers", "n_snapshots", "chunk"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
@@ -101,8 +103,10 @@ class HeldSuarezConfig:
 
     def tag(self) -> str:
         """Directory name that identifies the run (size excluded: a longer run extends it)."""
-        return (f"hs-{self.grid}-L{self.layers}-dt{self.dt_minutes:g}-"
-                f"every{self.interval_hours:g}h-spin{self.spinup_days:g}d-seed{self.seed}")
+        return (
+            f"hs-{self.grid}-L{self.layers}-dt{self.dt_minutes:g}-"
+            f"every{self.interval_hours:g}h-spin{self.spinup_days:g}d-seed{self.seed}"
+        )
 
 
 PRESETS = {
@@ -163,22 +167,27 @@ def _build(config: HeldSuarezConfig) -> _Model:
     units = scales.units
     grid = getattr(spherical_harmonic.Grid, config.grid)()
     coords = coordinate_systems.CoordinateSystem(
-        horizontal=grid, vertical=sigma_coordinates.SigmaCoordinates.equidistant(config.layers))
+        horizontal=grid, vertical=sigma_coordinates.SigmaCoordinates.equidistant(config.layers)
+    )
     specs = primitive_equations.PrimitiveEquationsSpecs.from_si()
     init_fn, aux = primitive_equations_states.isothermal_rest_atmosphere(
-        coords, specs, p0=1e5 * units.pascal, p1=5e3 * units.pascal)
+        coords, specs, p0=1e5 * units.pascal, p1=5e3 * units.pascal
+    )
     ref_temps = aux[xarray_utils.REF_TEMP_KEY]
     orography = primitive_equations.truncated_modal_orography(aux[xarray_utils.OROGRAPHY], coords)
     equations = primitive_equations.PrimitiveEquations(ref_temps, orography, coords, specs)
-    forcing = held_suarez.HeldSuarezForcing(coords=coords, physics_specs=specs,
-                                            reference_temperature=ref_temps,
-                                            p0=1e5 * units.pascal)
+    forcing = held_suarez.HeldSuarezForcing(
+        coords=coords, physics_specs=specs, reference_temperature=ref_temps, p0=1e5 * units.pascal
+    )
     dt = specs.nondimensionalize(config.dt_minutes * units.minute)
     step = time_integration.imex_rk_sil3(
-        time_integration.compose_equations([equations, forcing]), dt)
+        time_integration.compose_equations([equations, forcing]), dt
+    )
     # the hyperviscosity-like filter of dinosaur's Held-Suarez example
-    step = time_integration.step_with_filters(step, [time_integration.exponential_step_filter(
-        grid, dt, tau=0.0087504, order=1.5, cutoff=0.8)])
+    step = time_integration.step_with_filters(
+        step,
+        [time_integration.exponential_step_filter(grid, dt, tau=0.0087504, order=1.5, cutoff=0.8)],
+    )
     advance = jax.jit(time_integration.repeated(step, config.steps_per_snapshot))
 
     t_scale = float(specs.dimensionalize(1.0, units.degK).m)
@@ -191,15 +200,21 @@ def _build(config: HeldSuarezConfig) -> _Model:
         t = grid.to_nodal(state.temperature_variation[lowest]) + ref_temps[lowest]
         ps = jnp.exp(grid.to_nodal(state.log_surface_pressure[0]))
         u, v = spherical_harmonic.vor_div_to_uv_nodal(
-            grid, state.vorticity[lowest], state.divergence[lowest])
+            grid, state.vorticity[lowest], state.divergence[lowest]
+        )
         return {"tas": t * t_scale, "ps": ps * p_scale, "ua": u * v_scale, "va": v * v_scale}
 
     def to_fields(state):
         return {k: np.asarray(v, dtype=np.float32) for k, v in _fields(state).items()}
 
     lon_nodes, sin_lat = grid.nodal_axes
-    return _Model(advance, init_fn(jax.random.PRNGKey(config.seed)), to_fields,
-                  np.degrees(np.arcsin(sin_lat)), np.degrees(lon_nodes))
+    return _Model(
+        advance,
+        init_fn(jax.random.PRNGKey(config.seed)),
+        to_fields,
+        np.degrees(np.arcsin(sin_lat)),
+        np.degrees(lon_nodes),
+    )
 
 
 def _to_dataset(frames: list[dict], times: np.ndarray, model: _Model) -> xr.Dataset:
@@ -218,22 +233,33 @@ def _to_dataset(frames: list[dict], times: np.ndarray, model: _Model) -> xr.Data
         arr = np.stack([f[name] for f in frames])  # [time, lon, lat]
         arr = arr[:, order_lon][:, :, order_lat].transpose(0, 2, 1)
         units, std, long = meta[name]
-        data[name] = (("time", "lat", "lon"), arr.astype(np.float32),
-                      {"units": units, "standard_name": std, "long_name": long})
+        data[name] = (
+            ("time", "lat", "lon"),
+            arr.astype(np.float32),
+            {"units": units, "standard_name": std, "long_name": long},
+        )
     coords = {
         "time": ("time", times),
-        "lat": ("lat", model.lat[order_lat].astype(np.float64),
-                {"units": "degrees_north", "long_name": "latitude (Gaussian)"}),
-        "lon": ("lon", lon[order_lon].astype(np.float64),
-                {"units": "degrees_east", "long_name": "longitude"}),
+        "lat": (
+            "lat",
+            model.lat[order_lat].astype(np.float64),
+            {"units": "degrees_north", "long_name": "latitude (Gaussian)"},
+        ),
+        "lon": (
+            "lon",
+            lon[order_lon].astype(np.float64),
+            {"units": "degrees_east", "long_name": "longitude"},
+        ),
     }
     return xr.Dataset(data, coords=coords)
 
 
 def _state_to_npz(state, path: Path, n_done: int) -> None:
-    arrays = {f.name: np.asarray(getattr(state, f.name))
-              for f in dataclasses.fields(state) if getattr(state, f.name) is not None
-              and not isinstance(getattr(state, f.name), dict)}
+    arrays = {
+        f.name: np.asarray(getattr(state, f.name))
+        for f in dataclasses.fields(state)
+        if getattr(state, f.name) is not None and not isinstance(getattr(state, f.name), dict)
+    }
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, n_done=np.int64(n_done), **arrays)
     os.replace(tmp, path)
@@ -251,8 +277,12 @@ def _versions() -> dict:
     return {p: md.version(p) for p in ("dinosaur", "jax", "numpy", "xarray", "zarr")}
 
 
-def simulate(config: HeldSuarezConfig, path: str | Path | None = None, *,
-             progress: Callable[[str], None] | None = None) -> SimulationResult:
+def simulate(
+    config: HeldSuarezConfig,
+    path: str | Path | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> SimulationResult:
     """Run (or resume) a Held-Suarez simulation into a zarr store.
 
     Args:
@@ -279,8 +309,10 @@ def simulate(config: HeldSuarezConfig, path: str | Path | None = None, *,
         stored = xr.open_zarr(path, consolidated=False)
         prev = json.loads(stored.attrs["config"])
         if {k: v for k, v in prev.items() if k not in ("n_snapshots", "chunk")} != cfg_no_size:
-            raise ValueError(f"{path} holds a run with config {prev}, not {cfg}: pass another "
-                             "path or delete the store")
+            raise ValueError(
+                f"{path} holds a run with config {prev}, not {cfg}: pass another "
+                "path or delete the store"
+            )
         n_done = int(stored.sizes["time"])
         wall_before = float(stored.attrs.get("wall_seconds", 0.0))
         stored.close()
@@ -295,8 +327,9 @@ def simulate(config: HeldSuarezConfig, path: str | Path | None = None, *,
     if n_done:
         restart = restart_dir / f"state_{n_done}.npz"
         if not restart.exists():
-            raise FileNotFoundError(f"{restart} missing: the store {path} cannot be resumed; "
-                                    "delete it and start again")
+            raise FileNotFoundError(
+                f"{restart} missing: the store {path} cannot be resumed; delete it and start again"
+            )
         state = _state_from_npz(model.initial_state, restart)
         say(f"resuming {path} at snapshot {n_done}")
     else:
@@ -304,8 +337,10 @@ def simulate(config: HeldSuarezConfig, path: str | Path | None = None, *,
         for i in range(config.spinup_snapshots):
             state = model.advance(state)
             if (i + 1) % 200 == 0:
-                say(f"spin-up {(i + 1) * config.interval_hours / 24:.0f} / "
-                    f"{config.spinup_days:g} days")
+                say(
+                    f"spin-up {(i + 1) * config.interval_hours / 24:.0f} / "
+                    f"{config.spinup_days:g} days"
+                )
         jax.block_until_ready(state)
         say(f"spin-up done ({time.perf_counter() - t_call:.1f} s)")
 
@@ -317,21 +352,26 @@ def simulate(config: HeldSuarezConfig, path: str | Path | None = None, *,
             state = model.advance(state)
             frames.append(model.to_fields(state))
         if not all(np.isfinite(f["tas"]).all() for f in frames):
-            raise FloatingPointError(f"non-finite temperature in snapshots {n_done}..{n_done + n}"
-                                     f": the run is unstable with dt_minutes="
-                                     f"{config.dt_minutes}; use a smaller one")
+            raise FloatingPointError(
+                f"non-finite temperature in snapshots {n_done}..{n_done + n}"
+                f": the run is unstable with dt_minutes="
+                f"{config.dt_minutes}; use a smaller one"
+            )
         times = START + (n_done + np.arange(n)) * step
         ds = _to_dataset(frames, times.astype("datetime64[ns]"), model)
         _state_to_npz(state, restart_dir / f"state_{n_done + n}.npz", n_done + n)
         wall = wall_before + time.perf_counter() - t_call
-        ds.attrs.update({
-            "title": "Held-Suarez simulation (dinosaur dynamical core)",
-            "config": json.dumps(cfg_no_size | {"n_snapshots": config.n_snapshots,
-                                                 "chunk": config.chunk}),
-            "versions": json.dumps(_versions()),
-            "cpu_count": os.cpu_count() or 0,
-            "wall_seconds": wall,
-        })
+        ds.attrs.update(
+            {
+                "title": "Held-Suarez simulation (dinosaur dynamical core)",
+                "config": json.dumps(
+                    cfg_no_size | {"n_snapshots": config.n_snapshots, "chunk": config.chunk}
+                ),
+                "versions": json.dumps(_versions()),
+                "cpu_count": os.cpu_count() or 0,
+                "wall_seconds": wall,
+            }
+        )
         if n_done == 0:
             ds.to_zarr(path, mode="w", consolidated=False)
         else:
@@ -343,7 +383,10 @@ def simulate(config: HeldSuarezConfig, path: str | Path | None = None, *,
         if n_done - config.chunk > 0 and old.exists():
             old.unlink()
         n_done += n
-        say(f"{n_done} / {config.n_snapshots} snapshots, {wall:.0f} s wall in all "
-            f"(load {os.getloadavg()[0]:.1f})")
-    return SimulationResult(path, n_done, time.perf_counter() - t_call,
-                            wall_before + time.perf_counter() - t_call)
+        say(
+            f"{n_done} / {config.n_snapshots} snapshots, {wall:.0f} s wall in all "
+            f"(load {os.getloadavg()[0]:.1f})"
+        )
+    return SimulationResult(
+        path, n_done, time.perf_counter() - t_call, wall_before + time.perf_counter() - t_call
+    )

@@ -71,7 +71,8 @@ def test_gradient_summary_detects_fronts():
     lam = np.radians(LON)
     pos = rng.uniform(0, 2 * np.pi, 400)
     steps = np.tanh((np.sin(lam[None, :] - pos[:, None])) * 8)[:, None, :] * np.ones(
-        (1, LAT.size, 1))
+        (1, LAT.size, 1)
+    )
     sur = gaussian_surrogate(steps, 400, seed=5)
     a = summarise_gradients(steps, LAT, LON)
     g = summarise_gradients(sur, LAT, LON)

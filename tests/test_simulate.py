@@ -49,11 +49,14 @@ def test_complete_store_is_not_recomputed(tiny_run):
     assert again.n_written == TINY.n_snapshots and again.wall_seconds < 5
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"grid": "T5"}, "grid="),
-    ({"dt_minutes": 50.0}, "multiple"),
-    ({"n_snapshots": 0}, "n_snapshots"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"grid": "T5"}, "grid="),
+        ({"dt_minutes": 50.0}, "multiple"),
+        ({"n_snapshots": 0}, "n_snapshots"),
+    ],
+)
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         HeldSuarezConfig(**kwargs)
@@ -69,5 +72,6 @@ def test_interrupted_run_resumes_to_the_same_fields(tiny_run, tmp_path):
     assert resumed.n_written == TINY.n_snapshots
     a = xr.open_zarr(tiny_run.path, consolidated=False).load()
     b = xr.open_zarr(path, consolidated=False).load()
-    xr.testing.assert_allclose(a[["tas", "ps", "ua", "va"]], b[["tas", "ps", "ua", "va"]],
-                               rtol=1e-6, atol=1e-4)
+    xr.testing.assert_allclose(
+        a[["tas", "ps", "ua", "va"]], b[["tas", "ps", "ua", "va"]], rtol=1e-6, atol=1e-4
+    )

@@ -44,9 +44,14 @@ def register(subparsers) -> None:
     clim.set_defaults(func=cmd_climatology)
 
     sim = data_sub.add_parser(
-        "simulate", help="simulate Held-Suarez weather (dinosaur) into a zarr store; resumable")
-    sim.add_argument("--preset", choices=("full", "small", "tiny"), default="full",
-                     help="starting settings (bayesda.simulate.PRESETS); flags override them")
+        "simulate", help="simulate Held-Suarez weather (dinosaur) into a zarr store; resumable"
+    )
+    sim.add_argument(
+        "--preset",
+        choices=("full", "small", "tiny"),
+        default="full",
+        help="starting settings (bayesda.simulate.PRESETS); flags override them",
+    )
     sim.add_argument("--n-snapshots", type=int, default=None)
     sim.add_argument("--grid", default=None, help="T21 (32x64), T31 (48x96), T42 (64x128)")
     sim.add_argument("--layers", type=int, default=None)
@@ -55,8 +60,9 @@ def register(subparsers) -> None:
     sim.add_argument("--spinup-days", type=float, default=None)
     sim.add_argument("--chunk", type=int, default=None)
     sim.add_argument("--seed", type=int, default=None)
-    sim.add_argument("--out", default=None,
-                     help="zarr store (default ~/.cache/bayesda/osse/<tag>.zarr)")
+    sim.add_argument(
+        "--out", default=None, help="zarr store (default ~/.cache/bayesda/osse/<tag>.zarr)"
+    )
     sim.set_defaults(func=cmd_simulate)
 
     obs = subparsers.add_parser("obs", help="make observation tables")
@@ -102,13 +108,26 @@ def cmd_simulate(args) -> int:
 
     from bayesda.simulate import PRESETS, simulate
 
-    overrides = {k: getattr(args, k) for k in ("n_snapshots", "grid", "layers", "dt_minutes",
-                                               "interval_hours", "spinup_days", "chunk", "seed")
-                 if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "n_snapshots",
+            "grid",
+            "layers",
+            "dt_minutes",
+            "interval_hours",
+            "spinup_days",
+            "chunk",
+            "seed",
+        )
+        if getattr(args, k) is not None
+    }
     config = dataclasses.replace(PRESETS[args.preset], **overrides)
     result = simulate(config, args.out, progress=lambda msg: print(msg, flush=True))
-    print(f"{result.path}: {result.n_written} snapshots; this call {result.wall_seconds:.0f} s, "
-          f"all calls {result.total_wall_seconds:.0f} s wall")
+    print(
+        f"{result.path}: {result.n_written} snapshots; this call {result.wall_seconds:.0f} s, "
+        f"all calls {result.total_wall_seconds:.0f} s wall"
+    )
     return 0
 
 
