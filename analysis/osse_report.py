@@ -1,6 +1,6 @@
 """Collect the perfect-model (OSSE) results into osse.md, osse.csv and osse_summary.json.
 
-Reads analysis/results/osse_stats.json, osse_recon.json and osse_skill.csv (whichever
+Reads analysis/results/osse_stats.json, osse_recon.json and osse_skill*.csv (whichever
 exist) and writes the issue's machine-readable summary::
 
     {"reconstruction": [{"model", "latent_dim", "vae_rmse", "pca_rmse", ...}],
@@ -63,9 +63,8 @@ def main() -> None:
                     "command": r["command"],
                 }
             )
-    skill_csv = RESULTS / "osse_skill.csv"
-    if skill_csv.exists():
-        summary["skill"] = skill_rows(skill_csv)
+    for skill_csv in sorted(RESULTS.glob("osse_skill*.csv")):  # one file per run
+        summary["skill"] += skill_rows(skill_csv)
     stats_path = RESULTS / "osse_stats.json"
     if stats_path.exists():
         s = json.loads(stats_path.read_text())
@@ -117,7 +116,11 @@ def markdown(s: dict) -> str:
                 f"{f(r['crps'])} | {f(r['coverage_90'])} | {f(r['spread_skill'])} | "
                 f"{r['n_times']} |"
             )
-        lines += ["", "Command and per-subset detail: `osse_skill.md` / `osse_skill.csv`.", ""]
+        lines += [
+            "",
+            "Commands and per-subset detail: `osse_skill*.md` / `osse_skill*.csv` (one per run).",
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -96,9 +96,11 @@ LAYERS: list[tuple[str, ...]] = [
         "convergence",
         "outputs",
         "plausible",
+        "fieldstats",
     ),  # foundations
     (
         "data",
+        "simulate",
         "landmask",
         "operators",
         "climatology",
