@@ -24,9 +24,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from bayesda._version import __version__
 from bayesda._xla import enable_compilation_cache, set_host_device_count
-
-__version__ = "0.1.0"
 
 # public name -> the module that defines it (imported on first access)
 _LAZY: dict[str, str] = {

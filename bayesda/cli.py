@@ -29,7 +29,7 @@ _COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bayesda import __version__
+    from bayesda._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="bayesda",
@@ -73,7 +73,7 @@ def error_message(err: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    from bayesda import enable_compilation_cache, set_host_device_count
+    from bayesda._xla import enable_compilation_cache, set_host_device_count
 
     set_host_device_count()  # one CPU device per NUTS chain; before any JAX computation
     enable_compilation_cache()

@@ -379,6 +379,6 @@ class Climatology:
 
 
 def _version() -> str:
-    from bayesda import __version__
+    from bayesda._version import __version__
 
     return __version__

@@ -321,7 +321,7 @@ def read_obs(
         (:class:`bayesda.plausible.ImplausibleObservationError`, naming the row, the value
         and the likely mistake), and anything :func:`validate_obs` rejects.
     """
-    from bayesda import plausible
+    import bayesda.plausible as plausible
 
     units = canonical_units(units)
     if kind not in ("anomaly", "absolute"):

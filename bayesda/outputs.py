@@ -122,7 +122,7 @@ def write_marker(directory: str | os.PathLike, kind: str) -> Path:
     """Write the marker that says ``directory`` is a bayesda output of ``kind``."""
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}; expected one of {KINDS}")
-    from bayesda import __version__
+    from bayesda._version import __version__
 
     info = {
         "kind": kind,

@@ -141,7 +141,7 @@ def posterior_dataset(
       ``q95`` ``(lat, lon)``, ``p_exceed (threshold, lat, lon)``, and, with a climatology
       and a time, ``tas (chain, draw, lat, lon)`` and ``tas_mean (lat, lon)``.
     """
-    from bayesda import __version__
+    from bayesda._version import __version__
 
     grid = prior.grid
     field = np.asarray(assimilation.field, np.float32)  # [chain, draw, lat, lon]

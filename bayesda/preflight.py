@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bayesda import stations as _stations
+import bayesda.stations as _stations
 from bayesda.calibrate import calibrate as _calibrate
 from bayesda.qc import QCSettings, quality_control
 from bayesda.window import default_half_width, select_window

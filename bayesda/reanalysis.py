@@ -28,7 +28,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from bayesda import store
+import bayesda.store as store
 from bayesda.prior import GenerativePrior
 from bayesda.settings import REANALYSIS, ModelOptions, SamplerSettings
 
@@ -338,7 +338,7 @@ def reanalyse(
       bayesda.outputs.OutputError: ``out`` exists and is not a bayesda store.
       bayesda.store.StoreCorruptError: the store's metadata or done flags are unreadable.
     """
-    from bayesda import outputs
+    import bayesda.outputs as outputs
 
     out = Path(out)
     outputs.check_target(out, "store", resume=True)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bayesda import outputs
+import bayesda.outputs as outputs
 from bayesda.settings import ModelOptions, SamplerSettings
 
 __all__ = ["assimilate_to_run", "load_prior", "verification"]
@@ -142,7 +142,7 @@ def _write_run(
     progress_bar,
     **legacy,
 ) -> dict:
-    from bayesda import __version__
+    from bayesda._version import __version__
     from bayesda.diagnostics import diagnose, plot_sampler_diagnostics
     from bayesda.infer import assimilate
     from bayesda.plots import plot_posterior

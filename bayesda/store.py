@@ -175,7 +175,7 @@ def open_or_create(
       bayesda.outputs.OutputError: ``path`` exists and is not a bayesda store (it is
         left untouched), or another process created it meanwhile.
     """
-    from bayesda import outputs
+    import bayesda.outputs as outputs
 
     require("zarr", "a reanalysis store")
     path = Path(path)

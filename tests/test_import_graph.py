@@ -86,6 +86,7 @@ def test_light_modules_import_nothing_heavy(light):
 LAYERS: list[tuple[str, ...]] = [
     (
         "_xla",
+        "_version",
         "_optional",
         "settings",
         "units",

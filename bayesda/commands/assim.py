@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bayesda import outputs
+import bayesda.outputs as outputs
 from bayesda.commands.argtypes import add_units_kind, kind_from_args, positive_float, positive_int
 from bayesda.commands.options import add_settings_args, settings_from_args
 from bayesda.run import (  # noqa: F401  (re-exported: their home moved to bayesda.run)

@@ -84,7 +84,7 @@ def cmd_reanalyse(args) -> int:
 
     import xarray as xr
 
-    from bayesda import outputs
+    import bayesda.outputs as outputs
     from bayesda.capacity import superob
     from bayesda.checkpoint import load_model
     from bayesda.commands.options import settings_from_args
