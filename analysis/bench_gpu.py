@@ -113,9 +113,8 @@ def main(argv=None) -> int:
 
     import bayesda
 
-    if hasattr(bayesda, "set_host_device_count"):  # import is side-effect free since issue 12
-        bayesda.set_host_device_count()  # before the first JAX computation
-        bayesda.enable_compilation_cache()
+    bayesda.set_host_device_count()  # before the first JAX computation
+    bayesda.enable_compilation_cache()
     import jax
     import pandas as pd
     from bench_reanalysis import make_obs

@@ -177,9 +177,8 @@ def main(argv=None) -> int:
 
     import bayesda
 
-    if hasattr(bayesda, "set_host_device_count"):  # import is side-effect free since issue 12
-        bayesda.set_host_device_count()  # before the first JAX computation
-        bayesda.enable_compilation_cache()
+    bayesda.set_host_device_count()  # before the first JAX computation
+    bayesda.enable_compilation_cache()
     from bayesda.checkpoint import load_model
     from bayesda.reanalysis import ReanalysisSettings
 

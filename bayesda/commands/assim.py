@@ -7,27 +7,8 @@ Examples::
     bayesda plot runs/a --truth truth.nc
     bayesda demo --out runs/demo
 
-The run directory is written by :func:`bayesda.run.assimilate_to_run`; it holds::
-
-    RUN/posterior.nc       field samples and summaries (bayesda.posterior.posterior_dataset)
-    RUN/inference.nc       ArviZ InferenceData (z, sample_stats, y: observed, predictive, loglik)
-    RUN/obs.csv            the observations used (anomalies, K; QC columns of bayesda.qc)
-    RUN/obs_posterior.csv  the posterior at each observation: mean, SD, residual, QC flag
-    RUN/diagnostics.json   the verdict and its numbers (bayesda.diagnostics.Verdict)
-    RUN/maps.png           uncertainty maps (bayesda.plots.plot_posterior)
-    RUN/trace.png          trace plots of the first latent dimensions (NUTS only)
-    RUN/trace_rank.png     rank plots of the same (NUTS only)
-    RUN/run.json           settings, timings, gradient evaluations, provenance
-    RUN/climatology_sd.nc  climatological anomaly SD at the analysis time (for the "fog")
-    RUN/truth.nc           the true anomaly, when known (the demo)
-    RUN/verification.json  RMSE, CRPS, coverage against the truth, when known
-
-    RUN/.bayesda           marker: this directory is a bayesda run (bayesda.outputs)
-
-Everything is written to a hidden temporary directory beside ``RUN`` and renamed into place
-at the end, so a failed run leaves no partial ``RUN``; a lock (``.RUN.lock``) held from
-start to end keeps two processes from writing one run, and ``--force`` replaces only a
-bayesda run, never another directory (:mod:`bayesda.outputs`).
+The run directory is written by :func:`bayesda.run.assimilate_to_run`; its layout, atomic
+write and lock are documented in :mod:`bayesda.run`.
 """
 
 from __future__ import annotations
