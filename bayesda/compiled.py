@@ -35,6 +35,7 @@ __all__ = [
     "laplace_draws",
     "prior_draws",
     "spd",
+    "spd_batch",
 ]
 
 MAP_STEPS = 400
@@ -48,6 +49,7 @@ class ModelFns(NamedTuple):
       model: the NumPyro model with the decoder and the model options bound.
       potential: ``(flat, (model_args, model_kwargs)) -> minus log density``.
       find_map: jitted ``(flat, args) -> (x_map, hessian, potential)``.
+      find_map_batch: ``find_map`` vectorised over a leading time axis of ``args``.
       constrain: jitted ``(flat [s, D], args) -> {"z": [s, d], ...}``.
       flat0: zeros in the sampler's unconstrained space.
       unravel: flat vector -> ``{"z": ..., "sigma_scale": ...}``.
@@ -56,6 +58,7 @@ class ModelFns(NamedTuple):
     model: Any
     potential: Any
     find_map: Any
+    find_map_batch: Any
     constrain: Any
     flat0: Any
     unravel: Any
@@ -112,7 +115,8 @@ def _build(decode: Callable, latent_dim: int, options: ModelOptions) -> ModelFns
             x = x - jnp.linalg.solve(hessian(x, args), grad(x, args))
         return x, hessian(x, args), potential(x, args)
 
-    return ModelFns(model, potential, find_map, constrain, flat0, unravel)
+    find_map_batch = jax.jit(jax.vmap(find_map, in_axes=(None, 0)))
+    return ModelFns(model, potential, find_map, find_map_batch, constrain, flat0, unravel)
 
 
 class CompiledCache:
@@ -185,6 +189,14 @@ def prior_draws(key, fns: ModelFns, n: int):
         scale = SIGMA_SCALE_PRIOR[1] if name == "sigma_scale" else 1.0
         draws[name] = scale * jax.random.normal(k, (n, *np.shape(template[name])))
     return jax.vmap(lambda t: ravel_pytree(t)[0])(draws)
+
+
+@jax.jit
+def spd_batch(h):
+    """:func:`spd` of ``[..., D, D]`` Hessians in JAX (for batches on an accelerator)."""
+    h = 0.5 * (h + jnp.swapaxes(h, -1, -2))
+    w, v = jnp.linalg.eigh(h)
+    return (v * jnp.maximum(w, 1e-6)[..., None, :]) @ jnp.swapaxes(v, -1, -2)
 
 
 def spd(h: np.ndarray) -> np.ndarray:

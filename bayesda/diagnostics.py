@@ -54,8 +54,11 @@ __all__ = [
     "STATUSES",
     "Verdict",
     "diagnose",
+    "ebfmi",
     "field_dataset",
     "format_verdict",
+    "group_extremes",
+    "judge",
     "plot_sampler_diagnostics",
     "rhat_threshold",
 ]
@@ -167,20 +170,35 @@ def _samples(ds) -> np.ndarray:
 
 
 def _extremes(samples: np.ndarray) -> tuple[float, float, float, float, float]:
-    """Over the quantities of ``[chain, draw, P]``: the largest R-hat, the R-hat furthest
-    above its PASS level (relative to the level) and that level, min bulk and tail ESS."""
+    """:func:`group_extremes` of ``[chain, draw, P]`` draws (diagnosed in float32)."""
     # float32 is enough for a verdict (within 1e-4 of ArviZ's R-hat) and faster.
     conv = host_convergence(samples.astype(np.float32), precise=False)
-    ok = np.isfinite(conv.rhat)
+    return group_extremes(conv, *samples.shape[:2])
+
+
+def group_extremes(conv, n_chain: int, n_draw: int) -> tuple[float, float, float, float, float]:
+    """What the verdict needs of one group of quantities' diagnostics.
+
+    Args:
+      conv: a :class:`bayesda.convergence.Convergence` (numpy arrays, any shape).
+      n_chain, n_draw: chains and draws per chain the diagnostics came from.
+
+    Returns:
+      ``(largest R-hat, the R-hat furthest above its PASS level (relative to the level),
+      that level, min bulk ESS, min tail ESS)``; NaNs (and level 1.01) when no R-hat is
+      finite.
+    """
+    rhat_all = np.ravel(np.asarray(conv.rhat))
+    ok = np.isfinite(rhat_all)
     if not ok.any():
         nan = float("nan")
         return nan, nan, RHAT_PASS, nan, nan
-    rhat, within = conv.rhat[ok], conv.ess_within[ok]
-    n_chain, n_draw = samples.shape[:2]
+    rhat, within = rhat_all[ok], np.ravel(np.asarray(conv.ess_within))[ok]
     level = np.atleast_1d(rhat_threshold(rhat.size, n_chain, n_draw, within))
     worst = int(np.argmax((rhat - 1) / (level - 1)))
 
     def agg(vals, fn):
+        vals = np.ravel(np.asarray(vals))
         vals = vals[np.isfinite(vals)]
         return float(fn(vals)) if vals.size else float("nan")
 
@@ -191,6 +209,12 @@ def _extremes(samples: np.ndarray) -> tuple[float, float, float, float, float]:
         agg(conv.ess_bulk, np.min),
         agg(conv.ess_tail, np.min),
     )
+
+
+def ebfmi(energy) -> np.ndarray:
+    """E-BFMI of each chain from ``[chain, draw]`` Hamiltonian energies (as ``arviz.bfmi``)."""
+    energy = np.atleast_2d(np.asarray(energy, np.float64))
+    return np.square(np.diff(energy, axis=1)).mean(axis=1) / np.var(energy, axis=1, ddof=1)
 
 
 def field_dataset(field_samples: np.ndarray) -> xr.Dataset:
@@ -211,6 +235,44 @@ def diagnose(idata, field_samples=None) -> Verdict:
     Returns:
       The :class:`Verdict`.
     """
+    post = idata.posterior
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    stats = getattr(idata, "sample_stats", None)
+    sampler: dict | None = None
+    if stats is not None and "diverging" in stats:
+        max_depth = idata.attrs.get("max_tree_depth", None) if hasattr(idata, "attrs") else None
+        if max_depth is None:
+            max_depth = stats.attrs.get("max_tree_depth", None)
+        sampler = {
+            "diverging": stats["diverging"].values,
+            "energy": stats["energy"].values if "energy" in stats else None,
+            "n_steps": stats["n_steps"].values if "n_steps" in stats else None,
+            "max_tree_depth": max_depth,
+        }
+    return judge(
+        n_chain,
+        n_draw,
+        _extremes(_samples(post)),
+        None if field_samples is None else _extremes(_samples(field_samples)),
+        sampler,
+    )
+
+
+def judge(n_chain: int, n_draw: int, latent, field=None, sampler: dict | None = None) -> Verdict:
+    """The verdict from each group's :func:`group_extremes` and the sampler's statistics.
+
+    The one place where the rules of the module docstring are applied: :func:`diagnose`
+    (one run, from its InferenceData) and :mod:`bayesda.summaries` (many analysis times
+    diagnosed at once on the device) both end here.
+
+    Args:
+      n_chain, n_draw: chains and draws per chain.
+      latent: :func:`group_extremes` of the latent (and ``sigma_scale``).
+      field: :func:`group_extremes` of the field pixels, or None.
+      sampler: None (no sampler statistics, e.g. the Laplace method) or a dict with
+        ``diverging`` ``[chain, draw]`` and optionally ``energy``, ``n_steps``
+        ``[chain, draw]`` and ``max_tree_depth`` (None entries are skipped).
+    """
     reasons: list[str] = []
     status = "PASS"
 
@@ -222,14 +284,9 @@ def diagnose(idata, field_samples=None) -> Verdict:
         status = _worse(status, level)
         reasons.append(f"{level}: {name} = {value} ({pass_txt}; {warn_txt})")
 
-    post = idata.posterior
-    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-    rz, wz, pass_z, bz, tz = _extremes(_samples(post))
-    pass_f = RHAT_PASS
-    if field_samples is not None:
-        rf, wf, pass_f, bf, tf = _extremes(_samples(field_samples))
-    else:
-        rf = wf = bf = tf = float("nan")
+    rz, wz, pass_z, bz, tz = latent
+    nan = float("nan")
+    rf, wf, pass_f, bf, tf = field if field is not None else (nan, nan, RHAT_PASS, nan, nan)
     if n_chain < 2:
         status = _worse(status, "WARN")
         reasons.append(f"WARN: only {n_chain} chain, R-hat cannot compare chains (PASS needs >= 2)")
@@ -262,16 +319,15 @@ def diagnose(idata, field_samples=None) -> Verdict:
             f"WARN >= {ESS_WARN:.0f}",
         )
 
-    divergences, ebfmi, saturation = 0, [], 0.0
-    stats = getattr(idata, "sample_stats", None)
-    if stats is None or "diverging" not in stats:
+    divergences, bfmi, saturation = 0, [], 0.0
+    if sampler is None:
         status = _worse(status, "WARN")
         reasons.append(
             "WARN: no sampler statistics (e.g. method='laplace'): the draws are independent by "
             "construction, so convergence cannot be checked; cross-check with NUTS"
         )
     else:
-        div = np.asarray(stats["diverging"].values, bool)
+        div = np.asarray(sampler["diverging"], bool)
         divergences = int(div.sum())
         rate = divergences / div.size
         check(
@@ -282,9 +338,9 @@ def diagnose(idata, field_samples=None) -> Verdict:
             "PASS: none",
             f"WARN < {DIVERGENCE_WARN:.0%}",
         )
-        if "energy" in stats:
-            ebfmi = [float(v) for v in np.atleast_1d(az.bfmi(idata))]
-            worst = min(ebfmi)
+        if sampler.get("energy") is not None:
+            bfmi = [float(v) for v in ebfmi(sampler["energy"])]
+            worst = min(bfmi)
             check(
                 f"{worst:.2f}",
                 "min E-BFMI over chains",
@@ -293,13 +349,9 @@ def diagnose(idata, field_samples=None) -> Verdict:
                 f"PASS >= {EBFMI_PASS}",
                 f"WARN >= {EBFMI_WARN}",
             )
-        max_depth = idata.attrs.get("max_tree_depth", None) if hasattr(idata, "attrs") else None
-        if max_depth is None:
-            max_depth = stats.attrs.get("max_tree_depth", None)
-        if "n_steps" in stats and max_depth is not None:
-            saturation = float(
-                np.mean(np.asarray(stats["n_steps"].values) >= 2 ** int(max_depth) - 1)
-            )
+        max_depth = sampler.get("max_tree_depth")
+        if sampler.get("n_steps") is not None and max_depth is not None:
+            saturation = float(np.mean(np.asarray(sampler["n_steps"]) >= 2 ** int(max_depth) - 1))
             check(
                 f"{saturation:.1%}",
                 f"fraction of transitions at max tree depth {int(max_depth)}",
@@ -318,7 +370,7 @@ def diagnose(idata, field_samples=None) -> Verdict:
         bf,
         tf,
         divergences,
-        ebfmi,
+        bfmi,
         saturation,
         int(n_chain * n_draw),
         pass_z,

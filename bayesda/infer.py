@@ -31,7 +31,7 @@ from __future__ import annotations
 import time as _time
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +46,7 @@ from bayesda.compiled import (
     laplace_draws,
     prior_draws,
     spd,
+    spd_batch,
 )
 from bayesda.obsdata import REQUIRED_COLUMNS, ObsData, pad_rows, prepare_obs, repad
 from bayesda.result import Assimilation, posterior_fields
@@ -66,8 +67,11 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "Assimilation",
     "ObsData",
+    "TimeSummary",
     "assimilate",
     "assimilate_batch",
+    "assimilate_summaries",
+    "summaries_supported",
     "prepare_obs",
 ]
 
@@ -160,11 +164,198 @@ def assimilate_batch(
       the whole batch; ``batch_size`` says how many times shared them.
     """
     s, opts = _resolve(sampler, options, legacy, "assimilate_batch")
+    t_start = _time.perf_counter()
+    batch = _sample(prior, obs_df, times, seeds, s, opts, progress_bar=progress_bar)
+    times, seeds, obs_list, settings = batch.times, batch.seeds, batch.obs_list, batch.settings
+    maps, map_grads, batch_timings = batch.maps, batch.map_grads, batch.timings
+    runs = [
+        (constrained_samples(batch.fns, x, args), stats, steps)
+        for x, args, stats, steps in zip(
+            batch.flat, batch.args, batch.sample_stats, batch.grad_evals, strict=True
+        )
+    ]
+    out = []
+    for i, (time, seed, obs, (samples, sample_stats, steps)) in enumerate(
+        zip(times, seeds, obs_list, runs, strict=True)
+    ):
+        t0 = _time.perf_counter()
+        z, decoded, field, scale, idata = posterior_fields(
+            prior, obs, samples, sample_stats, seed, settings
+        )
+        timings = {"map": maps[i][2], **batch_timings, "fields": _time.perf_counter() - t0}
+        out.append(
+            Assimilation(
+                z=z,
+                decoded=decoded,
+                field=field,
+                sigma_scale=scale,
+                idata=idata,
+                timings=timings,
+                grad_evals={"map": map_grads, **steps},
+                obs=obs,
+                time=time,
+                settings={**settings, "seed": seed},
+                prior=prior,
+            )
+        )
+    wall = _time.perf_counter() - t_start
+    for a in out:
+        a.timings["wall"] = wall / len(times)
+    return out
+
+
+class TimeSummary(NamedTuple):
+    """One time of :func:`assimilate_summaries`.
+
+    Attributes:
+      time: the analysis time.
+      seed: its seed.
+      obs: the :class:`ObsData` used.
+      summary: the :class:`bayesda.summaries.BatchSummary` (mean, sd, quantiles, kept
+        samples, verdict).
+      grad_evals: gradient evaluations ``{"map", "warmup", "sampling"}``.
+      settings: the sampler settings and model options (JSON-able).
+      timings: seconds of the whole batch: ``map``, ``warmup``, ``sampling``,
+        ``summaries``; and ``lockstep``: the fraction of the batch's leapfrog work that
+        was useful (mean over chains of the steps per draw / the largest in the batch;
+        1 when every chain's tree had the same size).
+    """
+
+    time: Any
+    seed: int
+    obs: ObsData
+    summary: Any
+    grad_evals: dict
+    settings: dict
+    timings: dict
+
+
+def summaries_supported(sampler: SamplerSettings, options: ModelOptions) -> bool:
+    """Whether :func:`assimilate_summaries` handles these settings (normal likelihood with
+    known observation errors; the Student-t and ``infer_sigma`` fields need
+    :func:`assimilate_batch`)."""
+    return options.likelihood == "normal" and not options.infer_sigma
+
+
+def assimilate_summaries(
+    prior,
+    obs_df: pd.DataFrame,
+    times: Sequence,
+    *,
+    seeds: Sequence[int],
+    sampler: SamplerSettings | None = None,
+    options: ModelOptions | None = None,
+    keep_samples: int = 0,
+    progress_bar: bool = False,
+) -> list[TimeSummary]:
+    """Assimilate several times and keep only their summaries and verdicts (the fast path).
+
+    The same sampling as :func:`assimilate_batch` (same programs, same seeds, so the same
+    latent draws); the fields, summaries and diagnostics of all times are then computed
+    as array programs (:mod:`bayesda.summaries`) instead of one InferenceData per time.
+    This is what a reanalysis needs.
+
+    Args:
+      prior, obs_df, times, seeds, sampler, options, progress_bar: as for
+        :func:`assimilate_batch`.
+      keep_samples: field samples to keep per time (0: none).
+
+    Returns:
+      One :class:`TimeSummary` per time.
+
+    Raises:
+      ValueError: settings the fast path does not support (see :func:`summaries_supported`).
+    """
+    from bayesda.summaries import stack_obs, summarise
+
+    s, opts = sampler or SamplerSettings(), options or ModelOptions()
+    if not summaries_supported(s, opts):
+        raise ValueError(
+            f"assimilate_summaries needs the normal likelihood with known errors, got {opts}; "
+            "use assimilate_batch"
+        )
+    batch = _sample(prior, obs_df, times, seeds, s, opts, progress_bar=progress_bar)
+    t0 = _time.perf_counter()
+    z = np.stack([np.asarray(x).reshape(-1, x.shape[-1]) for x in batch.flat])
+    post_keys = np.stack([np.asarray(k[2]) for k in batch.keys])
+    stats: list[dict | None]
+    if s.method == "nuts":
+        stats = [
+            {
+                "diverging": st["diverging"],
+                "energy": st["energy"],
+                "n_steps": st["n_steps"],
+                "max_tree_depth": s.max_tree_depth,
+            }
+            for st in batch.sample_stats
+        ]
+    else:
+        stats = [None] * len(batch.times)
+    out = summarise(
+        prior,
+        z,
+        stack_obs(batch.obs_list),
+        post_keys,
+        num_chains=s.num_chains,
+        sampler_stats=stats,
+        keep_samples=keep_samples,
+    )
+    timings = {
+        "map": float(sum(m[2] for m in batch.maps)),
+        **batch.timings,
+        "summaries": _time.perf_counter() - t0,
+        "lockstep": _lockstep(batch.sample_stats),
+    }
+    return [
+        TimeSummary(
+            time=t,
+            seed=seed,
+            obs=obs,
+            summary=summ,
+            grad_evals={"map": batch.map_grads, **g},
+            settings={**batch.settings, "seed": seed},
+            timings=timings,
+        )
+        for t, seed, obs, summ, g in zip(
+            batch.times, batch.seeds, batch.obs_list, out, batch.grad_evals, strict=True
+        )
+    ]
+
+
+def _lockstep(sample_stats: list) -> float:
+    """Useful fraction of a batch's leapfrog work: chains advance together, so each draw
+    costs the largest tree of the batch; 1.0 without sampler statistics."""
+    steps = [st["n_steps"] for st in sample_stats if st]
+    if not steps:
+        return 1.0
+    all_steps = np.concatenate([np.asarray(x) for x in steps])  # [B, S]
+    return float(all_steps.mean() / all_steps.max(axis=0).mean())
+
+
+class _Batch(NamedTuple):
+    """The sampled, not yet summarised state of a batch of times (see :func:`_sample`)."""
+
+    times: list
+    seeds: list
+    obs_list: list
+    args: list
+    fns: ModelFns
+    keys: list
+    maps: list
+    map_grads: int
+    flat: list  # per time [chain, draw, D] unconstrained draws (host)
+    sample_stats: list  # per time dict of [chain, draw] arrays ({} for Laplace)
+    grad_evals: list  # per time {"warmup", "sampling"}
+    settings: dict
+    timings: dict
+
+
+def _sample(prior, obs_df, times, seeds, s: SamplerSettings, opts: ModelOptions, *, progress_bar):
+    """Prepare the observations, find the MAPs and draw the latent of every time."""
     times = list(times)
     seeds = [int(x) for x in seeds]
     if len(seeds) != len(times) or not times:
         raise ValueError(f"need one seed per time, got {len(seeds)} seeds for {len(times)} times")
-    t_start = _time.perf_counter()
     fns = CACHE.model_fns(prior, opts)
     obs_list = [prepare_obs(prior, obs_df, time=t) for t in times]
     m = max(o.mask.size for o in obs_list)
@@ -196,47 +387,34 @@ def assimilate_batch(
     maps, map_grads = _find_maps(fns, all_args, s)
 
     if s.method == "laplace":
-        runs = []
-        for (x_map, hess, _), args, (_, _, key_post) in zip(maps, all_args, keys, strict=True):
-            flat = laplace_draws(
+        flat, stats, grads = [], [], []
+        for (x_map, hess, _), (_, _, key_post) in zip(maps, keys, strict=True):
+            draws = laplace_draws(
                 key_post, jnp.asarray(x_map), jnp.asarray(hess), (s.num_chains * s.num_samples,)
             )
-            flat = flat.reshape(s.num_chains, s.num_samples, -1)
-            runs.append((constrained_samples(fns, flat, args), {}, {"warmup": 0, "sampling": 0}))
+            flat.append(np.asarray(draws).reshape(s.num_chains, s.num_samples, -1))
+            stats.append({})
+            grads.append({"warmup": 0, "sampling": 0})
         batch_timings = {"warmup": 0.0, "sampling": 0.0}
     else:
-        runs, batch_timings = _run_nuts_batch(
+        flat, stats, grads, batch_timings = _run_nuts_batch(
             fns, all_args, maps, keys, settings, progress_bar=progress_bar
         )
-
-    out = []
-    for i, (time, seed, obs, (samples, sample_stats, steps)) in enumerate(
-        zip(times, seeds, obs_list, runs, strict=True)
-    ):
-        t0 = _time.perf_counter()
-        z, decoded, field, scale, idata = posterior_fields(
-            prior, obs, samples, sample_stats, seed, settings
-        )
-        timings = {"map": maps[i][2], **batch_timings, "fields": _time.perf_counter() - t0}
-        out.append(
-            Assimilation(
-                z=z,
-                decoded=decoded,
-                field=field,
-                sigma_scale=scale,
-                idata=idata,
-                timings=timings,
-                grad_evals={"map": map_grads, **steps},
-                obs=obs,
-                time=time,
-                settings={**settings, "seed": seed},
-                prior=prior,
-            )
-        )
-    wall = _time.perf_counter() - t_start
-    for a in out:
-        a.timings["wall"] = wall / ntime
-    return out
+    return _Batch(
+        times,
+        seeds,
+        obs_list,
+        all_args,
+        fns,
+        keys,
+        maps,
+        map_grads,
+        flat,
+        stats,
+        grads,
+        settings,
+        batch_timings,
+    )
 
 
 def _find_maps(fns: ModelFns, all_args, s: SamplerSettings):
@@ -247,6 +425,19 @@ def _find_maps(fns: ModelFns, all_args, s: SamplerSettings):
     """
     need_map = s.method == "laplace" or s.init == "map" or s.mass != "diag"
     maps = []
+    if need_map and len(all_args) > 1 and jax.default_backend() != "cpu":
+        # One vectorised program for every time (a GPU runs T optimisations as fast as one).
+        t0 = _time.perf_counter()
+        batched = jax.tree.map(lambda *a: jnp.stack(a), *all_args)
+        x_maps, hessians, _ = fns.find_map_batch(fns.flat0, batched)
+        x_maps, hessians = np.asarray(x_maps), np.asarray(spd_batch(hessians))
+        if not np.all(np.isfinite(x_maps)):
+            raise FloatingPointError(
+                "MAP optimisation diverged (non-finite latent); try init='prior'"
+            )
+        each = (_time.perf_counter() - t0) / len(all_args)
+        maps = [(x, h, each) for x, h in zip(x_maps, hessians, strict=True)]
+        return maps, MAP_STEPS + 3 * (fns.flat0.size + 1)
     for args in all_args:
         t0 = _time.perf_counter()
         if need_map:
@@ -300,23 +491,24 @@ def _run_nuts_batch(fns, all_args, maps, keys, settings, *, progress_bar):
         progress_bar=progress_bar,
         desc=f"NUTS {len(all_args)} time(s) x {nc} chains",
     )
-    runs = []
-    for i, args in enumerate(all_args):
+    flat, stats, grads = [], [], []
+    for i in range(len(all_args)):
         sl = slice(i * nc, (i + 1) * nc)
-        samples = constrained_samples(fns, draws.x[sl], args)
         steps = draws.num_steps[sl].astype(np.int64)
-        sample_stats = {
-            "diverging": draws.diverging[sl].astype(bool),
-            "n_steps": steps,
-            "tree_depth": np.floor(np.log2(np.maximum(steps, 1))).astype(np.int64) + 1,
-            "acceptance_rate": draws.accept_prob[sl],
-            "energy": draws.energy[sl],
-            "lp": -draws.potential_energy[sl],
-            "step_size": draws.step_size[sl],
-        }
-        grads = {"warmup": int(draws.warmup_steps[sl].sum()), "sampling": int(steps.sum())}
-        runs.append((samples, sample_stats, grads))
-    return runs, dict(draws.timings)
+        flat.append(draws.x[sl])
+        stats.append(
+            {
+                "diverging": draws.diverging[sl].astype(bool),
+                "n_steps": steps,
+                "tree_depth": np.floor(np.log2(np.maximum(steps, 1))).astype(np.int64) + 1,
+                "acceptance_rate": draws.accept_prob[sl],
+                "energy": draws.energy[sl],
+                "lp": -draws.potential_energy[sl],
+                "step_size": draws.step_size[sl],
+            }
+        )
+        grads.append({"warmup": int(draws.warmup_steps[sl].sum()), "sampling": int(steps.sum())})
+    return flat, stats, grads, dict(draws.timings)
 
 
 def _bound_model(prior, likelihood: str, infer_sigma: bool, df: float):

@@ -218,22 +218,71 @@ def assimilate_times(
       ``samples`` ``(sample, lat, lon)`` and scalar diagnostics (see :mod:`bayesda.store`);
       ``wall_s`` is the group's wall time divided evenly over its times.
     """
-    from bayesda.infer import assimilate_batch
+    from bayesda.infer import assimilate_batch, assimilate_summaries, summaries_supported
 
     t0 = _time.perf_counter()
-    results = assimilate_batch(
-        prior,
-        obs,
-        list(times),
-        seeds=[time_seed(settings.seed, t) for t in times],
-        sampler=settings.sampler,
-        options=settings.options,
-        progress_bar=False,
-    )
-    out = [_summary(prior, r, settings) for r in results]
+    seeds = [time_seed(settings.seed, t) for t in times]
+    if summaries_supported(settings.sampler, settings.options):
+        fast = assimilate_summaries(
+            prior,
+            obs,
+            list(times),
+            seeds=seeds,
+            sampler=settings.sampler,
+            options=settings.options,
+            keep_samples=settings.keep_samples,
+        )
+        out = [_summary_dataset(prior, r) for r in fast]
+    else:  # the Student-t fields need the per-time path (per-draw conditioning noise)
+        results = assimilate_batch(
+            prior,
+            obs,
+            list(times),
+            seeds=seeds,
+            sampler=settings.sampler,
+            options=settings.options,
+            progress_bar=False,
+        )
+        out = [_summary(prior, r, settings) for r in results]
     wall = (_time.perf_counter() - t0) / len(out)
     for ds in out:
         ds["wall_s"] = ((), np.asarray(wall, dtype=store.DIAG_VARS["wall_s"][0]))
+    return out
+
+
+def _summary_dataset(prior, result) -> xr.Dataset:
+    """The store's variables for one :class:`bayesda.infer.TimeSummary` (``wall_s`` unset)."""
+    s = result.summary
+    dims = ("lat", "lon")
+    names = [name for name in store.FIELD_VARS if name != "tas_mean"]
+    out = xr.Dataset({name: (dims, getattr(s, name)) for name in names})
+    if prior.climatology is not None and result.time is not None:
+        clim = np.asarray(prior.climatology.mean(np.datetime64(result.time)), np.float32)
+        out["tas_mean"] = (dims, s.mean + clim)
+    if s.samples is not None:
+        out["samples"] = (("sample", *dims), s.samples.astype(np.float32))
+    verdict = s.verdict if result.settings["method"] == "nuts" else None
+    return _with_diagnostics(out, verdict, result.obs.n)
+
+
+def _with_diagnostics(out: xr.Dataset, verdict, n_obs: int) -> xr.Dataset:
+    """Add the store's scalar diagnostics (NaN and verdict -1 without a verdict)."""
+    if verdict is not None:
+        v = verdict
+        diag = dict(
+            max_rhat=np.nanmax([v.max_rhat_z, v.max_rhat_field]),
+            min_ess_bulk=np.nanmin([v.min_ess_bulk_z, v.min_ess_bulk_field]),
+            min_ess_tail=np.nanmin([v.min_ess_tail_z, v.min_ess_tail_field]),
+            divergences=v.divergences,
+            verdict=store.VERDICT_CODES[v.status],
+        )
+    else:
+        diag = dict(
+            max_rhat=np.nan, min_ess_bulk=np.nan, min_ess_tail=np.nan, divergences=0, verdict=-1
+        )
+    diag["n_obs"] = int(n_obs)
+    for name, value in diag.items():
+        out[name] = ((), np.asarray(value, dtype=store.DIAG_VARS[name][0]))
     return out
 
 
@@ -249,23 +298,8 @@ def _summary(prior, result, settings: ReanalysisSettings) -> xr.Dataset:
         flat = result.field.reshape(-1, *result.field.shape[-2:])
         pick = np.linspace(0, flat.shape[0] - 1, settings.keep_samples).round().astype(int)
         out["samples"] = (("sample", "lat", "lon"), flat[pick].astype(np.float32))
-    if settings.method == "nuts":
-        v = diagnose(result.idata, result.field)
-        diag = dict(
-            max_rhat=np.nanmax([v.max_rhat_z, v.max_rhat_field]),
-            min_ess_bulk=np.nanmin([v.min_ess_bulk_z, v.min_ess_bulk_field]),
-            min_ess_tail=np.nanmin([v.min_ess_tail_z, v.min_ess_tail_field]),
-            divergences=v.divergences,
-            verdict=store.VERDICT_CODES[v.status],
-        )
-    else:
-        diag = dict(
-            max_rhat=np.nan, min_ess_bulk=np.nan, min_ess_tail=np.nan, divergences=0, verdict=-1
-        )
-    diag["n_obs"] = int(result.obs.n)
-    for name, value in diag.items():
-        out[name] = ((), np.asarray(value, dtype=store.DIAG_VARS[name][0]))
-    return out
+    verdict = diagnose(result.idata, result.field) if settings.method == "nuts" else None
+    return _with_diagnostics(out, verdict, result.obs.n)
 
 
 @functools.lru_cache(maxsize=4)
@@ -281,10 +315,9 @@ def _run_task(model_path: str, obs: pd.DataFrame, times, indices, settings, out:
 
 
 def _assimilate_and_write(prior, obs, times, indices, settings, out) -> list[int]:
-    """Assimilate a group of times, write each to the store; return their verdict codes."""
+    """Assimilate a group of times, write them to the store; return their verdict codes."""
     results = assimilate_times(prior, obs, times, settings)
-    for index, result in zip(indices, results, strict=True):
-        store.write_time(out, int(index), result)
+    store.write_times(out, indices, results)
     return [int(r["verdict"]) for r in results]
 
 
@@ -392,15 +425,34 @@ def _reanalyse(
         disable=not progress,
     )
     if scheduler is None:
-        for idx, group in groups:
-            _assimilate_and_write(prior, group, times[idx], idx, settings, out)
-            bar.update(idx.size)
+        _run_in_process(prior, groups, times, settings, out, bar)
     else:
         _run_on_dask(
             str(Path(model).resolve()), groups, times, settings, out, scheduler, n_workers, bar
         )
     bar.close()
     return out
+
+
+def _run_in_process(prior, groups, times, settings, out, bar) -> None:
+    """Each group in turn; a group's store write overlaps the next group's sampling.
+
+    One writer thread, at most one write in flight: a failed write stops the run at the
+    next group with the write's own error (the group is then pending, as after a kill).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bayesda-store") as pool:
+        pending, pending_size = None, 0
+        for idx, group in groups:
+            results = assimilate_times(prior, group, times[idx], settings)
+            if pending is not None:
+                pending.result()  # re-raises a failed write
+                bar.update(pending_size)
+            pending, pending_size = pool.submit(store.write_times, out, idx, results), idx.size
+        if pending is not None:
+            pending.result()
+            bar.update(pending_size)
 
 
 def _run_on_dask(model_path, groups, times, settings, out, scheduler, n_workers, bar):

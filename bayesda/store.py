@@ -47,6 +47,7 @@ __all__ = [
     "open_or_create",
     "pending",
     "write_time",
+    "write_times",
 ]
 
 FIELD_VARS: dict[str, str] = {
@@ -324,15 +325,53 @@ def write_time(path: str | Path, index: int, result: xr.Dataset) -> None:
       result: a Dataset without the ``time`` dim holding any of the store's field variables
         ``(lat, lon)``, ``samples (sample, lat, lon)`` and scalar diagnostics.
     """
-    keep = [v for v in result.data_vars if v != "done"]
-    region = {"time": slice(index, index + 1)}
-    body = result[keep].drop_vars(["lat", "lon", "time"], errors="ignore").expand_dims("time")
-    body.to_zarr(path, region=region, consolidated=False)
-    back = xr.open_zarr(path, consolidated=False)
-    if CHECKSUM in back:  # read back what landed on disk, and remember its digest
-        digest = _time_digest(back, index, _checked_vars(back))
-        xr.Dataset({CHECKSUM: ("time", np.array([digest], np.int64))}).to_zarr(
-            path, region=region, consolidated=False
-        )
-    flag = xr.Dataset({"done": ("time", np.array([True]))})
-    flag.to_zarr(path, region=region, consolidated=False)
+    write_times(path, [index], [result])
+
+
+def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
+    """``[(start, stop)]`` of the consecutive runs in ``indices`` (positions into it)."""
+    cuts = np.flatnonzero(np.diff(indices) != 1) + 1
+    bounds = [0, *cuts.tolist(), indices.size]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def write_times(path: str | Path, indices: Sequence[int], results: Sequence[xr.Dataset]) -> None:
+    """Write several times' results, then mark them done; one region write per run of
+    consecutive indices (what a batch of times usually is) instead of one per time.
+
+    The order of the safety argument in the module docstring holds per run: data, then the
+    checksums read back from disk, then the ``done`` flags.
+
+    Args:
+      path: the store.
+      indices: positions of the times in the store (ascending).
+      results: one Dataset per index, as for :func:`write_time`.
+    """
+    indices = np.asarray(indices, int)
+    if indices.size != len(results):
+        raise ValueError(f"{indices.size} indices for {len(results)} results")
+    if indices.size == 0:
+        return
+    if np.any(np.diff(indices) <= 0):
+        raise ValueError(f"indices must be ascending and distinct, got {indices.tolist()}")
+    for a, b in _runs(indices):
+        lo, hi = int(indices[a]), int(indices[b - 1]) + 1
+        region = {"time": slice(lo, hi)}
+        parts = [
+            r[[v for v in r.data_vars if v != "done"]]
+            .drop_vars(["lat", "lon", "time"], errors="ignore")
+            .expand_dims("time")
+            for r in results[a:b]
+        ]
+        body = parts[0] if len(parts) == 1 else xr.concat(parts, dim="time")
+        body.to_zarr(path, region=region, consolidated=False)
+        back = xr.open_zarr(path, consolidated=False)
+        if CHECKSUM in back:  # read back what landed on disk, and remember its digest
+            names = _checked_vars(back)
+            landed = {v: back[v].isel(time=region["time"]).values for v in names}
+            digests = [_digest({v: landed[v][k] for v in names}) for k in range(hi - lo)]
+            xr.Dataset({CHECKSUM: ("time", np.array(digests, np.int64))}).to_zarr(
+                path, region=region, consolidated=False
+            )
+        flag = xr.Dataset({"done": ("time", np.ones(hi - lo, bool))})
+        flag.to_zarr(path, region=region, consolidated=False)

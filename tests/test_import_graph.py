@@ -114,7 +114,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("prior", "model", "train", "checkpoint", "sampler", "posterior", "qc", "calibrate"),
     ("diagnostics", "plots", "metrics", "baselines", "store", "sites"),  # judging, showing
-    ("obsdata", "compiled", "result", "infer"),  # inference
+    ("obsdata", "compiled", "result", "summaries", "infer"),  # inference
     ("run", "reanalysis", "recipe", "demo", "preflight"),  # workflows
     (
         "commands",
