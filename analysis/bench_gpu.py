@@ -1,18 +1,18 @@
 """Reanalysis throughput on whatever device JAX sees: K = 8 ... 1024 times per program.
 
-For each K, K held-out NCEP times (50 station-like observations each, sigma 0.5 K) run as
-one compiled NUTS program (:func:`bayesda.infer.assimilate_batch`, 4 chains x (warmup +
-draws) per time); then every time's verdict is computed, first with the per-time
-:func:`bayesda.diagnostics.diagnose` and then, for the R-hat/ESS part, in one vectorised
-call over all K times and pixels (:func:`bayesda.convergence.convergence` on
-``[chain, draw, time, lat, lon]``). Each K is run twice: the first call compiles, the
-second is timed (``warm``). Rows go to ``analysis/results/throughput.json`` (appended,
-one row per device and mode) with the device name as JAX reports it.
-
-Made to be run once by a session that has a GPU; on a CPU it is a smoke test at small K::
+For each K, K NCEP times (50 station-like observations each, sigma 0.5 K) go through the
+reanalysis fast path as one batch: one compiled NUTS program for all K x 4 chains
+(:func:`bayesda.infer.assimilate_summaries`: MAP vectorised over times on an accelerator,
+NUTS, then fields, summaries and verdicts as array programs, :mod:`bayesda.summaries`), and
+one region write to a zarr store (:func:`bayesda.store.write_times`). Each K is run twice:
+the first call compiles, the second (another seed) is timed (``warm``). Rows go to
+``analysis/results/throughput.json`` (appended as each K finishes, so a timeout keeps what
+was done) with the device name as JAX reports it, the time of each phase, the sampler's
+gradients per second and the lockstep efficiency (useful / spent leapfrog work when chains
+advance together).
 
     python analysis/bench_gpu.py --k 1,2 --draws 50 --warmup 50      # CPU smoke test
-    python analysis/bench_gpu.py --k 8,32,128,256,1024                 # on the GPU
+    python analysis/bench_gpu.py --k 8,64,256,1024                   # on the GPU
 
 Stop early with ``--budget-s``: K values that would not finish in the remaining time
 (extrapolated linearly from the last one) are skipped and listed.
@@ -21,6 +21,7 @@ Stop early with ``--budget-s``: K values that would not finish in the remaining 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -67,35 +68,42 @@ def decoder_rate(prior, batch: int, reps: int = 20) -> float:
     return batch * reps / (time.perf_counter() - t0)
 
 
-def run_k(prior, obs, times, settings, seeds):
-    """One batch: timings of the program, the per-time verdicts, the vectorised diagnostics."""
-    from bayesda.convergence import convergence
-    from bayesda.diagnostics import diagnose
-    from bayesda.infer import assimilate_batch
-    from bayesda.settings import SamplerSettings
+def run_k(prior, obs, times, settings, store_path, indices):
+    """One batch through the reanalysis path: sampling, summaries and verdicts, store write."""
+    import bayesda.store as store
+    from bayesda.infer import assimilate_summaries
+    from bayesda.reanalysis import _summary_dataset, time_seed
 
     t0 = time.perf_counter()
-    res = assimilate_batch(
-        prior, obs, times, seeds=seeds, sampler=SamplerSettings(**settings), progress_bar=False
+    res = assimilate_summaries(
+        prior,
+        obs,
+        times,
+        seeds=[time_seed(settings.seed, t) for t in times],
+        sampler=settings.sampler,
+        options=settings.options,
     )
     t1 = time.perf_counter()
-    verdicts = [diagnose(a.idata, a.field).status for a in res]
+    datasets = [_summary_dataset(prior, r) for r in res]
+    for ds in datasets:
+        ds["wall_s"] = ((), np.float32((t1 - t0) / len(times)))
+    if store_path is not None:
+        store.write_times(store_path, indices, datasets)
     t2 = time.perf_counter()
-    fields = np.stack([a.field for a in res], axis=2)  # [chain, draw, time, lat, lon]
-    conv = convergence(fields)
-    np.asarray(conv.rhat)
-    t3 = time.perf_counter()
-    a = res[0]
+    verdicts = [r.summary.verdict.status for r in res]
+    tm = res[0].timings
     return {
         "assimilate_s": t1 - t0,
-        "map_s": sum(r.timings["map"] for r in res),
-        "warmup_s": a.timings["warmup"],
-        "sampling_s": a.timings["sampling"],
-        "fields_s": sum(r.timings["fields"] for r in res),
-        "diagnose_per_time_s": t2 - t1,
-        "diagnostics_vectorised_s": t3 - t2,
+        "map_s": tm["map"],
+        "warmup_s": tm["warmup"],
+        "sampling_s": tm["sampling"],
+        "summaries_s": tm["summaries"],
+        "write_s": t2 - t1,
+        "total_s": t2 - t0,
+        "lockstep": round(tm["lockstep"], 3),
         "verdicts": {s: verdicts.count(s) for s in ("PASS", "WARN", "FAIL")},
         "grads": int(sum(r.grad_evals["warmup"] + r.grad_evals["sampling"] for r in res)),
+        "results": res,
     }
 
 
@@ -106,9 +114,21 @@ def main(argv=None) -> int:
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=None, help="default: the reanalysis default")
     p.add_argument("--draws", type=int, default=None, help="default: the reanalysis default")
+    p.add_argument("--max-tree-depth", type=int, default=None, help="default: reanalysis")
     p.add_argument("--budget-s", type=float, default=480.0)
+    p.add_argument(
+        "--verdict-k",
+        type=int,
+        default=0,
+        help="also check the verdict's false alarms on the runs of this K against references",
+    )
+    p.add_argument("--ref-draws", type=int, default=4000)
+    p.add_argument("--verdict-out", default=str(HERE / "results" / "verdict_shipped.json"))
     p.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
     p.add_argument("--no-write", action="store_true", help="print only (smoke tests)")
+    p.add_argument(
+        "--no-store", action="store_true", help="skip the zarr write (a machine without zarr)"
+    )
     args = p.parse_args(argv)
 
     import bayesda
@@ -119,14 +139,16 @@ def main(argv=None) -> int:
     import pandas as pd
     from bench_reanalysis import make_obs
 
+    import bayesda.store as store
     from bayesda.checkpoint import load_model
     from bayesda.reanalysis import ReanalysisSettings
 
     d = ReanalysisSettings()
-    settings = dict(
+    base = ReanalysisSettings(
         num_chains=args.chains,
         num_warmup=d.num_warmup if args.warmup is None else args.warmup,
         num_samples=d.num_samples if args.draws is None else args.draws,
+        max_tree_depth=args.max_tree_depth or d.max_tree_depth,
     )
     ks = [int(k) for k in args.k.split(",")]
     t_start = time.perf_counter()
@@ -135,49 +157,125 @@ def main(argv=None) -> int:
     print(f"devices: {jax.devices()}  ->  {dev}", flush=True)
     print(
         f"decoder value+grad/s vmapped: B=1 {decoder_rate(prior, 1):.0f}, "
-        f"B=256 {decoder_rate(prior, 256):.0f}",
+        f"B=256 {decoder_rate(prior, 256):.0f}, B=1024 {decoder_rate(prior, 1024):.0f}",
         flush=True,
     )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "obs.csv"
         all_times = make_obs(path, max(ks), args.n_obs)
         obs = pd.read_csv(path)
-        all_times = [np.datetime64(t) for t in all_times]
-        rows, skipped, last = [], [], None
+        all_times = np.array([np.datetime64(t, "ns") for t in all_times])
+        store_path = None if args.no_store else Path(tmp) / "bench.zarr"
+        if store_path is not None:
+            store.open_or_create(store_path, all_times, prior.grid, n_samples=0, signature={})
+        rows, skipped, last, good_runs = [], [], None, None
         for k in ks:
             left = args.budget_s - (time.perf_counter() - t_start)
             if last is not None and last[1] * k / last[0] * 2.5 > left:
                 skipped.append(k)
                 continue
-            times = all_times[:k]
+            times = list(all_times[:k])
+            idx = np.arange(k)
             t0 = time.perf_counter()
-            run_k(prior, obs, times, settings, seeds=list(range(k)))  # compiles
+            first = run_k(prior, obs, times, base, store_path, idx)  # compiles
             cold = time.perf_counter() - t0
-            warm = run_k(prior, obs, times, settings, seeds=list(range(1000, 1000 + k)))
-            per_time = warm["assimilate_s"] / k + warm["diagnose_per_time_s"] / k
-            last = (k, warm["assimilate_s"] + cold)
+            warm = run_k(prior, obs, times, dataclasses.replace(base, seed=1), store_path, idx)
+            if k == args.verdict_k:
+                good_runs = first["results"] + warm["results"]
+            per_time = warm["total_s"] / k
+            last = (k, warm["total_s"] + cold)
             row = {
                 "device": dev,
-                "mode": f"assimilate_batch, {k} times per program, warm, "
-                f"{settings['num_chains']} x ({settings['num_warmup']} + "
-                f"{settings['num_samples']}), {args.n_obs} station obs",
+                "mode": "reanalysis fast path (assimilate_summaries"
+                + (")" if args.no_store else " + store.write_times)")
+                + ", "
+                f"{k} times per program, warm, {base.num_chains} x ({base.num_warmup} + "
+                f"{base.num_samples}), max tree depth {base.max_tree_depth}, "
+                f"{args.n_obs} station obs",
                 "times_per_batch": k,
                 "times_per_hour": round(3600 / per_time, 1),
-                "seconds_per_time": round(per_time, 3),
+                "seconds_per_time": round(per_time, 4),
                 "verdicts": warm["verdicts"],
                 "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "cold_batch_s": round(cold, 2),
                 "phases_s": {key: round(v, 3) for key, v in warm.items() if key.endswith("_s")},
+                "lockstep": warm["lockstep"],
                 "grads_per_s": round(warm["grads"] / (warm["warmup_s"] + warm["sampling_s"])),
                 "load_average": [round(x, 2) for x in os.getloadavg()],
+                "command": "python analysis/bench_gpu.py " + " ".join(argv or sys.argv[1:]),
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    if skipped:
-        print(f"skipped K = {skipped}: would not fit in --budget-s {args.budget_s}", flush=True)
-    if not args.no_write and rows:
-        append_rows(Path(args.out), rows)
+            if not args.no_write:
+                append_rows(Path(args.out), [row])
+        if skipped:
+            print(f"skipped K = {skipped}: would not fit in --budget-s {args.budget_s}")
+        if args.verdict_k and good_runs is not None:
+            out = Path(args.verdict_out)
+            check = verdict_check(prior, obs, good_runs, base, args.ref_draws, args.verdict_k)
+            check["device"] = dev
+            check["command"] = "python analysis/bench_gpu.py " + " ".join(argv or sys.argv[1:])
+            print(json.dumps(check), flush=True)
+            if not args.no_write:
+                out.write_text(json.dumps(check, indent=2))
     return 0
+
+
+def verdict_check(prior, obs, runs, settings, ref_draws: int, k: int) -> dict:
+    """False alarms of the verdict on the shipped model: default runs against long references.
+
+    Each of the ``k`` times gets a reference run (4 chains x (500 + ``ref_draws``)); a
+    default run of that time counts as verified correct when its posterior mean is within
+    5 Monte Carlo standard errors of the reference at every pixel (MCSE from the smaller
+    bulk ESS of each run, so the check is lenient only by the ESS bound). The false-alarm
+    rate is the fraction of verified runs whose verdict is not PASS.
+    """
+    from bayesda.infer import assimilate_summaries
+    from bayesda.reanalysis import time_seed
+
+    times = [r.time for r in runs[:k]]
+    t0 = time.perf_counter()
+    ref = assimilate_summaries(
+        prior,
+        obs,
+        times,
+        seeds=[time_seed(99, t) for t in times],
+        sampler=settings.sampler.replace(num_warmup=500, num_samples=ref_draws),
+        options=settings.options,
+    )
+    ref_s = time.perf_counter() - t0
+    by_time = {str(r.time): r.summary for r in ref}
+    counts = {"PASS": 0, "WARN": 0, "FAIL": 0}
+    verified, worst_z, reasons = 0, [], {}
+    for r in runs:
+        rs, s = by_time[str(r.time)], r.summary
+        ess = max(min(s.verdict.min_ess_bulk_field, s.verdict.min_ess_bulk_z), 1.0)
+        ess_ref = max(min(rs.verdict.min_ess_bulk_field, rs.verdict.min_ess_bulk_z), 1.0)
+        zscore = np.abs(s.mean - rs.mean) / (rs.sd * np.sqrt(1 / ess + 1 / ess_ref))
+        worst_z.append(float(zscore.max()))
+        if worst_z[-1] < 5:
+            verified += 1
+            counts[s.verdict.status] += 1
+            for reason in s.verdict.reasons:
+                key = reason.split(" = ")[0]
+                reasons[key] = reasons.get(key, 0) + 1
+    n = max(verified, 1)
+    return {
+        "case": "shipped model ncep-air, 50 station-like obs, default reanalysis settings",
+        "n_runs": len(runs),
+        "n_times": k,
+        "verified_correct": verified,
+        "verdicts_of_verified": counts,
+        "false_alarm_rate": round((counts["WARN"] + counts["FAIL"]) / n, 4),
+        "reasons_of_verified_not_pass": reasons,
+        "max_mean_error_mcse_median": float(np.median(worst_z)),
+        "reference_verdicts": {
+            v: sum(r.summary.verdict.status == v for r in ref) for v in ("PASS", "WARN", "FAIL")
+        },
+        "reference_draws": f"4 x (500 + {ref_draws})",
+        "reference_seconds": round(ref_s, 1),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
 
 
 if __name__ == "__main__":

@@ -109,3 +109,40 @@ def test_batched_times_fill_the_store_and_resume_with_any_batch_size(prior, tmp_
     assert xr.open_zarr(two, consolidated=False)["done"].all()
     with pytest.raises(ValueError, match="batch_times"):
         ReanalysisSettings(batch_times=0)
+
+
+def test_write_times_splits_runs_of_indices_and_checksums_each_time(prior, tmp_path):
+    path = tmp_path / "w.zarr"
+    times = np.array(pd.date_range("2014-01-01", periods=5, freq="6h"), "datetime64[ns]")
+    store.open_or_create(path, times, prior.grid, n_samples=0, signature={})
+    shape = prior.grid.shape
+
+    def result(k):
+        ds = xr.Dataset({v: (("lat", "lon"), np.full(shape, k, np.float32)) for v in ("mean",)})
+        ds["n_obs"] = ((), np.int32(k))
+        return ds
+
+    store.write_times(path, [0, 1, 3], [result(10), result(11), result(13)])  # runs [0,1], [3]
+    back = xr.open_zarr(path, consolidated=False).load()
+    np.testing.assert_array_equal(back["done"].values, [True, True, False, True, False])
+    np.testing.assert_array_equal(back["n_obs"].values[[0, 1, 3]], [10, 11, 13])
+    assert float(back["mean"][3].mean()) == 13.0
+    assert store.verify(path) == {}  # every written time has its own checksum
+    np.testing.assert_array_equal(store.pending(path), [2, 4])
+    with pytest.raises(ValueError, match="ascending"):
+        store.write_times(path, [3, 2], [result(1), result(2)])
+
+
+def test_a_failed_store_write_stops_the_run_with_its_error(prior, tmp_path, monkeypatch):
+    obs = _multi_time_obs(prior.grid)
+    calls = []
+
+    def broken(path, indices, results):
+        calls.append(list(indices))
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(store, "write_times", broken)
+    one = ReanalysisSettings(**{**FAST.__dict__, "keep_samples": 0})
+    with pytest.raises(OSError, match="disk full"):
+        reanalyse(prior, obs, tmp_path / "x.zarr", settings=one, progress=False)
+    assert calls and len(calls) <= 2  # stopped at the next group, not after all of them
