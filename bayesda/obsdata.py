@@ -78,7 +78,9 @@ def _select_time(obs: pd.DataFrame, time) -> pd.DataFrame:
     return sel
 
 
-def prepare_obs(prior, obs: pd.DataFrame, *, time=None, pad: bool = True) -> ObsData:
+def prepare_obs(
+    prior, obs: pd.DataFrame, *, time=None, pad: bool = True, covariance: bool = True
+) -> ObsData:
     """Check observations against the prior's grid and pad them for the model.
 
     Args:
@@ -87,6 +89,10 @@ def prepare_obs(prior, obs: pd.DataFrame, *, time=None, pad: bool = True) -> Obs
         optionally time (rows at other times are dropped when ``time`` is given).
       time: analysis time.
       pad: pad to :func:`bayesda.model.pad_length` (False: no padding).
+      covariance: compute the representation error's low-rank factor at the observations
+        and ``scale_tril`` here (False: zeros and None, for a caller that builds the exact
+        covariance itself, as :func:`bayesda.summaries.innovation_cholesky` does for a batch
+        of times on the device).
 
     Raises:
       ValueError: missing columns, no rows, non-finite values, sigma <= 0, or points
@@ -117,15 +123,19 @@ def prepare_obs(prior, obs: pd.DataFrame, *, time=None, pad: bool = True) -> Obs
         raise ValueError(f"sigma must be > 0, got sigma={sigma[k]} at row {k}")
     check_obs_size(len(obs), pad_length(len(obs)) if pad else None, n_cells=prior.grid.size)
     stencil = bilinear_stencil(prior.grid, obs["lat"].to_numpy(), obs["lon"].to_numpy())
-    A, D = prior.repr_error.at_obs(stencil)
     n = len(obs)
     m = pad_length(n) if pad else n
+    if covariance:
+        A, D = prior.repr_error.at_obs(stencil)
+    else:
+        D = prior.repr_error.diag_at_obs(stencil)
+        A = np.zeros((n, min(prior.repr_error.rank, n)), np.float32)
     # at_obs compresses a factor of rank > n to [n, n]; zero columns up to min(rank, m) keep
     # A A^T and give every day with the same padded length the same shapes (one compile).
     A = np.pad(A, ((0, 0), (0, max(0, min(prior.repr_error.rank, m) - A.shape[1]))))
 
     scale_tril = None
-    if prior.repr_error.rank > 0:
+    if prior.repr_error.rank > 0 and covariance:
         cov = repr_covariance_at_obs(stencil, prior.repr_error) + np.diag(sigma**2)
         scale_tril = _pad_identity(np.linalg.cholesky(cov).astype(np.float32), m)
 

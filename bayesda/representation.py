@@ -107,9 +107,12 @@ class RepresentationError(NamedTuple):
                 factor = factor.astype(np.float64)
                 w, v = np.linalg.eigh(factor @ factor.T)
                 factor = v * np.sqrt(np.clip(w, 0.0, None))
+        return factor.astype(np.float32), self.diag_at_obs(stencil)
+
+    def diag_at_obs(self, stencil: Stencil) -> np.ndarray:
+        """The diagonal ``D`` of :meth:`at_obs` alone, ``[n]``, K^2 (float32; cheap)."""
         d = self.diag_var.reshape(-1)[stencil.idx]
-        diag = np.sum(np.square(stencil.weight) * d, axis=-1)
-        return factor.astype(np.float32), diag.astype(np.float32)
+        return np.sum(np.square(stencil.weight) * d, axis=-1).astype(np.float32)
 
     def covariance_at_obs(self, stencil: Stencil) -> np.ndarray:
         """``H C H^T`` exactly, ``[n, n]``, K^2 (float64).

@@ -51,6 +51,7 @@ __all__ = [
     "BatchSummary",
     "TimeObs",
     "field_samples",
+    "innovation_cholesky",
     "stack_obs",
     "summarise",
 ]
@@ -100,6 +101,40 @@ def _dense_h(idx, weight, mask, npix):
     return jnp.zeros((m, npix), weight.dtype).at[jnp.arange(m)[:, None], idx].add(w)
 
 
+def _chol_one(factor, diag, obs: TimeObs):
+    """Lower Cholesky factor of ``S = diag(sigma^2) + H C H^T`` (identity on padding)."""
+    H = _dense_h(obs.idx, obs.weight, obs.mask, diag.size)  # [m, npix]
+    A = H @ factor.T  # [m, rank]
+    m = H.shape[0]
+    live = obs.mask[:, None] & obs.mask[None, :]
+    S = A @ A.T + (H * diag) @ H.T + jnp.diag(obs.sigma**2)
+    return jnp.linalg.cholesky(jnp.where(live, S, jnp.eye(m, dtype=S.dtype)))
+
+
+@jax.jit
+def _chol_batch(factor, diag, obs: TimeObs):
+    return jax.vmap(_chol_one, in_axes=(None, None, 0))(factor, diag, obs)
+
+
+def _flat_repr(prior):
+    rep = prior.repr_error
+    npix = int(np.prod(prior.grid.shape))
+    factor = jnp.asarray(np.asarray(rep.factor, np.float32).reshape(rep.rank, npix))
+    diag = jnp.asarray(np.asarray(rep.diag_var, np.float32).reshape(npix))
+    return factor, diag
+
+
+def innovation_cholesky(prior, obs: TimeObs) -> np.ndarray:
+    """``[T, m, m]`` Cholesky factors of ``diag(sigma^2) + H C H^T`` of ``T`` times at once.
+
+    The same matrix as :attr:`bayesda.obsdata.ObsData.scale_tril` (exact, including the
+    shared-node terms of ``H diag(d) H^T``; identity on padding), built on the device for
+    a whole batch instead of on the host one time after another.
+    """
+    factor, diag = _flat_repr(prior)
+    return np.asarray(_chol_batch(factor, diag, jax.tree.map(jnp.asarray, obs)))
+
+
 def _one_time(decode, factor, diag, z, obs: TimeObs, key):
     """Field samples ``g(z) + r`` of one time: ``z [s, d]`` -> ``[s, npix]``.
 
@@ -112,15 +147,11 @@ def _one_time(decode, factor, diag, z, obs: TimeObs, key):
     decoded = jax.lax.map(decode, z, batch_size=min(DRAW_BATCH, s)).reshape(s, npix)
     H = _dense_h(obs.idx, obs.weight, obs.mask, npix)  # [m, npix]
     A = H @ factor.T  # [m, rank]
-    m = H.shape[0]
-    live = obs.mask[:, None] & obs.mask[None, :]
-    S = A @ A.T + (H * diag) @ H.T + jnp.diag(obs.sigma**2)
-    S = jnp.where(live, S, jnp.eye(m, dtype=S.dtype))
-    chol = jnp.linalg.cholesky(S)
+    chol = _chol_one(factor, diag, obs)
     k_u, k_d, k_e = jax.random.split(key, 3)
     r0 = jax.random.normal(k_u, (s, factor.shape[0])) @ factor
     r0 = r0 + jnp.sqrt(diag) * jax.random.normal(k_d, (s, npix))
-    e0 = obs.sigma * jax.random.normal(k_e, (s, m))
+    e0 = obs.sigma * jax.random.normal(k_e, (s, H.shape[0]))
     innov = obs.y - decoded @ H.T - r0 @ H.T - e0
     innov = jnp.where(obs.mask, innov, 0.0)
     w = jax.scipy.linalg.cho_solve((chol, True), innov.T).T  # [s, m]
@@ -156,11 +187,8 @@ def field_samples(prior, z, obs: TimeObs, keys) -> jax.Array:
     Returns:
       ``[T, s, nlat, nlon]`` field samples, K.
     """
-    rep = prior.repr_error
     shape = tuple(prior.grid.shape)
-    npix = int(np.prod(shape))
-    factor = jnp.asarray(np.asarray(rep.factor, np.float32).reshape(rep.rank, npix))
-    diag = jnp.asarray(np.asarray(rep.diag_var, np.float32).reshape(npix))
+    factor, diag = _flat_repr(prior)
     z = jnp.asarray(z, jnp.float32)
     out = _fields_fn(prior.decode)(factor, diag, z, jax.tree.map(jnp.asarray, obs), keys)
     return out.reshape(*z.shape[:2], *shape)
