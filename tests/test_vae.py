@@ -164,7 +164,6 @@ def test_residual_blocks_add_two_convs_per_stage_and_are_off_by_default():
         VAEConfig(nlat=8, nlon=16, res_blocks=-1)
 
 
-
 def test_kl_divergence_matches_closed_form():
     rng = np.random.default_rng(0)
     mean, logvar = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
