@@ -141,3 +141,53 @@ def test_symmetrised_covariance_is_roll_and_flip_invariant(sweep):
     np.testing.assert_allclose(s4[::-1, :, ::-1, :], s4, atol=1e-12)
     np.testing.assert_allclose(np.trace(s), np.trace(c), rtol=1e-12)  # variance kept
     np.testing.assert_allclose(sweep.symmetrised_covariance(s, nlat, nlon), s, atol=1e-12)
+
+
+def test_fold_merges_runs_into_the_recon_table_and_ignores_a_torn_line(tmp_path):
+    fold = _module("osse_gpu_fold")
+    run = {
+        "kind": "run",
+        "name": "base-d64",
+        "latent_dim": 64,
+        "why": "w",
+        "vae_rmse": 3.0,
+        "pca_rmse": 3.1,
+        "ratio": 0.9677,
+        "vae_refined_rmse": 2.9,
+        "refine_steps": 200,
+        "pca_symmetrised_rmse": 2.95,
+        "vae_rmse_area_weighted": 3.2,
+        "pca_rmse_area_weighted": 3.3,
+        "best_epoch": 4,
+        "epochs_run": 13,
+        "stop_reason": "patience",
+        "train_s": 12.5,
+        "history": {"val_recon": [1.0, 0.9, 0.95]},
+        "vae_config": {"channels": [16, 16], "linear_path": True, "res_blocks": 0},
+        "train_config": {
+            "beta": 0.1,
+            "learning_rate": 3e-4,
+            "pca_init": True,
+            "roll_lon": False,
+            "flip_lat": False,
+            "epochs": 30,
+        },
+        "command": "c",
+    }
+    env = {"kind": "env", "n_fit": 5868, "n_test": 2296, "platform": "gpu"}
+    skipped = {"kind": "skipped", "name": "long-d64", "latent_dim": 64}
+    lines = [json.dumps(r) for r in (env, run, skipped)] + ['{"kind": "run", "na']
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    old = {"tag": "gpu-base-d64", "latent_dim": 64, "vae_rmse": 9.0}
+    (tmp_path / "osse_recon.json").write_text(json.dumps([old]))
+    new = fold.fold(src, tmp_path)
+    records = json.loads((tmp_path / "osse_recon.json").read_text())
+    assert records == new and records[0]["vae_rmse"] == 3.0 and records[0]["n_fit"] == 5868
+    md = (tmp_path / "osse_gpu_sweep.md").read_text()
+    assert "| base-d64 | 64 | 3.0000 | 2.9 | 3.1000 | 2.95 | 0.968 | 4 / 13 | patience" in md
+    assert "1.0000 -> 0.9000 (ep 1) -> 0.9500" in md and "budget: long-d64" in md
+    assert (
+        "| gpu-base-d64 | 64 | 3.0000 | 3.1000 | 0.968 | 2.9 | 4 / 13 |"
+        in (tmp_path / "osse_recon.md").read_text()
+    )
