@@ -77,3 +77,31 @@ def test_gradient_summary_detects_fronts():
     a = summarise_gradients(steps, LAT, LON)
     g = summarise_gradients(sur, LAT, LON)
     assert a["ddx_excess_kurtosis"] > g["ddx_excess_kurtosis"] + 1.0
+
+
+def test_quadratic_gain_is_null_for_gaussian_fields_and_finds_quadratic_structure():
+    from bayesda.fieldstats import quadratic_gain
+
+    rng = np.random.default_rng(4)
+    npix, d, n = 60, 3, 4000
+    basis = np.linalg.qr(rng.normal(size=(npix, npix)))[0]
+    sd = np.linspace(3.0, 0.5, npix)
+    gauss = rng.normal(size=(2 * n, npix)) * sd @ basis.T
+    g = quadratic_gain(gauss[:n], gauss[n:], d)
+    # Gaussian: the residual is independent of the scores; the ridge fit of 6 features on
+    # 4000 fields can only add noise, O(6 / 4000) in relative variance
+    assert g["ratio"] == pytest.approx(1.0, abs=0.01)
+    # a field whose lower modes are quadratic in the leading ones (plus noise)
+    z = rng.normal(size=(2 * n, d))
+    coef = np.zeros((2 * n, npix))
+    coef[:, :d] = z * sd[:d]
+    coef[:, d] = 1.5 * (z[:, 0] ** 2 - 1)
+    coef[:, d + 1] = 1.0 * z[:, 0] * z[:, 1]
+    coef[:, d + 2 :] = rng.normal(size=(2 * n, npix - d - 2)) * 0.3
+    x = coef @ basis.T
+    q = quadratic_gain(x[:n], x[n:], d)
+    # residual variance 1.5^2 * 2 + 1 + 55 * 0.09 = 10.45, of which 5.5 is quadratic:
+    # ratio sqrt(4.95 / 10.45) = 0.69
+    assert q["ratio"] == pytest.approx(np.sqrt(4.95 / 10.45), abs=0.03)
+    with pytest.raises(ValueError, match="d=50 needs"):
+        quadratic_gain(x[:100], x[n:], 50)
