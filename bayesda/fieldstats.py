@@ -134,7 +134,11 @@ def summarise_gradients(
 
 
 def quadratic_gain(
-    train: np.ndarray, test: np.ndarray, d: int, ridge: float = 1e-3
+    train: np.ndarray,
+    test: np.ndarray,
+    d: int,
+    ridges=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0),
+    validation_fraction: float = 0.2,
 ) -> dict[str, float]:
     """How much a quadratic decoder of the first ``d`` PC scores beats PCA-d on ``test``.
 
@@ -146,18 +150,23 @@ def quadratic_gain(
 
     EOFs and the regression are fitted on ``train``: scores ``s_k`` standardised,
     features the ``d (d + 1) / 2`` products ``s_i s_j`` (``i <= j``) centred, residual
-    ``x - PCA_d(x)`` regressed on them by ridge (penalty ``ridge`` x the mean feature
-    variance x n). Scored on ``test``.
+    ``x - PCA_d(x)`` regressed on them by ridge with penalty ``r`` x the mean feature
+    variance x n. ``r`` is chosen among ``ridges`` on the last ``validation_fraction`` of
+    ``train`` (a contiguous block: time-correlated fields would make a random split
+    optimistic), then the regression is refitted on all of ``train`` and scored on
+    ``test``. With no structure the best ridge is the largest and the ratio tends to 1.
 
     Args:
-      train: ``[n, ...]`` fields (anomalies or not; centred here).
+      train: ``[n, ...]`` fields in time order (anomalies or not; centred here).
       test: ``[m, ...]`` held-out fields.
       d: number of leading EOFs.
-      ridge: relative ridge penalty.
+      ridges: relative ridge penalties to choose from.
+      validation_fraction: share of ``train`` (its end) used to choose the ridge.
 
     Returns:
       ``pca_rmse`` (test RMSE of PCA-d), ``quadratic_rmse`` (after adding the quadratic
-      prediction of the residual), and their ``ratio`` (< 1: a quadratic decoder gains).
+      prediction of the residual), their ``ratio`` (< 1: a quadratic decoder gains) and
+      the chosen ``ridge``.
     """
     a = np.asarray(train, np.float64).reshape(len(train), -1)
     b = np.asarray(test, np.float64).reshape(len(test), -1)
@@ -183,9 +192,26 @@ def quadratic_gain(
     f_test, r_test = split(b)
     f_mean = f_train.mean(axis=0)
     f_train, f_test = f_train - f_mean, f_test - f_mean
-    gram = f_train.T @ f_train
-    lam = ridge * np.trace(gram) / n_feat
-    w = np.linalg.solve(gram + lam * np.eye(n_feat), f_train.T @ r_train)
+
+    def solve(f, r, ridge):
+        gram = f.T @ f
+        lam = ridge * np.trace(gram) / n_feat
+        return np.linalg.solve(gram + lam * np.eye(n_feat), f.T @ r)
+
+    n_fit = int(round(len(a) * (1 - validation_fraction)))
+    ridges = sorted(ridges)
+    if len(ridges) > 1 and n_fit > n_feat and n_fit < len(a):
+        errs = [
+            np.mean(
+                (r_train[n_fit:] - f_train[n_fit:] @ solve(f_train[:n_fit], r_train[:n_fit], r))
+                ** 2
+            )
+            for r in ridges
+        ]
+        ridge = ridges[int(np.argmin(errs))]
+    else:
+        ridge = ridges[-1]
+    w = solve(f_train, r_train, ridge)
     pca = float(np.sqrt(np.mean(r_test**2)))
     quad = float(np.sqrt(np.mean((r_test - f_test @ w) ** 2)))
-    return {"pca_rmse": pca, "quadratic_rmse": quad, "ratio": quad / pca}
+    return {"pca_rmse": pca, "quadratic_rmse": quad, "ratio": quad / pca, "ridge": ridge}

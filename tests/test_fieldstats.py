@@ -91,6 +91,11 @@ def test_quadratic_gain_is_null_for_gaussian_fields_and_finds_quadratic_structur
     # Gaussian: the residual is independent of the scores; the ridge fit of 6 features on
     # 4000 fields can only add noise, O(6 / 4000) in relative variance
     assert g["ratio"] == pytest.approx(1.0, abs=0.01)
+    # time-correlated Gaussian fields (each repeated 60 times, so 60 distinct fields):
+    # a fixed small ridge overfits, the chosen one stays near 1
+    slow = np.repeat(gauss[:60], 60, axis=0)
+    assert quadratic_gain(slow, gauss[n:], d)["ratio"] < 1.01
+    assert quadratic_gain(slow, gauss[n:], d, ridges=(1e-6,))["ratio"] > 1.01
     # a field whose lower modes are quadratic in the leading ones (plus noise)
     z = rng.normal(size=(2 * n, d))
     coef = np.zeros((2 * n, npix))
