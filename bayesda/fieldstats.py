@@ -19,6 +19,7 @@ __all__ = [
     "quadratic_gain",
     "sphere_gradient",
     "summarise_gradients",
+    "symmetrise",
 ]
 
 EARTH_RADIUS_M = 6.371e6
@@ -215,3 +216,29 @@ def quadratic_gain(
     pca = float(np.sqrt(np.mean(r_test**2)))
     quad = float(np.sqrt(np.mean((r_test - f_test @ w) ** 2)))
     return {"pca_rmse": pca, "quadratic_rmse": quad, "ratio": quad / pca, "ridge": ridge}
+
+
+def symmetrise(
+    mean: np.ndarray, cov: np.ndarray, nlat: int, nlon: int, roll_lon: bool, flip_lat: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``[nlat*nlon]`` and covariance ``[npix, npix]`` averaged over symmetries.
+
+    ``roll_lon``: all cyclic longitude shifts; ``flip_lat``: the mirror in latitude. These
+    are the moments of the data augmented by those symmetries (exact for a climate that
+    has them, e.g. Held-Suarez), hence the PCA an augmented VAE is compared with and
+    started from: exactly the mean and covariance of the data with every rolled and/or
+    flipped copy added (second moments averaged over the group, re-centred on the
+    averaged mean).
+    """
+    mu = np.asarray(mean, np.float64).ravel()
+    m = mu.reshape(nlat, nlon)
+    # second moments are averaged over the group, then re-centred on the averaged mean
+    c = (np.asarray(cov, np.float64) + np.outer(mu, mu)).reshape(nlat, nlon, nlat, nlon)
+    if roll_lon:
+        m = np.repeat(m.mean(axis=1, keepdims=True), nlon, axis=1)
+        c = sum(np.roll(np.roll(c, s, axis=1), s, axis=3) for s in range(nlon)) / nlon
+    if flip_lat:
+        m = 0.5 * (m + m[::-1])
+        c = 0.5 * (c + c[::-1, :, ::-1, :])
+    m = m.ravel()
+    return m, c.reshape(nlat * nlon, nlat * nlon) - np.outer(m, m)

@@ -139,7 +139,14 @@ def normalisation(anomalies: np.ndarray, per_pixel: bool = False) -> tuple[np.nd
     return mean.astype(np.float32), sd.astype(np.float32)
 
 
-def pca_init(params, x: np.ndarray, config: VAEConfig, beta: float = 1.0):
+def pca_init(
+    params,
+    x: np.ndarray,
+    config: VAEConfig,
+    beta: float = 1.0,
+    roll_lon: bool = False,
+    flip_lat: bool = False,
+):
     """Set the linear paths to probabilistic PCA (Tipping & Bishop 1999) of ``x``.
 
     With ``x`` ``[n, nlat, nlon]`` normalised fields, eigen-decomposition of their sample
@@ -150,6 +157,11 @@ def pca_init(params, x: np.ndarray, config: VAEConfig, beta: float = 1.0):
     ``z_k | x ~ N(sqrt(l_k - b) v_k.(x - mu) / l_k, b / l_k)``. The
     decoder's conv output layer and the encoder's dense output start at zero, so the
     initial VAE *is* that PPCA and training only has to learn what is nonlinear.
+
+    With ``roll_lon`` / ``flip_lat`` (the augmentation of :class:`TrainConfig`) the mean
+    and covariance are first averaged over those symmetries
+    (:func:`bayesda.fieldstats.symmetrise`): the PPCA of the augmented data, which the
+    augmented training would otherwise have to find from the unsymmetrised start.
 
     Returns:
       A new parameter tree (the input is not modified).
@@ -164,8 +176,18 @@ def pca_init(params, x: np.ndarray, config: VAEConfig, beta: float = 1.0):
     if flat.shape[0] <= d:
         raise ValueError(f"pca_init needs more fields than latent_dim={d}, got {flat.shape[0]}")
     mu = flat.mean(axis=0)
-    _, s, vt = np.linalg.svd(flat - mu, full_matrices=False)
-    lam = s**2 / flat.shape[0]
+    if roll_lon or flip_lat:
+        from bayesda.fieldstats import symmetrise
+
+        c = flat - mu
+        mu, cov = symmetrise(
+            mu, c.T @ c / flat.shape[0], config.nlat, config.nlon, roll_lon, flip_lat
+        )
+        lam, vecs = np.linalg.eigh(cov)
+        lam, vt = np.maximum(lam[::-1], 0.0), vecs[:, ::-1].T
+    else:
+        _, s, vt = np.linalg.svd(flat - mu, full_matrices=False)
+        lam = s**2 / flat.shape[0]
     s2 = float(max(lam[d:].mean() if lam.size > d else 0.0, 1e-6))
     b = beta * s2
     lam_d = np.maximum(lam[:d], b * (1 + 1e-6) + 1e-12)
@@ -262,7 +284,7 @@ def fit(
     key, init_key, noise_key = jax.random.split(key, 3)
     params = model.init(init_key, jnp.asarray(x_train[:2]), noise_key)["params"]
     if tc.pca_init:
-        params = pca_init(params, x_train, config, tc.beta)
+        params = pca_init(params, x_train, config, tc.beta, tc.roll_lon, tc.flip_lat)
     warmup = max(1, min(tc.warmup_epochs, tc.epochs - 1) * steps)
     schedule = optax.warmup_cosine_decay_schedule(
         0.0,

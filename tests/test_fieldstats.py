@@ -110,3 +110,28 @@ def test_quadratic_gain_is_null_for_gaussian_fields_and_finds_quadratic_structur
     assert q["ratio"] == pytest.approx(np.sqrt(4.95 / 10.45), abs=0.03)
     with pytest.raises(ValueError, match="d=50 needs"):
         quadratic_gain(x[:100], x[n:], 50)
+
+
+def test_symmetrise_is_roll_and_flip_invariant_and_keeps_the_variance():
+    from bayesda.fieldstats import symmetrise
+
+    rng = np.random.default_rng(1)
+    nlat, nlon = 4, 6
+    a = rng.normal(size=(50, nlat * nlon)) + np.arange(nlat * nlon)
+    mu = a.mean(0)
+    c = np.cov(a.T, bias=True)
+    m, s = symmetrise(mu, c, nlat, nlon, roll_lon=True, flip_lat=True)
+    s4, m2 = s.reshape(nlat, nlon, nlat, nlon), m.reshape(nlat, nlon)
+    np.testing.assert_allclose(s, s.T, atol=1e-12)
+    np.testing.assert_allclose(np.roll(np.roll(s4, 1, axis=1), 1, axis=3), s4, atol=1e-12)
+    np.testing.assert_allclose(s4[::-1, :, ::-1, :], s4, atol=1e-12)
+    np.testing.assert_allclose(m2, np.roll(m2, 1, axis=1), atol=1e-12)
+    np.testing.assert_allclose(m2, m2[::-1], atol=1e-12)
+    np.testing.assert_allclose(symmetrise(m, s, nlat, nlon, True, True)[1], s, atol=1e-12)
+    # the moments of the explicitly augmented data (all rolls, both flips)
+    f = a.reshape(50, nlat, nlon)
+    aug = np.concatenate(
+        [np.roll(g, k, axis=2) for g in (f, f[:, ::-1]) for k in range(nlon)]
+    ).reshape(-1, nlat * nlon)
+    np.testing.assert_allclose(m, aug.mean(0), atol=1e-10)
+    np.testing.assert_allclose(s, np.cov(aug.T, bias=True), atol=1e-8)

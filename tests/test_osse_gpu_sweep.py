@@ -129,20 +129,6 @@ def test_sweep_skips_what_the_budget_cannot_fit(export, sweep, tmp_path, capsys)
         sweep.main([str(data), "--runs", "nope", "--list"])
 
 
-def test_symmetrised_covariance_is_roll_and_flip_invariant(sweep):
-    rng = np.random.default_rng(1)
-    nlat, nlon = 4, 6
-    a = rng.normal(size=(50, nlat * nlon))
-    c = a.T @ a / 50
-    s = sweep.symmetrised_covariance(c, nlat, nlon)
-    s4 = s.reshape(nlat, nlon, nlat, nlon)
-    np.testing.assert_allclose(s, s.T, atol=1e-12)
-    np.testing.assert_allclose(np.roll(np.roll(s4, 1, axis=1), 1, axis=3), s4, atol=1e-12)
-    np.testing.assert_allclose(s4[::-1, :, ::-1, :], s4, atol=1e-12)
-    np.testing.assert_allclose(np.trace(s), np.trace(c), rtol=1e-12)  # variance kept
-    np.testing.assert_allclose(sweep.symmetrised_covariance(s, nlat, nlon), s, atol=1e-12)
-
-
 def test_fold_merges_runs_into_the_recon_table_and_ignores_a_torn_line(tmp_path):
     fold = _module("osse_gpu_fold")
     run = {

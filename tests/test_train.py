@@ -232,3 +232,30 @@ def test_roll_and_flip_augmentation_train_on_a_periodic_grid():
     b = fit(x[:48], x[48:], config, tc, progress=False)
     assert np.all(np.isfinite(a.history["loss"]))
     np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
+
+
+def test_pca_init_with_augmentation_starts_at_the_symmetrised_ppca():
+    import jax
+    import jax.numpy as jnp
+
+    from bayesda.fieldstats import symmetrise
+    from bayesda.train import pca_init
+    from bayesda.vae import VAE
+
+    config = VAEConfig(nlat=6, nlon=8, latent_dim=3, channels=(4,), periodic=True)
+    x = low_rank_fields(n=64, seed=7)
+    start = VAE(config).init(jax.random.key(0), jnp.asarray(x[:2]), jax.random.key(1))["params"]
+    p = pca_init(start, x, config, beta=0.1, roll_lon=True, flip_lat=True)
+    bias = np.asarray(p["decoder"]["linear"]["bias"]).reshape(6, 8)
+    np.testing.assert_allclose(bias, np.roll(bias, 3, axis=1), atol=1e-6)  # zonal
+    np.testing.assert_allclose(bias, bias[::-1], atol=1e-6)  # hemispheric
+    flat = x.reshape(64, -1).astype(np.float64)
+    mu = flat.mean(0)
+    _, cov = symmetrise(mu, np.cov(flat.T, bias=True), 6, 8, True, True)
+    kernel = np.asarray(p["decoder"]["linear"]["kernel"], np.float64)  # [d, npix]
+    lam = np.sort(np.linalg.eigvalsh(cov))[::-1]
+    for k in range(3):  # rows: sqrt(l_k - b) v_k with v_k eigenvectors of the symmetrised cov
+        v = kernel[k] / np.linalg.norm(kernel[k])
+        np.testing.assert_allclose(cov @ v, lam[k] * v, atol=1e-4 * lam[0])
+    plain = pca_init(start, x, config, beta=0.1)
+    assert not np.allclose(plain["decoder"]["linear"]["bias"], p["decoder"]["linear"]["bias"])
