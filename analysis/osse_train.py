@@ -241,6 +241,14 @@ def markdown(records) -> str:
             f"pca_init {tc['pca_init']}, roll {tc.get('roll_lon')}, flip {tc.get('flip_lat')}"
             f", n_fit {r['n_fit']}"
         )
+        if r.get("linear_path") is False:
+            s += ", no linear path"
+        if tc.get("free_bits"):
+            s += f", free bits {tc['free_bits']}"
+        if tc.get("epochs") != 30:
+            s += f", max epochs {tc.get('epochs')}"
+        if r.get("device"):
+            s += f", {r['device']}"
         lines.append(
             f"| {r['tag']} | {r['latent_dim']} | {r['vae_rmse']:.4f} | {r['pca_rmse']:.4f} | "
             f"{r['ratio']:.3f} | {r.get('vae_refined_rmse', '')} | "

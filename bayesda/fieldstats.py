@@ -16,8 +16,10 @@ __all__ = [
     "gaussian_surrogate",
     "moments",
     "pca_variance_kept",
+    "quadratic_gain",
     "sphere_gradient",
     "summarise_gradients",
+    "symmetrise",
 ]
 
 EARTH_RADIUS_M = 6.371e6
@@ -130,3 +132,113 @@ def summarise_gradients(
         "ddx_skewness": float(np.mean(gxc**3) / m2**1.5),
         "frac_above": {f"{t:g}": float(np.mean(mag > t)) for t in thresholds},
     }
+
+
+def quadratic_gain(
+    train: np.ndarray,
+    test: np.ndarray,
+    d: int,
+    ridges=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0),
+    validation_fraction: float = 0.2,
+) -> dict[str, float]:
+    """How much a quadratic decoder of the first ``d`` PC scores beats PCA-d on ``test``.
+
+    The question a nonlinear prior has to answer "yes" to: is the part of a field that
+    PCA-d misses predictable from its ``d`` leading scores? For Gaussian fields the PC
+    scores are independent of the residual, so no function of them helps; any gain
+    measures low-dimensional nonlinear structure, the thing a VAE decoder of latent size
+    ``d`` could exploit (with the PC scores as an oracle encoder).
+
+    EOFs and the regression are fitted on ``train``: scores ``s_k`` standardised,
+    features the ``d (d + 1) / 2`` products ``s_i s_j`` (``i <= j``) centred, residual
+    ``x - PCA_d(x)`` regressed on them by ridge with penalty ``r`` x the mean feature
+    variance x n. ``r`` is chosen among ``ridges`` on the last ``validation_fraction`` of
+    ``train`` (a contiguous block: time-correlated fields would make a random split
+    optimistic), then the regression is refitted on all of ``train`` and scored on
+    ``test``. With no structure the best ridge is the largest and the ratio tends to 1.
+
+    Args:
+      train: ``[n, ...]`` fields in time order (anomalies or not; centred here).
+      test: ``[m, ...]`` held-out fields.
+      d: number of leading EOFs.
+      ridges: relative ridge penalties to choose from.
+      validation_fraction: share of ``train`` (its end) used to choose the ridge.
+
+    Returns:
+      ``pca_rmse`` (test RMSE of PCA-d), ``quadratic_rmse`` (after adding the quadratic
+      prediction of the residual), their ``ratio`` (< 1: a quadratic decoder gains) and
+      the chosen ``ridge``.
+    """
+    a = np.asarray(train, np.float64).reshape(len(train), -1)
+    b = np.asarray(test, np.float64).reshape(len(test), -1)
+    n_feat = d * (d + 1) // 2
+    if not 1 <= d < min(a.shape) or a.shape[0] <= n_feat:
+        raise ValueError(
+            f"d={d} needs 1 <= d < min(n, npix) = {min(a.shape)} and more than "
+            f"d(d+1)/2 = {n_feat} training fields (got {a.shape[0]})"
+        )
+    mu = a.mean(axis=0)
+    _, sv, vt = np.linalg.svd(a - mu, full_matrices=False)
+    scale = sv[:d] / np.sqrt(len(a))
+    iu = np.triu_indices(d)
+
+    def split(x):
+        c = x - mu
+        scores = c @ vt[:d].T
+        resid = c - scores @ vt[:d]
+        z = scores / scale
+        return np.einsum("ni,nj->nij", z, z)[:, iu[0], iu[1]], resid
+
+    f_train, r_train = split(a)
+    f_test, r_test = split(b)
+    f_mean = f_train.mean(axis=0)
+    f_train, f_test = f_train - f_mean, f_test - f_mean
+
+    def solve(f, r, ridge):
+        gram = f.T @ f
+        lam = ridge * np.trace(gram) / n_feat
+        return np.linalg.solve(gram + lam * np.eye(n_feat), f.T @ r)
+
+    n_fit = int(round(len(a) * (1 - validation_fraction)))
+    ridges = sorted(ridges)
+    if len(ridges) > 1 and n_fit > n_feat and n_fit < len(a):
+        errs = [
+            np.mean(
+                (r_train[n_fit:] - f_train[n_fit:] @ solve(f_train[:n_fit], r_train[:n_fit], r))
+                ** 2
+            )
+            for r in ridges
+        ]
+        ridge = ridges[int(np.argmin(errs))]
+    else:
+        ridge = ridges[-1]
+    w = solve(f_train, r_train, ridge)
+    pca = float(np.sqrt(np.mean(r_test**2)))
+    quad = float(np.sqrt(np.mean((r_test - f_test @ w) ** 2)))
+    return {"pca_rmse": pca, "quadratic_rmse": quad, "ratio": quad / pca, "ridge": ridge}
+
+
+def symmetrise(
+    mean: np.ndarray, cov: np.ndarray, nlat: int, nlon: int, roll_lon: bool, flip_lat: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``[nlat*nlon]`` and covariance ``[npix, npix]`` averaged over symmetries.
+
+    ``roll_lon``: all cyclic longitude shifts; ``flip_lat``: the mirror in latitude. These
+    are the moments of the data augmented by those symmetries (exact for a climate that
+    has them, e.g. Held-Suarez), hence the PCA an augmented VAE is compared with and
+    started from: exactly the mean and covariance of the data with every rolled and/or
+    flipped copy added (second moments averaged over the group, re-centred on the
+    averaged mean).
+    """
+    mu = np.asarray(mean, np.float64).ravel()
+    m = mu.reshape(nlat, nlon)
+    # second moments are averaged over the group, then re-centred on the averaged mean
+    c = (np.asarray(cov, np.float64) + np.outer(mu, mu)).reshape(nlat, nlon, nlat, nlon)
+    if roll_lon:
+        m = np.repeat(m.mean(axis=1, keepdims=True), nlon, axis=1)
+        c = sum(np.roll(np.roll(c, s, axis=1), s, axis=3) for s in range(nlon)) / nlon
+    if flip_lat:
+        m = 0.5 * (m + m[::-1])
+        c = 0.5 * (c + c[::-1, :, ::-1, :])
+    m = m.ravel()
+    return m, c.reshape(nlat * nlon, nlat * nlon) - np.outer(m, m)

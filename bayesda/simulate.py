@@ -147,9 +147,13 @@ class _Model(NamedTuple):
     to_fields: Callable  # state -> dict of nodal [lon, lat] numpy fields (SI-ish units)
     lat: np.ndarray  # [lat] degrees, as dinosaur orders them
     lon: np.ndarray  # [lon] degrees in [0, 360)
+    column_fields: Callable  # state -> dict of nodal [level, lon, lat]: t K, u v m s-1, vor s-1
+    sigma: np.ndarray  # [level] sigma of the level centres, top (small) to bottom
 
 
-def _build(config: HeldSuarezConfig) -> _Model:
+def _build(config: HeldSuarezConfig, forcing: dict | None = None) -> _Model:
+    """The jitted model. ``forcing``: keyword overrides of dinosaur's ``HeldSuarezForcing``
+    in its units (e.g. ``{"dTy": 100 * units.degK}``) for experiments; None = Held-Suarez."""
     import jax
     import jax.numpy as jnp
     from dinosaur import (
@@ -177,7 +181,11 @@ def _build(config: HeldSuarezConfig) -> _Model:
     orography = primitive_equations.truncated_modal_orography(aux[xarray_utils.OROGRAPHY], coords)
     equations = primitive_equations.PrimitiveEquations(ref_temps, orography, coords, specs)
     forcing = held_suarez.HeldSuarezForcing(
-        coords=coords, physics_specs=specs, reference_temperature=ref_temps, p0=1e5 * units.pascal
+        coords=coords,
+        physics_specs=specs,
+        reference_temperature=ref_temps,
+        p0=1e5 * units.pascal,
+        **dict(forcing or {}),
     )
     dt = specs.nondimensionalize(config.dt_minutes * units.minute)
     step = time_integration.imex_rk_sil3(
@@ -207,6 +215,18 @@ def _build(config: HeldSuarezConfig) -> _Model:
     def to_fields(state):
         return {k: np.asarray(v, dtype=np.float32) for k, v in _fields(state).items()}
 
+    @jax.jit
+    def _columns(state):
+        t = grid.to_nodal(state.temperature_variation) + ref_temps[:, None, None]
+        u, v = spherical_harmonic.vor_div_to_uv_nodal(grid, state.vorticity, state.divergence)
+        vor = grid.to_nodal(state.vorticity)
+        return {"t": t * t_scale, "u": u * v_scale, "v": v * v_scale, "vor": vor / t_unit_s}
+
+    t_unit_s = float(specs.dimensionalize(1.0, units.second).m)
+
+    def column_fields(state):
+        return {k: np.asarray(v, dtype=np.float32) for k, v in _columns(state).items()}
+
     lon_nodes, sin_lat = grid.nodal_axes
     return _Model(
         advance,
@@ -214,6 +234,8 @@ def _build(config: HeldSuarezConfig) -> _Model:
         to_fields,
         np.degrees(np.arcsin(sin_lat)),
         np.degrees(lon_nodes),
+        column_fields,
+        np.asarray(coords.vertical.centers),
     )
 
 

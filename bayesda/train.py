@@ -56,6 +56,9 @@ class TrainConfig:
         Held-Suarez simulations of :mod:`bayesda.simulate`).
       flip_lat: augment by mirroring latitudes with probability 1/2 (exact only for a
         hemispherically symmetric climate and a scalar field on a symmetric grid).
+      free_bits: "free bits" (Kingma et al. 2016): each latent dimension's KL, averaged
+        over the batch, counts only above this many nats, so the optimiser gains nothing
+        by squeezing a dimension below it (0 = the plain beta-weighted KL).
     """
 
     epochs: int = 30
@@ -70,6 +73,7 @@ class TrainConfig:
     freeze_linear: bool = False
     roll_lon: bool = False
     flip_lat: bool = False
+    free_bits: float = 0.0
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience"):
@@ -79,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"learning_rate={self.learning_rate} must be > 0")
         if not self.beta >= 0:
             raise ValueError(f"beta={self.beta} must be >= 0")
+        if not self.free_bits >= 0:
+            raise ValueError(f"free_bits={self.free_bits} must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,10 +96,13 @@ class TrainResult(NamedTuple):
     Attributes:
       params: the VAE parameter tree at the best validation loss.
       history: per-epoch lists ``loss``, ``recon``, ``kl`` (training, per pixel / per field
-        for ``kl``), ``val_loss``, ``val_recon``, ``val_kl``, ``noise_sd``.
+        for ``kl``), ``val_loss``, ``val_recon``, ``val_kl``, ``noise_sd``, and ``time_s``
+        (wall-clock seconds since the start of :func:`fit` at the end of the epoch).
       best_epoch: 0-based epoch of ``params``.
       epochs_run: number of epochs run (early stopping may end before ``epochs``).
       wall_time_s: wall-clock seconds, including compilation.
+      stop_reason: why training ended: ``"epochs"`` (all run), ``"patience"`` (early
+        stopping) or ``"time"`` (``max_seconds`` reached).
     """
 
     params: Any
@@ -101,6 +110,7 @@ class TrainResult(NamedTuple):
     best_epoch: int
     epochs_run: int
     wall_time_s: float
+    stop_reason: str = "epochs"
 
 
 def normalisation(anomalies: np.ndarray, per_pixel: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +139,14 @@ def normalisation(anomalies: np.ndarray, per_pixel: bool = False) -> tuple[np.nd
     return mean.astype(np.float32), sd.astype(np.float32)
 
 
-def pca_init(params, x: np.ndarray, config: VAEConfig, beta: float = 1.0):
+def pca_init(
+    params,
+    x: np.ndarray,
+    config: VAEConfig,
+    beta: float = 1.0,
+    roll_lon: bool = False,
+    flip_lat: bool = False,
+):
     """Set the linear paths to probabilistic PCA (Tipping & Bishop 1999) of ``x``.
 
     With ``x`` ``[n, nlat, nlon]`` normalised fields, eigen-decomposition of their sample
@@ -140,6 +157,11 @@ def pca_init(params, x: np.ndarray, config: VAEConfig, beta: float = 1.0):
     ``z_k | x ~ N(sqrt(l_k - b) v_k.(x - mu) / l_k, b / l_k)``. The
     decoder's conv output layer and the encoder's dense output start at zero, so the
     initial VAE *is* that PPCA and training only has to learn what is nonlinear.
+
+    With ``roll_lon`` / ``flip_lat`` (the augmentation of :class:`TrainConfig`) the mean
+    and covariance are first averaged over those symmetries
+    (:func:`bayesda.fieldstats.symmetrise`): the PPCA of the augmented data, which the
+    augmented training would otherwise have to find from the unsymmetrised start.
 
     Returns:
       A new parameter tree (the input is not modified).
@@ -154,8 +176,18 @@ def pca_init(params, x: np.ndarray, config: VAEConfig, beta: float = 1.0):
     if flat.shape[0] <= d:
         raise ValueError(f"pca_init needs more fields than latent_dim={d}, got {flat.shape[0]}")
     mu = flat.mean(axis=0)
-    _, s, vt = np.linalg.svd(flat - mu, full_matrices=False)
-    lam = s**2 / flat.shape[0]
+    if roll_lon or flip_lat:
+        from bayesda.fieldstats import symmetrise
+
+        c = flat - mu
+        mu, cov = symmetrise(
+            mu, c.T @ c / flat.shape[0], config.nlat, config.nlon, roll_lon, flip_lat
+        )
+        lam, vecs = np.linalg.eigh(cov)
+        lam, vt = np.maximum(lam[::-1], 0.0), vecs[:, ::-1].T
+    else:
+        _, s, vt = np.linalg.svd(flat - mu, full_matrices=False)
+        lam = s**2 / flat.shape[0]
     s2 = float(max(lam[d:].mean() if lam.size > d else 0.0, 1e-6))
     b = beta * s2
     lam_d = np.maximum(lam[:d], b * (1 + 1e-6) + 1e-12)
@@ -177,8 +209,13 @@ def pca_init(params, x: np.ndarray, config: VAEConfig, beta: float = 1.0):
     return jax.tree_util.tree_map(jnp.asarray, params)
 
 
-def loss_terms(params, model: VAE, x: jax.Array, rng: jax.Array, beta: float):
+def loss_terms(
+    params, model: VAE, x: jax.Array, rng: jax.Array, beta: float, free_bits: float = 0.0
+):
     """Negative ELBO per pixel and its parts for a batch ``x [b, nlat, nlon]``.
+
+    With ``free_bits > 0`` the KL term is ``sum_k max(mean_batch KL_k, free_bits)``
+    (``TrainConfig.free_bits``); the reported ``kl`` stays the plain KL.
 
     Returns:
       ``(loss, (recon, kl))``: ``loss`` and ``recon`` in nats per pixel (batch mean),
@@ -189,7 +226,11 @@ def loss_terms(params, model: VAE, x: jax.Array, rng: jax.Array, beta: float):
     sq = jnp.sum(jnp.square(x - recon_x), axis=(-2, -1))
     nll = 0.5 * (sq * jnp.exp(-log_s2) + npix * (log_s2 + _LOG_2PI))
     kl = kl_divergence(mean, logvar)
-    loss = jnp.mean(nll + beta * kl) / npix
+    if free_bits > 0:
+        kl_dim = 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar, axis=0)
+        loss = (jnp.mean(nll) + beta * jnp.sum(jnp.maximum(kl_dim, free_bits))) / npix
+    else:
+        loss = jnp.mean(nll + beta * kl) / npix
     return loss, (jnp.mean(nll) / npix, jnp.mean(kl))
 
 
@@ -209,6 +250,7 @@ def fit(
     train_config: TrainConfig = TrainConfig(),
     *,
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> TrainResult:
     """Train a :class:`bayesda.vae.VAE` on normalised fields with early stopping.
 
@@ -222,6 +264,9 @@ def fit(
       config: the architecture.
       train_config: the optimisation settings.
       progress: show a tqdm bar with the loss terms.
+      max_seconds: stop after the first epoch that ends more than this many wall-clock
+        seconds after the start (compilation included); None for no limit. Used to keep
+        a sweep of runs within a time budget.
 
     Returns:
       A :class:`TrainResult` holding the parameters at the best validation loss.
@@ -239,7 +284,7 @@ def fit(
     key, init_key, noise_key = jax.random.split(key, 3)
     params = model.init(init_key, jnp.asarray(x_train[:2]), noise_key)["params"]
     if tc.pca_init:
-        params = pca_init(params, x_train, config, tc.beta)
+        params = pca_init(params, x_train, config, tc.beta, tc.roll_lon, tc.flip_lat)
     warmup = max(1, min(tc.warmup_epochs, tc.epochs - 1) * steps)
     schedule = optax.warmup_cosine_decay_schedule(
         0.0,
@@ -281,7 +326,7 @@ def fit(
         if tc.roll_lon or tc.flip_lat:
             key, aug_key = jax.random.split(key)
             x = augment(x, aug_key)
-        (loss, (recon, kl)), grads = grad_fn(params, model, x, key, tc.beta)
+        (loss, (recon, kl)), grads = grad_fn(params, model, x, key, tc.beta, tc.free_bits)
         updates, opt_state = optimiser.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, jnp.stack([loss, recon, kl])
 
@@ -300,11 +345,12 @@ def fit(
 
     @jax.jit
     def evaluate(params):
-        loss, (recon, kl) = loss_terms(params, model, val, val_key, tc.beta)
+        loss, (recon, kl) = loss_terms(params, model, val, val_key, tc.beta, tc.free_bits)
         return jnp.stack([loss, recon, kl, jnp.exp(0.5 * params["log_noise_var"])])
 
     names = ("loss", "recon", "kl", "val_loss", "val_recon", "val_kl", "noise_sd")
-    history: dict[str, list[float]] = {k: [] for k in names}
+    history: dict[str, list[float]] = {k: [] for k in (*names, "time_s")}
+    stop_reason = "epochs"
     best = (np.inf, params, -1)
     start = time.perf_counter()
     bar = tqdm(range(tc.epochs), desc="train VAE", disable=not progress, unit="epoch")
@@ -317,6 +363,7 @@ def fit(
         ]
         for name, v in zip(names, values, strict=True):
             history[name].append(v)
+        history["time_s"].append(time.perf_counter() - start)
         if not np.isfinite(values[0]):
             raise FloatingPointError(f"training loss became {values[0]} at epoch {epoch}")
         if values[3] < best[0]:
@@ -325,6 +372,10 @@ def fit(
             recon=f"{values[1]:.3f}", kl=f"{values[2]:.1f}", val=f"{values[3]:.3f}", best=best[2]
         )
         if epoch - best[2] >= tc.patience:
+            stop_reason = "patience"
+            break
+        if max_seconds is not None and history["time_s"][-1] > max_seconds:
+            stop_reason = "time" if epoch + 1 < tc.epochs else "epochs"
             break
     bar.close()
     return TrainResult(
@@ -333,4 +384,5 @@ def fit(
         best_epoch=int(best[2]),
         epochs_run=epoch + 1,
         wall_time_s=time.perf_counter() - start,
+        stop_reason=stop_reason,
     )

@@ -65,6 +65,8 @@ class VAEConfig:
       linear_path: add ``Dense(z -> nlat*nlon)`` to the decoder output and
         ``Dense(x -> 2*latent_dim)`` to the encoder output.
       activation: name of a ``jax.nn`` activation.
+      res_blocks: residual blocks ``h + conv(act(conv(h)))`` after each decoder stage
+        (0: none, the architecture of the models trained before they existed).
     """
 
     nlat: int
@@ -74,6 +76,7 @@ class VAEConfig:
     periodic: bool = False
     linear_path: bool = True
     activation: str = "gelu"
+    res_blocks: int = 0
 
     def __post_init__(self):
         if self.nlat < 2 or self.nlon < 2:
@@ -83,6 +86,9 @@ class VAEConfig:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         if not self.channels or any(c < 1 for c in self.channels):
             raise ValueError(f"channels={self.channels} must be a non-empty tuple of positive ints")
+        if int(self.res_blocks) != self.res_blocks or self.res_blocks < 0:
+            raise ValueError(f"res_blocks={self.res_blocks} must be a non-negative integer")
+        object.__setattr__(self, "res_blocks", int(self.res_blocks))
         if not hasattr(jax.nn, self.activation):
             raise ValueError(f"activation={self.activation!r} is not in jax.nn")
 
@@ -215,6 +221,9 @@ class Decoder(nn.Module):
             hi, wi = shapes[i + 1]
             h = _upsample2(h)[:, :hi, :wi]
             h = act(PaddedConv(ch, c.periodic, name=f"conv{i}")(h))
+            for j in range(c.res_blocks):
+                r = act(PaddedConv(ch, c.periodic, name=f"res{i}_{j}a")(h))
+                h = act(h + PaddedConv(ch, c.periodic, name=f"res{i}_{j}b")(r))
         out = PaddedConv(1, c.periodic, name="conv_out")(h)[..., 0]  # [b, nlat, nlon]
         if c.linear_path:
             out = out + nn.Dense(c.nlat * c.nlon, name="linear")(z2).reshape(-1, c.nlat, c.nlon)

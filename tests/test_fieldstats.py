@@ -77,3 +77,61 @@ def test_gradient_summary_detects_fronts():
     a = summarise_gradients(steps, LAT, LON)
     g = summarise_gradients(sur, LAT, LON)
     assert a["ddx_excess_kurtosis"] > g["ddx_excess_kurtosis"] + 1.0
+
+
+def test_quadratic_gain_is_null_for_gaussian_fields_and_finds_quadratic_structure():
+    from bayesda.fieldstats import quadratic_gain
+
+    rng = np.random.default_rng(4)
+    npix, d, n = 60, 3, 4000
+    basis = np.linalg.qr(rng.normal(size=(npix, npix)))[0]
+    sd = np.linspace(3.0, 0.5, npix)
+    gauss = rng.normal(size=(2 * n, npix)) * sd @ basis.T
+    g = quadratic_gain(gauss[:n], gauss[n:], d)
+    # Gaussian: the residual is independent of the scores; the ridge fit of 6 features on
+    # 4000 fields can only add noise, O(6 / 4000) in relative variance
+    assert g["ratio"] == pytest.approx(1.0, abs=0.01)
+    # time-correlated Gaussian fields (each repeated 60 times, so 60 distinct fields):
+    # a fixed small ridge overfits, the chosen one stays near 1
+    slow = np.repeat(gauss[:60], 60, axis=0)
+    assert quadratic_gain(slow, gauss[n:], d)["ratio"] < 1.01
+    assert quadratic_gain(slow, gauss[n:], d, ridges=(1e-6,))["ratio"] > 1.01
+    # a field whose lower modes are quadratic in the leading ones (plus noise)
+    z = rng.normal(size=(2 * n, d))
+    coef = np.zeros((2 * n, npix))
+    coef[:, :d] = z * sd[:d]
+    coef[:, d] = 1.5 * (z[:, 0] ** 2 - 1)
+    coef[:, d + 1] = 1.0 * z[:, 0] * z[:, 1]
+    coef[:, d + 2 :] = rng.normal(size=(2 * n, npix - d - 2)) * 0.3
+    x = coef @ basis.T
+    q = quadratic_gain(x[:n], x[n:], d)
+    # residual variance 1.5^2 * 2 + 1 + 55 * 0.09 = 10.45, of which 5.5 is quadratic:
+    # ratio sqrt(4.95 / 10.45) = 0.69
+    assert q["ratio"] == pytest.approx(np.sqrt(4.95 / 10.45), abs=0.03)
+    with pytest.raises(ValueError, match="d=50 needs"):
+        quadratic_gain(x[:100], x[n:], 50)
+
+
+def test_symmetrise_is_roll_and_flip_invariant_and_keeps_the_variance():
+    from bayesda.fieldstats import symmetrise
+
+    rng = np.random.default_rng(1)
+    nlat, nlon = 4, 6
+    a = rng.normal(size=(50, nlat * nlon)) + np.arange(nlat * nlon)
+    mu = a.mean(0)
+    c = np.cov(a.T, bias=True)
+    m, s = symmetrise(mu, c, nlat, nlon, roll_lon=True, flip_lat=True)
+    s4, m2 = s.reshape(nlat, nlon, nlat, nlon), m.reshape(nlat, nlon)
+    np.testing.assert_allclose(s, s.T, atol=1e-12)
+    np.testing.assert_allclose(np.roll(np.roll(s4, 1, axis=1), 1, axis=3), s4, atol=1e-12)
+    np.testing.assert_allclose(s4[::-1, :, ::-1, :], s4, atol=1e-12)
+    np.testing.assert_allclose(m2, np.roll(m2, 1, axis=1), atol=1e-12)
+    np.testing.assert_allclose(m2, m2[::-1], atol=1e-12)
+    np.testing.assert_allclose(symmetrise(m, s, nlat, nlon, True, True)[1], s, atol=1e-12)
+    # the moments of the explicitly augmented data (all rolls, both flips)
+    f = a.reshape(50, nlat, nlon)
+    aug = np.concatenate(
+        [np.roll(g, k, axis=2) for g in (f, f[:, ::-1]) for k in range(nlon)]
+    ).reshape(-1, nlat * nlon)
+    np.testing.assert_allclose(m, aug.mean(0), atol=1e-10)
+    np.testing.assert_allclose(s, np.cov(aug.T, bias=True), atol=1e-8)

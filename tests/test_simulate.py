@@ -75,3 +75,31 @@ def test_interrupted_run_resumes_to_the_same_fields(tiny_run, tmp_path):
     xr.testing.assert_allclose(
         a[["tas", "ps", "ua", "va"]], b[["tas", "ps", "ua", "va"]], rtol=1e-6, atol=1e-4
     )
+
+
+@pytest.mark.slow  # two dinosaur compilations, about 60 s on 2 busy cores
+def test_column_fields_agree_with_the_stored_level_and_forcing_can_be_changed():
+    from dinosaur import scales
+
+    from bayesda.fieldstats import sphere_gradient
+    from bayesda.simulate import _build
+
+    model = _build(TINY)
+    state = model.advance(model.advance(model.initial_state))
+    low = model.to_fields(state)
+    col = model.column_fields(state)
+    assert col["t"].shape == (TINY.layers, 64, 32) and model.sigma.shape == (TINY.layers,)
+    assert np.all(np.diff(model.sigma) > 0)  # top to bottom
+    np.testing.assert_allclose(col["t"][-1], low["tas"], rtol=1e-6)
+    np.testing.assert_allclose(col["u"][-1], low["ua"], rtol=1e-5, atol=1e-5)
+    # vorticity in s-1: the spectral field against centred differences of u, v (lat-lon order)
+    lat, lon = model.lat, model.lon
+    u, v = col["u"][-1].T, col["v"][-1].T  # [lat, lon]
+    tan = np.tan(np.radians(lat))[:, None] / 6.371e6
+    fd = sphere_gradient(v, lat, lon)[0] - sphere_gradient(u, lat, lon)[1] + u * tan
+    mid = np.abs(lat) < 60
+    corr = np.corrcoef(fd[mid].ravel(), col["vor"][-1].T[mid].ravel())[0, 1]
+    assert corr > 0.95, corr
+    hot = _build(TINY, forcing={"dTy": 100 * scales.units.degK})
+    state_hot = hot.advance(hot.advance(hot.initial_state))
+    assert not np.allclose(hot.to_fields(state_hot)["tas"], low["tas"])

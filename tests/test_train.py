@@ -59,6 +59,47 @@ def test_early_stopping_stops_patience_epochs_after_the_best():
     tc = TrainConfig(epochs=200, batch_size=20, learning_rate=1e-2, warmup_epochs=1, patience=3)
     result = fit(x, val, CONFIG, tc, progress=False)
     assert result.epochs_run == result.best_epoch + 3 + 1 < 200
+    assert result.stop_reason == "patience"
+
+
+def test_max_seconds_stops_after_the_epoch_that_crosses_it():
+    x = low_rank_fields(n=40, seed=4)
+    tc = TrainConfig(epochs=50, batch_size=20, warmup_epochs=1, patience=50, pca_init=False)
+    result = fit(x[:32], x[32:], CONFIG, tc, progress=False, max_seconds=0.0)
+    assert result.epochs_run == 1 and result.stop_reason == "time"
+    assert len(result.history["time_s"]) == 1 and result.history["time_s"][0] > 0
+    full = fit(x[:32], x[32:], CONFIG, TrainConfig(epochs=2, batch_size=20), progress=False)
+    assert full.stop_reason == "epochs" and full.epochs_run == 2
+
+
+def test_free_bits_floor_each_latent_dimension_kl():
+    import jax
+    import jax.numpy as jnp
+
+    from bayesda.train import loss_terms
+    from bayesda.vae import VAE, kl_divergence
+
+    x = jnp.asarray(low_rank_fields(n=8, seed=6))
+    model = VAE(CONFIG)
+    params = model.init(jax.random.key(0), x[:2], jax.random.key(1))["params"]
+    rng = jax.random.key(2)
+    plain, (recon, kl) = loss_terms(params, model, x, rng, 0.5)
+    npix = CONFIG.nlat * CONFIG.nlon
+    # a floor above every dimension's KL: the KL term is latent_dim * floor exactly
+    mean, logvar = model.apply({"params": params}, x, method="encode")
+    kl_dim = 0.5 * np.mean(np.square(mean) + np.exp(logvar) - 1 - logvar, axis=0)
+    floor = float(kl_dim.max()) + 1.0
+    high, (recon_h, kl_h) = loss_terms(params, model, x, rng, 0.5, free_bits=floor)
+    np.testing.assert_allclose(kl_h, kl, rtol=1e-6)
+    np.testing.assert_allclose(
+        high, (recon * npix + 0.5 * CONFIG.latent_dim * floor) / npix, rtol=1e-5
+    )
+    # a floor of zero is the plain KL
+    np.testing.assert_allclose(float(jnp.mean(kl_divergence(mean, logvar))), kl, rtol=1e-5)
+    zero, _ = loss_terms(params, model, x, rng, 0.5, free_bits=1e-12)
+    np.testing.assert_allclose(zero, plain, rtol=1e-5)
+    with pytest.raises(ValueError, match="free_bits=-1"):
+        TrainConfig(free_bits=-1)
 
 
 def test_normalisation_and_input_checks():
@@ -191,3 +232,30 @@ def test_roll_and_flip_augmentation_train_on_a_periodic_grid():
     b = fit(x[:48], x[48:], config, tc, progress=False)
     assert np.all(np.isfinite(a.history["loss"]))
     np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
+
+
+def test_pca_init_with_augmentation_starts_at_the_symmetrised_ppca():
+    import jax
+    import jax.numpy as jnp
+
+    from bayesda.fieldstats import symmetrise
+    from bayesda.train import pca_init
+    from bayesda.vae import VAE
+
+    config = VAEConfig(nlat=6, nlon=8, latent_dim=3, channels=(4,), periodic=True)
+    x = low_rank_fields(n=64, seed=7)
+    start = VAE(config).init(jax.random.key(0), jnp.asarray(x[:2]), jax.random.key(1))["params"]
+    p = pca_init(start, x, config, beta=0.1, roll_lon=True, flip_lat=True)
+    bias = np.asarray(p["decoder"]["linear"]["bias"]).reshape(6, 8)
+    np.testing.assert_allclose(bias, np.roll(bias, 3, axis=1), atol=1e-6)  # zonal
+    np.testing.assert_allclose(bias, bias[::-1], atol=1e-6)  # hemispheric
+    flat = x.reshape(64, -1).astype(np.float64)
+    mu = flat.mean(0)
+    _, cov = symmetrise(mu, np.cov(flat.T, bias=True), 6, 8, True, True)
+    kernel = np.asarray(p["decoder"]["linear"]["kernel"], np.float64)  # [d, npix]
+    lam = np.sort(np.linalg.eigvalsh(cov))[::-1]
+    for k in range(3):  # rows: sqrt(l_k - b) v_k with v_k eigenvectors of the symmetrised cov
+        v = kernel[k] / np.linalg.norm(kernel[k])
+        np.testing.assert_allclose(cov @ v, lam[k] * v, atol=1e-4 * lam[0])
+    plain = pca_init(start, x, config, beta=0.1)
+    assert not np.allclose(plain["decoder"]["linear"]["bias"], p["decoder"]["linear"]["bias"])

@@ -144,6 +144,26 @@ def test_linear_path_is_optional_and_decoder_is_small():
     assert n_dec < 1_000_000
 
 
+def test_residual_blocks_add_two_convs_per_stage_and_are_off_by_default():
+    config = VAEConfig(nlat=8, nlon=16, latent_dim=3, channels=(4, 4), periodic=True, res_blocks=2)
+    params = init(config)
+    assert {"res0_0a", "res0_1b", "res1_0a", "res1_1b"} <= set(params["decoder"])
+    assert not any(k.startswith("res") for k in init(make_config())["decoder"])  # old models load
+    assert VAEConfig.from_dict(config.to_dict()) == config
+    z = jax.random.normal(jax.random.key(2), (5, 3))
+    out = VAE(config).apply({"params": params}, z, method="decode")
+    assert out.shape == (5, 8, 16) and np.all(np.isfinite(np.asarray(out)))
+    # the blocks take part: zeroing one block's last kernel changes the output
+    zeroed = jax.tree_util.tree_map(lambda a: a, params)
+    zeroed["decoder"]["res1_1b"] = {
+        k: jnp.zeros_like(v) for k, v in params["decoder"]["res1_1b"].items()
+    }
+    out0 = VAE(config).apply({"params": zeroed}, z, method="decode")
+    assert float(jnp.max(jnp.abs(out - out0))) > 1e-6
+    with pytest.raises(ValueError, match="res_blocks=-1"):
+        VAEConfig(nlat=8, nlon=16, res_blocks=-1)
+
+
 def test_kl_divergence_matches_closed_form():
     rng = np.random.default_rng(0)
     mean, logvar = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
