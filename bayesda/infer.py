@@ -216,9 +216,9 @@ class TimeSummary(NamedTuple):
       grad_evals: gradient evaluations ``{"map", "warmup", "sampling"}``.
       settings: the sampler settings and model options (JSON-able).
       timings: seconds of the whole batch: ``prepare`` (observations), ``map``, ``warmup``,
-        ``sampling``, ``summaries``; and ``lockstep``: the fraction of the batch's leapfrog work that
-        was useful (mean over chains of the steps per draw / the largest in the batch;
-        1 when every chain's tree had the same size).
+        ``sampling``, ``summaries``; and ``lockstep`` / ``lockstep_warmup``: the useful
+        fraction of the batch's leapfrog work in sampling / warmup (see
+        :class:`bayesda.sampler.Draws`; 1 when every chain's tree had the same size).
     """
 
     time: Any
@@ -306,7 +306,8 @@ def assimilate_summaries(
         "map": float(sum(m[2] for m in batch.maps)),
         **batch.timings,
         "summaries": _time.perf_counter() - t0,
-        "lockstep": _lockstep(batch.sample_stats),
+        "lockstep": batch.timings.get("lockstep_sampling", 1.0),
+        "lockstep_warmup": batch.timings.get("lockstep_warmup", 1.0),
     }
     return [
         TimeSummary(
@@ -322,16 +323,6 @@ def assimilate_summaries(
             batch.times, batch.seeds, batch.obs_list, out, batch.grad_evals, strict=True
         )
     ]
-
-
-def _lockstep(sample_stats: list) -> float:
-    """Useful fraction of a batch's leapfrog work: chains advance together, so each draw
-    costs the largest tree of the batch; 1.0 without sampler statistics."""
-    steps = [st["n_steps"] for st in sample_stats if st]
-    if not steps:
-        return 1.0
-    all_steps = np.concatenate([np.asarray(x) for x in steps])  # [B, S]
-    return float(all_steps.mean() / all_steps.max(axis=0).mean())
 
 
 class _Batch(NamedTuple):

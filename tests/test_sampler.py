@@ -152,3 +152,17 @@ def test_prior_and_median_inits_run(linear):
             progress_bar=False,
         )
         assert np.all(np.isfinite(a.z)) and a.grad_evals["map"] == 0
+
+
+def test_detune_moves_step_sizes_out_of_the_resonance_bands_only():
+    from bayesda.sampler import RESONANCE_BAND, detune
+
+    r15 = 2 * np.pi / 15  # a tree of 15 steps spans one period of the whitened flow
+    eps = np.array([0.30, 0.40, r15 * 0.97, r15, r15 * 1.06, 0.45, 0.5, 2 * np.pi / 31], np.float32)
+    out = np.asarray(detune(eps))
+    moved = np.array([False, False, True, True, True, False, False, True])
+    np.testing.assert_array_equal(out != eps, moved)
+    assert np.all(out[moved] > eps[moved])  # raised just above the band
+    np.testing.assert_allclose(out[2:5], r15 * RESONANCE_BAND[1], rtol=1e-6)
+    # No detuned value lands in another band.
+    np.testing.assert_array_equal(np.asarray(detune(out)), out)
