@@ -122,7 +122,9 @@ def preflight(
       window: half width (a :class:`pandas.Timedelta` or ``"3h"``); default half the
         model's time step (:func:`bayesda.window.default_half_width`).
       qc: run :func:`bayesda.qc.quality_control`.
-      calibrate: ``"off"`` (check only), ``"auto"`` (check and rescale) or ``"none"`` (skip).
+      calibrate: ``"off"`` (check only), ``"auto"`` (check, then rescale representation and
+        observation error separately), ``"single"`` (one scale for both) or ``"none"``
+        (skip).
       folds, seed: the withheld-observation split.
       qc_settings: :class:`bayesda.qc.QCSettings`.
 
@@ -175,8 +177,10 @@ def format_preflight(record: dict) -> str:
         if "fit" in c:
             f, a = c["fit"], c["check_calibrated"]
             lines.append(
-                f"calibrate auto: error scale {f['scale']:.2f} (90% {f['scale_q05']:.2f}"
-                f"-{f['scale_q95']:.2f}); withheld coverage {a['coverage_90']:.2f}, "
+                f"calibrate {c['mode']}: representation error x{f['scale']:.2f} (90% "
+                f"{f['scale_q05']:.2f}-{f['scale_q95']:.2f}), observation error "
+                f"x{f['scale_obs']:.2f} (90% {f['scale_obs_q05']:.2f}-"
+                f"{f['scale_obs_q95']:.2f}); withheld coverage {a['coverage_90']:.2f}, "
                 f"CRPS {a['crps']:.3f} K"
             )
         elif k["coverage_90"] < 0.8 or k["coverage_90"] > 0.97:

@@ -46,7 +46,9 @@ def test_assimilate_flags_gross_error_and_writes_site_table(monkeypatch, tmp_pat
     assert "S4 (" in out and "calibration check (5-fold" in out and "calibrate auto" in out
     info = json.loads((run / "run.json").read_text())
     assert [f["station_id"] for f in info["qc"]["flagged"]] == ["S4"]
-    assert info["calibration"]["fit"]["scale_q05"] <= info["calibration"]["fit"]["scale"]
+    fit = info["calibration"]["fit"]
+    assert fit["scale_q05"] <= fit["scale"] <= fit["scale_q95"]
+    assert fit["scale_obs_q05"] <= fit["scale_obs"] <= fit["scale_obs_q95"]
     sites = pd.read_csv(run / "obs_posterior.csv")
     assert sites.loc[4, "qc"] != "ok" and (sites["qc"] == "ok").sum() == 29
     # the posterior at the bad station ignores it: its residual is about the 15 K error

@@ -140,10 +140,11 @@ def _add_station_args(p) -> None:
     )
     p.add_argument(
         "--calibrate",
-        choices=("off", "auto", "none"),
+        choices=("off", "auto", "single", "none"),
         default="off",
-        help="off: check on withheld obs only; auto: also rescale obs and "
-        "representation error; none: skip the check",
+        help="off: check on withheld obs only; auto: also fit separate scales for the "
+        "representation and the observation error and assimilate with them; single: one "
+        "scale for both (the earlier fit); none: skip the check",
     )
 
 
