@@ -113,7 +113,7 @@ LAYERS: list[tuple[str, ...]] = [
         "window",
     ),
     ("prior", "model", "train", "checkpoint", "sampler", "posterior", "qc", "calibrate"),
-    ("diagnostics", "plots", "metrics", "baselines", "store", "sites"),  # judging, showing
+    ("diagnostics", "plots", "metrics", "baselines", "store", "sites", "geotiff"),  # showing
     ("obsdata", "compiled", "result", "summaries", "infer"),  # inference
     ("run", "reanalysis", "recipe", "demo", "preflight"),  # workflows
     (

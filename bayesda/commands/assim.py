@@ -59,6 +59,12 @@ def register(subparsers) -> None:
         help="replace an existing bayesda run directory (never any other directory)",
     )
     _add_station_args(p)
+    p.add_argument(
+        "--geotiff",
+        action="store_true",
+        help="also write the mean, SD, quantile and exceedance layers as GeoTIFF files in "
+        "RUN/geotiff/ (needs the geotiff extra: pip install 'bayesda[geotiff]')",
+    )
     add_settings_args(p, DEFAULT)
     p.set_defaults(func=cmd_assimilate)
 
@@ -170,6 +176,13 @@ def _read_obs(args, prior):
 
 def cmd_assimilate(args) -> int:
     outputs.check_target(args.out, "run", force=args.force)  # before loading anything
+    if args.geotiff:
+        from bayesda.geotiff import require_geotiff
+
+        try:
+            require_geotiff()
+        except ImportError as err:
+            raise ValueError(f"--geotiff: {err}") from None
     from bayesda.preflight import format_preflight, load_observations, preflight
 
     prior = load_prior(args.model)
@@ -204,6 +217,7 @@ def cmd_assimilate(args) -> int:
         time=args.time,
         force=args.force,
         extra={"observations": reader, **record},
+        geotiff=args.geotiff,
         **settings,
     )
     _print_summary(info, args.out)
@@ -220,7 +234,7 @@ def _print_summary(info: dict, out) -> None:
     print(f"verdict: {info['verdict']} (details: bayesda diagnose {out})")
     print(
         f"wrote {out}/: posterior.nc inference.nc obs.csv obs_posterior.csv diagnostics.json "
-        "maps.png run.json"
+        "maps.png run.json" + (" geotiff/" if info.get("geotiff") else "")
     )
 
 
