@@ -112,7 +112,7 @@ LAYERS: list[tuple[str, ...]] = [
         "stations",
         "window",
     ),
-    ("prior", "model", "train", "checkpoint", "sampler", "posterior", "qc", "calibrate"),
+    ("prior", "model", "train", "checkpoint", "sampler", "posterior", "qc", "calibrate", "offset"),
     ("diagnostics", "plots", "metrics", "baselines", "store", "sites", "geotiff"),  # showing
     ("obsdata", "compiled", "result", "summaries", "infer"),  # inference
     ("run", "reanalysis", "recipe", "demo", "preflight"),  # workflows
