@@ -19,6 +19,7 @@ import pandas as pd
 
 import bayesda.stations as _stations
 from bayesda.calibrate import calibrate as _calibrate
+from bayesda.offset import add_offset, estimate_offset
 from bayesda.qc import QCSettings, quality_control
 from bayesda.window import default_half_width, select_window
 
@@ -109,6 +110,8 @@ def preflight(
     window=None,
     qc: bool = True,
     calibrate: str = "off",
+    offset: str = "none",
+    offset_sd: float = 2.0,
     folds: int = 5,
     seed: int = 0,
     qc_settings: QCSettings | None = None,
@@ -125,18 +128,25 @@ def preflight(
       calibrate: ``"off"`` (check only), ``"auto"`` (check, then rescale representation and
         observation error separately), ``"single"`` (one scale for both) or ``"none"``
         (skip).
+      offset: the large-scale offset prior (:mod:`bayesda.offset`): ``"none"``,
+        ``"uniform"`` or ``"smooth"``; part of the prior that QC and the check use.
+      offset_sd: its prior SD per mode, K.
       folds, seed: the withheld-observation split.
       qc_settings: :class:`bayesda.qc.QCSettings`.
 
     Returns:
-      ``(prior, obs, record)`` to assimilate with, and ``{"window", "qc", "calibration"}``.
+      ``(prior, obs, record)`` to assimilate with, and ``{"window", "qc", "offset",
+      "calibration"}``.
     """
     record = {}
     if time is not None and "time" in obs.columns:
         dt = pd.Timedelta(window) if window is not None else default_half_width(prior)
         obs, record["window"] = select_window(obs, time, dt)
+    shipped, prior = prior, add_offset(prior, offset, offset_sd)
     if qc:
         obs, record["qc"] = quality_control(prior, obs, qc_settings)
+    if offset != "none":
+        record["offset"] = estimate_offset(shipped, obs, offset, offset_sd)
     if calibrate != "none":
         prior, obs, record["calibration"] = _calibrate(
             prior, obs, calibrate, folds=folds, seed=seed
@@ -166,6 +176,14 @@ def format_preflight(record: dict) -> str:
                 f"value {f['value']:+.2f} K, departure {f['departure']:+.2f} +- "
                 f"{f['departure_sd']:.2f} K, P(wrong) {f['p_gross']:.3f} [{f['qc']}]"
             )
+    o = record.get("offset")
+    if o:
+        names = ["uniform", "south-north gradient", "west-east gradient"]
+        parts = [
+            f"{name} {m:+.2f} +- {sd:.2f} K"
+            for name, m, sd in zip(names, o["mean"], o["post_sd"], strict=False)
+        ]
+        lines.append(f"offset ({o['kind']}, prior SD {o['sd']:g} K): " + ", ".join(parts))
     c = record.get("calibration")
     if c:
         k = c["check"]

@@ -145,6 +145,20 @@ def _add_station_args(p) -> None:
         help="background check and gross-error model (bayesda.qc)",
     )
     p.add_argument(
+        "--offset",
+        choices=("none", "uniform", "smooth"),
+        default="none",
+        help="a large-scale offset with its own prior, for a period warmer or colder than "
+        "the training data (bayesda.offset): uniform, or smooth (uniform plus latitude and "
+        "longitude gradients); default none",
+    )
+    p.add_argument(
+        "--offset-sd",
+        type=positive_float,
+        default=2.0,
+        help="prior SD of each offset mode, K (default 2)",
+    )
+    p.add_argument(
         "--calibrate",
         choices=("off", "auto", "single", "none"),
         default="off",
@@ -207,6 +221,8 @@ def cmd_assimilate(args) -> int:
         window=args.window,
         qc=args.qc == "on",
         calibrate=args.calibrate,
+        offset=args.offset,
+        offset_sd=args.offset_sd,
         seed=settings.get("seed", 0),
     )
     print(format_preflight(record))
