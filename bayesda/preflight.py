@@ -6,10 +6,12 @@ inputs with a JSON-able record for the run's outputs:
 1. :func:`load_observations`: a station file in any of :data:`bayesda.stations.FORMATS`
    to anomalies in K (stations outside the model grid are dropped and counted);
 2. :func:`bayesda.window.select_window`: the reports within +-dt of the analysis time;
-3. :func:`bayesda.qc.quality_control`: background check and gross-error weights;
-4. :func:`bayesda.calibrate.calibrate`: withheld-observation check, optional rescaling.
+3. :func:`bayesda.offset.add_offset` (optional): the large-scale offset prior, which QC
+   and the check then use (:func:`bayesda.offset.estimate_offset` is recorded after QC);
+4. :func:`bayesda.qc.quality_control`: background check and gross-error weights;
+5. :func:`bayesda.calibrate.calibrate`: withheld-observation check, optional rescaling.
 
-:func:`preflight` runs 2-4.
+:func:`preflight` runs 2-5.
 """
 
 from __future__ import annotations
