@@ -13,7 +13,7 @@ EXTRAS: dict[str, str] = {
     "distributed": "dask",
     "zarr": "zarr",
     "cfgrib": "grib",
-    "rioxarray": "geotiff",
+    "rasterio": "geotiff",
 }
 
 

@@ -1,4 +1,4 @@
-"""Uncertainty layers as GeoTIFF, for GIS tools (optional extra ``geotiff``: rioxarray).
+"""Uncertainty layers as GeoTIFF, for GIS tools (optional extra ``geotiff``: rasterio).
 
 Every two-dimensional summary of a posterior dataset (:func:`bayesda.posterior.
 posterior_dataset`: ``mean``, ``sd``, ``q05``, ``q50``, ``q95``, ``tas_mean``) and each
@@ -6,7 +6,14 @@ exceedance probability (``p_exceed`` at every threshold) becomes one single-band
 GeoTIFF: geographic coordinates (EPSG:4326, cell centres at the model grid's nodes),
 north-up (rows from north to south, as GIS tools expect; bayesda's grids run south to north),
 with the variable's units and long name as GDAL metadata tags and as the band description.
-Each file is written under a temporary name and renamed into place.
+Each file is written under a temporary name and renamed into place. The grid must be
+regular in latitude and longitude (a GeoTIFF has one affine transform).
+
+Written with rasterio directly rather than rioxarray: rioxarray registers an xarray backend
+that imports pyproj, and with pyproj 3.7 and cfgrib (the ``grib`` extra) both loaded every
+process that let xarray list its backends (any ``xr.open_dataset`` without ``engine=``)
+aborted at exit with "double free or corruption" (exit code 134; measured with rioxarray
+0.19.0, pyproj 3.7.2, cfgrib 0.9.15). rasterio alone does not.
 """
 
 from __future__ import annotations
@@ -24,8 +31,8 @@ __all__ = ["geotiff_layers", "require_geotiff", "write_geotiff"]
 
 
 def require_geotiff():
-    """Import rioxarray (registers ``.rio``) or raise an ImportError naming the extra."""
-    return require("rioxarray", "GeoTIFF output")
+    """Import rasterio or raise an ImportError naming the extra."""
+    return require("rasterio", "GeoTIFF output")
 
 
 def _threshold_name(t: float) -> str:
@@ -54,6 +61,26 @@ def geotiff_layers(ds: xr.Dataset) -> dict[str, xr.DataArray]:
     return out
 
 
+def _north_up_transform(ds: xr.Dataset):
+    """The affine transform of the north-up raster whose cell centres are the grid nodes."""
+    from rasterio.transform import from_origin
+
+    steps = {}
+    for dim in ("lat", "lon"):
+        v = np.sort(np.asarray(ds[dim].values, np.float64))
+        d = np.diff(v)
+        if v.size < 2 or not np.allclose(d, d[0], rtol=1e-4, atol=1e-6):
+            raise ValueError(
+                f"GeoTIFF needs a regular grid: {dim} steps range from "
+                f"{d.min() if d.size else 0:g} to {d.max() if d.size else 0:g} degrees; "
+                "use posterior.nc for this grid"
+            )
+        steps[dim] = (v[0], v[-1], d[0])
+    lat0, lat1, dlat = steps["lat"]
+    lon0, _, dlon = steps["lon"]
+    return from_origin(lon0 - dlon / 2, lat1 + dlat / 2, dlon, dlat)
+
+
 def write_geotiff(ds: xr.Dataset, directory: str | os.PathLike) -> list[Path]:
     """Write each layer of :func:`geotiff_layers` as ``DIRECTORY/STEM.tif``.
 
@@ -65,26 +92,38 @@ def write_geotiff(ds: xr.Dataset, directory: str | os.PathLike) -> list[Path]:
       The paths written, in layer order.
 
     Raises:
-      ImportError: rioxarray is not installed (``pip install 'bayesda[geotiff]'``).
-      ValueError: ``ds`` has no ``(lat, lon)`` layer.
+      ImportError: rasterio is not installed (``pip install 'bayesda[geotiff]'``).
+      ValueError: ``ds`` has no ``(lat, lon)`` layer, or its grid is not regular.
     """
-    require_geotiff()
+    rasterio = require_geotiff()
     layers = geotiff_layers(ds)
     if not layers:
         raise ValueError(
             f"no (lat, lon) layers to write as GeoTIFF in a dataset with {list(ds.data_vars)}"
         )
+    transform = _north_up_transform(ds)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for stem, da in layers.items():
-        da = da.astype(np.float32).sortby("lat", ascending=False).sortby("lon")
-        da = da.rio.set_spatial_dims(x_dim="lon", y_dim="lat").rio.write_crs("EPSG:4326")
-        da.name = stem
+        data = da.transpose("lat", "lon").sortby("lat", ascending=False).sortby("lon")
         tags = {k: str(v) for k, v in da.attrs.items() if k in ("units", "long_name")}
-        da.attrs = {**tags, "long_name": stem if "long_name" not in tags else tags["long_name"]}
         path = directory / f"{stem}.tif"
         with atomic_write(path) as tmp:
-            da.rio.to_raster(tmp, driver="GTiff", tags=tags, compress="DEFLATE")
+            with rasterio.open(
+                tmp,
+                "w",
+                driver="GTiff",
+                height=data.sizes["lat"],
+                width=data.sizes["lon"],
+                count=1,
+                dtype="float32",
+                crs="EPSG:4326",
+                transform=transform,
+                compress="deflate",
+            ) as dst:
+                dst.write(data.values.astype(np.float32), 1)
+                dst.update_tags(**tags)
+                dst.set_band_description(1, tags.get("long_name", stem))
         paths.append(path)
     return paths

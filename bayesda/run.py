@@ -99,7 +99,7 @@ def assimilate_to_run(
       force: replace an existing bayesda run at ``out`` (never another directory).
       extra: more entries for ``run.json``.
       geotiff: also write the two-dimensional layers as GeoTIFF in ``RUN/geotiff/``
-        (:mod:`bayesda.geotiff`; needs rioxarray).
+        (:mod:`bayesda.geotiff`; needs rasterio).
       seed, sampler, options, progress_bar: as for :func:`bayesda.infer.assimilate`.
       **legacy: deprecated per-field sampler keywords (``num_chains=``, ...).
 

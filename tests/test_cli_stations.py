@@ -13,7 +13,7 @@ from bayesda import cli
 from bayesda.commands import assim
 
 try:
-    import rioxarray  # noqa: F401
+    import rasterio  # noqa: F401
 
     _HAVE_RIO = True
 except ImportError:

@@ -9,7 +9,7 @@ import xarray as xr
 from bayesda.geotiff import geotiff_layers, write_geotiff
 from bayesda.grid import Grid
 
-rioxarray = pytest.importorskip("rioxarray")
+rasterio = pytest.importorskip("rasterio")
 
 
 def _posterior_like():
@@ -52,18 +52,31 @@ def test_round_trip_north_up_with_crs_and_tags(tmp_path):
         "p_exceed_p5K.tif",
     ]
     assert not [p for p in (tmp_path / "geotiff").iterdir() if p.name.startswith(".")]
-    back = rioxarray.open_rasterio(tmp_path / "geotiff" / "mean.tif").squeeze("band", drop=True)
-    assert back.rio.crs.to_epsg() == 4326
-    assert back.attrs["units"] == "K"
-    assert np.all(np.diff(back["y"].values) < 0)  # north-up
-    np.testing.assert_allclose(back["y"].values, ds["lat"].values[::-1])
-    np.testing.assert_allclose(back["x"].values, ds["lon"].values)
-    np.testing.assert_array_equal(back.values, ds["mean"].values[::-1])
-    # the cell of the south-west node holds that node's value
-    sw = back.sel(x=ds["lon"].values[0], y=ds["lat"].values[0])
-    assert float(sw) == float(ds["mean"].values[0, 0])
-    p5 = rioxarray.open_rasterio(tmp_path / "geotiff" / "p_exceed_p5K.tif").squeeze("band")
-    np.testing.assert_array_equal(p5.values, ds["p_exceed"].sel(threshold=5.0).values[::-1])
+    with rasterio.open(tmp_path / "geotiff" / "mean.tif") as src:
+        assert src.crs.to_epsg() == 4326
+        assert src.tags()["units"] == "K"
+        assert src.descriptions == ("posterior mean",)
+        back = src.read(1)
+        t = src.transform
+        assert t.e < 0  # north-up: rows run from north to south
+        # cell centres are the grid nodes
+        lon_c = [(t * (c + 0.5, 0.5))[0] for c in range(src.width)]
+        lat_c = [(t * (0.5, r + 0.5))[1] for r in range(src.height)]
+        # the south-west node's value, found through the raster's own georeferencing
+        row, col = src.index(float(ds["lon"][0]), float(ds["lat"][0]))
+    np.testing.assert_allclose(lon_c, ds["lon"].values)
+    np.testing.assert_allclose(lat_c, ds["lat"].values[::-1])
+    np.testing.assert_array_equal(back, ds["mean"].values[::-1])
+    assert back[row, col] == ds["mean"].values[0, 0]
+    with rasterio.open(tmp_path / "geotiff" / "p_exceed_p5K.tif") as src:
+        np.testing.assert_array_equal(src.read(1), ds["p_exceed"].sel(threshold=5.0).values[::-1])
+
+
+def test_irregular_grid_is_refused(tmp_path):
+    ds = _posterior_like()
+    ds = ds.assign_coords(lat=ds["lat"].values + np.linspace(0, 1, ds.sizes["lat"]) ** 2)
+    with pytest.raises(ValueError, match="regular grid: lat steps"):
+        write_geotiff(ds, tmp_path)
 
 
 def test_no_layers_is_an_error(tmp_path):
