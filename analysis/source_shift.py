@@ -13,9 +13,11 @@ truth comes from sources it was not trained on, built from held-out NCEP times:
 
 For each shift, station-like network of 50 and 200 observations (sigma 0.5 K) and
 held-out time, the observations of the shifted truth are assimilated with MAP + Laplace
-(4 x 250 draws) twice: as shipped (``off``) and after :func:`bayesda.calibrate.calibrate`
-with ``"auto"`` (error scale fitted on 5-fold withheld observations). Scores at unobserved
-grid points (:func:`bayesda.metrics.verify`), means over the times.
+(4 x 250 draws), by NUTS (``--engine nuts``) or in closed form (``--engine linear``, the
+default), three times: as shipped (``off``), after :func:`bayesda.calibrate.calibrate`
+with ``"auto"`` (representation- and observation-error scales fitted separately on 5-fold
+withheld observations) and with ``"single"`` (one scale for both, the earlier fit).
+Scores at unobserved grid points (:func:`bayesda.metrics.verify`), means over the times.
 
 Output: ``analysis/results/source_shift.json`` (a list of rows ``{"shift", "network",
 "calibrate", "rmse", "crps", "coverage_90", "spread_skill", "n_times", ...}``) and ``.md``.
@@ -65,7 +67,7 @@ def shifted_truth(truth, shift: str, seed: int, field: GaussianRandomField):
 class LinearisedPosterior:
     """The Gaussian posterior of the field under the decoder linearised at ``z = 0``.
 
-    ``x = g(0) + J z + r``, ``z ~ N(0, I)``, ``r ~ N(0, a^2 C)``, ``y = H x + e``,
+    ``x = g(0) + J z + r``, ``z ~ N(0, I)``, ``r ~ N(0, b^2 C)``, ``y = H x + e``,
     ``e ~ N(0, a^2 diag(sigma^2))``: the prior covariance ``P = J J^T + a^2 C`` and the
     Kalman update give the posterior mean and SD of every pixel in closed form. For the
     shipped decoder (in effect PPCA) this is what MAP + Laplace computes, without sampling
@@ -87,13 +89,14 @@ class LinearisedPosterior:
         self.C = F.T @ F + np.diag(np.asarray(re.diag_var, np.float64).ravel())
         self.grid = prior.grid
 
-    def __call__(self, obs, scale: float = 1.0):
+    def __call__(self, obs, scale: float = 1.0, scale_obs: float | None = None):
         from bayesda.operators import as_matrix, bilinear_stencil
 
         H = as_matrix(bilinear_stencil(self.grid, obs["lat"], obs["lon"]), self.b.size)
         P = self.JJt + scale**2 * self.C
         PHt = P @ H.T
-        S = H @ PHt + np.diag(scale**2 * obs["sigma"].to_numpy(np.float64) ** 2)
+        a = scale if scale_obs is None else scale_obs
+        S = H @ PHt + np.diag(a**2 * obs["sigma"].to_numpy(np.float64) ** 2)
         w = np.linalg.solve(S, np.c_[obs["value"].to_numpy(np.float64) - H @ self.b, PHt.T])
         mean = self.b + PHt @ w[:, 0]
         var = np.diag(P) - np.sum(PHt * w[:, 1:].T, axis=1)
@@ -115,6 +118,12 @@ def _gaussian_scores(mean, sd, truth, obs):
     }
 
 
+def _write(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def truth_grid(truth):
     from bayesda.grid import Grid
 
@@ -128,9 +137,14 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=250, help="Laplace draws per chain (4 chains)")
     ap.add_argument(
         "--engine",
-        choices=("linear", "laplace"),
+        choices=("linear", "laplace", "nuts"),
         default="linear",
-        help="linear: closed-form linearised posterior; laplace: bayesda.infer",
+        help="linear: closed-form linearised posterior; laplace, nuts: bayesda.infer",
+    )
+    ap.add_argument("--warmup", type=int, default=150, help="NUTS warmup per chain")
+    ap.add_argument("--modes", default="off,auto,single", help="calibrate modes to run")
+    ap.add_argument(
+        "--networks", default=",".join(map(str, NETWORKS)), help="numbers of observations"
     )
     ap.add_argument("--model", default=str(ROOT / "models" / "ncep-air"))
     ap.add_argument("--out", default=str(ROOT / "analysis" / "results" / "source_shift"))
@@ -145,8 +159,11 @@ def main(argv=None) -> int:
     test_idx = np.flatnonzero(test)
     # offset from the gross-error script's times so the two experiments do not share cases
     picks = test_idx[np.linspace(7, test_idx.size - 8, args.n_times).astype(int)]
+    method = "nuts" if args.engine == "nuts" else "laplace"
     kw = dict(
-        sampler=SamplerSettings(method="laplace", num_chains=4, num_samples=args.draws),
+        sampler=SamplerSettings(
+            method=method, num_chains=4, num_samples=args.draws, num_warmup=args.warmup
+        ),
         progress_bar=False,
     )
     rows = {}
@@ -154,11 +171,12 @@ def main(argv=None) -> int:
         base = prior.climatology.to_anomaly(data["tas"].isel(time=int(k))).drop_vars("time")
         for shift in args.shifts.split(","):
             truth = shifted_truth(base, shift, 1000 + case, grf)
-            for n in NETWORKS:
+            for n in [int(v) for v in args.networks.split(",")]:
                 obs = pseudo_obs(truth, n, network="station", sigma=0.5, seed=case)
-                for mode in ("off", "auto"):
+                for mode in args.modes.split(","):
                     p, o, rep = calibrate(prior, obs, mode, seed=case)
-                    if args.engine == "laplace":
+                    fit = rep.get("fit", {})
+                    if args.engine in ("laplace", "nuts"):
                         a = assimilate(p, o, seed=case, **kw)
                         v = metrics.verify(posterior_dataset(a, p), truth, obs).sel(
                             region="unobserved"
@@ -167,15 +185,23 @@ def main(argv=None) -> int:
                             k: float(v[k]) for k in ("rmse", "crps", "coverage_90", "spread_skill")
                         }
                     else:
-                        a = rep.get("fit", {}).get("scale", 1.0)
-                        sc = _gaussian_scores(*linear(obs, a), truth, obs)
+                        post = linear(obs, fit.get("scale", 1.0), fit.get("scale_obs", 1.0))
+                        sc = _gaussian_scores(*post, truth, obs)
                     key = (shift, f"station-{n}", mode)
                     rows.setdefault(key, []).append(
                         {
                             **sc,
-                            "scale": rep.get("fit", {}).get("scale", 1.0),
-                            "scale_q05": rep.get("fit", {}).get("scale_q05", 1.0),
-                            "scale_q95": rep.get("fit", {}).get("scale_q95", 1.0),
+                            **{
+                                k: fit.get(k, 1.0)
+                                for k in (
+                                    "scale",
+                                    "scale_q05",
+                                    "scale_q95",
+                                    "scale_obs",
+                                    "scale_obs_q05",
+                                    "scale_obs_q95",
+                                )
+                            },
                             "holdout_coverage_90": rep["check"]["coverage_90"],
                             "holdout_crps": rep["check"]["crps"],
                             "holdout_coverage_90_after": rep.get("check_calibrated", rep["check"])[
@@ -195,38 +221,42 @@ def main(argv=None) -> int:
         )
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(out_rows, indent=2) + "\n")
+    _write(out.with_suffix(".json"), json.dumps(out_rows, indent=2) + "\n")
     cmd = (
         f"python analysis/source_shift.py --n-times {args.n_times} --shifts {args.shifts} "
-        f"--engine {args.engine}"
+        f"--engine {args.engine} --modes {args.modes} --networks {args.networks}"
     )
-    cmd += f" --draws {args.draws}" if args.engine == "laplace" else ""
+    if args.engine != "linear":
+        cmd += f" --draws {args.draws}"
+    if args.engine == "nuts":
+        cmd += f" --warmup {args.warmup}"
+    engine = {
+        "linear": "closed-form posterior of the decoder linearised at z = 0",
+        "laplace": f"MAP + Laplace, 4 x {args.draws} draws",
+        "nuts": f"NUTS, 4 x ({args.warmup} + {args.draws})",
+    }[args.engine]
     lines = [
         "# Calibration under a change of source",
         "",
-        f"`{cmd}` ({_time.perf_counter() - t_start:.0f} s; "
-        + (
-            f"MAP + Laplace, 4 x {args.draws} draws"
-            if args.engine == "laplace"
-            else "closed-form posterior of the decoder linearised at z = 0"
-        )
-        + "; scores "
-        "at unobserved grid points, means over the held-out times; `scale` is the fitted "
-        "error scale a, [q05, q95] its bootstrap interval; `holdout cov90` is the run's own "
-        "5-fold check of withheld observations before / after).",
+        f"`{cmd}` ({_time.perf_counter() - t_start:.0f} s; {engine}; scores at unobserved "
+        "grid points, means over the held-out times; `b` is the fitted representation-error "
+        "scale and `a` the observation-error scale (one scale for both with `single`), "
+        "[q05, q95] bootstrap intervals, means over the times; `holdout cov90` is the run's "
+        "own 5-fold check of withheld observations before / after).",
         "",
-        "| shift | network | calibrate | RMSE | CRPS | cov90 | spread/skill | scale [q05, q95] "
-        "| holdout cov90 before / after |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| shift | network | calibrate | RMSE | CRPS | cov90 | spread/skill | b [q05, q95] "
+        "| a [q05, q95] | holdout cov90 before / after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in out_rows:
         lines.append(
             f"| {r['shift']} | {r['network']} | {r['calibrate']} | {r['rmse']:.3f} | "
             f"{r['crps']:.3f} | {r['coverage_90']:.3f} | {r['spread_skill']:.3f} | "
             f"{r['scale']:.2f} [{r['scale_q05']:.2f}, {r['scale_q95']:.2f}] | "
+            f"{r['scale_obs']:.2f} [{r['scale_obs_q05']:.2f}, {r['scale_obs_q95']:.2f}] | "
             f"{r['holdout_coverage_90']:.3f} / {r['holdout_coverage_90_after']:.3f} |"
         )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    _write(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -13,6 +13,7 @@ EXTRAS: dict[str, str] = {
     "distributed": "dask",
     "zarr": "zarr",
     "cfgrib": "grib",
+    "rasterio": "geotiff",
 }
 
 

@@ -6,10 +6,12 @@ inputs with a JSON-able record for the run's outputs:
 1. :func:`load_observations`: a station file in any of :data:`bayesda.stations.FORMATS`
    to anomalies in K (stations outside the model grid are dropped and counted);
 2. :func:`bayesda.window.select_window`: the reports within +-dt of the analysis time;
-3. :func:`bayesda.qc.quality_control`: background check and gross-error weights;
-4. :func:`bayesda.calibrate.calibrate`: withheld-observation check, optional rescaling.
+3. :func:`bayesda.offset.add_offset` (optional): the large-scale offset prior, which QC
+   and the check then use (:func:`bayesda.offset.estimate_offset` is recorded after QC);
+4. :func:`bayesda.qc.quality_control`: background check and gross-error weights;
+5. :func:`bayesda.calibrate.calibrate`: withheld-observation check, optional rescaling.
 
-:func:`preflight` runs 2-4.
+:func:`preflight` runs 2-5.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pandas as pd
 
 import bayesda.stations as _stations
 from bayesda.calibrate import calibrate as _calibrate
+from bayesda.offset import add_offset, estimate_offset
 from bayesda.qc import QCSettings, quality_control
 from bayesda.window import default_half_width, select_window
 
@@ -109,6 +112,8 @@ def preflight(
     window=None,
     qc: bool = True,
     calibrate: str = "off",
+    offset: str = "none",
+    offset_sd: float = 2.0,
     folds: int = 5,
     seed: int = 0,
     qc_settings: QCSettings | None = None,
@@ -122,19 +127,28 @@ def preflight(
       window: half width (a :class:`pandas.Timedelta` or ``"3h"``); default half the
         model's time step (:func:`bayesda.window.default_half_width`).
       qc: run :func:`bayesda.qc.quality_control`.
-      calibrate: ``"off"`` (check only), ``"auto"`` (check and rescale) or ``"none"`` (skip).
+      calibrate: ``"off"`` (check only), ``"auto"`` (check, then rescale representation and
+        observation error separately), ``"single"`` (one scale for both) or ``"none"``
+        (skip).
+      offset: the large-scale offset prior (:mod:`bayesda.offset`): ``"none"``,
+        ``"uniform"`` or ``"smooth"``; part of the prior that QC and the check use.
+      offset_sd: its prior SD per mode, K.
       folds, seed: the withheld-observation split.
       qc_settings: :class:`bayesda.qc.QCSettings`.
 
     Returns:
-      ``(prior, obs, record)`` to assimilate with, and ``{"window", "qc", "calibration"}``.
+      ``(prior, obs, record)`` to assimilate with, and ``{"window", "qc", "offset",
+      "calibration"}``.
     """
     record = {}
     if time is not None and "time" in obs.columns:
         dt = pd.Timedelta(window) if window is not None else default_half_width(prior)
         obs, record["window"] = select_window(obs, time, dt)
+    shipped, prior = prior, add_offset(prior, offset, offset_sd)
     if qc:
         obs, record["qc"] = quality_control(prior, obs, qc_settings)
+    if offset != "none":
+        record["offset"] = estimate_offset(shipped, obs, offset, offset_sd)
     if calibrate != "none":
         prior, obs, record["calibration"] = _calibrate(
             prior, obs, calibrate, folds=folds, seed=seed
@@ -164,6 +178,14 @@ def format_preflight(record: dict) -> str:
                 f"value {f['value']:+.2f} K, departure {f['departure']:+.2f} +- "
                 f"{f['departure_sd']:.2f} K, P(wrong) {f['p_gross']:.3f} [{f['qc']}]"
             )
+    o = record.get("offset")
+    if o:
+        names = ["uniform", "south-north gradient", "west-east gradient"]
+        parts = [
+            f"{name} {m:+.2f} +- {sd:.2f} K"
+            for name, m, sd in zip(names, o["mean"], o["post_sd"], strict=False)
+        ]
+        lines.append(f"offset ({o['kind']}, prior SD {o['sd']:g} K): " + ", ".join(parts))
     c = record.get("calibration")
     if c:
         k = c["check"]
@@ -175,8 +197,10 @@ def format_preflight(record: dict) -> str:
         if "fit" in c:
             f, a = c["fit"], c["check_calibrated"]
             lines.append(
-                f"calibrate auto: error scale {f['scale']:.2f} (90% {f['scale_q05']:.2f}"
-                f"-{f['scale_q95']:.2f}); withheld coverage {a['coverage_90']:.2f}, "
+                f"calibrate {c['mode']}: representation error x{f['scale']:.2f} (90% "
+                f"{f['scale_q05']:.2f}-{f['scale_q95']:.2f}), observation error "
+                f"x{f['scale_obs']:.2f} (90% {f['scale_obs_q05']:.2f}-"
+                f"{f['scale_obs_q95']:.2f}); withheld coverage {a['coverage_90']:.2f}, "
                 f"CRPS {a['crps']:.3f} K"
             )
         elif k["coverage_90"] < 0.8 or k["coverage_90"] > 0.97:

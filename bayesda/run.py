@@ -14,6 +14,7 @@ A run directory holds::
     RUN/trace.png          trace plots of the first latent dimensions (NUTS only)
     RUN/trace_rank.png     rank plots of the same (NUTS only)
     RUN/run.json           settings, timings, gradient evaluations, provenance
+    RUN/geotiff/*.tif      mean, SD, quantiles, exceedance probabilities (``geotiff=True``)
     RUN/climatology_sd.nc  climatological anomaly SD at the analysis time (for the "fog")
     RUN/truth.nc           the true anomaly, when known (the demo)
     RUN/verification.json  RMSE, CRPS, coverage against the truth, when known
@@ -80,6 +81,7 @@ def assimilate_to_run(
     truth=None,
     force: bool = False,
     extra: dict | None = None,
+    geotiff: bool = False,
     seed: int = 0,
     sampler: SamplerSettings | None = None,
     options: ModelOptions | None = None,
@@ -96,6 +98,8 @@ def assimilate_to_run(
       truth: optional true anomaly ``(lat, lon)`` DataArray (K), saved and mapped.
       force: replace an existing bayesda run at ``out`` (never another directory).
       extra: more entries for ``run.json``.
+      geotiff: also write the two-dimensional layers as GeoTIFF in ``RUN/geotiff/``
+        (:mod:`bayesda.geotiff`; needs rasterio).
       seed, sampler, options, progress_bar: as for :func:`bayesda.infer.assimilate`.
       **legacy: deprecated per-field sampler keywords (``num_chains=``, ...).
 
@@ -119,6 +123,7 @@ def assimilate_to_run(
             truth=truth,
             force=force,
             extra=extra,
+            geotiff=geotiff,
             seed=seed,
             sampler=sampler,
             options=options,
@@ -136,6 +141,7 @@ def _write_run(
     truth,
     force,
     extra,
+    geotiff,
     seed,
     sampler,
     options,
@@ -177,6 +183,11 @@ def _write_run(
             write_netcdf(ds, tmp / "posterior.nc")
         with outputs.writing(out / "inference.nc"):
             a.idata.to_netcdf(str(tmp / "inference.nc"))
+        tifs = []
+        if geotiff:
+            from bayesda.geotiff import write_geotiff
+
+            tifs = [p.name for p in write_geotiff(ds, tmp / "geotiff")]
         a.obs.frame.to_csv(tmp / "obs.csv", index=False, float_format="%.9g")
         site_table(a.obs.frame, ds).to_csv(
             tmp / "obs_posterior.csv", index=False, float_format="%.4f"
@@ -217,6 +228,7 @@ def _write_run(
             "grad_evals": a.grad_evals,
             "verdict": verdict.status,
             "verification": scores,
+            **({"geotiff": tifs} if tifs else {}),
             **(extra or {}),
         }
         _write_json(info, tmp / "run.json")

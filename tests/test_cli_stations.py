@@ -12,6 +12,13 @@ from test_qc import _grf_prior, _obs_of
 from bayesda import cli
 from bayesda.commands import assim
 
+try:
+    import rasterio  # noqa: F401
+
+    _HAVE_RIO = True
+except ImportError:
+    _HAVE_RIO = False
+
 LAPLACE = ["--method", "laplace", "--chains", "2", "--draws", "100", "--no-progress"]
 
 
@@ -36,6 +43,7 @@ def test_assimilate_flags_gross_error_and_writes_site_table(monkeypatch, tmp_pat
                 str(run),
                 "--calibrate",
                 "auto",
+                *(["--geotiff"] if _HAVE_RIO else []),
                 *LAPLACE,
             ]
         )
@@ -46,7 +54,11 @@ def test_assimilate_flags_gross_error_and_writes_site_table(monkeypatch, tmp_pat
     assert "S4 (" in out and "calibration check (5-fold" in out and "calibrate auto" in out
     info = json.loads((run / "run.json").read_text())
     assert [f["station_id"] for f in info["qc"]["flagged"]] == ["S4"]
-    assert info["calibration"]["fit"]["scale_q05"] <= info["calibration"]["fit"]["scale"]
+    fit = info["calibration"]["fit"]
+    assert fit["scale_q05"] <= fit["scale"] <= fit["scale_q95"]
+    assert fit["scale_obs_q05"] <= fit["scale_obs"] <= fit["scale_obs_q95"]
+    if _HAVE_RIO:
+        assert "p_exceed_p5K.tif" in info["geotiff"] and (run / "geotiff" / "sd.tif").is_file()
     sites = pd.read_csv(run / "obs_posterior.csv")
     assert sites.loc[4, "qc"] != "ok" and (sites["qc"] == "ok").sum() == 29
     # the posterior at the bad station ignores it: its residual is about the 15 K error

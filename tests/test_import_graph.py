@@ -112,8 +112,8 @@ LAYERS: list[tuple[str, ...]] = [
         "stations",
         "window",
     ),
-    ("prior", "model", "train", "checkpoint", "sampler", "posterior", "qc", "calibrate"),
-    ("diagnostics", "plots", "metrics", "baselines", "store", "sites"),  # judging, showing
+    ("prior", "model", "train", "checkpoint", "sampler", "posterior", "qc", "calibrate", "offset"),
+    ("diagnostics", "plots", "metrics", "baselines", "store", "sites", "geotiff"),  # showing
     ("obsdata", "compiled", "result", "summaries", "infer"),  # inference
     ("run", "reanalysis", "recipe", "demo", "preflight"),  # workflows
     (

@@ -59,6 +59,12 @@ def register(subparsers) -> None:
         help="replace an existing bayesda run directory (never any other directory)",
     )
     _add_station_args(p)
+    p.add_argument(
+        "--geotiff",
+        action="store_true",
+        help="also write the mean, SD, quantile and exceedance layers as GeoTIFF files in "
+        "RUN/geotiff/ (needs the geotiff extra: pip install 'bayesda[geotiff]')",
+    )
     add_settings_args(p, DEFAULT)
     p.set_defaults(func=cmd_assimilate)
 
@@ -139,11 +145,26 @@ def _add_station_args(p) -> None:
         help="background check and gross-error model (bayesda.qc)",
     )
     p.add_argument(
+        "--offset",
+        choices=("none", "uniform", "smooth"),
+        default="none",
+        help="a large-scale offset with its own prior, for a period warmer or colder than "
+        "the training data (bayesda.offset): uniform, or smooth (uniform plus latitude and "
+        "longitude gradients); default none",
+    )
+    p.add_argument(
+        "--offset-sd",
+        type=positive_float,
+        default=2.0,
+        help="prior SD of each offset mode, K (default 2)",
+    )
+    p.add_argument(
         "--calibrate",
-        choices=("off", "auto", "none"),
+        choices=("off", "auto", "single", "none"),
         default="off",
-        help="off: check on withheld obs only; auto: also rescale obs and "
-        "representation error; none: skip the check",
+        help="off: check on withheld obs only; auto: also fit separate scales for the "
+        "representation and the observation error and assimilate with them; single: one "
+        "scale for both (the earlier fit); none: skip the check",
     )
 
 
@@ -169,6 +190,13 @@ def _read_obs(args, prior):
 
 def cmd_assimilate(args) -> int:
     outputs.check_target(args.out, "run", force=args.force)  # before loading anything
+    if args.geotiff:
+        from bayesda.geotiff import require_geotiff
+
+        try:
+            require_geotiff()
+        except ImportError as err:
+            raise ValueError(f"--geotiff: {err}") from None
     from bayesda.preflight import format_preflight, load_observations, preflight
 
     prior = load_prior(args.model)
@@ -193,6 +221,8 @@ def cmd_assimilate(args) -> int:
         window=args.window,
         qc=args.qc == "on",
         calibrate=args.calibrate,
+        offset=args.offset,
+        offset_sd=args.offset_sd,
         seed=settings.get("seed", 0),
     )
     print(format_preflight(record))
@@ -203,6 +233,7 @@ def cmd_assimilate(args) -> int:
         time=args.time,
         force=args.force,
         extra={"observations": reader, **record},
+        geotiff=args.geotiff,
         **settings,
     )
     _print_summary(info, args.out)
@@ -219,7 +250,7 @@ def _print_summary(info: dict, out) -> None:
     print(f"verdict: {info['verdict']} (details: bayesda diagnose {out})")
     print(
         f"wrote {out}/: posterior.nc inference.nc obs.csv obs_posterior.csv diagnostics.json "
-        "maps.png run.json"
+        "maps.png run.json" + (" geotiff/" if info.get("geotiff") else "")
     )
 
 
