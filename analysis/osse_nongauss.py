@@ -172,8 +172,10 @@ def markdown(o: dict) -> str:
     def row(name, r, units):
         q16, q32 = r["quadratic_gain_d16"], r["quadratic_gain_d32"]
         return (
-            f"| {name} | {units} | {r.get('anomaly_sd', float('nan')):.3g} | "
-            f"{r['skew_mean_abs_weighted']:.3f} | "
+            f"| {name} | {units} | "
+            + (f"{r['anomaly_sd']:.3g}" if "anomaly_sd" in r else "")
+            + " | "
+            + f"{r['skew_mean_abs_weighted']:.3f} | "
             + (
                 f"{r['skew_min']:.2f} / {r['skew_max']:.2f} | {r['kurt_mean_weighted']:.2f} / "
                 f"{r['kurt_max']:.2f} | {r['frac_beyond_4sd']:.1e} | "
