@@ -69,14 +69,14 @@ def derived(ds, lat, lon) -> dict[str, tuple]:
 
     def control():
         # positive control: one warm bump (10 K, SD 10 x 8 degrees) at 45N, at a random
-        # longitude per time, plus 0.5 K white noise; translation is the textbook case where
+        # longitude per time, plus 0.1 K white noise; translation is the textbook case where
         # PCA needs many modes and the higher ones are functions of the leading ones
         rng = np.random.default_rng(0)
         n = ds.sizes["time"]
         centre = rng.uniform(-180, 180, size=n)[:, None, None]
         dlon = (lon[None, None, :] - centre + 180) % 360 - 180
         bump = 10 * np.exp(-0.5 * ((dlon / 10) ** 2 + ((lat[None, :, None] - 45) / 8) ** 2))
-        return bump + 0.5 * rng.standard_normal(bump.shape)
+        return bump + 0.1 * rng.standard_normal(bump.shape)
 
     return {
         "control_translating_bump": (control, "K"),
@@ -192,7 +192,7 @@ def markdown(o: dict) -> str:
         "the mean residual of the k nearest training fields in PC-score space (any smooth "
         "dependence; k chosen on a validation block; bayesda.fieldstats.knn_gain). "
         "control_translating_bump is synthetic (a 10 K bump at a random longitude, 45N, "
-        "plus 0.5 K noise): a positive control.",
+        "plus 0.1 K noise): a positive control.",
         "",
         "| field | units | anomaly SD | mean abs skew | skew min / max | mean / max excess "
         "kurtosis | beyond 4 SD | area with abs skew > 0.5 | quadratic / PCA d=16 | d=32 | "
