@@ -92,7 +92,7 @@ def derived(ds, lat, lon) -> dict[str, tuple]:
     }
 
 
-def stats(train: np.ndarray, test: np.ndarray, w: np.ndarray, null: bool) -> dict:
+def stats(train: np.ndarray, test: np.ndarray, w: np.ndarray, null: bool, dims=DIMS) -> dict:
     skew, kurt = moments(train)
     z = (train - train.mean(0)) / train.std(0)
     out = {
@@ -105,7 +105,7 @@ def stats(train: np.ndarray, test: np.ndarray, w: np.ndarray, null: bool) -> dic
         "frac_beyond_4sd": float(np.mean(np.abs(z) > 4)),
         "frac_area_abs_skew_gt_0.5": float(np.sum((np.abs(skew) > 0.5) * w) / np.sum(w)),
     }
-    for d in DIMS:
+    for d in dims:
         out[f"quadratic_gain_d{d}"] = quadratic_gain(train, test, d)
         out[f"knn_gain_d{d}"] = knn_gain(train, test, d)
     if null:
@@ -116,11 +116,41 @@ def stats(train: np.ndarray, test: np.ndarray, w: np.ndarray, null: bool) -> dic
             "skew_mean_abs_weighted": float(np.sum(np.abs(s_skew) * w) / np.sum(w)),
             **{
                 f"quadratic_gain_d{d}": quadratic_gain(sur[: len(train)], sur[len(train) :], d)
-                for d in DIMS
+                for d in dims
             },
             **{f"knn_gain_d{d}": knn_gain(sur[: len(train)], sur[len(train) :], d) for d in DIMS},
         }
     return out
+
+
+def windows(ds, lat, lon, train_mask, test_mask, argv: str) -> None:
+    """Gains in regional windows of tas (fewer pixels, fewer features at a time)."""
+    t = ds["tas"].values.astype(np.float64)
+    boxes = {
+        "tas 30-60N x 0-90E": ((lat >= 30) & (lat <= 60), (lon >= 0) & (lon < 90)),
+        "tas 15S-15N x 0-90E": (np.abs(lat) <= 15, (lon >= 0) & (lon < 90)),
+    }
+    res = {}
+    for name, (la, lo) in boxes.items():
+        x = t[:, la][:, :, lo]
+        tr, te = x[train_mask], x[test_mask]
+        tr, te = tr - tr.mean(0), te - tr.mean(0)
+        res[name] = {
+            "pixels": list(x.shape[1:]),
+            **{
+                f"d{d}": {
+                    "quadratic": round(quadratic_gain(tr, te, d)["ratio"], 4),
+                    "knn": round(knn_gain(tr, te, d)["ratio"], 4),
+                }
+                for d in (2, 4, 8)
+            },
+        }
+        print(name, json.dumps(res[name]), flush=True)
+    path = RESULTS / "osse_nongauss.json"
+    out = json.loads(path.read_text())
+    out["windows"] = {"command": f"python analysis/osse_nongauss.py {argv}", **res}
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    (RESULTS / "osse_nongauss.md").write_text(markdown(out))
 
 
 def main() -> None:
@@ -128,6 +158,13 @@ def main() -> None:
     p.add_argument("--store", default=None)
     p.add_argument("--max-snapshots", type=int, default=None)
     p.add_argument("--only", default=None, help="comma-separated candidates")
+    p.add_argument("--dims", default="16,32", help="latent sizes of the gain probes")
+    p.add_argument("--no-null", action="store_true", help="skip the Gaussian null")
+    p.add_argument(
+        "--windows",
+        action="store_true",
+        help="only: tas in two 90-degree windows (30-60N, 15S-15N) at d = 2, 4, 8",
+    )
     args = p.parse_args()
     import xarray as xr
 
@@ -147,6 +184,9 @@ def main() -> None:
         "n_snapshots": int(ds.sizes["time"]),
         "results": {},
     }
+    if args.windows:
+        windows(ds, lat, lon, train_mask, test_mask, " ".join(sys.argv[1:]))
+        return
     fields = derived(ds, lat, lon)
     names = args.only.split(",") if args.only else list(fields)
     path = RESULTS / "osse_nongauss.json"
@@ -161,10 +201,16 @@ def main() -> None:
         tr, te = x[train_mask & ok], x[test_mask & ok]
         mean = tr.mean(0)
         t1 = time.perf_counter()
-        r = stats(tr - mean, te - mean, w, null=(name == "tas"))
+        r = stats(
+            tr - mean,
+            te - mean,
+            w,
+            null=(name == "tas" and not args.no_null),
+            dims=tuple(int(v) for v in args.dims.split(",")),
+        )
         r["units"] = units
         r["seconds"] = round(time.perf_counter() - t1, 1)
-        out["results"][name] = r
+        out["results"][name] = {**out["results"].get(name, {}), **r}
         print(name, json.dumps(r), flush=True)
     out["wall_seconds"] = round(time.perf_counter() - t0, 1)
     if args.only and path.exists():
@@ -201,7 +247,9 @@ def markdown(o: dict) -> str:
     ]
 
     def row(name, r, units):
-        q16, q32 = r["quadratic_gain_d16"], r["quadratic_gain_d32"]
+        def g(key):
+            return f"{r[key]['ratio']:.4f}" if key in r else ""
+
         return (
             f"| {name} | {units} | "
             + (f"{r['anomaly_sd']:.3g}" if "anomaly_sd" in r else "")
@@ -214,14 +262,33 @@ def markdown(o: dict) -> str:
                 if "skew_min" in r
                 else "| | | | "
             )
-            + f"{q16['ratio']:.4f} | {q32['ratio']:.4f} | "
-            + f"{r['knn_gain_d16']['ratio']:.4f} | {r['knn_gain_d32']['ratio']:.4f} |"
+            + " | ".join(g(f"{kind}_gain_d{d}") for kind in ("quadratic", "knn") for d in DIMS)
+            + " |"
         )
 
     for name, r in o["results"].items():
         lines.append(row(name, r, r["units"]))
         if "gaussian_null" in r:
             lines.append(row(f"({name}: Gaussian null)", r["gaussian_null"], ""))
+    if "windows" in o:
+        w = o["windows"]
+        lines += [
+            "",
+            f"Regional windows (`{w['command']}`): quadratic / kNN ratio at d = 2, 4, 8",
+            "",
+            "| window | pixels | d=2 | d=4 | d=8 |",
+            "|---|---|---|---|---|",
+        ]
+        for name, r in w.items():
+            if name == "command":
+                continue
+            lines.append(
+                f"| {name} | {r['pixels'][0]} x {r['pixels'][1]} | "
+                + " | ".join(
+                    f"{r[k]['quadratic']:.4f} / {r[k]['knn']:.4f}" for k in ("d2", "d4", "d8")
+                )
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
