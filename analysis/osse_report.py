@@ -56,6 +56,8 @@ def main() -> None:
                     "vae_rmse": r["vae_rmse"],
                     "pca_rmse": r["pca_rmse"],
                     "ratio": r["ratio"],
+                    "vae_refined_rmse": r.get("vae_refined_rmse"),
+                    "pca_symmetrised_rmse": r.get("pca_symmetrised_rmse"),
                     "best_epoch": r["best_epoch"],
                     "epochs_run": r["epochs_run"],
                     "train_wall_s": r["train_wall_s"],
@@ -91,17 +93,25 @@ def markdown(s: dict) -> str:
         lines += [
             "## Held-out reconstruction RMSE (K), temperature at the lowest level",
             "",
-            "| model | d | VAE | PCA-d | VAE / PCA (target <= 0.85) | best / run epochs |"
-            " train s | n_fit |",
-            "|---|---|---|---|---|---|---|---|",
+            "| model | d | VAE | PCA-d | VAE / PCA (target <= 0.85) | VAE, refined z |"
+            " PCA-sym | best / run epochs | train s | n_fit |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in s["reconstruction"]:
             lines.append(
                 f"| {r['model']} | {r['latent_dim']} | {r['vae_rmse']:.4f} | "
-                f"{r['pca_rmse']:.4f} | {r['ratio']:.3f} | {r['best_epoch']} / "
+                f"{r['pca_rmse']:.4f} | {r['ratio']:.3f} | {r.get('vae_refined_rmse') or ''} | "
+                f"{r.get('pca_symmetrised_rmse') or ''} | {r['best_epoch']} / "
                 f"{r['epochs_run']} | {r['train_wall_s']} | {r['n_fit']} |"
             )
-        lines += ["", "Commands: `osse_recon.json` (one per row).", ""]
+        lines += [
+            "",
+            "Commands: `osse_recon.json` (one per row). `gpu-*` rows: the GPU sweep "
+            "(`osse_gpu_sweep.md`: 9,200 snapshots; H200). Refined z = the decoder's optimum "
+            "(Adam on z); PCA-sym = PCA with the covariance averaged over longitude rolls and "
+            "the hemisphere flip (the fair baseline for the augmented `aug-*` runs).",
+            "",
+        ]
     if s["skill"]:
         lines += [
             "## Assimilation at unobserved points (sigma 0.5 K)",

@@ -38,7 +38,12 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from osse_common import RESULTS, default_store  # noqa: E402
 
-from bayesda.fieldstats import gaussian_surrogate, moments, quadratic_gain  # noqa: E402
+from bayesda.fieldstats import (  # noqa: E402
+    gaussian_surrogate,
+    knn_gain,
+    moments,
+    quadratic_gain,
+)
 
 FORCING_UNITS = {
     "dTy": "degK",
@@ -51,7 +56,7 @@ FORCING_UNITS = {
     "sigma_b": "",
 }
 LEVELS = (0.95, 0.85, 0.55, 0.25)
-DIMS = (4, 8)
+DIMS = (4, 8, 16)
 
 
 def parse_forcing(text: str | None) -> dict:
@@ -112,7 +117,12 @@ def field_stats(x: np.ndarray, times: np.ndarray, w: np.ndarray) -> dict:
             "kurt_mean": float(np.sum(kurt * w) / w.sum()),
             "kurt_max": float(kurt.max()),
             "frac_beyond_4sd": float(np.mean(np.abs(z) > 4)),
-            **{f"quad_ratio_d{d}": round(quadratic_gain(a, b, d)["ratio"], 4) for d in DIMS},
+            **{
+                f"quad_ratio_d{d}": round(quadratic_gain(a, b, d)["ratio"], 4)
+                for d in DIMS
+                if len(a) > d * (d + 1) // 2 * 1.5
+            },
+            **{f"knn_ratio_d{d}": round(knn_gain(a, b, d)["ratio"], 4) for d in DIMS},
         }
     return out
 
@@ -130,7 +140,12 @@ def run_variant(args) -> dict:
     if not restarts:
         raise SystemExit(f"no restart state next to {store}: run `bayesda data simulate` first")
     cfg = HeldSuarezConfig()
-    model = _build(cfg, forcing=parse_forcing(args.forcing))
+    tracer = None
+    if args.tracer_days:
+        # an "air-mass" tracer: -1 equatorward of 45 degrees, +1 poleward, a 10-degree
+        # front in the storm tracks, relaxed back at every level
+        tracer = (lambda lat: np.tanh((np.abs(lat) - 45.0) / 10.0), args.tracer_days)
+    model = _build(cfg, forcing=parse_forcing(args.forcing), tracer=tracer)
     state = _state_from_npz(model.initial_state, restarts[-1])
     t0 = time.perf_counter()
     n_spin = int(round(args.spinup_days * 24 / cfg.interval_hours))
@@ -139,7 +154,7 @@ def run_variant(args) -> dict:
     jax.block_until_ready(state)
     spin_s = time.perf_counter() - t0
     levels = [int(np.argmin(np.abs(model.sigma - s))) for s in LEVELS]
-    frames = {"t": [], "vor": []}
+    frames = {"t": [], "vor": []} | ({"q": []} if tracer else {})
     t0 = time.perf_counter()
     for _ in range(args.snapshots):
         state = model.advance(state)
@@ -152,7 +167,9 @@ def run_variant(args) -> dict:
     w = np.repeat(np.cos(np.radians(lat))[:, None], len(model.lon), axis=1)
     times = np.datetime64("2001-01-01", "ns") + np.arange(args.snapshots) * np.timedelta64(6, "h")
     fields = {}
-    for k, units in (("t", "K"), ("vor", "1e-5/s")):
+    for k, units in (("t", "K"), ("vor", "1e-5/s"), ("q", "1")):
+        if k not in frames or (args.fields and k not in args.fields.split(",")):
+            continue
         arr = np.stack(frames[k], axis=1)[:, :, order, :].astype(np.float64)  # [lev, n, lat, lon]
         if k == "vor":
             arr = arr * 1e5
@@ -164,7 +181,8 @@ def run_variant(args) -> dict:
     return {
         "kind": "variant",
         "name": args.name,
-        "forcing": args.forcing or "Held-Suarez",
+        "forcing": (args.forcing or "Held-Suarez")
+        + (f"; tracer q, tau {args.tracer_days} d" if args.tracer_days else ""),
         "restart": str(restarts[-1]),
         "spinup_days": args.spinup_days,
         "snapshots": args.snapshots,
@@ -182,6 +200,13 @@ def main() -> None:
     p.add_argument("--spinup-days", type=float, default=0.0)
     p.add_argument("--snapshots", type=int, default=400)
     p.add_argument("--store", default=None)
+    p.add_argument(
+        "--tracer-days",
+        type=float,
+        default=None,
+        help="add a passive air-mass tracer relaxed with this time scale",
+    )
+    p.add_argument("--fields", default=None, help="only these, e.g. q,t (default all)")
     p.add_argument("--timing", nargs=2, metavar=("GRID", "DT_MINUTES"), default=None)
     args = p.parse_args()
     t0 = time.perf_counter()
@@ -229,8 +254,10 @@ def markdown(records: list[dict]) -> str:
             "| variant | forcing | snapshots | s per 6 h | field | mean abs skew (Gaussian) | "
             "mean / max excess kurtosis (Gaussian max) | beyond 4 SD (Gaussian) | "
             + " | ".join(f"quad ratio d={d} (Gaussian)" for d in DIMS)
+            + " | "
+            + " | ".join(f"kNN ratio d={d} (Gaussian)" for d in DIMS)
             + " |",
-            "|---|---|---|---|---|---|---|---|" + "---|" * len(DIMS),
+            "|---|---|---|---|---|---|---|---|" + "---|" * (2 * len(DIMS)),
         ]
         for r in variants:
             for name, f in r["fields"].items():
@@ -241,7 +268,11 @@ def markdown(records: list[dict]) -> str:
                     f"{d['kurt_mean']:.2f} / {d['kurt_max']:.2f} ({g['kurt_max']:.2f}) | "
                     f"{d['frac_beyond_4sd']:.1e} ({g['frac_beyond_4sd']:.1e}) | "
                     + " | ".join(
-                        f"{d[f'quad_ratio_d{k}']:.4f} ({g[f'quad_ratio_d{k}']:.4f})" for k in DIMS
+                        f"{d[f'{kind}_ratio_d{k}']:.4f} ({g[f'{kind}_ratio_d{k}']:.4f})"
+                        if f"{kind}_ratio_d{k}" in d
+                        else ""
+                        for kind in ("quad", "knn")
+                        for k in DIMS
                     )
                     + " |"
                 )

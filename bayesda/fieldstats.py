@@ -14,6 +14,7 @@ import numpy as np
 __all__ = [
     "EARTH_RADIUS_M",
     "gaussian_surrogate",
+    "knn_gain",
     "moments",
     "pca_variance_kept",
     "quadratic_gain",
@@ -242,3 +243,80 @@ def symmetrise(
         c = 0.5 * (c + c[::-1, :, ::-1, :])
     m = m.ravel()
     return m, c.reshape(nlat * nlon, nlat * nlon) - np.outer(m, m)
+
+
+def knn_gain(
+    train: np.ndarray,
+    test: np.ndarray,
+    d: int,
+    ks=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    validation_fraction: float = 0.2,
+    chunk: int = 64,
+) -> dict[str, float]:
+    """How much a nonparametric decoder of the first ``d`` PC scores beats PCA-d on ``test``.
+
+    Like :func:`quadratic_gain`, but the PCA-d residual of a field is predicted by the mean
+    residual of its ``k`` nearest training fields in the space of the ``d`` leading PC
+    scores (Euclidean, i.e. distance between the PCA-d projections). It sees any smooth
+    dependence of the residual on the scores, not only quadratic ones, where the fields
+    are dense enough (a low-dimensional manifold: e.g. a feature that moves, whose higher
+    harmonics are functions of its phase). For Gaussian fields the residual is independent
+    of the scores and the best ``k`` is the largest (ratio ``sqrt(1 + 1/k)`` >= 1).
+
+    ``k`` is chosen among ``ks`` on the last ``validation_fraction`` of ``train``
+    (neighbours from the rest), then the test fields use all of ``train``.
+
+    Returns:
+      ``pca_rmse``, ``knn_rmse``, their ``ratio`` (< 1: nonlinear structure) and ``k``.
+    """
+    a = np.asarray(train, np.float64).reshape(len(train), -1)
+    b = np.asarray(test, np.float64).reshape(len(test), -1)
+    ks = sorted(int(k) for k in ks)
+    if not 1 <= d < min(a.shape):
+        raise ValueError(f"d={d} needs 1 <= d < min(n, npix) = {min(a.shape)}")
+    mu = a.mean(axis=0)
+    _, _, vt = np.linalg.svd(a - mu, full_matrices=False)
+
+    def split(x):
+        c = x - mu
+        s = c @ vt[:d].T
+        return s, c - s @ vt[:d]
+
+    s_train, r_train = split(a)
+    s_test, r_test = split(b)
+
+    def errors(s_q, r_q, s_ref, r_ref, k_list):
+        """Sum of squared errors of each k over the query fields."""
+        kmax = min(k_list[-1], len(s_ref))
+        out = np.zeros(len(k_list))
+        for i in range(0, len(s_q), chunk):
+            dist = (
+                np.sum(s_q[i : i + chunk] ** 2, 1)[:, None]
+                - 2 * s_q[i : i + chunk] @ s_ref.T
+                + np.sum(s_ref**2, 1)[None, :]
+            )
+            idx = np.argpartition(dist, kmax - 1, axis=1)[:, :kmax]
+            order = np.take_along_axis(dist, idx, 1).argsort(axis=1)
+            idx = np.take_along_axis(idx, order, 1)
+            csum = np.cumsum(r_ref[idx], axis=1)  # [q, kmax, npix]
+            for j, k in enumerate(k_list):
+                kk = min(k, kmax)
+                pred = csum[:, kk - 1] / kk
+                out[j] += np.sum((r_q[i : i + chunk] - pred) ** 2)
+        return out
+
+    n_fit = int(round(len(a) * (1 - validation_fraction)))
+    if len(ks) > 1 and 0 < n_fit < len(a):
+        k = ks[
+            int(
+                np.argmin(
+                    errors(s_train[n_fit:], r_train[n_fit:], s_train[:n_fit], r_train[:n_fit], ks)
+                )
+            )
+        ]
+    else:
+        k = ks[-1]
+    sse = errors(s_test, r_test, s_train, r_train, [k])[0]
+    pca = float(np.sqrt(np.mean(r_test**2)))
+    knn = float(np.sqrt(sse / r_test.size))
+    return {"pca_rmse": pca, "knn_rmse": knn, "ratio": knn / pca, "k": k}

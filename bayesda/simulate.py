@@ -151,9 +151,19 @@ class _Model(NamedTuple):
     sigma: np.ndarray  # [level] sigma of the level centres, top (small) to bottom
 
 
-def _build(config: HeldSuarezConfig, forcing: dict | None = None) -> _Model:
-    """The jitted model. ``forcing``: keyword overrides of dinosaur's ``HeldSuarezForcing``
-    in its units (e.g. ``{"dTy": 100 * units.degK}``) for experiments; None = Held-Suarez."""
+def _build(
+    config: HeldSuarezConfig,
+    forcing: dict | None = None,
+    tracer: tuple[Callable, float] | None = None,
+) -> _Model:
+    """The jitted model, with two hooks for experiments (analysis/osse_variants.py).
+
+    ``forcing``: keyword overrides of dinosaur's ``HeldSuarezForcing`` in its units (e.g.
+    ``{"dTy": 100 * units.degK}``); None = Held-Suarez. ``tracer``: ``(profile, days)``
+    adds a passive tracer ``q`` (advected by the flow, no feedback) relaxed at every level
+    towards ``profile(lat_degrees) -> [lat]`` with time scale ``days``, starting at the
+    profile; ``column_fields`` then returns it as ``"q"``.
+    """
     import jax
     import jax.numpy as jnp
     from dinosaur import (
@@ -187,10 +197,27 @@ def _build(config: HeldSuarezConfig, forcing: dict | None = None) -> _Model:
         p0=1e5 * units.pascal,
         **dict(forcing or {}),
     )
+    terms = [equations, forcing]
+    lon_nodes, sin_lat = grid.nodal_axes
+    q_eq = None
+    if tracer is not None:
+        profile, days = tracer
+        lat_mesh = np.degrees(np.arcsin(grid.nodal_mesh[1]))  # [lon, lat]
+        q_eq = np.broadcast_to(
+            np.asarray(profile(lat_mesh), np.float64), (config.layers,) + lat_mesh.shape
+        )
+        rate = 1.0 / float(specs.nondimensionalize(days * units.day))
+        hs = forcing
+
+        class _WithTracer(time_integration.ExplicitODE):
+            def explicit_terms(self, state):
+                tend = hs.explicit_terms(state)
+                dq = -rate * (grid.to_nodal(state.tracers["q"]) - q_eq)
+                return dataclasses.replace(tend, tracers={"q": grid.to_modal(dq)})
+
+        terms = [equations, _WithTracer()]
     dt = specs.nondimensionalize(config.dt_minutes * units.minute)
-    step = time_integration.imex_rk_sil3(
-        time_integration.compose_equations([equations, forcing]), dt
-    )
+    step = time_integration.imex_rk_sil3(time_integration.compose_equations(terms), dt)
     # the hyperviscosity-like filter of dinosaur's Held-Suarez example
     step = time_integration.step_with_filters(
         step,
@@ -220,17 +247,22 @@ def _build(config: HeldSuarezConfig, forcing: dict | None = None) -> _Model:
         t = grid.to_nodal(state.temperature_variation) + ref_temps[:, None, None]
         u, v = spherical_harmonic.vor_div_to_uv_nodal(grid, state.vorticity, state.divergence)
         vor = grid.to_nodal(state.vorticity)
-        return {"t": t * t_scale, "u": u * v_scale, "v": v * v_scale, "vor": vor / t_unit_s}
+        out = {"t": t * t_scale, "u": u * v_scale, "v": v * v_scale, "vor": vor / t_unit_s}
+        if "q" in state.tracers:
+            out["q"] = grid.to_nodal(state.tracers["q"])
+        return out
 
     t_unit_s = float(specs.dimensionalize(1.0, units.second).m)
 
     def column_fields(state):
         return {k: np.asarray(v, dtype=np.float32) for k, v in _columns(state).items()}
 
-    lon_nodes, sin_lat = grid.nodal_axes
+    initial = init_fn(jax.random.PRNGKey(config.seed))
+    if q_eq is not None:
+        initial = dataclasses.replace(initial, tracers={"q": grid.to_modal(jnp.asarray(q_eq))})
     return _Model(
         advance,
-        init_fn(jax.random.PRNGKey(config.seed)),
+        initial,
         to_fields,
         np.degrees(np.arcsin(sin_lat)),
         np.degrees(lon_nodes),

@@ -135,3 +135,23 @@ def test_symmetrise_is_roll_and_flip_invariant_and_keeps_the_variance():
     ).reshape(-1, nlat * nlon)
     np.testing.assert_allclose(m, aug.mean(0), atol=1e-10)
     np.testing.assert_allclose(s, np.cov(aug.T, bias=True), atol=1e-8)
+
+
+def test_knn_gain_sees_a_moving_feature_that_is_null_for_gaussian_fields():
+    from bayesda.fieldstats import knn_gain
+
+    rng = np.random.default_rng(5)
+    n, nlon = 3000, 48
+    lon = np.arange(nlon) * 2 * np.pi / nlon
+    # a narrow bump at a random phase: PCA-2 holds its first harmonic, the rest is a
+    # function of the phase, which the 2 leading scores determine
+    phase = rng.uniform(0, 2 * np.pi, size=(2 * n, 1))
+    x = 3 * np.exp((np.cos(lon - phase) - 1) / 0.05) + 0.1 * rng.normal(size=(2 * n, nlon))
+    moving = knn_gain(x[:n], x[n:], 2)
+    assert moving["ratio"] < 0.3, moving
+    gauss = rng.normal(size=(2 * n, nlon)) * np.linspace(2, 0.5, nlon)
+    null = knn_gain(gauss[:n], gauss[n:], 2)
+    # chosen k is large; ratio sqrt(1 + 1/k) plus sampling noise of a few 1e-3
+    assert null["k"] >= 64 and null["ratio"] == pytest.approx(1.0, abs=0.01), null
+    with pytest.raises(ValueError, match="d=0 needs"):
+        knn_gain(x[:10], x[n:], 0)

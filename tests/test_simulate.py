@@ -103,3 +103,12 @@ def test_column_fields_agree_with_the_stored_level_and_forcing_can_be_changed():
     hot = _build(TINY, forcing={"dTy": 100 * scales.units.degK})
     state_hot = hot.advance(hot.advance(hot.initial_state))
     assert not np.allclose(hot.to_fields(state_hot)["tas"], low["tas"])
+    # a passive tracer starts at its profile, is carried along, and does not feed back
+    with_q = _build(TINY, tracer=(lambda lat: np.tanh((np.abs(lat) - 45.0) / 10.0), 5.0))
+    q0 = with_q.column_fields(with_q.initial_state)["q"]
+    profile = np.tanh((np.abs(with_q.lat) - 45.0) / 10.0)
+    assert np.abs(q0[-1] - profile[None, :]).max() < 0.15  # spectral truncation of a front
+    state_q = with_q.advance(with_q.advance(with_q.initial_state))
+    q = with_q.column_fields(state_q)["q"]
+    assert np.all(np.isfinite(q)) and np.abs(q).max() < 1.3
+    np.testing.assert_allclose(with_q.to_fields(state_q)["tas"], low["tas"], rtol=1e-5)
