@@ -221,28 +221,18 @@ def assimilate_times(
     from bayesda.infer import assimilate_batch, assimilate_summaries, summaries_supported
 
     t0 = _time.perf_counter()
-    seeds = [time_seed(settings.seed, t) for t in times]
+    common = dict(
+        seeds=[time_seed(settings.seed, t) for t in times],
+        sampler=settings.sampler,
+        options=settings.options,
+    )
     if summaries_supported(settings.sampler, settings.options):
         fast = assimilate_summaries(
-            prior,
-            obs,
-            list(times),
-            seeds=seeds,
-            sampler=settings.sampler,
-            options=settings.options,
-            keep_samples=settings.keep_samples,
+            prior, obs, list(times), keep_samples=settings.keep_samples, **common
         )
         out = [_summary_dataset(prior, r) for r in fast]
     else:  # the Student-t fields need the per-time path (per-draw conditioning noise)
-        results = assimilate_batch(
-            prior,
-            obs,
-            list(times),
-            seeds=seeds,
-            sampler=settings.sampler,
-            options=settings.options,
-            progress_bar=False,
-        )
+        results = assimilate_batch(prior, obs, list(times), progress_bar=False, **common)
         out = [_summary(prior, r, settings) for r in results]
     wall = (_time.perf_counter() - t0) / len(out)
     for ds in out:
