@@ -31,11 +31,11 @@ from scipy import stats
 
 from bayesda.grid import Grid
 from bayesda.operators import Stencil, apply_stencil, bilinear_stencil, interpolate
+from bayesda.posterior import QUANTILES
 
 DEFAULT_SHRINKAGE = 0.02
 """Weight of the diagonal in the shrunk background covariance (FINDINGS: 2%)."""
 
-QUANTILES = {"q05": 0.05, "q50": 0.5, "q95": 0.95}
 
 __all__ = [
     "DEFAULT_SHRINKAGE",

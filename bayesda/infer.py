@@ -455,6 +455,12 @@ def _sample(
     )
 
 
+def _finite_map(x: np.ndarray) -> np.ndarray:
+    if not np.all(np.isfinite(x)):
+        raise FloatingPointError("MAP optimisation diverged (non-finite latent); try init='prior'")
+    return x
+
+
 def _find_maps(fns: ModelFns, all_args, s: SamplerSettings):
     """MAP + Laplace per time (for method="laplace", init="map" and the Laplace mass).
 
@@ -468,11 +474,7 @@ def _find_maps(fns: ModelFns, all_args, s: SamplerSettings):
         t0 = _time.perf_counter()
         batched = jax.tree.map(lambda *a: jnp.stack(a), *all_args)
         x_maps, hessians, _ = fns.find_map_batch(fns.flat0, batched)
-        x_maps, hessians = np.asarray(x_maps), np.asarray(spd_batch(hessians))
-        if not np.all(np.isfinite(x_maps)):
-            raise FloatingPointError(
-                "MAP optimisation diverged (non-finite latent); try init='prior'"
-            )
+        x_maps, hessians = _finite_map(np.asarray(x_maps)), np.asarray(spd_batch(hessians))
         each = (_time.perf_counter() - t0) / len(all_args)
         maps = [(x, h, each) for x, h in zip(x_maps, hessians, strict=True)]
         return maps, MAP_STEPS + 3 * (fns.flat0.size + 1)
@@ -480,11 +482,7 @@ def _find_maps(fns: ModelFns, all_args, s: SamplerSettings):
         t0 = _time.perf_counter()
         if need_map:
             x_map, hess, _ = fns.find_map(fns.flat0, args)
-            x_map, hess = np.asarray(x_map), spd(np.asarray(hess))
-            if not np.all(np.isfinite(x_map)):
-                raise FloatingPointError(
-                    "MAP optimisation diverged (non-finite latent); try init='prior'"
-                )
+            x_map, hess = _finite_map(np.asarray(x_map)), spd(np.asarray(hess))
         else:
             x_map = hess = None
         maps.append((x_map, hess, _time.perf_counter() - t0))

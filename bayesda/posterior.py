@@ -41,6 +41,7 @@ from bayesda.representation import RepresentationError
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "QUANTILES",
+    "climatology_at",
     "condition_representation_error",
     "observe",
     "posterior_dataset",
@@ -178,11 +179,7 @@ def posterior_dataset(
     time = time if time is not None else getattr(assimilation, "time", None)
     climatology = climatology if climatology is not None else prior.climatology
     if climatology is not None and time is not None:
-        clim = np.asarray(climatology.mean(np.datetime64(time)), np.float32)
-        if clim.shape != grid.shape:
-            raise ValueError(
-                f"climatology grid {clim.shape} does not match the model grid {grid.shape}"
-            )
+        clim = climatology_at(climatology, time, grid)
         data["tas"] = (
             ("chain", "draw", "lat", "lon"),
             field + clim,
@@ -220,6 +217,20 @@ def posterior_dataset(
         **{f"sampler_{k}": _attr_value(v) for k, v in settings.items()},
     }
     return ds
+
+
+def climatology_at(climatology, time, grid) -> np.ndarray:
+    """``[nlat, nlon]`` climatological mean at ``time`` (float32, K), checked against ``grid``.
+
+    Raises:
+      ValueError: the climatology is on another grid.
+    """
+    clim = np.asarray(climatology.mean(np.datetime64(time)), np.float32)
+    if clim.shape != tuple(grid.shape):
+        raise ValueError(
+            f"climatology grid {clim.shape} does not match the model grid {grid.shape}"
+        )
+    return clim
 
 
 def _attr_value(v):

@@ -29,6 +29,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 import bayesda.store as store
+from bayesda.posterior import climatology_at
 from bayesda.prior import GenerativePrior
 from bayesda.settings import REANALYSIS, ModelOptions, SamplerSettings
 
@@ -247,7 +248,7 @@ def _summary_dataset(prior, result) -> xr.Dataset:
     names = [name for name in store.FIELD_VARS if name != "tas_mean"]
     out = xr.Dataset({name: (dims, getattr(s, name)) for name in names})
     if prior.climatology is not None and result.time is not None:
-        clim = np.asarray(prior.climatology.mean(np.datetime64(result.time)), np.float32)
+        clim = climatology_at(prior.climatology, result.time, prior.grid)
         out["tas_mean"] = (dims, s.mean + clim)
     if s.samples is not None:
         out["samples"] = (("sample", *dims), s.samples.astype(np.float32))

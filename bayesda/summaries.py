@@ -43,10 +43,10 @@ import numpy as np
 from bayesda.convergence import Convergence, convergence
 from bayesda.diagnostics import Verdict, group_extremes, judge
 from bayesda.obsdata import ObsData
+from bayesda.posterior import QUANTILES
 
 __all__ = [
     "DRAW_BATCH",
-    "QUANTILE_NAMES",
     "TIME_CHUNK",
     "BatchSummary",
     "TimeObs",
@@ -60,7 +60,6 @@ TIME_CHUNK = 64
 """Times per chunk of field samples, summaries and diagnostics."""
 DRAW_BATCH = 256
 """Draws decoded at once (``lax.map`` batch size)."""
-QUANTILE_NAMES = {"q05": 0.05, "q50": 0.5, "q95": 0.95}
 
 
 class TimeObs(NamedTuple):
@@ -101,14 +100,19 @@ def _dense_h(idx, weight, mask, npix):
     return jnp.zeros((m, npix), weight.dtype).at[jnp.arange(m)[:, None], idx].add(w)
 
 
-def _chol_one(factor, diag, obs: TimeObs):
-    """Lower Cholesky factor of ``S = diag(sigma^2) + H C H^T`` (identity on padding)."""
-    H = _dense_h(obs.idx, obs.weight, obs.mask, diag.size)  # [m, npix]
-    A = H @ factor.T  # [m, rank]
+def _innovation(factor, diag, obs: TimeObs):
+    """``H`` ``[m, npix]``, ``A = H F^T`` ``[m, rank]`` and the lower Cholesky factor of
+    ``S = diag(sigma^2) + H C H^T`` (identity on padding) of one time."""
+    H = _dense_h(obs.idx, obs.weight, obs.mask, diag.size)
+    A = H @ factor.T
     m = H.shape[0]
     live = obs.mask[:, None] & obs.mask[None, :]
     S = A @ A.T + (H * diag) @ H.T + jnp.diag(obs.sigma**2)
-    return jnp.linalg.cholesky(jnp.where(live, S, jnp.eye(m, dtype=S.dtype)))
+    return H, A, jnp.linalg.cholesky(jnp.where(live, S, jnp.eye(m, dtype=S.dtype)))
+
+
+def _chol_one(factor, diag, obs: TimeObs):
+    return _innovation(factor, diag, obs)[2]
 
 
 @jax.jit
@@ -145,9 +149,7 @@ def _one_time(decode, factor, diag, z, obs: TimeObs, key):
     s = z.shape[0]
     npix = diag.size
     decoded = jax.lax.map(decode, z, batch_size=min(DRAW_BATCH, s)).reshape(s, npix)
-    H = _dense_h(obs.idx, obs.weight, obs.mask, npix)  # [m, npix]
-    A = H @ factor.T  # [m, rank]
-    chol = _chol_one(factor, diag, obs)
+    H, A, chol = _innovation(factor, diag, obs)
     k_u, k_d, k_e = jax.random.split(key, 3)
     r0 = jax.random.normal(k_u, (s, factor.shape[0])) @ factor
     r0 = r0 + jnp.sqrt(diag) * jax.random.normal(k_d, (s, npix))
@@ -200,7 +202,7 @@ def _on_cpu() -> bool:
 
 def _moments_and_quantiles(fields) -> dict[str, np.ndarray]:
     """Mean, SD and quantiles over axis 1 of ``[T, s, ...]`` field samples (host arrays)."""
-    probs = list(QUANTILE_NAMES.values())
+    probs = list(QUANTILES.values())
     if _on_cpu():
         x = np.asarray(fields)
         qs = np.quantile(x, probs, axis=1)
@@ -209,7 +211,7 @@ def _moments_and_quantiles(fields) -> dict[str, np.ndarray]:
         qs = np.asarray(jnp.quantile(fields, jnp.asarray(probs), axis=1))
         mean, sd = np.asarray(fields.mean(1)), np.asarray(fields.std(1, ddof=1))
     out = {"mean": mean, "sd": sd}
-    out.update({name: qs[i] for i, name in enumerate(QUANTILE_NAMES)})
+    out.update({name: qs[i] for i, name in enumerate(QUANTILES)})
     return {k: np.asarray(v, np.float32) for k, v in out.items()}
 
 
