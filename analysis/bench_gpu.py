@@ -137,19 +137,15 @@ def main(argv=None) -> int:
     bayesda.enable_compilation_cache()
     import jax
     import pandas as pd
-    from bench_reanalysis import make_obs
+    from bench_reanalysis import make_obs, reanalysis_defaults
 
     import bayesda.store as store
     from bayesda.checkpoint import load_model
     from bayesda.reanalysis import ReanalysisSettings
 
-    d = ReanalysisSettings()
-    base = ReanalysisSettings(
-        num_chains=args.chains,
-        num_warmup=d.num_warmup if args.warmup is None else args.warmup,
-        num_samples=d.num_samples if args.draws is None else args.draws,
-        max_tree_depth=args.max_tree_depth or d.max_tree_depth,
-    )
+    base = ReanalysisSettings(**reanalysis_defaults(args.warmup, args.draws, args.chains))
+    if args.max_tree_depth:
+        base = dataclasses.replace(base, max_tree_depth=args.max_tree_depth)
     ks = [int(k) for k in args.k.split(",")]
     t_start = time.perf_counter()
     prior = load_model(ROOT / "models" / "ncep-air")

@@ -28,6 +28,19 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
+def reanalysis_defaults(warmup=None, draws=None, chains=None) -> dict:
+    """``num_chains``, ``num_warmup``, ``num_samples`` of the reanalysis default, each
+    replaced by the given value when it is not None (the benchmarks' ``--warmup``/``--draws``)."""
+    from bayesda.reanalysis import ReanalysisSettings
+
+    d = ReanalysisSettings()
+    return dict(
+        num_chains=d.num_chains if chains is None else chains,
+        num_warmup=d.num_warmup if warmup is None else warmup,
+        num_samples=d.num_samples if draws is None else draws,
+    )
+
+
 def make_obs(path: Path, n_times: int, n_obs: int, seed: int = 0) -> list[str]:
     import numpy as np
     import pandas as pd

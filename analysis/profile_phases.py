@@ -173,21 +173,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import pandas as pd
-    from bench_reanalysis import make_obs
+    from bench_reanalysis import make_obs, reanalysis_defaults
 
     import bayesda
 
     bayesda.set_host_device_count()  # before the first JAX computation
     bayesda.enable_compilation_cache()
     from bayesda.checkpoint import load_model
-    from bayesda.reanalysis import ReanalysisSettings
 
-    d = ReanalysisSettings()
-    settings = dict(
-        num_chains=d.num_chains,
-        num_warmup=d.num_warmup if args.warmup is None else args.warmup,
-        num_samples=d.num_samples if args.draws is None else args.draws,
-    )
+    settings = reanalysis_defaults(args.warmup, args.draws)
     load = [round(x, 2) for x in os.getloadavg()]
     prior = load_model(ROOT / "models" / "ncep-air")
     with tempfile.TemporaryDirectory() as tmp:

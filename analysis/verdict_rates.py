@@ -461,14 +461,9 @@ def main(argv=None) -> int:
 
     bayesda.set_host_device_count()  # before the first JAX computation
     bayesda.enable_compilation_cache()
-    from bayesda.reanalysis import ReanalysisSettings
+    from bench_reanalysis import reanalysis_defaults
 
-    d = ReanalysisSettings()
-    settings = dict(
-        num_chains=d.num_chains,
-        num_warmup=d.num_warmup if args.warmup is None else args.warmup,
-        num_samples=d.num_samples if args.draws is None else args.draws,
-    )
+    settings = reanalysis_defaults(args.warmup, args.draws)
     load = os.getloadavg()
     t_start = time.perf_counter()
     rng = np.random.default_rng(0)
