@@ -77,6 +77,17 @@ class StationFormatError(ValueError):
     """A line of a station file does not follow its format (the message names it)."""
 
 
+def _fixed_width(path, width: int, needs: str):
+    """``(line number, line)`` of the non-blank lines of a fixed-width file; a line shorter
+    than ``width`` raises :class:`StationFormatError` naming it (``needs`` ends the message)."""
+    for lineno, line in enumerate(_open_text(path), 1):
+        if not line.strip():
+            continue
+        if len(line) < width:
+            raise StationFormatError(f"{path}:{lineno}: line has {len(line)} characters{needs}")
+        yield lineno, line
+
+
 def _open_text(path) -> list[str]:
     path = pathlib.Path(path)
     if not path.is_file():
@@ -172,14 +183,9 @@ def _finish(
 def read_ghcn_stations(path) -> pd.DataFrame:
     """``ghcnd-stations.txt`` (fixed width) as a stations table (id, lat, lon, elevation)."""
     rows = []
-    for lineno, line in enumerate(_open_text(path), 1):
-        if not line.strip():
-            continue
-        if len(line) < 37:
-            raise StationFormatError(
-                f"{path}:{lineno}: line has {len(line)} characters, "
-                f"expected at least 37 (ID, LATITUDE, LONGITUDE, ELEVATION)"
-            )
+    for lineno, line in _fixed_width(
+        path, 37, ", expected at least 37 (ID, LATITUDE, LONGITUDE, ELEVATION)"
+    ):
         elev = _float(line[31:37], path, lineno, "ELEVATION", "32-37")
         rows.append(
             {
@@ -235,14 +241,9 @@ def read_ghcn_dly(
     st = _station_table(stations)
     counts = {"read": 0, "missing": 0, "flagged": 0}
     rows = {"station_id": [], "time": [], "value": []}
-    for lineno, line in enumerate(_open_text(path), 1):
-        if not line.strip():
-            continue
-        if len(line) < 21:
-            raise StationFormatError(
-                f"{path}:{lineno}: line has {len(line)} characters; a .dly "
-                "record has ID (1-11), YEAR, MONTH, ELEMENT and 31 days"
-            )
+    for lineno, line in _fixed_width(
+        path, 21, "; a .dly record has ID (1-11), YEAR, MONTH, ELEMENT and 31 days"
+    ):
         if line[17:21] != element:
             continue
         year = _int(line[11:15], path, lineno, "YEAR", "12-15")
@@ -335,14 +336,9 @@ def read_isd_lite(
         station_id = f"{parts[0]}-{parts[1]}"
     counts = {"read": 0, "missing": 0, "flagged": 0}
     rows = {"station_id": [], "time": [], "value": []}
-    for lineno, line in enumerate(_open_text(path), 1):
-        if not line.strip():
-            continue
-        if len(line) < 19:
-            raise StationFormatError(
-                f"{path}:{lineno}: line has {len(line)} characters; "
-                "ISD-Lite needs date, hour and temperature (1-19)"
-            )
+    for lineno, line in _fixed_width(
+        path, 19, "; ISD-Lite needs date, hour and temperature (1-19)"
+    ):
         y = _int(line[0:4], path, lineno, "year", "1-4")
         mo = _int(line[5:7], path, lineno, "month", "6-7")
         d = _int(line[8:10], path, lineno, "day", "9-10")
