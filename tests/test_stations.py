@@ -241,3 +241,32 @@ def test_site_table_residuals_against_samples():
     assert out["post_sd"].to_numpy() == pytest.approx([1.0, 0.5], rel=0.05)
     assert out["residual"].iloc[0] == pytest.approx(3.0, abs=0.05)
     assert out["z"].iloc[0] == pytest.approx(3.0 / np.sqrt(1.25), abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("reader", "line", "message"),
+    [
+        (
+            st.read_ghcn_stations,
+            "USW00023062  39.7",
+            ":2: line has 17 characters, expected at least 37",
+        ),
+        (
+            lambda p: st.read_ghcn_dly(p, stations=pd.DataFrame(columns=["id", "lat", "lon"])),
+            "USW00023062 2014",
+            ":2: line has 16 characters; a .dly record has ID",
+        ),
+        (
+            lambda p: st.read_isd_lite(
+                p, stations=pd.DataFrame(columns=["id", "lat", "lon"]), station_id="1-2"
+            ),
+            "2014 01 01",
+            ":2: line has 10 characters; ISD-Lite needs date, hour and temperature",
+        ),
+    ],
+)
+def test_fixed_width_readers_name_a_short_line_and_skip_blank_ones(tmp_path, reader, line, message):
+    path = tmp_path / "in.txt"
+    path.write_text(f"\n{line}\n")  # a blank line first: skipped, still counted
+    with pytest.raises(st.StationFormatError, match=message):
+        reader(path)
