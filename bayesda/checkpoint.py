@@ -12,13 +12,15 @@ A model is a directory::
                      its parameters ``structure="stationary"``, ``sd`` [nlat, nlon] K,
                      ``length_scale_km``, ``kind``, ``rank``, ``distance``, rebuilt at load
     climatology.nc   the climatology the anomalies are relative to (optional)
+    surface_height.nc  the grid's surface height ``orog`` (m), for the lapse-rate
+                     adjustment of station observations (optional; :mod:`bayesda.orography`)
     MODEL_CARD.md    the human-readable card (optional)
 
 Nothing executes code on load: arrays are read with ``allow_pickle=False`` and the tree
 is rebuilt from the keys, then checked against the shapes the config implies. Every file
 that is loaded must be listed in model.json's hashes (:data:`LOADED_FILES`, and
-``climatology.nc`` when present) and is verified against its hash first, so a truncated,
-altered or unlisted file is refused with a :class:`CheckpointError`. Writes go to a
+:data:`OPTIONAL_FILES` when present) and is verified against its hash first, so a
+truncated, altered or unlisted file is refused with a :class:`CheckpointError`. Writes go to a
 temporary directory that is renamed into place.
 """
 
@@ -60,7 +62,8 @@ __all__ = [
 FORMAT_VERSION = 1
 _CARD = "model.json"
 LOADED_FILES = ("params.npz", "norm.npz", "repr_error.npz")
-"""Files :func:`load_model` reads (plus ``climatology.nc`` when present): each must be
+OPTIONAL_FILES = ("climatology.nc", "surface_height.nc")
+"""Files :func:`load_model` reads (plus :data:`OPTIONAL_FILES` when present): each must be
 listed, with its SHA-256, in model.json."""
 _PACKAGES = ("bayesda", "jax", "jaxlib", "flax", "optax", "numpyro", "numpy", "xarray")
 
@@ -234,6 +237,30 @@ def _load_repr_error(path: pathlib.Path, grid: Grid) -> RepresentationError:
     return out
 
 
+def _save_surface_height(path: pathlib.Path, height, grid: Grid) -> None:
+    from bayesda.orography import to_dataset
+
+    to_dataset(np.asarray(height), grid).to_netcdf(path, engine="netcdf4")
+
+
+def _load_surface_height(path: pathlib.Path, grid: Grid) -> np.ndarray:
+    import xarray as xr
+
+    ds = xr.load_dataset(path, engine="netcdf4")
+    if "orog" not in ds:
+        raise CheckpointError(f"{path}: no 'orog' variable")
+    height = ds["orog"].to_numpy().astype(np.float64)
+    same = (
+        height.shape == grid.shape
+        and np.allclose(ds["lat"], grid.lat)
+        and np.allclose(ds["lon"], grid.lon)
+    )
+    if not same:
+        raise CheckpointError(f"{path}: surface height {height.shape} is not on the model grid")
+    height.setflags(write=False)
+    return height
+
+
 def _finish_card(directory: pathlib.Path, card: dict) -> None:
     """Hash every file but model.json into ``card['files']`` and write model.json."""
     card = dict(card)
@@ -255,6 +282,7 @@ def save_model(
     norm_sd: np.ndarray,
     repr_error: RepresentationError,
     climatology: Any = None,
+    surface_height: np.ndarray | None = None,
     card: Mapping[str, Any] | None = None,
     model_card: str | None = None,
     overwrite: bool = False,
@@ -271,6 +299,8 @@ def save_model(
       repr_error: the decoder's representation error, K.
       climatology: an object with ``to_netcdf(path)`` (a
         :class:`bayesda.climatology.Climatology`), or None.
+      surface_height: ``[nlat, nlon]`` surface height, m (NaN where unknown;
+        :func:`bayesda.orography.surface_height`), or None.
       card: JSON-able provenance and metrics merged into model.json (e.g. ``name``,
         ``variable``, ``split``, ``training``, ``metrics``).
       model_card: Markdown text for MODEL_CARD.md.
@@ -323,6 +353,8 @@ def save_model(
         _save_repr_error(d / "repr_error.npz", repr_error)
         if climatology is not None:
             climatology.to_netcdf(d / "climatology.nc")
+        if surface_height is not None:
+            _save_surface_height(d / "surface_height.nc", surface_height, grid)
         if model_card is not None:
             (d / "MODEL_CARD.md").write_text(model_card)
         _finish_card(d, meta)
@@ -398,12 +430,14 @@ def update_card(
     card: Mapping[str, Any] | None = None,
     model_card: str | None = None,
     repr_error: RepresentationError | None = None,
+    surface_height: np.ndarray | None = None,
 ) -> pathlib.Path:
     """Verify a model, then rewrite its model.json (merging ``card``) and MODEL_CARD.md.
 
-    For adding metrics measured after training, or replacing the representation error
-    (re-estimated with another structure); the other arrays are copied unchanged and the
-    hashes recomputed. Atomic like :func:`save_model`.
+    For adding metrics measured after training, replacing the representation error
+    (re-estimated with another structure) or adding a surface height
+    (:mod:`bayesda.orography`); the other files are copied unchanged and the hashes
+    recomputed. Atomic like :func:`save_model`.
     """
     path = pathlib.Path(path)
     meta = read_card(path)
@@ -420,6 +454,9 @@ def update_card(
             (d / "MODEL_CARD.md").write_text(model_card)
         if repr_error is not None:
             _save_repr_error(d / "repr_error.npz", repr_error)
+        if surface_height is not None:
+            grid = Grid.from_dict(meta["grid"])
+            _save_surface_height(d / "surface_height.nc", surface_height, grid)
         _finish_card(d, meta)
 
     _write_atomic(path, fill, overwrite=True)
@@ -445,8 +482,7 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
     card = read_card(path, verify=verify)
     if verify:
         loaded = list(LOADED_FILES)
-        if (path / "climatology.nc").exists():
-            loaded.append("climatology.nc")
+        loaded += [name for name in OPTIONAL_FILES if (path / name).exists()]
         unlisted = [name for name in loaded if name not in card["files"]]
         if unlisted:
             raise CheckpointError(
@@ -483,6 +519,9 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
         from bayesda.climatology import Climatology
 
         climatology = Climatology.from_netcdf(path / "climatology.nc")
+    surface_height = None
+    if (path / "surface_height.nc").is_file():
+        surface_height = _load_surface_height(path / "surface_height.nc", grid)
 
     mean_j, sd_j = jnp.asarray(mean), jnp.asarray(sd)
     dec_vars = {"params": params["decoder"]}
@@ -504,6 +543,7 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
         repr_error=repr_error,
         climatology=climatology,
         encode=encode,
+        surface_height=surface_height,
         card=card,
         name=str(card.get("name", path.name)),
     )

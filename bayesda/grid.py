@@ -17,12 +17,23 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-__all__ = ["Grid", "wrap_lon"]
+__all__ = ["Grid", "cell_edges", "wrap_lon"]
 
 
 def wrap_lon(lon):
     """Map longitudes (degrees east, any convention) to [-180, 180)."""
     return (np.asarray(lon, dtype=np.float64) + 180.0) % 360.0 - 180.0
+
+
+def cell_edges(centres) -> np.ndarray:
+    """``[n + 1]`` edges of the cells around ascending nodes ``centres`` (n >= 2).
+
+    The edges are the midpoints between neighbouring nodes, and half a spacing beyond
+    the two outermost nodes; no clipping (latitudes may pass the poles).
+    """
+    centres = np.asarray(centres, np.float64)
+    mid = 0.5 * (centres[1:] + centres[:-1])
+    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
 
 
 @dataclass(frozen=True, eq=False)

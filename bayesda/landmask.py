@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from bayesda.grid import Grid, wrap_lon
+from bayesda.grid import Grid, cell_edges, wrap_lon
 
 __all__ = ["coastlines", "is_land", "land_fraction"]
 
@@ -33,16 +33,10 @@ def is_land(lat, lon) -> np.ndarray:
     return np.asarray(globe.is_land(lat, lon), bool)
 
 
-def _cell_edges(centres: np.ndarray) -> np.ndarray:
-    """``[n + 1]`` cell edges: midpoints between nodes, half a spacing beyond the ends."""
-    mid = 0.5 * (centres[1:] + centres[:-1])
-    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
-
-
 @functools.lru_cache(maxsize=16)
 def _land_fraction_cached(lat: tuple, lon: tuple, oversample: int) -> np.ndarray:
-    lat_e = np.clip(_cell_edges(np.asarray(lat)), -90.0, 90.0)
-    lon_e = _cell_edges(np.asarray(lon))
+    lat_e = np.clip(cell_edges(np.asarray(lat)), -90.0, 90.0)
+    lon_e = cell_edges(np.asarray(lon))
     # sub-sample points at the centres of an oversample x oversample split of each cell
     f = (np.arange(oversample) + 0.5) / oversample
     sub_lat = (lat_e[:-1, None] + f[None, :] * np.diff(lat_e)[:, None]).ravel()

@@ -6,6 +6,9 @@ inputs with a JSON-able record for the run's outputs:
 1. :func:`load_observations`: a station file in any of :data:`bayesda.stations.FORMATS`
    to anomalies in K (stations outside the model grid are dropped and counted);
 2. :func:`bayesda.window.select_window`: the reports within +-dt of the analysis time;
+2b. :func:`bayesda.elevation.adjust`: station heights against the model's surface height
+   (a lapse-rate adjustment and its error term; when the table has ``elevation`` and the
+   model a surface height);
 3. :func:`bayesda.offset.add_offset` (optional): the large-scale offset prior, which QC
    and the check then use (:func:`bayesda.offset.estimate_offset` is recorded after QC);
 4. :func:`bayesda.qc.quality_control`: background check and gross-error weights;
@@ -21,6 +24,8 @@ import pandas as pd
 
 import bayesda.stations as _stations
 from bayesda.calibrate import calibrate as _calibrate
+from bayesda.elevation import LapseRate
+from bayesda.elevation import adjust as _adjust_elevation
 from bayesda.offset import add_offset, estimate_offset
 from bayesda.qc import QCSettings, quality_control
 from bayesda.window import default_half_width, select_window
@@ -117,6 +122,7 @@ def preflight(
     folds: int = 5,
     seed: int = 0,
     qc_settings: QCSettings | None = None,
+    lapse: LapseRate | None = None,
 ) -> tuple:
     """Time window, quality control and the calibration check, in that order.
 
@@ -135,15 +141,20 @@ def preflight(
       offset_sd: its prior SD per mode, K.
       folds, seed: the withheld-observation split.
       qc_settings: :class:`bayesda.qc.QCSettings`.
+      lapse: the lapse-rate adjustment (:class:`bayesda.elevation.LapseRate`; default
+        6.5 +- 2 K/km); applied to observations with an ``elevation`` when the model has
+        a surface height (``LapseRate(0, 0)`` turns it off).
 
     Returns:
-      ``(prior, obs, record)`` to assimilate with, and ``{"window", "qc", "offset",
-      "calibration"}``.
+      ``(prior, obs, record)`` to assimilate with, and ``{"window", "elevation", "qc",
+      "offset", "calibration"}``.
     """
     record = {}
     if time is not None and "time" in obs.columns:
         dt = pd.Timedelta(window) if window is not None else default_half_width(prior)
         obs, record["window"] = select_window(obs, time, dt)
+    if "elevation" in obs.columns:
+        obs, record["elevation"] = _adjust_elevation(prior, obs, lapse)
     shipped, prior = prior, add_offset(prior, offset, offset_sd)
     if qc:
         obs, record["qc"] = quality_control(prior, obs, qc_settings)
@@ -166,6 +177,27 @@ def format_preflight(record: dict) -> str:
             f"stations ({w['n_outside']} reports outside, {w['n_repeats_dropped']} "
             "repeats dropped)"
         )
+    e = record.get("elevation")
+    if e and "skipped" in e:
+        lines.append(f"elevation: no lapse-rate adjustment ({e['skipped']})")
+    elif e:
+        line = (
+            f"elevation: {e['n_adjusted']} stations moved to the model surface at "
+            f"{e['rate_k_per_km']:g} +- {e['rate_sd_k_per_km']:g} K/km"
+        )
+        if e["n_adjusted"]:
+            line += (
+                f" (station - model height: mean {e['mean_height_difference_m']:+.0f} m, "
+                f"max |dz| {e['max_abs_height_difference_m']:.0f} m; mean adjustment "
+                f"{e['mean_adjustment_k']:+.2f} K)"
+            )
+        skipped = e["n_no_elevation"] + e["n_no_model_height"]
+        if skipped:
+            line += (
+                f"; {e['n_no_elevation']} without elevation, {e['n_no_model_height']} where "
+                "the model height is unknown"
+            )
+        lines.append(line)
     q = record.get("qc")
     if q:
         lines.append(

@@ -34,6 +34,8 @@ class GenerativePrior:
       climatology: the climatology the anomalies are relative to (a
         :class:`bayesda.climatology.Climatology`), or None for synthetic priors.
       encode: optional ``anomaly [..., nlat, nlon] -> (mean, logvar) [..., latent_dim]``.
+      surface_height: ``[nlat, nlon]`` model surface height, m (NaN where unknown), for the
+        lapse-rate adjustment (:mod:`bayesda.elevation`), or None.
       card: the model card (provenance, metrics), a JSON-able dict.
       name: a short name for logs and file attributes.
     """
@@ -44,6 +46,7 @@ class GenerativePrior:
     repr_error: RepresentationError
     climatology: Any = None
     encode: Callable | None = None
+    surface_height: Any = None
     card: dict = field(default_factory=dict)
     name: str = "prior"
 

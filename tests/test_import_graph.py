@@ -103,6 +103,7 @@ LAYERS: list[tuple[str, ...]] = [
         "data",
         "simulate",
         "landmask",
+        "orography",
         "operators",
         "climatology",
         "synthetic",
@@ -111,6 +112,7 @@ LAYERS: list[tuple[str, ...]] = [
         "capacity",
         "stations",
         "window",
+        "elevation",
     ),
     ("prior", "model", "train", "checkpoint", "sampler", "posterior", "qc", "calibrate", "offset"),
     ("diagnostics", "plots", "metrics", "baselines", "store", "sites", "geotiff"),  # showing

@@ -139,6 +139,22 @@ def _add_station_args(p) -> None:
         "model's time step)",
     )
     p.add_argument(
+        "--lapse-rate",
+        type=float,
+        default=6.5,
+        metavar="K_PER_KM",
+        help="move stations with an elevation to the model's surface height at this rate "
+        "(bayesda.elevation; default 6.5; 0 with --lapse-rate-sd 0 turns it off)",
+    )
+    p.add_argument(
+        "--lapse-rate-sd",
+        type=float,
+        default=2.0,
+        metavar="K_PER_KM",
+        help="uncertainty of the lapse rate, added to sigma as SD * |height difference| "
+        "(default 2)",
+    )
+    p.add_argument(
         "--qc",
         choices=("on", "off"),
         default="on",
@@ -190,6 +206,12 @@ def _read_obs(args, prior):
 
 def cmd_assimilate(args) -> int:
     outputs.check_target(args.out, "run", force=args.force)  # before loading anything
+    from bayesda.elevation import LapseRate
+
+    try:
+        lapse = LapseRate(args.lapse_rate, args.lapse_rate_sd)
+    except ValueError as err:
+        raise ValueError(f"--lapse-rate/--lapse-rate-sd: {err}") from None
     if args.geotiff:
         from bayesda.geotiff import require_geotiff
 
@@ -224,6 +246,7 @@ def cmd_assimilate(args) -> int:
         offset=args.offset,
         offset_sd=args.offset_sd,
         seed=settings.get("seed", 0),
+        lapse=lapse,
     )
     print(format_preflight(record))
     info = assimilate_to_run(

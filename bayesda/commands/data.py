@@ -18,7 +18,7 @@ import pandas as pd
 
 from bayesda.commands.argtypes import positive_float, positive_int
 
-__all__ = ["cmd_climatology", "cmd_info", "cmd_obs_make", "register"]
+__all__ = ["cmd_climatology", "cmd_info", "cmd_obs_make", "cmd_orography", "register"]
 
 
 def register(subparsers) -> None:
@@ -42,6 +42,13 @@ def register(subparsers) -> None:
     clim.add_argument("--out", required=True, help="netCDF file to write")
     _add_data_dir(clim)
     clim.set_defaults(func=cmd_climatology)
+
+    orog = data_sub.add_parser(
+        "orography",
+        help="add the grid's surface height to a model (bayesda.orography; needs pvlib)",
+    )
+    orog.add_argument("model", help="the model directory to update (re-hashed atomically)")
+    orog.set_defaults(func=cmd_orography)
 
     sim = data_sub.add_parser(
         "simulate", help="simulate Held-Suarez weather (dinosaur) into a zarr store; resumable"
@@ -157,6 +164,29 @@ def cmd_info(args) -> int:
         f"split:     train {int(train.sum())} / test {int(test.sum())} times "
         f"(7-day blocks, every 4th held out); of train: fit {int(fit.sum())} / "
         f"validation {int(val.sum())}"
+    )
+    return 0
+
+
+def cmd_orography(args) -> int:
+    import numpy as np
+
+    from bayesda.checkpoint import read_card, update_card
+    from bayesda.grid import Grid
+    from bayesda.orography import SOURCE, surface_height
+
+    card = read_card(args.model)  # verifies the model before anything is computed
+    grid = Grid.from_dict(card["grid"])
+    height = surface_height(grid)
+    update_card(
+        args.model,
+        card={"surface_height": {"source": SOURCE, "command": "bayesda data orography"}},
+        surface_height=height,
+    )
+    print(
+        f"wrote {args.model}/surface_height.nc: {grid.shape} cells, "
+        f"{np.nanmin(height):.0f} to {np.nanmax(height):.0f} m, "
+        f"{int(np.isnan(height).sum())} unknown (ice sheets)"
     )
     return 0
 
