@@ -40,6 +40,7 @@ import scipy.linalg
 import scipy.optimize
 from scipy import stats
 
+from bayesda._threads import single_blas
 from bayesda.operators import bilinear_stencil
 from bayesda.posterior import repr_covariance_at_obs
 from bayesda.qc import linearise, observed_jacobian
@@ -146,6 +147,7 @@ def _crps_gaussian(x, mu, sd):
     return sd * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
 
 
+@single_blas
 def holdout_check(
     prior,
     obs: pd.DataFrame,
@@ -188,6 +190,7 @@ def _boot_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.stack([np.bincount(i, minlength=n) for i in idx]).astype(np.float64)
 
 
+@single_blas
 def fit_scale(
     prior,
     obs: pd.DataFrame,
@@ -220,6 +223,7 @@ def fit_scale(
     }
 
 
+@single_blas
 def fit_scales(
     prior,
     obs: pd.DataFrame,
@@ -287,6 +291,7 @@ def rescale_prior(prior, scale: float):
     )
 
 
+@single_blas
 def calibrate(
     prior, obs: pd.DataFrame, mode: str = "off", *, folds: int = 5, seed: int = 0
 ) -> tuple:

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bayesda._threads import single_blas
 from bayesda.model import pad_length
 from bayesda.operators import Stencil, bilinear_stencil
 from bayesda.posterior import repr_covariance_at_obs, studentt_effective_sigma
@@ -200,6 +201,7 @@ def _weighted_analysis(y, lin: Linearisation, R: np.ndarray, extra: np.ndarray) 
     return lin.G.T @ np.linalg.solve(K, np.asarray(y, np.float64) - lin.m)
 
 
+@single_blas
 def quality_control(
     prior, obs: pd.DataFrame, settings: QCSettings | None = None, *, outer: int = 3
 ) -> tuple[pd.DataFrame, dict]:

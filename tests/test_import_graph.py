@@ -88,6 +88,7 @@ LAYERS: list[tuple[str, ...]] = [
         "_xla",
         "_version",
         "_optional",
+        "_threads",
         "settings",
         "units",
         "grid",
