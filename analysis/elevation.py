@@ -156,7 +156,7 @@ class Closed:
         self.grid = prior.grid
 
     def __call__(self, obs: pd.DataFrame, test: pd.DataFrame, scale: float = 1.0):
-        """Grid mean and SD, and the field's mean and SD at ``test``; ``C`` scaled by ``scale^2``."""
+        """Grid mean and SD, and the field's at ``test``; ``C`` scaled by ``scale^2``."""
         npix = self.b.size
         self.P = self.JJt + scale**2 * self.C
         H = as_matrix(bilinear_stencil(self.grid, obs["lat"], obs["lon"]), npix)
@@ -279,7 +279,10 @@ def main(argv=None) -> int:
                 "n_times": len(rs),
             }
         )
-    cmd = f"python analysis/elevation.py --n-times {args.n_times} --n-stations {args.n_stations} --n-withheld {args.n_withheld}"
+    cmd = (
+        f"python analysis/elevation.py --n-times {args.n_times} "
+        f"--n-stations {args.n_stations} --n-withheld {args.n_withheld}"
+    )
     out = pathlib.Path(args.out)
     result = {
         "command": cmd,
@@ -304,12 +307,14 @@ def main(argv=None) -> int:
     ]
     for r in table:
         lines.append(
-            f"| {r['month']} | {r['n_stations']} | {r['slope_k_per_km']:+.2f} ({r['slope_se']:.2f}) | "
+            f"| {r['month']} | {r['n_stations']} | "
+            f"{r['slope_k_per_km']:+.2f} ({r['slope_se']:.2f}) | "
             f"{r['rms_raw_k']:.2f} | {r['rms_adjusted_6p5_k']:.2f} | {r['rms_fitted_k']:.2f} |"
         )
     lines += [
         "",
-        f"## Assimilation: {args.n_stations - args.n_withheld} stations used, {args.n_withheld} withheld, {args.n_times} held-out times",
+        f"## Assimilation: {args.n_stations - args.n_withheld} stations used, "
+        f"{args.n_withheld} withheld, {args.n_times} held-out times",
         "",
         "Grid: nodes in 32.5-45 N, 115-97.5 W (all unobserved). Withheld: predictive of the "
         "withheld stations' raw values. QC: stations flagged among those used.",
