@@ -455,6 +455,12 @@ def main(argv=None) -> int:
     p.add_argument(
         "--summarise-only", action="store_true", help=f"re-summarise the runs saved in {ROWS}"
     )
+    p.add_argument(
+        "--add-to-saved",
+        action="store_true",
+        help=f"keep the linear and bad-run cases saved in {ROWS} and (re)run only the "
+        "shipped-model case",
+    )
     args = p.parse_args(argv)
 
     import bayesda
@@ -477,7 +483,12 @@ def main(argv=None) -> int:
         rows, extra = saved["rows"], saved["extra"]
     else:
         shipped, linear = linearised_prior()
-        run_linear(linear, args, settings, rows, rng, log)
+        if args.add_to_saved:
+            saved = json.loads(ROWS.read_text())["rows"]
+            rows = [r for r in saved if not r["case"].startswith("shipped")]
+            log(f"kept {len(rows)} saved runs of the linear and bad-run cases")
+        else:
+            run_linear(linear, args, settings, rows, rng, log)
         extra = {}
         if args.n_shipped:
             extra = run_shipped(shipped, args, settings, rows, rng, log)
@@ -503,10 +514,14 @@ def main(argv=None) -> int:
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(out.with_suffix(".json"))
-    cmd = "python analysis/verdict_rates.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}"
-        for k, v in vars(args).items()
-        if k not in ("out", "summarise_only") and v is not None
+    cmd = (
+        "python analysis/verdict_rates.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in vars(args).items()
+            if k not in ("out", "summarise_only", "add_to_saved") and v is not None
+        )
+        + (" --add-to-saved" if args.add_to_saved else "")
     )
     md = markdown(result, cmd)
     out.with_suffix(".md").write_text(md)

@@ -154,3 +154,68 @@ def test_metar_file_to_maps_with_the_shipped_model(tmp_path, capsys, ncep):
     assert [f["station_id"] for f in info["qc"]["flagged"]] == ["K007"]
     assert info["observations"]["counts"]["read"] == 41
     assert (run / "maps.png").is_file()
+
+
+@pytest.mark.slow  # two runs of the shipped model: ~30 s idle, 200 s on a loaded machine
+def test_metar_stations_above_the_model_surface_are_adjusted_not_flagged(tmp_path, capsys, ncep):
+    """Two stations 2 km above the model surface report 13 K colder: with their elevations
+    the lapse-rate adjustment moves them to the model surface, and QC keeps them."""
+    from bayesda.checkpoint import load_model
+    from bayesda.elevation import surface_height_at
+    from bayesda.obs import pseudo_obs
+
+    prior = load_model("models/ncep-air")
+    t = np.datetime64("2014-01-21T12:00")
+    truth = prior.climatology.to_anomaly(ncep["tas"].sel(time=t)).drop_vars("time")
+    obs = pseudo_obs(truth, 40, network="station", sigma=0.3, seed=3)
+    clim = prior.climatology.mean(t).interp(lat=("o", obs["lat"]), lon=("o", obs["lon"]))
+    height = surface_height_at(prior, obs["lat"], obs["lon"])
+    elevation = np.where(np.isfinite(height), height, 0.0)
+    high = [10, 20]
+    elevation[high] += 2000.0
+    degc = obs["value"].to_numpy() + clim.values - 273.15
+    degc[high] -= 6.5 * 2.0  # the standard atmosphere, 2 km up
+    ids = [f"K{i:03d}" for i in range(len(obs))]
+    lines = []
+    for i, c in enumerate(degc):
+        sign = "1" if c < 0 else "0"
+        tt = f"M{abs(round(c)):02d}" if round(c) < 0 else f"{round(c):02d}"
+        lines.append(
+            f"METAR {ids[i]} 211200Z 18010KT 10SM CLR {tt}/M20 A3000 "
+            f"RMK AO2 T{sign}{abs(round(c * 10)):03d}1200"
+        )
+    (tmp_path / "obs.metar").write_text("\n".join(lines) + "\n")
+    pd.DataFrame({"id": ids, "lat": obs["lat"], "lon": obs["lon"], "elevation": elevation}).to_csv(
+        tmp_path / "stations.csv", index=False
+    )
+    run = tmp_path / "run"
+    args = [
+        "assimilate",
+        "--model",
+        "models/ncep-air",
+        "--obs",
+        str(tmp_path / "obs.metar"),
+        "--format",
+        "metar",
+        "--stations",
+        str(tmp_path / "stations.csv"),
+        "--time",
+        "2014-01-21T12",
+        *LAPLACE,
+    ]
+    assert cli.main([*args, "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "elevation: 40 stations moved to the model surface at 6.5 +- 2 K/km" in out
+    info = json.loads((run / "run.json").read_text())
+    assert info["elevation"]["n_adjusted"] == 40
+    assert info["elevation"]["max_abs_height_difference_m"] == pytest.approx(2000.0, abs=1.0)
+    assert info["qc"]["flagged"] == []
+    # the same file without the adjustment: the two high stations read as 13 K too cold
+    assert (
+        cli.main(
+            [*args, "--out", str(tmp_path / "raw"), "--lapse-rate", "0", "--lapse-rate-sd", "0"]
+        )
+        == 0
+    )
+    raw = json.loads((tmp_path / "raw" / "run.json").read_text())
+    assert {f["station_id"] for f in raw["qc"]["flagged"]} == {"K010", "K020"}
