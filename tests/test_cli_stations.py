@@ -22,6 +22,34 @@ except ImportError:
 LAPLACE = ["--method", "laplace", "--chains", "2", "--draws", "100", "--no-progress"]
 
 
+def _metar(station: str, hhmm: str, degc: float) -> str:
+    """A METAR report on the 21st with the temperature to tenths in its remark."""
+    sign = "1" if degc < 0 else "0"
+    tt = f"M{abs(round(degc)):02d}" if round(degc) < 0 else f"{round(degc):02d}"
+    return (
+        f"METAR {station} 21{hhmm}Z 18010KT 10SM CLR {tt}/M20 A3000 "
+        f"RMK AO2 T{sign}{abs(round(degc * 10)):03d}1200"
+    )
+
+
+def _metar_args(tmp_path) -> list[str]:
+    """``bayesda assimilate`` of tmp_path's obs.metar and stations.csv, 2014-01-21 12 UTC."""
+    return [
+        "assimilate",
+        "--model",
+        "models/ncep-air",
+        "--obs",
+        str(tmp_path / "obs.metar"),
+        "--format",
+        "metar",
+        "--stations",
+        str(tmp_path / "stations.csv"),
+        "--time",
+        "2014-01-21T12",
+        *LAPLACE,
+    ]
+
+
 @pytest.mark.slow  # ~15 s idle, 100 s on a loaded 2-core machine
 def test_assimilate_flags_gross_error_and_writes_site_table(monkeypatch, tmp_path, capsys):
     prior, grf = _grf_prior()
@@ -113,41 +141,14 @@ def test_metar_file_to_maps_with_the_shipped_model(tmp_path, capsys, ncep):
     ids = [f"K{i:03d}" for i in range(len(obs))]
     lines = []
     for i, c in enumerate(degc):
-        sign = "1" if c < 0 else "0"
-        tt = f"M{abs(round(c)):02d}" if round(c) < 0 else f"{round(c):02d}"
-        minutes = 53 if i % 2 else 5  # reports from 11:53 to 12:05
-        hh = 11 if minutes == 53 else 12
-        lines.append(
-            f"METAR {ids[i]} 21{hh:02d}{minutes:02d}Z 18010KT 10SM CLR {tt}/M20 A3000 "
-            f"RMK AO2 T{sign}{abs(round(c * 10)):03d}1200"
-        )
+        lines.append(_metar(ids[i], "1153" if i % 2 else "1205", c))  # from 11:53 to 12:05
     lines.append(f"METAR {ids[0]} 210553Z 18010KT 10SM CLR 01/M20 A3000")  # outside the window
     (tmp_path / "obs.metar").write_text("\n".join(lines) + "\n")
     pd.DataFrame({"id": ids, "lat": obs["lat"], "lon": obs["lon"]}).to_csv(
         tmp_path / "stations.csv", index=False
     )
     run = tmp_path / "run"
-    assert (
-        cli.main(
-            [
-                "assimilate",
-                "--model",
-                "models/ncep-air",
-                "--obs",
-                str(tmp_path / "obs.metar"),
-                "--format",
-                "metar",
-                "--stations",
-                str(tmp_path / "stations.csv"),
-                "--time",
-                "2014-01-21T12",
-                "--out",
-                str(run),
-                *LAPLACE,
-            ]
-        )
-        == 0
-    )
+    assert cli.main([*_metar_args(tmp_path), "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert "window: +-3 h" in out and "1 reports outside" in out
     info = json.loads((run / "run.json").read_text())
@@ -176,33 +177,13 @@ def test_metar_stations_above_the_model_surface_are_adjusted_not_flagged(tmp_pat
     degc = obs["value"].to_numpy() + clim.values - 273.15
     degc[high] -= 6.5 * 2.0  # the standard atmosphere, 2 km up
     ids = [f"K{i:03d}" for i in range(len(obs))]
-    lines = []
-    for i, c in enumerate(degc):
-        sign = "1" if c < 0 else "0"
-        tt = f"M{abs(round(c)):02d}" if round(c) < 0 else f"{round(c):02d}"
-        lines.append(
-            f"METAR {ids[i]} 211200Z 18010KT 10SM CLR {tt}/M20 A3000 "
-            f"RMK AO2 T{sign}{abs(round(c * 10)):03d}1200"
-        )
+    lines = [_metar(ids[i], "1200", c) for i, c in enumerate(degc)]
     (tmp_path / "obs.metar").write_text("\n".join(lines) + "\n")
     pd.DataFrame({"id": ids, "lat": obs["lat"], "lon": obs["lon"], "elevation": elevation}).to_csv(
         tmp_path / "stations.csv", index=False
     )
     run = tmp_path / "run"
-    args = [
-        "assimilate",
-        "--model",
-        "models/ncep-air",
-        "--obs",
-        str(tmp_path / "obs.metar"),
-        "--format",
-        "metar",
-        "--stations",
-        str(tmp_path / "stations.csv"),
-        "--time",
-        "2014-01-21T12",
-        *LAPLACE,
-    ]
+    args = _metar_args(tmp_path)
     assert cli.main([*args, "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert "elevation: 40 stations moved to the model surface at 6.5 +- 2 K/km" in out
