@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 from numpyro.infer.hmc import hmc
+from numpyro.infer.hmc_util import dual_averaging
 
 from bayesda.settings import MASSES
 
@@ -69,6 +70,20 @@ together, one such tree holds up every chain: on one H200 with 64 times x 4 chai
 100 iterations took 21.5 s against 4.8 s for the 500 sampling iterations
 (``analysis/results/throughput.json``). Capping warmup trees at 31 steps bounds that; the
 step-size adaptation needs the acceptance statistics, not long trajectories."""
+
+STEP_SIZE_WARMUP = "one window"
+"""How warmup adapts the step size with the fixed Laplace mass matrix.
+
+numpyro's schedule (Stan's) splits warmup into windows for mass-matrix adaptation and, at
+the end of each middle window, restarts the step-size search at 10 x a reasonable step and
+dual averaging from scratch, even when the mass matrix is not adapted. Its last window is
+10% of warmup: 10 iterations at the reanalysis default of 100, 2 at 25, so the final step
+size rests on a few iterations (25 iterations on the shipped model: step sizes about 1.4
+against 0.43, ESS of z 148 against 2,600 per 2,000 draws, every verdict FAIL;
+``analysis/results/warmup_sweep.md``). With ``mass="laplace"`` bayesda therefore runs
+numpyro's NUTS transitions with its own step-size adaptation: numpyro's dual averaging
+(same constants, target ``target_accept``) over the whole warmup in one window, and the
+averaged step size at its end (then :func:`detune`)."""
 
 RESONANCE_BAND = (0.965, 1.065)
 """Relative band around ``2 pi / (2^j - 1)`` that :func:`detune` moves a step size out of."""
@@ -193,13 +208,25 @@ def _init_chain(potential, config, key, x0, inv_mass, args):
     return init(x0, inverse_mass_matrix=inv_mass, rng_key=key)
 
 
+def _own_step_size(config: NutsConfig) -> bool:
+    return config.mass == "laplace"
+
+
 def _segment_chain(potential, config, length, collect, state, args):
-    init, sample_kernel = _kernel(potential, args, config if collect else _warmup_config(config))
+    own = not collect and _own_step_size(config)
+    cfg = config if collect else _warmup_config(config)
+    # own adaptation: numpyro's transitions with its adaptation off (num_warmup 0)
+    init, sample_kernel = _kernel(potential, args, cfg._replace(num_warmup=0) if own else cfg)
     # Sets the kernel's closures; the new state is discarded (and dead code to XLA).
     init(state.z, inverse_mass_matrix=state.adapt_state.inverse_mass_matrix, rng_key=state.rng_key)
+    _, da_update = dual_averaging()  # numpyro's warmup_adapter uses these defaults too
 
     def body(s, _):
         s = sample_kernel(s)
+        if own:
+            ss = da_update(config.target_accept - s.accept_prob, s.adapt_state.ss_state)
+            adapt = s.adapt_state._replace(ss_state=ss, step_size=jnp.exp(ss[0]))
+            s = s._replace(adapt_state=adapt)
         if not collect:
             return s, s.num_steps
         return s, (
@@ -333,8 +360,10 @@ def run_nuts(
 
         bar = tqdm(total=config.num_warmup + config.num_samples, desc=desc, leave=False)
     state, warm_steps = _phase(prog, state, args, config.num_warmup, False, bar)
-    if config.mass == "laplace":
+    if _own_step_size(config):
         adapted = state.adapt_state.step_size
+        if config.num_warmup > 0:  # the dual-averaging mean, as numpyro ends its warmup
+            adapted = jnp.exp(state.adapt_state.ss_state[1])
         state = state._replace(adapt_state=state.adapt_state._replace(step_size=detune(adapted)))
     jax.block_until_ready(state)
     t1 = time.perf_counter()
