@@ -62,3 +62,17 @@ def test_assimilate_command_on_the_global_grid(periodic_prior, monkeypatch, tmp_
         np.testing.assert_array_equal(ds["lon"].values, periodic_prior.grid.lon)
         assert np.all(np.isfinite(ds["sd"].values))
     assert (run / "maps.png").stat().st_size > 20_000
+
+
+def test_shipped_simulated_weather_model_is_global_and_periodic():
+    from pathlib import Path
+
+    from bayesda.checkpoint import load_model
+    from bayesda.obs import validate_obs
+
+    prior = load_model(Path(__file__).resolve().parents[1] / "models" / "hs-t21-tas")
+    assert prior.name == "hs-t21-tas" and prior.latent_dim == 32
+    assert prior.grid.periodic and prior.grid.shape == (32, 64)
+    assert prior.grid.lat[-1] < 86.0  # Gaussian rows stop short of the poles...
+    out = validate_obs(_obs(), grid=prior.grid)  # ...yet every point of the sphere is accepted
+    assert len(out) == len(LAT) and out["lon"].between(-180, 180, inclusive="left").all()
