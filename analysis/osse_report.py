@@ -22,6 +22,7 @@ import sys
 import pandas as pd
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+from benchmark_skill import _atomic_write  # noqa: E402
 from osse_common import RESULTS  # noqa: E402
 
 METRICS = {
@@ -135,11 +136,12 @@ def main() -> None:
     if stats_path.exists():
         s = json.loads(stats_path.read_text())
         summary["data"] = {"store": s["store"], "n_train": s["n_train"], "n_test": s["n_test"]}
-    (RESULTS / "osse_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    text = json.dumps(summary, indent=1) + "\n"
+    _atomic_write(RESULTS / "osse_summary.json", lambda tmp: pathlib.Path(tmp).write_text(text))
     rows = [{"table": "reconstruction", **r} for r in summary["reconstruction"]]
     rows += [{"table": "skill", **r} for r in summary["skill"]]
-    pd.DataFrame(rows).to_csv(RESULTS / "osse.csv", index=False)
-    (RESULTS / "osse.md").write_text(markdown(summary))
+    _atomic_write(RESULTS / "osse.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+    _atomic_write(RESULTS / "osse.md", lambda tmp: pathlib.Path(tmp).write_text(markdown(summary)))
     print((RESULTS / "osse.md").read_text())
 
 
