@@ -2,9 +2,9 @@
 
 One held-out Held-Suarez time (the middle one of the 60 that ``osse_assimilate.py`` scores),
 the 50-station network and observation noise of that script when it runs ``station-50``
-alone (``--networks station-50``: network index 0, same seeds), assimilated by bayesda NUTS (4 chains) and by OI with the training sample
-covariance. The grid is global with periodic longitude; every panel shows the same
-longitudes (-180..174.375) and marks the observations.
+alone (``--networks station-50``: network index 0, same seeds), assimilated by bayesda NUTS
+(4 chains) and by OI with the training sample covariance. The grid is global with periodic
+longitude; every panel shows the same longitudes (-180..174.375) and marks the observations.
 
 Usage::
 
