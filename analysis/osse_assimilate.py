@@ -14,7 +14,8 @@ Usage::
         --networks uniform-20 uniform-50 uniform-200 station-20 \\
         station-50 station-200
 
-Writes analysis/results/osse_skill.{md,csv} and analysis/figures/osse_calibration_*.png.
+Writes analysis/results/osse_skill{SUFFIX}.{md,csv} and
+analysis/figures/osse_calibration{SUFFIX}_*.png.
 """
 
 from __future__ import annotations
