@@ -67,6 +67,9 @@ class BenchConfig:
       n_restarts: restarts of the optimisation baseline.
       expensive_stride: run :data:`EXPENSIVE` methods at every ``k``-th time only (the
         one-hour budget); the tables compare all methods on those paired times.
+      method_strides: ``(method, k)`` pairs overriding the stride of single methods (e.g.
+        NUTS at every time, restarts at every 10th); methods not named use
+        ``expensive_stride`` if expensive, else 1.
       seed: master seed (networks, noise, samplers).
     """
 
@@ -87,7 +90,13 @@ class BenchConfig:
     n_samples: int = 400
     n_restarts: int = 10
     expensive_stride: int = 3
+    method_strides: tuple[tuple[str, int], ...] = ()
     seed: int = 0
+
+    def stride(self, method: str) -> int:
+        """Run ``method`` at every ``stride``-th time."""
+        default = self.expensive_stride if method in EXPENSIVE else 1
+        return dict(self.method_strides).get(method, default)
 
 
 # Budget of the full run (2-core machine, nothing else running): NUTS 4 x (150 + 200) with
@@ -338,14 +347,10 @@ def markdown(summary: pd.DataFrame, cfg: BenchConfig, meta: dict) -> str:
         "",
     ]
     subsets = [("paired", "times at which every method ran")]
-    if cfg.expensive_stride > 1:
-        subsets.append(
-            (
-                "all",
-                f"every time each method ran ({', '.join(EXPENSIVE)} only at every "
-                f"{cfg.expensive_stride}-th time)",
-            )
-        )
+    strided = [(m, cfg.stride(m)) for m in cfg.methods if cfg.stride(m) > 1]
+    if strided:
+        which = ", ".join(f"{m} at every {k}-th time" for m, k in strided)
+        subsets.append(("all", f"every time each method ran ({which})"))
     for subset, what in subsets:
         for region, title in (("unobserved", "Unobserved grid points"), ("all", "All grid points")):
             sub = summary[(summary.subset == subset) & (summary.region == region)]
@@ -455,7 +460,7 @@ def assimilate_network(
     """Run every method on one network at every selected time and score it.
 
     The expensive methods (:data:`EXPENSIVE`) run only at every ``cfg.expensive_stride``-th
-    time; the others at all times.
+    time, the others at all times, unless ``cfg.method_strides`` says otherwise.
 
     Returns:
       Per-time score rows, coverage curves and pointwise (sd, error) per method, and the
@@ -472,7 +477,7 @@ def assimilate_network(
         truth = truth.drop_vars("time")
         obs = observe(truth, lat, lon, cfg.sigma, seed=cfg.seed * 1_000_003 + 1000 * k + i)
         for method, fn in methods.items():
-            if method in EXPENSIVE and i % cfg.expensive_stride:
+            if i % cfg.stride(method):
                 continue
             t0 = _time.perf_counter()
             post = fn(obs, t, cfg.seed + i)

@@ -14,7 +14,8 @@ Usage::
         --networks uniform-20 uniform-50 uniform-200 station-20 \\
         station-50 station-200
 
-Writes analysis/results/osse_skill.{md,csv} and analysis/figures/osse_calibration_*.png.
+Writes analysis/results/osse_skill{SUFFIX}.{md,csv} and
+analysis/figures/osse_calibration{SUFFIX}_*.png.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def parse_args(argv=None):
         "--methods", nargs="+", default=["nuts", "laplace", "oi", "climatology"], choices=bs.METHODS
     )
     p.add_argument("--stride", type=int, default=6, help="NUTS/restarts at every k-th time")
+    p.add_argument(
+        "--restarts-stride", type=int, default=None, help="restarts at every k-th time (--stride)"
+    )
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=150)
     p.add_argument("--draws", type=int, default=200)
@@ -108,6 +112,7 @@ def main(argv=None) -> None:
         warmup=args.warmup,
         draws=args.draws,
         expensive_stride=args.stride,
+        method_strides=(("restarts", args.restarts_stride),) if args.restarts_stride else (),
         seed=args.seed,
     )
     bg = baselines.BackgroundCovariance.from_anomalies(train, shrinkage=baselines.DEFAULT_SHRINKAGE)

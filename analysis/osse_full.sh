@@ -27,4 +27,7 @@ TAG=${TAG:-full}
     --patience 10 --tag "$TAG" $TRAIN_FLAGS
 "$PY" analysis/osse_assimilate.py --max-snapshots "$N" --n-times "$N_TIMES" --stride "$STRIDE" \
     --model-dir "${HOME}/.cache/bayesda/osse/models/${TAG}-d${MODEL_D}"
+"$PY" analysis/osse_winds_pressure.py --max-snapshots "$N" --n-times "$N_TIMES"
+"$PY" analysis/osse_maps.py --max-snapshots "$N" \
+    --model-dir "${HOME}/.cache/bayesda/osse/models/${TAG}-d${MODEL_D}"
 "$PY" analysis/osse_report.py

@@ -117,6 +117,17 @@ class Grid:
             inside &= (lon >= self.lon[0]) & (lon <= self.lon[-1])
         return inside
 
+    def covers(self, lat, lon) -> np.ndarray:
+        """Boolean mask: which points the bilinear observation operator accepts.
+
+        A regional grid covers its domain (:meth:`contains`); a global grid with periodic
+        longitude covers the whole sphere: poleward of its outermost rows it takes the
+        value of that row (see :func:`bayesda.operators.bilinear_stencil`).
+        """
+        if not self.periodic:
+            return self.contains(lat, lon)
+        return np.abs(np.asarray(lat, dtype=np.float64)) <= 90.0
+
     def lat_weights(self) -> np.ndarray:
         """``[nlat]`` area weights proportional to cos(latitude), mean 1."""
         w = np.cos(np.deg2rad(self.lat))

@@ -143,7 +143,7 @@ def validate_obs(
         raise _first_bad((lon < -180) | (lon > 360), df, "lon", "lon outside [-180, 360]")
     out["lon"] = wrap_lon(lon)
     if grid is not None:
-        outside = ~grid.contains(out["lat"].to_numpy(), out["lon"].to_numpy())
+        outside = ~grid.covers(out["lat"].to_numpy(), out["lon"].to_numpy())
         if np.any(outside):
             k = int(np.flatnonzero(outside)[0])
             raise ValueError(

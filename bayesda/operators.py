@@ -72,9 +72,7 @@ def bilinear_stencil(grid: Grid, lat, lon) -> Stencil:
         raise ValueError(f"lat and lon must be 1-D of equal length, got {lat.shape=} {lon.shape=}")
     if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(lon))):
         raise ValueError("observation coordinates must be finite")
-    outside = ~grid.contains(lat, lon)
-    if grid.periodic:
-        outside &= np.abs(lat) > 90
+    outside = ~grid.covers(lat, lon)
     if np.any(outside):
         k = int(np.flatnonzero(outside)[0])
         raise ValueError(

@@ -84,7 +84,7 @@ def load_observations(
         path, fmt, columns=columns, stations=stations, units=units, time=time, **kw
     )
     counts = dict(raw.attrs.get("counts", {}))
-    inside = prior.grid.contains(raw["lat"].to_numpy(), raw["lon"].to_numpy()) if len(raw) else []
+    inside = prior.grid.covers(raw["lat"].to_numpy(), raw["lon"].to_numpy()) if len(raw) else []
     counts["outside_grid"] = int(np.size(inside) - np.sum(inside))
     raw = raw[np.asarray(inside, bool)].reset_index(drop=True)
     if raw.empty:

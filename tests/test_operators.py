@@ -36,6 +36,14 @@ def test_grid_periodicity_and_contains(small_grid, global_grid):
         True,
         False,
     ]
+    # what the observation operator accepts: the rows for a regional grid, the whole
+    # sphere for a periodic one (poleward of the outer rows: the outer row's value)
+    assert small_grid.covers([29.9, 40.0], [-100.0, -100.0]).tolist() == [False, True]
+    assert global_grid.covers([80.0, -90.0, 90.5], [0.0, 200.0, 0.0]).tolist() == [
+        True,
+        True,
+        False,
+    ]
 
 
 @pytest.mark.parametrize(
