@@ -121,11 +121,7 @@ def main(argv=None) -> int:
                 )
         row = {
             "num_warmup": w,
-            **{
-                k: round(float(np.mean([p[k] for p in per])), 4)
-                for k in per[0]
-                if k != "verdict"
-            },
+            **{k: round(float(np.mean([p[k] for p in per])), 4) for k in per[0] if k != "verdict"},
             "max_abs_zscore_worst": round(max(p["max_abs_zscore"] for p in per), 2),
             "verdicts": {v: sum(p["verdict"] == v for p in per) for v in ("PASS", "WARN", "FAIL")},
             "n_runs": len(per),
