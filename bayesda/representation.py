@@ -29,6 +29,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
+from bayesda._threads import single_blas
 from bayesda.operators import Stencil, as_sparse, interpolate
 
 __all__ = [
@@ -173,6 +174,7 @@ def _correlation_matrix(grid, length_scale_km: float, kind: str, distance: str) 
     return correlation(pairwise_distance_km(grid, distance), length_scale_km, kind)
 
 
+@single_blas  # eigh of [npix, npix]: 0.47 s idle either way, 23 s vs 1.7 s under load
 def stationary(
     sd: np.ndarray,
     grid,
