@@ -3,37 +3,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
+from _analysis import analysis_module
 
 from bayesda.split import block_split, validation_split
-
-_ANALYSIS = pathlib.Path(__file__).resolve().parents[1] / "analysis"
-
-
-def _module(name):
-    if str(_ANALYSIS) not in sys.path:
-        sys.path.insert(0, str(_ANALYSIS))
-    spec = importlib.util.spec_from_file_location(name, _ANALYSIS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def export():
-    return _module("osse_export")
+    return analysis_module("osse_export")
 
 
 @pytest.fixture(scope="module")
 def sweep():
-    return _module("osse_gpu_sweep")
+    return analysis_module("osse_gpu_sweep")
 
 
 def make_fields(*, n=240, nlat=8, nlon=16, seed=0):
@@ -130,7 +116,7 @@ def test_sweep_skips_what_the_budget_cannot_fit(export, sweep, tmp_path, capsys)
 
 
 def test_fold_merges_runs_into_the_recon_table_and_ignores_a_torn_line(tmp_path):
-    fold = _module("osse_gpu_fold")
+    fold = analysis_module("osse_gpu_fold")
     run = {
         "kind": "run",
         "name": "base-d64",

@@ -3,23 +3,8 @@ Gaussian conditioning formula, and the per-method strides of analysis/benchmark_
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-
 import numpy as np
-
-_ANALYSIS = pathlib.Path(__file__).resolve().parents[1] / "analysis"
-
-
-def _module(name):
-    if str(_ANALYSIS) not in sys.path:
-        sys.path.insert(0, str(_ANALYSIS))
-    spec = importlib.util.spec_from_file_location(name, _ANALYSIS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from _analysis import analysis_module
 
 
 def _condition(C, H, R, target):
@@ -41,7 +26,7 @@ def _problem(seed=0, p=40, m=7, n=200):
 
 
 def test_laplace_posterior_matches_gaussian_conditioning():
-    wp = _module("osse_winds_pressure")
+    wp = analysis_module("osse_winds_pressure")
     X, H, r, target = _problem()
     s, vt, var = wp.pca_basis(X)
     W, resid = wp.joint_linear_prior(s, vt, var, d=6)
@@ -54,7 +39,7 @@ def test_laplace_posterior_matches_gaussian_conditioning():
 
 
 def test_oi_posterior_matches_gaussian_conditioning_with_shrinkage():
-    wp = _module("osse_winds_pressure")
+    wp = analysis_module("osse_winds_pressure")
     X, H, r, target = _problem(seed=1)
     S = np.cov(X, rowvar=False)
     B = 0.9 * S + 0.1 * np.diag(np.diag(S))
@@ -65,7 +50,7 @@ def test_oi_posterior_matches_gaussian_conditioning_with_shrinkage():
 
 
 def test_method_strides_override_the_expensive_stride():
-    bs = _module("benchmark_skill")
+    bs = analysis_module("benchmark_skill")
     cfg = bs.BenchConfig(expensive_stride=3, method_strides=(("restarts", 10),))
     assert (cfg.stride("nuts"), cfg.stride("restarts"), cfg.stride("oi")) == (3, 10, 1)
     assert bs.BenchConfig(expensive_stride=2).stride("restarts") == 2

@@ -3,25 +3,16 @@ and the oracle PPCA + diagonal prior keeps the marginal variances and tends to t
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-
 import numpy as np
 import pytest
+from _analysis import analysis_module
 
 from bayesda.synthetic import GaussianRandomField
-
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "analysis" / "synthetic_check.py"
 
 
 @pytest.fixture(scope="module")
 def check():
-    spec = importlib.util.spec_from_file_location("synthetic_check", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return analysis_module("synthetic_check")
 
 
 def test_exact_posterior_coverage_is_nominal(check, small_grid):
