@@ -50,6 +50,7 @@ import time as _time
 import numpy as np
 import pandas as pd
 from scipy import stats
+from source_shift import LinearisedPosterior
 
 import bayesda  # noqa: F401  (XLA flags before jax)
 from bayesda.checkpoint import load_model
@@ -139,36 +140,23 @@ def lapse_table(st: dict, tas, prior) -> tuple[list[dict], np.ndarray]:
     return rows, departures
 
 
-class Closed:
-    """The Gaussian posterior under the decoder linearised at z = 0 (as source_shift.py)."""
-
-    def __init__(self, prior):
-        import jax
-        import jax.numpy as jnp
-
-        z0 = jnp.zeros(prior.latent_dim, jnp.float32)
-        self.b = np.asarray(prior.decode(z0), np.float64).ravel()
-        J = np.asarray(jax.jacrev(lambda z: prior.decode(z).reshape(-1))(z0), np.float64)
-        re = prior.repr_error
-        F = np.asarray(re.factor, np.float64).reshape(re.rank, -1)
-        self.JJt = J @ J.T
-        self.C = F.T @ F + np.diag(np.asarray(re.diag_var, np.float64).ravel())
-        self.grid = prior.grid
+class Closed(LinearisedPosterior):
+    """:class:`source_shift.LinearisedPosterior`, also at withheld points."""
 
     def __call__(self, obs: pd.DataFrame, test: pd.DataFrame, scale: float = 1.0):
         """Grid mean and SD, and the field's at ``test``; ``C`` scaled by ``scale^2``."""
         npix = self.b.size
-        self.P = self.JJt + scale**2 * self.C
+        P = self.JJt + scale**2 * self.C
         H = as_matrix(bilinear_stencil(self.grid, obs["lat"], obs["lon"]), npix)
         Ht = as_matrix(bilinear_stencil(self.grid, test["lat"], test["lon"]), npix)
-        PHt = self.P @ H.T
+        PHt = P @ H.T
         S = H @ PHt + np.diag(obs["sigma"].to_numpy(np.float64) ** 2)
         w = np.linalg.solve(S, np.c_[obs["value"].to_numpy(np.float64) - H @ self.b, PHt.T])
         mean = self.b + PHt @ w[:, 0]
-        var = np.diag(self.P) - np.sum(PHt * w[:, 1:].T, axis=1)
+        var = np.diag(P) - np.sum(PHt * w[:, 1:].T, axis=1)
         # withheld points: the field there, with its full posterior covariance
-        PHtt = self.P @ Ht.T
-        cov_t = Ht @ PHtt - (Ht @ PHt) @ np.linalg.solve(S, PHt.T @ Ht.T)
+        # (w[:, 1:] = S^-1 H P, so S^-1 H P Ht^T = w[:, 1:] @ Ht^T)
+        cov_t = Ht @ P @ Ht.T - (Ht @ PHt) @ (w[:, 1:] @ Ht.T)
         mean_t = Ht @ mean
         return mean, np.sqrt(np.maximum(var, 0)), mean_t, np.sqrt(np.maximum(np.diag(cov_t), 0))
 
