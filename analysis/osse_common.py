@@ -83,3 +83,67 @@ def cos_weights(lat: np.ndarray, nlon: int) -> np.ndarray:
 def store_summary(attrs: dict, n: int) -> dict:
     cfg = json.loads(attrs.get("config", "{}"))
     return {"config": cfg, "snapshots": n, "wall_seconds": attrs.get("wall_seconds")}
+
+
+# --- the quasi-geostrophic (QG) simulations of bayesda.qg ----------------------------------
+
+QG_UNITS = {
+    # variable: (scale the stored SI value is divided by, units after scaling)
+    "q": (1e-6, "1e-6 s-1"),
+    "q_upper": (1e-6, "1e-6 s-1"),
+    "psi": (1e3, "1e3 m2 s-1"),
+    "u": (1e-2, "cm s-1"),
+    "v": (1e-2, "cm s-1"),
+}
+QG_LAT_HALF_WIDTH = 10.0
+"""The QG domain's ``y`` is labelled as latitudes in [-10, 10] degrees (see open_field)."""
+
+
+def default_qg_store() -> pathlib.Path:
+    from bayesda.qg import QGConfig, default_store_path
+
+    return default_store_path(QGConfig())
+
+
+def open_field(
+    var: str, store: str | os.PathLike | None = None, max_snapshots: int | None = None
+) -> xr.DataArray:
+    """One variable of an OSSE store as ``(time, lat, lon)``, loaded.
+
+    Held-Suarez stores (:mod:`bayesda.simulate`) are on the sphere already. QG stores
+    (:mod:`bayesda.qg`, doubly periodic ``(y, x)`` in km) are relabelled so that bayesda's
+    grid machinery applies unchanged: ``x`` becomes a longitude spanning 360 degrees (so the
+    grid is periodic in it, as the model is) and ``y`` a latitude in
+    [-``QG_LAT_HALF_WIDTH``, ``QG_LAT_HALF_WIDTH``] (cos-latitude weights within 1.5% of 1;
+    the periodicity in ``y`` is not used). Values are scaled to the units of
+    :data:`QG_UNITS`. Distances on this pseudo-sphere are not the model's, so only
+    grid-point networks and distance-free methods are meaningful on it.
+    """
+    path = (
+        pathlib.Path(store)
+        if store
+        else (default_qg_store() if var in QG_UNITS else default_store())
+    )
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run the simulation first")
+    ds = xr.open_zarr(path, consolidated=False)
+    if max_snapshots:
+        ds = ds.isel(time=slice(0, int(max_snapshots)))
+    if var not in ds:
+        raise KeyError(f"{path} has no variable {var!r}; it has {sorted(ds.data_vars)}")
+    da = ds[var].load()
+    if "y" not in da.dims:
+        return da
+    ny, nx = da.sizes["y"], da.sizes["x"]
+    scale, units = QG_UNITS[var]
+    lon = -180.0 + 360.0 * (np.arange(nx) + 0.5) / nx
+    lat = -QG_LAT_HALF_WIDTH + 2 * QG_LAT_HALF_WIDTH * (np.arange(ny) + 0.5) / ny
+    out = xr.DataArray(
+        np.asarray(da.values, np.float32) / np.float32(scale),
+        dims=("time", "lat", "lon"),
+        coords={"time": da["time"].values, "lat": lat, "lon": lon},
+        name=var,
+        attrs={**da.attrs, "units": units, "qg_relabelled": "y -> lat, x -> lon"},
+    )
+    out.attrs.update({k: v for k, v in ds.attrs.items() if k in ("config", "wall_seconds")})
+    return out

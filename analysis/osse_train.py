@@ -28,7 +28,14 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from osse_common import RESULTS, cos_weights, default_store  # noqa: E402
+from osse_common import (  # noqa: E402
+    QG_UNITS,
+    RESULTS,
+    cos_weights,
+    default_qg_store,
+    default_store,
+    open_field,
+)
 
 import bayesda  # noqa: E402
 
@@ -36,6 +43,11 @@ import bayesda  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", default=None, help="OSSE zarr store (default: the full preset)")
+    p.add_argument(
+        "--var",
+        default="tas",
+        help="variable: tas (Held-Suarez) or q, q_upper, psi, u, v (the QG store, bayesda.qg)",
+    )
     p.add_argument("--max-snapshots", type=int, default=None)
     p.add_argument("--dims", default="32,64,128")
     p.add_argument("--tag", default="base", help="name of this configuration in the results")
@@ -111,18 +123,14 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import jax
     import jax.numpy as jnp
-    import xarray as xr
 
     from bayesda.checkpoint import load_model
     from bayesda.recipe import train_prior
     from bayesda.split import block_split, validation_split
     from bayesda.train import TrainConfig
 
-    store = args.store or default_store()
-    ds = xr.open_zarr(store, consolidated=False)
-    if args.max_snapshots:
-        ds = ds.isel(time=slice(0, args.max_snapshots))
-    tas = ds["tas"].load()
+    tas = open_field(args.var, args.store, args.max_snapshots)
+    store = args.store or str(default_qg_store() if args.var in QG_UNITS else default_store())
     times = tas["time"].values
     train_mask, test_mask = block_split(times)
     fit_mask, _ = validation_split(times[train_mask])
@@ -179,7 +187,7 @@ def main(argv=None) -> None:
         w = cos_weights(tas["lat"].values, tas.sizes["lon"])
         rec_entry = {
             "tag": args.tag,
-            "model": "vae-tas",
+            "model": f"vae-{args.var}",
             "latent_dim": d,
             "vae_rmse": round(rmse(rec, a_test), 4),
             "pca_rmse": round(rmse(pca, a_test), 4),

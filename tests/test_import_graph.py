@@ -103,6 +103,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "data",
         "simulate",
+        "qg",
         "landmask",
         "orography",
         "operators",

@@ -5,6 +5,7 @@ Examples::
     bayesda data info ncep-air
     bayesda data climatology --data ncep-air --out clim-ncep.nc
     bayesda data simulate --preset full          # Held-Suarez weather into ~/.cache/bayesda/osse
+    bayesda data simulate --simulator qg         # two-layer QG turbulence (pyqg-jax), same place
     bayesda obs make --data ncep-air --time 2014-01-07T12 --n 50 --network station \\
         --sigma 0.5 --seed 0 --out obs.csv
 """
@@ -51,17 +52,29 @@ def register(subparsers) -> None:
     orog.set_defaults(func=cmd_orography)
 
     sim = data_sub.add_parser(
-        "simulate", help="simulate Held-Suarez weather (dinosaur) into a zarr store; resumable"
+        "simulate",
+        help="simulate Held-Suarez weather (dinosaur) or two-layer QG turbulence (pyqg-jax) "
+        "into a zarr store; resumable",
+    )
+    sim.add_argument(
+        "--simulator",
+        choices=("held-suarez", "qg"),
+        default="held-suarez",
+        help="held-suarez: bayesda.simulate (tas, ps, ua, va on a Gaussian grid); qg: "
+        "bayesda.qg (q, q_upper, psi, u, v on a doubly periodic 64 x 64 grid)",
     )
     sim.add_argument(
         "--preset",
         choices=("full", "small", "tiny"),
         default="full",
-        help="starting settings (bayesda.simulate.PRESETS); flags override them",
+        help="starting settings (bayesda.simulate.PRESETS or bayesda.qg.PRESETS; qg has no "
+        "'small'); flags override them",
     )
     sim.add_argument("--n-snapshots", type=int, default=None)
-    sim.add_argument("--grid", default=None, help="T21 (32x64), T31 (48x96), T42 (64x128)")
-    sim.add_argument("--layers", type=int, default=None)
+    sim.add_argument(
+        "--grid", default=None, help="held-suarez: T21 (32x64), T31 (48x96), T42 (64x128)"
+    )
+    sim.add_argument("--layers", type=int, default=None, help="held-suarez only")
     sim.add_argument("--dt-minutes", type=float, default=None)
     sim.add_argument("--interval-hours", type=float, default=None)
     sim.add_argument("--spinup-days", type=float, default=None)
@@ -111,6 +124,8 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_simulate(args) -> int:
+    if args.simulator == "qg":
+        return _simulate_qg(args)
     import dataclasses
 
     from bayesda.simulate import PRESETS, simulate
@@ -131,6 +146,34 @@ def cmd_simulate(args) -> int:
     }
     config = dataclasses.replace(PRESETS[args.preset], **overrides)
     result = simulate(config, args.out, progress=lambda msg: print(msg, flush=True))
+    print(
+        f"{result.path}: {result.n_written} snapshots; this call {result.wall_seconds:.0f} s, "
+        f"all calls {result.total_wall_seconds:.0f} s wall"
+    )
+    return 0
+
+
+def _simulate_qg(args) -> int:
+    import dataclasses
+
+    from bayesda.qg import PRESETS, simulate_qg
+
+    if args.preset not in PRESETS:
+        raise SystemExit(f"--preset {args.preset}: the qg simulator has {sorted(PRESETS)}")
+    if args.grid is not None or args.layers is not None:
+        raise SystemExit("--grid and --layers are Held-Suarez settings; the qg model is fixed")
+    overrides = {
+        k: getattr(args, k)
+        for k in ("n_snapshots", "interval_hours", "spinup_days", "chunk", "seed")
+        if getattr(args, k) is not None
+    }
+    if args.dt_minutes is not None:
+        overrides["dt_hours"] = args.dt_minutes / 60.0
+    try:
+        config = dataclasses.replace(PRESETS[args.preset], **overrides)
+    except ValueError as err:
+        raise SystemExit(f"bad setting: {err}") from None
+    result = simulate_qg(config, args.out, progress=lambda msg: print(msg, flush=True))
     print(
         f"{result.path}: {result.n_written} snapshots; this call {result.wall_seconds:.0f} s, "
         f"all calls {result.total_wall_seconds:.0f} s wall"
