@@ -29,11 +29,9 @@ import platform
 import sys
 import time as _time
 
-import xarray as xr
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import benchmark_skill as bs  # noqa: E402
-from osse_common import RESULTS, default_store  # noqa: E402
+from osse_common import RESULTS, open_field  # noqa: E402
 
 import bayesda  # noqa: E402
 from bayesda import baselines  # noqa: E402
@@ -49,6 +47,15 @@ def parse_args(argv=None):
         help="bayesda model; without it only oi and climatology run",
     )
     p.add_argument("--store", default=None)
+    p.add_argument(
+        "--var", default="tas", help="tas (Held-Suarez) or a QG variable (bayesda.qg): q, psi, ..."
+    )
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="observation error SD (default 0.5), var's units",
+    )
     p.add_argument("--max-snapshots", type=int, default=None)
     p.add_argument("--n-times", type=int, default=60)
     p.add_argument(
@@ -84,11 +91,7 @@ def main(argv=None) -> None:
     from bayesda.split import split_dataset
 
     t_total = _time.perf_counter()
-    store = args.store or default_store()
-    ds = xr.open_zarr(store, consolidated=False)
-    if args.max_snapshots:
-        ds = ds.isel(time=slice(0, args.max_snapshots))
-    tas = ds["tas"].load()
+    tas = open_field(args.var, args.store, args.max_snapshots)
     train_t, test_t = split_dataset(tas)
     if args.model_dir is not None:
         prior = load_model(args.model_dir)
@@ -114,6 +117,7 @@ def main(argv=None) -> None:
         expensive_stride=args.stride,
         method_strides=(("restarts", args.restarts_stride),) if args.restarts_stride else (),
         seed=args.seed,
+        **({"sigma": args.sigma} if args.sigma is not None else {}),
     )
     bg = baselines.BackgroundCovariance.from_anomalies(train, shrinkage=baselines.DEFAULT_SHRINKAGE)
     methods = bs.make_methods(cfg, prior, bg, clim)
@@ -147,8 +151,11 @@ def main(argv=None) -> None:
     csv = RESULTS / f"osse_skill{args.suffix}.csv"
     md = RESULTS / f"osse_skill{args.suffix}.md"
     bs._atomic_write(csv, lambda tmp: summary.to_csv(tmp, index=False, float_format="%.5g"))
+    source = (
+        "Held-Suarez" if args.var == "tas" else f"QG, variable {args.var} in {tas.attrs['units']}"
+    )
     text = bs.markdown(summary, cfg, meta).replace(
-        "held-out NCEP fields", "held-out simulated (Held-Suarez) fields"
+        "held-out NCEP fields", f"held-out simulated ({source}) fields"
     )
     bs._atomic_write(md, lambda tmp: pathlib.Path(tmp).write_text(text))
     bs.figures(

@@ -31,8 +31,8 @@ from osse_common import QG_UNITS, RESULTS, open_field, store_summary  # noqa: E4
 
 from bayesda.fieldstats import (  # noqa: E402
     moments,
-    pca_variance_kept,
     quadratic_gain,
+    training_eofs,
 )
 from bayesda.split import block_split  # noqa: E402
 
@@ -49,15 +49,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def surrogate(train: np.ndarray, n: int, seed: int = 1) -> np.ndarray:
-    """``n`` draws from ``N(mean, sample covariance of train)``, through the SVD of the centred
-    training fields (the same law as :func:`bayesda.fieldstats.gaussian_surrogate`, cheaper
-    when there are more fields than pixels)."""
-    flat = train.reshape(len(train), -1)
-    mu = flat.mean(axis=0)
-    _, s, vt = np.linalg.svd(flat - mu, full_matrices=False)
+def surrogate(train: np.ndarray, eofs, n: int, seed: int = 1) -> np.ndarray:
+    """``n`` draws from ``N(mean, sample covariance of train)``, through the training EOFs
+    (the same law as :func:`bayesda.fieldstats.gaussian_surrogate`, cheaper when there are
+    more fields than pixels)."""
+    mu, s, vt = eofs
     z = np.random.default_rng(seed).standard_normal((n, len(s)))
-    out = mu + (z * (s / np.sqrt(len(flat) - 1))) @ vt
+    out = mu + (z * (s / np.sqrt(len(train) - 1))) @ vt
     return out.reshape((n,) + train.shape[1:])
 
 
@@ -82,8 +80,10 @@ def variable_stats(var: str, store, max_snapshots, null_dims) -> dict:
     x = np.asarray(da.values, np.float64)
     mean = x[train_mask].mean(axis=0)
     train, test = x[train_mask] - mean, x[test_mask] - mean
-    gauss = surrogate(train, len(train) + len(test))
+    eofs = training_eofs(train)
+    gauss = surrogate(train, eofs, len(train) + len(test))
     g_train, g_test = gauss[: len(train)], gauss[len(train) :]
+    g_eofs = training_eofs(g_train) if null_dims else None
     sk, ku = moments(train)
     sk_g, ku_g = moments(g_train)
     sd = train.std(axis=0)
@@ -100,16 +100,18 @@ def variable_stats(var: str, store, max_snapshots, null_dims) -> dict:
         "excess_kurtosis_max_gaussian": float(np.max(np.abs(ku_g))),
         "beyond_4sd": float(np.mean(np.abs(train) > 4 * sd)),
         "beyond_4sd_gaussian": float(np.mean(np.abs(g_train) > 4 * sd)),
-        "pca_variance_kept": {str(k): v for k, v in pca_variance_kept(train, DIMS).items()},
+        "pca_variance_kept": {
+            str(d): float(np.sum(eofs[1][:d] ** 2) / np.sum(eofs[1] ** 2)) for d in DIMS
+        },
         "gradient": gradient_stats(train),
         "gradient_gaussian": gradient_stats(g_train),
         "quadratic": {},
         "quadratic_gaussian": {},
     }
     for d in QUAD_DIMS:
-        out["quadratic"][str(d)] = quadratic_gain(train, test, d)
+        out["quadratic"][str(d)] = quadratic_gain(train, test, d, eofs=eofs)
         if d in null_dims:
-            out["quadratic_gaussian"][str(d)] = quadratic_gain(g_train, g_test, d)
+            out["quadratic_gaussian"][str(d)] = quadratic_gain(g_train, g_test, d, eofs=g_eofs)
         print(f"{var} d={d}: quadratic / PCA {out['quadratic'][str(d)]['ratio']:.4f}", flush=True)
     return out
 

@@ -38,6 +38,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -179,6 +180,12 @@ class _Model(NamedTuple):
 
 
 def _build(config: QGConfig) -> _Model:
+    """The compiled model; cached per physics and seed (a longer run reuses it)."""
+    return _build_cached(dataclasses.replace(config, n_snapshots=1, chunk=1))
+
+
+@functools.lru_cache(maxsize=4)
+def _build_cached(config: QGConfig) -> _Model:
     import jax
     import pyqg_jax
 

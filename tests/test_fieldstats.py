@@ -155,3 +155,21 @@ def test_knn_gain_sees_a_moving_feature_that_is_null_for_gaussian_fields():
     assert null["k"] >= 64 and null["ratio"] == pytest.approx(1.0, abs=0.01), null
     with pytest.raises(ValueError, match="d=0 needs"):
         knn_gain(x[:10], x[n:], 0)
+
+
+@pytest.mark.parametrize("shape", [(60, 20), (20, 60)])
+def test_training_eofs_equal_the_svd(shape):
+    """Gram-eigh EOFs: the thin SVD of the centred fields (leading modes up to sign)."""
+    from bayesda.fieldstats import training_eofs
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(shape) @ np.diag(np.linspace(3, 0.5, shape[1])) + 2.0
+    mu, sv, vt = training_eofs(a)
+    _, s_ref, vt_ref = np.linalg.svd(a - a.mean(0), full_matrices=False)
+    k = min(shape[0] - 1, shape[1])  # the rank of the centred matrix
+    np.testing.assert_allclose(mu, a.mean(0), atol=1e-12)
+    np.testing.assert_allclose(sv[:k], s_ref[:k], rtol=1e-8)
+    np.testing.assert_allclose(np.abs(np.sum(vt[:5] * vt_ref[:5], axis=1)), 1.0, atol=1e-8)
+    # reconstruction from all modes is exact
+    c = a - mu
+    np.testing.assert_allclose((c @ vt[:k].T) @ vt[:k], c, atol=1e-8)

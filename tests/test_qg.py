@@ -50,6 +50,7 @@ def test_tiny_run_is_geostrophic(tiny_run):
     np.testing.assert_allclose(ds["u"].values, -dpsi_dy, atol=1e-3 * scale)
 
 
+@pytest.mark.slow  # compiles a second model
 def test_same_seed_same_fields_other_seed_other_fields(tiny_run, tmp_path):
     again = simulate_qg(TINY, tmp_path / "again.zarr")
     a = xr.open_zarr(tiny_run.path, consolidated=False).load()
@@ -108,6 +109,7 @@ def test_store_name_tells_the_configuration(monkeypatch, tmp_path):
     assert default_store_path(QGConfig(n_snapshots=5)) == default_store_path(QGConfig())
 
 
+@pytest.mark.slow
 def test_cli(tmp_path, capsys):
     from bayesda.cli import main
 
