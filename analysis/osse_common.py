@@ -132,7 +132,9 @@ def open_field(
     if var not in ds:
         raise KeyError(f"{path} has no variable {var!r}; it has {sorted(ds.data_vars)}")
     da = ds[var].load()
+    store_attrs = {k: v for k, v in ds.attrs.items() if k in ("config", "wall_seconds")}
     if "y" not in da.dims:
+        da.attrs.update(store_attrs)
         return da
     ny, nx = da.sizes["y"], da.sizes["x"]
     scale, units = QG_UNITS[var]
@@ -145,5 +147,5 @@ def open_field(
         name=var,
         attrs={**da.attrs, "units": units, "qg_relabelled": "y -> lat, x -> lon"},
     )
-    out.attrs.update({k: v for k, v in ds.attrs.items() if k in ("config", "wall_seconds")})
+    out.attrs.update(store_attrs)
     return out

@@ -167,32 +167,29 @@ def main(argv=None) -> None:
     p.add_argument("--max-snapshots", type=int, default=None)
     p.add_argument("--scale", type=float, default=0.01, help="quantisation step (units of var)")
     args = p.parse_args(argv)
-    import xarray as xr
-
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-    from osse_common import default_store
+    from osse_common import QG_UNITS, default_qg_store, default_store, open_field
 
-    store = pathlib.Path(args.store) if args.store else default_store()
-    ds = xr.open_zarr(store, consolidated=False)
-    if args.max_snapshots:
-        ds = ds.isel(time=slice(0, args.max_snapshots))
-    da = ds[args.var]
-    others = [v for v in ds.data_vars if v != args.var]
+    if args.store:
+        store = pathlib.Path(args.store)
+    else:
+        store = default_qg_store() if args.var in QG_UNITS else default_store()
+    da = open_field(args.var, store, args.max_snapshots)  # QG stores: relabelled and scaled
     meta = {
         "var": args.var,
         "units": da.attrs.get("units", ""),
         "store": str(store),
-        "store_config": json.loads(ds.attrs.get("config", "{}")),
-        "n_snapshots": int(ds.sizes["time"]),
-        "dropped": f"variables {others}; precision below {args.scale} (int16 quantisation)",
+        "store_config": json.loads(da.attrs.get("config", "{}")),
+        "n_snapshots": int(da.sizes["time"]),
+        "dropped": f"other variables; precision below {args.scale} (int16 quantisation)",
         "command": "python analysis/osse_export.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     out = export_arrays(
         da.values,
-        ds["time"].values,
-        ds["lat"].values,
-        ds["lon"].values,
+        da["time"].values,
+        da["lat"].values,
+        da["lon"].values,
         args.out,
         scale=args.scale,
         meta=meta,
