@@ -71,6 +71,11 @@ def parse_args(argv=None):
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models-dir", default=None)
+    p.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="evaluate the models already in --models-dir (<tag>-d<d>) without training",
+    )
     return p.parse_args(argv)
 
 
@@ -96,25 +101,25 @@ def refine(prior, x: np.ndarray, z0: np.ndarray, steps: int) -> np.ndarray:
     import optax
 
     opt = optax.adam(0.05)
-    xj = jnp.asarray(x)
 
-    def loss(z):
-        return jnp.sum(jnp.square(prior.decode(z) - xj))
+    def loss(z, xb):
+        return jnp.sum(jnp.square(prior.decode(z) - xb))
 
     @jax.jit
-    def run(z):
+    def run(z, xb):
         state = opt.init(z)
 
         def body(_, carry):
             z, state = carry
-            g = jax.grad(loss)(z)
+            g = jax.grad(loss)(z, xb)
             upd, state = opt.update(g, state, z)
             return optax.apply_updates(z, upd), state
 
         return jax.lax.fori_loop(0, steps, body, (z, state))[0]
 
     out = [
-        np.asarray(prior.decode(run(jnp.asarray(z0[i : i + 256])))) for i in range(0, len(x), 256)
+        np.asarray(prior.decode(run(jnp.asarray(z0[i : i + 256]), jnp.asarray(x[i : i + 256]))))
+        for i in range(0, len(x), 256)
     ]
     return np.concatenate(out)
 
@@ -154,19 +159,28 @@ def main(argv=None) -> None:
     for d in (int(v) for v in args.dims.split(",")):
         out = models_dir / f"{args.tag}-d{d}"
         t0 = time.perf_counter()
-        _, summary = train_prior(
-            tas,
-            out,
-            latent_dim=d,
-            channels=tuple(int(c) for c in args.channels.split(",")),
-            linear_path=not args.no_linear_path,
-            train_config=tc,
-            dataset=str(store),
-            overwrite=True,
-            command=cmd,
-            n_harmonics=0,
-            progress=False,
-        )
+        if args.eval_only:
+            card = json.loads((out / "model.json").read_text())["training"]
+            summary = {
+                "epochs_run": card["epochs_run"],
+                "best_epoch": card["best_epoch"],
+                "wall_time_s": card["wall_time_s"],
+                "history": {"val_recon": card.get("history", {}).get("val_recon", [])},
+            }
+        else:
+            _, summary = train_prior(
+                tas,
+                out,
+                latent_dim=d,
+                channels=tuple(int(c) for c in args.channels.split(",")),
+                linear_path=not args.no_linear_path,
+                train_config=tc,
+                dataset=str(store),
+                overwrite=True,
+                command=cmd,
+                n_harmonics=0,
+                progress=False,
+            )
         wall = time.perf_counter() - t0
         prior = load_model(out)
         clim = prior.climatology
