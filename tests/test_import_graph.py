@@ -97,6 +97,7 @@ LAYERS: list[tuple[str, ...]] = [
         "kernels",
         "convergence",
         "outputs",
+        "diskcache",
         "plausible",
         "fieldstats",
     ),  # foundations
