@@ -17,15 +17,19 @@ __all__ = ["plot_posterior"]
 
 
 def _coast(ax, lat, lon):
+    from matplotlib.collections import LineCollection
+
     try:
         from bayesda.landmask import coastlines
 
-        for line in coastlines(
+        lines = coastlines(
             (float(lat.min()), float(lat.max())), (float(lon.min()), float(lon.max()))
-        ):
-            ax.plot(line[:, 0], line[:, 1], color="0.15", lw=0.6)
+        )
     except (ImportError, ValueError):  # no land mask available: maps without coastlines
-        pass
+        return
+    # One artist for all polylines: a Line2D each (about 235 on the NCEP box) took 1.9 s
+    # to create and draw over the six panels.
+    ax.add_collection(LineCollection(lines, colors="0.15", linewidths=0.6, zorder=2))
 
 
 def _hatch(ax, lat, lon, where, hatch):
