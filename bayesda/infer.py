@@ -509,7 +509,11 @@ def _run_nuts_batch(fns, all_args, maps, keys, settings, *, progress_bar):
         else:
             inv_mass.append(np.repeat(np.linalg.inv(hess)[None].astype(np.float32), nc, 0))
         chain_keys.append(np.asarray(jax.random.split(key_mcmc, nc)))
-    batched_args = jax.tree.map(lambda *a: jnp.repeat(jnp.stack(a), nc, axis=0), *all_args)
+    # On the host: jnp.repeat runs ~15 small eager programs per leaf, each lowered in every
+    # new process; the values are the same.
+    batched_args = jax.tree.map(
+        lambda *a: np.repeat(np.stack([np.asarray(x) for x in a]), nc, axis=0), *all_args
+    )
     config = NutsConfig(
         num_warmup=settings["num_warmup"],
         num_samples=settings["num_samples"],

@@ -113,13 +113,14 @@ def detune(step_size, band: tuple[float, float] = RESONANCE_BAND):
       band: ``(low, high)`` relative to each resonance.
 
     Returns:
-      Step sizes of the same shape.
+      Step sizes of the same shape and dtype, as a NumPy array (a handful of numbers on
+      the host: eager JAX ops here cost a lowering each in every new process).
     """
-    eps = jnp.asarray(step_size)
+    eps = np.asarray(step_size)
     for j in range(2, 11):
         r = 2 * np.pi / (2**j - 1)
         inside = (eps > r * band[0]) & (eps < r * band[1])
-        eps = jnp.where(inside, r * band[1], eps)
+        eps = np.where(inside, np.asarray(r * band[1], eps.dtype), eps)
     return eps
 
 
@@ -361,10 +362,13 @@ def run_nuts(
         bar = tqdm(total=config.num_warmup + config.num_samples, desc=desc, leave=False)
     state, warm_steps = _phase(prog, state, args, config.num_warmup, False, bar)
     if _own_step_size(config):
-        adapted = state.adapt_state.step_size
+        current = state.adapt_state.step_size
+        adapted = np.asarray(current)
         if config.num_warmup > 0:  # the dual-averaging mean, as numpyro ends its warmup
-            adapted = jnp.exp(state.adapt_state.ss_state[1])
-        state = state._replace(adapt_state=state.adapt_state._replace(step_size=detune(adapted)))
+            adapted = np.exp(np.asarray(state.adapt_state.ss_state[1])).astype(adapted.dtype)
+        # back where the sampler keeps it (same sharding: the compiled segment is reused)
+        step = jax.device_put(detune(adapted), current.sharding)
+        state = state._replace(adapt_state=state.adapt_state._replace(step_size=step))
     jax.block_until_ready(state)
     t1 = time.perf_counter()
     state, out = _phase(prog, state, args, config.num_samples, True, bar)
