@@ -102,6 +102,7 @@ def _build(decode: Callable, latent_dim: int, options: ModelOptions) -> ModelFns
     @jax.jit
     def find_map(flat, args):
         grad = jax.grad(potential)
+
         # The Hessian and the gradient from one trace (the gradient rides along as aux).
         def grad_twice(x):
             g = grad(x, args)
