@@ -16,10 +16,6 @@ XLA reads ``--xla_force_host_platform_device_count`` only at backend start-up, s
 is added to ``XLA_FLAGS`` and takes effect only if no JAX computation ran yet (importing jax
 is fine). This is the same mechanism as :func:`numpyro.set_host_device_count`.
 On a GPU host the flag only adds CPU devices, which the default (GPU) backend ignores.
-With more than one host device the chains are the parallelism, so each device's
-convolutions and matrix products run single-threaded (``--xla_cpu_multi_thread_eigen=false``):
-with Eigen's thread pool as well, 4 devices on 2 cores oversubscribed them
-(``analysis/results/demo_time.md``). A value the user put in ``XLA_FLAGS`` wins.
 
 Compilation cache: :mod:`bayesda.sampler` compiles one program per model, settings and
 shape, reused within a process. JAX's persistent compilation cache keys executables on the
@@ -44,7 +40,6 @@ __all__ = [
 ]
 
 _FLAG = "--xla_force_host_platform_device_count"
-_EIGEN = "--xla_cpu_multi_thread_eigen"
 _OFF = ("off", "0", "false", "no")
 
 
@@ -60,8 +55,6 @@ def set_host_device_count(n: int | None = None) -> int | None:
     """Ask XLA for ``n`` CPU host devices (default ``max(cores, 4)``).
 
     Does nothing when ``XLA_FLAGS`` already sets the device count (the user's choice wins).
-    With ``n > 1`` it also turns off XLA's multi-threaded Eigen on the CPU (one thread per
-    device; see the module docstring) unless ``XLA_FLAGS`` sets that flag.
     Must run before the first JAX computation; afterwards it cannot take effect and warns
     (only if the running backend has a different number of CPU devices).
 
@@ -89,8 +82,7 @@ def set_host_device_count(n: int | None = None) -> int | None:
                 stacklevel=2,
             )
         return n
-    extra = f" {_EIGEN}=false" if n > 1 and _EIGEN.lstrip("-") not in flags else ""
-    os.environ["XLA_FLAGS"] = f"{flags} {_FLAG}={n}{extra}".strip()
+    os.environ["XLA_FLAGS"] = f"{flags} {_FLAG}={n}".strip()
     return n
 
 

@@ -38,16 +38,6 @@ def test_set_host_device_count_and_cache(tmp_path):
     assert json.loads(out) == [3, str(tmp_path), str(tmp_path)]
 
 
-def test_single_threaded_eigen_per_device_unless_the_user_chose():
-    code = "import os, bayesda; bayesda.set_host_device_count(4); print(os.environ['XLA_FLAGS'])"
-    assert "--xla_cpu_multi_thread_eigen=false" in _run(code, env={"XLA_FLAGS": ""})
-    mine = "--xla_cpu_multi_thread_eigen=true"
-    out = _run(code, env={"XLA_FLAGS": mine}).split()
-    assert mine in out and "--xla_cpu_multi_thread_eigen=false" not in out
-    one = "import os, bayesda; bayesda.set_host_device_count(1); print(os.environ['XLA_FLAGS'])"
-    assert "eigen" not in _run(one, env={"XLA_FLAGS": ""})
-
-
 def test_user_xla_flags_win():
     out = _run(
         "import bayesda; print(bayesda.set_host_device_count(5)); import jax; "
