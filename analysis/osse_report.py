@@ -43,6 +43,15 @@ def _command(csv: pathlib.Path) -> str | None:
     return None
 
 
+def experiment_of(csv: pathlib.Path) -> str:
+    """``temperature`` (Held-Suarez ``tas``) or ``qg_<var>`` for runs on the QG store
+    (``osse_assimilate.py --var VAR --suffix _qg_VAR...``)."""
+    name = pathlib.Path(csv).stem
+    if "_qg_" in name:
+        return "qg_" + name.split("_qg_", 1)[1].split("_")[0]
+    return "temperature"
+
+
 def skill_rows(csv) -> list[dict]:
     """One row per (network, method) of a skill run: unobserved points, all its times."""
     csv = pathlib.Path(csv)
@@ -70,7 +79,7 @@ def skill_rows(csv) -> list[dict]:
     for (network, method), g in df.groupby(["network", "method"], sort=False):
         vals = dict(zip(g.metric, g.value, strict=True))
         ses = dict(zip(g.metric, g.se, strict=True))
-        row = {"experiment": "temperature", "network": network, "method": method}
+        row = {"experiment": experiment_of(csv), "network": network, "method": method}
         for key, name in METRICS.items():
             row[key] = round(float(vals[name]), 4) if name in vals else None
         row["crps_se"] = round(float(ses["crps"]), 4) if "crps" in ses else None
@@ -92,7 +101,7 @@ def pick_skill_rows(rows: list[dict]) -> list[dict]:
         methods.setdefault((r["source"], r["network"]), set()).add(r["method"])
     best: dict = {}
     for r in rows:
-        key = (r["network"], r["method"])
+        key = (r["experiment"], r["network"], r["method"])
         rank = (len(methods[(r["source"], r["network"])]), r["n_times"])
         if key not in best or rank > best[key][0]:
             best[key] = (rank, r)
@@ -103,7 +112,10 @@ def pick_skill_rows(rows: list[dict]) -> list[dict]:
         kind, _, n = network.partition("-")
         return (int(n) if n.isdigit() else 0, kind != "uniform", kind)
 
-    return sorted(picked, key=lambda r: (net_key(r["network"]), order.get(r["method"], 9)))
+    return sorted(
+        picked,
+        key=lambda r: (r["experiment"], net_key(r["network"]), order.get(r["method"], 9)),
+    )
 
 
 def winds_rows(path: pathlib.Path) -> list[dict]:
@@ -194,7 +206,9 @@ def markdown(s: dict) -> str:
             "Commands: `osse_recon.json` (one per row). `gpu-*` rows: the GPU sweep "
             "(`osse_gpu_sweep.md`: 9,200 snapshots; H200). Refined z = the decoder's optimum "
             "(Adam on z); PCA-sym = PCA with the covariance averaged over longitude rolls and "
-            "the hemisphere flip (the fair baseline for the augmented `aug-*` runs).",
+            "the hemisphere flip (the fair baseline for the augmented `aug-*` runs). "
+            "`vae-q:qg-*` rows: the QG store (bayesda.qg), lower-layer potential vorticity in "
+            "1e-6 s-1, not K (qg_stats.md).",
             "",
         ]
     f = lambda v, d=3: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
@@ -224,6 +238,26 @@ def markdown(s: dict) -> str:
             cmd = next(r["command"] for r in temp if r["source"] == src)
             lines.append(f"- `{src}`: `{cmd}`")
         lines += [""]
+    for exp in sorted({r["experiment"] for r in s["skill"] if r["experiment"].startswith("qg_")}):
+        rows = [r for r in s["skill"] if r["experiment"] == exp]
+        lines += [
+            f"## QG turbulence: assimilation of `{exp[3:]}` at unobserved points",
+            "",
+            "The QG store (bayesda.qg), units of analysis/osse_common.QG_UNITS; same targets "
+            "and scores as above.",
+            "",
+            "| network | method | RMSE | CRPS | CRPS / OI | 90% coverage | spread/skill "
+            "| times | s / time |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['network']} | {r['method']} | {f(r['rmse'])} | "
+                f"{f(r['crps'])} +- {f(r.get('crps_se'))} | {f(r.get('crps_vs_oi'))} | "
+                f"{f(r['coverage_90'])} | {f(r['spread_skill'])} | {r['n_times']} | "
+                f"{f(r.get('wall_s_per_time'), 1)} |"
+            )
+        lines += ["", f"Command: `{rows[0]['command']}`.", ""]
     wind = [r for r in s["skill"] if r["experiment"] == "winds_to_pressure"]
     if wind:
         lines += [
