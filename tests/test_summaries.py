@@ -169,3 +169,19 @@ def test_device_cholesky_equals_the_host_scale_tril():
     cheap = prepare_obs(prior, make_obs(prior.grid, 3, seed=3), covariance=False)
     assert cheap.scale_tril is None
     np.testing.assert_allclose(cheap.repr_diag, obs[0].repr_diag)
+
+
+def test_spd_lifts_negative_curvature_to_the_prior_precision():
+    """A nonlinear decoder can give an indefinite Hessian at the mode; the Laplace precision
+    must then not be wider than the prior's (it was 1e-6: SD 1,000 in such a direction)."""
+    from bayesda.compiled import PRECISION_FLOOR, spd, spd_batch
+
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    h = (q * np.array([-3.0, 1e-8, 0.5, 2.0, 40.0])) @ q.T
+    w = np.linalg.eigvalsh(spd(h))
+    np.testing.assert_allclose(np.sort(w), [1.0, 1.0, 1.0, 2.0, 40.0], rtol=1e-10)
+    assert PRECISION_FLOOR == 1.0
+    np.testing.assert_allclose(np.asarray(spd_batch(h[None]))[0], spd(h), rtol=1e-4, atol=1e-4)
+    good = (q * np.array([1.5, 2.0, 3.0, 4.0, 9.0])) @ q.T  # a valid posterior precision
+    np.testing.assert_allclose(spd(good), good, atol=1e-12)
