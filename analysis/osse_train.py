@@ -250,8 +250,8 @@ def markdown(records) -> str:
         "",
         "Temperature at the lowest model level (K) for Held-Suarez rows; lower-layer "
         "potential vorticity (1e-6 s-1) for the QG rows (tag qg-*, bayesda.qg); anomalies "
-        "from the training time mean, held-out test blocks. `ratio` = VAE / PCA (target <= 0.85). Each row's "
-        "exact command is in osse_recon.json.",
+        "from the training time mean, held-out test blocks. `ratio` = VAE / PCA "
+        "(target <= 0.85). Each row's exact command is in osse_recon.json.",
         "",
         "| tag | d | VAE | PCA | ratio | VAE refined z | best / run epochs | train s | "
         "load | settings |",
