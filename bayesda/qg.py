@@ -41,7 +41,6 @@ import dataclasses
 import functools
 import json
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -49,10 +48,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
-__all__ = ["PRESETS", "QGConfig", "QGResult", "default_store_path", "simulate_qg"]
+from bayesda.simstore import SimulationResult, Stepper, cache_store_path, run_store
+
+__all__ = ["PRESETS", "QGConfig", "default_store_path", "simulate_qg"]
 
 VARIABLES = ("q", "q_upper", "psi", "u", "v")
-START = np.datetime64("2001-01-01T00:00", "ns")  # nominal date of the first snapshot
 _UNITS = {"q": "s-1", "q_upper": "s-1", "psi": "m2 s-1", "u": "m s-1", "v": "m s-1"}
 _NAMES = {
     "q": "potential vorticity anomaly, lower layer",
@@ -156,19 +156,9 @@ PRESETS = {
 }
 
 
-class QGResult(NamedTuple):
-    """What :func:`simulate_qg` returns: the store, its size, this call's and all calls' wall."""
-
-    path: Path
-    n_written: int
-    wall_seconds: float
-    total_wall_seconds: float
-
-
 def default_store_path(config: QGConfig) -> Path:
     """``$BAYESDA_CACHE/osse/<tag>.zarr`` (``~/.cache/bayesda`` by default)."""
-    root = Path(os.environ.get("BAYESDA_CACHE", Path.home() / ".cache" / "bayesda"))
-    return root / "osse" / f"{config.tag()}.zarr"
+    return cache_store_path(config.tag())
 
 
 class _Model(NamedTuple):
@@ -252,12 +242,12 @@ def _to_dataset(frames: list[dict], times: np.ndarray, model: _Model) -> xr.Data
     )
 
 
-def _save_state(state, path: Path) -> None:
+def _save_state(state, path: Path, n_done: int) -> None:
     import jax
 
     leaves = jax.tree_util.tree_leaves(state)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, *[np.asarray(leaf) for leaf in leaves])
+    np.savez(tmp, *[np.asarray(leaf) for leaf in leaves], n_done=np.int64(n_done))
     os.replace(tmp, path)
 
 
@@ -266,8 +256,9 @@ def _load_state(template, path: Path):
     import jax.numpy as jnp
 
     leaves, treedef = jax.tree_util.tree_flatten(template)
-    with np.load(path) as z:
-        stored = [z[f"arr_{i}"] for i in range(len(z.files))]
+    with np.load(path, allow_pickle=False) as z:
+        n_leaves = sum(k.startswith("arr_") for k in z.files)
+        stored = [z[f"arr_{i}"] for i in range(n_leaves)]
     if len(stored) != len(leaves) or any(
         a.shape != np.shape(b) for a, b in zip(stored, leaves, strict=True)
     ):
@@ -286,7 +277,7 @@ def simulate_qg(
     path: str | Path | None = None,
     *,
     progress: Callable[[str], None] | None = None,
-) -> QGResult:
+) -> SimulationResult:
     """Run (or resume) a two-layer QG simulation into a zarr store.
 
     Args:
@@ -295,7 +286,7 @@ def simulate_qg(
       progress: called with a one-line message after spin-up and each chunk.
 
     Returns:
-      A :class:`QGResult`.
+      A :class:`bayesda.simstore.SimulationResult`.
 
     Raises:
       ValueError: the store exists with a different configuration.
@@ -303,106 +294,27 @@ def simulate_qg(
     """
     import warnings
 
+    def build() -> Stepper:
+        model = _build(config)
+        return Stepper(
+            model.initial_state,
+            model.advance,
+            model.fields,
+            lambda frames, times: _to_dataset(frames, times, model),
+            _save_state,
+            lambda restart: _load_state(model.initial_state, restart),
+        )
+
     with warnings.catch_warnings():  # pyqg-jax asks for float64 constants; float32 is meant
         warnings.filterwarnings("ignore", "Explicitly requested dtype", UserWarning)
-        return _simulate(config, path, progress)
-
-
-def _simulate(
-    config: QGConfig, path: str | Path | None, progress: Callable[[str], None] | None
-) -> QGResult:
-    path = Path(path) if path is not None else default_store_path(config)
-    restart_dir = path.with_name(path.name + ".restart")
-    say = progress or (lambda _msg: None)
-    t_call = time.perf_counter()
-    cfg = dataclasses.asdict(config)
-    cfg_no_size = {k: v for k, v in cfg.items() if k not in ("n_snapshots", "chunk")}
-
-    n_done, wall_before = 0, 0.0
-    if path.exists():
-        stored = xr.open_zarr(path, consolidated=False)
-        prev = json.loads(stored.attrs["config"])
-        if {k: v for k, v in prev.items() if k not in ("n_snapshots", "chunk")} != cfg_no_size:
-            raise ValueError(
-                f"{path} holds a run with config {prev}, not {cfg}: pass another "
-                "path or delete the store"
-            )
-        n_done = int(stored.sizes["time"])
-        wall_before = float(stored.attrs.get("wall_seconds", 0.0))
-        stored.close()
-    if n_done >= config.n_snapshots:
-        say(f"{path}: {n_done} snapshots already there")
-        return QGResult(path, n_done, time.perf_counter() - t_call, wall_before)
-
-    import jax
-
-    model = _build(config)
-    step = np.timedelta64(int(round(config.interval_hours * 3600)), "s")
-    if n_done:
-        restart = restart_dir / f"state_{n_done}.npz"
-        if not restart.exists():
-            raise FileNotFoundError(
-                f"{restart} missing: the store {path} cannot be resumed; delete it and start again"
-            )
-        state = _load_state(model.initial_state, restart)
-        say(f"resuming {path} at snapshot {n_done}")
-    else:
-        state = model.initial_state
-        for i in range(config.spinup_snapshots):
-            state = model.advance(state)
-            if (i + 1) % 1000 == 0:
-                say(
-                    f"spin-up {(i + 1) * config.interval_hours / 24:.0f} / "
-                    f"{config.spinup_days:g} days"
-                )
-        jax.block_until_ready(state)
-        say(f"spin-up done ({time.perf_counter() - t_call:.1f} s)")
-
-    while n_done < config.n_snapshots:
-        n = min(config.chunk, config.n_snapshots - n_done)
-        frames = []
-        for _ in range(n):
-            state = model.advance(state)
-            frames.append(model.fields(state))
-        frames = jax.device_get(frames)
-        if not all(np.isfinite(f["q"]).all() for f in frames):
-            raise FloatingPointError(
-                f"non-finite potential vorticity in snapshots {n_done}..{n_done + n}: the run "
-                f"is unstable with dt_hours={config.dt_hours}; use a smaller one"
-            )
-        times = START + (n_done + np.arange(n)) * step
-        ds = _to_dataset(frames, times.astype("datetime64[ns]"), model)
-        wall = wall_before + time.perf_counter() - t_call
-        ds.attrs.update(
-            {
-                "title": "Two-layer quasi-geostrophic turbulence (pyqg-jax)",
-                "config": json.dumps(
-                    cfg_no_size | {"n_snapshots": config.n_snapshots, "chunk": config.chunk}
-                ),
-                "versions": json.dumps(_versions()),
-                "cpu_count": os.cpu_count() or 0,
-                "wall_seconds": wall,
-            }
+        return run_store(
+            Path(path) if path is not None else default_store_path(config),
+            config,
+            build,
+            title="Two-layer quasi-geostrophic turbulence (pyqg-jax)",
+            versions=_versions,
+            check=("q", "potential vorticity"),
+            step_setting=f"dt_hours={config.dt_hours}",
+            report_every=1000,
+            progress=progress,
         )
-        # the state is saved under the store size it continues: a crash between the two
-        # writes leaves the previous state, which still matches the store's size
-        restart_dir.mkdir(parents=True, exist_ok=True)
-        _save_state(state, restart_dir / f"state_{n_done + n}.npz")
-        if n_done == 0:
-            ds.to_zarr(path, mode="w", consolidated=False)
-        else:
-            ds.to_zarr(path, append_dim="time", consolidated=False)
-            import zarr
-
-            zarr.open_group(str(path), mode="r+").attrs.update({"wall_seconds": wall})
-        old = restart_dir / f"state_{n_done}.npz"
-        if n_done and old.exists():
-            old.unlink()
-        n_done += n
-        say(
-            f"{n_done} / {config.n_snapshots} snapshots, {wall:.0f} s wall in all "
-            f"(load {os.getloadavg()[0]:.1f})"
-        )
-    return QGResult(
-        path, n_done, time.perf_counter() - t_call, wall_before + time.perf_counter() - t_call
-    )

@@ -31,15 +31,15 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import xarray as xr
+
+from bayesda.simstore import SimulationResult, Stepper, cache_store_path, run_store
 
 __all__ = [
     "HeldSuarezConfig",
@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 VARIABLES = ("tas", "ps", "ua", "va")
-START = np.datetime64("2001-01-01T00:00", "ns")  # nominal date of the first snapshot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,26 +118,9 @@ PRESETS = {
 }
 
 
-class SimulationResult(NamedTuple):
-    """What :func:`simulate` returns.
-
-    Attributes:
-      path: the zarr store.
-      n_written: snapshots in the store after this call.
-      wall_seconds: wall time of this call (spin-up, integration and writing).
-      total_wall_seconds: wall time of every call that built the store.
-    """
-
-    path: Path
-    n_written: int
-    wall_seconds: float
-    total_wall_seconds: float
-
-
 def default_store_path(config: HeldSuarezConfig) -> Path:
     """``$BAYESDA_CACHE/osse/<tag>.zarr`` (``~/.cache/bayesda`` by default)."""
-    root = Path(os.environ.get("BAYESDA_CACHE", Path.home() / ".cache" / "bayesda"))
-    return root / "osse" / f"{config.tag()}.zarr"
+    return cache_store_path(config.tag())
 
 
 class _Model(NamedTuple):
@@ -351,96 +333,26 @@ def simulate(
       ValueError: the store exists with a different configuration.
       FloatingPointError: the model blew up (try a smaller ``dt_minutes``).
     """
-    path = Path(path) if path is not None else default_store_path(config)
-    restart_dir = path.with_name(path.name + ".restart")
-    say = progress or (lambda _msg: None)
-    t_call = time.perf_counter()
-    cfg = dataclasses.asdict(config)
-    cfg_no_size = {k: v for k, v in cfg.items() if k not in ("n_snapshots", "chunk")}
 
-    n_done, wall_before = 0, 0.0
-    if path.exists():
-        stored = xr.open_zarr(path, consolidated=False)
-        prev = json.loads(stored.attrs["config"])
-        if {k: v for k, v in prev.items() if k not in ("n_snapshots", "chunk")} != cfg_no_size:
-            raise ValueError(
-                f"{path} holds a run with config {prev}, not {cfg}: pass another "
-                "path or delete the store"
-            )
-        n_done = int(stored.sizes["time"])
-        wall_before = float(stored.attrs.get("wall_seconds", 0.0))
-        stored.close()
-    if n_done >= config.n_snapshots:
-        say(f"{path}: {n_done} snapshots already there")
-        return SimulationResult(path, n_done, time.perf_counter() - t_call, wall_before)
-
-    import jax
-
-    model = _build(config)
-    step = np.timedelta64(int(round(config.interval_hours * 3600)), "s")
-    if n_done:
-        restart = restart_dir / f"state_{n_done}.npz"
-        if not restart.exists():
-            raise FileNotFoundError(
-                f"{restart} missing: the store {path} cannot be resumed; delete it and start again"
-            )
-        state = _state_from_npz(model.initial_state, restart)
-        say(f"resuming {path} at snapshot {n_done}")
-    else:
-        state = model.initial_state
-        for i in range(config.spinup_snapshots):
-            state = model.advance(state)
-            if (i + 1) % 200 == 0:
-                say(
-                    f"spin-up {(i + 1) * config.interval_hours / 24:.0f} / "
-                    f"{config.spinup_days:g} days"
-                )
-        jax.block_until_ready(state)
-        say(f"spin-up done ({time.perf_counter() - t_call:.1f} s)")
-
-    restart_dir.mkdir(parents=True, exist_ok=True)
-    while n_done < config.n_snapshots:
-        n = min(config.chunk, config.n_snapshots - n_done)
-        frames = []
-        for _ in range(n):
-            state = model.advance(state)
-            frames.append(model.to_fields(state))
-        if not all(np.isfinite(f["tas"]).all() for f in frames):
-            raise FloatingPointError(
-                f"non-finite temperature in snapshots {n_done}..{n_done + n}"
-                f": the run is unstable with dt_minutes="
-                f"{config.dt_minutes}; use a smaller one"
-            )
-        times = START + (n_done + np.arange(n)) * step
-        ds = _to_dataset(frames, times.astype("datetime64[ns]"), model)
-        _state_to_npz(state, restart_dir / f"state_{n_done + n}.npz", n_done + n)
-        wall = wall_before + time.perf_counter() - t_call
-        ds.attrs.update(
-            {
-                "title": "Held-Suarez simulation (dinosaur dynamical core)",
-                "config": json.dumps(
-                    cfg_no_size | {"n_snapshots": config.n_snapshots, "chunk": config.chunk}
-                ),
-                "versions": json.dumps(_versions()),
-                "cpu_count": os.cpu_count() or 0,
-                "wall_seconds": wall,
-            }
+    def build() -> Stepper:
+        model = _build(config)
+        return Stepper(
+            model.initial_state,
+            model.advance,
+            model.to_fields,
+            lambda frames, times: _to_dataset(frames, times, model),
+            _state_to_npz,
+            lambda restart: _state_from_npz(model.initial_state, restart),
         )
-        if n_done == 0:
-            ds.to_zarr(path, mode="w", consolidated=False)
-        else:
-            ds.to_zarr(path, append_dim="time", consolidated=False)
-            import zarr
 
-            zarr.open_group(str(path), mode="r+").attrs.update({"wall_seconds": wall})
-        old = restart_dir / f"state_{n_done - config.chunk}.npz"
-        if n_done - config.chunk > 0 and old.exists():
-            old.unlink()
-        n_done += n
-        say(
-            f"{n_done} / {config.n_snapshots} snapshots, {wall:.0f} s wall in all "
-            f"(load {os.getloadavg()[0]:.1f})"
-        )
-    return SimulationResult(
-        path, n_done, time.perf_counter() - t_call, wall_before + time.perf_counter() - t_call
+    return run_store(
+        Path(path) if path is not None else default_store_path(config),
+        config,
+        build,
+        title="Held-Suarez simulation (dinosaur dynamical core)",
+        versions=_versions,
+        check=("tas", "temperature"),
+        step_setting=f"dt_minutes={config.dt_minutes}",
+        report_every=200,
+        progress=progress,
     )

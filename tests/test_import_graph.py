@@ -100,6 +100,7 @@ LAYERS: list[tuple[str, ...]] = [
         "diskcache",
         "plausible",
         "fieldstats",
+        "simstore",
     ),  # foundations
     (
         "data",
