@@ -29,7 +29,7 @@ import numpy as np
 
 from bayesda.climatology import Climatology
 from bayesda.data import load_dataset
-from bayesda.fieldstats import quadratic_gain, training_eofs
+from bayesda.fieldstats import gaussian_surrogate, quadratic_gain, training_eofs
 from bayesda.split import block_split
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -45,9 +45,7 @@ def main(argv=None) -> None:
     anom = np.asarray(clim.to_anomaly(tas).values, np.float64)
     train, test = anom[train_mask], anom[test_mask]
     eofs = training_eofs(train)
-    mu, sv, vt = eofs
-    z = np.random.default_rng(1).standard_normal((len(anom), len(sv)))
-    gauss = mu + (z * (sv / np.sqrt(len(train) - 1))) @ vt
+    gauss = gaussian_surrogate(train, len(anom), seed=1, eofs=eofs)
     g_train, g_test = gauss[: len(train)], gauss[len(train) :]
     g_eofs = training_eofs(g_train)
     rows = []

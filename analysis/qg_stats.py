@@ -30,6 +30,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from osse_common import QG_UNITS, RESULTS, open_field, store_summary  # noqa: E402
 
 from bayesda.fieldstats import (  # noqa: E402
+    gaussian_surrogate,
     moments,
     quadratic_gain,
     training_eofs,
@@ -47,16 +48,6 @@ def parse_args(argv=None):
     p.add_argument("--variables", default=",".join(QG_UNITS))
     p.add_argument("--null-dims", default="32", help="d at which the Gaussian null is run")
     return p.parse_args(argv)
-
-
-def surrogate(train: np.ndarray, eofs, n: int, seed: int = 1) -> np.ndarray:
-    """``n`` draws from ``N(mean, sample covariance of train)``, through the training EOFs
-    (the same law as :func:`bayesda.fieldstats.gaussian_surrogate`, cheaper when there are
-    more fields than pixels)."""
-    mu, s, vt = eofs
-    z = np.random.default_rng(seed).standard_normal((n, len(s)))
-    out = mu + (z * (s / np.sqrt(len(train) - 1))) @ vt
-    return out.reshape((n,) + train.shape[1:])
 
 
 def gradient_stats(f: np.ndarray) -> dict:
@@ -81,7 +72,7 @@ def variable_stats(var: str, store, max_snapshots, null_dims) -> dict:
     mean = x[train_mask].mean(axis=0)
     train, test = x[train_mask] - mean, x[test_mask] - mean
     eofs = training_eofs(train)
-    gauss = surrogate(train, eofs, len(train) + len(test))
+    gauss = gaussian_surrogate(train, len(train) + len(test), seed=1, eofs=eofs)
     g_train, g_test = gauss[: len(train)], gauss[len(train) :]
     g_eofs = training_eofs(g_train) if null_dims else None
     sk, ku = moments(train)

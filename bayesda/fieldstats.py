@@ -92,17 +92,31 @@ def sphere_gradient(
     return ddx, ddy
 
 
-def gaussian_surrogate(train: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+def gaussian_surrogate(
+    train: np.ndarray,
+    n: int,
+    seed: int = 0,
+    eofs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """``n`` draws from ``N(mean, sample covariance)`` of ``train [m, lat, lon]``.
 
     ``x = mean + A^T z / sqrt(m - 1)`` with ``A`` the centred training fields and
-    ``z ~ N(0, I_m)``: its covariance is exactly the sample covariance (all ranks).
+    ``z ~ N(0, I_m)``: its covariance is exactly the sample covariance (all ranks). With
+    ``eofs`` (:func:`training_eofs` of ``train``) the draws go through them instead,
+    ``x = mean + (z * s / sqrt(m - 1)) Vt`` with ``z ~ N(0, I_r)``: the same law, cheaper
+    when there are more fields than pixels (other random numbers for the same seed).
     """
     a = np.asarray(train, np.float64)
     flat = a.reshape(a.shape[0], -1)
-    mu = flat.mean(axis=0)
-    z = np.random.default_rng(seed).standard_normal((n, flat.shape[0]))
-    out = mu + z @ (flat - mu) / np.sqrt(flat.shape[0] - 1)
+    rng = np.random.default_rng(seed)
+    if eofs is not None:
+        mu, sv, vt = eofs
+        z = rng.standard_normal((n, len(sv)))
+        out = mu + (z * (sv / np.sqrt(flat.shape[0] - 1))) @ vt
+    else:
+        mu = flat.mean(axis=0)
+        z = rng.standard_normal((n, flat.shape[0]))
+        out = mu + z @ (flat - mu) / np.sqrt(flat.shape[0] - 1)
     return out.reshape((n,) + a.shape[1:])
 
 

@@ -43,10 +43,15 @@ def test_moments_gaussian_and_exponential():
         moments(np.zeros((2, 4)))
 
 
-def test_gaussian_surrogate_has_the_sample_covariance():
+@pytest.mark.parametrize("through_eofs", [False, True])
+def test_gaussian_surrogate_has_the_sample_covariance(through_eofs):
+    from bayesda.fieldstats import training_eofs
+
     rng = np.random.default_rng(1)
     train = rng.exponential(size=(40, 2, 3)) * np.arange(1, 7).reshape(2, 3)
-    sur = gaussian_surrogate(train, 100_000, seed=2)
+    eofs = training_eofs(train) if through_eofs else None
+    sur = gaussian_surrogate(train, 100_000, seed=2, eofs=eofs)
+    assert sur.shape == (100_000, 2, 3)
     c_train = np.cov(train.reshape(40, -1).T)
     c_sur = np.cov(sur.reshape(len(sur), -1).T)
     scale = np.sqrt(np.outer(np.diag(c_train), np.diag(c_train)))
