@@ -81,8 +81,54 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=150)
     p.add_argument("--draws", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--repr-error",
+        default=None,
+        metavar="STRUCTURE",
+        help="re-estimate the model's representation error with this structure "
+        "(bayesda.representation.from_residuals: e.g. 400 = empirical rank 400, matern32; or "
+        "homogeneous: bayesda.representation.homogeneous, for the doubly periodic QG grid) from "
+        "its residuals on the validation fields; default: the model's own",
+    )
     p.add_argument("--suffix", default="")
     return p.parse_args(argv)
+
+
+def with_repr_error(prior, train, grid, structure: str):
+    """``prior`` with its representation error re-estimated from validation residuals.
+
+    The residuals ``decode(encode_mean(x)) - x`` are taken on the training split's
+    validation blocks (:func:`bayesda.split.validation_split`), the fields the training
+    recipe estimated the model's own representation error from.
+    """
+    import jax
+    import numpy as np
+
+    from bayesda.representation import from_residuals, homogeneous
+    from bayesda.split import validation_split
+
+    if prior.encode is None:
+        raise ValueError(f"{prior.name} has no encoder: cannot recompute its residuals")
+    _, val = validation_split(train["time"].values)
+    x = np.asarray(train.values[val], np.float32)
+
+    @jax.jit
+    def recon(x):
+        return prior.decode(prior.encode(x)[0])
+
+    res = np.concatenate(
+        [np.asarray(recon(x[i : i + 256])) - x[i : i + 256] for i in range(0, len(x), 256)]
+    )
+    if structure == "homogeneous":  # doubly periodic grids (QG) only
+        repr_error = homogeneous(res)
+    else:
+        repr_error = from_residuals(res, grid, structure)
+    print(
+        f"representation error {structure!r} from {len(x)} validation residuals "
+        f"(RMS {np.sqrt(np.mean(res**2)):.4f}, rank {repr_error.factor.shape[0]})",
+        flush=True,
+    )
+    return dataclasses.replace(prior, repr_error=repr_error)
 
 
 def main(argv=None) -> None:
@@ -105,6 +151,8 @@ def main(argv=None) -> None:
     grid = Grid.from_xarray(train)
     if prior is not None and prior.grid != grid:
         raise ValueError(f"prior grid {prior.grid.shape} differs from the store's {grid.shape}")
+    if prior is not None and args.repr_error is not None:
+        prior = with_repr_error(prior, train, grid, args.repr_error)
     networks = tuple((s.split("-")[0], int(s.split("-")[1])) for s in args.networks)
     cfg = dataclasses.replace(
         bs.FULL,
@@ -157,6 +205,9 @@ def main(argv=None) -> None:
     text = bs.markdown(summary, cfg, meta).replace(
         "held-out NCEP fields", f"held-out simulated ({source}) fields"
     )
+    if args.var != "tas":  # benchmark_skill writes NCEP's unit
+        units = tas.attrs["units"]
+        text = text.replace("(K)", f"({units})").replace(f"{cfg.sigma} K,", f"{cfg.sigma} {units},")
     bs._atomic_write(md, lambda tmp: pathlib.Path(tmp).write_text(text))
     bs.figures(
         curves, points, cfg, RESULTS.parent / "figures", prefix=f"osse_calibration{args.suffix}_"

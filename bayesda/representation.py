@@ -40,6 +40,7 @@ __all__ = [
     "estimate",
     "fit_length_scale",
     "from_residuals",
+    "homogeneous",
     "stationary",
     "stationary_loglik",
     "zero_error",
@@ -164,6 +165,70 @@ def estimate(residuals: np.ndarray, rank: int = 16) -> RepresentationError:
     factor = (s[:rank, None] * vt[:rank]).reshape(rank, nlat, nlon)
     msq = np.sum(flat**2, axis=0).reshape(nlat, nlon)
     diag = np.maximum(msq - np.sum(factor**2, axis=0), 0.0)
+    return RepresentationError(factor.astype(np.float32), diag.astype(np.float32))
+
+
+def homogeneous(
+    residuals: np.ndarray, *, var_fraction: float = 0.99, max_rank: int = 400
+) -> RepresentationError:
+    """A homogeneous ``C`` on a doubly periodic grid, from the residuals' power spectrum.
+
+    For fields that are statistically homogeneous on a domain periodic in both directions
+    (a doubly periodic simulation such as :mod:`bayesda.qg`), ``C`` is circulant: its
+    eigenvectors are the Fourier modes and its eigenvalues the power spectrum
+    ``P(k) = mean |FFT(r)(k)|^2 / npix``, averaged over fields *and* translations. So it is
+    estimated from ``n * npix`` numbers, not ``n`` fields, without the spurious long-range
+    correlations of a sample covariance (:func:`estimate`) and without assuming isotropy or
+    a distance on the sphere (:func:`stationary`): an anisotropic spectrum is kept as it is.
+
+    The factor holds the real (cos, sin) Fourier modes of the largest ``P(k)``, conjugate
+    pairs kept together, up to ``var_fraction`` of the trace or ``max_rank`` rows; the
+    diagonal takes the rest of the (uniform) marginal variance. Not for regional grids or
+    grids periodic in longitude only: the circulant form would wrap correlation across the
+    edges.
+
+    Args:
+      residuals: ``[n, ny, nx]`` residual fields on a doubly periodic grid.
+      var_fraction, max_rank: truncation, as in :func:`stationary`.
+
+    Returns:
+      The :class:`RepresentationError` (no ``spec``; stored as its factor and diagonal).
+    """
+    r = np.asarray(residuals, np.float64)
+    if r.ndim != 3 or r.shape[0] < 1:
+        raise ValueError(f"residuals must be [n>=1, ny, nx], got {r.shape}")
+    if not np.all(np.isfinite(r)):
+        raise ValueError("residuals contain NaN or inf")
+    if not 0.0 < var_fraction <= 1.0:
+        raise ValueError(f"{var_fraction=} must be in (0, 1]")
+    _, ny, nx = r.shape
+    npix = ny * nx
+    power = np.mean(np.abs(np.fft.fft2(r)) ** 2, axis=0) / npix  # eigenvalues of C
+    ky, kx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    # one representative per conjugate pair {k, -k}; self-conjugate modes have one real mode
+    partner = ((-ky) % ny) * nx + (-kx) % nx
+    flat = ky * nx + kx
+    keep = flat <= partner
+    self_conj = (flat == partner)[keep]
+    lam, kyk, kxk = power[keep], ky[keep], kx[keep]
+    order = np.argsort(-lam, kind="stable")
+    dims = np.where(self_conj[order], 1, 2)
+    frac = np.cumsum(lam[order] * dims) / max(float(np.sum(power)), np.finfo(float).tiny)
+    n_modes = min(
+        int(np.searchsorted(frac, var_fraction)) + 1,  # fewest modes reaching var_fraction
+        int(np.searchsorted(np.cumsum(dims), max_rank, side="right")),  # <= max_rank rows
+    )
+    y, x = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    rows = []
+    for j in order[:n_modes]:
+        phase = 2.0 * np.pi * (kyk[j] * y / ny + kxk[j] * x / nx)
+        if self_conj[j]:
+            rows.append(np.sqrt(lam[j] / npix) * np.cos(phase))
+        else:
+            rows += [np.sqrt(2.0 * lam[j] / npix) * f(phase) for f in (np.cos, np.sin)]
+    factor = np.asarray(rows).reshape(len(rows), ny, nx) if rows else np.zeros((0, ny, nx))
+    variance = float(np.sum(power)) / npix  # = mean square of the residuals
+    diag = np.maximum(variance - np.sum(factor**2, axis=0), 0.0)
     return RepresentationError(factor.astype(np.float32), diag.astype(np.float32))
 
 

@@ -11,6 +11,7 @@ from bayesda.representation import (
     empirical_correlogram,
     estimate,
     fit_length_scale,
+    homogeneous,
     stationary,
     stationary_loglik,
 )
@@ -129,3 +130,44 @@ def test_from_residuals_structures():
     assert fixed.spec.kind == "sqexp" and fixed.spec.length_scale_km == 400.0
     with pytest.raises(ValueError, match="unknown representation-error structure"):
         from_residuals(r, grid, "gaussian")
+
+
+def _periodic_shift_cov(r: np.ndarray) -> np.ndarray:
+    """The translation-averaged sample covariance of fields on a doubly periodic grid."""
+    n, ny, nx = r.shape
+    y, x = (a.ravel() for a in np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij"))
+    cov = np.zeros((ny * nx, ny * nx))
+    for dy in range(ny):
+        for dx in range(nx):
+            lag = np.mean(r * np.roll(r, (-dy, -dx), axis=(1, 2)))  # E[r(p) r(p + lag)]
+            cov[((y[None] - y[:, None]) % ny == dy) & ((x[None] - x[:, None]) % nx == dx)] = lag
+    return cov
+
+
+def test_homogeneous_full_rank_is_the_translation_averaged_covariance():
+    rng = np.random.default_rng(3)
+    white = rng.standard_normal((40, 6, 8))
+    r = white + 0.8 * np.roll(white, 1, axis=2) + 0.3 * np.roll(white, 1, axis=1)  # anisotropic
+    rep = homogeneous(r, var_fraction=1.0, max_rank=10**6)
+    assert rep.rank == 48 and rep.spec is None
+    f = rep.factor.reshape(rep.rank, -1).astype(np.float64)
+    cov = f.T @ f + np.diag(rep.diag_var.ravel())
+    np.testing.assert_allclose(cov, _periodic_shift_cov(r), atol=1e-5)
+    assert cov[0, 1] > 2 * abs(cov[0, 8])  # the x-lag correlation is kept, not made isotropic
+
+
+def test_homogeneous_truncation_keeps_marginal_variance_and_pairs():
+    rng = np.random.default_rng(4)
+    r = rng.standard_normal((30, 8, 8)) * 2.0
+    for max_rank in (0, 5, 17):
+        rep = homogeneous(r, var_fraction=1.0, max_rank=max_rank)
+        assert rep.rank <= max_rank
+        np.testing.assert_allclose(rep.variance, np.mean(r**2), rtol=1e-5)
+    smooth = r + np.roll(r, 1, axis=1) + np.roll(r, 1, axis=2) + np.roll(r, (1, 1), axis=(1, 2))
+    rep = homogeneous(smooth, var_fraction=0.5)  # a red spectrum: few modes hold half of it
+    assert 0 < rep.rank < 32
+    assert captured_fraction(rep) >= 0.5
+    with pytest.raises(ValueError, match="must be"):
+        homogeneous(r[0])
+    with pytest.raises(ValueError, match="var_fraction"):
+        homogeneous(r, var_fraction=0.0)
