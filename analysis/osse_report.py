@@ -43,6 +43,17 @@ def _command(csv: pathlib.Path) -> str | None:
     return None
 
 
+def prior_of(command: str | None) -> str:
+    """The prior a skill run used, from its command: the model directory's name and, when
+    ``--repr-error`` re-estimated it, the representation-error structure (QG ablations)."""
+    if not command:
+        return "-"
+    m = re.search(r"--model-dir\s+(\S+)", command)
+    name = pathlib.Path(m.group(1)).name if m else "none"
+    r = re.search(r"--repr-error\s+(\S+)", command)
+    return f"{name} ({r.group(1)})" if r else name
+
+
 def experiment_of(csv: pathlib.Path) -> str:
     """``temperature`` (Held-Suarez ``tas``) or ``qg_<var>`` for runs on the QG store
     (``osse_assimilate.py --var VAR --suffix _qg_VAR...``)."""
@@ -80,6 +91,7 @@ def skill_rows(csv) -> list[dict]:
         vals = dict(zip(g.metric, g.value, strict=True))
         ses = dict(zip(g.metric, g.se, strict=True))
         row = {"experiment": experiment_of(csv), "network": network, "method": method}
+        row["prior"] = prior_of(command) if method in ("nuts", "laplace", "restarts") else "-"
         for key, name in METRICS.items():
             row[key] = round(float(vals[name]), 4) if name in vals else None
         row["crps_se"] = round(float(ses["crps"]), 4) if "crps" in ses else None
@@ -101,7 +113,9 @@ def pick_skill_rows(rows: list[dict]) -> list[dict]:
         methods.setdefault((r["source"], r["network"]), set()).add(r["method"])
     best: dict = {}
     for r in rows:
-        key = (r["experiment"], r["network"], r["method"])
+        # QG runs are ablations of the prior: keep one row per prior there
+        prior = r.get("prior", "-") if r["experiment"].startswith("qg_") else "-"
+        key = (r["experiment"], prior, r["network"], r["method"])
         rank = (len(methods[(r["source"], r["network"])]), r["n_times"])
         if key not in best or rank > best[key][0]:
             best[key] = (rank, r)
@@ -114,7 +128,12 @@ def pick_skill_rows(rows: list[dict]) -> list[dict]:
 
     return sorted(
         picked,
-        key=lambda r: (r["experiment"], net_key(r["network"]), order.get(r["method"], 9)),
+        key=lambda r: (
+            r["experiment"],
+            net_key(r["network"]),
+            order.get(r["method"], 9),
+            r.get("prior", "-"),
+        ),
     )
 
 
@@ -246,18 +265,27 @@ def markdown(s: dict) -> str:
             "The QG store (bayesda.qg), units of analysis/osse_common.QG_UNITS; same targets "
             "and scores as above.",
             "",
-            "| network | method | RMSE | CRPS | CRPS / OI | 90% coverage | spread/skill "
-            "| times | s / time |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "Prior: the model and, in brackets, the representation error re-estimated by "
+            "`--repr-error` (`homogeneous`: bayesda.representation.homogeneous; no bracket: "
+            "the model's own, matern32 in the pseudo lat/lon). CRPS / OI: against the OI of the "
+            "same run on the same times (`-` where that run had no OI).",
+            "",
+            "| network | method | prior | RMSE | CRPS | CRPS / OI | 90% coverage | spread/skill "
+            "| times | s / time | run |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             lines.append(
-                f"| {r['network']} | {r['method']} | {f(r['rmse'])} | "
+                f"| {r['network']} | {r['method']} | {r.get('prior', '-')} | {f(r['rmse'])} | "
                 f"{f(r['crps'])} +- {f(r.get('crps_se'))} | {f(r.get('crps_vs_oi'))} | "
                 f"{f(r['coverage_90'])} | {f(r['spread_skill'])} | {r['n_times']} | "
-                f"{f(r.get('wall_s_per_time'), 1)} |"
+                f"{f(r.get('wall_s_per_time'), 1)} | `{r['source']}` |"
             )
-        lines += ["", f"Command: `{rows[0]['command']}`.", ""]
+        lines += [""]
+        for src in sorted({r["source"] for r in rows}):
+            cmd = next(r["command"] for r in rows if r["source"] == src)
+            lines.append(f"- `{src}`: `{cmd}`")
+        lines += [""]
     wind = [r for r in s["skill"] if r["experiment"] == "winds_to_pressure"]
     if wind:
         lines += [

@@ -10,7 +10,10 @@ A model is a directory::
     repr_error.npz   ``factor`` [rank, nlat, nlon] K and ``diag_var`` [nlat, nlon] K^2; or,
                      for a stationary ``C`` (:func:`bayesda.representation.stationary`),
                      its parameters ``structure="stationary"``, ``sd`` [nlat, nlon] K,
-                     ``length_scale_km``, ``kind``, ``rank``, ``distance``, rebuilt at load
+                     ``length_scale_km``, ``kind``, ``rank``, ``distance``, rebuilt at load;
+                     or, for a homogeneous ``C`` on a doubly periodic grid
+                     (:func:`bayesda.representation.homogeneous`), ``structure="homogeneous"``,
+                     its eigenvalues ``power`` [nlat, nlon] K^2 and ``rank``
     climatology.nc   the climatology the anomalies are relative to (optional)
     surface_height.nc  the grid's surface height ``orog`` (m), for the lapse-rate
                      adjustment of station observations (optional; :mod:`bayesda.orography`)
@@ -44,7 +47,12 @@ import numpy as np
 
 from bayesda.grid import Grid
 from bayesda.prior import GenerativePrior
-from bayesda.representation import RepresentationError, stationary
+from bayesda.representation import (
+    HomogeneousSpec,
+    RepresentationError,
+    from_power,
+    stationary,
+)
 from bayesda.vae import VAE, Decoder, Encoder, VAEConfig
 
 __all__ = [
@@ -189,6 +197,14 @@ def _check_repr_error(repr_error: RepresentationError, shape: tuple[int, int]) -
 
 def _save_repr_error(path: pathlib.Path, repr_error: RepresentationError) -> None:
     spec = repr_error.spec
+    if isinstance(spec, HomogeneousSpec):
+        np.savez(
+            path,
+            structure=np.array("homogeneous"),
+            power=np.asarray(spec.power, np.float32),
+            rank=np.array(spec.rank, np.int64),
+        )
+        return
     if spec is not None:
         np.savez(
             path,
@@ -224,6 +240,12 @@ def _load_repr_error(path: pathlib.Path, grid: Grid) -> RepresentationError:
                 rank=int(rep["rank"]),
                 distance=str(rep["distance"]),
             )
+        elif str(rep["structure"]) == "homogeneous":
+            if rep["power"].shape != grid.shape:
+                raise CheckpointError(
+                    f"{path}: power shape {rep['power'].shape} != grid {grid.shape}"
+                )
+            out = from_power(rep["power"], rank=int(rep["rank"]))
         else:
             raise CheckpointError(f"{path}: unknown structure {str(rep['structure'])!r}")
     except CheckpointError:
@@ -231,7 +253,7 @@ def _load_repr_error(path: pathlib.Path, grid: Grid) -> RepresentationError:
     except KeyError as err:
         raise CheckpointError(f"{path}: missing array {err}") from err
     except ValueError as err:
-        raise CheckpointError(f"{path}: bad stationary parameters: {err}") from err
+        raise CheckpointError(f"{path}: bad {str(rep.get('structure'))} parameters: {err}") from err
     if out.diag_var.shape != grid.shape or out.factor.shape[1:] != grid.shape:
         raise CheckpointError(f"{path}: shapes do not match grid {grid.shape}")
     return out

@@ -41,6 +41,8 @@ __all__ = [
     "fit_length_scale",
     "from_residuals",
     "homogeneous",
+    "from_power",
+    "HomogeneousSpec",
     "stationary",
     "stationary_loglik",
     "zero_error",
@@ -65,18 +67,32 @@ class StationarySpec(NamedTuple):
     distance: str = "chordal"
 
 
+class HomogeneousSpec(NamedTuple):
+    """Parameters that rebuild a :func:`homogeneous` representation error.
+
+    Attributes:
+      power: ``[ny, nx]`` eigenvalues of the circulant ``C`` (the residuals' power
+        spectrum over the number of pixels), K^2.
+      rank: number of rows in the factor.
+    """
+
+    power: np.ndarray
+    rank: int
+
+
 class RepresentationError(NamedTuple):
     """Covariance ``C = F^T F + diag(d)`` of the representation error.
 
     Attributes:
       factor: ``[rank, nlat, nlon]`` low-rank factor ``F``, K (rank may be 0).
       diag_var: ``[nlat, nlon]`` diagonal ``d``, K^2.
-      spec: the parameters when built by :func:`stationary` (else None).
+      spec: the parameters when built by :func:`stationary` or :func:`homogeneous` (else
+        None).
     """
 
     factor: np.ndarray
     diag_var: np.ndarray
-    spec: StationarySpec | None = None
+    spec: StationarySpec | HomogeneousSpec | None = None
 
     @property
     def variance(self) -> np.ndarray:
@@ -169,7 +185,11 @@ def estimate(residuals: np.ndarray, rank: int = 16) -> RepresentationError:
 
 
 def homogeneous(
-    residuals: np.ndarray, *, var_fraction: float = 0.99, max_rank: int = 400
+    residuals: np.ndarray,
+    *,
+    var_fraction: float = 0.99,
+    max_rank: int = 400,
+    rank: int | None = None,
 ) -> RepresentationError:
     """A homogeneous ``C`` on a doubly periodic grid, from the residuals' power spectrum.
 
@@ -190,20 +210,38 @@ def homogeneous(
     Args:
       residuals: ``[n, ny, nx]`` residual fields on a doubly periodic grid.
       var_fraction, max_rank: truncation, as in :func:`stationary`.
+      rank: keep the modes of the first ``rank`` factor rows instead (overrides both).
 
     Returns:
-      The :class:`RepresentationError` (no ``spec``; stored as its factor and diagonal).
+      The :class:`RepresentationError`, with ``spec`` (a :class:`HomogeneousSpec`) set to
+      rebuild it (:func:`from_power`).
     """
     r = np.asarray(residuals, np.float64)
     if r.ndim != 3 or r.shape[0] < 1:
         raise ValueError(f"residuals must be [n>=1, ny, nx], got {r.shape}")
     if not np.all(np.isfinite(r)):
         raise ValueError("residuals contain NaN or inf")
+    power = np.mean(np.abs(np.fft.fft2(r)) ** 2, axis=0) / (r.shape[1] * r.shape[2])
+    power = power.astype(np.float32)  # as stored, so that a reload picks the same modes
+    return from_power(power, var_fraction=var_fraction, max_rank=max_rank, rank=rank)
+
+
+def from_power(
+    power: np.ndarray,
+    *,
+    var_fraction: float = 0.99,
+    max_rank: int = 400,
+    rank: int | None = None,
+) -> RepresentationError:
+    """The circulant ``C`` with eigenvalues ``power`` (``[ny, nx]``, K^2), truncated as in
+    :func:`homogeneous` (which estimates ``power``)."""
+    power = np.asarray(power, np.float64)
+    if power.ndim != 2 or not np.all(np.isfinite(power)) or np.any(power < 0):
+        raise ValueError(f"power must be a finite [ny, nx] array >= 0, got shape {power.shape}")
     if not 0.0 < var_fraction <= 1.0:
         raise ValueError(f"{var_fraction=} must be in (0, 1]")
-    _, ny, nx = r.shape
+    ny, nx = power.shape
     npix = ny * nx
-    power = np.mean(np.abs(np.fft.fft2(r)) ** 2, axis=0) / npix  # eigenvalues of C
     ky, kx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
     # one representative per conjugate pair {k, -k}; self-conjugate modes have one real mode
     partner = ((-ky) % ny) * nx + (-kx) % nx
@@ -213,11 +251,14 @@ def homogeneous(
     lam, kyk, kxk = power[keep], ky[keep], kx[keep]
     order = np.argsort(-lam, kind="stable")
     dims = np.where(self_conj[order], 1, 2)
-    frac = np.cumsum(lam[order] * dims) / max(float(np.sum(power)), np.finfo(float).tiny)
-    n_modes = min(
-        int(np.searchsorted(frac, var_fraction)) + 1,  # fewest modes reaching var_fraction
-        int(np.searchsorted(np.cumsum(dims), max_rank, side="right")),  # <= max_rank rows
-    )
+    if rank is None:
+        frac = np.cumsum(lam[order] * dims) / max(float(np.sum(power)), np.finfo(float).tiny)
+        n_modes = min(
+            int(np.searchsorted(frac, var_fraction)) + 1,  # fewest modes reaching var_fraction
+            int(np.searchsorted(np.cumsum(dims), max_rank, side="right")),  # <= max_rank rows
+        )
+    else:
+        n_modes = int(np.searchsorted(np.cumsum(dims), max(rank, 0), side="right"))
     y, x = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
     rows = []
     for j in order[:n_modes]:
@@ -229,7 +270,8 @@ def homogeneous(
     factor = np.asarray(rows).reshape(len(rows), ny, nx) if rows else np.zeros((0, ny, nx))
     variance = float(np.sum(power)) / npix  # = mean square of the residuals
     diag = np.maximum(variance - np.sum(factor**2, axis=0), 0.0)
-    return RepresentationError(factor.astype(np.float32), diag.astype(np.float32))
+    spec = HomogeneousSpec(power.astype(np.float32), len(rows))
+    return RepresentationError(factor.astype(np.float32), diag.astype(np.float32), spec)
 
 
 def _correlation_matrix(grid, length_scale_km: float, kind: str, distance: str) -> np.ndarray:

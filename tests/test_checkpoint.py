@@ -215,6 +215,31 @@ def test_stationary_repr_error_stored_as_parameters_and_rebuilt(saved, tmp_path)
     assert load_model(path).repr_error.spec is None
 
 
+def test_homogeneous_repr_error_stored_as_its_spectrum_and_rebuilt(saved):
+    from bayesda.representation import homogeneous
+
+    path, *_ = saved
+    rng = np.random.default_rng(6)
+    white = rng.standard_normal((20, *GRID.shape))
+    rep = homogeneous(white + np.roll(white, 1, axis=2), max_rank=9)
+    update_card(path, repr_error=rep)
+    with np.load(path / "repr_error.npz", allow_pickle=False) as z:
+        assert str(z["structure"]) == "homogeneous" and "factor" not in z.files
+        assert z["power"].shape == GRID.shape and int(z["rank"]) == rep.rank <= 9
+    got = load_model(path).repr_error
+    np.testing.assert_allclose(got.factor, rep.factor, atol=1e-6)
+    np.testing.assert_allclose(got.diag_var, rep.diag_var, atol=1e-6)
+    np.savez(
+        path / "repr_error.npz", structure=np.array("homogeneous"), power=np.ones((2, 2)), rank=1
+    )
+    from bayesda.checkpoint import _finish_card
+
+    card = read_card(path, verify=False)
+    _finish_card(path, {k: v for k, v in card.items() if k != "files"})
+    with pytest.raises(CheckpointError, match="power shape"):
+        load_model(path)
+
+
 def test_unknown_repr_error_structure_refused(saved):
     from bayesda.checkpoint import _finish_card
 

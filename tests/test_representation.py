@@ -11,6 +11,7 @@ from bayesda.representation import (
     empirical_correlogram,
     estimate,
     fit_length_scale,
+    from_power,
     homogeneous,
     stationary,
     stationary_loglik,
@@ -149,7 +150,7 @@ def test_homogeneous_full_rank_is_the_translation_averaged_covariance():
     white = rng.standard_normal((40, 6, 8))
     r = white + 0.8 * np.roll(white, 1, axis=2) + 0.3 * np.roll(white, 1, axis=1)  # anisotropic
     rep = homogeneous(r, var_fraction=1.0, max_rank=10**6)
-    assert rep.rank == 48 and rep.spec is None
+    assert rep.rank == 48 and rep.spec.rank == 48
     f = rep.factor.reshape(rep.rank, -1).astype(np.float64)
     cov = f.T @ f + np.diag(rep.diag_var.ravel())
     np.testing.assert_allclose(cov, _periodic_shift_cov(r), atol=1e-5)
@@ -167,6 +168,8 @@ def test_homogeneous_truncation_keeps_marginal_variance_and_pairs():
     rep = homogeneous(smooth, var_fraction=0.5)  # a red spectrum: few modes hold half of it
     assert 0 < rep.rank < 32
     assert captured_fraction(rep) >= 0.5
+    again = from_power(rep.spec.power, rank=rep.spec.rank)  # what a checkpoint rebuilds
+    np.testing.assert_allclose(again.factor, rep.factor, atol=1e-6)
     with pytest.raises(ValueError, match="must be"):
         homogeneous(r[0])
     with pytest.raises(ValueError, match="var_fraction"):
