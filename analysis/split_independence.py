@@ -5,8 +5,9 @@ Every benchmark here scores on the test blocks of :func:`bayesda.split.block_spl
 field. That is harmless when the flow forgets its state within days and not otherwise.
 For each dataset this measures:
 
-1. the **pattern correlation** of anomalies at lags from 6 h to a year (the mean over
-   pairs of the uncentred correlation of two anomaly maps);
+1. the **pattern correlation** of anomalies at lags from 6 h to a year
+   (:func:`bayesda.split.pattern_correlation`: the mean over pairs of the uncentred
+   correlation of two anomaly maps);
 2. **reconstruction on near and far test fields**: PCA-d of the training split (and the
    VAE given by ``--model-dir``) scored on the block-split test fields ("near") and on a
    disjoint later period of the same run that training never came close to ("far", only
@@ -44,20 +45,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from osse_common import RESULTS, open_field  # noqa: E402
 
 from bayesda.fieldstats import training_eofs  # noqa: E402
-from bayesda.split import block_split  # noqa: E402
+from bayesda.split import block_split, pattern_correlation  # noqa: E402
 
 LAGS_DAYS = (0.25, 1, 3.5, 7, 14, 30, 90, 365)
 DIMS = (32, 64, 128, 256)
-
-
-def pattern_correlation(anom: np.ndarray, step_hours: float, lag_days: float) -> float | None:
-    """Mean uncentred correlation of anomaly maps ``lag_days`` apart (None if too short)."""
-    lag = int(round(lag_days * 24 / step_hours))
-    if lag < 1 or lag >= len(anom):
-        return None
-    f = anom.reshape(len(anom), -1).astype(np.float64)
-    f /= np.linalg.norm(f, axis=1, keepdims=True)
-    return float(np.mean(np.sum(f[:-lag] * f[lag:], axis=1)))
 
 
 def pca_rmse(x: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> float:
@@ -77,7 +68,7 @@ def homogeneous_basis(train: np.ndarray, d: int) -> np.ndarray:
 
 def load(dataset: str, train_snapshots: int | None):
     """``(anomalies of the whole run [n, lat, lon], times, train mask over the first
-    train_snapshots, step hours)``; anomalies relative to the training climatology."""
+    train_snapshots)``; anomalies relative to the training climatology."""
     if dataset == "ncep":
         from bayesda.climatology import Climatology
         from bayesda.data import load_dataset
@@ -85,15 +76,14 @@ def load(dataset: str, train_snapshots: int | None):
         tas = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))["tas"]
         train, _ = block_split(tas["time"].values)
         clim = Climatology.fit(tas.isel(time=np.flatnonzero(train)))
-        return np.asarray(clim.to_anomaly(tas).values, np.float32), train, 6.0
+        return np.asarray(clim.to_anomaly(tas).values, np.float32), tas["time"].values, train
     var = dataset.split(":", 1)[1] if ":" in dataset else "tas"
     da = open_field(var, None, None)
     n = int(train_snapshots or len(da["time"]))
     train = np.zeros(len(da["time"]), bool)
     train[:n] = block_split(da["time"].values[:n])[0]
     x = np.asarray(da.values, np.float32)
-    step = float((da["time"].values[1] - da["time"].values[0]) / np.timedelta64(1, "h"))
-    return x - x[train].mean(axis=0), train, step
+    return x - x[train].mean(axis=0), da["time"].values, train
 
 
 def main(argv=None) -> None:
@@ -105,7 +95,7 @@ def main(argv=None) -> None:
     p.add_argument("--every", type=int, default=4, help="score every k-th test field")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    anom, train_mask, step = load(args.dataset, args.train_snapshots)
+    anom, times, train_mask = load(args.dataset, args.train_snapshots)
     n_train_span = int(args.train_snapshots or len(anom))
     near_mask = np.zeros(len(anom), bool)
     near_mask[:n_train_span] = ~train_mask[:n_train_span]
@@ -116,7 +106,8 @@ def main(argv=None) -> None:
             raise ValueError(f"--far starts at {a}, inside the training span (< {n_train_span})")
         tests[f"far (snapshots {a}-{b})"] = anom[a:b][:: args.every]
     train = anom[train_mask].astype(np.float64)
-    corr = {str(g): pattern_correlation(anom[:n_train_span], step, g) for g in LAGS_DAYS}
+    span = slice(0, n_train_span)
+    corr = {str(g): pattern_correlation(anom[span], times[span], g) for g in LAGS_DAYS}
     print("pattern correlation by lag (days):", corr, flush=True)
 
     mean, _, vt = training_eofs(train)

@@ -12,6 +12,7 @@ honest verification. ``bayesda train`` (:mod:`bayesda.commands.train`) and
 from __future__ import annotations
 
 import pathlib
+import warnings
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,10 @@ __all__ = ["SHIPPED_LATENT_DIM", "train_prior"]
 
 SHIPPED_LATENT_DIM = 100
 """Latent dimension of the shipped model (``models/ncep-air``), the default here."""
+
+
+def _round(v: float | None, nd: int = 3) -> float | None:
+    return None if v is None else round(v, nd)
 
 
 def _recon_residuals(params, config, x_norm: np.ndarray, sd: np.ndarray) -> np.ndarray:
@@ -86,7 +91,14 @@ def train_prior(
     from bayesda.climatology import Climatology
     from bayesda.grid import Grid
     from bayesda.representation import from_residuals
-    from bayesda.split import BLOCK_DAYS, EVERY, block_split, validation_split
+    from bayesda.split import (
+        BLOCK_DAYS,
+        EVERY,
+        block_split,
+        leakage_warning,
+        pattern_correlation,
+        validation_split,
+    )
     from bayesda.train import TrainConfig, fit, normalisation
     from bayesda.vae import VAEConfig
 
@@ -108,6 +120,9 @@ def train_prior(
     tas_train = tas.isel(time=np.flatnonzero(train_mask))
     climatology = Climatology.fit(tas_train, n_harmonics=n_harmonics)
     anomaly = np.asarray(climatology.to_anomaly(tas_train).values, np.float32)
+    leak = leakage_warning(anomaly, tas_train["time"].values)
+    if leak:
+        warnings.warn(f"{out.name}: {leak}", stacklevel=2)
     fit_mask, val_mask = validation_split(tas_train["time"].values)
     mean, sd = normalisation(anomaly[fit_mask])
     x_fit = (anomaly[fit_mask] - mean) / sd
@@ -138,6 +153,10 @@ def train_prior(
             "n_validation": int(val_mask.sum()),
             "n_test": int(test_mask.sum()),
             "period": [str(times.min())[:19], str(times.max())[:19]],
+            "pattern_correlation_half_block": _round(
+                pattern_correlation(anomaly, tas_train["time"].values, BLOCK_DAYS / 2)
+            ),
+            "leakage_warning": leak,
         },
         "normalisation_sd": "one domain-wide SD (RMS of the per-pixel SDs of the fit "
         "fields), stored as a constant field; see bayesda.train.normalisation",

@@ -14,6 +14,14 @@ For NCEP 2013-2014 (2920 six-hourly times) this gives 2192 training and 728 test
 
 For early stopping, :func:`validation_split` holds out whole blocks of the *training* times,
 spread evenly across the period, deterministically.
+
+Blocks only make held-out fields independent when the flow forgets its state within about
+half a block. :func:`pattern_correlation` measures that memory and :func:`leakage_warning`
+says when it is too long (a field still correlated above ``LEAK_CORRELATION`` at half a
+block): the real atmosphere (NCEP: 0.19 at 3.5 days) and Held-Suarez (0.20) pass; the
+quasi-geostrophic turbulence of :mod:`bayesda.qg` does not (0.99 at 3.5 days; 0.53 at 30
+days), and there block-split scores measured memory of one trajectory
+(``analysis/results/split_independence.md``).
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ __all__ = [
     "VALIDATION_FRACTION",
     "block_index",
     "block_split",
+    "leakage_warning",
+    "pattern_correlation",
     "split_dataset",
     "validation_split",
 ]
@@ -34,6 +44,8 @@ __all__ = [
 BLOCK_DAYS = 7
 EVERY = 4
 VALIDATION_FRACTION = 0.15
+LEAK_CORRELATION = 0.5
+"""Pattern correlation at half a block above which held-out blocks are not independent."""
 
 
 def _as_times(times) -> np.ndarray:
@@ -123,3 +135,53 @@ def validation_split(
     picks = blocks[((np.arange(k) + 0.5) * blocks.size / k).astype(np.int64)]
     val = np.isin(b, picks)
     return ~val, val
+
+
+def pattern_correlation(anomalies, times, lag_days: float) -> float | None:
+    """Mean uncentred correlation of anomaly maps exactly ``lag_days`` apart.
+
+    Pairs are found by time, so gaps (e.g. held-out blocks) are allowed; fields with NaN
+    are dropped pixel-wise (only pixels finite in both maps count).
+
+    Args:
+      anomalies: ``[n, ...]`` anomaly fields.
+      times: ``[n]`` datetime64, increasing.
+      lag_days: the lag, days, > 0.
+
+    Returns:
+      The mean over pairs, or None when no two times are ``lag_days`` apart.
+    """
+    if not lag_days > 0:
+        raise ValueError(f"{lag_days=} must be > 0")
+    t = _as_times(times)
+    x = np.asarray(anomalies, np.float64).reshape(len(t), -1)
+    if x.shape[0] != t.size:
+        raise ValueError(f"{x.shape[0]} fields for {t.size} times")
+    if np.any(np.diff(t) <= np.timedelta64(0, "ns")):
+        raise ValueError("times must be strictly increasing")
+    lag = np.timedelta64(int(round(lag_days * 86400e9)), "ns")
+    j = np.searchsorted(t, t + lag)
+    i = np.flatnonzero((j < t.size) & (t[np.minimum(j, t.size - 1)] == t + lag))
+    if i.size == 0:
+        return None
+    a, b = np.nan_to_num(x[i]), np.nan_to_num(x[j[i]])
+    den = np.sqrt(np.sum(a * a, axis=1) * np.sum(b * b, axis=1))
+    ok = den > 0
+    return float(np.mean(np.sum(a * b, axis=1)[ok] / den[ok])) if ok.any() else None
+
+
+def leakage_warning(anomalies, times, block_days: float = BLOCK_DAYS) -> str | None:
+    """A message when held-out blocks would leak, else None.
+
+    The check is :func:`pattern_correlation` at half a block (a test field's largest
+    distance to a training field) against :data:`LEAK_CORRELATION`.
+    """
+    corr = pattern_correlation(anomalies, times, block_days / 2)
+    if corr is None or corr <= LEAK_CORRELATION:
+        return None
+    return (
+        f"anomaly maps {block_days / 2:g} days apart still correlate at {corr:.2f} "
+        f"(> {LEAK_CORRELATION}): test blocks of {block_days:g} days are neighbours of "
+        "training fields, so held-out scores measure memory of the training period; "
+        "use longer blocks or a later, separate test period"
+    )

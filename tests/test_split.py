@@ -66,3 +66,40 @@ def test_errors(call, match):
     times = pd.date_range("2013-01-01", periods=100, freq="D").values
     with pytest.raises(ValueError, match=match):
         call(times)
+
+
+def _ar1_fields(n: int, rho: float, seed: int = 0) -> np.ndarray:
+    """``[n, 4, 5]`` fields whose maps correlate at ``rho ** k`` k steps apart."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((n, 4, 5))
+    x[0] = rng.standard_normal((4, 5))
+    for k in range(1, n):
+        x[k] = rho * x[k - 1] + np.sqrt(1 - rho**2) * rng.standard_normal((4, 5))
+    return x
+
+
+def test_pattern_correlation_of_an_ar1_sequence_and_gaps():
+    from bayesda.split import pattern_correlation
+
+    times = np.datetime64("2000-01-01") + np.arange(4000) * np.timedelta64(1, "D")
+    x = _ar1_fields(4000, 0.8)
+    # uncentred correlation of two maps of 20 pixels: about rho ** lag, with noise ~ 1/sqrt(20)
+    # per pair, averaged over ~4000 pairs
+    assert abs(pattern_correlation(x, times, 1) - 0.8) < 0.03
+    assert abs(pattern_correlation(x, times, 3) - 0.512) < 0.03
+    keep = (np.arange(4000) // 7) % 4 != 3  # block gaps: pairs are found by time
+    assert abs(pattern_correlation(x[keep], times[keep], 1) - 0.8) < 0.03
+    assert pattern_correlation(x[:2], times[:2], 5) is None
+    with pytest.raises(ValueError, match="increasing"):
+        pattern_correlation(x[::-1], times[::-1], 1)
+    with pytest.raises(ValueError, match="lag_days"):
+        pattern_correlation(x, times, 0)
+
+
+def test_leakage_warning_fires_for_long_memory_only():
+    from bayesda.split import leakage_warning
+
+    times = np.datetime64("2000-01-01") + np.arange(2000) * np.timedelta64(6, "h")
+    assert leakage_warning(_ar1_fields(2000, 0.5), times) is None  # forgets within a day
+    msg = leakage_warning(_ar1_fields(2000, 0.995), times)  # 0.995 ** 14 = 0.93 at 3.5 days
+    assert msg is not None and "3.5 days" in msg and "neighbours" in msg

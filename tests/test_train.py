@@ -185,6 +185,9 @@ def test_cli_train_writes_loadable_model(tmp_path):
     assert prior.latent_dim == 3 and prior.grid.shape == (6, 8)
     assert prior.climatology is not None
     assert prior.card["split"]["n_test"] > 0 and prior.card["training"]["epochs_run"] == 2
+    # independent fields: the leakage check ran and stayed quiet
+    assert abs(prior.card["split"]["pattern_correlation_half_block"]) < 0.5
+    assert prior.card["split"]["leakage_warning"] is None
     assert prior.repr_error.rank == 4 and np.all(prior.repr_error.variance > 0)
     assert prior.decode(np.zeros(3, np.float32)).shape == (6, 8)
     assert main(argv) == 1  # refuses to overwrite without --overwrite
