@@ -44,7 +44,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from osse_common import RESULTS, open_field  # noqa: E402
 
-from bayesda.fieldstats import training_eofs  # noqa: E402
+from bayesda.fieldstats import quadratic_gain, training_eofs  # noqa: E402
 from bayesda.split import block_split, pattern_correlation  # noqa: E402
 
 LAGS_DAYS = (0.25, 1, 3.5, 7, 14, 30, 90, 365)
@@ -93,6 +93,12 @@ def main(argv=None) -> None:
     p.add_argument("--far", default=None, help="START:STOP snapshots of the far test period")
     p.add_argument("--model-dir", type=pathlib.Path, default=None)
     p.add_argument("--every", type=int, default=4, help="score every k-th test field")
+    p.add_argument(
+        "--probe-dims",
+        default="",
+        help="comma-separated d: also run the quadratic probe (bayesda.fieldstats."
+        "quadratic_gain) on each test set with each basis",
+    )
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     anom, times, train_mask = load(args.dataset, args.train_snapshots)
@@ -135,6 +141,18 @@ def main(argv=None) -> None:
             row[f"VAE {decoder}"] = float(np.sqrt(np.mean((out - x) ** 2)))
         rows.append(row)
         print(row, flush=True)
+    probe = []
+    for d in (int(v) for v in args.probe_dims.split(",") if v):
+        for kind in bases:
+            basis = bases[kind].get(d)
+            if basis is None:
+                basis = vt[:d] if kind == "PCA" else homogeneous_basis(train, d)
+            c = train.reshape(len(train), -1) - mean
+            sv = np.sqrt(len(train)) * (c @ basis.T).std(axis=0)  # scores' scale, as EOFs
+            for name, x in tests.items():
+                q = quadratic_gain(train, x, d, eofs=(mean, sv, basis))
+                probe.append({"d": d, "basis": kind, "test": name, **q})
+                print(probe[-1], flush=True)
     res = {
         "command": "python analysis/split_independence.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -143,6 +161,7 @@ def main(argv=None) -> None:
         "n_train": int(len(train)),
         "pattern_correlation": corr,
         "reconstruction_rmse": rows,
+        "quadratic_probe": probe,
     }
     path = RESULTS / "split_independence.json"
     allres = json.loads(path.read_text()) if path.exists() else {}
@@ -190,6 +209,22 @@ def markdown(allres: dict) -> str:
                 + " |"
             )
         lines.append("")
+        if r.get("quadratic_probe"):
+            lines += [
+                "Quadratic probe (`--probe-dims`; `bayesda.fieldstats.quadratic_gain` with this "
+                "basis, fitted on the training fields): RMSE of the basis's d-term projection, "
+                "after adding a quadratic function of its d scores, and their ratio (< 1: "
+                "low-dimensional nonlinear structure a decoder of latent size d could use).",
+                "",
+                "| d | basis | test fields | linear | + quadratic | ratio |",
+                "|---|---|---|---|---|---|",
+            ]
+            for q in r["quadratic_probe"]:
+                lines.append(
+                    f"| {q['d']} | {q['basis']} | {q['test']} | {q['pca_rmse']:.4f} | "
+                    f"{q['quadratic_rmse']:.4f} | {q['ratio']:.3f} |"
+                )
+            lines.append("")
     return "\n".join(lines) + "\n"
 
 
