@@ -90,6 +90,21 @@ def parse_args(argv=None):
         "homogeneous: bayesda.representation.homogeneous, for the doubly periodic QG grid) from "
         "its residuals on the validation fields; default: the model's own",
     )
+    p.add_argument(
+        "--far",
+        default=None,
+        metavar="START:STOP",
+        help="score on snapshots START:STOP of the store (a later period, disjoint from the "
+        "training span of --max-snapshots) instead of the block-split test fields",
+    )
+    p.add_argument(
+        "--oi-covariance",
+        choices=("sample", "homogeneous"),
+        default="sample",
+        help="OI's background covariance: the (2%%-shrunk) training sample covariance, or "
+        "its translation average on a doubly periodic grid (QG; "
+        "bayesda.representation.homogeneous at full rank)",
+    )
     p.add_argument("--suffix", default="")
     return p.parse_args(argv)
 
@@ -137,8 +152,16 @@ def main(argv=None) -> None:
     from bayesda.split import split_dataset
 
     t_total = _time.perf_counter()
-    tas = open_field(args.var, args.store, args.max_snapshots)
-    train_t, test_t = split_dataset(tas)
+    if args.far is None:
+        tas = open_field(args.var, args.store, args.max_snapshots)
+        train_t, test_t = split_dataset(tas)
+    else:
+        start, stop = (int(v) for v in args.far.split(":"))
+        if args.max_snapshots is None or start < args.max_snapshots:
+            raise SystemExit(f"--far {args.far} must start after --max-snapshots (training span)")
+        tas = open_field(args.var, args.store, stop)
+        train_t, _ = split_dataset(tas.isel(time=slice(0, args.max_snapshots)))
+        test_t = tas.isel(time=slice(start, stop))
     if args.model_dir is not None:
         prior = load_model(args.model_dir)
         clim = prior.climatology
@@ -167,7 +190,19 @@ def main(argv=None) -> None:
         seed=args.seed,
         **({"sigma": args.sigma} if args.sigma is not None else {}),
     )
-    bg = baselines.BackgroundCovariance.from_anomalies(train, shrinkage=baselines.DEFAULT_SHRINKAGE)
+    if args.oi_covariance == "homogeneous":
+        import numpy as np
+
+        from bayesda.representation import homogeneous
+
+        full = homogeneous(train.values, var_fraction=1.0, max_rank=grid.size)
+        f = full.factor.reshape(full.rank, -1).astype(np.float64)
+        cov = f.T @ f + np.diag(full.diag_var.reshape(-1).astype(np.float64))
+        bg = baselines.BackgroundCovariance.from_matrix(cov, grid)
+    else:
+        bg = baselines.BackgroundCovariance.from_anomalies(
+            train, shrinkage=baselines.DEFAULT_SHRINKAGE
+        )
     methods = bs.make_methods(cfg, prior, bg, clim)
     tidx = bs.held_out_times(test, cfg.n_times)
     rows, curves, points, walls = [], {}, {}, {}
