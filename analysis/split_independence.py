@@ -66,7 +66,7 @@ def homogeneous_basis(train: np.ndarray, d: int) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def load(dataset: str, train_snapshots: int | None):
+def load(dataset: str, train_snapshots: int | None, store: str | None = None):
     """``(anomalies of the whole run [n, lat, lon], times, train mask over the first
     train_snapshots)``; anomalies relative to the training climatology."""
     if dataset == "ncep":
@@ -78,7 +78,7 @@ def load(dataset: str, train_snapshots: int | None):
         clim = Climatology.fit(tas.isel(time=np.flatnonzero(train)))
         return np.asarray(clim.to_anomaly(tas).values, np.float32), tas["time"].values, train
     var = dataset.split(":", 1)[1] if ":" in dataset else "tas"
-    da = open_field(var, None, None)
+    da = open_field(var, store, None)
     n = int(train_snapshots or len(da["time"]))
     train = np.zeros(len(da["time"]), bool)
     train[:n] = block_split(da["time"].values[:n])[0]
@@ -90,6 +90,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", required=True, help="ncep, hs (Held-Suarez tas) or qg:VAR")
     p.add_argument("--train-snapshots", type=int, default=None, help="block split of the first N")
+    p.add_argument("--store", default=None, help="simulation store (default: the full preset)")
+    p.add_argument("--key", default=None, help="name of this entry in the results (--dataset)")
     p.add_argument("--far", default=None, help="START:STOP snapshots of the far test period")
     p.add_argument("--model-dir", type=pathlib.Path, default=None)
     p.add_argument("--every", type=int, default=4, help="score every k-th test field")
@@ -101,7 +103,7 @@ def main(argv=None) -> None:
     )
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    anom, times, train_mask = load(args.dataset, args.train_snapshots)
+    anom, times, train_mask = load(args.dataset, args.train_snapshots, args.store)
     n_train_span = int(args.train_snapshots or len(anom))
     near_mask = np.zeros(len(anom), bool)
     near_mask[:n_train_span] = ~train_mask[:n_train_span]
@@ -165,7 +167,7 @@ def main(argv=None) -> None:
     }
     path = RESULTS / "split_independence.json"
     allres = json.loads(path.read_text()) if path.exists() else {}
-    allres[args.dataset] = res
+    allres[args.key or args.dataset] = res
     path.write_text(json.dumps(allres, indent=1) + "\n")
     (RESULTS / "split_independence.md").write_text(markdown(allres))
     print(f"wrote {path}", flush=True)
