@@ -24,10 +24,6 @@ SHIPPED_LATENT_DIM = 100
 """Latent dimension of the shipped model (``models/ncep-air``), the default here."""
 
 
-def _round(v: float | None, nd: int = 3) -> float | None:
-    return None if v is None else round(v, nd)
-
-
 def _recon_residuals(params, config, x_norm: np.ndarray, sd: np.ndarray) -> np.ndarray:
     """``decode(encode_mean(x)) - x`` in K for normalised fields ``[n, nlat, nlon]``."""
     import jax
@@ -95,7 +91,7 @@ def train_prior(
         BLOCK_DAYS,
         EVERY,
         block_split,
-        leakage_warning,
+        leak_message,
         pattern_correlation,
         validation_split,
     )
@@ -120,7 +116,8 @@ def train_prior(
     tas_train = tas.isel(time=np.flatnonzero(train_mask))
     climatology = Climatology.fit(tas_train, n_harmonics=n_harmonics)
     anomaly = np.asarray(climatology.to_anomaly(tas_train).values, np.float32)
-    leak = leakage_warning(anomaly, tas_train["time"].values)
+    half_block_corr = pattern_correlation(anomaly, tas_train["time"].values, BLOCK_DAYS / 2)
+    leak = leak_message(half_block_corr, BLOCK_DAYS)
     if leak:
         warnings.warn(f"{out.name}: {leak}", stacklevel=2)
     fit_mask, val_mask = validation_split(tas_train["time"].values)
@@ -153,8 +150,8 @@ def train_prior(
             "n_validation": int(val_mask.sum()),
             "n_test": int(test_mask.sum()),
             "period": [str(times.min())[:19], str(times.max())[:19]],
-            "pattern_correlation_half_block": _round(
-                pattern_correlation(anomaly, tas_train["time"].values, BLOCK_DAYS / 2)
+            "pattern_correlation_half_block": (
+                None if half_block_corr is None else round(half_block_corr, 3)
             ),
             "leakage_warning": leak,
         },

@@ -35,6 +35,7 @@ __all__ = [
     "VALIDATION_FRACTION",
     "block_index",
     "block_split",
+    "leak_message",
     "leakage_warning",
     "pattern_correlation",
     "split_dataset",
@@ -174,13 +175,18 @@ def leakage_warning(anomalies, times, block_days: float = BLOCK_DAYS) -> str | N
     """A message when held-out blocks would leak, else None.
 
     The check is :func:`pattern_correlation` at half a block (a test field's largest
-    distance to a training field) against :data:`LEAK_CORRELATION`.
+    distance to a training field) against :data:`LEAK_CORRELATION` (:func:`leak_message`).
     """
-    corr = pattern_correlation(anomalies, times, block_days / 2)
-    if corr is None or corr <= LEAK_CORRELATION:
+    return leak_message(pattern_correlation(anomalies, times, block_days / 2), block_days)
+
+
+def leak_message(half_block_corr: float | None, block_days: float = BLOCK_DAYS) -> str | None:
+    """The :func:`leakage_warning` message for a pattern correlation already measured at
+    half a block (None: no pair that far apart, nothing to say)."""
+    if half_block_corr is None or half_block_corr <= LEAK_CORRELATION:
         return None
     return (
-        f"anomaly maps {block_days / 2:g} days apart still correlate at {corr:.2f} "
+        f"anomaly maps {block_days / 2:g} days apart still correlate at {half_block_corr:.2f} "
         f"(> {LEAK_CORRELATION}): test blocks of {block_days:g} days are neighbours of "
         "training fields, so held-out scores measure memory of the training period; "
         "use longer blocks or a later, separate test period"
