@@ -116,8 +116,8 @@ def with_repr_error(prior, train, grid, structure: str):
     validation blocks (:func:`bayesda.split.validation_split`), the fields the training
     recipe estimated the model's own representation error from.
     """
-    import jax
     import numpy as np
+    from synthetic_check import reconstruct
 
     from bayesda.representation import from_residuals, homogeneous
     from bayesda.split import validation_split
@@ -126,14 +126,7 @@ def with_repr_error(prior, train, grid, structure: str):
         raise ValueError(f"{prior.name} has no encoder: cannot recompute its residuals")
     _, val = validation_split(train["time"].values)
     x = np.asarray(train.values[val], np.float32)
-
-    @jax.jit
-    def recon(x):
-        return prior.decode(prior.encode(x)[0])
-
-    res = np.concatenate(
-        [np.asarray(recon(x[i : i + 256])) - x[i : i + 256] for i in range(0, len(x), 256)]
-    )
+    res = reconstruct(prior, x) - x
     if structure == "homogeneous":  # doubly periodic grids (QG) only
         repr_error = homogeneous(res)
     else:

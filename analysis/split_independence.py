@@ -43,6 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from osse_common import RESULTS, open_field  # noqa: E402
+from synthetic_check import reconstruct  # noqa: E402
 
 from bayesda.fieldstats import quadratic_gain, training_eofs  # noqa: E402
 from bayesda.split import block_split, pattern_correlation  # noqa: E402
@@ -122,15 +123,12 @@ def main(argv=None) -> None:
     bases = {"PCA": {d: vt[:d] for d in DIMS}}
     if args.dataset.startswith("qg:"):
         bases["homogeneous PCA"] = {d: homogeneous_basis(train, d) for d in DIMS}
-    recon = decoder = None
+    prior = decoder = None
     if args.model_dir is not None:
-        import jax
-
         from bayesda.checkpoint import load_model
 
         prior = load_model(args.model_dir)
         decoder = f"{args.model_dir.name} (d = {prior.latent_dim})"
-        recon = jax.jit(lambda x: prior.decode(prior.encode(x)[0]))
     rows = []
     for name, x in tests.items():
         # rms: the error of the training mean (d = 0), the scale every RMSE is relative to
@@ -138,8 +136,8 @@ def main(argv=None) -> None:
         for kind, by_d in bases.items():
             for d, basis in by_d.items():
                 row[f"{kind} {d}"] = pca_rmse(x, mean, basis)
-        if recon is not None:
-            out = np.concatenate([np.asarray(recon(x[i : i + 128])) for i in range(0, len(x), 128)])
+        if prior is not None:
+            out = reconstruct(prior, x)
             row[f"VAE {decoder}"] = float(np.sqrt(np.mean((out - x) ** 2)))
         rows.append(row)
         print(row, flush=True)
