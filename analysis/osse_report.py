@@ -200,6 +200,12 @@ def main() -> None:
     print((RESULTS / "osse.md").read_text())
 
 
+def command_lines(rows: list[dict]) -> list[str]:
+    """One ``- `run`: `command``` line per skill run (source file) among ``rows``."""
+    commands = {r["source"]: r["command"] for r in rows}
+    return [f"- `{src}`: `{commands[src]}`" for src in sorted(commands)]
+
+
 def markdown(s: dict) -> str:
     lines = ["# Perfect-model experiment (OSSE): Held-Suarez weather, VAE vs PCA vs OI", ""]
     if "data" in s:
@@ -259,11 +265,7 @@ def markdown(s: dict) -> str:
                 f"{f(r['coverage_90'])} | {f(r['spread_skill'])} | {r['n_times']} | "
                 f"{f(r.get('wall_s_per_time'), 1)} | `{r.get('source')}` |"
             )
-        lines += [""]
-        for src in sorted({r["source"] for r in temp}):
-            cmd = next(r["command"] for r in temp if r["source"] == src)
-            lines.append(f"- `{src}`: `{cmd}`")
-        lines += [""]
+        lines += ["", *command_lines(temp), ""]
     for exp in sorted({r["experiment"] for r in s["skill"] if r["experiment"].startswith("qg_")}):
         rows = [r for r in s["skill"] if r["experiment"] == exp]
         lines += [
@@ -294,11 +296,7 @@ def markdown(s: dict) -> str:
                 f"{f(r['coverage_90'])} | {f(r['spread_skill'])} | {r['n_times']} | "
                 f"{f(r.get('wall_s_per_time'), 1)} | `{r['source']}` |"
             )
-        lines += [""]
-        for src in sorted({r["source"] for r in rows}):
-            cmd = next(r["command"] for r in rows if r["source"] == src)
-            lines.append(f"- `{src}`: `{cmd}`")
-        lines += [""]
+        lines += ["", *command_lines(rows), ""]
     wind = [r for r in s["skill"] if r["experiment"] == "winds_to_pressure"]
     if wind:
         lines += [
