@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayesda import aot
 from bayesda.grid import Grid
 from bayesda.prior import GenerativePrior
 from bayesda.representation import (
@@ -438,6 +439,17 @@ def read_card(path: str | os.PathLike, *, verify: bool = True) -> dict:
     return card
 
 
+def _decoder_digest(config: VAEConfig, params: Mapping[str, np.ndarray], mean, sd) -> str:
+    """A hash of everything ``decode`` computes with: the configuration, the weights (the
+    encoder's too) and the normalisation. Keys the exported programs (:mod:`bayesda.aot`)."""
+    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for name, arr in [*sorted(params.items()), ("norm.mean", mean), ("norm.sd", sd)]:
+        a = np.ascontiguousarray(arr)
+        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def _load_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -553,6 +565,8 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
     @jax.jit
     def decode(z):
         return decoder.apply(dec_vars, z) * sd_j + mean_j
+
+    aot.register(decode, _decoder_digest(config, flat, mean, sd))
 
     @jax.jit
     def encode(anomaly):

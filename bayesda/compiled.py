@@ -22,6 +22,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import constrain_fn, potential_energy
 
+from bayesda import aot
 from bayesda.model import SIGMA_SCALE_PRIOR, assimilation_model
 from bayesda.settings import ModelOptions
 
@@ -53,6 +54,8 @@ class ModelFns(NamedTuple):
       constrain: jitted ``(flat [s, D], args) -> {"z": [s, d], ...}``.
       flat0: zeros in the sampler's unconstrained space.
       unravel: flat vector -> ``{"z": ..., "sigma_scale": ...}``.
+      cache_key: the content key of the bound model for :mod:`bayesda.aot` (the decoder's
+        fingerprint and the options), or None when the decoder has no fingerprint.
     """
 
     model: Any
@@ -62,6 +65,7 @@ class ModelFns(NamedTuple):
     constrain: Any
     flat0: Any
     unravel: Any
+    cache_key: Any = None
 
 
 def _unconstrained_template(latent_dim: int, infer_sigma: bool) -> dict:
@@ -131,8 +135,27 @@ def _build(decode: Callable, latent_dim: int, options: ModelOptions) -> ModelFns
         (x, h), _ = jax.lax.scan(newton, (x, jnp.zeros((x.size, x.size), x.dtype)), jnp.arange(3))
         return x, h, potential(x, args)
 
+    fp = aot.fingerprint(decode)
+    key = None
+    if fp is not None:
+        key = (
+            fp,
+            int(latent_dim),
+            options.likelihood,
+            bool(options.infer_sigma),
+            float(options.df),
+        )
     find_map_batch = jax.jit(jax.vmap(find_map, in_axes=(None, 0)))
-    return ModelFns(model, potential, find_map, find_map_batch, constrain, flat0, unravel)
+    return ModelFns(
+        model,
+        potential,
+        aot.cached(find_map, "find_map", key),
+        aot.cached(find_map_batch, "find_map_batch", key),
+        constrain,
+        flat0,
+        unravel,
+        key,
+    )
 
 
 class CompiledCache:

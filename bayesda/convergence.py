@@ -43,6 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 
+from bayesda import aot
+
 __all__ = [
     "Convergence",
     "convergence",
@@ -228,6 +230,11 @@ def _core(x, ranks, ranks_fold, q):
     return rhat, bulk, jnp.minimum(*tails), within
 
 
+# Kept on disk for later processes (bayesda.aot): they close over nothing but code.
+_CORE = aot.cached(_core, "convergence_core", ("convergence",))
+_PREPARE = aot.cached(_prepare_device, "convergence_prepare", ("convergence",))
+
+
 def _batch(x):
     """R-hat, bulk and tail ESS, within-chain ESS of ``[P, M, N]`` (P quantities)."""
     p, m, n = x.shape
@@ -239,8 +246,8 @@ def _batch(x):
     if jax.default_backend() == "cpu":
         prep = tuple(jnp.asarray(a) for a in _prepare_host(np.asarray(x)))
     else:
-        prep = _prepare_device(x)
-    rhat, bulk, tail, within = _core(x, *prep)
+        prep = _PREPARE(x)
+    rhat, bulk, tail, within = _CORE(x, *prep)
     if m < 2:
         rhat = jnp.full_like(rhat, jnp.nan)
     return tuple(jnp.where(bad, jnp.nan, v) for v in (rhat, bulk, tail, within))

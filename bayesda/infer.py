@@ -530,6 +530,7 @@ def _run_nuts_batch(fns, all_args, maps, keys, settings, *, progress_bar):
         config,
         progress_bar=progress_bar,
         desc=f"NUTS {len(all_args)} time(s) x {nc} chains",
+        cache_key=fns.cache_key,
     )
     flat, stats, grads = [], [], []
     for i in range(len(all_args)):

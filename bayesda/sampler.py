@@ -36,10 +36,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpyro.infer.hmc import hmc
 from numpyro.infer.hmc_util import dual_averaging
 
+from bayesda import aot
 from bayesda.settings import MASSES
 
 __all__ = [
@@ -265,9 +266,15 @@ class _Program(NamedTuple):
 _PROGRAMS: dict = {}
 
 
-def _program(potential: Callable, config: NutsConfig, shards: int) -> _Program:
-    """The jitted, sharded init and segment functions (cached per potential and settings)."""
-    key = (id(potential), config, shards)
+def _program(
+    potential: Callable, config: NutsConfig, shards: int, cache_key: Any = None
+) -> _Program:
+    """The jitted, sharded init and segment functions (cached per potential and settings).
+
+    With a ``cache_key`` (the potential's content key) the lowered programs are also kept
+    on disk for later processes (:mod:`bayesda.aot`).
+    """
+    key = (id(potential), config, shards, cache_key)
     hit = _PROGRAMS.get(key)
     if hit is not None and hit[0] is potential:
         return hit[1]
@@ -275,20 +282,22 @@ def _program(potential: Callable, config: NutsConfig, shards: int) -> _Program:
     mesh = Mesh(np.array(devices), ("chain",))
     spec = PartitionSpec("chain")
 
-    def sharded(fn):
+    def sharded(fn, *what):
         # check_vma=False: numpyro's kernels mix per-chain and constant values in lax.cond.
         mapped = _sequential(fn) if devices[0].platform == "cpu" else jax.vmap(fn)
-        return jax.jit(
+        jitted = jax.jit(
             jax.shard_map(mapped, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
         )
+        disk_key = None if cache_key is None else (cache_key, config, shards, *what)
+        return aot.cached(jitted, "nuts", disk_key, sharding=NamedSharding(mesh, spec))
 
-    init = sharded(functools.partial(_init_chain, potential, config))
+    init = sharded(functools.partial(_init_chain, potential, config), "init")
     segments: dict = {}
 
     def segment(length: int, collect: bool):
         if (length, collect) not in segments:
             fn = functools.partial(_segment_chain, potential, config, length, collect)
-            segments[(length, collect)] = sharded(fn)
+            segments[(length, collect)] = sharded(fn, "segment", length, collect)
         return segments[(length, collect)]
 
     prog = _Program(init, segment, segments)
@@ -322,6 +331,7 @@ def run_nuts(
     *,
     progress_bar: bool = False,
     desc: str = "NUTS",
+    cache_key: Any = None,
 ) -> Draws:
     """Run ``B`` independent NUTS chains, each with its own arguments.
 
@@ -336,6 +346,9 @@ def run_nuts(
       config: the :class:`NutsConfig`.
       progress_bar: show a tqdm bar over iterations.
       desc: the bar's label.
+      cache_key: the potential's content key (:attr:`bayesda.compiled.ModelFns.cache_key`):
+        keep the lowered programs on disk for later processes (:mod:`bayesda.aot`); None:
+        in this process only.
 
     Returns:
       :class:`Draws` (host arrays).
@@ -350,7 +363,7 @@ def run_nuts(
     if tuple(np.shape(inv_mass)) != want:
         raise ValueError(f"inv_mass has shape {np.shape(inv_mass)}, expected {want}")
     t0 = time.perf_counter()
-    prog = _program(potential, config, n_shards(batch))
+    prog = _program(potential, config, n_shards(batch), cache_key)
     compiled_before = prog.cache_size()
     inv_mass = jnp.asarray(inv_mass, x0.dtype)
     state = prog.init(jnp.asarray(keys), x0, inv_mass, args)
