@@ -144,9 +144,10 @@ def main(argv=None) -> int:
             for label, root in roots:
                 row = {
                     "label": label,
+                    "env": envs.get(label, {}),
                     "root": str(root),
                     "repeat": i,
-                    **run_once(root, Path(tmp) / label),
+                    **run_once(root, Path(tmp) / label, envs.get(label)),
                 }
                 print(json.dumps(row), flush=True)
                 rows.append(row)

@@ -157,9 +157,18 @@ class Cached:
             return self.jitted(*args)  # called inside another trace: nothing to cache
         sig = _signature(args)
         fn = self._calls.get(sig)
-        if fn is None:
-            fn = self._calls[sig] = self._resolve(sig, args)
-        return fn(*args)
+        if fn is not None:
+            return fn(*args)
+        fn = self._calls[sig] = self._resolve(sig, args)
+        if fn is self.jitted:
+            return fn(*args)
+        try:  # the first call compiles the exported program: any failure, the plain path
+            return fn(*args)
+        except Exception as err:  # noqa: BLE001 - a genuine error repeats below and propagates
+            log.info("bayesda.aot: exported %s failed (%s); using jit", self.name, err)
+            self.sources[sig] = "jit"
+            fn = self._calls[sig] = self.jitted
+            return fn(*args)
 
     def _cache_size(self) -> int:
         return len(self._calls)

@@ -160,3 +160,18 @@ def test_sampler_programs_load_from_disk_with_identical_draws(where):
     for got in (second, plain):
         np.testing.assert_array_equal(got.x, first.x)
         np.testing.assert_array_equal(got.num_steps, first.num_steps)
+
+
+def test_an_exported_program_that_fails_to_run_falls_back(where, monkeypatch):
+    args = _args()
+    f = aot.cached(_f, "f", ("k",))
+
+    def broken(self, exp):
+        def call(*a):
+            raise RuntimeError("cannot compile here")
+
+        return call
+
+    monkeypatch.setattr(aot.Cached, "_wrap", broken)
+    np.testing.assert_array_equal(np.asarray(f(*args)), np.asarray(_f(*args)))
+    assert list(f.sources.values()) == ["jit"]
