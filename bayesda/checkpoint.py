@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesda import aot
+import bayesda.aot as aot
 from bayesda.grid import Grid
 from bayesda.prior import GenerativePrior
 from bayesda.representation import (

@@ -22,7 +22,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import constrain_fn, potential_energy
 
-from bayesda import aot
+import bayesda.aot as aot
 from bayesda.model import SIGMA_SCALE_PRIOR, assimilation_model
 from bayesda.settings import ModelOptions
 

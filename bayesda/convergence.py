@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 
-from bayesda import aot
+import bayesda.aot as aot
 
 __all__ = [
     "Convergence",

@@ -40,7 +40,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpyro.infer.hmc import hmc
 from numpyro.infer.hmc_util import dual_averaging
 
-from bayesda import aot
+import bayesda.aot as aot
 from bayesda.settings import MASSES
 
 __all__ = [
