@@ -108,8 +108,7 @@ def environment() -> tuple:
     )
 
 
-def _signature(args: tuple) -> tuple:
-    leaves, tree = jax.tree.flatten(args)
+def _signature(leaves: list, tree) -> tuple:
     avals = []
     for leaf in leaves:
         a = jax.typeof(leaf)
@@ -153,9 +152,10 @@ class Cached:
         self.sources: dict = {}  # signature -> "loaded" / "exported" / "jit"
 
     def __call__(self, *args):
-        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args)):
+        leaves, tree = jax.tree.flatten(args)
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
             return self.jitted(*args)  # called inside another trace: nothing to cache
-        sig = _signature(args)
+        sig = _signature(leaves, tree)
         fn = self._calls.get(sig)
         if fn is not None:
             return fn(*args)
