@@ -70,8 +70,9 @@ def make_obs(path: Path, n_times: int, n_obs: int, seed: int = 0) -> list[str]:
     return [str(np.datetime_as_string(t, "s")) for t in times]
 
 
-def run_mode(obs: Path, out: Path, extra: list[str], chains: int, warmup: int, draws: int) -> dict:
-    cmd = [
+def reanalyse_cmd(obs: Path, out: Path, chains: int, warmup: int, draws: int) -> list[str]:
+    """``python -m bayesda.cli reanalyse`` of the shipped model on ``obs`` into ``out``."""
+    return [
         sys.executable,
         "-m",
         "bayesda.cli",
@@ -89,8 +90,11 @@ def run_mode(obs: Path, out: Path, extra: list[str], chains: int, warmup: int, d
         "--draws",
         str(draws),
         "--no-progress",
-        *extra,
     ]
+
+
+def run_mode(obs: Path, out: Path, extra: list[str], chains: int, warmup: int, draws: int) -> dict:
+    cmd = [*reanalyse_cmd(obs, out, chains, warmup, draws), *extra]
     # A wrapper process reports the peak RSS of its own process tree (the CLI and, for Dask,
     # its worker processes), so each mode's peak is its own.
     wrapper = (

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(HERE / "results" / "reanalysis_commits.json"))
     ap.add_argument("--record", action="store_true", help="append rows to throughput.json")
     args = ap.parse_args(argv)
-    from bench_reanalysis import make_obs
+    from bench_reanalysis import make_obs, reanalyse_cmd
 
     roots = [(s.split("=", 1)[0], Path(s.split("=", 1)[1]).resolve()) for s in args.root]
     rows = []
@@ -52,25 +52,7 @@ def main(argv=None) -> int:
         for rep in range(args.repeats):
             for label, root in roots:
                 out = Path(tmp) / f"{label}-{rep}.zarr"
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "bayesda.cli",
-                    "reanalyse",
-                    "--model",
-                    str(ROOT / "models" / "ncep-air"),
-                    "--obs",
-                    str(obs),
-                    "--out",
-                    str(out),
-                    "--chains",
-                    str(args.chains),
-                    "--warmup",
-                    str(args.warmup),
-                    "--draws",
-                    str(args.draws),
-                    "--no-progress",
-                ]
+                cmd = reanalyse_cmd(obs, out, args.chains, args.warmup, args.draws)
                 env = {**os.environ, "PYTHONPATH": str(root)}
                 load = os.getloadavg()[0]
                 t0 = time.perf_counter()
