@@ -8,9 +8,9 @@ after :func:`bayesda.sampler.detune`.
 Part 2 (``--shipped K``, minutes on a CPU): the shipped model on K NCEP times (50 station-like
 observations, the reanalysis settings 4 x (100 + 500)), run twice through the same program,
 without and with the detuning and the warmup tree-depth cap
-(:data:`bayesda.sampler.WARMUP_TREE_DEPTH`): per-chain adapted step sizes, steps per draw, and the
-lockstep efficiency of the whole batch (mean steps / mean over iterations of the largest
-tree in the batch: what an accelerator, whose chains advance together, gets).
+(:data:`bayesda.sampler.LAPLACE_WARMUP_TREE_DEPTH`): per-chain adapted step sizes, steps per
+draw, and the lockstep efficiency of the whole batch (mean steps / mean over iterations of the
+largest tree in the batch: what an accelerator, whose chains advance together, gets).
 
     python analysis/resonance.py                 # part 1 -> analysis/results/resonance.md
     python analysis/resonance.py --shipped 8     # and part 2
@@ -98,12 +98,12 @@ def part2(k: int) -> list[dict]:
     times = [np.datetime64(t) for t in stamps]
     s = ReanalysisSettings()
     out = []
-    real, cap = sampler.detune, sampler.WARMUP_TREE_DEPTH
+    real, caps = sampler.detune, (sampler.WARMUP_TREE_DEPTH, sampler.LAPLACE_WARMUP_TREE_DEPTH)
     for mode in ("off", "on"):
         # off: the adapted step size as it is, warmup trees up to the run's depth (10)
         sampler.detune = real if mode == "on" else (lambda eps, band=None: eps)
-        sampler.WARMUP_TREE_DEPTH = cap if mode == "on" else s.max_tree_depth
-        sampler._PROGRAMS.clear()  # the warmup depth is compiled into the program
+        off = (s.max_tree_depth, s.max_tree_depth)
+        sampler.WARMUP_TREE_DEPTH, sampler.LAPLACE_WARMUP_TREE_DEPTH = caps if mode == "on" else off
         t0 = time.perf_counter()
         b = _sample(
             prior,
@@ -134,8 +134,8 @@ def part2(k: int) -> list[dict]:
         }
         out.append(row)
         print(json.dumps(row), flush=True)
-    sampler.detune, sampler.WARMUP_TREE_DEPTH = real, cap
-    sampler._PROGRAMS.clear()
+    sampler.detune = real
+    sampler.WARMUP_TREE_DEPTH, sampler.LAPLACE_WARMUP_TREE_DEPTH = caps
     return out
 
 

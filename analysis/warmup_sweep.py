@@ -35,6 +35,11 @@ HERE = pathlib.Path(__file__).resolve().parent
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--warmups", default="0,10,25,50,100,200")
+    ap.add_argument(
+        "--warmup-tree-depths",
+        default=None,
+        help="comma list: also vary bayesda.sampler.LAPLACE_WARMUP_TREE_DEPTH (same seeds)",
+    )
     ap.add_argument("--n-times", type=int, default=4)
     ap.add_argument("--seeds", type=int, default=2, help="runs per time and warmup")
     ap.add_argument("--ref-draws", type=int, default=2000)
@@ -85,8 +90,14 @@ def main(argv=None) -> int:
         ref.append((zf.mean(0), zf.std(0), host_convergence(a.z).ess_bulk))
     print(f"references done, {time.perf_counter() - t_start:.0f} s", flush=True)
 
+    import bayesda.sampler as sampler
+
+    default_depth = sampler.LAPLACE_WARMUP_TREE_DEPTH
+    depths = [int(v) for v in (args.warmup_tree_depths or str(default_depth)).split(",")]
+    configs = [(d, int(w)) for d in depths for w in args.warmups.split(",")]
     rows = []
-    for w in [int(v) for v in args.warmups.split(",")]:
+    for depth, w in configs:
+        sampler.LAPLACE_WARMUP_TREE_DEPTH = depth  # part of the program's cache keys
         per = []
         for s in range(args.seeds):
             t0 = time.perf_counter()
@@ -117,9 +128,11 @@ def main(argv=None) -> int:
                         "max_abs_zscore": float(np.max(np.abs((zf.mean(0) - m) / mcse))),
                         "verdict": diagnose(a.idata, a.field).status,
                         "wall_s_per_time": wall / len(times),
+                        "lockstep_warmup": float(a.timings["lockstep_warmup"]),
                     }
                 )
         row = {
+            "warmup_tree_depth": depth,
             "num_warmup": w,
             **{k: round(float(np.mean([p[k] for p in per])), 4) for k in per[0] if k != "verdict"},
             "max_abs_zscore_worst": round(max(p["max_abs_zscore"] for p in per), 2),
@@ -129,9 +142,12 @@ def main(argv=None) -> int:
         rows.append(row)
         print(row, flush=True)
 
+    sampler.LAPLACE_WARMUP_TREE_DEPTH = default_depth
     cmd = (
         f"python analysis/warmup_sweep.py --warmups {args.warmups} --n-times {args.n_times} "
         f"--seeds {args.seeds} --ref-draws {args.ref_draws}"
+        + (f" --warmup-tree-depths {args.warmup_tree_depths}" if args.warmup_tree_depths else "")
+        + (f" --out {args.out}" if args.out != ap.get_default("out") else "")
     )
     result = {
         "command": cmd,
@@ -144,22 +160,25 @@ def main(argv=None) -> int:
     }
     out = pathlib.Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    title = "how deep its trees" if args.warmup_tree_depths else "how much is needed"
     lines = [
-        "# NUTS warmup with the Laplace mass matrix: how much is needed",
+        f"# NUTS warmup with the Laplace mass matrix: {title}",
         "",
         f"`{cmd}` ({result['wall_s']:.0f} s, load {load[0]:.1f}). {result['settings']}; "
         "per-run means; z-score: posterior mean of z against a 4 x (500 + "
         f"{args.ref_draws}) reference of the same time, in Monte Carlo errors of the difference.",
         "",
-        "| warmup | step size | steps/draw | warmup grads | sampling grads | min ESS z | "
-        "ESS / 1000 grads | max abs z-score (worst) | verdicts P/W/F |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| warmup tree depth | warmup | step size | steps/draw | warmup grads | warmup lockstep "
+        "| sampling grads | min ESS z | ESS / 1000 grads | max abs z-score (worst) "
+        "| verdicts P/W/F |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         v = r["verdicts"]
         lines.append(
-            f"| {r['num_warmup']} | {r['step_size']:.3f} | {r['steps_per_draw']:.1f} | "
-            f"{r['grads_warmup']:.0f} | {r['grads_sampling']:.0f} | {r['min_ess_bulk_z']:.0f} | "
+            f"| {r['warmup_tree_depth']} | {r['num_warmup']} | {r['step_size']:.3f} | "
+            f"{r['steps_per_draw']:.1f} | {r['grads_warmup']:.0f} | {r['lockstep_warmup']:.2f} | "
+            f"{r['grads_sampling']:.0f} | {r['min_ess_bulk_z']:.0f} | "
             f"{r['ess_per_1000_grads']:.1f} | {r['max_abs_zscore']:.2f} "
             f"({r['max_abs_zscore_worst']:.2f}) | {v['PASS']}/{v['WARN']}/{v['FAIL']} |"
         )

@@ -80,6 +80,31 @@ def test_program_is_compiled_once_and_reused():
     assert runs[2].x.shape == (batch, 70, dim)
 
 
+@pytest.mark.parametrize("mass", ["laplace", "diag"])
+def test_warmup_trees_are_capped_by_mass(mass):
+    # A badly scaled mass (identity for SDs 1 and 0.01): the step size must fit the narrow
+    # direction, so trees that follow the wide one run to hundreds of steps. Warmup trees
+    # stop at the cap for the mass (7 steps with the Laplace mass, 31 otherwise); sampling
+    # trees are not capped.
+    cov = np.diag([1.0, 1e-4]).astype(np.float32)
+    args = (jnp.zeros((1, 2)), jnp.asarray(np.linalg.inv(cov))[None])
+    inv_mass = np.eye(2, dtype=np.float32)[None] if mass == "laplace" else np.ones((1, 2))
+    config = sampler.NutsConfig(num_warmup=40, num_samples=20, mass=mass)
+    draws = sampler.run_nuts(
+        _gauss_potential,
+        args,
+        sampler.batch_keys([0], 1),
+        np.full((1, 2), 0.01, np.float32),
+        inv_mass.astype(np.float32),
+        config,
+    )
+    depth = sampler.LAPLACE_WARMUP_TREE_DEPTH if mass == "laplace" else sampler.WARMUP_TREE_DEPTH
+    assert draws.warmup_steps[0] <= (2**depth - 1) * config.num_warmup
+    if mass == "laplace":  # the mass stays wrong: sampling trees stay long
+        assert draws.warmup_steps[0] > 3 * config.num_warmup
+        assert draws.num_steps.max() > 2**depth - 1
+
+
 def test_bad_mass_shape_is_refused():
     with pytest.raises(ValueError, match="inv_mass has shape"):
         sampler.run_nuts(
