@@ -28,8 +28,11 @@ Anything that fails (no ``flatbuffers`` package, an unreadable or foreign entry,
 signature, with a log message; results are the same either way (bit for bit on this
 machine: ``tests/test_aot.py``). Entries live in ``exported/`` beside the compilation cache
 (``$BAYESDA_JAX_CACHE``, default ``~/.cache/bayesda/jax``), a few MB each (the decoder's
-weights are constants of the program); delete them at any time. ``BAYESDA_AOT=off``
-disables the cache; it is also off whenever the compilation cache is.
+weights are constants of the program); delete them at any time. Every change of bayesda's
+source, a library version or the settings writes new entries and orphans the old ones, so
+whenever a program is exported, entries unused for :data:`MAX_AGE_DAYS` days are deleted
+(a load marks an entry used). ``BAYESDA_AOT=off`` disables the cache; it is also off
+whenever the compilation cache is.
 """
 
 from __future__ import annotations
@@ -45,13 +48,25 @@ from typing import Any
 
 import jax
 
-__all__ = ["Cached", "cache_dir", "cached", "environment", "fingerprint", "register"]
+__all__ = [
+    "MAX_AGE_DAYS",
+    "Cached",
+    "cache_dir",
+    "cached",
+    "environment",
+    "fingerprint",
+    "prune",
+    "register",
+]
 
 log = logging.getLogger(__name__)
 
 _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _SUFFIX = ".jaxexp"
 _OFF = ("off", "0", "false", "no")
+
+MAX_AGE_DAYS = 30
+"""Entries (and interrupted writes) unused for this many days are deleted by :func:`prune`."""
 
 
 def register(fn: Callable, digest: str) -> None:
@@ -137,6 +152,40 @@ def _register_namedtuples() -> None:
     _registered_namedtuples = True
 
 
+def prune(where: Path, max_age_days: float = MAX_AGE_DAYS, now: float | None = None) -> int:
+    """Delete entries in ``where`` not used for ``max_age_days``; return how many went.
+
+    "Used" is the file's modification time, which a load refreshes. Leftovers of
+    interrupted writes (``.*.tmp``) age the same way. Errors (a file another process just
+    removed, a read-only directory) are ignored: pruning is housekeeping.
+    """
+    import time
+
+    cutoff = (time.time() if now is None else now) - max_age_days * 86400.0
+    removed = 0
+    try:
+        paths = [*where.glob(f"*{_SUFFIX}"), *where.glob(f".*{_SUFFIX}.*.tmp")]
+    except OSError:
+        return 0
+    for path in paths:
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            pass
+    if removed:
+        log.info("bayesda.aot: removed %d entries unused for %s days", removed, max_age_days)
+    return removed
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:  # a read-only cache still loads
+        pass
+
+
 class Cached:
     """A jitted function whose lowered programs are kept on disk (see the module docstring).
 
@@ -203,6 +252,7 @@ class Cached:
             try:
                 exp = export.deserialize(bytearray(path.read_bytes()))
                 self.sources[sig] = "loaded"
+                _touch(path)  # used: not pruned
                 return self._wrap(exp)
             except Exception as err:  # noqa: BLE001 - unreadable entry: export it again
                 log.info("bayesda.aot: %s unreadable (%s); exporting again", path, err)
@@ -220,6 +270,7 @@ class Cached:
             os.replace(tmp, path)  # atomic: a concurrent reader sees all or nothing
         except OSError as err:
             log.info("bayesda.aot: cannot write %s (%s)", path, err)
+        prune(where)  # a new entry often orphans old ones (a new version or setting)
         self.sources[sig] = "exported"
         return self._wrap(exp)
 

@@ -175,3 +175,27 @@ def test_an_exported_program_that_fails_to_run_falls_back(where, monkeypatch):
     monkeypatch.setattr(aot.Cached, "_wrap", broken)
     np.testing.assert_array_equal(np.asarray(f(*args)), np.asarray(_f(*args)))
     assert list(f.sources.values()) == ["jit"]
+
+
+def test_unused_entries_are_pruned_when_a_program_is_exported(where):
+    import os
+    import time
+
+    args = _args()
+    aot.cached(_f, "f", ("used",))(*args)
+    (used,) = where.glob("f-*.jaxexp")
+    old = time.time() - (aot.MAX_AGE_DAYS + 1) * 86400
+    stale = where / "f-stale.jaxexp"
+    stale.write_bytes(b"from an older version")
+    crashed = where / ".f-x.jaxexp.123.tmp"
+    crashed.write_bytes(b"interrupted write")
+    for p in (used, stale, crashed):
+        os.utime(p, (old, old))
+    loaded = aot.cached(_f, "f", ("used",))
+    loaded(*args)  # a load marks its entry used; it exports nothing, so prunes nothing
+    assert list(loaded.sources.values()) == ["loaded"]
+    assert stale.exists() and used.stat().st_mtime > old + 86400
+    aot.cached(_f, "f", ("new",))(*args)  # an export prunes
+    assert used.exists() and not stale.exists() and not crashed.exists()
+    assert len(list(where.glob("f-*.jaxexp"))) == 2
+    assert aot.prune(where / "missing") == 0
