@@ -220,6 +220,7 @@ def run_linear(prior, args, settings, rows, rng, log):
     from bayesda.convergence import host_convergence
     from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate_batch, prepare_obs
+    from bayesda.settings import DEFAULT
 
     obs_df, times = make_obs(prior, args.n_linear, args.n_obs, seed=1)
     kinds = [
@@ -239,7 +240,7 @@ def run_linear(prior, args, settings, rows, rng, log):
                 group,
                 seeds=[zlib.crc32(f"{case}|{t}".encode()) for t in group],
                 progress_bar=False,
-                **sets,
+                sampler=DEFAULT.replace(**sets),
             )
             for a, t in zip(res, group, strict=True):
                 obs = prepare_obs(prior, obs_df, time=t, pad=False)
@@ -269,6 +270,7 @@ def run_shipped(shipped, args, settings, rows, rng, log):
     from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate_batch
     from bayesda.obs import pseudo_obs
+    from bayesda.settings import DEFAULT
     from bayesda.split import block_split
 
     ds = load_dataset("ncep-air")
@@ -290,7 +292,7 @@ def run_shipped(shipped, args, settings, rows, rng, log):
         [ref_time],
         seeds=[12345],
         progress_bar=False,
-        **dict(settings, num_samples=args.ref_draws, num_warmup=500),
+        sampler=DEFAULT.replace(**dict(settings, num_samples=args.ref_draws, num_warmup=500)),
     )[0]
     ref_mean = ref.z.reshape(-1, ref.z.shape[-1]).mean(0)
     ref_cov = np.cov(ref.z.reshape(-1, ref.z.shape[-1]).T)
@@ -308,7 +310,7 @@ def run_shipped(shipped, args, settings, rows, rng, log):
             [t for t, _ in group],
             seeds=[1000 + 17 * s + k for k, (_, s) in enumerate(group)],
             progress_bar=False,
-            **settings,
+            sampler=DEFAULT.replace(**settings),
         )
         for a, (t, _) in zip(res, group, strict=True):
             v = diagnose(a.idata, a.field)
