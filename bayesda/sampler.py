@@ -45,11 +45,11 @@ from bayesda.settings import MASSES
 
 __all__ = [
     "Draws",
+    "LAPLACE_WARMUP_TREE_DEPTH",
     "MASSES",
     "NutsConfig",
     "RESONANCE_BAND",
     "SEGMENT",
-    "LAPLACE_WARMUP_TREE_DEPTH",
     "WARMUP_TREE_DEPTH",
     "batch_keys",
     "compiled_programs",
