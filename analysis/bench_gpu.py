@@ -49,7 +49,7 @@ def append_rows(path: Path, rows: list[dict]) -> None:
     """Append rows to a JSON list atomically."""
     old = json.loads(path.read_text()) if path.exists() else []
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(old + rows, indent=2))
+    tmp.write_text(json.dumps(old + rows, indent=2) + "\n")
     tmp.replace(path)
 
 

@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(HERE / "results" / "reanalysis_commits.json"))
     ap.add_argument("--record", action="store_true", help="append rows to throughput.json")
     args = ap.parse_args(argv)
+    from bench_gpu import append_rows
     from bench_reanalysis import make_obs, reanalyse_cmd
 
     roots = [(s.split("=", 1)[0], Path(s.split("=", 1)[1]).resolve()) for s in args.root]
@@ -78,8 +79,9 @@ def main(argv=None) -> int:
         json.dumps({"command": command, "utc": stamp, "rows": rows}, indent=1) + "\n"
     )
     if args.record:
-        path = HERE / "results" / "throughput.json"
-        table = json.loads(path.read_text())
+        out = Path(args.out).resolve()
+        source = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
+        table = []
         for r in rows:
             verdicts = r["summary"].split("verdicts ")[-1]
             counts = dict(kv.split() for kv in verdicts.split(", "))
@@ -97,11 +99,11 @@ def main(argv=None) -> int:
                     "seconds_per_time": round(r["wall_s"] / r["times"], 2),
                     "verdicts": {k: int(v) for k, v in counts.items()},
                     "date": stamp,
-                    "source": "analysis/results/reanalysis_commits.json",
+                    "source": source,
                     "load_average": [r["load_before"], r["load_after"]],
                 }
             )
-        path.write_text(json.dumps(table, indent=2) + "\n")
+        append_rows(HERE / "results" / "throughput.json", table)
     return 0
 
 
