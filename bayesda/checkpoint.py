@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import bayesda.aot as aot
+from bayesda._arrays import to_device
 from bayesda.grid import Grid
 from bayesda.prior import GenerativePrior
 from bayesda.representation import (
@@ -535,7 +536,7 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
 
     flat = _load_npz(path / "params.npz")
     _check_params(flat, _expected_shapes(config))
-    params = jax.tree_util.tree_map(jnp.asarray, unflatten_params(flat))
+    params = to_device(unflatten_params(flat))
 
     norm = _load_npz(path / "norm.npz")
     try:
@@ -557,7 +558,7 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
     if (path / "surface_height.nc").is_file():
         surface_height = _load_surface_height(path / "surface_height.nc", grid)
 
-    mean_j, sd_j = jnp.asarray(mean), jnp.asarray(sd)
+    mean_j, sd_j = to_device((mean, sd))
     dec_vars = {"params": params["decoder"]}
     enc_vars = {"params": params["encoder"]}
     decoder, encoder = Decoder(config), Encoder(config)

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bayesda._arrays import to_device
 from bayesda.compiled import (
     CACHE,
     MAP_STEPS,
@@ -399,10 +400,7 @@ def _sample(
     obs_list = _prepare_batch(prior, obs_df, times, dense, device_covariance)
     t_prep = _time.perf_counter() - t_prep
     m = obs_list[0].mask.size
-    all_args = [
-        (tuple(jnp.asarray(a) for a in o.model_args()), o.model_kwargs(dense=dense))
-        for o in obs_list
-    ]
+    all_args = [(to_device(tuple(o.model_args())), o.model_kwargs(dense=dense)) for o in obs_list]
     keys = [jax.random.split(jax.random.PRNGKey(x), 4)[1:] for x in seeds]  # init, mcmc, post
     ntime = len(times)
     shards = n_shards(ntime * s.num_chains) if s.method == "nuts" else 0
@@ -427,9 +425,7 @@ def _sample(
     if s.method == "laplace":
         flat, stats, grads = [], [], []
         for (x_map, hess, _), (_, _, key_post) in zip(maps, keys, strict=True):
-            draws = laplace_draws(
-                key_post, jnp.asarray(x_map), jnp.asarray(hess), (s.num_chains * s.num_samples,)
-            )
+            draws = laplace_draws(key_post, x_map, hess, (s.num_chains * s.num_samples,))
             flat.append(np.asarray(draws).reshape(s.num_chains, s.num_samples, -1))
             stats.append({})
             grads.append({"warmup": 0, "sampling": 0})
@@ -498,7 +494,7 @@ def _run_nuts_batch(fns, all_args, maps, keys, settings, *, progress_bar):
     dim = fns.flat0.size
     for (x_map, hess, _), (key_init, key_mcmc, _) in zip(maps, keys, strict=True):
         if init == "map":
-            start = laplace_draws(key_init, jnp.asarray(x_map), jnp.asarray(hess), (nc,))
+            start = laplace_draws(key_init, x_map, hess, (nc,))
         elif init == "prior":
             start = prior_draws(key_init, fns, nc)
         else:  # "median": the prior median, 0 in the unconstrained space

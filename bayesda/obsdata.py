@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bayesda._arrays import to_device
 from bayesda.model import pad_length
 from bayesda.operators import Stencil, bilinear_stencil
 from bayesda.posterior import repr_covariance_at_obs
@@ -58,9 +58,9 @@ class ObsData(NamedTuple):
 
     def model_kwargs(self, *, dense: bool) -> dict:
         """Keyword arguments of the model; ``dense`` uses ``scale_tril`` when there is one."""
-        kw = {"mask": jnp.asarray(self.mask)}
+        kw = {"mask": to_device(self.mask)}
         if dense and self.scale_tril is not None:
-            kw["scale_tril"] = jnp.asarray(self.scale_tril)
+            kw["scale_tril"] = to_device(self.scale_tril)
         return kw
 
 

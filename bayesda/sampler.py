@@ -41,6 +41,7 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.hmc_util import dual_averaging
 
 import bayesda.aot as aot
+from bayesda._arrays import to_device
 from bayesda.settings import MASSES
 
 __all__ = [
@@ -376,7 +377,7 @@ def run_nuts(
         raise ValueError(f"mass={config.mass!r} is not one of {MASSES}")
     if config.num_samples < 1 or config.num_warmup < 0:
         raise ValueError(f"need num_samples >= 1 and num_warmup >= 0, got {config}")
-    x0 = jnp.asarray(x0)
+    x0 = to_device(x0)
     batch, dim = x0.shape
     want = (batch, dim, dim) if config.mass != "diag" else (batch, dim)
     if tuple(np.shape(inv_mass)) != want:
@@ -384,8 +385,8 @@ def run_nuts(
     t0 = time.perf_counter()
     prog = _program(potential, config, n_shards(batch), cache_key)
     compiled_before = prog.cache_size()
-    inv_mass = jnp.asarray(inv_mass, x0.dtype)
-    state = prog.init(jnp.asarray(keys), x0, inv_mass, args)
+    inv_mass = to_device(inv_mass, x0.dtype)
+    state = prog.init(to_device(keys), x0, inv_mass, args)
 
     bar = None
     if progress_bar:

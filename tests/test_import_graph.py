@@ -89,6 +89,7 @@ LAYERS: list[tuple[str, ...]] = [
         "_version",
         "_optional",
         "_threads",
+        "_arrays",
         "aot",
         "settings",
         "units",
