@@ -151,7 +151,7 @@ def _build(decode: Callable, latent_dim: int, options: ModelOptions) -> ModelFns
         potential,
         aot.cached(find_map, "find_map", key),
         aot.cached(find_map_batch, "find_map_batch", key),
-        constrain,
+        aot.cached(constrain, "constrain", key),
         flat0,
         unravel,
         key,
@@ -178,7 +178,11 @@ class CompiledCache:
         """Decode ``[s, d]`` latents in fixed-size batches (one compile per prior)."""
         dec = self._decoders.get(prior.decode)
         if dec is None:
-            dec = self._decoders[prior.decode] = jax.jit(jax.vmap(prior.decode))
+            fp = aot.fingerprint(prior.decode)
+            dec = aot.cached(
+                jax.jit(jax.vmap(prior.decode)), "decode_all", None if fp is None else (fp,)
+            )
+            self._decoders[prior.decode] = dec
         s = z.shape[0]
         out = []
         for i in range(0, s, DECODE_BATCH):
@@ -186,7 +190,7 @@ class CompiledCache:
             k = chunk.shape[0]
             if k < DECODE_BATCH:
                 chunk = np.concatenate([chunk, np.zeros((DECODE_BATCH - k, z.shape[1]), z.dtype)])
-            out.append(np.asarray(dec(jnp.asarray(chunk)))[:k])
+            out.append(np.asarray(dec(chunk))[:k])
         return np.concatenate(out)
 
     def clear(self) -> None:
@@ -198,8 +202,13 @@ class CompiledCache:
 CACHE = CompiledCache()
 
 
+@functools.partial(jax.jit, static_argnames="shape")
 def laplace_draws(key, x, hess, shape):
-    """Draws from ``N(x, hess^{-1})``: ``x + L^{-T} eps`` with ``hess = L L^T``."""
+    """Draws from ``N(x, hess^{-1})``: ``x + L^{-T} eps`` with ``hess = L L^T``.
+
+    One program (host arrays welcome): run eagerly, its six operations were six programs
+    to lower in every new process.
+    """
     L = jnp.linalg.cholesky(hess)
     eps = jax.random.normal(key, (*shape, x.size))
     # Cov = hess^{-1} = L^{-T} L^{-1}, so L^{-T} eps has the right covariance.
@@ -211,7 +220,7 @@ def laplace_draws(key, x, hess, shape):
 def constrained_samples(fns: ModelFns, flat, args) -> dict:
     """``{"z": [chain, draw, d], "sigma_scale": [chain, draw]}`` from unconstrained draws."""
     chains, draws, dim = np.shape(flat)
-    post = fns.constrain(jnp.asarray(flat).reshape(-1, dim), args)
+    post = fns.constrain(np.asarray(flat).reshape(-1, dim), args)
     return {
         k: np.asarray(v).reshape(chains, draws, *np.shape(v)[1:])
         for k, v in post.items()
