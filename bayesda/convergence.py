@@ -44,6 +44,7 @@ import numpy as np
 from jax.scipy.special import ndtri
 
 import bayesda.aot as aot
+from bayesda._arrays import to_device
 
 __all__ = [
     "Convergence",
@@ -238,27 +239,48 @@ _PREPARE = aot.cached(_prepare_device, "convergence_prepare", ("convergence",))
 def _batch(x):
     """R-hat, bulk and tail ESS, within-chain ESS of ``[P, M, N]`` (P quantities)."""
     p, m, n = x.shape
+    if jax.default_backend() == "cpu":
+        return _batch_host(np.asarray(x))
     bad = jnp.any(jnp.isnan(x), axis=(1, 2))
     x = jnp.where(bad[:, None, None], 0.0, x)
     if n < 4:
         nan = jnp.full((p,), jnp.nan, x.dtype)
         return nan, nan, nan, nan
-    if jax.default_backend() == "cpu":
-        prep = tuple(jnp.asarray(a) for a in _prepare_host(np.asarray(x)))
-    else:
-        prep = _PREPARE(x)
-    rhat, bulk, tail, within = _CORE(x, *prep)
+    rhat, bulk, tail, within = _CORE(x, *_PREPARE(x))
     if m < 2:
         rhat = jnp.full_like(rhat, jnp.nan)
     return tuple(jnp.where(bad, jnp.nan, v) for v in (rhat, bulk, tail, within))
 
 
+def _batch_host(x: np.ndarray):
+    """:func:`_batch` on a CPU backend: everything around the compiled core in numpy.
+
+    Run eagerly in JAX, the masking and reshaping were about ten small programs, each lowered
+    and fetched from the compilation cache in every new process.
+    """
+    p, m, n = x.shape
+    bad = np.isnan(x).any(axis=(1, 2))
+    x = np.where(bad[:, None, None], np.zeros((), x.dtype), x)
+    if n < 4:
+        nan = np.full((p,), np.nan, x.dtype)
+        return nan, nan, nan, nan
+    out = [np.asarray(v) for v in _CORE(*to_device((x, *_prepare_host(x))))]
+    if m < 2:
+        out[0] = np.full_like(out[0], np.nan)
+    return tuple(np.where(bad, np.nan, v).astype(v.dtype) for v in out)
+
+
 def _as_array(x):
-    x = jnp.asarray(x)
+    if not isinstance(x, jax.Array) and jax.default_backend() == "cpu":
+        x = np.asarray(x)  # stays on the host (see _batch_host)
+        if not np.issubdtype(x.dtype, np.floating):
+            x = x.astype(jnp.result_type(float))
+    else:
+        x = jnp.asarray(x)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            x = x.astype(jnp.result_type(float))
     if x.ndim < 2:
         raise ValueError(f"need samples shaped [chain, draw, ...], got shape {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
     return x
 
 
@@ -271,11 +293,13 @@ def convergence(x) -> Convergence:
         ArviZ to rounding; float32 input is faster and agrees to about 1e-4.
 
     Returns:
-      A :class:`Convergence` of arrays shaped like ``x.shape[2:]``.
+      A :class:`Convergence` of arrays shaped like ``x.shape[2:]``: NumPy arrays on a CPU
+      backend, JAX arrays (on the device) otherwise.
     """
     x = _as_array(x)
     c, d, *rest = x.shape
-    flat = jnp.moveaxis(x.reshape(c, d, -1), -1, 0)  # [P, chain, draw]
+    xp = np if isinstance(x, np.ndarray) else jnp
+    flat = xp.moveaxis(x.reshape(c, d, -1), -1, 0)  # [P, chain, draw]
     return Convergence(*(v.reshape(rest) for v in _batch(flat)))
 
 
