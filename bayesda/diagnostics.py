@@ -417,9 +417,14 @@ def plot_sampler_diagnostics(idata, out, *, n_dims: int = 4) -> Path:
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)
-    axes = az.plot_rank(idata, var_names=names, coords=coords, show=False)
+    # Vertical lines, not bars: ArviZ draws the bars as ~300 patches (1.2-1.7 s on 2 cores
+    # against 0.5-0.7 s for the lines); the histogram of ranks per chain is the same.
+    axes = az.plot_rank(idata, var_names=names, coords=coords, kind="vlines", show=False)
     fig = np.ravel(axes)[0].figure
-    fig.suptitle("rank plots: uniform bars in every chain = chains agree")
+    fig.suptitle(
+        "rank plots: each chain's rank counts against the uniform level (dashed); "
+        "small scatter about it in every chain = chains agree"
+    )
     fig.tight_layout()
     fig.savefig(out.with_name(f"{out.stem}_rank{out.suffix}"), dpi=90)
     plt.close(fig)
