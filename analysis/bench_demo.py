@@ -11,6 +11,10 @@ evaluations, verdict and unobserved-point scores. ``--warm`` first runs each che
 unrecorded, so the JAX compilation cache (and bayesda's disk cache) is filled.
 ``--env LABEL:KEY=VALUE`` sets an environment variable for one label's runs (e.g. a user's
 ``XLA_FLAGS``); two labels may name the same checkout with different environments.
+``--count-programs`` runs every demo with ``JAX_LOG_COMPILES=1`` and records how many XLA
+programs the process compiled or fetched from the compilation cache (each is lowered in
+the process first: the per-process overhead that bayesda's export cache and host-side
+array handling remove).
 
 Usage::
 
@@ -64,8 +68,12 @@ def parse(text: str) -> dict:
     return row
 
 
-def run_once(root: Path, out: Path, extra_env: dict | None = None) -> dict:
+def run_once(
+    root: Path, out: Path, extra_env: dict | None = None, count_programs: bool = False
+) -> dict:
     env = dict(os.environ, PYTHONPATH=str(root), **(extra_env or {}))
+    if count_programs:
+        env["JAX_LOG_COMPILES"] = "1"
     load0 = os.getloadavg()[0]
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -87,12 +95,16 @@ def run_once(root: Path, out: Path, extra_env: dict | None = None) -> dict:
         load_before=round(load0, 2),
         load_after=round(os.getloadavg()[0], 2),
     )
+    if count_programs:
+        row["programs"] = proc.stderr.count("Compiling ")
     return row
 
 
 def table(rows: list[dict]) -> str:
     head = ["checkout", "load before/after", "wall s", "CPU s", "demo total s", *PHASES]
     head += ["warmup grads", "verdict", "RMSE", "CRPS", "cov90"]
+    counted = any("programs" in r for r in rows)
+    head += ["programs"] if counted else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [
@@ -104,6 +116,7 @@ def table(rows: list[dict]) -> str:
         cells += [f"{r[p]:.1f}" for p in PHASES]
         cells += [str((r["grad_evals"] or {}).get("warmup")), str(r["verdict"])]
         cells += [f"{r.get(k, float('nan')):.2f}" for k in ("rmse", "crps", "cov90")]
+        cells += [str(r.get("programs", ""))] if counted else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -112,6 +125,7 @@ def medians(rows: list[dict], labels: list[str]) -> str:
     import statistics
 
     keys = ["wall_s", "cpu_s", "demo_total_s", *PHASES]
+    keys += ["programs"] if any("programs" in r for r in rows) else []
     lines = ["| checkout | runs | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
     for lab in labels:
         sub = [r for r in rows if r["label"] == lab]
@@ -129,6 +143,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warm", action="store_true", help="one unrecorded run per checkout first")
     ap.add_argument("--out", default=str(HERE / "results" / "demo_time"))
+    ap.add_argument(
+        "--count-programs", action="store_true", help="count the XLA programs each run lowers"
+    )
     args = ap.parse_args(argv)
     roots = [(s.split("=", 1)[0], Path(s.split("=", 1)[1]).resolve()) for s in args.root]
     envs: dict = {}
@@ -147,7 +164,7 @@ def main(argv=None) -> int:
                     "env": envs.get(label, {}),
                     "root": str(root),
                     "repeat": i,
-                    **run_once(root, Path(tmp) / label, envs.get(label)),
+                    **run_once(root, Path(tmp) / label, envs.get(label), args.count_programs),
                 }
                 print(json.dumps(row), flush=True)
                 rows.append(row)
