@@ -34,6 +34,7 @@ __all__ = [
     "PRESETS",
     "QUICK",
     "REANALYSIS",
+    "ReanalysisSettings",
     "ModelOptions",
     "SamplerSettings",
     "split_legacy_kwargs",
@@ -147,6 +148,111 @@ PRESETS: dict[str, SamplerSettings] = {
     "reanalysis": REANALYSIS,
     "quick": QUICK,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class ReanalysisSettings:
+    """Sampler settings shared by every time of a reanalysis.
+
+    The defaults are the :data:`bayesda.settings.REANALYSIS` preset; :attr:`sampler` and
+    :attr:`options` give the :class:`~bayesda.settings.SamplerSettings` and
+    :class:`~bayesda.settings.ModelOptions` that every time uses, and :meth:`from_settings`
+    builds one from them. (The fields stay flat: they are the store's signature, which a
+    resumed run must match.)
+
+    Attributes:
+      num_chains, num_warmup, num_samples: NUTS settings per time (see
+        :data:`bayesda.settings.REANALYSIS` for why 4 x (100 + 500)).
+      method: "nuts" (reference) or "laplace" (fast approximation).
+      likelihood: "normal" or "studentt".
+      seed: run seed; each time uses :func:`bayesda.reanalysis.time_seed` of it.
+      keep_samples: posterior field samples stored per time (0: summaries only).
+      target_accept, max_tree_depth: NUTS settings.
+      batch_times: times per compiled program (1: one at a time). Not part of the store's
+        signature: a run may resume with another value.
+    """
+
+    num_chains: int = REANALYSIS.num_chains
+    num_warmup: int = REANALYSIS.num_warmup
+    num_samples: int = REANALYSIS.num_samples
+    method: str = REANALYSIS.method
+    likelihood: str = ModelOptions().likelihood
+    seed: int = 0
+    keep_samples: int = 0
+    target_accept: float = REANALYSIS.target_accept
+    max_tree_depth: int = REANALYSIS.max_tree_depth
+    batch_times: int = 1
+
+    def __post_init__(self):
+        if self.batch_times < 1:
+            raise ValueError(f"batch_times must be >= 1, got {self.batch_times}")
+        if self.keep_samples < 0:
+            raise ValueError(
+                f"keep_samples must be >= 0 (0: summaries only), got {self.keep_samples}"
+            )
+        _ = (self.sampler, self.options)  # validates the fields
+
+    @property
+    def sampler(self) -> SamplerSettings:
+        """The sampler settings of every time (init and mass: the defaults)."""
+        return SamplerSettings(
+            method=self.method,
+            num_chains=self.num_chains,
+            num_warmup=self.num_warmup,
+            num_samples=self.num_samples,
+            target_accept=self.target_accept,
+            max_tree_depth=self.max_tree_depth,
+        )
+
+    @property
+    def options(self) -> ModelOptions:
+        """The model options of every time (df and infer_sigma: the defaults)."""
+        return ModelOptions(likelihood=self.likelihood)
+
+    @classmethod
+    def from_settings(
+        cls,
+        sampler: SamplerSettings = REANALYSIS,
+        options: ModelOptions | None = None,
+        **fields,
+    ) -> ReanalysisSettings:
+        """Build from the settings objects plus ``seed``, ``keep_samples``, ``batch_times``.
+
+        Raises:
+          ValueError: a setting a reanalysis does not support (init, mass, df or
+            infer_sigma other than the defaults).
+        """
+        options = options or ModelOptions()
+        d, o = SamplerSettings(), ModelOptions()
+        odd = [
+            name
+            for name, a, b in [
+                ("init", sampler.init, d.init),
+                ("mass", sampler.mass, d.mass),
+                ("df", options.df, o.df),
+                ("infer_sigma", options.infer_sigma, o.infer_sigma),
+            ]
+            if a != b
+        ]
+        if odd:
+            raise ValueError(f"a reanalysis uses the default {odd}; got {sampler}, {options}")
+        return cls(
+            num_chains=sampler.num_chains,
+            num_warmup=sampler.num_warmup,
+            num_samples=sampler.num_samples,
+            method=sampler.method,
+            target_accept=sampler.target_accept,
+            max_tree_depth=sampler.max_tree_depth,
+            likelihood=options.likelihood,
+            **fields,
+        )
+
+    def signature(self) -> dict:
+        """The settings that determine the results (what a resumed run must match)."""
+        out = dataclasses.asdict(self)
+        out.pop("batch_times")
+        return out
+
 
 _SAMPLER_FIELDS = {f.name for f in dataclasses.fields(SamplerSettings)}
 _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelOptions)}

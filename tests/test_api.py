@@ -20,6 +20,16 @@ def _run(code: str, env: dict | None = None) -> str:
     return res.stdout
 
 
+def test_command_line_parser_imports_no_jax():
+    """``bayesda --help`` (and every argparse error) builds the parser: it must stay light."""
+    out = _run(
+        "import sys, bayesda.cli as cli; cli.build_parser(); "
+        "print([m for m in ('jax', 'flax', 'numpyro', 'arviz', 'matplotlib', 'xarray') "
+        "if m in sys.modules])"
+    )
+    assert out.strip() == "[]"
+
+
 def test_import_has_no_side_effects():
     out = _run(
         "import json, os, sys; before = dict(os.environ); import bayesda; "

@@ -185,6 +185,12 @@ def test_cli_train_writes_loadable_model(tmp_path):
     assert prior.latent_dim == 3 and prior.grid.shape == (6, 8)
     assert prior.climatology is not None
     assert prior.card["split"]["n_test"] > 0 and prior.card["training"]["epochs_run"] == 2
+    # options not given take TrainConfig's defaults (the parser leaves them None)
+    from bayesda.train import TrainConfig
+
+    used, default = prior.card["training"]["train_config"], TrainConfig()
+    assert used["learning_rate"] == default.learning_rate and used["seed"] == default.seed
+    assert used["epochs"] == 2 and used["batch_size"] == 32
     # independent fields: the leakage check ran and stayed quiet
     assert abs(prior.card["split"]["pattern_correlation_half_block"]) < 0.5
     assert prior.card["split"]["leakage_warning"] is None

@@ -23,8 +23,7 @@ __all__ = ["cmd_reanalyse", "register"]
 def register(subparsers) -> None:
     """Add ``reanalyse``."""
     from bayesda.commands.options import add_settings_args
-    from bayesda.reanalysis import ReanalysisSettings
-    from bayesda.settings import REANALYSIS
+    from bayesda.settings import REANALYSIS, ReanalysisSettings
 
     d = ReanalysisSettings()
     p = subparsers.add_parser("reanalyse", help="assimilate many times into a resumable zarr store")

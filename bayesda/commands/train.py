@@ -14,42 +14,55 @@ import argparse
 import pathlib
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
-from bayesda.recipe import SHIPPED_LATENT_DIM, _recon_residuals, train_prior  # noqa: F401
+if TYPE_CHECKING:
+    from bayesda.recipe import train_prior
 
 __all__ = ["cmd_train", "register", "train_prior"]
 
+_FROM_RECIPE = ("SHIPPED_LATENT_DIM", "_recon_residuals", "train_prior")
+
+
+def __getattr__(name: str):
+    """The recipe's names, re-exported lazily: importing the recipe imports jax and flax,
+    which every ``bayesda`` command line (even ``--help``) would otherwise pay for."""
+    if name in _FROM_RECIPE:
+        import bayesda.recipe as recipe
+
+        return getattr(recipe, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def register(subparsers) -> None:
-    """Add the ``train`` command to the top-level parser."""
-    from bayesda.commands.argtypes import repr_error_structure
-    from bayesda.train import TrainConfig
-    from bayesda.vae import VAEConfig
+    """Add the ``train`` command to the top-level parser.
 
-    tc, vc = TrainConfig(), VAEConfig(nlat=2, nlon=2)
+    Options left unset are None here and take the defaults of
+    :class:`bayesda.train.TrainConfig`, :class:`bayesda.vae.VAEConfig` and
+    :data:`bayesda.recipe.SHIPPED_LATENT_DIM` when the command runs, so that building the
+    parser imports no JAX.
+    """
+    from bayesda.commands.argtypes import repr_error_structure
+
     p = subparsers.add_parser("train", help="train a VAE prior on a dataset's training split")
     p.add_argument("--data", default="ncep-air", help="named dataset (ncep-air, era5-uk) or path")
     p.add_argument("--data-dir", default=None, help="directory of named datasets")
     p.add_argument("--out", required=True, help="model directory to write, e.g. models/NAME")
+    p.add_argument("--latent-dim", type=int, help="default: as the shipped model")
     p.add_argument(
-        "--latent-dim", type=int, default=SHIPPED_LATENT_DIM, help="as the shipped model"
-    )
-    p.add_argument(
-        "--channels",
-        default=",".join(map(str, vc.channels)),
-        help="decoder conv channels, coarse to fine, comma-separated",
+        "--channels", help="decoder conv channels, coarse to fine, comma-separated (default 16,16)"
     )
     p.add_argument("--no-linear-path", action="store_true", help="drop the linear paths")
-    p.add_argument("--epochs", type=int, default=tc.epochs)
-    p.add_argument("--batch-size", type=int, default=tc.batch_size)
-    p.add_argument("--learning-rate", type=float, default=tc.learning_rate)
-    p.add_argument("--beta", type=float, default=tc.beta, help="KL weight (1 = ELBO)")
-    p.add_argument("--patience", type=int, default=tc.patience)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--beta", type=float, help="KL weight (1 = ELBO)")
+    p.add_argument("--patience", type=int)
     p.add_argument("--no-pca-init", action="store_true", help="random init of the linear paths")
     p.add_argument(
         "--freeze-linear", action="store_true", help="train only the conv paths (and noise)"
     )
-    p.add_argument("--seed", type=int, default=tc.seed)
+    p.add_argument("--seed", type=int)
     p.add_argument(
         "--repr-error",
         default="matern32",
@@ -66,19 +79,22 @@ def register(subparsers) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bayesda.data import load_dataset
+    from bayesda.recipe import SHIPPED_LATENT_DIM, train_prior
     from bayesda.train import TrainConfig
+    from bayesda.vae import VAEConfig
 
+    spec = args.channels or ",".join(map(str, VAEConfig(nlat=2, nlon=2).channels))
     try:
-        channels = tuple(int(c) for c in str(args.channels).split(","))
+        channels = tuple(int(c) for c in str(spec).split(","))
     except ValueError as err:
         raise ValueError(f"--channels {args.channels!r} must be comma-separated ints") from err
+    given = {
+        name: getattr(args, name)
+        for name in ("epochs", "batch_size", "learning_rate", "beta", "patience", "seed")
+        if getattr(args, name) is not None
+    }
     tc = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        beta=args.beta,
-        patience=args.patience,
-        seed=args.seed,
+        **given,
         pca_init=not (args.no_pca_init or args.no_linear_path),
         freeze_linear=args.freeze_linear,
     )
@@ -92,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     path, summary = train_prior(
         ds["tas"],
         args.out,
-        latent_dim=args.latent_dim,
+        latent_dim=SHIPPED_LATENT_DIM if args.latent_dim is None else args.latent_dim,
         channels=channels,
         linear_path=not args.no_linear_path,
         train_config=tc,
