@@ -53,7 +53,7 @@ from bayesda.representation import (
     HomogeneousSpec,
     RepresentationError,
     from_power,
-    stationary,
+    stationary_cached,
 )
 from bayesda.vae import VAE, Decoder, Encoder, VAEConfig
 
@@ -135,6 +135,31 @@ def _versions() -> dict[str, str]:
 
 
 def _expected_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter's shape for ``config``: what ``params.npz`` must hold.
+
+    Tracing the VAE's initialisation for them took 0.3-0.4 s of every model load; the shapes
+    are a fixed function of the configuration, flax, jax and :mod:`bayesda.vae`'s source,
+    so they are kept in bayesda's disk cache (:func:`bayesda.diskcache.cached_arrays`).
+    """
+    import flax
+
+    import bayesda.vae as vae
+    from bayesda.diskcache import cached_arrays
+
+    key = {
+        "config": config.to_dict(),
+        "versions": {"flax": flax.__version__, "jax": jax.__version__},
+        "vae_source": hashlib.sha256(pathlib.Path(vae.__file__).read_bytes()).hexdigest(),
+    }
+    stored = cached_arrays(
+        "param_shapes",
+        key,
+        lambda: {k: np.asarray(v, np.int64) for k, v in _traced_shapes(config).items()},
+    )
+    return {k: tuple(int(n) for n in v) for k, v in stored.items()}
+
+
+def _traced_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
     model = VAE(config)
     x = jax.ShapeDtypeStruct((1, config.nlat, config.nlon), jnp.float32)
     shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, jax.random.key(1)), x)
@@ -234,7 +259,7 @@ def _load_repr_error(path: pathlib.Path, grid: Grid) -> RepresentationError:
         elif str(rep["structure"]) == "stationary":
             if rep["sd"].shape != grid.shape:
                 raise CheckpointError(f"{path}: sd shape {rep['sd'].shape} != grid {grid.shape}")
-            out = stationary(
+            out = stationary_cached(
                 rep["sd"],
                 grid,
                 float(rep["length_scale_km"]),

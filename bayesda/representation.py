@@ -44,6 +44,7 @@ __all__ = [
     "from_power",
     "HomogeneousSpec",
     "stationary",
+    "stationary_cached",
     "stationary_loglik",
     "zero_error",
 ]
@@ -334,6 +335,61 @@ def stationary(
     return RepresentationError(
         factor.astype(np.float32), diag.reshape(grid.shape).astype(np.float32), spec
     )
+
+
+def stationary_cached(
+    sd: np.ndarray,
+    grid,
+    length_scale_km: float,
+    kind: str = "matern32",
+    *,
+    rank: int,
+    distance: str = "chordal",
+) -> RepresentationError:
+    """:func:`stationary` with a given rank, its result kept in bayesda's disk cache.
+
+    A model's ``repr_error.npz`` stores the parameters of ``C``, not its factor, so every
+    model load rebuilt the factor: for the shipped NCEP model an ``eigh`` of 1325 x 1325,
+    0.5 s of each new process. The result is a fixed function of the inputs, so it is
+    cached (:func:`bayesda.diskcache.cached_arrays`) under a key of the SD field, the grid,
+    the parameters, the numpy and scipy versions and the source of this module and
+    :mod:`bayesda.kernels` (any change of the algorithm recomputes). Same arrays as
+    :func:`stationary`, bit for bit.
+    """
+    import hashlib
+    from pathlib import Path
+
+    import bayesda.kernels as kernels
+    from bayesda.diskcache import cached_arrays
+
+    sd64 = np.asarray(sd, np.float64)
+    rank = int(min(max(int(rank), 0), sd64.size))
+    h = hashlib.sha256()
+    for a in (sd64, np.asarray(grid.lat, np.float64), np.asarray(grid.lon, np.float64)):
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    for module_file in (__file__, kernels.__file__):
+        h.update(Path(module_file).read_bytes())
+    key = {
+        "inputs": h.hexdigest(),
+        "length_scale_km": float(length_scale_km),
+        "kind": str(kind),
+        "rank": rank,
+        "distance": str(distance),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+    }
+
+    def compute() -> dict:
+        rep = stationary(sd64, grid, length_scale_km, kind, rank=rank, distance=distance)
+        return {"factor": rep.factor, "diag_var": rep.diag_var}
+
+    arrays = cached_arrays("stationary_repr_error", key, compute)
+    factor, diag = arrays["factor"], arrays["diag_var"]
+    if factor.shape != (rank, *grid.shape) or diag.shape != grid.shape:  # not what was stored
+        return stationary(sd64, grid, length_scale_km, kind, rank=rank, distance=distance)
+    spec = StationarySpec(sd64.astype(np.float32), float(length_scale_km), kind, rank, distance)
+    return RepresentationError(factor, diag, spec)
 
 
 def captured_fraction(rep: RepresentationError) -> float:

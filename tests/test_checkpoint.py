@@ -249,3 +249,21 @@ def test_unknown_repr_error_structure_refused(saved):
     _finish_card(path, {k: v for k, v in card.items() if k != "files"})
     with pytest.raises(CheckpointError, match="unknown structure"):
         load_model(path)
+
+
+def test_expected_parameter_shapes_come_from_the_disk_cache(tmp_path, monkeypatch):
+    import bayesda.checkpoint as checkpoint
+
+    monkeypatch.setenv("BAYESDA_CACHE", str(tmp_path))
+    monkeypatch.delenv("BAYESDA_DISK_CACHE", raising=False)
+    config = VAEConfig(nlat=6, nlon=9, latent_dim=5, channels=(3, 4))
+    traced = checkpoint._traced_shapes(config)
+    assert checkpoint._expected_shapes(config) == traced  # computed and written
+
+    def boom(config):
+        raise AssertionError("traced although cached")
+
+    monkeypatch.setattr(checkpoint, "_traced_shapes", boom)
+    assert checkpoint._expected_shapes(config) == traced  # read back
+    with pytest.raises(AssertionError, match="traced"):  # another configuration: its own entry
+        checkpoint._expected_shapes(VAEConfig(nlat=6, nlon=9, latent_dim=6, channels=(3, 4)))

@@ -14,6 +14,7 @@ from bayesda.representation import (
     from_power,
     homogeneous,
     stationary,
+    stationary_cached,
     stationary_loglik,
 )
 from bayesda.synthetic import GaussianRandomField, correlation, pairwise_distance_km
@@ -174,3 +175,28 @@ def test_homogeneous_truncation_keeps_marginal_variance_and_pairs():
         homogeneous(r[0])
     with pytest.raises(ValueError, match="var_fraction"):
         homogeneous(r, var_fraction=0.0)
+
+
+def test_stationary_cached_is_stationary_and_reads_back(tmp_path, monkeypatch):
+    import bayesda.representation as representation
+
+    monkeypatch.setenv("BAYESDA_CACHE", str(tmp_path))
+    monkeypatch.delenv("BAYESDA_DISK_CACHE", raising=False)
+    sd = sd_map().astype(np.float32)
+    want = stationary(sd, GRID, 600.0, "matern32", rank=30, distance="chordal")
+    first = stationary_cached(sd, GRID, 600.0, "matern32", rank=30, distance="chordal")
+    assert list((tmp_path / "stationary_repr_error").glob("*.npz"))  # an entry was written
+
+    def boom(*args, **kwargs):
+        raise AssertionError("recomputed although cached")
+
+    monkeypatch.setattr(representation, "stationary", boom)
+    again = stationary_cached(sd, GRID, 600.0, "matern32", rank=30, distance="chordal")
+    for got in (first, again):
+        np.testing.assert_array_equal(got.factor, want.factor)
+        np.testing.assert_array_equal(got.diag_var, want.diag_var)
+        assert got.factor.dtype == want.factor.dtype and got.diag_var.dtype == want.diag_var.dtype
+        np.testing.assert_array_equal(got.spec.sd, want.spec.sd)
+        assert got.spec[1:] == want.spec[1:]
+    with pytest.raises(AssertionError, match="recomputed"):  # another length: not the entry
+        stationary_cached(sd, GRID, 700.0, "matern32", rank=30, distance="chordal")
