@@ -271,14 +271,11 @@ def _batch_host(x: np.ndarray):
 
 
 def _as_array(x):
-    if not isinstance(x, jax.Array) and jax.default_backend() == "cpu":
-        x = np.asarray(x)  # stays on the host (see _batch_host)
-        if not np.issubdtype(x.dtype, np.floating):
-            x = x.astype(jnp.result_type(float))
-    else:
-        x = jnp.asarray(x)
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            x = x.astype(jnp.result_type(float))
+    # host input stays on the host on a CPU backend (see _batch_host)
+    on_host = not isinstance(x, jax.Array) and jax.default_backend() == "cpu"
+    x = np.asarray(x) if on_host else jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):  # numpy dtypes too (and bfloat16)
+        x = x.astype(jnp.result_type(float))
     if x.ndim < 2:
         raise ValueError(f"need samples shaped [chain, draw, ...], got shape {x.shape}")
     return x
