@@ -150,6 +150,17 @@ PRESETS: dict[str, SamplerSettings] = {
 }
 
 
+# The SamplerSettings fields a reanalysis stores (init and mass stay at their defaults).
+_REANALYSIS_SAMPLER_FIELDS = (
+    "method",
+    "num_chains",
+    "num_warmup",
+    "num_samples",
+    "target_accept",
+    "max_tree_depth",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class ReanalysisSettings:
     """Sampler settings shared by every time of a reanalysis.
@@ -195,14 +206,7 @@ class ReanalysisSettings:
     @property
     def sampler(self) -> SamplerSettings:
         """The sampler settings of every time (init and mass: the defaults)."""
-        return SamplerSettings(
-            method=self.method,
-            num_chains=self.num_chains,
-            num_warmup=self.num_warmup,
-            num_samples=self.num_samples,
-            target_accept=self.target_accept,
-            max_tree_depth=self.max_tree_depth,
-        )
+        return SamplerSettings(**{f: getattr(self, f) for f in _REANALYSIS_SAMPLER_FIELDS})
 
     @property
     def options(self) -> ModelOptions:
@@ -237,12 +241,7 @@ class ReanalysisSettings:
         if odd:
             raise ValueError(f"a reanalysis uses the default {odd}; got {sampler}, {options}")
         return cls(
-            num_chains=sampler.num_chains,
-            num_warmup=sampler.num_warmup,
-            num_samples=sampler.num_samples,
-            method=sampler.method,
-            target_accept=sampler.target_accept,
-            max_tree_depth=sampler.max_tree_depth,
+            **{f: getattr(sampler, f) for f in _REANALYSIS_SAMPLER_FIELDS},
             likelihood=options.likelihood,
             **fields,
         )
