@@ -527,6 +527,7 @@ def _run_nuts_batch(fns, all_args, maps, keys, settings, *, progress_bar):
         progress_bar=progress_bar,
         desc=f"NUTS {len(all_args)} time(s) x {nc} chains",
         cache_key=fns.cache_key,
+        step_size_groups=np.repeat(np.arange(len(all_args)), nc),
     )
     flat, stats, grads = [], [], []
     for i in range(len(all_args)):

@@ -18,8 +18,8 @@ default 4 chains). Chains that share a device are vectorised with :func:`jax.vma
 accelerator, which is what a GPU wants, and run one after another (:func:`jax.lax.map`) on
 a CPU: there, vectorised chains of the NCEP model deadlocked XLA (threads parked, no
 progress for 13 minutes, 2 cores, 2 or 4 chains per host device), while the same program
-with one chain per device, or with ``lax.map``, ran normally. The vectorised path has not
-been run on a GPU in this project yet (no GPU was available).
+with one chain per device, or with ``lax.map``, ran normally. The vectorised path ran on
+one H200 (README, "Reanalysis on a GPU").
 
 The iterations run in segments of :data:`SEGMENT` so that a progress bar can advance
 between them without host callbacks in the compiled code (callbacks would keep the
@@ -56,6 +56,7 @@ __all__ = [
     "compiled_programs",
     "detune",
     "n_shards",
+    "pool_step_sizes",
     "run_nuts",
 ]
 
@@ -140,6 +141,40 @@ def detune(step_size, band: tuple[float, float] = RESONANCE_BAND):
         inside = (eps > r * band[0]) & (eps < r * band[1])
         eps = np.where(inside, np.asarray(r * band[1], eps.dtype), eps)
     return eps
+
+
+def pool_step_sizes(step_size, groups) -> np.ndarray:
+    """Give every chain of a group the geometric mean of its group's adapted step sizes.
+
+    The chains of one analysis time sample the same posterior with the same fixed Laplace
+    mass matrix, so they estimate one step size; each chain's 100-iteration dual-averaging
+    estimate is noisy (SD 0.022 about a mean of 0.480 on the shipped model), and the tree
+    length is quantised: at or above 0.446 (after :func:`detune`) trees take 7 steps, below
+    0.404 they take 15. Batched chains advance together on an accelerator, so one chain whose
+    estimate lands below 0.404 makes every iteration of the whole batch cost 15 steps. None
+    of 1,024 chains did at K = 256 times per program, but a normal fit to their log step
+    sizes puts the chance that some chain of a K = 1024 batch (4,096 chains) does at about
+    0.4; for the per-time geometric mean (SD 0.012 between times) it is below 1e-8
+    (``analysis/results/lockstep_tail_per_chain.md``; with pooling:
+    ``lockstep_tail.md``). The pooled step size is fixed before sampling
+    starts, so every chain remains an exact MCMC kernel; the chains stay independent given
+    it (a chain stuck elsewhere stays stuck, and R-hat sees it).
+
+    Args:
+      step_size: ``[B]`` adapted step sizes (NumPy or JAX).
+      groups: ``[B]`` integer labels; chains with the same label share their step size.
+
+    Returns:
+      ``[B]`` NumPy array, the dtype of ``step_size``.
+    """
+    eps = np.asarray(step_size)
+    labels = np.asarray(groups)
+    if labels.shape != eps.shape:
+        raise ValueError(f"groups has shape {labels.shape}, step sizes {eps.shape}")
+    _, index = np.unique(labels, return_inverse=True)
+    index = index.reshape(-1)
+    log_mean = np.bincount(index, np.log(eps.astype(np.float64))) / np.bincount(index)
+    return np.exp(log_mean[index]).astype(eps.dtype)
 
 
 class NutsConfig(NamedTuple):
@@ -352,6 +387,7 @@ def run_nuts(
     progress_bar: bool = False,
     desc: str = "NUTS",
     cache_key: Any = None,
+    step_size_groups=None,
 ) -> Draws:
     """Run ``B`` independent NUTS chains, each with its own arguments.
 
@@ -369,6 +405,11 @@ def run_nuts(
       cache_key: the potential's content key (:attr:`bayesda.compiled.ModelFns.cache_key`):
         keep the lowered programs on disk for later processes (:mod:`bayesda.aot`); None:
         in this process only.
+      step_size_groups: ``[B]`` labels of chains that sample the same target with the same
+        mass (the chains of one analysis time): with ``mass="laplace"`` they share the
+        geometric mean of their adapted step sizes (:func:`pool_step_sizes`). None: each
+        chain keeps its own. Ignored for adapted masses, whose step sizes belong to each
+        chain's own mass matrix.
 
     Returns:
       :class:`Draws` (host arrays).
@@ -399,6 +440,8 @@ def run_nuts(
         adapted = np.asarray(current)
         if config.num_warmup > 0:  # the dual-averaging mean, as numpyro ends its warmup
             adapted = np.exp(np.asarray(state.adapt_state.ss_state[1])).astype(adapted.dtype)
+            if step_size_groups is not None:
+                adapted = pool_step_sizes(adapted, step_size_groups)
         # back where the sampler keeps it (same sharding: the compiled segment is reused)
         step = jax.device_put(detune(adapted), current.sharding)
         state = state._replace(adapt_state=state.adapt_state._replace(step_size=step))

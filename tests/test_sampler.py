@@ -58,6 +58,49 @@ def test_each_chain_samples_its_own_target(mass):
         assert np.all(np.abs(x.std(0) / sd - 1) < 5 / np.sqrt(2 * ess))
 
 
+def test_pool_step_sizes_is_the_geometric_mean_per_group():
+    eps = np.array([0.4, 0.5, 0.9, 0.1, 0.3], np.float32)
+    out = sampler.pool_step_sizes(eps, [7, 7, 2, 2, 5])
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [np.sqrt(0.2)] * 2 + [0.3] * 2 + [0.3], rtol=1e-6)
+    with pytest.raises(ValueError, match="groups has shape"):
+        sampler.pool_step_sizes(eps, [0, 1])
+
+
+def test_chains_of_a_group_share_their_step_size_and_sample_their_target():
+    # Two targets x two chains each (the chains of two analysis times). With the groups,
+    # the two chains of a target sample with one step size, the geometric mean of what
+    # each adapted, and still match their target; without, each keeps its own.
+    import arviz as az
+
+    dim = 3
+    mus, covs = _gaussians(2, dim, seed=4)
+    mus, covs = np.repeat(mus, 2, axis=0), np.repeat(covs, 2, axis=0)
+    args = (jnp.asarray(mus, jnp.float32), jnp.asarray(np.linalg.inv(covs), jnp.float32))
+    call = dict(
+        potential=_gauss_potential,
+        args=args,
+        keys=sampler.batch_keys([1], 4),
+        x0=mus.astype(np.float32),
+        inv_mass=covs.astype(np.float32),
+        config=sampler.NutsConfig(num_warmup=100, num_samples=1000),
+    )
+    own = sampler.run_nuts(**call)
+    pooled = sampler.run_nuts(**call, step_size_groups=[0, 0, 1, 1])
+    eps_own, eps = own.step_size[:, 0], pooled.step_size[:, 0]
+    assert eps_own[0] != eps_own[1] and eps_own[2] != eps_own[3]
+    assert eps[0] == eps[1] and eps[2] == eps[3] and eps[0] != eps[2]
+    np.testing.assert_allclose(
+        eps[[0, 2]], sampler.detune(np.sqrt(eps_own[[0, 2]] * eps_own[[1, 3]])), rtol=0.15
+    )
+    assert np.all(pooled.step_size == eps[:, None])  # fixed while sampling
+    for b in range(4):
+        x = pooled.x[b]
+        ess = az.ess(az.convert_to_dataset(x[None]))["x"].values
+        sd = np.sqrt(np.diag(covs[b]))
+        assert np.all(np.abs((x.mean(0) - mus[b]) / (sd / np.sqrt(ess))) < 5)
+
+
 def test_program_is_compiled_once_and_reused():
     dim, batch = 2, 2
     config = sampler.NutsConfig(num_warmup=60, num_samples=70)  # two segments per phase
