@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Run THERE (the device machine), in the repository root, after analysis/gpu/prepare.sh here:
+#   run(command="bash analysis/gpu/run.sh", carry=[".whl", ".gpu/data"], timeout_s=590)
+# Issue 11 in one call: reanalysis throughput at K = 64, 256, 1024 times per program with the
+# verdict check, then the demo in two fresh processes. Everything it writes is under $OUT.
+# Knobs (environment): KS, BENCH_BUDGET (s), BENCH_FLAGS, TOTAL (s the whole call may take).
+set -u
+T0=$(date +%s)
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl || exit 3
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 BAYESDA_DATA_DIR=$PWD/.gpu/data
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+python3 -c "import bayesda.infer, bayesda.summaries, bayesda.reanalysis, arviz" || exit 4
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia.txt"
+python3 -c "import jax, numpyro, flax; print(jax.__version__, numpyro.__version__, flax.__version__, jax.devices())" \
+  | tee -a "$OUT/nvidia.txt"
+BENCH_BUDGET=${BENCH_BUDGET:-330}
+timeout $((BENCH_BUDGET + 120)) python3 analysis/bench_gpu.py --k "${KS:-64,256,1024}" \
+  --budget-s "$BENCH_BUDGET" --verdict-k 64 --ref-draws 2000 \
+  --verdict-out "$OUT/verdict_shipped.json" --out "$OUT/throughput_gpu.json" --no-store \
+  ${BENCH_FLAGS:-} 2>&1 | tee "$OUT/bench11.log" | grep -v Warning
+echo "bench done at $(( $(date +%s) - T0 )) s"
+# Fresh processes: the first exports the programs (bayesda.aot), the second loads them.
+LEFT=$(( ${TOTAL:-585} - ($(date +%s) - T0) ))
+if [ "$LEFT" -gt 150 ]; then
+  for i in 1 2; do
+    timeout 120 python3 -m bayesda.cli demo --out /tmp/demo_gpu --no-progress 2>&1 \
+      | grep -E "time:|verdict|unobserved" | tee -a "$OUT/demo_gpu.txt"
+  done
+fi
+echo "all done at $(( $(date +%s) - T0 )) s"
