@@ -292,7 +292,9 @@ def run_shipped(shipped, args, settings, rows, rng, log):
         [ref_time],
         seeds=[12345],
         progress_bar=False,
-        sampler=DEFAULT.replace(**dict(settings, num_samples=args.ref_draws, num_warmup=500)),
+        sampler=DEFAULT.replace(
+            **dict(settings, num_chains=4, num_samples=args.ref_draws, num_warmup=500)
+        ),
     )[0]
     ref_mean = ref.z.reshape(-1, ref.z.shape[-1]).mean(0)
     ref_cov = np.cov(ref.z.reshape(-1, ref.z.shape[-1]).T)
@@ -455,6 +457,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=8, help="times per compiled program")
     p.add_argument("--warmup", type=int, default=None, help="default: the reanalysis default")
     p.add_argument("--draws", type=int, default=None, help="default: the reanalysis default")
+    p.add_argument("--chains", type=int, default=None, help="default: the reanalysis default")
     p.add_argument("--out", default=str(HERE / "results" / "verdict_rates"))
     p.add_argument(
         "--summarise-only", action="store_true", help=f"re-summarise the runs saved in {ROWS}"
@@ -473,7 +476,7 @@ def main(argv=None) -> int:
     bayesda.enable_compilation_cache()
     from bench_reanalysis import reanalysis_defaults
 
-    settings = reanalysis_defaults(args.warmup, args.draws)
+    settings = reanalysis_defaults(args.warmup, args.draws, args.chains)
     load = os.getloadavg()
     t_start = time.perf_counter()
     rng = np.random.default_rng(0)
