@@ -70,6 +70,18 @@ def make_obs(path: Path, n_times: int, n_obs: int, seed: int = 0) -> list[str]:
     return [str(np.datetime_as_string(t, "s")) for t in times]
 
 
+def held_out_obs(n_times: int, n_obs: int, seed: int = 0):
+    """:func:`make_obs` in memory: its observation table and its times (``datetime64``)."""
+    import numpy as np
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "obs.csv"
+        stamps = make_obs(path, n_times, n_obs, seed)
+        obs = pd.read_csv(path)
+    return obs, [np.datetime64(t) for t in stamps]
+
+
 def reanalyse_cmd(obs: Path, out: Path, chains: int, warmup: int, draws: int) -> list[str]:
     """``python -m bayesda.cli reanalyse`` of the shipped model on ``obs`` into ``out``."""
     return [

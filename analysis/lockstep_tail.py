@@ -25,7 +25,6 @@ import argparse
 import datetime
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -53,19 +52,14 @@ def tail(log_eps: np.ndarray, chains: int) -> tuple[float, float]:
 
 def measure(k: int, draws: int, seed: int) -> dict:
     """Warm up and sample ``k`` times of the shipped model; per-chain step sizes and trees."""
-    import pandas as pd
-    from bench_reanalysis import make_obs
+    from bench_reanalysis import held_out_obs
 
     from bayesda.checkpoint import load_model
     from bayesda.infer import _sample
     from bayesda.reanalysis import ReanalysisSettings, time_seed
 
     prior = load_model(ROOT / "models" / "ncep-air")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "obs.csv"
-        stamps = make_obs(path, k, 50)
-        obs = pd.read_csv(path)
-    times = [np.datetime64(t) for t in stamps]
+    obs, times = held_out_obs(k, 50)
     s = ReanalysisSettings()
     sampler = s.sampler.replace(num_samples=draws)
     t0 = time.perf_counter()

@@ -22,7 +22,6 @@ import argparse
 import datetime
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -81,7 +80,7 @@ def part1() -> list[dict]:
 
 
 def part2(k: int) -> list[dict]:
-    from bench_reanalysis import make_obs
+    from bench_reanalysis import held_out_obs
 
     import bayesda.sampler as sampler
     from bayesda.checkpoint import load_model
@@ -89,13 +88,7 @@ def part2(k: int) -> list[dict]:
     from bayesda.reanalysis import ReanalysisSettings, time_seed
 
     prior = load_model(ROOT / "models" / "ncep-air")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "obs.csv"
-        import pandas as pd
-
-        stamps = make_obs(path, k, 50)
-        obs = pd.read_csv(path)
-    times = [np.datetime64(t) for t in stamps]
+    obs, times = held_out_obs(k, 50)
     s = ReanalysisSettings()
     out = []
     real, caps = sampler.detune, (sampler.WARMUP_TREE_DEPTH, sampler.LAPLACE_WARMUP_TREE_DEPTH)

@@ -29,12 +29,21 @@ def _gaussians(n, dim, seed):
     return np.array(mus), np.array(covs)
 
 
+def _assert_matches(x, mu, cov):
+    """One chain's draws ``[S, D]`` match N(mu, cov): mean and SD within 5 Monte Carlo SEs."""
+    import arviz as az
+
+    ess = az.ess(az.convert_to_dataset(x[None]))["x"].values  # one chain, per coordinate
+    sd = np.sqrt(np.diag(cov))
+    z = (x.mean(0) - mu) / (sd / np.sqrt(ess))
+    assert np.all(np.abs(z) < 5), z
+    assert np.all(np.abs(x.std(0) / sd - 1) < 5 / np.sqrt(2 * ess))
+
+
 @pytest.mark.parametrize("mass", ["laplace", "diag"])
 def test_each_chain_samples_its_own_target(mass):
     # Four chains with four different Gaussian targets in one program: each chain's
     # draws must match its own target within Monte Carlo error (5 MC SEs, ESS from ArviZ).
-    import arviz as az
-
     dim, batch = 3, 4
     mus, covs = _gaussians(batch, dim, seed=0)
     args = (jnp.asarray(mus, jnp.float32), jnp.asarray(np.linalg.inv(covs), jnp.float32))
@@ -50,12 +59,7 @@ def test_each_chain_samples_its_own_target(mass):
     assert draws.x.shape == (batch, 1500, dim)
     assert not draws.diverging.any()
     for b in range(batch):
-        x = draws.x[b]
-        ess = az.ess(az.convert_to_dataset(x[None]))["x"].values  # one chain, per coordinate
-        sd = np.sqrt(np.diag(covs[b]))
-        z = (x.mean(0) - mus[b]) / (sd / np.sqrt(ess))
-        assert np.all(np.abs(z) < 5), z
-        assert np.all(np.abs(x.std(0) / sd - 1) < 5 / np.sqrt(2 * ess))
+        _assert_matches(draws.x[b], mus[b], covs[b])
 
 
 def test_pool_step_sizes_is_the_geometric_mean_per_group():
@@ -71,8 +75,6 @@ def test_chains_of_a_group_share_their_step_size_and_sample_their_target():
     # Two targets x two chains each (the chains of two analysis times). With the groups,
     # the two chains of a target sample with one step size, the geometric mean of what
     # each adapted, and still match their target; without, each keeps its own.
-    import arviz as az
-
     dim = 3
     mus, covs = _gaussians(2, dim, seed=4)
     mus, covs = np.repeat(mus, 2, axis=0), np.repeat(covs, 2, axis=0)
@@ -95,10 +97,7 @@ def test_chains_of_a_group_share_their_step_size_and_sample_their_target():
     )
     assert np.all(pooled.step_size == eps[:, None])  # fixed while sampling
     for b in range(4):
-        x = pooled.x[b]
-        ess = az.ess(az.convert_to_dataset(x[None]))["x"].values
-        sd = np.sqrt(np.diag(covs[b]))
-        assert np.all(np.abs((x.mean(0) - mus[b]) / (sd / np.sqrt(ess))) < 5)
+        _assert_matches(pooled.x[b], mus[b], covs[b])
 
 
 def test_program_is_compiled_once_and_reused():
