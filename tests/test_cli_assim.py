@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
-from _assim_synthetic import make_linear_prior, make_obs
 
 from bayesda import cli
 from bayesda.commands import assim
+from bayesda.testing import make_linear_prior, make_obs
 
 FAST = ["--chains", "2", "--warmup", "100", "--draws", "100", "--no-progress"]
 LAPLACE = ["--method", "laplace", *FAST]

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from _assim_synthetic import make_linear_prior, make_obs
 
 from bayesda import cli
 from bayesda.commands import assim
 from bayesda.settings import SamplerSettings
+from bayesda.testing import make_linear_prior, make_obs
 
 FAST = ["--method", "laplace", "--chains", "2", "--warmup", "50", "--draws", "50", "--no-progress"]
 TIME = "2014-01-07T12:00"

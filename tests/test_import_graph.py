@@ -123,7 +123,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("prior", "model", "train", "checkpoint", "sampler", "posterior", "qc", "calibrate", "offset"),
     ("diagnostics", "plots", "metrics", "baselines", "store", "sites", "geotiff"),  # showing
     ("obsdata", "compiled", "result", "summaries", "infer"),  # inference
-    ("run", "reanalysis", "recipe", "demo", "preflight"),  # workflows
+    ("run", "reanalysis", "recipe", "demo", "preflight", "testing"),  # workflows
     (
         "commands",
         "commands.options",

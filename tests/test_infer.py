@@ -6,9 +6,9 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
-from _assim_synthetic import dense_posterior, make_linear_prior, make_obs
 
 from bayesda.infer import assimilate, prepare_obs
+from bayesda.testing import dense_posterior, make_linear_prior, make_obs
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from _assim_synthetic import dense_posterior, make_linear_prior
 from test_infer import _check_against_closed_form
 
 from bayesda import cli
 from bayesda.commands import assim
 from bayesda.infer import assimilate
 from bayesda.settings import SamplerSettings
+from bayesda.testing import dense_posterior, make_linear_prior
 
 # seam (170 .. 190 E, both conventions), 0/360 and beyond the outer rows (+-75 deg)
 LAT = [10.0, -20.0, 40.0, 5.0, -45.0, 0.0, 82.0, -89.0, 89.5, 60.0]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from _assim_synthetic import make_linear_prior, make_obs
 
 from bayesda.plots import plot_posterior
 from bayesda.posterior import posterior_dataset
+from bayesda.testing import make_linear_prior, make_obs
 
 
 class _A:

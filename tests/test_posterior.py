@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from _assim_synthetic import make_linear_prior, make_obs
 
 from bayesda.operators import as_matrix, bilinear_stencil
 from bayesda.posterior import condition_representation_error, posterior_dataset, write_netcdf
+from bayesda.testing import make_linear_prior, make_obs
 
 
 def test_matheron_matches_the_dense_gaussian_conditional():

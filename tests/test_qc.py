@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from _assim_synthetic import make_linear_prior, tiny_grid
 
 from bayesda.calibrate import calibrate, fit_scale, holdout_check, rescale_prior
 from bayesda.grid import Grid
@@ -14,6 +13,7 @@ from bayesda.prior import linear_prior
 from bayesda.qc import linearise, quality_control, studentt_effective_sigma
 from bayesda.representation import RepresentationError
 from bayesda.synthetic import GaussianRandomField, gaussian_posterior
+from bayesda.testing import make_linear_prior, tiny_grid
 
 
 def _grf_prior(*, repr_sd: float = 0.3, seed: int = 0):

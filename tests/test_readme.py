@@ -6,7 +6,8 @@ import pathlib
 import re
 
 import pytest
-from _assim_synthetic import make_linear_prior, make_obs
+
+from bayesda.testing import make_linear_prior, make_obs
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 

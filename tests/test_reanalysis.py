@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from _assim_synthetic import make_linear_prior, make_obs
 
 from bayesda import store
 from bayesda.reanalysis import ReanalysisSettings, analysis_times, reanalyse, time_seed
+from bayesda.testing import make_linear_prior, make_obs
 
 TIMES = pd.date_range("2014-01-01", periods=3, freq="6h")
 FAST = ReanalysisSettings(num_chains=2, num_warmup=100, num_samples=100, keep_samples=3)

@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from _assim_synthetic import dense_posterior, make_linear_prior, make_obs
 
 from bayesda import sampler
 from bayesda.grid import Grid
 from bayesda.infer import assimilate, assimilate_batch
+from bayesda.testing import dense_posterior, make_linear_prior, make_obs
 
 
 def _gauss_potential(x, args):

@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from _assim_synthetic import dense_posterior, make_linear_prior, make_obs
 
 from bayesda.compiled import CACHE, spd, spd_batch
 from bayesda.diagnostics import diagnose, ebfmi
@@ -16,6 +15,7 @@ from bayesda.obsdata import prepare_obs, repad
 from bayesda.operators import as_matrix, bilinear_stencil
 from bayesda.settings import ModelOptions, SamplerSettings
 from bayesda.summaries import field_samples, stack_obs, summarise
+from bayesda.testing import dense_posterior, make_linear_prior, make_obs
 
 
 def test_matheron_on_the_device_matches_the_dense_gaussian_conditional():

@@ -1,4 +1,12 @@
-"""Tiny synthetic priors and observations shared by the assimilation tests."""
+"""Tiny synthetic priors and observations with exact answers, for tests of bayesda and of code
+built on it (as ``xarray.testing`` or weatherbench2's mock data).
+
+* :func:`make_linear_prior`: a linear decoder ``g(z) = W z + b`` with a correlated
+  representation error, on :func:`tiny_grid` (4 x 5) unless a grid is given;
+* :func:`make_obs`: a reproducible observation table;
+* :func:`dense_posterior`: the closed-form Gaussian posterior of the whole field, the
+  reference every sampler test compares with.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +18,11 @@ from bayesda.operators import as_matrix, bilinear_stencil
 from bayesda.prior import linear_prior
 from bayesda.representation import RepresentationError
 
+__all__ = ["dense_posterior", "make_linear_prior", "make_obs", "tiny_grid"]
+
 
 def tiny_grid() -> Grid:
+    """A 4 x 5 regional grid over North America (30-45 N, 110-90 W)."""
     return Grid(lat=np.linspace(30.0, 45.0, 4), lon=np.linspace(-110.0, -90.0, 5))
 
 
