@@ -86,7 +86,7 @@ def export_arrays(
       ValueError: a shape mismatch, a non-finite value, or an anomaly beyond int16 range at
         this ``scale`` (the message gives the largest anomaly and a scale that fits).
     """
-    from bayesda.outputs import atomic_write
+    from bayesda.runtime.files import atomic_write
 
     field = np.asarray(field, np.float64)
     times = np.asarray(times).astype("datetime64[ns]")

@@ -25,7 +25,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from bayesda._version import __version__
-from bayesda._xla import enable_compilation_cache, set_host_device_count
+from bayesda.runtime.xla import enable_compilation_cache, set_host_device_count
 
 # public name -> the module that defines it (imported on first access)
 _LAZY: dict[str, str] = {

@@ -40,10 +40,10 @@ import scipy.linalg
 import scipy.optimize
 from scipy import stats
 
-from bayesda._threads import single_blas
 from bayesda.operators import bilinear_stencil
 from bayesda.posterior import repr_covariance_at_obs
 from bayesda.qc import linearise, observed_jacobian
+from bayesda.runtime.threads import single_blas
 
 __all__ = [
     "MODES",

@@ -45,8 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import bayesda.aot as aot
-from bayesda._arrays import to_device
+import bayesda.runtime.export as aot
 from bayesda.grid import Grid
 from bayesda.prior import GenerativePrior
 from bayesda.representation import (
@@ -55,6 +54,7 @@ from bayesda.representation import (
     from_power,
     stationary_cached,
 )
+from bayesda.runtime.arrays import to_device
 from bayesda.vae import VAE, Decoder, Encoder, VAEConfig
 
 __all__ = [
@@ -139,12 +139,12 @@ def _expected_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
 
     Tracing the VAE's initialisation for them took 0.3-0.4 s of every model load; the shapes
     are a fixed function of the configuration, flax, jax and :mod:`bayesda.vae`'s source,
-    so they are kept in bayesda's disk cache (:func:`bayesda.diskcache.cached_arrays`).
+    so they are kept in bayesda's disk cache (:func:`bayesda.runtime.diskcache.cached_arrays`).
     """
     import flax
 
     import bayesda.vae as vae
-    from bayesda.diskcache import cached_arrays
+    from bayesda.runtime.diskcache import cached_arrays
 
     key = {
         "config": config.to_dict(),
@@ -467,7 +467,8 @@ def read_card(path: str | os.PathLike, *, verify: bool = True) -> dict:
 
 def _decoder_digest(config: VAEConfig, params: Mapping[str, np.ndarray], mean, sd) -> str:
     """A hash of everything ``decode`` computes with: the configuration, the weights (the
-    encoder's too) and the normalisation. Keys the exported programs (:mod:`bayesda.aot`)."""
+    encoder's too) and the normalisation. Keys the exported programs
+    (:mod:`bayesda.runtime.export`)."""
     h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
     for name, arr in [*sorted(params.items()), ("norm.mean", mean), ("norm.sd", sd)]:
         a = np.ascontiguousarray(arr)

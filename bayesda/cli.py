@@ -60,7 +60,7 @@ def _add_verbose(parser: argparse.ArgumentParser, top: bool = False) -> None:
 
 def error_message(err: BaseException) -> str:
     """The one line a user sees for an error (without the ``bayesda CMD: error:`` prefix)."""
-    from bayesda.outputs import describe_os_error
+    from bayesda.runtime.files import describe_os_error
 
     if isinstance(err, OSError):
         return describe_os_error(err)
@@ -73,7 +73,7 @@ def error_message(err: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    from bayesda._xla import enable_compilation_cache, set_host_device_count
+    from bayesda.runtime.xla import enable_compilation_cache, set_host_device_count
 
     set_host_device_count()  # one CPU device per NUTS chain; before any JAX computation
     enable_compilation_cache()

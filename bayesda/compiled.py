@@ -22,7 +22,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import constrain_fn, potential_energy
 
-import bayesda.aot as aot
+import bayesda.runtime.export as aot
 from bayesda.model import SIGMA_SCALE_PRIOR, assimilation_model
 from bayesda.settings import ModelOptions
 
@@ -54,7 +54,7 @@ class ModelFns(NamedTuple):
       constrain: jitted ``(flat [s, D], args) -> {"z": [s, d], ...}``.
       flat0: zeros in the sampler's unconstrained space.
       unravel: flat vector -> ``{"z": ..., "sigma_scale": ...}``.
-      cache_key: the content key of the bound model for :mod:`bayesda.aot` (the decoder's
+      cache_key: the content key of the bound model for :mod:`bayesda.runtime.export` (the decoder's
         fingerprint and the options), or None when the decoder has no fingerprint.
     """
 

@@ -43,8 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 
-import bayesda.aot as aot
-from bayesda._arrays import to_device
+import bayesda.runtime.export as aot
+from bayesda.runtime.arrays import to_device
 
 __all__ = [
     "Convergence",
@@ -231,7 +231,7 @@ def _core(x, ranks, ranks_fold, q):
     return rhat, bulk, jnp.minimum(*tails), within
 
 
-# Kept on disk for later processes (bayesda.aot): they close over nothing but code.
+# Kept on disk for later processes (bayesda.runtime.export): they close over nothing but code.
 _CORE = aot.cached(_core, "convergence_core", ("convergence",))
 _PREPARE = aot.cached(_prepare_device, "convergence_prepare", ("convergence",))
 

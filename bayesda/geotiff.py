@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from bayesda._optional import require
-from bayesda.outputs import atomic_write
+from bayesda.runtime.files import atomic_write
+from bayesda.runtime.optional import require
 
 __all__ = ["geotiff_layers", "require_geotiff", "write_geotiff"]
 

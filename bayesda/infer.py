@@ -38,7 +38,6 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bayesda._arrays import to_device
 from bayesda.compiled import (
     CACHE,
     MAP_STEPS,
@@ -51,6 +50,7 @@ from bayesda.compiled import (
 )
 from bayesda.obsdata import REQUIRED_COLUMNS, ObsData, pad_rows, prepare_obs, repad
 from bayesda.result import Assimilation, posterior_fields
+from bayesda.runtime.arrays import to_device
 from bayesda.sampler import NutsConfig, n_shards, run_nuts
 from bayesda.settings import (
     INITS,

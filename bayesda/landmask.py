@@ -6,7 +6,7 @@ nothing is downloaded at run time (cartopy would fetch Natural Earth coastlines)
 
 Cost: the first use of the mask in a process loads it (about 4.5 s and 0.9 GB of memory).
 :func:`land_fraction` and :func:`coastlines` are deterministic functions of their arguments
-and of the mask, so their results are also kept on disk (:mod:`bayesda.diskcache`, keyed by
+and of the mask, so their results are also kept on disk (:mod:`bayesda.runtime.diskcache`, keyed by
 the grid or box, the settings and the ``global-land-mask`` version, verified on every read):
 a later process with the same grid or box does not load the mask at all. Within a process
 results are cached per grid / box.
@@ -19,8 +19,8 @@ import importlib.metadata
 
 import numpy as np
 
-from bayesda.diskcache import cached_arrays
 from bayesda.grid import Grid, cell_edges, wrap_lon
+from bayesda.runtime.diskcache import cached_arrays
 
 __all__ = ["coastlines", "is_land", "land_fraction"]
 

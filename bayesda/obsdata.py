@@ -11,10 +11,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from bayesda._arrays import to_device
 from bayesda.model import pad_length
 from bayesda.operators import Stencil, bilinear_stencil
 from bayesda.posterior import repr_covariance_at_obs
+from bayesda.runtime.arrays import to_device
 
 __all__ = ["REQUIRED_COLUMNS", "ObsData", "pad_rows", "prepare_obs", "repad"]
 

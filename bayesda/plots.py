@@ -272,7 +272,7 @@ def plot_posterior(
         a.get("sampler_method", ""),
     ]
     fig.suptitle(title or ", ".join(str(p) for p in parts if p), fontsize=12)
-    from bayesda.outputs import atomic_write, writing
+    from bayesda.runtime.files import atomic_write, writing
 
     out = Path(out)
     try:

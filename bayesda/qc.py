@@ -50,10 +50,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bayesda._threads import single_blas
 from bayesda.model import pad_length
 from bayesda.operators import Stencil, bilinear_stencil
 from bayesda.posterior import repr_covariance_at_obs, studentt_effective_sigma
+from bayesda.runtime.threads import single_blas
 
 __all__ = [
     "QCSettings",

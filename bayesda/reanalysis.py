@@ -233,7 +233,7 @@ def reanalyse(
 
     Safe to interrupt: running the same call again skips the times already done and
     finishes the rest (see :mod:`bayesda.store`). Only one process writes a store at a
-    time (:func:`bayesda.outputs.lock`); an existing directory that is not a bayesda
+    time (:func:`bayesda.runtime.files.lock`); an existing directory that is not a bayesda
     store is refused and left untouched.
 
     Args:
@@ -256,15 +256,15 @@ def reanalyse(
       The store path.
 
     Raises:
-      bayesda.outputs.LockedError: another process is writing ``out``.
-      bayesda.outputs.OutputError: ``out`` exists and is not a bayesda store.
+      bayesda.runtime.files.LockedError: another process is writing ``out``.
+      bayesda.runtime.files.OutputError: ``out`` exists and is not a bayesda store.
       bayesda.store.StoreCorruptError: the store's metadata or done flags are unreadable.
     """
-    import bayesda.outputs as outputs
+    import bayesda.runtime.files as files
 
     out = Path(out)
-    outputs.check_target(out, "store", resume=True)
-    with outputs.lock(out):
+    files.check_target(out, "store", resume=True)
+    with files.lock(out):
         return _reanalyse(
             model, obs, out, start, end, settings, scheduler, n_workers, progress, verify, report
         )
@@ -345,7 +345,7 @@ def _run_in_process(prior, groups, times, settings, out, bar) -> None:
 
 
 def _run_on_dask(model_path, groups, times, settings, out, scheduler, n_workers, bar):
-    from bayesda._optional import require
+    from bayesda.runtime.optional import require
 
     dist = require("distributed", "a reanalysis on a Dask cluster (--scheduler)")
     Client, LocalCluster, as_completed = dist.Client, dist.LocalCluster, dist.as_completed

@@ -29,8 +29,8 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from bayesda._threads import single_blas
 from bayesda.operators import Stencil, as_sparse, interpolate
+from bayesda.runtime.threads import single_blas
 
 __all__ = [
     "RepresentationError",
@@ -351,7 +351,7 @@ def stationary_cached(
     A model's ``repr_error.npz`` stores the parameters of ``C``, not its factor, so every
     model load rebuilt the factor: for the shipped NCEP model an ``eigh`` of 1325 x 1325,
     0.5 s of each new process. The result is a fixed function of the inputs, so it is
-    cached (:func:`bayesda.diskcache.cached_arrays`) under a key of the SD field, the grid,
+    cached (:func:`bayesda.runtime.diskcache.cached_arrays`) under a key of the SD field, the grid,
     the parameters, the numpy and scipy versions and the source of this module and
     :mod:`bayesda.kernels` (any change of the algorithm recomputes). Same arrays as
     :func:`stationary`, bit for bit.
@@ -360,7 +360,7 @@ def stationary_cached(
     from pathlib import Path
 
     import bayesda.kernels as kernels
-    from bayesda.diskcache import cached_arrays
+    from bayesda.runtime.diskcache import cached_arrays
 
     sd64 = np.asarray(sd, np.float64)
     rank = int(min(max(int(rank), 0), sd64.size))

@@ -18,12 +18,12 @@ A run directory holds::
     RUN/climatology_sd.nc  climatological anomaly SD at the analysis time (for the "fog")
     RUN/truth.nc           the true anomaly, when known (the demo)
     RUN/verification.json  RMSE, CRPS, coverage against the truth, when known
-    RUN/.bayesda           marker: this directory is a bayesda run (bayesda.outputs)
+    RUN/.bayesda           marker: this directory is a bayesda run (bayesda.runtime.files)
 
 Everything is written to a hidden temporary directory beside ``RUN`` and renamed into place
 at the end, so a failed run leaves no partial ``RUN``. A lock (``.RUN.lock``) held from start
 to end keeps two processes from writing one run, and ``force`` replaces only a bayesda run,
-never another directory (:mod:`bayesda.outputs`).
+never another directory (:mod:`bayesda.runtime.files`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-import bayesda.outputs as outputs
+import bayesda.runtime.files as files
 from bayesda.settings import ModelOptions, SamplerSettings
 
 __all__ = ["assimilate_to_run", "load_prior", "verification"]
@@ -108,13 +108,13 @@ def assimilate_to_run(
       ``verdict`` under keys starting with ``_``.
 
     Raises:
-      bayesda.outputs.OutputError: ``out`` is not a bayesda run (refused even with
+      bayesda.runtime.files.OutputError: ``out`` is not a bayesda run (refused even with
         ``force``), exists without ``force``, or is being written by another process
-        (:class:`bayesda.outputs.LockedError`).
+        (:class:`bayesda.runtime.files.LockedError`).
     """
     out = Path(out)
-    outputs.check_target(out, "run", force=force)
-    with outputs.lock(out):
+    files.check_target(out, "run", force=force)
+    with files.lock(out):
         return _write_run(
             prior,
             obs,
@@ -155,8 +155,8 @@ def _write_run(
     from bayesda.posterior import posterior_dataset, write_netcdf
     from bayesda.sites import site_table
 
-    outputs.check_target(out, "run", force=force)  # again: under the lock
-    outputs.clean_temps(out)
+    files.check_target(out, "run", force=force)  # again: under the lock
+    files.clean_temps(out)
     if truth is not None and tuple(np.shape(truth)) != prior.grid.shape:
         raise ValueError(
             f"truth shape {np.shape(truth)} does not match the model grid {prior.grid.shape}"
@@ -175,13 +175,13 @@ def _write_run(
     ds = posterior_dataset(a, prior, time=time)
     verdict = diagnose(a.idata, field_samples=ds[["anomaly"]])
     t_diag = _time.perf_counter() - t0 - a.timings["wall"]
-    tmp = outputs.temp_path(out)
+    tmp = files.temp_path(out)
     tmp.mkdir()
     try:
-        outputs.write_marker(tmp, "run")
-        with outputs.writing(out / "posterior.nc"):
+        files.write_marker(tmp, "run")
+        with files.writing(out / "posterior.nc"):
             write_netcdf(ds, tmp / "posterior.nc")
-        with outputs.writing(out / "inference.nc"):
+        with files.writing(out / "inference.nc"):
             a.idata.to_netcdf(str(tmp / "inference.nc"))
         tifs = []
         if geotiff:
@@ -232,8 +232,8 @@ def _write_run(
             **(extra or {}),
         }
         _write_json(info, tmp / "run.json")
-        outputs.check_target(out, "run", force=force)  # nothing appeared meanwhile
-        outputs.replace_dir(tmp, out)
+        files.check_target(out, "run", force=force)  # nothing appeared meanwhile
+        files.replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -13,7 +13,7 @@ program per (potential, settings, shapes) is compiled and then reused, in this p
 Layout. A run has ``B`` independent chains: ``num_chains`` chains for each of ``T`` analysis
 times, so several times can share one program (:func:`bayesda.infer.assimilate_batch`).
 The chain axis is split over the local JAX devices with :func:`jax.shard_map` (on a CPU
-host ``bayesda._xla`` asks for ``max(cores, 4)`` host devices, one chain per device for the
+host ``bayesda.runtime.xla`` asks for ``max(cores, 4)`` host devices, one chain per device for the
 default 4 chains). Chains that share a device are vectorised with :func:`jax.vmap` on an
 accelerator, which is what a GPU wants, and run one after another (:func:`jax.lax.map`) on
 a CPU: there, vectorised chains of the NCEP model deadlocked XLA (threads parked, no
@@ -40,8 +40,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpyro.infer.hmc import hmc
 from numpyro.infer.hmc_util import dual_averaging
 
-import bayesda.aot as aot
-from bayesda._arrays import to_device
+import bayesda.runtime.export as aot
+from bayesda.runtime.arrays import to_device
 from bayesda.settings import MASSES
 
 __all__ = [
@@ -325,7 +325,7 @@ def _program(
     """The jitted, sharded init and segment functions (cached per potential and settings).
 
     With a ``cache_key`` (the potential's content key) the lowered programs are also kept
-    on disk for later processes (:mod:`bayesda.aot`).
+    on disk for later processes (:mod:`bayesda.runtime.export`).
     """
     # The warmup cap is a module constant (analysis scripts change it): part of the keys.
     warm_depth = _warmup_config(config).max_tree_depth
@@ -403,7 +403,7 @@ def run_nuts(
       progress_bar: show a tqdm bar over iterations.
       desc: the bar's label.
       cache_key: the potential's content key (:attr:`bayesda.compiled.ModelFns.cache_key`):
-        keep the lowered programs on disk for later processes (:mod:`bayesda.aot`); None:
+        keep the lowered programs on disk for later processes (:mod:`bayesda.runtime.export`); None:
         in this process only.
       step_size_groups: ``[B]`` labels of chains that sample the same target with the same
         mass (the chains of one analysis time): with ``mass="laplace"`` they share the

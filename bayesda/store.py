@@ -18,7 +18,7 @@ at worst a time whose flag is still false: the next run redoes it and overwrites
 chunks. The store itself is created under a temporary name and renamed into place, so a
 half-created store never looks complete. Two workers never write the same chunk, because
 each time belongs to one task, and two processes never write one store: the driver holds
-the store's lock (:func:`bayesda.outputs.lock`) from start to end. Stray ``*.partial``
+the store's lock (:func:`bayesda.runtime.files.lock`) from start to end. Stray ``*.partial``
 files from a killed write are removed on resume, only inside a bayesda store and only
 under that lock. On resume every finished time is read back and compared with its
 checksum (:func:`verify`): a corrupted or deleted chunk makes that time pending again.
@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from bayesda._optional import require
 from bayesda.grid import Grid
+from bayesda.runtime.optional import require
 
 __all__ = [
     "DIAG_VARS",
@@ -165,7 +165,7 @@ def open_or_create(
       signature: JSON-able settings (model hash, sampler settings, ...) that must match
         when an existing store is resumed.
 
-    The caller holds the store's :func:`bayesda.outputs.lock`.
+    The caller holds the store's :func:`bayesda.runtime.files.lock`.
 
     Returns:
       The store opened lazily.
@@ -173,18 +173,18 @@ def open_or_create(
     Raises:
       StoreMismatchError: an existing store has other times, grid or signature.
       StoreCorruptError: an existing store's metadata cannot be read.
-      bayesda.outputs.OutputError: ``path`` exists and is not a bayesda store (it is
+      bayesda.runtime.files.OutputError: ``path`` exists and is not a bayesda store (it is
         left untouched), or another process created it meanwhile.
     """
-    import bayesda.outputs as outputs
+    import bayesda.runtime.files as files
 
     require("zarr", "a reanalysis store")
     path = Path(path)
     times = np.asarray(times, dtype="datetime64[ns]")
     signature = signature or {}
-    if outputs.check_target(path, "store", resume=True) == "new":
-        outputs.clean_temps(path)
-        tmp = outputs.temp_path(path)
+    if files.check_target(path, "store", resume=True) == "new":
+        files.clean_temps(path)
+        tmp = files.temp_path(path)
         try:
             template = _template(times, grid, n_samples, signature)
             encoding = {name: {"chunks": (1,)} for name in [*DIAG_VARS, CHECKSUM, "done"]}
@@ -194,7 +194,7 @@ def open_or_create(
             try:
                 tmp.rename(path)
             except OSError as err:
-                raise outputs.OutputError(
+                raise files.OutputError(
                     f"{path} was created by another process while this one was creating it; "
                     "rerun to resume it, or use another --out"
                 ) from err

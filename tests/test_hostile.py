@@ -144,12 +144,12 @@ def test_reanalyse_out_refuses_an_ordinary_directory(clim_prior, tmp_path):
 def test_reanalyse_never_deletes_a_live_writers_temporary_chunks(finished_store):
     """The *.partial clean-up could delete another live process's chunks: now it runs only
     under the store's lock, so a second process is refused and deletes nothing."""
-    from bayesda import outputs
+    from bayesda.runtime import files
 
     out, run = finished_store
     live = out / "mean" / "c" / "0" / "0" / "0.0123abc.partial"
     live.write_bytes(b"being written by a live process")
-    with outputs.lock(out), pytest.raises(outputs.LockedError, match=f"pid {os.getpid()}"):
+    with files.lock(out), pytest.raises(files.LockedError, match=f"pid {os.getpid()}"):
         run()
     assert live.exists()
 
@@ -287,7 +287,7 @@ def test_two_runs_with_the_same_out_cannot_both_win(tiny, tmp_path, monkeypatch,
     """Two `assimilate` runs with one --out both reported success; the second replaced the
     first. Here the second starts while the first is working: it is refused."""
     import bayesda.infer
-    from bayesda import outputs
+    from bayesda.runtime import files
 
     _, obs_path = tiny
     run = tmp_path / "run"
@@ -303,7 +303,7 @@ def test_two_runs_with_the_same_out_cannot_both_win(tiny, tmp_path, monkeypatch,
     monkeypatch.setattr(bayesda.infer, "assimilate", assimilate_while_another_starts)
     assert _assimilate(obs_path, run) == 0
     assert inner["rc"] == 1 and "another bayesda process" in inner["err"]
-    assert (run / outputs.MARKER).is_file()
+    assert (run / files.MARKER).is_file()
 
 
 def test_force_replaces_only_a_run(tiny, run_dir, tmp_path, capsys):
@@ -442,8 +442,8 @@ def test_corrupted_store_metadata_is_one_line_naming_the_store(finished_store, p
 
 def test_two_processes_creating_one_store_leave_nothing_behind(clim_prior, tmp_path, monkeypatch):
     """The loser of the creation race crashed and left a hidden `.creating` directory."""
-    from bayesda import outputs
     from bayesda.reanalysis import ReanalysisSettings, reanalyse
+    from bayesda.runtime import files
 
     obs = make_obs(clim_prior.grid, 6, seed=1).assign(time=pd.Timestamp(TIME))
     out = tmp_path / "r.zarr"
@@ -457,7 +457,7 @@ def test_two_processes_creating_one_store_leave_nothing_behind(clim_prior, tmp_p
         return result
 
     monkeypatch.setattr(xr.Dataset, "to_zarr", other_process_wins)
-    with pytest.raises(outputs.OutputError, match="another process"):
+    with pytest.raises(files.OutputError, match="another process"):
         reanalyse(
             clim_prior, obs, out, settings=ReanalysisSettings(method="laplace"), progress=False
         )

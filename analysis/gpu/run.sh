@@ -20,7 +20,7 @@ timeout $((BENCH_BUDGET + 120)) python3 analysis/bench_gpu.py --k "${KS:-64,256,
   --verdict-out "$OUT/verdict_shipped.json" --out "$OUT/throughput_gpu.json" --no-store \
   ${BENCH_FLAGS:-} 2>&1 | tee "$OUT/bench11.log" | grep -v Warning
 echo "bench done at $(( $(date +%s) - T0 )) s"
-# One day: the demo in fresh processes (the first exports the programs, bayesda.aot, the
+# One day: the demo in fresh processes (the first exports the programs, bayesda.runtime.export, the
 # second loads them); first many short chains (the same 2,000 draws, under a third of the
 # sequential leapfrog steps: the one-day <= 1 s target), then the default 4 x (100 + 500).
 for cfg in "--chains 16 --warmup 50 --draws 125" ""; do

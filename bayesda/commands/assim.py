@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-import bayesda.outputs as outputs
+import bayesda.runtime.files as files
 from bayesda.commands.argtypes import add_units_kind, kind_from_args, positive_float, positive_int
 from bayesda.commands.options import add_settings_args, settings_from_args
 from bayesda.run import (  # noqa: F401  (re-exported: their home moved to bayesda.run)
@@ -205,7 +205,7 @@ def _read_obs(args, prior):
 
 
 def cmd_assimilate(args) -> int:
-    outputs.check_target(args.out, "run", force=args.force)  # before loading anything
+    files.check_target(args.out, "run", force=args.force)  # before loading anything
     from bayesda.elevation import LapseRate
 
     try:
@@ -360,7 +360,7 @@ def _open_netcdf(path, what: str):
 def cmd_demo(args) -> int:
     from bayesda.demo import run_demo
 
-    outputs.check_target(args.out, "run", force=True)  # an earlier demo run, or nothing
+    files.check_target(args.out, "run", force=True)  # an earlier demo run, or nothing
 
     run_demo(
         args.out,

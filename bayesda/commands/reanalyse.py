@@ -83,13 +83,13 @@ def cmd_reanalyse(args) -> int:
 
     import xarray as xr
 
-    import bayesda.outputs as outputs
+    import bayesda.runtime.files as files
     from bayesda.capacity import superob
     from bayesda.checkpoint import load_model
     from bayesda.commands.options import settings_from_args
     from bayesda.reanalysis import ReanalysisSettings, read_obs_source, reanalyse
 
-    outputs.check_target(args.out, "store", resume=True)  # before loading anything
+    files.check_target(args.out, "store", resume=True)  # before loading anything
     model_dir = Path(args.model)
     prior = load_model(model_dir)
     obs = read_obs_source(

@@ -1,4 +1,5 @@
-"""The disk cache of exported programs (bayesda.aot): same results, right keys, safe fallbacks."""
+"""The disk cache of exported programs (bayesda.runtime.export): same results, right keys,
+safe fallbacks."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import numpy as np
 import pytest
 from test_checkpoint import saved  # noqa: F401 - the fixture
 
-from bayesda import aot, sampler
+from bayesda import sampler
 from bayesda.checkpoint import load_model
+from bayesda.runtime import export as aot
 
 _REAL_CACHE_DIR = aot.cache_dir
 

@@ -1,4 +1,4 @@
-"""Host values reach the device without compiling a program (bayesda._arrays)."""
+"""Host values reach the device without compiling a program (bayesda.runtime.arrays)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bayesda._arrays import to_device
+from bayesda.runtime.arrays import to_device
 
 
 @pytest.fixture

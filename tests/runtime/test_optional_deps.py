@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bayesda._optional import require
+from bayesda.runtime.optional import require
 
 # Block the optional packages in a fresh interpreter, as if they were not installed.
 _BLOCK = (

@@ -1,13 +1,14 @@
-"""Tests for bayesda.diskcache and the land-mask results it keeps on disk."""
+"""Tests for bayesda.runtime.diskcache and the land-mask results it keeps on disk."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bayesda import diskcache, landmask
-from bayesda.diskcache import cached_arrays, entry_path
+from bayesda import landmask
 from bayesda.grid import Grid
+from bayesda.runtime import diskcache
+from bayesda.runtime.diskcache import cached_arrays, entry_path
 
 
 @pytest.fixture

@@ -175,7 +175,9 @@ def prune(where: Path, max_age_days: float = MAX_AGE_DAYS, now: float | None = N
         except OSError:
             pass
     if removed:
-        log.info("bayesda.aot: removed %d entries unused for %s days", removed, max_age_days)
+        log.info(
+            "bayesda.runtime.export: removed %d entries unused for %s days", removed, max_age_days
+        )
     return removed
 
 
@@ -214,7 +216,7 @@ class Cached:
         try:  # the first call compiles the exported program: any failure, the plain path
             return fn(*args)
         except Exception as err:  # noqa: BLE001 - a genuine error repeats below and propagates
-            log.info("bayesda.aot: exported %s failed (%s); using jit", self.name, err)
+            log.info("bayesda.runtime.export: exported %s failed (%s); using jit", self.name, err)
             self.sources[sig] = "jit"
             fn = self._calls[sig] = self.jitted
             return fn(*args)
@@ -245,7 +247,7 @@ class Cached:
             _register_namedtuples()
             path = self._path(where, sig)
         except Exception as err:  # noqa: BLE001 - any failure: the plain jitted function
-            log.info("bayesda.aot: %s not cached (%s)", self.name, err)
+            log.info("bayesda.runtime.export: %s not cached (%s)", self.name, err)
             self.sources[sig] = "jit"
             return self.jitted
         if path.is_file():
@@ -255,12 +257,12 @@ class Cached:
                 _touch(path)  # used: not pruned
                 return self._wrap(exp)
             except Exception as err:  # noqa: BLE001 - unreadable entry: export it again
-                log.info("bayesda.aot: %s unreadable (%s); exporting again", path, err)
+                log.info("bayesda.runtime.export: %s unreadable (%s); exporting again", path, err)
         try:
             exp = export.export(self.jitted)(*args)
             data = exp.serialize()
         except Exception as err:  # noqa: BLE001 - not exportable: the plain jitted function
-            log.info("bayesda.aot: %s not exportable (%s)", self.name, err)
+            log.info("bayesda.runtime.export: %s not exportable (%s)", self.name, err)
             self.sources[sig] = "jit"
             return self.jitted
         try:
@@ -269,7 +271,7 @@ class Cached:
             tmp.write_bytes(data)
             os.replace(tmp, path)  # atomic: a concurrent reader sees all or nothing
         except OSError as err:
-            log.info("bayesda.aot: cannot write %s (%s)", path, err)
+            log.info("bayesda.runtime.export: cannot write %s (%s)", path, err)
         prune(where)  # a new entry often orphans old ones (a new version or setting)
         self.sources[sig] = "exported"
         return self._wrap(exp)

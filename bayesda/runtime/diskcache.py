@@ -12,7 +12,7 @@ computes such arrays once and keeps them in ``CACHE_ROOT/KIND/DIGEST.npz``:
   or whose arrays do not match their digest (truncated, altered) is recomputed and
   rewritten, never used;
 * entries are ``.npz`` read with ``allow_pickle=False`` (nothing executes on load) and
-  written atomically (:func:`bayesda.outputs.atomic_write`), so a crash leaves the old entry
+  written atomically (:func:`bayesda.runtime.files.atomic_write`), so a crash leaves the old entry
   or none; two processes writing the same entry write the same bytes;
 * the cache is optional: where the directory cannot be written the result is returned
   uncached, and ``BAYESDA_DISK_CACHE=off`` turns it off.
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bayesda.outputs import OutputError, atomic_write
+from bayesda.runtime.files import OutputError, atomic_write
 
 __all__ = ["cache_root", "cached_arrays", "entry_path"]
 
