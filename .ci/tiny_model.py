@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bayesda.checkpoint import save_model
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.representation import RepresentationError
 from bayesda.vae import VAE, VAEConfig
 

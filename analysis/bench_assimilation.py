@@ -50,7 +50,7 @@ def _prior(args):
         return load_model(args.model)
     from bayesda.climatology import Climatology
     from bayesda.data import load_dataset
-    from bayesda.grid import Grid
+    from bayesda.geo.grid import Grid
     from bayesda.prior import GenerativePrior
     from bayesda.representation import RepresentationError
     from bayesda.split import split_dataset

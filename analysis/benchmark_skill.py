@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 import bayesda
 from bayesda import baselines, metrics
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NETWORK_KINDS = ("uniform", "station")

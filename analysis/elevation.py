@@ -4,7 +4,7 @@ Data: r-cran-fields' ``COmonthlyMet`` (Debian package ``r-cran-fields``, file
 ``data/COmonthlyMet.rda``; read with ``pyreadr``): monthly mean daily maximum and minimum
 temperature at 376 Colorado stations, 1895-1997, with their elevations (811-3537 m). The
 model grid's surface height is the shipped ``models/ncep-air/surface_height.nc``
-(:mod:`bayesda.orography`), 962-2487 m at these stations.
+(:mod:`bayesda.geo.orography`), 962-2487 m at these stations.
 
 Part 1, the lapse rate in real data. For each month, the station climatology
 (1968-1997, ``(tmax + tmin) / 2``, stations with >= 10 years) minus NCEP's 2013-2014

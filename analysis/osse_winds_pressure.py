@@ -152,7 +152,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     from bayesda import baselines, metrics
-    from bayesda.grid import Grid
+    from bayesda.geo.grid import Grid
     from bayesda.operators import as_matrix, bilinear_stencil
 
     args = parse_args(argv)

@@ -57,7 +57,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     from bayesda.calibrate import calibrate, holdout_check
     from bayesda.checkpoint import load_model
-    from bayesda.grid import Grid
+    from bayesda.geo.grid import Grid
     from bayesda.infer import assimilate
     from bayesda.posterior import posterior_dataset
     from bayesda.settings import SamplerSettings

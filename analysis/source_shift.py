@@ -125,7 +125,7 @@ def _write(path: pathlib.Path, text: str) -> None:
 
 
 def truth_grid(truth):
-    from bayesda.grid import Grid
+    from bayesda.geo.grid import Grid
 
     return Grid.from_xarray(truth)
 

@@ -39,7 +39,7 @@ from bayesda import metrics
 from bayesda.calibrate import _folds
 from bayesda.checkpoint import load_model
 from bayesda.data import load_dataset
-from bayesda.landmask import land_fraction
+from bayesda.geo.landmask import land_fraction
 from bayesda.obs import pseudo_obs
 from bayesda.operators import as_matrix, bilinear_stencil
 from bayesda.qc import linearise, observed_jacobian

@@ -63,7 +63,7 @@ import xarray as xr
 
 import bayesda
 from bayesda import metrics
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 REGIONS = ("unobserved", "all")

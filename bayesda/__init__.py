@@ -31,7 +31,7 @@ from bayesda.runtime.xla import enable_compilation_cache, set_host_device_count
 _LAZY: dict[str, str] = {
     "Assimilation": "bayesda.result",
     "GenerativePrior": "bayesda.prior",
-    "Grid": "bayesda.grid",
+    "Grid": "bayesda.geo.grid",
     "ModelOptions": "bayesda.settings",
     "ReanalysisSettings": "bayesda.reanalysis",
     "SamplerSettings": "bayesda.settings",
@@ -75,7 +75,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bayesda import settings
     from bayesda.checkpoint import load_model
     from bayesda.diagnostics import Verdict, diagnose
-    from bayesda.grid import Grid
+    from bayesda.geo.grid import Grid
     from bayesda.infer import assimilate, assimilate_batch
     from bayesda.metrics import verify
     from bayesda.obs import pseudo_obs, read_obs

@@ -29,7 +29,7 @@ import scipy.linalg
 import xarray as xr
 from scipy import stats
 
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.operators import Stencil, apply_stencil, bilinear_stencil, interpolate
 from bayesda.posterior import QUANTILES
 

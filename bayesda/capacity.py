@@ -129,14 +129,14 @@ def superob(obs: pd.DataFrame, grid) -> pd.DataFrame:
     Args:
       obs: a validated observation table (anomalies, K); without ``sigma`` all weights are 1
         and the combined sigma is not recorded.
-      grid: the model's :class:`bayesda.grid.Grid`.
+      grid: the model's :class:`bayesda.geo.grid.Grid`.
 
     Returns:
       A validated table with one row per occupied cell (and time): inverse-variance
       weighted value and position, combined ``sigma``, ``station_id`` ``"SO<cell>"``.
       ``attrs["superob"]`` records the numbers before and after.
     """
-    from bayesda.grid import wrap_lon
+    from bayesda.geo.grid import wrap_lon
     from bayesda.obs import validate_obs
     from bayesda.operators import nearest_index
 

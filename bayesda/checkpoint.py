@@ -16,7 +16,7 @@ A model is a directory::
                      its eigenvalues ``power`` [nlat, nlon] K^2 and ``rank``
     climatology.nc   the climatology the anomalies are relative to (optional)
     surface_height.nc  the grid's surface height ``orog`` (m), for the lapse-rate
-                     adjustment of station observations (optional; :mod:`bayesda.orography`)
+                     adjustment of station observations (optional; :mod:`bayesda.geo.orography`)
     MODEL_CARD.md    the human-readable card (optional)
 
 Nothing executes code on load: arrays are read with ``allow_pickle=False`` and the tree
@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import bayesda.runtime.export as aot
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.prior import GenerativePrior
 from bayesda.representation import (
     HomogeneousSpec,
@@ -287,7 +287,7 @@ def _load_repr_error(path: pathlib.Path, grid: Grid) -> RepresentationError:
 
 
 def _save_surface_height(path: pathlib.Path, height, grid: Grid) -> None:
-    from bayesda.orography import to_dataset
+    from bayesda.geo.orography import to_dataset
 
     to_dataset(np.asarray(height), grid).to_netcdf(path, engine="netcdf4")
 
@@ -349,7 +349,7 @@ def save_model(
       climatology: an object with ``to_netcdf(path)`` (a
         :class:`bayesda.climatology.Climatology`), or None.
       surface_height: ``[nlat, nlon]`` surface height, m (NaN where unknown;
-        :func:`bayesda.orography.surface_height`), or None.
+        :func:`bayesda.geo.orography.surface_height`), or None.
       card: JSON-able provenance and metrics merged into model.json (e.g. ``name``,
         ``variable``, ``split``, ``training``, ``metrics``).
       model_card: Markdown text for MODEL_CARD.md.
@@ -497,7 +497,7 @@ def update_card(
 
     For adding metrics measured after training, replacing the representation error
     (re-estimated with another structure) or adding a surface height
-    (:mod:`bayesda.orography`); the other files are copied unchanged and the hashes
+    (:mod:`bayesda.geo.orography`); the other files are copied unchanged and the hashes
     recomputed. Atomic like :func:`save_model`.
     """
     path = pathlib.Path(path)

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 
 __all__ = [
     "Climatology",

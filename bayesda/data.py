@@ -8,7 +8,7 @@ Everything bayesda reads goes through :func:`load_dataset` (named datasets and f
   converted using the ``units`` attribute), CF ``standard_name="air_temperature"``;
 * dims exactly ``(time, lat, lon)``; ``time`` strictly ascending; ``lat`` ascending in
   degrees north; ``lon`` ascending in [-180, 180) (0..360 longitudes are wrapped), see
-  :mod:`bayesda.grid`;
+  :mod:`bayesda.geo.grid`;
 * dataset attrs ``source`` (where the data comes from), ``file`` (the file read, if any)
   and ``source_variable`` (the variable's name in that file).
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from bayesda.grid import Grid, wrap_lon
+from bayesda.geo.grid import Grid, wrap_lon
 
 __all__ = [
     "DATASETS",

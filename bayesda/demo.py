@@ -91,7 +91,7 @@ def run_demo(
       **legacy: deprecated per-field overrides of ``sampler`` (``num_warmup=``, ...).
     """
     from bayesda.data import load_dataset
-    from bayesda.grid import Grid
+    from bayesda.geo.grid import Grid
     from bayesda.obs import pseudo_obs
     from bayesda.split import block_split
 

@@ -7,7 +7,7 @@ difference is read as weather. :func:`adjust` moves every observation with a kno
 
     ``value' = value + rate * (elevation - h_model)``,
 
-with ``h_model`` the model's surface height (:mod:`bayesda.orography`) interpolated to the
+with ``h_model`` the model's surface height (:mod:`bayesda.geo.orography`) interpolated to the
 station as the field is (bilinear), and widens its error, since the true lapse rate of a
 day is not ``rate`` (inversions in winter, steeper profiles in summer):
 
@@ -20,7 +20,7 @@ same places falls with station-minus-grid height at 3.5 (January) to 7.6 (July) 
 the monthly slopes scatter by about 1.3 K/km, and a single day's more.
 
 Observations without an elevation (NaN), or in a cell whose surface height is unknown
-(ice sheets, :mod:`bayesda.orography`), are left as they are and counted.
+(ice sheets, :mod:`bayesda.geo.orography`), are left as they are and counted.
 """
 
 from __future__ import annotations

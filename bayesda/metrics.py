@@ -32,7 +32,7 @@ import pandas as pd
 import xarray as xr
 from scipy import special, stats
 
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.operators import nearest_index
 
 SAMPLE_DIM = "sample"

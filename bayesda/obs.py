@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayesda.grid import Grid, wrap_lon
+from bayesda.geo.grid import Grid, wrap_lon
+from bayesda.geo.units import canonical_units, difference_to_kelvin, to_kelvin
 from bayesda.operators import bilinear_stencil, interpolate
-from bayesda.units import canonical_units, difference_to_kelvin, to_kelvin
 
 __all__ = [
     "NETWORKS",
@@ -295,7 +295,7 @@ def read_obs(
         ``sigma``, ``station_id``, ``time`` along an ``obs`` dim; a scalar ``time`` applies to
         all), a DataFrame or an :class:`xarray.Dataset`.
       units: units of ``value`` and ``sigma``, any spelling
-        :func:`bayesda.units.canonical_units` accepts (``"K"``, ``"degC"``, ``"degF"``,
+        :func:`bayesda.geo.units.canonical_units` accepts (``"K"``, ``"degC"``, ``"degF"``,
         ``"0.1degC"``). Absolute values are converted with the unit's offset, differences
         (anomalies, sigma) with its scale only.
       kind: ``"anomaly"`` (values are anomalies already) or ``"absolute"`` (temperatures,
@@ -395,7 +395,7 @@ def _uniform_points(rng: np.random.Generator, n: int, grid: Grid) -> tuple[np.nd
 
 
 def _station_points(rng: np.random.Generator, n: int, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    from bayesda.landmask import land_fraction
+    from bayesda.geo.landmask import land_fraction
 
     south, north, west, east = _domain(grid)
     frac = land_fraction(grid)

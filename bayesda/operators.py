@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse
 
-from bayesda.grid import Grid, wrap_lon
+from bayesda.geo.grid import Grid, wrap_lon
 
 __all__ = [
     "Stencil",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesda.units import UNITS, difference_to_kelvin, to_kelvin
+from bayesda.geo.units import UNITS, difference_to_kelvin, to_kelvin
 
 __all__ = [
     "ABSOLUTE_RANGE_K",

@@ -20,7 +20,7 @@ def _coast(ax, lat, lon):
     from matplotlib.collections import LineCollection
 
     try:
-        from bayesda.landmask import coastlines
+        from bayesda.geo.landmask import coastlines
 
         lines = coastlines(
             (float(lat.min()), float(lat.max())), (float(lon.min()), float(lon.max()))

@@ -16,7 +16,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.representation import RepresentationError, zero_error
 
 __all__ = ["GenerativePrior", "linear_prior"]

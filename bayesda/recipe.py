@@ -85,7 +85,7 @@ def train_prior(
     """
     from bayesda.checkpoint import save_model
     from bayesda.climatology import Climatology
-    from bayesda.grid import Grid
+    from bayesda.geo.grid import Grid
     from bayesda.representation import from_residuals
     from bayesda.split import (
         BLOCK_DAYS,

@@ -12,7 +12,7 @@ Two ways to build ``C``:
   ``rank=0`` keeps only the per-pixel variance).
 * :func:`stationary`: a parametric ``C = S K S``, ``S = diag(sd)`` the per-pixel residual SD
   and ``K`` an isotropic correlation in chordal distance on the sphere
-  (:func:`bayesda.kernels.correlation`) with one length scale, fitted to the residuals'
+  (:func:`bayesda.geo.kernels.correlation`) with one length scale, fitted to the residuals'
   empirical correlation-vs-distance or by maximum likelihood (:func:`fit_length_scale`).
   Its top eigenvectors form ``F`` and the rest of each pixel's variance goes on the
   diagonal, so the marginal variance is ``sd^2`` exactly and only correlation carried by the
@@ -277,7 +277,7 @@ def from_power(
 
 def _correlation_matrix(grid, length_scale_km: float, kind: str, distance: str) -> np.ndarray:
     """``[npix, npix]`` isotropic correlation between the grid's nodes (float64)."""
-    from bayesda.kernels import correlation, pairwise_distance_km
+    from bayesda.geo.kernels import correlation, pairwise_distance_km
 
     return correlation(pairwise_distance_km(grid, distance), length_scale_km, kind)
 
@@ -296,7 +296,7 @@ def stationary(
 ) -> RepresentationError:
     """A stationary-correlation representation error ``C = S K S`` in low-rank-plus-diagonal form.
 
-    ``K_ij = rho(|p_i - p_j|)`` with ``rho`` :func:`bayesda.kernels.correlation` at the
+    ``K_ij = rho(|p_i - p_j|)`` with ``rho`` :func:`bayesda.geo.kernels.correlation` at the
     chordal distance (positive definite on the sphere), ``S = diag(sd)``. The factor ``F``
     holds the top eigenvectors of ``S K S`` (scaled by the square roots of their
     eigenvalues); the diagonal is ``sd^2`` minus the factor's share of each pixel, so
@@ -304,7 +304,7 @@ def stationary(
 
     Args:
       sd: ``[nlat, nlon]`` marginal SD, K, >= 0.
-      grid: the :class:`bayesda.grid.Grid` of ``sd``.
+      grid: the :class:`bayesda.geo.grid.Grid` of ``sd``.
       length_scale_km: correlation length scale, km, > 0.
       kind: ``"matern32"`` or ``"sqexp"``.
       var_fraction: keep the fewest eigenvectors whose eigenvalues sum to at least this
@@ -353,13 +353,13 @@ def stationary_cached(
     0.5 s of each new process. The result is a fixed function of the inputs, so it is
     cached (:func:`bayesda.runtime.diskcache.cached_arrays`) under a key of the SD field, the grid,
     the parameters, the numpy and scipy versions and the source of this module and
-    :mod:`bayesda.kernels` (any change of the algorithm recomputes). Same arrays as
+    :mod:`bayesda.geo.kernels` (any change of the algorithm recomputes). Same arrays as
     :func:`stationary`, bit for bit.
     """
     import hashlib
     from pathlib import Path
 
-    import bayesda.kernels as kernels
+    import bayesda.geo.kernels as kernels
     from bayesda.runtime.diskcache import cached_arrays
 
     sd64 = np.asarray(sd, np.float64)
@@ -443,7 +443,7 @@ def empirical_correlogram(
       ``(edges [b + 1] km, corr [b], pairs [b], pair_bin [npix, npix])``; ``pair_bin`` is
       the bin of each pair (``-1`` outside), for averaging a model over the same pairs.
     """
-    from bayesda.kernels import pairwise_distance_km
+    from bayesda.geo.kernels import pairwise_distance_km
 
     r = np.asarray(residuals, np.float64).reshape(len(residuals), -1)
     u = r / np.sqrt(np.mean(r**2, axis=0))
@@ -495,7 +495,7 @@ def fit_length_scale(
       (log-likelihood per field, or minus the sum of squared correlation errors) on the grid,
       ``objective_best``, and for the correlogram ``edges_km``, ``empirical`` and ``model``.
     """
-    from bayesda.kernels import correlation
+    from bayesda.geo.kernels import correlation
 
     r = np.asarray(residuals, np.float64)
     if r.ndim != 3 or r.shape[1:] != grid.shape or r.shape[0] < 2:
@@ -512,7 +512,7 @@ def fit_length_scale(
         edges, emp, pairs, pair_bin = empirical_correlogram(
             r, grid, max_km=max_km, distance=distance
         )
-        from bayesda.kernels import pairwise_distance_km
+        from bayesda.geo.kernels import pairwise_distance_km
 
         dist = pairwise_distance_km(grid, distance)
         sel = pair_bin >= 0
@@ -590,7 +590,7 @@ def from_residuals(
 
     Args:
       residuals: ``[n, nlat, nlon]`` residuals ``x - g(z*)`` of held-out fields, K.
-      grid: their :class:`bayesda.grid.Grid`.
+      grid: their :class:`bayesda.geo.grid.Grid`.
       structure: ``"K"`` (digits): :func:`estimate` with rank ``K`` (``"0"``: per-pixel
         variance only); ``"matern32"`` or ``"sqexp"``: :func:`stationary` with the per-pixel
         RMS as SD and the length scale fitted to the residuals' correlogram

@@ -24,7 +24,7 @@ def site_table(obs: pd.DataFrame, posterior: xr.Dataset) -> pd.DataFrame:
       ``(H x)_i``, K), ``residual`` = value - post_mean and ``z`` = residual /
       sqrt(post_sd^2 + sigma^2) (``sigma_stated`` when QC inflated ``sigma``).
     """
-    from bayesda.grid import Grid
+    from bayesda.geo.grid import Grid
 
     grid = Grid.from_xarray(posterior)
     st = bilinear_stencil(grid, obs["lat"].to_numpy(), obs["lon"].to_numpy())

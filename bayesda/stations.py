@@ -4,7 +4,7 @@ Every reader returns the standard observation table of :mod:`bayesda.obs` with
 *absolute* temperatures in K (``df.attrs["kind"] == "absolute"``): columns ``station_id``,
 ``time``, ``lat``, ``lon``, ``value``, ``sigma`` and ``elevation`` (m, NaN when unknown).
 Turn it into anomalies with :func:`bayesda.obs.read_obs` (``kind="absolute"`` and the
-model's climatology). Units go through :mod:`bayesda.units`.
+model's climatology). Units go through :mod:`bayesda.geo.units`.
 
 Missing values (the format's missing code) and values with a quality flag are dropped and
 *counted*; the counts are in ``df.attrs["counts"]`` (``{"read", "missing", "flagged",
@@ -49,7 +49,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from bayesda.units import canonical_units, difference_to_kelvin, to_kelvin
+from bayesda.geo.units import canonical_units, difference_to_kelvin, to_kelvin
 
 __all__ = [
     "FORMATS",
@@ -470,7 +470,7 @@ def read_mapped_csv(
       columns: ``{"lat": "LAT", "lon": "LON", "value": "TMP", ...}`` or its string form
         (:func:`parse_columns`); keys ``lat, lon, value`` required, ``sigma, station_id,
         time, elevation, flag`` optional.
-      units: units of ``value`` (and ``sigma``): any :mod:`bayesda.units` spelling.
+      units: units of ``value`` (and ``sigma``): any :mod:`bayesda.geo.units` spelling.
       missing: values of ``value`` that mean "missing" (also empty cells).
       good_flags: values of the ``flag`` column that mean "passed" (ISD's ``0 1 5 A C``
         and blank by default); any other flag drops the row (counted).

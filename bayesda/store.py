@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.runtime.optional import require
 
 __all__ = [

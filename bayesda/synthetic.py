@@ -5,7 +5,7 @@ correlation in distance on the sphere and a land/sea variance pattern; it gives 
 known priors for testing assimilation (with a linear-Gaussian prior, the posterior is known
 in closed form: :func:`gaussian_posterior`).
 
-Kernels and distances: :mod:`bayesda.kernels` (re-exported here).
+Kernels and distances: :mod:`bayesda.geo.kernels` (re-exported here).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import scipy.linalg
 import xarray as xr
 
-from bayesda.grid import Grid
-from bayesda.kernels import (  # noqa: F401  (their home is bayesda.kernels)
+from bayesda.geo.grid import Grid
+from bayesda.geo.kernels import (  # noqa: F401  (their home is bayesda.geo.kernels)
     DISTANCES,
     EARTH_RADIUS_KM,
     JITTER,
@@ -44,7 +44,7 @@ class GaussianRandomField:
     The covariance between nodes ``i`` and ``j`` is ``s_i s_j rho(d_ij)`` with ``rho`` the
     correlation of :func:`correlation` and the SD map
     ``s = sd * (1 + (land_sea_ratio - 1) * land_fraction)``: ``sd`` over sea,
-    ``land_sea_ratio * sd`` over land (:func:`bayesda.landmask.land_fraction`; not
+    ``land_sea_ratio * sd`` over land (:func:`bayesda.geo.landmask.land_fraction`; not
     computed when the ratio is 1). Immutable; ``cov`` and its Cholesky factor are computed
     on first use and cached.
 
@@ -119,7 +119,7 @@ class GaussianRandomField:
         if ratio == 1.0:
             out = np.full(self.grid.shape, sea)
         else:
-            from bayesda.landmask import land_fraction
+            from bayesda.geo.landmask import land_fraction
 
             out = sea * (1.0 + (ratio - 1.0) * land_fraction(self.grid))
         out.setflags(write=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.operators import as_matrix, bilinear_stencil
 from bayesda.prior import linear_prior
 from bayesda.representation import RepresentationError

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import bayesda
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 
 # One CPU device per NUTS chain and a persistent compilation cache, before any JAX computation.
 bayesda.set_host_device_count()

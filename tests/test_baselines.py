@@ -7,7 +7,7 @@ import xarray as xr
 
 from bayesda import baselines as B
 from bayesda import metrics as M
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.operators import as_matrix, bilinear_stencil
 from bayesda.prior import linear_prior
 

@@ -16,7 +16,7 @@ from bayesda.checkpoint import (
     unflatten_params,
     update_card,
 )
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.representation import RepresentationError
 from bayesda.vae import VAE, Decoder, VAEConfig
 

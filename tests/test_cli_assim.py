@@ -186,7 +186,7 @@ def _pca_prior(ncep, k=16):
     import dataclasses
 
     from bayesda.climatology import Climatology
-    from bayesda.grid import Grid
+    from bayesda.geo.grid import Grid
     from bayesda.prior import linear_prior
     from bayesda.representation import estimate
     from bayesda.split import split_dataset

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from bayesda.climatology import Climatology, design_matrix
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.split import split_dataset
 
 

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from bayesda.data import DATASETS, describe, find_dataset, load_dataset, standardize
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 
 
 def _raw(lat, lon, *, units="degK", name="air", ntime=3):

@@ -1,4 +1,4 @@
-"""Tests for the surface height (bayesda.orography) and the lapse-rate adjustment
+"""Tests for the surface height (bayesda.geo.orography) and the lapse-rate adjustment
 (bayesda.elevation), and how they travel with a model and through preflight."""
 
 import dataclasses
@@ -15,8 +15,8 @@ from test_checkpoint import GRID, saved  # noqa: F401  (fixture)
 
 from bayesda.checkpoint import CheckpointError, load_model, update_card
 from bayesda.elevation import LapseRate, adjust, surface_height_at
-from bayesda.grid import Grid
-from bayesda.orography import read_altitude, surface_height, to_dataset
+from bayesda.geo.grid import Grid
+from bayesda.geo.orography import read_altitude, surface_height, to_dataset
 from bayesda.preflight import format_preflight, preflight
 from bayesda.prior import linear_prior
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from bayesda.geo.grid import Grid
 from bayesda.geotiff import geotiff_layers, write_geotiff
-from bayesda.grid import Grid
 
 rasterio = pytest.importorskip("rasterio")
 

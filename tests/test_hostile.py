@@ -229,7 +229,7 @@ def tiny_model(tmp_path, clim_prior):
 
     from bayesda.checkpoint import save_model
     from bayesda.climatology import Climatology
-    from bayesda.grid import Grid
+    from bayesda.geo.grid import Grid
     from bayesda.representation import RepresentationError
 
     grid = Grid(lat=np.linspace(40.0, 50.0, 5), lon=np.linspace(-10.0, 2.0, 7))
@@ -522,7 +522,7 @@ def test_maps_without_truth_have_no_empty_panel_and_a_90_interval(run_dir, monke
 
 def test_coverage_skips_nan_truth_like_rmse_and_crps():
     from bayesda import metrics
-    from bayesda.grid import Grid
+    from bayesda.geo.grid import Grid
 
     grid = Grid(lat=np.linspace(30.0, 45.0, 8), lon=np.linspace(-110.0, -90.0, 10))
     rng = np.random.default_rng(0)
@@ -554,7 +554,7 @@ def test_coverage_skips_nan_truth_like_rmse_and_crps():
 def odd_data_file(tmp_path, tiny_model):
     """A dataset on the tiny model's grid with one all-NaN field and a few odd hours."""
     from bayesda.checkpoint import read_card
-    from bayesda.grid import Grid
+    from bayesda.geo.grid import Grid
 
     path, _ = tiny_model
     grid = Grid.from_dict(read_card(path)["grid"])

@@ -7,7 +7,7 @@ import xarray as xr
 from scipy import integrate, stats
 
 from bayesda import metrics as M
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 
 
 def make_grid(*, nlat=20, nlon=40) -> Grid:

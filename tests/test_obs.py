@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from bayesda.climatology import Climatology
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.obs import pseudo_obs, read_obs, validate_obs, write_obs
 
 TIME = np.datetime64("2014-01-07T12:00", "ns")
@@ -209,7 +209,7 @@ def test_pseudo_obs_given_locations(global_grid):
 def test_pseudo_obs_station_network_prefers_land():
     grid = Grid(lat=np.arange(20.0, 61.0, 5.0), lon=np.arange(-100.0, -39.0, 5.0))
     truth = _linear_field(grid)
-    from bayesda.landmask import is_land
+    from bayesda.geo.landmask import is_land
 
     n = 400
     st = pseudo_obs(truth, n, network="station", seed=0)

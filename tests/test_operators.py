@@ -1,4 +1,4 @@
-"""Tests for the grid convention (bayesda.grid), the bilinear observation operator
+"""Tests for the grid convention (bayesda.geo.grid), the bilinear observation operator
 (bayesda.operators) and the representation-error estimate (bayesda.representation)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayesda.grid import Grid, wrap_lon
+from bayesda.geo.grid import Grid, wrap_lon
 from bayesda.operators import as_matrix, bilinear_stencil, interpolate, nearest_index
 from bayesda.representation import RepresentationError, estimate, zero_error
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bayesda.calibrate import calibrate, fit_scale, holdout_check, rescale_prior
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.operators import as_matrix, bilinear_stencil
 from bayesda.prior import linear_prior
 from bayesda.qc import linearise, quality_control, studentt_effective_sigma

@@ -20,7 +20,7 @@ import pytest
 import xarray as xr
 
 from bayesda.checkpoint import save_model
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.reanalysis import ReanalysisSettings, reanalyse
 from bayesda.representation import RepresentationError
 from bayesda.vae import VAE, VAEConfig

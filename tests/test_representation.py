@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.operators import as_matrix, bilinear_stencil
 from bayesda.representation import (
     RepresentationError,

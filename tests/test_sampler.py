@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bayesda import sampler
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.infer import assimilate, assimilate_batch
 from bayesda.testing import dense_posterior, make_linear_prior, make_obs
 

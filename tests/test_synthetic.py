@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 from bayesda.operators import as_matrix, bilinear_stencil
 from bayesda.synthetic import (
     GaussianRandomField,

@@ -63,8 +63,8 @@ def non_negative_int(text: str) -> int:
 
 
 def units(text: str) -> str:
-    """A temperature unit :func:`bayesda.units.canonical_units` knows (canonical key)."""
-    from bayesda.units import canonical_units
+    """A temperature unit :func:`bayesda.geo.units.canonical_units` knows (canonical key)."""
+    from bayesda.geo.units import canonical_units
 
     try:
         return canonical_units(text)

@@ -46,7 +46,7 @@ def register(subparsers) -> None:
 
     orog = data_sub.add_parser(
         "orography",
-        help="add the grid's surface height to a model (bayesda.orography; needs pvlib)",
+        help="add the grid's surface height to a model (bayesda.geo.orography; needs pvlib)",
     )
     orog.add_argument("model", help="the model directory to update (re-hashed atomically)")
     orog.set_defaults(func=cmd_orography)
@@ -215,8 +215,8 @@ def cmd_orography(args) -> int:
     import numpy as np
 
     from bayesda.checkpoint import read_card, update_card
-    from bayesda.grid import Grid
-    from bayesda.orography import SOURCE, surface_height
+    from bayesda.geo.grid import Grid
+    from bayesda.geo.orography import SOURCE, surface_height
 
     card = read_card(args.model)  # verifies the model before anything is computed
     grid = Grid.from_dict(card["grid"])

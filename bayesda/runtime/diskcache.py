@@ -1,7 +1,7 @@
 """Deterministic derived arrays cached on disk, verified on every read.
 
 Some inputs bayesda derives are fixed functions of a few settings but slow to compute in a
-fresh process: the land fraction of a grid (:func:`bayesda.landmask.land_fraction`) needs
+fresh process: the land fraction of a grid (:func:`bayesda.geo.landmask.land_fraction`) needs
 the 30 arc-second land mask, whose import alone takes about 4.5 s. :func:`cached_arrays`
 computes such arrays once and keeps them in ``CACHE_ROOT/KIND/DIGEST.npz``:
 

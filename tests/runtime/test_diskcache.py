@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayesda import landmask
-from bayesda.grid import Grid
+from bayesda.geo import landmask
+from bayesda.geo.grid import Grid
 from bayesda.runtime import diskcache
 from bayesda.runtime.diskcache import cached_arrays, entry_path
 

@@ -42,7 +42,7 @@ def test_missing_extra_names_the_install_command():
         require("bayesda_test_absent", "testing")
     code = _BLOCK + (
         "import numpy as np\n"
-        "from bayesda.grid import Grid\n"
+        "from bayesda.geo.grid import Grid\n"
         "from bayesda import store\n"
         "try:\n"
         "    store.open_or_create('x.zarr', np.array(['2020-01-01'], 'datetime64[ns]'),\n"

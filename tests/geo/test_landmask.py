@@ -1,12 +1,12 @@
-"""Tests for bayesda.landmask: land fraction on grids and coastline polylines."""
+"""Tests for bayesda.geo.landmask: land fraction on grids and coastline polylines."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bayesda.grid import Grid
-from bayesda.landmask import coastlines, is_land, land_fraction
+from bayesda.geo.grid import Grid
+from bayesda.geo.landmask import coastlines, is_land, land_fraction
 
 
 def test_is_land_known_points():

@@ -7,7 +7,7 @@ and national elevation models (pvlib's ``location.lookup_altitude`` documents th
 attributions). It is stored as ``uint8`` in 28 m steps from -450 m; 255 is "no data",
 which is the ocean (68% of the cells), taken as 0 m. 1.5% of the cells are below sea
 level, mostly sea floor in fjords and Arctic channels; those that
-:func:`bayesda.landmask.is_land` calls sea are set to 0 m too, so land below sea level
+:func:`bayesda.geo.landmask.is_land` calls sea are set to 0 m too, so land below sea level
 (the Dead Sea, Death Valley) keeps its height.
 
 **Ice sheets are missing.** Over Greenland and Antarctica the source holds the bedrock,
@@ -32,7 +32,7 @@ import pathlib
 import numpy as np
 import xarray as xr
 
-from bayesda.grid import Grid, cell_edges, wrap_lon
+from bayesda.geo.grid import Grid, cell_edges, wrap_lon
 
 __all__ = ["SOURCE", "altitude_file", "read_altitude", "surface_height", "to_dataset"]
 
@@ -89,7 +89,7 @@ def read_altitude(path: str | os.PathLike | None = None) -> xr.DataArray:
     lon = -180.0 + (np.arange(nlon) + 0.5) * 360.0 / nlon
     below = np.nonzero(height < 0)
     if below[0].size:
-        from bayesda.landmask import is_land
+        from bayesda.geo.landmask import is_land
 
         sea = ~is_land(lat[below[0]], lon[below[1]])
         height[below[0][sea], below[1][sea]] = 0.0
@@ -101,7 +101,7 @@ def read_altitude(path: str | os.PathLike | None = None) -> xr.DataArray:
 
 def _ice_sheet_land(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """``[nlat, nlon]`` True on Greenland (59-84 N, 74-10 W) and Antarctic (S of 60 S) land."""
-    from bayesda.landmask import is_land
+    from bayesda.geo.landmask import is_land
 
     mask = np.zeros((lat.size, lon.size), bool)
     green_r = np.flatnonzero((lat > 59.0) & (lat < 84.0))
@@ -119,7 +119,7 @@ def surface_height(grid: Grid, altitude: xr.DataArray | None = None) -> np.ndarr
 
     A cell is the box between the midpoints to the neighbouring nodes (half a spacing
     beyond the outermost nodes; longitudes wrap), as for
-    :func:`bayesda.landmask.land_fraction`. Every source cell whose centre falls in the
+    :func:`bayesda.geo.landmask.land_fraction`. Every source cell whose centre falls in the
     box counts equally (cells are small, so no area weights).
 
     Args:

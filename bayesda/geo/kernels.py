@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesda.grid import Grid
+from bayesda.geo.grid import Grid
 
 __all__ = [
     "DISTANCES",

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bayesda.geo.units import UNITS, canonical_units, difference_to_kelvin, to_kelvin
 from bayesda.obs import read_obs
-from bayesda.units import UNITS, canonical_units, difference_to_kelvin, to_kelvin
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import importlib.metadata
 
 import numpy as np
 
-from bayesda.grid import Grid, cell_edges, wrap_lon
+from bayesda.geo.grid import Grid, cell_edges, wrap_lon
 from bayesda.runtime.diskcache import cached_arrays
 
 __all__ = ["coastlines", "is_land", "land_fraction"]
