@@ -48,12 +48,12 @@ def _prior(args):
         from bayesda.checkpoint import load_model
 
         return load_model(args.model)
-    from bayesda.climatology import Climatology
-    from bayesda.data import load_dataset
+    from bayesda.data.climatology import Climatology
+    from bayesda.data.datasets import load_dataset
+    from bayesda.data.split import split_dataset
     from bayesda.geo.grid import Grid
     from bayesda.prior import GenerativePrior
     from bayesda.representation import RepresentationError
-    from bayesda.split import split_dataset
     from bayesda.vae import NCEP_AIR, Decoder
 
     ds = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))
@@ -135,7 +135,7 @@ def run_one(args) -> dict:
     import jax
     import numpy as np
 
-    from bayesda.data import load_dataset
+    from bayesda.data.datasets import load_dataset
     from bayesda.demo import DEMO_N_OBS, DEMO_NETWORK, DEMO_SIGMA, pick_time
     from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate

@@ -43,10 +43,10 @@ def main(argv=None) -> int:
 
     from bayesda import sampler
     from bayesda.checkpoint import load_model
-    from bayesda.data import load_dataset
+    from bayesda.data.datasets import load_dataset
+    from bayesda.data.split import block_split
     from bayesda.infer import assimilate
     from bayesda.obs import pseudo_obs
-    from bayesda.split import block_split
 
     prior = load_model(ROOT / "models" / "ncep-air")
     ds = load_dataset("ncep-air")

@@ -106,10 +106,10 @@ def bench_nuts(
     defaults, except ``dense_mass`` when given.
     """
     from bayesda.checkpoint import load_model
-    from bayesda.data import load_dataset
+    from bayesda.data.datasets import load_dataset
+    from bayesda.data.split import block_split
     from bayesda.infer import assimilate
     from bayesda.obs import pseudo_obs
-    from bayesda.split import block_split
 
     prior = load_model(model_dir)
     tas = load_dataset("ncep-air")["tas"]

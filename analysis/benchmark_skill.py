@@ -1,6 +1,6 @@
 """Skill of bayesda against baselines on held-out NCEP fields (issue 5).
 
-For held-out times of the shared block split (:func:`bayesda.split.block_split`), spread
+For held-out times of the shared block split (:func:`bayesda.data.split.block_split`), spread
 evenly over the test weeks (so over all seasons of both years), each observation network
 (fixed locations, fresh N(0, sigma^2) noise per time) is assimilated by every method, and
 the posterior is scored with :func:`bayesda.metrics.verify` at unobserved grid points (not
@@ -114,9 +114,9 @@ QUICK = dataclasses.replace(FULL, n_times=6, networks=(("uniform", 50),), expens
 
 def load_split(prior) -> tuple[xr.DataArray, xr.DataArray, object]:
     """Train/test anomalies ``(time, lat, lon)`` and the climatology used to make them."""
-    from bayesda.climatology import Climatology
-    from bayesda.data import load_dataset
-    from bayesda.split import split_dataset
+    from bayesda.data.climatology import Climatology
+    from bayesda.data.datasets import load_dataset
+    from bayesda.data.split import split_dataset
 
     tas = load_dataset("ncep-air")["tas"]
     train, test = split_dataset(tas)

@@ -54,11 +54,11 @@ from source_shift import LinearisedPosterior
 
 import bayesda  # noqa: F401  (XLA flags before jax)
 from bayesda.checkpoint import load_model
-from bayesda.data import load_dataset
+from bayesda.data.datasets import load_dataset
+from bayesda.data.split import block_split
 from bayesda.elevation import LapseRate, adjust, surface_height_at
 from bayesda.operators import as_matrix, bilinear_stencil
 from bayesda.preflight import preflight
-from bayesda.split import block_split
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_RDA = [

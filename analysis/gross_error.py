@@ -1,6 +1,6 @@
 """Gross errors among 50 station observations: what they do, and what QC undoes (issue 13).
 
-For held-out NCEP times (the test blocks of :func:`bayesda.split.block_split`, evenly
+For held-out NCEP times (the test blocks of :func:`bayesda.data.split.block_split`, evenly
 spread), 50 station-like pseudo-observations (sigma 0.5 K) of the true anomaly are drawn;
 three of them, chosen at random, get a gross error of +15, -15, +15 K. Each case is
 assimilated with MAP + Laplace (the shipped model, 4 x 500 draws):
@@ -33,13 +33,13 @@ import numpy as np
 import bayesda  # noqa: F401  (XLA flags before jax)
 from bayesda import metrics
 from bayesda.checkpoint import load_model
-from bayesda.data import load_dataset
+from bayesda.data.datasets import load_dataset
+from bayesda.data.split import block_split
 from bayesda.infer import assimilate
 from bayesda.obs import pseudo_obs
 from bayesda.posterior import posterior_dataset
 from bayesda.qc import quality_control
 from bayesda.settings import ModelOptions, SamplerSettings
-from bayesda.split import block_split
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GROSS = (15.0, -15.0, 15.0)

@@ -3,7 +3,7 @@
 The shipped NCEP decoder never improved on its PPCA start (``vae_ncep_air.md``: best epoch
 0). This asks whether that is the data or the recipe, with the same probe that separates
 the Gaussian Held-Suarez fields from the non-Gaussian QG ones
-(:func:`bayesda.fieldstats.quadratic_gain`: held-out RMSE of PCA-d plus a ridge regression
+(:func:`bayesda.data.fieldstats.quadratic_gain`: held-out RMSE of PCA-d plus a ridge regression
 of the PCA-d residual on the products of the d leading standardised PC scores, over the
 PCA-d RMSE; 1 = nothing a decoder of latent size d can add through nonlinearity, with the PC
 scores as an oracle encoder), on the NCEP anomalies of the 7-day block split (the
@@ -27,10 +27,10 @@ import time
 
 import numpy as np
 
-from bayesda.climatology import Climatology
-from bayesda.data import load_dataset
-from bayesda.fieldstats import gaussian_surrogate, quadratic_gain, training_eofs
-from bayesda.split import block_split
+from bayesda.data.climatology import Climatology
+from bayesda.data.datasets import load_dataset
+from bayesda.data.fieldstats import gaussian_surrogate, quadratic_gain, training_eofs
+from bayesda.data.split import block_split
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 DIMS = (4, 8, 16, 24)

@@ -113,14 +113,14 @@ def with_repr_error(prior, train, grid, structure: str):
     """``prior`` with its representation error re-estimated from validation residuals.
 
     The residuals ``decode(encode_mean(x)) - x`` are taken on the training split's
-    validation blocks (:func:`bayesda.split.validation_split`), the fields the training
+    validation blocks (:func:`bayesda.data.split.validation_split`), the fields the training
     recipe estimated the model's own representation error from.
     """
     import numpy as np
     from synthetic_check import reconstruct
 
+    from bayesda.data.split import validation_split
     from bayesda.representation import from_residuals, homogeneous
-    from bayesda.split import validation_split
 
     if prior.encode is None:
         raise ValueError(f"{prior.name} has no encoder: cannot recompute its residuals")
@@ -142,7 +142,7 @@ def with_repr_error(prior, train, grid, structure: str):
 def main(argv=None) -> None:
     args = parse_args(argv)
     from bayesda.checkpoint import load_model
-    from bayesda.split import split_dataset
+    from bayesda.data.split import split_dataset
 
     t_total = _time.perf_counter()
     if args.far is None:
@@ -159,7 +159,7 @@ def main(argv=None) -> None:
         prior = load_model(args.model_dir)
         clim = prior.climatology
     else:
-        from bayesda.climatology import Climatology
+        from bayesda.data.climatology import Climatology
 
         prior, clim = None, Climatology.fit(train_t, n_harmonics=0)
         args.methods = [m for m in args.methods if m in ("oi", "climatology")]

@@ -44,7 +44,7 @@ def load(
     var: str = "tas", store: str | os.PathLike | None = None, max_snapshots: int | None = None
 ) -> OSSEData:
     """Open the store, split it in 7-day blocks (every 4th held out) and take anomalies."""
-    from bayesda.split import block_split, validation_split
+    from bayesda.data.split import block_split, validation_split
 
     path = pathlib.Path(store) if store else default_store()
     if not path.exists():

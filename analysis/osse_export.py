@@ -11,9 +11,9 @@ The file holds, without pickle (every array a plain dtype):
 * ``mean``       float32 ``[lat, lon]``: the training time mean (the Held-Suarez climate
   has no seasons, so this is the climatology; see ``analysis/osse_common.py``);
 * ``time``       datetime64[ns] ``[time]``;
-* ``train``, ``test``, ``fit``  bool ``[time]``: :func:`bayesda.split.block_split` (every
+* ``train``, ``test``, ``fit``  bool ``[time]``: :func:`bayesda.data.split.block_split` (every
   4th 7-day block held out) and, inside the training split, the fit part of
-  :func:`bayesda.split.validation_split` (the rest of the training split is validation);
+  :func:`bayesda.data.split.validation_split` (the rest of the training split is validation);
 * ``lat``, ``lon`` float64; ``meta``: a JSON string (variable, units, store, its
   simulation config, what was dropped, the command).
 
@@ -61,7 +61,7 @@ class Export(NamedTuple):
 
 def _split(times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(train, test, fit)`` bool masks over ``times``: the project's block split."""
-    from bayesda.split import block_split, validation_split
+    from bayesda.data.split import block_split, validation_split
 
     train, test = block_split(times)
     fit_in_train, _ = validation_split(times[train])

@@ -134,10 +134,10 @@ def pca_rmse(fit: np.ndarray, test: np.ndarray, dims, weights: np.ndarray) -> di
 
     Returns ``{d: (rmse, rmse_area_weighted, rmse_symmetrised)}``, centred on the fit mean;
     the last uses the EOFs of the fit fields' covariance averaged over longitude rolls and
-    the hemisphere flip (:func:`bayesda.fieldstats.symmetrise`; exact symmetries of
+    the hemisphere flip (:func:`bayesda.data.fieldstats.symmetrise`; exact symmetries of
     Held-Suarez: the fair linear baseline for an augmented VAE).
     """
-    from bayesda.fieldstats import symmetrise
+    from bayesda.data.fieldstats import symmetrise
 
     n, nlat, nlon = fit.shape
     a = fit.reshape(n, -1).astype(np.float64)

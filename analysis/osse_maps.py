@@ -91,8 +91,8 @@ def main(argv=None) -> pathlib.Path:
     args = parse_args(argv)
     from bayesda import baselines, metrics
     from bayesda.checkpoint import load_model
+    from bayesda.data.split import split_dataset
     from bayesda.geo.grid import Grid
-    from bayesda.split import split_dataset
 
     ds = xr.open_zarr(args.store or default_store(), consolidated=False)
     if args.max_snapshots:

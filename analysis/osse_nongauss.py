@@ -4,12 +4,12 @@ For each candidate (the stored ``tas``, ``ps``, ``ua``, ``va`` and fields derive
 wind speed, relative vorticity, divergence, ``|grad T|``, the 6-hour change of ``tas``),
 on the time-block split of the store:
 
-* marginal skewness and excess kurtosis per pixel (:func:`bayesda.fieldstats.moments`),
+* marginal skewness and excess kurtosis per pixel (:func:`bayesda.data.fieldstats.moments`),
   area-weighted means of their absolute values and their extremes;
 * the fraction of standardised anomalies beyond 4 SD (a Gaussian: 6.3e-5);
 * a positive control, ``control_translating_bump`` (synthetic, not from the store): a
   bump at a random longitude, the kind of structure a nonlinear prior is for;
-* :func:`bayesda.fieldstats.quadratic_gain` and :func:`bayesda.fieldstats.knn_gain` at
+* :func:`bayesda.data.fieldstats.quadratic_gain` and :func:`bayesda.data.fieldstats.knn_gain` at
   d = 16 and 32: how much of what PCA-d misses
   on held-out fields a quadratic function of the d leading PC scores recovers (the
   low-dimensional nonlinear structure a VAE decoder of that latent size could use;
@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from osse_common import RESULTS, default_store  # noqa: E402
 
-from bayesda.fieldstats import (  # noqa: E402
+from bayesda.data.fieldstats import (  # noqa: E402
     EARTH_RADIUS_M,
     gaussian_surrogate,
     knn_gain,
@@ -168,7 +168,7 @@ def main() -> None:
     args = p.parse_args()
     import xarray as xr
 
-    from bayesda.split import block_split
+    from bayesda.data.split import block_split
 
     t0 = time.perf_counter()
     store = args.store or default_store()
@@ -234,9 +234,9 @@ def markdown(o: dict) -> str:
         "anomalies, area-weighted over pixels. Quadratic gain: test RMSE of PCA-d plus a "
         "ridge-regression of the PCA-d residual on the d(d+1)/2 products of the standardised "
         "leading scores, over the PCA-d RMSE (1 = no low-dimensional nonlinear structure; "
-        "bayesda.fieldstats.quadratic_gain). kNN: the same with the residual predicted by "
+        "bayesda.data.fieldstats.quadratic_gain). kNN: the same with the residual predicted by "
         "the mean residual of the k nearest training fields in PC-score space (any smooth "
-        "dependence; k chosen on a validation block; bayesda.fieldstats.knn_gain). "
+        "dependence; k chosen on a validation block; bayesda.data.fieldstats.knn_gain). "
         "control_translating_bump is synthetic (a 10 K bump at a random longitude, 45N, "
         "plus 0.1 K noise): a positive control.",
         "",

@@ -24,7 +24,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from osse_common import RESULTS, load  # noqa: E402
 
 import bayesda  # noqa: E402
-from bayesda.fieldstats import gaussian_surrogate, moments, summarise_gradients  # noqa: E402
+from bayesda.data.fieldstats import gaussian_surrogate, moments, summarise_gradients  # noqa: E402
 
 
 def zonal_spectrum(x: np.ndarray, lat: np.ndarray, band=(30.0, 60.0), kmax: int = 21):

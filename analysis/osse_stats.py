@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from osse_common import FIGURES, RESULTS, cos_weights, load, store_summary  # noqa: E402
 
-from bayesda.fieldstats import (  # noqa: E402
+from bayesda.data.fieldstats import (  # noqa: E402
     gaussian_surrogate,
     moments,
     pca_variance_kept,

@@ -130,8 +130,8 @@ def main(argv=None) -> None:
     import jax.numpy as jnp
 
     from bayesda.checkpoint import load_model
+    from bayesda.data.split import block_split, validation_split
     from bayesda.recipe import train_prior
-    from bayesda.split import block_split, validation_split
     from bayesda.train import TrainConfig
 
     tas = open_field(args.var, args.store, args.max_snapshots)

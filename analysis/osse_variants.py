@@ -6,7 +6,7 @@ saved state of the T21 store (``<store>.restart/state_N.npz``, already in statis
 equilibrium under standard Held-Suarez forcing), integrates ``--spinup-days`` with its own
 forcing (:func:`bayesda.simulate._build` ``forcing=``), then keeps ``--snapshots`` 6-hourly
 snapshots of temperature and relative vorticity at several sigma levels and reports, per
-field, on the 7-day block split: marginal moments and :func:`bayesda.fieldstats.quadratic_gain`
+field, on the 7-day block split: marginal moments and :func:`bayesda.data.fieldstats.quadratic_gain`
 at small d, each with the same statistics of a Gaussian with the training covariance (the
 null at this sample size), and the seconds per simulated 6 h.
 
@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from osse_common import RESULTS, default_store  # noqa: E402
 
-from bayesda.fieldstats import (  # noqa: E402
+from bayesda.data.fieldstats import (  # noqa: E402
     gaussian_surrogate,
     knn_gain,
     moments,
@@ -101,7 +101,7 @@ def timing(grid: str, dt_minutes: float, n: int = 8) -> dict:
 
 
 def field_stats(x: np.ndarray, times: np.ndarray, w: np.ndarray) -> dict:
-    from bayesda.split import block_split
+    from bayesda.data.split import block_split
 
     train, test = block_split(times)
     tr, te = x[train], x[test]
@@ -232,7 +232,7 @@ def markdown(records: list[dict]) -> str:
         "Made by `analysis/osse_variants.py` (each row's command in osse_variants.json). "
         "Statistics on the 7-day block split of each variant's snapshots; 'Gaussian' = the "
         "same statistic for draws from N(mean, training covariance) of the same size (the "
-        "null at this sample size). Quadratic ratio: bayesda.fieldstats.quadratic_gain "
+        "null at this sample size). Quadratic ratio: bayesda.data.fieldstats.quadratic_gain "
         "(< 1: a quadratic decoder of the d leading PC scores beats PCA-d on held-out fields).",
         "",
     ]

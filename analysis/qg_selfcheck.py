@@ -63,7 +63,7 @@ def main(argv=None) -> None:
     from bayesda.settings import SamplerSettings
 
     laplace = SamplerSettings(method="laplace", num_chains=2, num_samples=200)
-    from bayesda.split import split_dataset
+    from bayesda.data.split import split_dataset
 
     t0 = time.perf_counter()
     start, stop = (int(v) for v in args.far.split(":"))

@@ -4,7 +4,7 @@ For each variable of the QG store, on the training anomalies of the 7-day block 
 marginal moments (per-pixel skewness and excess kurtosis, share beyond 4 SD), the variance
 PCA-d keeps, the distribution of the x-gradient (fronts and vortex edges), and the test of
 low-dimensional nonlinear structure that decides whether a VAE of latent size ``d`` can beat
-PCA-d at all (:func:`bayesda.fieldstats.quadratic_gain`: a quadratic decoder of the ``d``
+PCA-d at all (:func:`bayesda.data.fieldstats.quadratic_gain`: a quadratic decoder of the ``d``
 leading PC scores, fitted on training fields, scored on held-out ones). Each statistic is
 also computed on a Gaussian surrogate with exactly the training sample covariance and the
 same sizes (the null: what the best Gaussian prior would give).
@@ -29,13 +29,13 @@ import numpy as np
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from osse_common import QG_UNITS, RESULTS, open_field, store_summary  # noqa: E402
 
-from bayesda.fieldstats import (  # noqa: E402
+from bayesda.data.fieldstats import (  # noqa: E402
     gaussian_surrogate,
     moments,
     quadratic_gain,
     training_eofs,
 )
-from bayesda.split import block_split  # noqa: E402
+from bayesda.data.split import block_split  # noqa: E402
 
 DIMS = (32, 64, 128, 256)
 QUAD_DIMS = (8, 16, 32)
@@ -117,7 +117,7 @@ def markdown(o: dict) -> str:
         "N(mean, training sample covariance) of the same size. Quadratic ratio: held-out RMSE "
         "of PCA-d plus a ridge regression of its residual on the products of the d leading "
         "standardised PC scores, over the PCA-d RMSE (1 = no low-dimensional nonlinear "
-        "structure; bayesda.fieldstats.quadratic_gain).",
+        "structure; bayesda.data.fieldstats.quadratic_gain).",
         "",
         "| variable | units | anomaly SD | mean abs skew (Gaussian) | excess kurtosis mean / max "
         "(Gaussian max) | beyond 4 SD (Gaussian) | PCA variance kept d=32/64/128/256 |",

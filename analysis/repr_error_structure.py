@@ -56,7 +56,7 @@ def validation_residuals(prior, tas):
     import jax.numpy as jnp
     import numpy as np
 
-    from bayesda.split import block_split, validation_split
+    from bayesda.data.split import block_split, validation_split
 
     train, _ = block_split(tas["time"].values)
     tas_train = tas.isel(time=np.flatnonzero(train))
@@ -222,7 +222,7 @@ def cross_validate(args, tas) -> tuple[dict, str]:
 
     from bayesda.baselines import BackgroundCovariance
     from bayesda.checkpoint import load_model
-    from bayesda.split import block_index, block_split
+    from bayesda.data.split import block_index, block_split
 
     networks = [(n.split("-")[0], int(n.split("-")[1])) for n in args.networks.split(",")]
     structures = args.structures.split(",")
@@ -351,7 +351,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(HERE / "results" / "repr_error_structure"))
     args = p.parse_args(argv)
 
-    from bayesda.data import load_dataset
+    from bayesda.data.datasets import load_dataset
 
     tas = load_dataset("ncep-air")["tas"]
     out = Path(args.out)

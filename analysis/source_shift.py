@@ -40,12 +40,12 @@ import bayesda  # noqa: F401  (XLA flags before jax)
 from bayesda import metrics
 from bayesda.calibrate import calibrate
 from bayesda.checkpoint import load_model
-from bayesda.data import load_dataset
+from bayesda.data.datasets import load_dataset
+from bayesda.data.split import block_split
 from bayesda.infer import assimilate
 from bayesda.obs import pseudo_obs
 from bayesda.posterior import posterior_dataset
 from bayesda.settings import SamplerSettings
-from bayesda.split import block_split
 from bayesda.synthetic import GaussianRandomField
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

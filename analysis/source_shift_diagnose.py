@@ -38,12 +38,12 @@ import bayesda  # noqa: F401
 from bayesda import metrics
 from bayesda.calibrate import _folds
 from bayesda.checkpoint import load_model
-from bayesda.data import load_dataset
+from bayesda.data.datasets import load_dataset
+from bayesda.data.split import block_split
 from bayesda.geo.landmask import land_fraction
 from bayesda.obs import pseudo_obs
 from bayesda.operators import as_matrix, bilinear_stencil
 from bayesda.qc import linearise, observed_jacobian
-from bayesda.split import block_split
 from bayesda.synthetic import GaussianRandomField
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))

@@ -1,12 +1,12 @@
 """Are the held-out fields of the 7-day block split independent of the training fields?
 
-Every benchmark here scores on the test blocks of :func:`bayesda.split.block_split`
+Every benchmark here scores on the test blocks of :func:`bayesda.data.split.block_split`
 (7-day blocks, every 4th held out), so a test field is at most 3.5 days from a training
 field. That is harmless when the flow forgets its state within days and not otherwise.
 For each dataset this measures:
 
 1. the **pattern correlation** of anomalies at lags from 6 h to a year
-   (:func:`bayesda.split.pattern_correlation`: the mean over pairs of the uncentred
+   (:func:`bayesda.data.split.pattern_correlation`: the mean over pairs of the uncentred
    correlation of two anomaly maps);
 2. **reconstruction on near and far test fields**: PCA-d of the training split (and the
    VAE given by ``--model-dir``) scored on the block-split test fields ("near") and on a
@@ -45,8 +45,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from osse_common import RESULTS, open_field  # noqa: E402
 from synthetic_check import reconstruct  # noqa: E402
 
-from bayesda.fieldstats import quadratic_gain, training_eofs  # noqa: E402
-from bayesda.split import block_split, pattern_correlation  # noqa: E402
+from bayesda.data.fieldstats import quadratic_gain, training_eofs  # noqa: E402
+from bayesda.data.split import block_split, pattern_correlation  # noqa: E402
 
 LAGS_DAYS = (0.25, 1, 3.5, 7, 14, 30, 90, 365)
 DIMS = (32, 64, 128, 256)
@@ -71,8 +71,8 @@ def load(dataset: str, train_snapshots: int | None, store: str | None = None):
     """``(anomalies of the whole run [n, lat, lon], times, train mask over the first
     train_snapshots)``; anomalies relative to the training climatology."""
     if dataset == "ncep":
-        from bayesda.climatology import Climatology
-        from bayesda.data import load_dataset
+        from bayesda.data.climatology import Climatology
+        from bayesda.data.datasets import load_dataset
 
         tas = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))["tas"]
         train, _ = block_split(tas["time"].values)
@@ -99,7 +99,7 @@ def main(argv=None) -> None:
     p.add_argument(
         "--probe-dims",
         default="",
-        help="comma-separated d: also run the quadratic probe (bayesda.fieldstats."
+        help="comma-separated d: also run the quadratic probe (bayesda.data.fieldstats."
         "quadratic_gain) on each test set with each basis",
     )
     args = p.parse_args(argv)
@@ -211,8 +211,9 @@ def markdown(allres: dict) -> str:
         lines.append("")
         if r.get("quadratic_probe"):
             lines += [
-                "Quadratic probe (`--probe-dims`; `bayesda.fieldstats.quadratic_gain` with this "
-                "basis, fitted on the training fields): RMSE of the basis's d-term projection, "
+                "Quadratic probe (`--probe-dims`; `bayesda.data.fieldstats.quadratic_gain` "
+                "with this basis, fitted on the training fields): RMSE of the basis's d-term "
+                "projection, "
                 "after adding a quadratic function of its d scores, and their ratio (< 1: "
                 "low-dimensional nonlinear structure a decoder of latent size d could use).",
                 "",

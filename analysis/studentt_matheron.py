@@ -25,13 +25,13 @@ import numpy as np
 
 import bayesda  # noqa: F401
 from bayesda.checkpoint import load_model
-from bayesda.data import load_dataset
+from bayesda.data.datasets import load_dataset
+from bayesda.data.split import block_split
 from bayesda.infer import assimilate
 from bayesda.obs import pseudo_obs
 from bayesda.operators import nearest_index
 from bayesda.posterior import condition_representation_error
 from bayesda.settings import ModelOptions, SamplerSettings
-from bayesda.split import block_split
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -69,8 +69,8 @@ def main() -> None:
     from bench_decoder import bench_model
 
     from bayesda.checkpoint import load_model, update_card
-    from bayesda.data import load_dataset
-    from bayesda.split import block_split, validation_split
+    from bayesda.data.datasets import load_dataset
+    from bayesda.data.split import block_split, validation_split
     from bayesda.train import TrainConfig
 
     out = pathlib.Path(args.out)

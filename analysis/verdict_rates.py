@@ -266,12 +266,12 @@ def run_shipped(shipped, args, settings, rows, rng, log):
     import pandas as pd
 
     from bayesda.convergence import host_convergence
-    from bayesda.data import load_dataset
+    from bayesda.data.datasets import load_dataset
+    from bayesda.data.split import block_split
     from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate_batch
     from bayesda.obs import pseudo_obs
     from bayesda.settings import DEFAULT
-    from bayesda.split import block_split
 
     ds = load_dataset("ncep-air")
     _, test = block_split(ds["time"].values)

@@ -55,12 +55,12 @@ def main(argv=None) -> int:
 
     from bayesda.checkpoint import load_model
     from bayesda.convergence import host_convergence
-    from bayesda.data import load_dataset
+    from bayesda.data.datasets import load_dataset
+    from bayesda.data.split import block_split
     from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate_batch
     from bayesda.obs import pseudo_obs
     from bayesda.settings import REANALYSIS
-    from bayesda.split import block_split
 
     t_start = time.perf_counter()
     load = os.getloadavg()

@@ -347,7 +347,7 @@ def save_model(
       norm_sd: ``[nlat, nlon]`` training anomaly SD, K (> 0).
       repr_error: the decoder's representation error, K.
       climatology: an object with ``to_netcdf(path)`` (a
-        :class:`bayesda.climatology.Climatology`), or None.
+        :class:`bayesda.data.climatology.Climatology`), or None.
       surface_height: ``[nlat, nlon]`` surface height, m (NaN where unknown;
         :func:`bayesda.geo.orography.surface_height`), or None.
       card: JSON-able provenance and metrics merged into model.json (e.g. ``name``,
@@ -577,7 +577,7 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
 
     climatology = None
     if (path / "climatology.nc").is_file():
-        from bayesda.climatology import Climatology
+        from bayesda.data.climatology import Climatology
 
         climatology = Climatology.from_netcdf(path / "climatology.nc")
     surface_height = None

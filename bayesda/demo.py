@@ -1,7 +1,7 @@
 """End-to-end demo: a held-out NCEP winter day, station-like pseudo-observations, NUTS.
 
 Steps: load the real NCEP air temperature (offline, ``$BAYESDA_DATA_DIR``), pick a time in
-the held-out (test) blocks of :func:`bayesda.split.block_split` -- by default the first
+the held-out (test) blocks of :func:`bayesda.data.split.block_split` -- by default the first
 held-out January day at 12 UTC in 2014 -- take its anomaly w.r.t. the model's climatology as
 the truth, draw station-like observations of it (:func:`bayesda.obs.pseudo_obs`), assimilate
 with the shipped model, diagnose, map (with truth and error panels), and verify (RMSE, CRPS,
@@ -48,7 +48,7 @@ def pick_time(times: np.ndarray, month: int = 1, hour: int = 12, year: int = 201
     """The first held-out time in ``year``-``month`` at ``hour`` UTC (test split)."""
     import pandas as pd
 
-    from bayesda.split import block_split
+    from bayesda.data.split import block_split
 
     _, test = block_split(times)
     t = pd.DatetimeIndex(times)
@@ -90,10 +90,10 @@ def run_demo(
         :data:`bayesda.settings.DEMO`).
       **legacy: deprecated per-field overrides of ``sampler`` (``num_warmup=``, ...).
     """
-    from bayesda.data import load_dataset
+    from bayesda.data.datasets import load_dataset
+    from bayesda.data.split import block_split
     from bayesda.geo.grid import Grid
     from bayesda.obs import pseudo_obs
-    from bayesda.split import block_split
 
     t0 = _time.perf_counter()
     prior = prior if prior is not None else load_prior(model)

@@ -17,7 +17,7 @@ column         required  meaning
 
 :func:`validate_obs` checks a table and returns a clean copy; :func:`read_obs` reads CSV,
 netCDF, DataFrames or Datasets (and converts absolute temperatures to anomalies with a
-:class:`bayesda.climatology.Climatology`); :func:`pseudo_obs` simulates observations of a
+:class:`bayesda.data.climatology.Climatology`); :func:`pseudo_obs` simulates observations of a
 known truth field for experiments. Nothing is modified in place.
 """
 
@@ -244,7 +244,7 @@ def climatology_at(climatology, lat, lon, time, field: str = "mean") -> np.ndarr
     """``[n]`` climatological mean (K) at points, bilinear in space, at each point's time.
 
     Args:
-      climatology: a :class:`bayesda.climatology.Climatology`.
+      climatology: a :class:`bayesda.data.climatology.Climatology`.
       lat, lon: ``[n]`` coordinates (inside its grid).
       time: ``[n]`` datetime64 (or one scalar for all points).
       field: ``"mean"`` or ``"sd"`` (the climatological SD, K).
@@ -301,7 +301,7 @@ def read_obs(
       kind: ``"anomaly"`` (values are anomalies already) or ``"absolute"`` (temperatures,
         turned into anomalies by subtracting the climatological mean bilinearly
         interpolated to each observation at its time).
-      climatology: the :class:`bayesda.climatology.Climatology`, required for
+      climatology: the :class:`bayesda.data.climatology.Climatology`, required for
         ``kind="absolute"``; its grid also bounds the points when ``grid`` is None.
       time: valid time for all observations when the table has no ``time`` column (a
         column, when present, wins); stored in a ``time`` column.

@@ -32,7 +32,7 @@ class GenerativePrior:
       grid: the grid of the decoded fields.
       repr_error: covariance of ``r`` (the decoder's representation error).
       climatology: the climatology the anomalies are relative to (a
-        :class:`bayesda.climatology.Climatology`), or None for synthetic priors.
+        :class:`bayesda.data.climatology.Climatology`), or None for synthetic priors.
       encode: optional ``anomaly [..., nlat, nlon] -> (mean, logvar) [..., latent_dim]``.
       surface_height: ``[nlat, nlon]`` model surface height, m (NaN where unknown), for the
         lapse-rate adjustment (:mod:`bayesda.elevation`), or None.

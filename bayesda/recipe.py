@@ -84,10 +84,8 @@ def train_prior(
       ``wall_time_s``, ``val_recon_rmse_K`` and the training history.
     """
     from bayesda.checkpoint import save_model
-    from bayesda.climatology import Climatology
-    from bayesda.geo.grid import Grid
-    from bayesda.representation import from_residuals
-    from bayesda.split import (
+    from bayesda.data.climatology import Climatology
+    from bayesda.data.split import (
         BLOCK_DAYS,
         EVERY,
         block_split,
@@ -95,6 +93,8 @@ def train_prior(
         pattern_correlation,
         validation_split,
     )
+    from bayesda.geo.grid import Grid
+    from bayesda.representation import from_residuals
     from bayesda.train import TrainConfig, fit, normalisation
     from bayesda.vae import VAEConfig
 
@@ -143,8 +143,8 @@ def train_prior(
     card = {
         "dataset": dataset,
         "split": {
-            "method": f"bayesda.split.block_split: {BLOCK_DAYS}-day blocks, every {EVERY}th "
-            "held out for testing; validation = bayesda.split.validation_split of the "
+            "method": f"bayesda.data.split.block_split: {BLOCK_DAYS}-day blocks, every {EVERY}th "
+            "held out for testing; validation = bayesda.data.split.validation_split of the "
             "training times (whole blocks)",
             "n_train_fit": int(fit_mask.sum()),
             "n_validation": int(val_mask.sum()),
@@ -157,7 +157,7 @@ def train_prior(
         },
         "normalisation_sd": "one domain-wide SD (RMS of the per-pixel SDs of the fit "
         "fields), stored as a constant field; see bayesda.train.normalisation",
-        "climatology": "bayesda.climatology.Climatology.fit on the training split (fit + "
+        "climatology": "bayesda.data.climatology.Climatology.fit on the training split (fit + "
         "validation times), stored as climatology.nc",
         "training": {
             "train_config": tc.to_dict(),

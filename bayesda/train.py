@@ -160,7 +160,7 @@ def pca_init(
 
     With ``roll_lon`` / ``flip_lat`` (the augmentation of :class:`TrainConfig`) the mean
     and covariance are first averaged over those symmetries
-    (:func:`bayesda.fieldstats.symmetrise`): the PPCA of the augmented data, which the
+    (:func:`bayesda.data.fieldstats.symmetrise`): the PPCA of the augmented data, which the
     augmented training would otherwise have to find from the unsymmetrised start.
 
     Returns:
@@ -177,7 +177,7 @@ def pca_init(
         raise ValueError(f"pca_init needs more fields than latent_dim={d}, got {flat.shape[0]}")
     mu = flat.mean(axis=0)
     if roll_lon or flip_lat:
-        from bayesda.fieldstats import symmetrise
+        from bayesda.data.fieldstats import symmetrise
 
         c = flat - mu
         mu, cov = symmetrise(

@@ -36,7 +36,7 @@ def data_dir() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def ncep(data_dir):
     """The standardized NCEP air temperature Dataset (loaded once per session)."""
-    from bayesda.data import load_dataset
+    from bayesda.data.datasets import load_dataset
 
     return load_dataset("ncep-air", data_dir)
 

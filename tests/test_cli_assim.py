@@ -152,8 +152,8 @@ def test_failure_during_writing_leaves_no_output(tiny, tmp_path, monkeypatch):
 def test_pick_time_is_a_held_out_winter_noon():
     import pandas as pd
 
+    from bayesda.data.split import block_split
     from bayesda.demo import pick_time
-    from bayesda.split import block_split
 
     times = pd.date_range("2013-01-01", "2014-12-31T18", freq="6h").values
     t = pick_time(times)
@@ -185,11 +185,11 @@ def _pca_prior(ncep, k=16):
     """A linear PCA prior with a climatology, on the real NCEP grid (stand-in for the VAE)."""
     import dataclasses
 
-    from bayesda.climatology import Climatology
+    from bayesda.data.climatology import Climatology
+    from bayesda.data.split import split_dataset
     from bayesda.geo.grid import Grid
     from bayesda.prior import linear_prior
     from bayesda.representation import estimate
-    from bayesda.split import split_dataset
 
     train, _ = split_dataset(ncep)
     train = train.isel(time=slice(None, None, 4))

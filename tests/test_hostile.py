@@ -53,7 +53,7 @@ def _tiny_tas(grid, times, seed=0):
 
 @pytest.fixture(scope="module")
 def clim_prior():
-    from bayesda.climatology import Climatology
+    from bayesda.data.climatology import Climatology
 
     prior = make_linear_prior()
     times = pd.date_range("2013-01-01", "2014-12-31 18:00", freq="6h")
@@ -228,7 +228,7 @@ def tiny_model(tmp_path, clim_prior):
     from test_checkpoint import CONFIG, make_params
 
     from bayesda.checkpoint import save_model
-    from bayesda.climatology import Climatology
+    from bayesda.data.climatology import Climatology
     from bayesda.geo.grid import Grid
     from bayesda.representation import RepresentationError
 
@@ -254,7 +254,7 @@ def tiny_model(tmp_path, clim_prior):
 def test_model_file_missing_from_the_hash_list_is_refused(tiny_model):
     """A climatology shifted by 10 K, its hash dropped from model.json, was used silently."""
     from bayesda.checkpoint import CheckpointError, load_model
-    from bayesda.climatology import Climatology
+    from bayesda.data.climatology import Climatology
 
     path, clim = tiny_model
     ds = clim.dataset.copy(deep=True)
@@ -730,7 +730,7 @@ def test_verbose_shows_the_traceback(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["ncep-air", "era5-uk"])
 def test_download_fallback_is_hash_checked(tmp_path, monkeypatch, name):
     pooch = pytest.importorskip("pooch")
-    from bayesda import data
+    from bayesda.data.datasets import datasets as data
 
     monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
     monkeypatch.setattr(data, "_tutorial_cache_dir", lambda: tmp_path)

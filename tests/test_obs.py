@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from bayesda.climatology import Climatology
+from bayesda.data.climatology import Climatology
 from bayesda.geo.grid import Grid
 from bayesda.obs import pseudo_obs, read_obs, validate_obs, write_obs
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from _analysis import analysis_module
 
-from bayesda.split import block_split, validation_split
+from bayesda.data.split import block_split, validation_split
 
 
 @pytest.fixture(scope="module")

@@ -247,7 +247,7 @@ def test_pca_init_with_augmentation_starts_at_the_symmetrised_ppca():
     import jax
     import jax.numpy as jnp
 
-    from bayesda.fieldstats import symmetrise
+    from bayesda.data.fieldstats import symmetrise
     from bayesda.train import pca_init
     from bayesda.vae import VAE
 

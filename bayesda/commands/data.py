@@ -182,8 +182,8 @@ def _simulate_qg(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from bayesda.data import describe, load_dataset
-    from bayesda.split import block_split, validation_split
+    from bayesda.data.datasets import describe, load_dataset
+    from bayesda.data.split import block_split, validation_split
 
     ds = load_dataset(args.name, args.data_dir)
     d = describe(ds)
@@ -235,9 +235,9 @@ def cmd_orography(args) -> int:
 
 
 def cmd_climatology(args) -> int:
-    from bayesda.climatology import Climatology
-    from bayesda.data import load_dataset
-    from bayesda.split import split_dataset
+    from bayesda.data.climatology import Climatology
+    from bayesda.data.datasets import load_dataset
+    from bayesda.data.split import split_dataset
 
     train, _ = split_dataset(load_dataset(args.data, args.data_dir))
     clim = Climatology.fit(train["tas"], n_harmonics=args.n_harmonics)
@@ -249,7 +249,7 @@ def cmd_climatology(args) -> int:
 def _fit_climatology(tas, train: np.ndarray):
     """A climatology of the training times whose fields are complete, at the hours of day
     that have enough of them (a file with a missing field or a few odd hours still fits)."""
-    from bayesda.climatology import Climatology, _hour_of_day
+    from bayesda.data.climatology import Climatology, _hour_of_day
 
     keep = train & np.isfinite(tas.values).reshape(tas.sizes["time"], -1).all(axis=1)
     hours = _hour_of_day(tas["time"].values)
@@ -267,9 +267,9 @@ def _fit_climatology(tas, train: np.ndarray):
 
 def cmd_obs_make(args) -> int:
     from bayesda.commands.argtypes import kind_from_args
-    from bayesda.data import load_dataset
+    from bayesda.data.datasets import load_dataset
+    from bayesda.data.split import block_split
     from bayesda.obs import pseudo_obs, write_obs
-    from bayesda.split import block_split
 
     kind = kind_from_args(args)
     ds = load_dataset(args.data, args.data_dir)

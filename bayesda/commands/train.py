@@ -78,7 +78,7 @@ def register(subparsers) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from bayesda.data import load_dataset
+    from bayesda.data.datasets import load_dataset
     from bayesda.recipe import SHIPPED_LATENT_DIM, train_prior
     from bayesda.train import TrainConfig
     from bayesda.vae import VAEConfig

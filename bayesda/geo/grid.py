@@ -1,6 +1,6 @@
 """The lat-lon grid convention shared by every part of bayesda.
 
-Convention (applied by :mod:`bayesda.data` to everything it loads):
+Convention (applied by :mod:`bayesda.data.datasets` to everything it loads):
 
 * dims ``(time, lat, lon)`` for a series, ``(lat, lon)`` for one field;
 * ``lat`` in degrees north, strictly ascending, within [-90, 90];

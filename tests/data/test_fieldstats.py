@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayesda.fieldstats import (
+from bayesda.data.fieldstats import (
     EARTH_RADIUS_M,
     gaussian_surrogate,
     moments,
@@ -45,7 +45,7 @@ def test_moments_gaussian_and_exponential():
 
 @pytest.mark.parametrize("through_eofs", [False, True])
 def test_gaussian_surrogate_has_the_sample_covariance(through_eofs):
-    from bayesda.fieldstats import training_eofs
+    from bayesda.data.fieldstats import training_eofs
 
     rng = np.random.default_rng(1)
     train = rng.exponential(size=(40, 2, 3)) * np.arange(1, 7).reshape(2, 3)
@@ -85,7 +85,7 @@ def test_gradient_summary_detects_fronts():
 
 
 def test_quadratic_gain_is_null_for_gaussian_fields_and_finds_quadratic_structure():
-    from bayesda.fieldstats import quadratic_gain
+    from bayesda.data.fieldstats import quadratic_gain
 
     rng = np.random.default_rng(4)
     npix, d, n = 60, 3, 4000
@@ -118,7 +118,7 @@ def test_quadratic_gain_is_null_for_gaussian_fields_and_finds_quadratic_structur
 
 
 def test_symmetrise_is_roll_and_flip_invariant_and_keeps_the_variance():
-    from bayesda.fieldstats import symmetrise
+    from bayesda.data.fieldstats import symmetrise
 
     rng = np.random.default_rng(1)
     nlat, nlon = 4, 6
@@ -143,7 +143,7 @@ def test_symmetrise_is_roll_and_flip_invariant_and_keeps_the_variance():
 
 
 def test_knn_gain_sees_a_moving_feature_that_is_null_for_gaussian_fields():
-    from bayesda.fieldstats import knn_gain
+    from bayesda.data.fieldstats import knn_gain
 
     rng = np.random.default_rng(5)
     n, nlon = 3000, 48
@@ -165,7 +165,7 @@ def test_knn_gain_sees_a_moving_feature_that_is_null_for_gaussian_fields():
 @pytest.mark.parametrize("shape", [(60, 20), (20, 60)])
 def test_training_eofs_equal_the_svd(shape):
     """Gram-eigh EOFs: the thin SVD of the centred fields (leading modes up to sign)."""
-    from bayesda.fieldstats import training_eofs
+    from bayesda.data.fieldstats import training_eofs
 
     rng = np.random.default_rng(3)
     a = rng.standard_normal(shape) @ np.diag(np.linspace(3, 0.5, shape[1])) + 2.0

@@ -81,7 +81,7 @@ def test_interrupted_run_resumes_to_the_same_fields(tiny_run, tmp_path):
 def test_column_fields_agree_with_the_stored_level_and_forcing_can_be_changed():
     from dinosaur import scales
 
-    from bayesda.fieldstats import sphere_gradient
+    from bayesda.data.fieldstats import sphere_gradient
     from bayesda.simulate import _build
 
     model = _build(TINY)

@@ -1,4 +1,4 @@
-"""Tests for bayesda.data: finding, loading and standardizing temperature data."""
+"""Tests for bayesda.data.datasets: finding, loading and standardizing temperature data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from bayesda.data import DATASETS, describe, find_dataset, load_dataset, standardize
+from bayesda.data.datasets import DATASETS, describe, find_dataset, load_dataset, standardize
 from bayesda.geo.grid import Grid
 
 
@@ -73,7 +73,7 @@ def test_find_dataset_layouts(tmp_path, monkeypatch):
 
 def test_find_dataset_missing_lists_places(tmp_path, monkeypatch):
     monkeypatch.setenv("BAYESDA_DATA_DIR", str(tmp_path / "env"))
-    monkeypatch.setattr("bayesda.data._tutorial_cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr("bayesda.data.datasets._tutorial_cache_dir", lambda: tmp_path / "cache")
     with pytest.raises(FileNotFoundError) as info:
         find_dataset("era5-uk", tmp_path / "arg", download=False)
     msg = str(info.value)
@@ -180,9 +180,9 @@ def test_cli_data_info(data_dir, capsys):
 
 
 def test_cli_obs_make_anomaly_and_absolute_agree(data_dir, tmp_path, capsys):
-    from bayesda.climatology import Climatology
+    from bayesda.data.climatology import Climatology
+    from bayesda.data.split import split_dataset
     from bayesda.obs import climatology_at, read_obs
-    from bayesda.split import split_dataset
 
     common = [
         "obs",

@@ -18,7 +18,7 @@ the fit is just the mean (and variance) of each hour of day, e.g. for one month 
 
 Anomalies are ``tas - mean`` in K (not divided by ``std``); computation is in float64 and
 results are float32. The climatology is fitted only on what it is given: pass the training
-period (:func:`bayesda.split.split_dataset`).
+period (:func:`bayesda.data.split.split_dataset`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for bayesda.climatology: harmonic mean/variance climatology and anomalies."""
+"""Tests for bayesda.data.climatology: harmonic mean/variance climatology and anomalies."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from bayesda.climatology import Climatology, design_matrix
+from bayesda.data.climatology import Climatology, design_matrix
+from bayesda.data.split import split_dataset
 from bayesda.geo.grid import Grid
-from bayesda.split import split_dataset
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_netcdf_round_trip(clim, tmp_path):
 
 def test_era5_month_uses_hourly_means(data_dir):
     pytest.importorskip("cfgrib")
-    from bayesda.data import load_dataset
+    from bayesda.data.datasets import load_dataset
 
     ds = load_dataset("era5-uk", data_dir)
     c = Climatology.fit(ds["tas"], n_harmonics=3)

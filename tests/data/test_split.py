@@ -1,4 +1,4 @@
-"""Tests for bayesda.split: blockwise train/test/validation splits."""
+"""Tests for bayesda.data.split: blockwise train/test/validation splits."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesda.split import block_index, block_split, split_dataset, validation_split
+from bayesda.data.split import block_index, block_split, split_dataset, validation_split
 
 
 def test_ncep_split_sizes(ncep):
@@ -79,7 +79,7 @@ def _ar1_fields(n: int, rho: float, seed: int = 0) -> np.ndarray:
 
 
 def test_pattern_correlation_of_an_ar1_sequence_and_gaps():
-    from bayesda.split import pattern_correlation
+    from bayesda.data.split import pattern_correlation
 
     times = np.datetime64("2000-01-01") + np.arange(4000) * np.timedelta64(1, "D")
     x = _ar1_fields(4000, 0.8)
@@ -97,7 +97,7 @@ def test_pattern_correlation_of_an_ar1_sequence_and_gaps():
 
 
 def test_leakage_warning_fires_for_long_memory_only():
-    from bayesda.split import leakage_warning
+    from bayesda.data.split import leakage_warning
 
     times = np.datetime64("2000-01-01") + np.arange(2000) * np.timedelta64(6, "h")
     assert leakage_warning(_ar1_fields(2000, 0.5), times) is None  # forgets within a day
