@@ -48,7 +48,9 @@ def parse_args(argv=None):
     )
     p.add_argument("--store", default=None)
     p.add_argument(
-        "--var", default="tas", help="tas (Held-Suarez) or a QG variable (bayesda.qg): q, psi, ..."
+        "--var",
+        default="tas",
+        help="tas (Held-Suarez) or a QG variable (bayesda.sim.qg): q, psi, ...",
     )
     p.add_argument(
         "--sigma",

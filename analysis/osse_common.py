@@ -20,7 +20,7 @@ FIGURES = ROOT / "analysis" / "figures"
 
 
 def default_store() -> pathlib.Path:
-    from bayesda.simulate import HeldSuarezConfig, default_store_path
+    from bayesda.sim.heldsuarez import HeldSuarezConfig, default_store_path
 
     return default_store_path(HeldSuarezConfig())
 
@@ -85,7 +85,7 @@ def store_summary(attrs: dict, n: int) -> dict:
     return {"config": cfg, "snapshots": n, "wall_seconds": attrs.get("wall_seconds")}
 
 
-# --- the quasi-geostrophic (QG) simulations of bayesda.qg ----------------------------------
+# --- the quasi-geostrophic (QG) simulations of bayesda.sim.qg ----------------------------------
 
 QG_UNITS = {
     # variable: (scale the stored SI value is divided by, units after scaling)
@@ -100,7 +100,7 @@ QG_LAT_HALF_WIDTH = 10.0
 
 
 def default_qg_store() -> pathlib.Path:
-    from bayesda.qg import QGConfig, default_store_path
+    from bayesda.sim.qg import QGConfig, default_store_path
 
     return default_store_path(QGConfig())
 
@@ -110,8 +110,8 @@ def open_field(
 ) -> xr.DataArray:
     """One variable of an OSSE store as ``(time, lat, lon)``, loaded.
 
-    Held-Suarez stores (:mod:`bayesda.simulate`) are on the sphere already. QG stores
-    (:mod:`bayesda.qg`, doubly periodic ``(y, x)`` in km) are relabelled so that bayesda's
+    Held-Suarez stores (:mod:`bayesda.sim.heldsuarez`) are on the sphere already. QG stores
+    (:mod:`bayesda.sim.qg`, doubly periodic ``(y, x)`` in km) are relabelled so that bayesda's
     grid machinery applies unchanged: ``x`` becomes a longitude spanning 360 degrees (so the
     grid is periodic in it, as the model is) and ``y`` a latitude in
     [-``QG_LAT_HALF_WIDTH``, ``QG_LAT_HALF_WIDTH``] (cos-latitude weights within 1.5% of 1;

@@ -237,7 +237,7 @@ def markdown(s: dict) -> str:
             "(`osse_gpu_sweep.md`: 9,200 snapshots; H200). Refined z = the decoder's optimum "
             "(Adam on z); PCA-sym = PCA with the covariance averaged over longitude rolls and "
             "the hemisphere flip (the fair baseline for the augmented `aug-*` runs). "
-            "`vae-q:qg-*` rows: the QG store (bayesda.qg), lower-layer potential vorticity in "
+            "`vae-q:qg-*` rows: the QG store (bayesda.sim.qg), lower-layer potential vorticity in "
             "1e-6 s-1, not K (qg_stats.md), scored on block-split test fields, which on QG are "
             "neighbours of training fields (pattern correlation 0.95 at 7 days): on a disjoint "
             "later period `qg-q` is 1.023 x PCA-32, not 0.653 (split_independence.md).",
@@ -273,7 +273,7 @@ def markdown(s: dict) -> str:
             "",
             "Block-split test fields, which on QG are neighbours of training fields for every "
             "method, OI's covariance included (split_independence.md): within-trajectory skill. "
-            "The QG store (bayesda.qg), units of analysis/osse_common.QG_UNITS; same targets "
+            "The QG store (bayesda.sim.qg), units of analysis/osse_common.QG_UNITS; same targets "
             "and scores as above.",
             "",
             "Prior: the model and, in brackets, the representation error re-estimated by "

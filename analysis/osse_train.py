@@ -46,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--var",
         default="tas",
-        help="variable: tas (Held-Suarez) or q, q_upper, psi, u, v (the QG store, bayesda.qg)",
+        help="variable: tas (Held-Suarez) or q, q_upper, psi, u, v (the QG store, bayesda.sim.qg)",
     )
     p.add_argument("--max-snapshots", type=int, default=None)
     p.add_argument("--dims", default="32,64,128")
@@ -249,7 +249,7 @@ def markdown(records) -> str:
         "# Held-out reconstruction RMSE on the simulated weather: VAE vs PCA-d",
         "",
         "Temperature at the lowest model level (K) for Held-Suarez rows; lower-layer "
-        "potential vorticity (1e-6 s-1) for the QG rows (tag qg-*, bayesda.qg); anomalies "
+        "potential vorticity (1e-6 s-1) for the QG rows (tag qg-*, bayesda.sim.qg); anomalies "
         "from the training time mean, held-out test blocks. `ratio` = VAE / PCA "
         "(target <= 0.85). Each row's exact command is in osse_recon.json.",
         "",

@@ -4,7 +4,7 @@ Is there a cheap setting where the simulated weather is less Gaussian than the s
 lowest-level T21 fields (analysis/results/osse_nongauss.md)? Each variant restarts from a
 saved state of the T21 store (``<store>.restart/state_N.npz``, already in statistical
 equilibrium under standard Held-Suarez forcing), integrates ``--spinup-days`` with its own
-forcing (:func:`bayesda.simulate._build` ``forcing=``), then keeps ``--snapshots`` 6-hourly
+forcing (:func:`bayesda.sim.heldsuarez._build` ``forcing=``), then keeps ``--snapshots`` 6-hourly
 snapshots of temperature and relative vorticity at several sigma levels and reports, per
 field, on the 7-day block split: marginal moments and :func:`bayesda.data.fieldstats.quadratic_gain`
 at small d, each with the same statistics of a Gaussian with the training covariance (the
@@ -76,7 +76,7 @@ def parse_forcing(text: str | None) -> dict:
 def timing(grid: str, dt_minutes: float, n: int = 8) -> dict:
     import jax
 
-    from bayesda.simulate import HeldSuarezConfig, _build
+    from bayesda.sim.heldsuarez import HeldSuarezConfig, _build
 
     cfg = HeldSuarezConfig(grid=grid, dt_minutes=dt_minutes)
     model = _build(cfg)
@@ -130,7 +130,7 @@ def field_stats(x: np.ndarray, times: np.ndarray, w: np.ndarray) -> dict:
 def run_variant(args) -> dict:
     import jax
 
-    from bayesda.simulate import HeldSuarezConfig, _build, _state_from_npz
+    from bayesda.sim.heldsuarez import HeldSuarezConfig, _build, _state_from_npz
 
     store = pathlib.Path(args.store) if args.store else default_store()
     restarts = sorted(

@@ -1,4 +1,4 @@
-"""What a Gaussian misses in the quasi-geostrophic (QG) turbulence of bayesda.qg.
+"""What a Gaussian misses in the quasi-geostrophic (QG) turbulence of bayesda.sim.qg.
 
 For each variable of the QG store, on the training anomalies of the 7-day block split:
 marginal moments (per-pixel skewness and excess kurtosis, share beyond 4 SD), the variance

@@ -6,7 +6,7 @@ truth comes from sources it was not trained on, built from held-out NCEP times:
   none     the NCEP anomaly itself (no shift: calibration must not change anything)
   finer    the NCEP anomaly plus the variability a finer source resolves and NCEP does not:
            a Matern-3/2 Gaussian random field with a 250 km length scale (about one grid
-           step), SD 1 K over sea and 2 K over land (bayesda.synthetic.GaussianRandomField),
+           step), SD 1 K over sea and 2 K over land (bayesda.sim.grf.GaussianRandomField),
            drawn afresh for each time -- a stand-in for a finer reanalysis or station data
            regridded to the NCEP grid
   coarser  the NCEP anomaly smoothed by a 3 x 3 box (a 7.5-degree source regridded)
@@ -46,7 +46,7 @@ from bayesda.infer import assimilate
 from bayesda.obs import pseudo_obs
 from bayesda.posterior import posterior_dataset
 from bayesda.settings import SamplerSettings
-from bayesda.synthetic import GaussianRandomField
+from bayesda.sim.grf import GaussianRandomField
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHIFTS = ("none", "finer", "coarser")

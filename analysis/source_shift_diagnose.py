@@ -44,7 +44,7 @@ from bayesda.geo.landmask import land_fraction
 from bayesda.obs import pseudo_obs
 from bayesda.operators import as_matrix, bilinear_stencil
 from bayesda.qc import linearise, observed_jacobian
-from bayesda.synthetic import GaussianRandomField
+from bayesda.sim.grf import GaussianRandomField
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from source_shift import LinearisedPosterior, _write, shifted_truth  # noqa: E402

@@ -1,8 +1,8 @@
 """Synthetic check of the whole method against an exact Gaussian posterior (issue 5).
 
-The truth is a Gaussian random field (:class:`bayesda.synthetic.GaussianRandomField`) on the
+The truth is a Gaussian random field (:class:`bayesda.sim.grf.GaussianRandomField`) on the
 NCEP grid, so the posterior given point observations is known exactly
-(:func:`bayesda.synthetic.gaussian_posterior`). The check runs the whole bayesda pipeline on
+(:func:`bayesda.sim.grf.gaussian_posterior`). The check runs the whole bayesda pipeline on
 it and compares:
 
 1. Draw training, validation and test fields from the GRF (fixed seeds).
@@ -281,7 +281,7 @@ def exact_coverage_check(grf, n_fields: int, n_obs: int, sigma: float, seed: int
     """
     from bayesda.obs import pseudo_obs
     from bayesda.operators import as_matrix, bilinear_stencil
-    from bayesda.synthetic import gaussian_posterior
+    from bayesda.sim.grf import gaussian_posterior
 
     grid = grf.grid
     truths = grf.sample(seed, n_fields)
@@ -305,7 +305,7 @@ def run_case(prior, grid, truth, n_obs, refs, cfg: CheckConfig, seed: int) -> di
     from bayesda.infer import assimilate
     from bayesda.obs import pseudo_obs
     from bayesda.operators import as_matrix, bilinear_stencil
-    from bayesda.synthetic import gaussian_posterior
+    from bayesda.sim.grf import gaussian_posterior
 
     truth_da = _da(grid, truth)
     obs = pseudo_obs(truth_da, n_obs, network="uniform", sigma=cfg.sigma, seed=seed)
@@ -668,7 +668,7 @@ def main(argv=None) -> None:
     stem = "synthetic_check" + (f"_{tag}" if tag else "")
     t_start = _time.perf_counter()
 
-    from bayesda.synthetic import GaussianRandomField
+    from bayesda.sim.grf import GaussianRandomField
 
     grid = ncep_grid()
     grf = GaussianRandomField(

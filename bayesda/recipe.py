@@ -77,7 +77,7 @@ def train_prior(
       command: the command line, recorded in the card.
       extra_card: more JSON-able entries for model.json.
       n_harmonics: annual harmonics of the climatology (0 for a climate without seasons,
-        e.g. the Held-Suarez simulations of :mod:`bayesda.simulate`).
+        e.g. the Held-Suarez simulations of :mod:`bayesda.sim.heldsuarez`).
 
     Returns:
       ``(path, summary)`` with ``summary`` holding ``epochs_run``, ``best_epoch``,

@@ -195,7 +195,7 @@ def homogeneous(
     """A homogeneous ``C`` on a doubly periodic grid, from the residuals' power spectrum.
 
     For fields that are statistically homogeneous on a domain periodic in both directions
-    (a doubly periodic simulation such as :mod:`bayesda.qg`), ``C`` is circulant: its
+    (a doubly periodic simulation such as :mod:`bayesda.sim.qg`), ``C`` is circulant: its
     eigenvectors are the Fourier modes and its eigenvalues the power spectrum
     ``P(k) = mean |FFT(r)(k)|^2 / npix``, averaged over fields *and* translations. So it is
     estimated from ``n * npix`` numbers, not ``n`` fields, without the spurious long-range

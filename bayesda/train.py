@@ -53,7 +53,7 @@ class TrainConfig:
         ``VAEConfig.linear_path``.
       roll_lon: augment each training field by a random cyclic shift in longitude (exact
         only for a statistically zonally symmetric climate on a periodic grid, e.g. the
-        Held-Suarez simulations of :mod:`bayesda.simulate`).
+        Held-Suarez simulations of :mod:`bayesda.sim.heldsuarez`).
       flip_lat: augment by mirroring latitudes with probability 1/2 (exact only for a
         hemispherically symmetric climate and a scalar field on a symmetric grid).
       free_bits: "free bits" (Kingma et al. 2016): each latent dimension's KL, averaged

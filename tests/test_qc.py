@@ -12,7 +12,7 @@ from bayesda.operators import as_matrix, bilinear_stencil
 from bayesda.prior import linear_prior
 from bayesda.qc import linearise, quality_control, studentt_effective_sigma
 from bayesda.representation import RepresentationError
-from bayesda.synthetic import GaussianRandomField, gaussian_posterior
+from bayesda.sim.grf import GaussianRandomField, gaussian_posterior
 from bayesda.testing import make_linear_prior, tiny_grid
 
 

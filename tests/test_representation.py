@@ -17,7 +17,7 @@ from bayesda.representation import (
     stationary_cached,
     stationary_loglik,
 )
-from bayesda.synthetic import GaussianRandomField, correlation, pairwise_distance_km
+from bayesda.sim.grf import GaussianRandomField, correlation, pairwise_distance_km
 
 GRID = Grid(lat=np.arange(30.0, 61.0, 2.5), lon=np.arange(-130.0, -79.0, 2.5))  # 13 x 21
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from _analysis import analysis_module
 
-from bayesda.synthetic import GaussianRandomField
+from bayesda.sim.grf import GaussianRandomField
 
 
 @pytest.fixture(scope="module")

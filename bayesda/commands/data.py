@@ -60,15 +60,15 @@ def register(subparsers) -> None:
         "--simulator",
         choices=("held-suarez", "qg"),
         default="held-suarez",
-        help="held-suarez: bayesda.simulate (tas, ps, ua, va on a Gaussian grid); qg: "
-        "bayesda.qg (q, q_upper, psi, u, v on a doubly periodic 64 x 64 grid)",
+        help="held-suarez: bayesda.sim.heldsuarez (tas, ps, ua, va on a Gaussian grid); qg: "
+        "bayesda.sim.qg (q, q_upper, psi, u, v on a doubly periodic 64 x 64 grid)",
     )
     sim.add_argument(
         "--preset",
         choices=("full", "small", "tiny"),
         default="full",
-        help="starting settings (bayesda.simulate.PRESETS or bayesda.qg.PRESETS; qg has no "
-        "'small'); flags override them",
+        help="starting settings (bayesda.sim.heldsuarez.PRESETS or bayesda.sim.qg.PRESETS; "
+        "qg has no 'small'); flags override them",
     )
     sim.add_argument("--n-snapshots", type=int, default=None)
     sim.add_argument(
@@ -128,7 +128,7 @@ def cmd_simulate(args) -> int:
         return _simulate_qg(args)
     import dataclasses
 
-    from bayesda.simulate import PRESETS, simulate
+    from bayesda.sim.heldsuarez import PRESETS, simulate
 
     overrides = {
         k: getattr(args, k)
@@ -156,7 +156,7 @@ def cmd_simulate(args) -> int:
 def _simulate_qg(args) -> int:
     import dataclasses
 
-    from bayesda.qg import PRESETS, simulate_qg
+    from bayesda.sim.qg import PRESETS, simulate_qg
 
     if args.preset not in PRESETS:
         raise SystemExit(f"--preset {args.preset}: the qg simulator has {sorted(PRESETS)}")

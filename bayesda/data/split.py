@@ -19,7 +19,7 @@ Blocks only make held-out fields independent when the flow forgets its state wit
 half a block. :func:`pattern_correlation` measures that memory and :func:`leakage_warning`
 says when it is too long (a field still correlated above ``LEAK_CORRELATION`` at half a
 block): the real atmosphere (NCEP: 0.19 at 3.5 days) and Held-Suarez (0.20) pass; the
-quasi-geostrophic turbulence of :mod:`bayesda.qg` does not (0.99 at 3.5 days; 0.53 at 30
+quasi-geostrophic turbulence of :mod:`bayesda.sim.qg` does not (0.99 at 3.5 days; 0.53 at 30
 days), and there block-split scores measured memory of one trajectory
 (``analysis/results/split_independence.md``).
 """

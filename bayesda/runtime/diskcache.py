@@ -17,7 +17,7 @@ computes such arrays once and keeps them in ``CACHE_ROOT/KIND/DIGEST.npz``:
 * the cache is optional: where the directory cannot be written the result is returned
   uncached, and ``BAYESDA_DISK_CACHE=off`` turns it off.
 
-The root is ``$BAYESDA_CACHE`` (as for the simulated weather of :mod:`bayesda.simulate`),
+The root is ``$BAYESDA_CACHE`` (as for the simulated weather of :mod:`bayesda.sim.heldsuarez`),
 else ``$XDG_CACHE_HOME/bayesda`` or ``~/.cache/bayesda``. Entries are small (a grid's
 land fraction is ``nlat * nlon`` float64) and may be deleted at any time.
 """

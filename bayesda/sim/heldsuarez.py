@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 import xarray as xr
 
-from bayesda.simstore import SimulationResult, Stepper, cache_store_path, run_store
+from bayesda.sim.store import SimulationResult, Stepper, cache_store_path, run_store
 
 __all__ = [
     "HeldSuarezConfig",

@@ -1,6 +1,6 @@
 """Simulated turbulence for perfect-model experiments: the two-layer quasi-geostrophic model.
 
-The Held-Suarez runs of :mod:`bayesda.simulate` turned out Gaussian for every field, level
+The Held-Suarez runs of :mod:`bayesda.sim.heldsuarez` turned out Gaussian for every field, level
 and forcing tried (``analysis/results/osse_nongauss.md``, ``osse_variants.md``): the
 nonlinear structure a VAE could learn is not there, so no prior can beat optimal
 interpolation on them. This module provides a second simulator whose fields are *not*
@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
-from bayesda.simstore import SimulationResult, Stepper, cache_store_path, run_store
+from bayesda.sim.store import SimulationResult, Stepper, cache_store_path, run_store
 
 __all__ = ["PRESETS", "QGConfig", "default_store_path", "simulate_qg"]
 
@@ -286,7 +286,7 @@ def simulate_qg(
       progress: called with a one-line message after spin-up and each chunk.
 
     Returns:
-      A :class:`bayesda.simstore.SimulationResult`.
+      A :class:`bayesda.sim.store.SimulationResult`.
 
     Raises:
       ValueError: the store exists with a different configuration.

@@ -6,8 +6,8 @@ store (``<store>.restart/state_<n>.npz``, ``n`` = the store size it continues), 
 interrupted run resumes where it stopped and, XLA on one machine being deterministic,
 produces the same fields as an uninterrupted one. The store's attributes record the
 configuration (without its size, so a longer run extends the same store), the library
-versions and the wall time of every call. Used by :mod:`bayesda.simulate` (Held-Suarez) and
-:mod:`bayesda.qg` (quasi-geostrophic turbulence), which supply the model as a
+versions and the wall time of every call. Used by :mod:`bayesda.sim.heldsuarez` (Held-Suarez) and
+:mod:`bayesda.sim.qg` (quasi-geostrophic turbulence), which supply the model as a
 :class:`Stepper`.
 """
 

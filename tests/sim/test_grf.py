@@ -1,4 +1,4 @@
-"""Tests for bayesda.synthetic: Gaussian random fields and the exact Gaussian posterior."""
+"""Tests for bayesda.sim.grf: Gaussian random fields and the exact Gaussian posterior."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from bayesda.geo.grid import Grid
 from bayesda.operators import as_matrix, bilinear_stencil
-from bayesda.synthetic import (
+from bayesda.sim.grf import (
     GaussianRandomField,
     correlation,
     gaussian_posterior,

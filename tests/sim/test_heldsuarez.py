@@ -11,7 +11,7 @@ import xarray as xr
 
 pytest.importorskip("dinosaur")
 
-from bayesda.simulate import PRESETS, HeldSuarezConfig, simulate  # noqa: E402
+from bayesda.sim.heldsuarez import PRESETS, HeldSuarezConfig, simulate  # noqa: E402
 
 TINY = PRESETS["tiny"]
 
@@ -82,7 +82,7 @@ def test_column_fields_agree_with_the_stored_level_and_forcing_can_be_changed():
     from dinosaur import scales
 
     from bayesda.data.fieldstats import sphere_gradient
-    from bayesda.simulate import _build
+    from bayesda.sim.heldsuarez import _build
 
     model = _build(TINY)
     state = model.advance(model.advance(model.initial_state))

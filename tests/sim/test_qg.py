@@ -1,4 +1,4 @@
-"""The QG simulator (bayesda.qg): a tiny run, its layout, physics, determinism, resumption."""
+"""The QG simulator (bayesda.sim.qg): a tiny run, its layout, physics, determinism, resumption."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import xarray as xr
 
 pytest.importorskip("pyqg_jax")
 
-from bayesda.qg import PRESETS, QGConfig, default_store_path, simulate_qg  # noqa: E402
+from bayesda.sim.qg import PRESETS, QGConfig, default_store_path, simulate_qg  # noqa: E402
 
 TINY = PRESETS["tiny"]
 VARS = ["q", "q_upper", "psi", "u", "v"]
