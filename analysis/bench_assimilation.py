@@ -139,7 +139,7 @@ def run_one(args) -> dict:
     from bayesda.demo import DEMO_N_OBS, DEMO_NETWORK, DEMO_SIGMA, pick_time
     from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate
-    from bayesda.obs import pseudo_obs
+    from bayesda.obs.table import pseudo_obs
     from bayesda.posterior import posterior_dataset
 
     prior = _prior(args)

@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
     from bayesda.infer import assimilate
-    from bayesda.obs import pseudo_obs
+    from bayesda.obs.table import pseudo_obs
 
     prior = load_model(ROOT / "models" / "ncep-air")
     ds = load_dataset("ncep-air")

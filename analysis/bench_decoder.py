@@ -102,14 +102,14 @@ def bench_nuts(
     """NUTS gradients per second with the saved prior (2 chains, 200 + 200 draws).
 
     Observations: ``n_obs`` uniform pseudo-observations (sigma 0.5 K) of the first test
-    field's anomaly (bayesda.obs.pseudo_obs). Uses bayesda.infer.assimilate with its
+    field's anomaly (bayesda.obs.table.pseudo_obs). Uses bayesda.infer.assimilate with its
     defaults, except ``dense_mass`` when given.
     """
     from bayesda.checkpoint import load_model
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
     from bayesda.infer import assimilate
-    from bayesda.obs import pseudo_obs
+    from bayesda.obs.table import pseudo_obs
 
     prior = load_model(model_dir)
     tas = load_dataset("ncep-air")["tas"]

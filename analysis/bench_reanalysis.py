@@ -52,7 +52,7 @@ def make_obs(path: Path, n_times: int, n_obs: int, seed: int = 0) -> list[str]:
     from bayesda.checkpoint import load_model
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
-    from bayesda.obs import pseudo_obs
+    from bayesda.obs.table import pseudo_obs
 
     prior = load_model(ROOT / "models" / "ncep-air")
     ds = load_dataset("ncep-air")

@@ -59,7 +59,7 @@ class BenchConfig:
     Attributes:
       n_times: held-out times, evenly spaced over the test set.
       networks: ``(kind, n_obs)`` pairs; kind "uniform" (uniform over the area) or
-        "station" (clustered, denser over land), see :func:`bayesda.obs.pseudo_obs`.
+        "station" (clustered, denser over land), see :func:`bayesda.obs.table.pseudo_obs`.
       methods: methods to run (subset of :data:`METHODS`).
       sigma: observation error SD, K.
       chains, warmup, draws: NUTS settings (Laplace: ``chains x draws`` draws).
@@ -158,10 +158,10 @@ def load_prior(kind: str, model_dir: pathlib.Path, train: xr.DataArray | None):
 def network_locations(grid: Grid, kind: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Fixed locations ``(lat, lon)`` (degrees) of a "uniform" or "station" network.
 
-    Drawn once per network by :func:`bayesda.obs.pseudo_obs` (uniform over the area, or
+    Drawn once per network by :func:`bayesda.obs.table.pseudo_obs` (uniform over the area, or
     clustered and denser over land) and kept for every time, as a real network would be.
     """
-    from bayesda.obs import pseudo_obs
+    from bayesda.obs.table import pseudo_obs
 
     if kind not in NETWORK_KINDS:
         raise ValueError(f"unknown network kind {kind!r}; expected one of {NETWORK_KINDS}")
@@ -171,7 +171,7 @@ def network_locations(grid: Grid, kind: str, n: int, seed: int) -> tuple[np.ndar
 
 def observe(truth: xr.DataArray, lat, lon, sigma: float, seed: int) -> pd.DataFrame:
     """Observations ``H truth + e``, ``e ~ N(0, sigma^2)`` at fixed locations."""
-    from bayesda.obs import pseudo_obs
+    from bayesda.obs.table import pseudo_obs
 
     return pseudo_obs(truth, lat=lat, lon=lon, sigma=sigma, seed=seed)
 

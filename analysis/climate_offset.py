@@ -34,7 +34,7 @@ from bayesda import metrics
 from bayesda.checkpoint import load_model
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
-from bayesda.obs import pseudo_obs
+from bayesda.obs.table import pseudo_obs
 from bayesda.offset import estimate_offset, offset_modes
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))

@@ -56,8 +56,8 @@ import bayesda  # noqa: F401  (XLA flags before jax)
 from bayesda.checkpoint import load_model
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
-from bayesda.elevation import LapseRate, adjust, surface_height_at
-from bayesda.operators import as_matrix, bilinear_stencil
+from bayesda.obs.elevation import LapseRate, adjust, surface_height_at
+from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.preflight import preflight
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -36,7 +36,7 @@ from bayesda.checkpoint import load_model
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.infer import assimilate
-from bayesda.obs import pseudo_obs
+from bayesda.obs.table import pseudo_obs
 from bayesda.posterior import posterior_dataset
 from bayesda.qc import quality_control
 from bayesda.settings import ModelOptions, SamplerSettings

@@ -153,7 +153,7 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     from bayesda import baselines, metrics
     from bayesda.geo.grid import Grid
-    from bayesda.operators import as_matrix, bilinear_stencil
+    from bayesda.obs.operator import as_matrix, bilinear_stencil
 
     args = parse_args(argv)
     t0 = _time.perf_counter()

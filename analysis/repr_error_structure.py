@@ -122,7 +122,7 @@ def _cases(anomalies, n_times: int, networks, seed: int):
     """``(network name, [(truth, obs, seed)])``: the same fields and observations for all."""
     import numpy as np
 
-    from bayesda.obs import pseudo_obs
+    from bayesda.obs.table import pseudo_obs
 
     pick = np.linspace(0, anomalies.sizes["time"] - 1, n_times).round().astype(int)
     for network, n in networks:

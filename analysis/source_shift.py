@@ -43,7 +43,7 @@ from bayesda.checkpoint import load_model
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.infer import assimilate
-from bayesda.obs import pseudo_obs
+from bayesda.obs.table import pseudo_obs
 from bayesda.posterior import posterior_dataset
 from bayesda.settings import SamplerSettings
 from bayesda.sim.grf import GaussianRandomField
@@ -90,7 +90,7 @@ class LinearisedPosterior:
         self.grid = prior.grid
 
     def __call__(self, obs, scale: float = 1.0, scale_obs: float | None = None):
-        from bayesda.operators import as_matrix, bilinear_stencil
+        from bayesda.obs.operator import as_matrix, bilinear_stencil
 
         H = as_matrix(bilinear_stencil(self.grid, obs["lat"], obs["lon"]), self.b.size)
         P = self.JJt + scale**2 * self.C

@@ -41,8 +41,8 @@ from bayesda.checkpoint import load_model
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.geo.landmask import land_fraction
-from bayesda.obs import pseudo_obs
-from bayesda.operators import as_matrix, bilinear_stencil
+from bayesda.obs.operator import as_matrix, bilinear_stencil
+from bayesda.obs.table import pseudo_obs
 from bayesda.qc import linearise, observed_jacobian
 from bayesda.sim.grf import GaussianRandomField
 

@@ -28,8 +28,8 @@ from bayesda.checkpoint import load_model
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.infer import assimilate
-from bayesda.obs import pseudo_obs
-from bayesda.operators import nearest_index
+from bayesda.obs.operator import nearest_index
+from bayesda.obs.table import pseudo_obs
 from bayesda.posterior import condition_representation_error
 from bayesda.settings import ModelOptions, SamplerSettings
 

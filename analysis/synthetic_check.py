@@ -279,8 +279,8 @@ def exact_coverage_check(grf, n_fields: int, n_obs: int, sigma: float, seed: int
     A sanity check of the reference itself: with truth and observations drawn from the
     model, it is 0.9 up to Monte Carlo error.
     """
-    from bayesda.obs import pseudo_obs
-    from bayesda.operators import as_matrix, bilinear_stencil
+    from bayesda.obs.operator import as_matrix, bilinear_stencil
+    from bayesda.obs.table import pseudo_obs
     from bayesda.sim.grf import gaussian_posterior
 
     grid = grf.grid
@@ -303,8 +303,8 @@ def exact_coverage_check(grf, n_fields: int, n_obs: int, sigma: float, seed: int
 def run_case(prior, grid, truth, n_obs, refs, cfg: CheckConfig, seed: int) -> dict:
     """Assimilate one test field with one network; every method's scores and maps."""
     from bayesda.infer import assimilate
-    from bayesda.obs import pseudo_obs
-    from bayesda.operators import as_matrix, bilinear_stencil
+    from bayesda.obs.operator import as_matrix, bilinear_stencil
+    from bayesda.obs.table import pseudo_obs
     from bayesda.sim.grf import gaussian_posterior
 
     truth_da = _da(grid, truth)

@@ -125,7 +125,7 @@ def make_obs(prior, n_runs, n_obs, seed):
 
     rng = np.random.default_rng(seed)
     frames, times = [], []
-    from bayesda.obs import pseudo_obs
+    from bayesda.obs.table import pseudo_obs
 
     for k in range(n_runs):
         zt = rng.standard_normal(prior.latent_dim).astype(np.float32)
@@ -270,7 +270,7 @@ def run_shipped(shipped, args, settings, rows, rng, log):
     from bayesda.data.split import block_split
     from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate_batch
-    from bayesda.obs import pseudo_obs
+    from bayesda.obs.table import pseudo_obs
     from bayesda.settings import DEFAULT
 
     ds = load_dataset("ncep-air")

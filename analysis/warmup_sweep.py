@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     from bayesda.data.split import block_split
     from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate_batch
-    from bayesda.obs import pseudo_obs
+    from bayesda.obs.table import pseudo_obs
     from bayesda.settings import REANALYSIS
 
     t_start = time.perf_counter()

@@ -41,8 +41,8 @@ _LAZY: dict[str, str] = {
     "assimilate_to_run": "bayesda.run",
     "diagnose": "bayesda.diagnostics",
     "load_model": "bayesda.checkpoint",
-    "pseudo_obs": "bayesda.obs",
-    "read_obs": "bayesda.obs",
+    "pseudo_obs": "bayesda.obs.table",
+    "read_obs": "bayesda.obs.table",
     "reanalyse": "bayesda.reanalysis",
     "verify": "bayesda.metrics",
 }
@@ -78,7 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bayesda.geo.grid import Grid
     from bayesda.infer import assimilate, assimilate_batch
     from bayesda.metrics import verify
-    from bayesda.obs import pseudo_obs, read_obs
+    from bayesda.obs.table import pseudo_obs, read_obs
     from bayesda.prior import GenerativePrior
     from bayesda.reanalysis import ReanalysisSettings, reanalyse
     from bayesda.result import Assimilation

@@ -30,7 +30,7 @@ import xarray as xr
 from scipy import stats
 
 from bayesda.geo.grid import Grid
-from bayesda.operators import Stencil, apply_stencil, bilinear_stencil, interpolate
+from bayesda.obs.operator import Stencil, apply_stencil, bilinear_stencil, interpolate
 from bayesda.posterior import QUANTILES
 
 DEFAULT_SHRINKAGE = 0.02

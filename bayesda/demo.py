@@ -3,7 +3,7 @@
 Steps: load the real NCEP air temperature (offline, ``$BAYESDA_DATA_DIR``), pick a time in
 the held-out (test) blocks of :func:`bayesda.data.split.block_split` -- by default the first
 held-out January day at 12 UTC in 2014 -- take its anomaly w.r.t. the model's climatology as
-the truth, draw station-like observations of it (:func:`bayesda.obs.pseudo_obs`), assimilate
+the truth, draw station-like observations of it (:func:`bayesda.obs.table.pseudo_obs`), assimilate
 with the shipped model, diagnose, map (with truth and error panels), and verify (RMSE, CRPS,
 90% coverage at unobserved points and at all points).
 
@@ -93,7 +93,7 @@ def run_demo(
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
     from bayesda.geo.grid import Grid
-    from bayesda.obs import pseudo_obs
+    from bayesda.obs.table import pseudo_obs
 
     t0 = _time.perf_counter()
     prior = prior if prior is not None else load_prior(model)

@@ -9,7 +9,7 @@ area weights proportional to cos(latitude), restricted to an optional boolean ``
 Pass ``dims=()`` for pointwise fields.
 
 "Observed" grid points are, by this module's convention, the grid nodes *nearest* to an
-observation (:func:`bayesda.operators.nearest_index`); all other points are "unobserved".
+observation (:func:`bayesda.obs.operator.nearest_index`); all other points are "unobserved".
 :func:`observed_mask` computes it and :func:`verify` uses it.
 
 References:
@@ -33,7 +33,7 @@ import xarray as xr
 from scipy import special, stats
 
 from bayesda.geo.grid import Grid
-from bayesda.operators import nearest_index
+from bayesda.obs.operator import nearest_index
 
 SAMPLE_DIM = "sample"
 """Name of the ensemble-member dimension after :func:`as_ensemble`."""
@@ -496,7 +496,7 @@ def observed_mask(grid: Grid, obs: pd.DataFrame) -> xr.DataArray:
     """Boolean ``(lat, lon)`` mask of the grid nodes nearest to an observation.
 
     Convention: an observation "observes" only its nearest grid node (largest bilinear
-    weight, :func:`bayesda.operators.nearest_index`), not all four stencil nodes, so that
+    weight, :func:`bayesda.obs.operator.nearest_index`), not all four stencil nodes, so that
     "unobserved" means "no observation at this grid point" even for dense networks.
 
     Args:

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from bayesda.operators import apply_stencil
+from bayesda.obs.operator import apply_stencil
 from bayesda.settings import LIKELIHOODS
 
 __all__ = [

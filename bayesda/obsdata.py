@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bayesda.model import pad_length
-from bayesda.operators import Stencil, bilinear_stencil
+from bayesda.obs.operator import Stencil, bilinear_stencil
 from bayesda.posterior import repr_covariance_at_obs
 from bayesda.runtime.arrays import to_device
 
@@ -97,10 +97,10 @@ def prepare_obs(
     Raises:
       ValueError: missing columns, no rows, non-finite values, sigma <= 0, or points
         outside the grid.
-      bayesda.capacity.ObservationSizeError: too many observations for the memory
-        available (see :func:`bayesda.capacity.check_obs_size`).
+      bayesda.obs.capacity.ObservationSizeError: too many observations for the memory
+        available (see :func:`bayesda.obs.capacity.check_obs_size`).
     """
-    from bayesda.capacity import check_obs_size
+    from bayesda.obs.capacity import check_obs_size
 
     missing = [c for c in REQUIRED_COLUMNS if c not in obs.columns]
     if missing:

@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from bayesda.operators import as_matrix, bilinear_stencil
+from bayesda.obs.operator import as_matrix, bilinear_stencil
 
 __all__ = ["KINDS", "add_offset", "estimate_offset", "offset_modes"]
 

@@ -35,7 +35,7 @@ import scipy.linalg
 import scipy.sparse
 import xarray as xr
 
-from bayesda.operators import Stencil, as_sparse, interpolate
+from bayesda.obs.operator import Stencil, as_sparse, interpolate
 from bayesda.representation import RepresentationError
 
 __all__ = [

@@ -3,10 +3,10 @@
 The steps a run takes between a station file and the sampler, each a pure function of its
 inputs with a JSON-able record for the run's outputs:
 
-1. :func:`load_observations`: a station file in any of :data:`bayesda.stations.FORMATS`
+1. :func:`load_observations`: a station file in any of :data:`bayesda.obs.stations.FORMATS`
    to anomalies in K (stations outside the model grid are dropped and counted);
-2. :func:`bayesda.window.select_window`: the reports within +-dt of the analysis time;
-2b. :func:`bayesda.elevation.adjust`: station heights against the model's surface height
+2. :func:`bayesda.obs.window.select_window`: the reports within +-dt of the analysis time;
+2b. :func:`bayesda.obs.elevation.adjust`: station heights against the model's surface height
    (a lapse-rate adjustment and its error term; when the table has ``elevation`` and the
    model a surface height);
 3. :func:`bayesda.offset.add_offset` (optional): the large-scale offset prior, which QC
@@ -22,13 +22,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-import bayesda.stations as _stations
+import bayesda.obs.stations as _stations
 from bayesda.calibrate import calibrate as _calibrate
-from bayesda.elevation import LapseRate
-from bayesda.elevation import adjust as _adjust_elevation
+from bayesda.obs.elevation import LapseRate
+from bayesda.obs.elevation import adjust as _adjust_elevation
+from bayesda.obs.window import default_half_width, select_window
 from bayesda.offset import add_offset, estimate_offset
 from bayesda.qc import QCSettings, quality_control
-from bayesda.window import default_half_width, select_window
 
 __all__ = ["OBS_SCALE_DOUBT", "Z2_MISFIT", "format_preflight", "load_observations", "preflight"]
 
@@ -67,7 +67,7 @@ def load_observations(
       path: the file.
       prior: the prior (its climatology turns temperatures into anomalies).
       fmt: ``"table"`` (bayesda's own CSV/netCDF; ``units`` and ``kind`` apply) or a
-        station format of :mod:`bayesda.stations` (absolute temperatures).
+        station format of :mod:`bayesda.obs.stations` (absolute temperatures).
       columns: the column mapping for ``fmt="csv"``.
       stations: a stations table (CSV path or DataFrame) for GHCN, ISD-lite and METAR; a
         GHCN ``ghcnd-stations.txt`` or an ISD ``isd-history.csv`` are recognised by name.
@@ -79,7 +79,7 @@ def load_observations(
     Returns:
       ``(table, record)``: anomalies in K, and the reader's counts.
     """
-    from bayesda.obs import read_obs
+    from bayesda.obs.table import read_obs
 
     if fmt == "table":
         df = read_obs(
@@ -147,7 +147,7 @@ def preflight(
       obs: anomalies in K.
       time: the analysis time (None: no window).
       window: half width (a :class:`pandas.Timedelta` or ``"3h"``); default half the
-        model's time step (:func:`bayesda.window.default_half_width`).
+        model's time step (:func:`bayesda.obs.window.default_half_width`).
       qc: run :func:`bayesda.qc.quality_control`.
       calibrate: ``"off"`` (check only), ``"auto"`` (check, then rescale representation and
         observation error separately), ``"single"`` (one scale for both) or ``"none"``
@@ -157,7 +157,7 @@ def preflight(
       offset_sd: its prior SD per mode, K.
       folds, seed: the withheld-observation split.
       qc_settings: :class:`bayesda.qc.QCSettings`.
-      lapse: the lapse-rate adjustment (:class:`bayesda.elevation.LapseRate`; default
+      lapse: the lapse-rate adjustment (:class:`bayesda.obs.elevation.LapseRate`; default
         6.5 +- 2 K/km); applied to observations with an ``elevation`` when the model has
         a surface height (``LapseRate(0, 0)`` turns it off).
 

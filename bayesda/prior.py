@@ -35,7 +35,7 @@ class GenerativePrior:
         :class:`bayesda.data.climatology.Climatology`), or None for synthetic priors.
       encode: optional ``anomaly [..., nlat, nlon] -> (mean, logvar) [..., latent_dim]``.
       surface_height: ``[nlat, nlon]`` model surface height, m (NaN where unknown), for the
-        lapse-rate adjustment (:mod:`bayesda.elevation`), or None.
+        lapse-rate adjustment (:mod:`bayesda.obs.elevation`), or None.
       card: the model card (provenance, metrics), a JSON-able dict.
       name: a short name for logs and file attributes.
     """

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from bayesda.model import pad_length
-from bayesda.operators import Stencil, bilinear_stencil
+from bayesda.obs.operator import Stencil, bilinear_stencil
 from bayesda.posterior import repr_covariance_at_obs, studentt_effective_sigma
 from bayesda.runtime.threads import single_blas
 

@@ -75,7 +75,7 @@ def analysis_times(obs: pd.DataFrame, start=None, end=None) -> np.ndarray:
 
 def read_obs_source(src: str | os.PathLike, climatology=None, **kwargs) -> pd.DataFrame:
     """Read an observation table, or a directory of per-time tables (CSV or netCDF)."""
-    from bayesda.obs import read_obs
+    from bayesda.obs.table import read_obs
 
     path = Path(src)
     if path.is_dir():

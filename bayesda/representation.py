@@ -29,7 +29,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from bayesda.operators import Stencil, as_sparse, interpolate
+from bayesda.obs.operator import Stencil, as_sparse, interpolate
 from bayesda.runtime.threads import single_blas
 
 __all__ = [

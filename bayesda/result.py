@@ -18,8 +18,8 @@ import numpy as np
 import xarray as xr
 
 from bayesda.compiled import CACHE
+from bayesda.obs.operator import interpolate
 from bayesda.obsdata import ObsData
-from bayesda.operators import interpolate
 from bayesda.posterior import condition_representation_error, studentt_effective_sigma
 
 __all__ = ["Assimilation", "inference_data", "posterior_fields"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayesda.operators import bilinear_stencil, interpolate
+from bayesda.obs.operator import bilinear_stencil, interpolate
 
 __all__ = ["site_table"]
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bayesda.geo.grid import Grid
-from bayesda.operators import as_matrix, bilinear_stencil
+from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.prior import linear_prior
 from bayesda.representation import RepresentationError
 

@@ -128,7 +128,7 @@ def test_assimilate_qc_off_keeps_stated_sigma(monkeypatch, tmp_path, capsys):
 def test_metar_file_to_maps_with_the_shipped_model(tmp_path, capsys, ncep):
     """A METAR file of real-format reports of an NCEP day, one of them wrong by 15 K."""
     from bayesda.checkpoint import load_model
-    from bayesda.obs import pseudo_obs
+    from bayesda.obs.table import pseudo_obs
 
     prior = load_model("models/ncep-air")
     t = np.datetime64("2014-01-21T12:00")
@@ -162,8 +162,8 @@ def test_metar_stations_above_the_model_surface_are_adjusted_not_flagged(tmp_pat
     """Two stations 2 km above the model surface report 13 K colder: with their elevations
     the lapse-rate adjustment moves them to the model surface, and QC keeps them."""
     from bayesda.checkpoint import load_model
-    from bayesda.elevation import surface_height_at
-    from bayesda.obs import pseudo_obs
+    from bayesda.obs.elevation import surface_height_at
+    from bayesda.obs.table import pseudo_obs
 
     prior = load_model("models/ncep-air")
     t = np.datetime64("2014-01-21T12:00")

@@ -161,7 +161,7 @@ def test_reanalyse_never_deletes_a_live_writers_temporary_chunks(finished_store)
 
 def _obs_values(prior, kind):
     """Observations at TIME: anomalies (K), or absolute temperatures in K."""
-    from bayesda.obs import climatology_at
+    from bayesda.obs.table import climatology_at
 
     obs = make_obs(prior.grid, 12, seed=3)
     if kind == "absolute":
@@ -186,7 +186,7 @@ UNIT_CASES = [
 def test_wrong_units_or_kind_is_refused_with_the_likely_mistake(
     clim_prior, tmp_path, kind, convert, units, declared, hint
 ):
-    from bayesda.obs import read_obs
+    from bayesda.obs.table import read_obs
 
     obs = _obs_values(clim_prior, kind)
     obs["value"] = convert(obs["value"])
@@ -466,8 +466,8 @@ def test_two_processes_creating_one_store_leave_nothing_behind(clim_prior, tmp_p
 
 def test_too_many_observations_are_refused_before_work_with_an_estimate(monkeypatch, clim_prior):
     """20,000 observations were killed by the OOM killer in prepare_obs, with no message."""
-    from bayesda import capacity
     from bayesda.infer import prepare_obs
+    from bayesda.obs import capacity
 
     monkeypatch.setattr(capacity, "available_memory", lambda: 2**20)
     obs = make_obs(clim_prior.grid, 400, seed=0)
@@ -477,8 +477,8 @@ def test_too_many_observations_are_refused_before_work_with_an_estimate(monkeypa
 
 def test_superobbing_many_observations(clim_prior):
     """The remedy: one observation per grid cell, inverse-variance weights."""
-    from bayesda.capacity import superob
-    from bayesda.operators import nearest_index
+    from bayesda.obs.capacity import superob
+    from bayesda.obs.operator import nearest_index
 
     grid = clim_prior.grid
     obs = make_obs(grid, 20_000, seed=0, sigma=0.5)
@@ -573,7 +573,7 @@ def test_obs_make_with_a_nan_field_and_irregular_hours(
 ):
     """`obs make` always fitted a climatology on the file itself (even with --absolute) and
     failed on a NaN field or odd hours; it could not use the model's climatology."""
-    from bayesda.obs import read_obs
+    from bayesda.obs.table import read_obs
 
     model, clim = tiny_model
     out = tmp_path / "o.csv"
@@ -730,7 +730,7 @@ def test_verbose_shows_the_traceback(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["ncep-air", "era5-uk"])
 def test_download_fallback_is_hash_checked(tmp_path, monkeypatch, name):
     pooch = pytest.importorskip("pooch")
-    from bayesda.data.datasets import datasets as data
+    from bayesda.data import datasets as data
 
     monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
     monkeypatch.setattr(data, "_tutorial_cache_dir", lambda: tmp_path)

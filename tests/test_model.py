@@ -11,7 +11,7 @@ from numpyro.infer.util import log_density
 from scipy import stats
 
 from bayesda.model import assimilation_model, pad_length
-from bayesda.operators import bilinear_stencil
+from bayesda.obs.operator import bilinear_stencil
 
 
 def _problem(small_grid, n=7, rank=2, seed=0):

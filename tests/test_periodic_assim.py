@@ -68,7 +68,7 @@ def test_shipped_simulated_weather_model_is_global_and_periodic():
     from pathlib import Path
 
     from bayesda.checkpoint import load_model
-    from bayesda.obs import validate_obs
+    from bayesda.obs.table import validate_obs
 
     prior = load_model(Path(__file__).resolve().parents[1] / "models" / "hs-t21-tas")
     assert prior.name == "hs-t21-tas" and prior.latent_dim == 32

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayesda.operators import as_matrix, bilinear_stencil
+from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.posterior import condition_representation_error, posterior_dataset, write_netcdf
 from bayesda.testing import make_linear_prior, make_obs
 

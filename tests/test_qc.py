@@ -8,7 +8,7 @@ import pytest
 
 from bayesda.calibrate import calibrate, fit_scale, holdout_check, rescale_prior
 from bayesda.geo.grid import Grid
-from bayesda.operators import as_matrix, bilinear_stencil
+from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.prior import linear_prior
 from bayesda.qc import linearise, quality_control, studentt_effective_sigma
 from bayesda.representation import RepresentationError

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bayesda.geo.grid import Grid
-from bayesda.operators import as_matrix, bilinear_stencil
+from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.representation import (
     RepresentationError,
     captured_fraction,

@@ -100,7 +100,7 @@ def register(subparsers) -> None:
 
 
 def add_superob_arg(p) -> None:
-    """``--superob``: average observations sharing a grid cell (:mod:`bayesda.capacity`)."""
+    """``--superob``: average observations sharing a grid cell (:mod:`bayesda.obs.capacity`)."""
     p.add_argument(
         "--superob",
         action="store_true",
@@ -112,13 +112,13 @@ def add_superob_arg(p) -> None:
 
 def _add_station_args(p) -> None:
     """Real station formats, the time window, QC and the calibration check (bayesda.preflight)."""
-    from bayesda.stations import FORMATS
+    from bayesda.obs.stations import FORMATS
 
     p.add_argument(
         "--format",
         choices=FORMATS,
         default="table",
-        help="observation file format (bayesda.stations); default: bayesda's table",
+        help="observation file format (bayesda.obs.stations); default: bayesda's table",
     )
     p.add_argument(
         "--columns",
@@ -144,7 +144,7 @@ def _add_station_args(p) -> None:
         default=6.5,
         metavar="K_PER_KM",
         help="move stations with an elevation to the model's surface height at this rate "
-        "(bayesda.elevation; default 6.5; 0 with --lapse-rate-sd 0 turns it off)",
+        "(bayesda.obs.elevation; default 6.5; 0 with --lapse-rate-sd 0 turns it off)",
     )
     p.add_argument(
         "--lapse-rate-sd",
@@ -190,8 +190,8 @@ def sampler_kwargs(args) -> dict:
 
 
 def _read_obs(args, prior):
-    from bayesda.capacity import superob
-    from bayesda.obs import read_obs
+    from bayesda.obs.capacity import superob
+    from bayesda.obs.table import read_obs
 
     obs = read_obs(
         args.obs,
@@ -206,7 +206,7 @@ def _read_obs(args, prior):
 
 def cmd_assimilate(args) -> int:
     files.check_target(args.out, "run", force=args.force)  # before loading anything
-    from bayesda.elevation import LapseRate
+    from bayesda.obs.elevation import LapseRate
 
     try:
         lapse = LapseRate(args.lapse_rate, args.lapse_rate_sd)
@@ -305,7 +305,7 @@ def cmd_diagnose(args) -> int:
 def cmd_plot(args) -> int:
     import pandas as pd
 
-    from bayesda.obs import validate_obs
+    from bayesda.obs.table import validate_obs
     from bayesda.plots import plot_posterior
 
     run = _require_run(args.run)

@@ -269,7 +269,7 @@ def cmd_obs_make(args) -> int:
     from bayesda.commands.argtypes import kind_from_args
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
-    from bayesda.obs import pseudo_obs, write_obs
+    from bayesda.obs.table import pseudo_obs, write_obs
 
     kind = kind_from_args(args)
     ds = load_dataset(args.data, args.data_dir)

@@ -84,9 +84,9 @@ def cmd_reanalyse(args) -> int:
     import xarray as xr
 
     import bayesda.runtime.files as files
-    from bayesda.capacity import superob
     from bayesda.checkpoint import load_model
     from bayesda.commands.options import settings_from_args
+    from bayesda.obs.capacity import superob
     from bayesda.reanalysis import ReanalysisSettings, read_obs_source, reanalyse
 
     files.check_target(args.out, "store", resume=True)  # before loading anything

@@ -122,7 +122,7 @@ class Grid:
 
         A regional grid covers its domain (:meth:`contains`); a global grid with periodic
         longitude covers the whole sphere: poleward of its outermost rows it takes the
-        value of that row (see :func:`bayesda.operators.bilinear_stencil`).
+        value of that row (see :func:`bayesda.obs.operator.bilinear_stencil`).
         """
         if not self.periodic:
             return self.contains(lat, lon)

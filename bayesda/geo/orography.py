@@ -13,7 +13,7 @@ level, mostly sea floor in fjords and Arctic channels; those that
 **Ice sheets are missing.** Over Greenland and Antarctica the source holds the bedrock,
 not the ice surface (72.5 N, 38.5 W, near Summit at about 3,200 m, reads 278 m). Land
 cells there are marked unknown (NaN), and so is every model cell that contains one:
-observations in those cells get no lapse-rate adjustment (:mod:`bayesda.elevation`).
+observations in those cells get no lapse-rate adjustment (:mod:`bayesda.obs.elevation`).
 
 :func:`surface_height` averages it over each model grid cell (the box between the
 midpoints to the neighbouring nodes), which stands in for the smoothed orography that a

@@ -1,6 +1,6 @@
 """Temperature units: the one place that turns a user's units into kelvin.
 
-Observation readers (``bayesda.obs`` and the station-format readers) accept temperatures in
+Observation readers (``bayesda.obs.table`` and the station-format readers) accept temperatures in
 several units. Absolute values and differences (anomalies, error SDs) convert differently:
 an absolute temperature is shifted and scaled, a difference is only scaled.
 

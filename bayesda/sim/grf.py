@@ -194,7 +194,7 @@ def gaussian_posterior(prior_mean, prior_cov, H, y, obs_var) -> tuple[np.ndarray
     Args:
       prior_mean: ``[npix]`` prior mean ``m``.
       prior_cov: ``[npix, npix]`` prior covariance ``P``.
-      H: ``[n, npix]`` observation matrix (e.g. :func:`bayesda.operators.as_matrix`).
+      H: ``[n, npix]`` observation matrix (e.g. :func:`bayesda.obs.operator.as_matrix`).
       y: ``[n]`` observations.
       obs_var: ``[n]`` or scalar observation error variances ``r`` (> 0).
 

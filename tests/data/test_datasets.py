@@ -182,7 +182,7 @@ def test_cli_data_info(data_dir, capsys):
 def test_cli_obs_make_anomaly_and_absolute_agree(data_dir, tmp_path, capsys):
     from bayesda.data.climatology import Climatology
     from bayesda.data.split import split_dataset
-    from bayesda.obs import climatology_at, read_obs
+    from bayesda.obs.table import climatology_at, read_obs
 
     common = [
         "obs",

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from bayesda.geo.units import UNITS, canonical_units, difference_to_kelvin, to_kelvin
-from bayesda.obs import read_obs
+from bayesda.obs.table import read_obs
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bayesda.geo.grid import Grid
-from bayesda.operators import as_matrix, bilinear_stencil
+from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.sim.grf import (
     GaussianRandomField,
     correlation,

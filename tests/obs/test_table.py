@@ -1,4 +1,4 @@
-"""Tests for bayesda.obs: observation tables, reading/writing, pseudo-observations."""
+"""Tests for bayesda.obs.table: observation tables, reading/writing, pseudo-observations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import xarray as xr
 
 from bayesda.data.climatology import Climatology
 from bayesda.geo.grid import Grid
-from bayesda.obs import pseudo_obs, read_obs, validate_obs, write_obs
+from bayesda.obs.table import pseudo_obs, read_obs, validate_obs, write_obs
 
 TIME = np.datetime64("2014-01-07T12:00", "ns")
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bayesda.operators import bilinear_stencil
+from bayesda.obs.operator import bilinear_stencil
 
 __all__ = ["LapseRate", "adjust", "surface_height_at"]
 

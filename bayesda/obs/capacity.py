@@ -137,8 +137,8 @@ def superob(obs: pd.DataFrame, grid) -> pd.DataFrame:
       ``attrs["superob"]`` records the numbers before and after.
     """
     from bayesda.geo.grid import wrap_lon
-    from bayesda.obs import validate_obs
-    from bayesda.operators import nearest_index
+    from bayesda.obs.operator import nearest_index
+    from bayesda.obs.table import validate_obs
 
     if len(obs) == 0:
         return obs

@@ -1,9 +1,9 @@
 """Readers for real station formats: GHCN-Daily, ISD-lite, METAR and mapped CSV columns.
 
-Every reader returns the standard observation table of :mod:`bayesda.obs` with
+Every reader returns the standard observation table of :mod:`bayesda.obs.table` with
 *absolute* temperatures in K (``df.attrs["kind"] == "absolute"``): columns ``station_id``,
 ``time``, ``lat``, ``lon``, ``value``, ``sigma`` and ``elevation`` (m, NaN when unknown).
-Turn it into anomalies with :func:`bayesda.obs.read_obs` (``kind="absolute"`` and the
+Turn it into anomalies with :func:`bayesda.obs.table.read_obs` (``kind="absolute"`` and the
 model's climatology). Units go through :mod:`bayesda.geo.units`.
 
 Missing values (the format's missing code) and values with a quality flag are dropped and

@@ -33,7 +33,7 @@ import xarray as xr
 
 from bayesda.geo.grid import Grid, wrap_lon
 from bayesda.geo.units import canonical_units, difference_to_kelvin, to_kelvin
-from bayesda.operators import bilinear_stencil, interpolate
+from bayesda.obs.operator import bilinear_stencil, interpolate
 
 __all__ = [
     "NETWORKS",
@@ -308,7 +308,7 @@ def read_obs(
       grid: a grid the points must lie in (see :func:`validate_obs`).
       duplicates: see :func:`validate_obs`.
       check: check the values' physical range for the declared units and kind
-        (:mod:`bayesda.plausible`; anomalies against the climatological SD when the
+        (:mod:`bayesda.obs.plausible`; anomalies against the climatological SD when the
         climatology and the time are known).
 
     Returns:
@@ -318,10 +318,10 @@ def read_obs(
     Raises:
       ValueError: unknown ``units`` or ``kind``, ``kind="absolute"`` without a climatology
         or a time, values implausible for the declared units and kind
-        (:class:`bayesda.plausible.ImplausibleObservationError`, naming the row, the value
+        (:class:`bayesda.obs.plausible.ImplausibleObservationError`, naming the row, the value
         and the likely mistake), and anything :func:`validate_obs` rejects.
     """
-    import bayesda.plausible as plausible
+    import bayesda.obs.plausible as plausible
 
     units = canonical_units(units)
     if kind not in ("anomaly", "absolute"):
@@ -443,7 +443,7 @@ def pseudo_obs(
       them with a 250 km standard deviation (points leaving the domain are redrawn);
     * given ``lat`` and ``lon`` arrays (``network`` is then ignored).
 
-    Values are the bilinear interpolation of ``truth`` (:mod:`bayesda.operators`) plus
+    Values are the bilinear interpolation of ``truth`` (:mod:`bayesda.obs.operator`) plus
     independent ``N(0, sigma^2)`` noise.
 
     Args:

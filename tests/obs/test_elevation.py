@@ -1,5 +1,5 @@
 """Tests for the surface height (bayesda.geo.orography) and the lapse-rate adjustment
-(bayesda.elevation), and how they travel with a model and through preflight."""
+(bayesda.obs.elevation), and how they travel with a model and through preflight."""
 
 import dataclasses
 import json
@@ -14,9 +14,9 @@ import xarray as xr
 from test_checkpoint import GRID, saved  # noqa: F401  (fixture)
 
 from bayesda.checkpoint import CheckpointError, load_model, update_card
-from bayesda.elevation import LapseRate, adjust, surface_height_at
 from bayesda.geo.grid import Grid
 from bayesda.geo.orography import read_altitude, surface_height, to_dataset
+from bayesda.obs.elevation import LapseRate, adjust, surface_height_at
 from bayesda.preflight import format_preflight, preflight
 from bayesda.prior import linear_prior
 

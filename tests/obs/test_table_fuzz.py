@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from bayesda.geo.grid import Grid  # noqa: E402
-from bayesda.obs import read_obs, write_obs  # noqa: E402
+from bayesda.obs.table import read_obs, write_obs  # noqa: E402
 
 GRID = Grid(lat=np.linspace(30.0, 45.0, 4), lon=np.linspace(-110.0, -90.0, 5))
 

@@ -1,5 +1,5 @@
 """Tests for the grid convention (bayesda.geo.grid), the bilinear observation operator
-(bayesda.operators) and the representation-error estimate (bayesda.representation)."""
+(bayesda.obs.operator) and the representation-error estimate (bayesda.representation)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bayesda.geo.grid import Grid, wrap_lon
-from bayesda.operators import as_matrix, bilinear_stencil, interpolate, nearest_index
+from bayesda.obs.operator import as_matrix, bilinear_stencil, interpolate, nearest_index
 from bayesda.representation import RepresentationError, estimate, zero_error
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesda import stations as st
-from bayesda.obs import validate_obs
-from bayesda.window import select_window
+from bayesda.obs import stations as st
+from bayesda.obs.table import validate_obs
+from bayesda.obs.window import select_window
 
 
 def _dly_line(sid, year, month, element, days):
