@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bayesda.checkpoint import save_model
 from bayesda.geo.grid import Grid
-from bayesda.representation import RepresentationError
-from bayesda.vae import VAE, VAEConfig
+from bayesda.prior.checkpoint import save_model
+from bayesda.prior.representation import RepresentationError
+from bayesda.prior.vae import VAE, VAEConfig
 
 
 def main(out: str) -> None:

@@ -45,16 +45,16 @@ def _prior(args):
     import numpy as np
 
     if not args.random_decoder:
-        from bayesda.checkpoint import load_model
+        from bayesda.prior.checkpoint import load_model
 
         return load_model(args.model)
     from bayesda.data.climatology import Climatology
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import split_dataset
     from bayesda.geo.grid import Grid
-    from bayesda.prior import GenerativePrior
-    from bayesda.representation import RepresentationError
-    from bayesda.vae import NCEP_AIR, Decoder
+    from bayesda.prior.generative import GenerativePrior
+    from bayesda.prior.representation import RepresentationError
+    from bayesda.prior.vae import NCEP_AIR, Decoder
 
     ds = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))
     train, _ = split_dataset(ds)

@@ -42,11 +42,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from bayesda import sampler
-    from bayesda.checkpoint import load_model
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
     from bayesda.infer import assimilate
     from bayesda.obs.table import pseudo_obs
+    from bayesda.prior.checkpoint import load_model
 
     prior = load_model(ROOT / "models" / "ncep-air")
     ds = load_dataset("ncep-air")

@@ -2,7 +2,7 @@
 
 One leapfrog step of NUTS costs one such evaluation, and NUTS runs it inside a JAX loop,
 where XLA on CPU once took a slow path for convolution input-gradients (FINDINGS.md,
-jax-ml/jax#12868). ``bayesda.vae.conv_valid`` works around it with a custom VJP; this
+jax-ml/jax#12868). ``bayesda.prior.vae.conv_valid`` works around it with a custom VJP; this
 script measures the shipped decoder both with that workaround and with plain
 ``lax.conv_general_dilated`` gradients, for comparison.
 
@@ -72,8 +72,8 @@ def bench_model(model_dir: str | pathlib.Path) -> dict:
     """Benchmark a saved model's decoder with and without the custom-VJP convolution."""
     import jax
 
-    from bayesda import vae
-    from bayesda.checkpoint import load_model
+    from bayesda.prior import vae
+    from bayesda.prior.checkpoint import load_model
 
     prior = load_model(model_dir)
     result = {"custom_vjp_conv": bench(prior.decode, prior.latent_dim)}
@@ -105,11 +105,11 @@ def bench_nuts(
     field's anomaly (bayesda.obs.table.pseudo_obs). Uses bayesda.infer.assimilate with its
     defaults, except ``dense_mass`` when given.
     """
-    from bayesda.checkpoint import load_model
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
     from bayesda.infer import assimilate
     from bayesda.obs.table import pseudo_obs
+    from bayesda.prior.checkpoint import load_model
 
     prior = load_model(model_dir)
     tas = load_dataset("ncep-air")["tas"]

@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     from bench_reanalysis import make_obs, reanalysis_defaults
 
     import bayesda.store as store
-    from bayesda.checkpoint import load_model
+    from bayesda.prior.checkpoint import load_model
     from bayesda.reanalysis import ReanalysisSettings
 
     base = ReanalysisSettings(**reanalysis_defaults(args.warmup, args.draws, args.chains))

@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 _CHILD = """
 import time
-import bayesda.checkpoint, dask.array, jax, xarray  # libraries: outside the clock
+import bayesda.prior.checkpoint, dask.array, jax, xarray  # libraries: outside the clock
 jax.numpy.zeros(1).block_until_ready()
 from bayesda.run import load_prior
 t = time.perf_counter()

@@ -49,10 +49,10 @@ def make_obs(path: Path, n_times: int, n_obs: int, seed: int = 0) -> list[str]:
 
     bayesda.set_host_device_count()  # before the first JAX computation
     bayesda.enable_compilation_cache()
-    from bayesda.checkpoint import load_model
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
     from bayesda.obs.table import pseudo_obs
+    from bayesda.prior.checkpoint import load_model
 
     prior = load_model(ROOT / "models" / "ncep-air")
     ds = load_dataset("ncep-air")

@@ -132,8 +132,8 @@ def pca_prior(train: xr.DataArray, latent_dim: int = 32):
     ``g(z) = sum_k s_k v_k z_k / sqrt(n)`` (so ``z ~ N(0, I)`` reproduces the EOF variances),
     representation error estimated from the truncation residuals of 500 training fields.
     """
-    from bayesda.prior import linear_prior
-    from bayesda.representation import estimate
+    from bayesda.prior.generative import linear_prior
+    from bayesda.prior.representation import estimate
 
     grid = Grid.from_xarray(train)
     x = train.values.reshape(train.sizes["time"], -1).astype(np.float64)
@@ -149,7 +149,7 @@ def pca_prior(train: xr.DataArray, latent_dim: int = 32):
 
 def load_prior(kind: str, model_dir: pathlib.Path, train: xr.DataArray | None):
     if kind == "model":
-        from bayesda.checkpoint import load_model
+        from bayesda.prior.checkpoint import load_model
 
         return load_model(model_dir)
     return pca_prior(train)

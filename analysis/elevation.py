@@ -53,12 +53,12 @@ from scipy import stats
 from source_shift import LinearisedPosterior
 
 import bayesda  # noqa: F401  (XLA flags before jax)
-from bayesda.checkpoint import load_model
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.obs.elevation import LapseRate, adjust, surface_height_at
 from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.preflight import preflight
+from bayesda.prior.checkpoint import load_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_RDA = [

@@ -54,8 +54,8 @@ def measure(k: int, draws: int, seed: int) -> dict:
     """Warm up and sample ``k`` times of the shipped model; per-chain step sizes and trees."""
     from bench_reanalysis import held_out_obs
 
-    from bayesda.checkpoint import load_model
     from bayesda.infer import _sample
+    from bayesda.prior.checkpoint import load_model
     from bayesda.reanalysis import ReanalysisSettings, time_seed
 
     prior = load_model(ROOT / "models" / "ncep-air")

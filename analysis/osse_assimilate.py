@@ -88,9 +88,9 @@ def parse_args(argv=None):
         default=None,
         metavar="STRUCTURE",
         help="re-estimate the model's representation error with this structure "
-        "(bayesda.representation.from_residuals: e.g. 400 = empirical rank 400, matern32; or "
-        "homogeneous: bayesda.representation.homogeneous, for the doubly periodic QG grid) from "
-        "its residuals on the validation fields; default: the model's own",
+        "(bayesda.prior.representation.from_residuals: e.g. 400 = empirical rank 400, "
+        "matern32; or homogeneous: bayesda.prior.representation.homogeneous, for the doubly "
+        "periodic QG grid) from its residuals on the validation fields; default: the model's own",
     )
     p.add_argument(
         "--far",
@@ -105,7 +105,7 @@ def parse_args(argv=None):
         default="sample",
         help="OI's background covariance: the (2%%-shrunk) training sample covariance, or "
         "its translation average on a doubly periodic grid (QG; "
-        "bayesda.representation.homogeneous at full rank)",
+        "bayesda.prior.representation.homogeneous at full rank)",
     )
     p.add_argument("--suffix", default="")
     return p.parse_args(argv)
@@ -122,7 +122,7 @@ def with_repr_error(prior, train, grid, structure: str):
     from synthetic_check import reconstruct
 
     from bayesda.data.split import validation_split
-    from bayesda.representation import from_residuals, homogeneous
+    from bayesda.prior.representation import from_residuals, homogeneous
 
     if prior.encode is None:
         raise ValueError(f"{prior.name} has no encoder: cannot recompute its residuals")
@@ -143,8 +143,8 @@ def with_repr_error(prior, train, grid, structure: str):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from bayesda.checkpoint import load_model
     from bayesda.data.split import split_dataset
+    from bayesda.prior.checkpoint import load_model
 
     t_total = _time.perf_counter()
     if args.far is None:
@@ -188,7 +188,7 @@ def main(argv=None) -> None:
     if args.oi_covariance == "homogeneous":
         import numpy as np
 
-        from bayesda.representation import homogeneous
+        from bayesda.prior.representation import homogeneous
 
         full = homogeneous(train.values, var_fraction=1.0, max_rank=grid.size)
         f = full.factor.reshape(full.rank, -1).astype(np.float64)

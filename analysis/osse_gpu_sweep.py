@@ -1,8 +1,9 @@
 """A time-budgeted sweep of VAE priors on the simulated weather: reconstruction vs PCA-d.
 
 Reads the split written by ``analysis/osse_export.py`` (one ``.npz``, no zarr needed) and
-trains, with the project's own code (:func:`bayesda.train.fit`, :class:`bayesda.vae.VAE`,
-:func:`bayesda.train.normalisation`, the residuals of :mod:`bayesda.recipe`), the runs of
+trains, with the project's own code (:func:`bayesda.prior.train.fit`,
+:class:`bayesda.prior.vae.VAE`, :func:`bayesda.prior.train.normalisation`, the residuals of
+:mod:`bayesda.prior.recipe`), the runs of
 :data:`RUNS` in that order (most informative first): the base recipe of
 ``analysis/osse_train.py`` at latent d in {32, 64, 128, 256}, and ablations that could let a
 VAE beat PCA (no PPCA start, no linear path, deeper decoder with residual blocks, beta,
@@ -18,7 +19,7 @@ learning curves (per-epoch training loss and validation loss / reconstruction / 
 
 The whole sweep keeps to ``--budget-s`` of wall time, counted from the start of the script:
 each run's training gets what is left minus a reserve for its evaluation
-(:func:`bayesda.train.fit` ``max_seconds``: it stops after the epoch that crosses it), and a
+(:func:`bayesda.prior.train.fit` ``max_seconds``: it stops after the epoch that crosses it), and a
 run that cannot start with at least ``--min-run-s`` left is written as ``skipped``. The
 overshoot is at most one compilation plus one epoch plus one evaluation.
 
@@ -171,7 +172,7 @@ def refine_z(params, config, x: np.ndarray, z0: np.ndarray, steps: int) -> np.nd
     import jax.numpy as jnp
     import optax
 
-    from bayesda.vae import VAE
+    from bayesda.prior.vae import VAE
 
     model = VAE(config)
     opt = optax.adam(0.05)
@@ -207,8 +208,8 @@ def evaluate(params, config, x_test_norm: np.ndarray, sd: np.ndarray, w, refine_
     import jax
     import jax.numpy as jnp
 
-    from bayesda.recipe import _recon_residuals
-    from bayesda.vae import VAE
+    from bayesda.prior.recipe import _recon_residuals
+    from bayesda.prior.vae import VAE
 
     res = _recon_residuals(params, config, x_test_norm, sd)
     out = {
@@ -314,8 +315,8 @@ def main(argv=None) -> int:
     path = out_dir / ("osse_gpu_sweep_tiny.jsonl" if args.tiny else "osse_gpu_sweep.jsonl")
     path.write_text("")
 
-    from bayesda.train import TrainConfig, fit, normalisation
-    from bayesda.vae import VAEConfig
+    from bayesda.prior.train import TrainConfig, fit, normalisation
+    from bayesda.prior.vae import VAEConfig
 
     max_snap = args.max_snapshots or (TINY["max_snapshots"] if args.tiny else None)
     data = load_export(args.data, max_snap)

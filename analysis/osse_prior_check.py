@@ -55,7 +55,7 @@ def main() -> None:
     args = p.parse_args()
     import jax
 
-    from bayesda.checkpoint import load_model
+    from bayesda.prior.checkpoint import load_model
 
     prior = load_model(args.model_dir)
     d = load(store=args.store, max_snapshots=args.max_snapshots)

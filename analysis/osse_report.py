@@ -277,7 +277,7 @@ def markdown(s: dict) -> str:
             "and scores as above.",
             "",
             "Prior: the model and, in brackets, the representation error re-estimated by "
-            "`--repr-error` (`homogeneous`: bayesda.representation.homogeneous; no bracket: "
+            "`--repr-error` (`homogeneous`: bayesda.prior.representation.homogeneous; no bracket: "
             "the model's own, matern32 in the pseudo lat/lon). CRPS / OI: against the OI of the "
             "same run on the same times (`-` where that run had no OI).",
             "",

@@ -3,7 +3,7 @@
 Copies a trained OSSE model directory (``analysis/osse_train.py``), renames it, and writes
 its MODEL_CARD.md and ``metrics`` from ``analysis/results/osse_summary.json`` (the
 reconstruction row of the model and the temperature skill rows), through
-:func:`bayesda.checkpoint.update_card` (hashes recomputed, written atomically).
+:func:`bayesda.prior.checkpoint.update_card` (hashes recomputed, written atomically).
 
 Usage::
 
@@ -109,7 +109,7 @@ def card_text(name: str, meta: dict, recon: dict | None, skill: list[dict]) -> s
 
 
 def main(argv=None) -> pathlib.Path:
-    from bayesda.checkpoint import load_model, read_card, update_card
+    from bayesda.prior.checkpoint import load_model, read_card, update_card
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", type=pathlib.Path, required=True)

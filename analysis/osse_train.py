@@ -129,10 +129,10 @@ def main(argv=None) -> None:
     import jax
     import jax.numpy as jnp
 
-    from bayesda.checkpoint import load_model
     from bayesda.data.split import block_split, validation_split
-    from bayesda.recipe import train_prior
-    from bayesda.train import TrainConfig
+    from bayesda.prior.checkpoint import load_model
+    from bayesda.prior.recipe import train_prior
+    from bayesda.prior.train import TrainConfig
 
     tas = open_field(args.var, args.store, args.max_snapshots)
     store = args.store or str(default_qg_store() if args.var in QG_UNITS else default_store())

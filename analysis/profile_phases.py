@@ -179,7 +179,7 @@ def main(argv=None) -> int:
 
     bayesda.set_host_device_count()  # before the first JAX computation
     bayesda.enable_compilation_cache()
-    from bayesda.checkpoint import load_model
+    from bayesda.prior.checkpoint import load_model
 
     settings = reanalysis_defaults(args.warmup, args.draws)
     load = [round(x, 2) for x in os.getloadavg()]

@@ -56,10 +56,10 @@ def main(argv=None) -> None:
     )
     args = p.parse_args(argv)
     from bayesda.calibrate import calibrate, holdout_check
-    from bayesda.checkpoint import load_model
     from bayesda.geo.grid import Grid
     from bayesda.infer import assimilate
     from bayesda.posterior import posterior_dataset
+    from bayesda.prior.checkpoint import load_model
     from bayesda.settings import SamplerSettings
 
     laplace = SamplerSettings(method="laplace", num_chains=2, num_samples=200)

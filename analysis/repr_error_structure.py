@@ -1,13 +1,13 @@
 """Choose the representation error's structure on validation data, and apply it.
 
 The representation error ``r = x - g(z)`` is modelled as ``N(0, C)``
-(:mod:`bayesda.representation`) with one of these structures:
+(:mod:`bayesda.prior.representation`) with one of these structures:
 
 * ``K`` (an integer): empirical, the residuals' top ``K`` principal directions plus the
   per-pixel remainder (``0``: per-pixel variance only, no correlation);
 * ``matern32`` / ``sqexp``: stationary, ``C = S K S`` with the per-pixel residual SD and an
   isotropic correlation whose length scale is fitted to the residuals' empirical
-  correlation-vs-distance (:func:`bayesda.representation.fit_length_scale`);
+  correlation-vs-distance (:func:`bayesda.prior.representation.fit_length_scale`);
   ``matern32:ml`` fits it by maximum likelihood instead, ``matern32@400`` fixes it (km).
 
 Which gives honest intervals is an empirical question, so this script answers it on the
@@ -31,7 +31,7 @@ Usage::
 
 ``--apply S`` estimates structure ``S`` from *all* validation residuals of ``--model`` (a
 stationary length scale refitted on them) and rewrites that model's ``repr_error.npz``
-(hashes renewed by :func:`bayesda.checkpoint.update_card`; a stationary ``C`` is stored as
+(hashes renewed by :func:`bayesda.prior.checkpoint.update_card`; a stationary ``C`` is stored as
 its parameters and rebuilt at load), recording the table in the model card.
 """
 
@@ -72,7 +72,12 @@ def build(structure: str, residuals, grid, *, var_fraction: float, max_rank: int
     """``(RepresentationError, info)`` of ``structure`` estimated from ``residuals``."""
     import numpy as np
 
-    from bayesda.representation import captured_fraction, estimate, fit_length_scale, stationary
+    from bayesda.prior.representation import (
+        captured_fraction,
+        estimate,
+        fit_length_scale,
+        stationary,
+    )
 
     if structure.isdigit():
         rep = estimate(residuals, rank=int(structure))
@@ -221,8 +226,8 @@ def cross_validate(args, tas) -> tuple[dict, str]:
     import numpy as np
 
     from bayesda.baselines import BackgroundCovariance
-    from bayesda.checkpoint import load_model
     from bayesda.data.split import block_index, block_split
+    from bayesda.prior.checkpoint import load_model
 
     networks = [(n.split("-")[0], int(n.split("-")[1])) for n in args.networks.split(",")]
     structures = args.structures.split(",")
@@ -295,7 +300,7 @@ def cross_validate(args, tas) -> tuple[dict, str]:
 
 
 def apply(args, tas, table_lines: list[str]) -> None:
-    from bayesda.checkpoint import load_model, read_card, update_card
+    from bayesda.prior.checkpoint import load_model, read_card, update_card
 
     prior = load_model(args.model)
     residuals, _ = validation_residuals(prior, tas)

@@ -83,8 +83,8 @@ def part2(k: int) -> list[dict]:
     from bench_reanalysis import held_out_obs
 
     import bayesda.sampler as sampler
-    from bayesda.checkpoint import load_model
     from bayesda.infer import _sample
+    from bayesda.prior.checkpoint import load_model
     from bayesda.reanalysis import ReanalysisSettings, time_seed
 
     prior = load_model(ROOT / "models" / "ncep-air")

@@ -39,12 +39,12 @@ import scipy.ndimage
 import bayesda  # noqa: F401  (XLA flags before jax)
 from bayesda import metrics
 from bayesda.calibrate import calibrate
-from bayesda.checkpoint import load_model
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.infer import assimilate
 from bayesda.obs.table import pseudo_obs
 from bayesda.posterior import posterior_dataset
+from bayesda.prior.checkpoint import load_model
 from bayesda.settings import SamplerSettings
 from bayesda.sim.grf import GaussianRandomField
 

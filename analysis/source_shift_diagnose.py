@@ -37,12 +37,12 @@ from scipy import stats
 import bayesda  # noqa: F401
 from bayesda import metrics
 from bayesda.calibrate import _folds
-from bayesda.checkpoint import load_model
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.geo.landmask import land_fraction
 from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.obs.table import pseudo_obs
+from bayesda.prior.checkpoint import load_model
 from bayesda.qc import linearise, observed_jacobian
 from bayesda.sim.grf import GaussianRandomField
 

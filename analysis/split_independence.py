@@ -13,7 +13,7 @@ For each dataset this measures:
    disjoint later period of the same run that training never came close to ("far", only
    for simulations: ``--far``). For the doubly periodic QG fields also the *homogeneous*
    PCA: the d Fourier modes of largest training power (the eigenvectors of the
-   translation-averaged covariance, :func:`bayesda.representation.homogeneous`), the
+   translation-averaged covariance, :func:`bayesda.prior.representation.homogeneous`), the
    exact symmetry of that model.
 
 A near score far below the far score means the split leaks: the held-out fields are
@@ -60,7 +60,7 @@ def pca_rmse(x: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> float:
 
 def homogeneous_basis(train: np.ndarray, d: int) -> np.ndarray:
     """The ``d`` real Fourier modes of largest training power, orthonormal ``[d, npix]``."""
-    from bayesda.representation import homogeneous
+    from bayesda.prior.representation import homogeneous
 
     rows = homogeneous(train - train.mean(axis=0), rank=d).factor
     rows = rows.reshape(len(rows), -1).astype(np.float64)
@@ -125,7 +125,7 @@ def main(argv=None) -> None:
         bases["homogeneous PCA"] = {d: homogeneous_basis(train, d) for d in DIMS}
     prior = decoder = None
     if args.model_dir is not None:
-        from bayesda.checkpoint import load_model
+        from bayesda.prior.checkpoint import load_model
 
         prior = load_model(args.model_dir)
         decoder = f"{args.model_dir.name} (d = {prior.latent_dim})"

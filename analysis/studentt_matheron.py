@@ -24,13 +24,13 @@ import pathlib
 import numpy as np
 
 import bayesda  # noqa: F401
-from bayesda.checkpoint import load_model
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.infer import assimilate
 from bayesda.obs.operator import nearest_index
 from bayesda.obs.table import pseudo_obs
 from bayesda.posterior import condition_representation_error
+from bayesda.prior.checkpoint import load_model
 from bayesda.settings import ModelOptions, SamplerSettings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -6,11 +6,11 @@ NCEP grid, so the posterior given point observations is known exactly
 it and compares:
 
 1. Draw training, validation and test fields from the GRF (fixed seeds).
-2. Train a VAE on the training draws with :func:`bayesda.train.fit` (the same settings and
+2. Train a VAE on the training draws with :func:`bayesda.prior.train.fit` (the same settings and
    domain-wide normalisation as ``bayesda train``), estimate the representation error from
    the validation residuals ``decode(encode_mean(x)) - x`` with
-   :func:`bayesda.representation.estimate` (rank 0 by default, as the shipped model), save
-   and reload it with :mod:`bayesda.checkpoint` to get the :class:`GenerativePrior`.
+   :func:`bayesda.prior.representation.estimate` (rank 0 by default, as the shipped model), save
+   and reload it with :mod:`bayesda.prior.checkpoint` to get the :class:`GenerativePrior`.
 3. For each test field and each network of uniform pseudo-observations (sigma 0.5 K, fresh
    locations per field), run :func:`bayesda.infer.assimilate` (NUTS; the ``field`` samples
    include the conditioned representation error) and the exact posterior of the GRF.
@@ -81,9 +81,9 @@ class CheckConfig:
         representation error) and assimilation.
       n_recon: extra test fields for the reconstruction RMSE.
       latent_dim, channels, epochs, patience: the VAE and its training (other settings:
-        :class:`bayesda.train.TrainConfig` defaults, as ``bayesda train``).
+        :class:`bayesda.prior.train.TrainConfig` defaults, as ``bayesda train``).
       repr_error: representation-error structure estimated from the validation residuals
-        (:func:`bayesda.representation.from_residuals`; the shipped recipe is matern32).
+        (:func:`bayesda.prior.representation.from_residuals`; the shipped recipe is matern32).
       networks: numbers of uniform observations.
       sigma: observation error SD, K.
       chains, warmup, draws: NUTS settings.
@@ -131,7 +131,7 @@ QUICK = dict(
 
 def ncep_grid() -> Grid:
     """The grid of the shipped NCEP model (2.5 deg, 25 x 53, North America)."""
-    from bayesda.checkpoint import read_card
+    from bayesda.prior.checkpoint import read_card
 
     return Grid.from_dict(read_card(ROOT / "models" / "ncep-air")["grid"])
 
@@ -147,13 +147,13 @@ def train_prior(
     """Train a VAE prior on anomaly fields ``[n, nlat, nlon]`` (K), as ``bayesda train`` does.
 
     Returns:
-      ``(prior, summary)``: the reloaded :class:`bayesda.prior.GenerativePrior` with its
+      ``(prior, summary)``: the reloaded :class:`bayesda.prior.generative.GenerativePrior` with its
       representation error, and a JSON-able training summary.
     """
-    from bayesda.checkpoint import load_model, save_model
-    from bayesda.representation import from_residuals, zero_error
-    from bayesda.train import TrainConfig, fit, normalisation
-    from bayesda.vae import VAEConfig
+    from bayesda.prior.checkpoint import load_model, save_model
+    from bayesda.prior.representation import from_residuals, zero_error
+    from bayesda.prior.train import TrainConfig, fit, normalisation
+    from bayesda.prior.vae import VAEConfig
 
     config = VAEConfig(
         nlat=grid.shape[0],
@@ -515,7 +515,7 @@ def markdown(result: dict) -> str:
         f"sea, {cfg['sd'] * cfg['land_sea_ratio']} K over land; {cfg['n_train']} training, "
         f"{cfg['n_val']} validation, {cfg['n_test']} test fields (seed {cfg['seed']})",
         f"- prior: VAE latent {cfg['latent_dim']}, channels {cfg['channels']}, trained with "
-        f"`bayesda.train.fit` ({result['training']['epochs_run']} epochs, best epoch "
+        f"`bayesda.prior.train.fit` ({result['training']['epochs_run']} epochs, best epoch "
         f"{result['training']['best_epoch']}, {result['training']['wall_time_s']} s); "
         f"representation error {cfg.get('repr_error', 'rank ' + str(cfg.get('repr_rank')))} "
         "from the validation residuals "

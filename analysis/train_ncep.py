@@ -68,15 +68,15 @@ def main() -> None:
     import jax.numpy as jnp
     from bench_decoder import bench_model
 
-    from bayesda.checkpoint import load_model, update_card
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split, validation_split
-    from bayesda.train import TrainConfig
+    from bayesda.prior.checkpoint import load_model, update_card
+    from bayesda.prior.train import TrainConfig
 
     out = pathlib.Path(args.out)
     tas = load_dataset("ncep-air")["tas"]
     if not args.skip_train:
-        from bayesda.recipe import train_prior
+        from bayesda.prior.recipe import train_prior
 
         tc = TrainConfig(
             epochs=args.epochs,
@@ -122,7 +122,7 @@ def main() -> None:
         ]
     )
     pca_test = pca_reconstruct(anom_fit, anom_test, d)
-    # the same with per-pixel normalisation, to document why bayesda.train normalises by
+    # the same with per-pixel normalisation, to document why bayesda.prior.train normalises by
     # one domain-wide SD
     sd_px = anom_fit.std(axis=0)
     pca_px = pca_reconstruct(anom_fit / sd_px, anom_test / sd_px, d) * sd_px
@@ -244,7 +244,7 @@ def model_card_text(card: dict, m: dict) -> str:
 {t["decoder_params"]:,} decoder parameters) maps `z ~ N(0, I)` to anomaly fields in K on the
 NCEP/NCAR Reanalysis 1 sigma-0.995 air-temperature grid (25 x 53, 2.5 degrees, 15-75N,
 160-30W). Anomalies are relative to the harmonic climatology stored in `climatology.nc`.
-Load with `bayesda.checkpoint.load_model("models/ncep-air")`.
+Load with `bayesda.prior.checkpoint.load_model("models/ncep-air")`.
 
 **Data and split.** {sp["period"][0]} to {sp["period"][1]}, 6-hourly. {sp["method"]}.
 Fields: {sp["n_train_fit"]} for fitting, {sp["n_validation"]} for validation (early stopping and

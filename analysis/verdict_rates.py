@@ -83,8 +83,8 @@ def linearised_prior():
     import jax
     import jax.numpy as jnp
 
-    from bayesda.checkpoint import load_model
-    from bayesda.prior import linear_prior
+    from bayesda.prior.checkpoint import load_model
+    from bayesda.prior.generative import linear_prior
 
     shipped = load_model(ROOT / "models" / "ncep-air")
     z0 = jnp.zeros(shipped.latent_dim)

@@ -53,13 +53,13 @@ def main(argv=None) -> int:
     bayesda.enable_compilation_cache()
     import pandas as pd
 
-    from bayesda.checkpoint import load_model
     from bayesda.convergence import host_convergence
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
     from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate_batch
     from bayesda.obs.table import pseudo_obs
+    from bayesda.prior.checkpoint import load_model
     from bayesda.settings import REANALYSIS
 
     t_start = time.perf_counter()

@@ -30,7 +30,7 @@ from bayesda.runtime.xla import enable_compilation_cache, set_host_device_count
 # public name -> the module that defines it (imported on first access)
 _LAZY: dict[str, str] = {
     "Assimilation": "bayesda.result",
-    "GenerativePrior": "bayesda.prior",
+    "GenerativePrior": "bayesda.prior.generative",
     "Grid": "bayesda.geo.grid",
     "ModelOptions": "bayesda.settings",
     "ReanalysisSettings": "bayesda.reanalysis",
@@ -40,7 +40,7 @@ _LAZY: dict[str, str] = {
     "assimilate_batch": "bayesda.infer",
     "assimilate_to_run": "bayesda.run",
     "diagnose": "bayesda.diagnostics",
-    "load_model": "bayesda.checkpoint",
+    "load_model": "bayesda.prior.checkpoint",
     "pseudo_obs": "bayesda.obs.table",
     "read_obs": "bayesda.obs.table",
     "reanalyse": "bayesda.reanalysis",
@@ -73,13 +73,13 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from bayesda import settings
-    from bayesda.checkpoint import load_model
     from bayesda.diagnostics import Verdict, diagnose
     from bayesda.geo.grid import Grid
     from bayesda.infer import assimilate, assimilate_batch
     from bayesda.metrics import verify
     from bayesda.obs.table import pseudo_obs, read_obs
-    from bayesda.prior import GenerativePrior
+    from bayesda.prior.checkpoint import load_model
+    from bayesda.prior.generative import GenerativePrior
     from bayesda.reanalysis import ReanalysisSettings, reanalyse
     from bayesda.result import Assimilation
     from bayesda.run import assimilate_to_run

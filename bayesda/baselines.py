@@ -463,7 +463,7 @@ def optimise_restarts(
     non-uniqueness, not posterior uncertainty.
 
     Args:
-      prior: a :class:`bayesda.prior.GenerativePrior`.
+      prior: a :class:`bayesda.prior.generative.GenerativePrior`.
       obs: DataFrame with ``lat``, ``lon``, ``value`` (K), ``sigma`` (K).
       n_restarts: number of restarts (>= 2).
       lr: Adam learning rate.

@@ -161,7 +161,7 @@ def holdout_check(
     """Predict each fold of withheld observations from the rest and score them.
 
     Args:
-      prior: the :class:`bayesda.prior.GenerativePrior`.
+      prior: the :class:`bayesda.prior.generative.GenerativePrior`.
       obs: one analysis time's anomalies (lat, lon, value, sigma).
       folds: ``k`` of the random k-fold split.
       seed: seed of the split.

@@ -102,7 +102,7 @@ def assimilate(
     """Sample the posterior of the field given point observations.
 
     Args:
-      prior: the :class:`bayesda.prior.GenerativePrior`.
+      prior: the :class:`bayesda.prior.generative.GenerativePrior`.
       obs_df: observations (see :func:`bayesda.obsdata.prepare_obs`), values are anomalies
         in K.
       time: analysis time (selects rows of a multi-time table; recorded in outputs).

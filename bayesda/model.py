@@ -16,7 +16,7 @@ computed once per analysis time, and the density costs ``O(n^2)`` per evaluation
 the rank of ``C`` (the shipped NCEP model: rank 400). Otherwise (per-pixel ``C``, or with
 ``infer_sigma``, whose scale changes the covariance) it is
 ``A A^T + diag(D)`` with ``(A, D) = RepresentationError.at_obs(stencil)`` (low rank plus
-diagonal, ``O(n rank^2)``; see :class:`bayesda.representation.RepresentationError` for the
+diagonal, ``O(n rank^2)``; see :class:`bayesda.prior.representation.RepresentationError` for the
 small part of ``H diag(d) H^T`` that ``D`` drops). A correlated part says the decoder's
 error is shared by neighbours, so they do not count as independent evidence. Which
 structure is honest is measured, not assumed (``analysis/results/repr_error_structure.md``,

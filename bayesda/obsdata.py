@@ -84,7 +84,7 @@ def prepare_obs(
     """Check observations against the prior's grid and pad them for the model.
 
     Args:
-      prior: the :class:`bayesda.prior.GenerativePrior`.
+      prior: the :class:`bayesda.prior.generative.GenerativePrior`.
       obs: table with columns lat (deg N), lon (deg E), value (anomaly, K), sigma (K), and
         optionally time (rows at other times are dropped when ``time`` is given).
       time: analysis time.

@@ -59,7 +59,7 @@ def add_offset(prior, kind: str = "uniform", sd: float = 2.0):
     """A copy of ``prior`` whose representation error holds the offset modes, ``C + s^2 U U^T``.
 
     Args:
-      prior: the :class:`bayesda.prior.GenerativePrior`.
+      prior: the :class:`bayesda.prior.generative.GenerativePrior`.
       kind: ``"none"`` (``prior`` itself), ``"uniform"`` or ``"smooth"``.
       sd: prior SD ``s`` of each coefficient, K.
 

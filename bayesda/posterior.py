@@ -2,7 +2,7 @@
 
 The field users see is ``x = g(z) + r``, not the decoder output ``g(z)`` alone: the truth
 differs from anything the decoder can produce by the representation error
-``r ~ N(0, C)``, ``C = F^T F + diag(d)`` (see :mod:`bayesda.representation`). Given a
+``r ~ N(0, C)``, ``C = F^T F + diag(d)`` (see :mod:`bayesda.prior.representation`). Given a
 posterior draw of ``z``, ``r`` is still Gaussian and its conditional is exact:
 
     r | z, y ~ N( C H^T S^{-1} (y - H g(z)),  C - C H^T S^{-1} H C ),
@@ -36,7 +36,7 @@ import scipy.sparse
 import xarray as xr
 
 from bayesda.obs.operator import Stencil, as_sparse, interpolate
-from bayesda.representation import RepresentationError
+from bayesda.prior.representation import RepresentationError
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -131,7 +131,7 @@ def posterior_dataset(
 
     Args:
       assimilation: a :class:`bayesda.infer.Assimilation`.
-      prior: the :class:`bayesda.prior.GenerativePrior` it used.
+      prior: the :class:`bayesda.prior.generative.GenerativePrior` it used.
       thresholds: anomaly thresholds (K) for the exceedance probabilities ``p_exceed``.
       climatology: object with ``.mean(time) -> (lat, lon) DataArray`` (K) to add absolute
         temperature ``tas``; default ``prior.climatology``.

@@ -208,7 +208,7 @@ def quality_control(
     """Background check, then the gross-error model, on one analysis time's observations.
 
     Args:
-      prior: the :class:`bayesda.prior.GenerativePrior`.
+      prior: the :class:`bayesda.prior.generative.GenerativePrior`.
       obs: anomalies (lat, lon, value, sigma, ...) of one analysis time.
       settings: :class:`QCSettings`.
       outer: Gauss-Newton re-linearisations at the weighted analysis.

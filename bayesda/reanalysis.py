@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 import bayesda.store as store
 from bayesda.posterior import climatology_at
-from bayesda.prior import GenerativePrior
+from bayesda.prior.generative import GenerativePrior
 from bayesda.settings import ReanalysisSettings
 
 __all__ = [
@@ -193,7 +193,7 @@ def _summary(prior, result, settings: ReanalysisSettings) -> xr.Dataset:
 
 @functools.lru_cache(maxsize=4)
 def _cached_prior(model_path: str) -> GenerativePrior:
-    from bayesda.checkpoint import load_model
+    from bayesda.prior.checkpoint import load_model
 
     return load_model(model_path)
 

@@ -41,7 +41,7 @@ class Assimilation(NamedTuple):
       obs: the :class:`ObsData` used.
       time: the analysis time, or None.
       settings: the sampler settings and model options (JSON-able).
-      prior: the :class:`bayesda.prior.GenerativePrior` used (for :meth:`to_xarray`).
+      prior: the :class:`bayesda.prior.generative.GenerativePrior` used (for :meth:`to_xarray`).
     """
 
     z: np.ndarray

@@ -43,12 +43,12 @@ __all__ = ["assimilate_to_run", "load_prior", "verification"]
 
 
 def load_prior(path):
-    """Load a trained model directory (``bayesda.checkpoint.load_model``)."""
+    """Load a trained model directory (``bayesda.prior.checkpoint.load_model``)."""
     try:
-        from bayesda.checkpoint import load_model
+        from bayesda.prior.checkpoint import load_model
     except ImportError as err:  # the checkpoint module is developed separately
         raise FileNotFoundError(
-            f"cannot load {path}: bayesda.checkpoint is not available ({err})"
+            f"cannot load {path}: bayesda.prior.checkpoint is not available ({err})"
         ) from err
     return load_model(path)
 
@@ -91,7 +91,7 @@ def assimilate_to_run(
     """Assimilate and write a complete run directory (atomically).
 
     Args:
-      prior: the :class:`bayesda.prior.GenerativePrior`.
+      prior: the :class:`bayesda.prior.generative.GenerativePrior`.
       obs: observation table (anomalies, K).
       out: the run directory: absent or empty, or a bayesda run replaced with ``force``.
       time: analysis time.

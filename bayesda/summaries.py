@@ -181,7 +181,8 @@ def field_samples(prior, z, obs: TimeObs, keys) -> jax.Array:
     """Posterior field samples ``g(z) + r`` of ``T`` times, on the device.
 
     Args:
-      prior: the :class:`bayesda.prior.GenerativePrior` (decoder and representation error).
+      prior: the :class:`bayesda.prior.generative.GenerativePrior` (decoder and
+        representation error).
       z: ``[T, s, d]`` latent draws.
       obs: the times' observations (:func:`stack_obs`).
       keys: ``[T, 2]`` PRNG keys for the representation error draws.

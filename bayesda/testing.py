@@ -5,7 +5,12 @@ built on it (as ``xarray.testing`` or weatherbench2's mock data).
   representation error, on :func:`tiny_grid` (4 x 5) unless a grid is given;
 * :func:`make_obs`: a reproducible observation table;
 * :func:`dense_posterior`: the closed-form Gaussian posterior of the whole field, the
-  reference every sampler test compares with.
+  reference every sampler test compares with, and :func:`assert_matches_closed_form`,
+  which compares a sampled posterior with it within Monte Carlo error;
+* :func:`grf_prior`, :func:`obs_at`, :func:`obs_of`: a linear prior holding a whole Gaussian
+  random field, and observations of a given or a sampled truth;
+* :data:`TINY_VAE`, :data:`TINY_VAE_GRID`, :func:`vae_params`: a VAE small enough to
+  initialise in a test, and :func:`save_tiny_model`, a hash-verified model directory of it.
 """
 
 from __future__ import annotations
@@ -15,10 +20,28 @@ import pandas as pd
 
 from bayesda.geo.grid import Grid
 from bayesda.obs.operator import as_matrix, bilinear_stencil
-from bayesda.prior import linear_prior
-from bayesda.representation import RepresentationError
+from bayesda.prior.generative import linear_prior
+from bayesda.prior.representation import RepresentationError
+from bayesda.prior.vae import VAE, VAEConfig
+from bayesda.sim.grf import GaussianRandomField
 
-__all__ = ["dense_posterior", "make_linear_prior", "make_obs", "tiny_grid"]
+__all__ = [
+    "TINY_VAE",
+    "TINY_VAE_GRID",
+    "assert_matches_closed_form",
+    "dense_posterior",
+    "grf_prior",
+    "make_linear_prior",
+    "make_obs",
+    "obs_at",
+    "obs_of",
+    "save_tiny_model",
+    "tiny_grid",
+    "vae_params",
+]
+
+TINY_VAE = VAEConfig(nlat=5, nlon=7, latent_dim=3, channels=(4,))
+TINY_VAE_GRID = Grid(lat=np.linspace(40.0, 50.0, 5), lon=np.linspace(-10.0, 2.0, 7))
 
 
 def tiny_grid() -> Grid:
@@ -82,3 +105,119 @@ def dense_posterior(prior, obs: pd.DataFrame):
     mean = b + K @ (obs["value"].to_numpy(np.float64) - H @ b)
     cov = P - K @ H @ P
     return mean, cov
+
+
+def assert_matches_closed_form(a, mean, cov, grid, *, k: float = 5.0) -> None:
+    """Assert that the field draws of an assimilation match a Gaussian posterior.
+
+    Mean and SD of every pixel within ``k`` Monte Carlo errors (``sd / sqrt(ESS)`` and
+    ``1 / sqrt(2 ESS)``, ESS per pixel from ArviZ), correlations within ``k / sqrt(min ESS)``.
+
+    Args:
+      a: a :class:`bayesda.inference.result.Assimilation` (``a.field`` ``[chain, draw, ...]``).
+      mean: ``[npix]`` exact posterior mean; cov: ``[npix, npix]`` exact covariance.
+      grid: the field's grid.
+      k: the tolerance in Monte Carlo errors.
+    """
+    import arviz as az
+
+    field = a.field.reshape(*a.field.shape[:2], -1)
+    ess = az.ess(az.convert_to_dataset(field), method="bulk")["x"].values  # per pixel
+    sd = np.sqrt(np.diag(cov))
+    err = field.reshape(-1, grid.size).mean(0) - mean
+    assert np.all(np.abs(err) < k * sd / np.sqrt(ess)), np.max(np.abs(err) / (sd / np.sqrt(ess)))
+    # SD: the sample SD's relative MC error is about 1/sqrt(2 ESS).
+    sd_hat = field.reshape(-1, grid.size).std(0, ddof=1)
+    assert np.all(np.abs(sd_hat / sd - 1) < k / np.sqrt(2 * ess)), np.max(
+        np.abs(sd_hat / sd - 1) * np.sqrt(2 * ess)
+    )
+    # Full covariance: correlations agree to within a loose MC bound.
+    corr = cov / np.outer(sd, sd)
+    corr_hat = np.corrcoef(field.reshape(-1, grid.size).T)
+    assert np.max(np.abs(corr_hat - corr)) < k / np.sqrt(ess.min())
+
+
+def grf_prior(*, repr_sd: float = 0.3, seed: int = 0):
+    """A linear prior holding a whole GRF (``W`` its Cholesky factor) plus a diagonal C.
+
+    Returns ``(prior, grf)`` on a 6 x 8 grid over North America.
+    """
+    grid = Grid(lat=np.linspace(30.0, 50.0, 6), lon=np.linspace(-120.0, -90.0, 8))
+    grf = GaussianRandomField(grid, length_scale_km=800.0, sd=2.0, land_sea_ratio=1.0)
+    W = grf.cholesky.reshape(*grid.shape, grid.size)
+    re = RepresentationError(
+        np.zeros((0, *grid.shape), np.float32), np.full(grid.shape, repr_sd**2, np.float32)
+    )
+    return linear_prior(W, np.zeros(grid.shape), grid, re, name="grf"), grf
+
+
+def obs_at(prior, truth, n: int, *, seed: int, sigma: float = 0.5) -> pd.DataFrame:
+    """``n`` observations of a given truth at random sites, errors of SD ``sigma``."""
+    rng = np.random.default_rng([seed, 3])
+    g = prior.grid
+    lat = rng.uniform(g.lat[0], g.lat[-1], n)
+    lon = rng.uniform(g.lon[0], g.lon[-1], n)
+    H = as_matrix(bilinear_stencil(g, lat, lon), g.size)
+    y = H @ truth.ravel() + sigma * rng.standard_normal(n)
+    return pd.DataFrame({"lat": lat, "lon": lon, "value": y, "sigma": sigma})
+
+
+def obs_of(prior, grf, n: int, *, seed: int, sigma: float = 0.5, noise_sd=None) -> pd.DataFrame:
+    """``n`` observations of a truth drawn from ``grf`` plus the prior's diagonal
+    representation error; errors of SD ``noise_sd`` (default ``sigma``), stated as ``sigma``."""
+    rng = np.random.default_rng(seed)
+    g = prior.grid
+    truth = grf.sample(rng, 1)[0] + np.sqrt(prior.repr_error.diag_var) * rng.standard_normal(
+        g.shape
+    )
+    lat = rng.uniform(g.lat[0], g.lat[-1], n)
+    lon = rng.uniform(g.lon[0], g.lon[-1], n)
+    H = as_matrix(bilinear_stencil(g, lat, lon), g.size)
+    y = H @ truth.ravel() + (noise_sd or sigma) * rng.standard_normal(n)
+    return pd.DataFrame(
+        {
+            "station_id": [f"S{i}" for i in range(n)],
+            "lat": lat,
+            "lon": lon,
+            "value": y,
+            "sigma": sigma,
+        }
+    )
+
+
+def vae_params(seed: int = 0, config: VAEConfig = TINY_VAE) -> dict:
+    """Freshly initialised parameters of a VAE (host arrays)."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.zeros((1, config.nlat, config.nlon))
+    return jax.device_get(VAE(config).init(jax.random.key(seed), x, jax.random.key(1))["params"])
+
+
+def save_tiny_model(path, *, seed: int = 0):
+    """A model directory of :data:`TINY_VAE` with random normalisation and a rank-2 ``C``.
+
+    Returns ``(path, params, norm_mean, norm_sd, repr_error)``.
+    """
+    from bayesda.prior.checkpoint import save_model
+
+    rng = np.random.default_rng(seed)
+    params = vae_params(seed)
+    mean = rng.normal(size=TINY_VAE_GRID.shape).astype(np.float32)
+    sd = rng.uniform(0.5, 2.0, size=TINY_VAE_GRID.shape).astype(np.float32)
+    rep = RepresentationError(
+        rng.normal(size=(2, *TINY_VAE_GRID.shape)).astype(np.float32),
+        rng.uniform(0.1, 0.2, size=TINY_VAE_GRID.shape).astype(np.float32),
+    )
+    path = save_model(
+        path,
+        params=params,
+        config=TINY_VAE,
+        grid=TINY_VAE_GRID,
+        norm_mean=mean,
+        norm_sd=sd,
+        repr_error=rep,
+        card={"metrics": {"x": 1.0}},
+        model_card="# card\n",
+    )
+    return path, params, mean, sd, rep

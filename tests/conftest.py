@@ -51,3 +51,11 @@ def small_grid() -> Grid:
 def global_grid() -> Grid:
     """A coarse periodic 7 x 12 global grid (30 degree longitude spacing)."""
     return Grid(lat=np.linspace(-75.0, 75.0, 7), lon=np.arange(-180.0, 180.0, 30.0))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A tiny VAE model directory: ``(path, params, norm_mean, norm_sd, repr_error)``."""
+    from bayesda.testing import save_tiny_model
+
+    return save_tiny_model(tmp_path / "m")

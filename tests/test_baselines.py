@@ -9,7 +9,7 @@ from bayesda import baselines as B
 from bayesda import metrics as M
 from bayesda.geo.grid import Grid
 from bayesda.obs.operator import as_matrix, bilinear_stencil
-from bayesda.prior import linear_prior
+from bayesda.prior.generative import linear_prior
 
 POSTERIOR_VARS = ["anomaly", "mean", "sd", "q05", "q50", "q95"]
 

@@ -188,8 +188,8 @@ def _pca_prior(ncep, k=16):
     from bayesda.data.climatology import Climatology
     from bayesda.data.split import split_dataset
     from bayesda.geo.grid import Grid
-    from bayesda.prior import linear_prior
-    from bayesda.representation import estimate
+    from bayesda.prior.generative import linear_prior
+    from bayesda.prior.representation import estimate
 
     train, _ = split_dataset(ncep)
     train = train.isel(time=slice(None, None, 4))

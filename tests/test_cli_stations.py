@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_qc import _grf_prior, _obs_of
 
 from bayesda import cli
 from bayesda.commands import assim
+from bayesda.testing import grf_prior as _grf_prior
+from bayesda.testing import obs_of as _obs_of
 
 try:
     import rasterio  # noqa: F401
@@ -127,8 +128,8 @@ def test_assimilate_qc_off_keeps_stated_sigma(monkeypatch, tmp_path, capsys):
 @pytest.mark.slow
 def test_metar_file_to_maps_with_the_shipped_model(tmp_path, capsys, ncep):
     """A METAR file of real-format reports of an NCEP day, one of them wrong by 15 K."""
-    from bayesda.checkpoint import load_model
     from bayesda.obs.table import pseudo_obs
+    from bayesda.prior.checkpoint import load_model
 
     prior = load_model("models/ncep-air")
     t = np.datetime64("2014-01-21T12:00")
@@ -161,9 +162,9 @@ def test_metar_file_to_maps_with_the_shipped_model(tmp_path, capsys, ncep):
 def test_metar_stations_above_the_model_surface_are_adjusted_not_flagged(tmp_path, capsys, ncep):
     """Two stations 2 km above the model surface report 13 K colder: with their elevations
     the lapse-rate adjustment moves them to the model surface, and QC keeps them."""
-    from bayesda.checkpoint import load_model
     from bayesda.obs.elevation import surface_height_at
     from bayesda.obs.table import pseudo_obs
+    from bayesda.prior.checkpoint import load_model
 
     prior = load_model("models/ncep-air")
     t = np.datetime64("2014-01-21T12:00")

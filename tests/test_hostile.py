@@ -225,12 +225,12 @@ def test_assimilate_takes_units_and_kind(tiny, tmp_path):
 
 @pytest.fixture()
 def tiny_model(tmp_path, clim_prior):
-    from test_checkpoint import CONFIG, make_params
-
-    from bayesda.checkpoint import save_model
     from bayesda.data.climatology import Climatology
     from bayesda.geo.grid import Grid
-    from bayesda.representation import RepresentationError
+    from bayesda.prior.checkpoint import save_model
+    from bayesda.prior.representation import RepresentationError
+    from bayesda.testing import TINY_VAE as CONFIG
+    from bayesda.testing import vae_params as make_params
 
     grid = Grid(lat=np.linspace(40.0, 50.0, 5), lon=np.linspace(-10.0, 2.0, 7))
     times = pd.date_range("2013-01-01", "2013-12-31 18:00", freq="6h")
@@ -253,8 +253,8 @@ def tiny_model(tmp_path, clim_prior):
 
 def test_model_file_missing_from_the_hash_list_is_refused(tiny_model):
     """A climatology shifted by 10 K, its hash dropped from model.json, was used silently."""
-    from bayesda.checkpoint import CheckpointError, load_model
     from bayesda.data.climatology import Climatology
+    from bayesda.prior.checkpoint import CheckpointError, load_model
 
     path, clim = tiny_model
     ds = clim.dataset.copy(deep=True)
@@ -269,7 +269,7 @@ def test_model_file_missing_from_the_hash_list_is_refused(tiny_model):
 
 
 def test_shipped_model_hashes_every_file_it_loads():
-    from bayesda.checkpoint import LOADED_FILES, read_card
+    from bayesda.prior.checkpoint import LOADED_FILES, read_card
 
     model = Path(__file__).resolve().parents[1] / "models" / "ncep-air"
     files = read_card(model)["files"]  # verifies every listed hash too
@@ -400,11 +400,11 @@ def test_damaged_chunk_of_a_finished_store_is_found_and_redone(finished_store, d
 def test_reanalyse_verify_reports_and_redoes_a_damaged_time(
     finished_store, clim_prior, store_obs_csv, monkeypatch, capsys
 ):
-    import bayesda.checkpoint
+    import bayesda.prior.checkpoint
     import bayesda.reanalysis
 
     out, _ = finished_store
-    monkeypatch.setattr(bayesda.checkpoint, "load_model", lambda path: clim_prior)
+    monkeypatch.setattr(bayesda.prior.checkpoint, "load_model", lambda path: clim_prior)
     monkeypatch.setattr(bayesda.reanalysis, "_cached_prior", lambda path: clim_prior)
     obs = store_obs_csv
     (out / "sd" / "c" / "2" / "0" / "0").unlink()
@@ -553,8 +553,8 @@ def test_coverage_skips_nan_truth_like_rmse_and_crps():
 @pytest.fixture()
 def odd_data_file(tmp_path, tiny_model):
     """A dataset on the tiny model's grid with one all-NaN field and a few odd hours."""
-    from bayesda.checkpoint import read_card
     from bayesda.geo.grid import Grid
+    from bayesda.prior.checkpoint import read_card
 
     path, _ = tiny_model
     grid = Grid.from_dict(read_card(path)["grid"])
@@ -762,7 +762,7 @@ def test_download_fallback_is_hash_checked(tmp_path, monkeypatch, name):
 
 
 def test_model_overwrite_replaces_only_a_model(tiny_model, tmp_path):
-    from bayesda.checkpoint import CheckpointError, check_target
+    from bayesda.prior.checkpoint import CheckpointError, check_target
 
     mine = _user_dir(tmp_path)
     with pytest.raises(CheckpointError, match="not a bayesda model"):

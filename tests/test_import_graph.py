@@ -97,7 +97,7 @@ LAYERS: list[tuple[str, ...]] = [
         "geo",
         "geo",
         "data",
-        "vae",
+        "prior",
         "geo",
         "convergence",
         "runtime",
@@ -115,17 +115,17 @@ LAYERS: list[tuple[str, ...]] = [
         "obs",
         "data",
         "sim",
-        "representation",
+        "prior",
         "obs",
         "obs",
         "obs",
         "obs",
         "obs",
     ),
-    ("prior", "model", "train", "checkpoint", "sampler", "posterior", "qc", "calibrate", "offset"),
+    ("prior", "model", "prior", "prior", "sampler", "posterior", "qc", "calibrate", "offset"),
     ("diagnostics", "plots", "metrics", "baselines", "store", "sites", "geotiff"),  # showing
     ("obsdata", "compiled", "result", "summaries", "infer"),  # inference
-    ("run", "reanalysis", "recipe", "demo", "preflight", "testing"),  # workflows
+    ("run", "reanalysis", "prior", "demo", "preflight", "testing"),  # workflows
     (
         "commands",
         "commands.options",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
 
 from bayesda.infer import assimilate, prepare_obs
+from bayesda.testing import assert_matches_closed_form as _check_against_closed_form
 from bayesda.testing import dense_posterior, make_linear_prior, make_obs
 
 
@@ -18,23 +18,6 @@ def problem():
     # then exact, so NUTS must reproduce the dense closed form up to Monte Carlo error.
     obs = make_obs(prior.grid, 6, at_nodes=True, seed=2)
     return prior, obs, dense_posterior(prior, obs)
-
-
-def _check_against_closed_form(a, mean, cov, grid, *, k=5.0):
-    field = a.field.reshape(*a.field.shape[:2], -1)
-    ess = az.ess(az.convert_to_dataset(field), method="bulk")["x"].values  # per pixel
-    sd = np.sqrt(np.diag(cov))
-    err = field.reshape(-1, grid.size).mean(0) - mean
-    assert np.all(np.abs(err) < k * sd / np.sqrt(ess)), np.max(np.abs(err) / (sd / np.sqrt(ess)))
-    # SD: the sample SD's relative MC error is about 1/sqrt(2 ESS).
-    sd_hat = field.reshape(-1, grid.size).std(0, ddof=1)
-    assert np.all(np.abs(sd_hat / sd - 1) < k / np.sqrt(2 * ess)), np.max(
-        np.abs(sd_hat / sd - 1) * np.sqrt(2 * ess)
-    )
-    # Full covariance: correlations agree to within a loose MC bound.
-    corr = cov / np.outer(sd, sd)
-    corr_hat = np.corrcoef(field.reshape(-1, grid.size).T)
-    assert np.max(np.abs(corr_hat - corr)) < k / np.sqrt(ess.min())
 
 
 def test_nuts_matches_closed_form(problem):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_qc import _grf_prior, _obs_at
 
 from bayesda.offset import add_offset, estimate_offset, offset_modes
 from bayesda.preflight import format_preflight, preflight
+from bayesda.testing import grf_prior as _grf_prior
+from bayesda.testing import obs_at as _obs_at
 
 
 def test_modes_and_folded_covariance():

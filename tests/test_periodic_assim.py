@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from test_infer import _check_against_closed_form
 
 from bayesda import cli
 from bayesda.commands import assim
 from bayesda.infer import assimilate
 from bayesda.settings import SamplerSettings
+from bayesda.testing import assert_matches_closed_form as _check_against_closed_form
 from bayesda.testing import dense_posterior, make_linear_prior
 
 # seam (170 .. 190 E, both conventions), 0/360 and beyond the outer rows (+-75 deg)
@@ -67,8 +67,8 @@ def test_assimilate_command_on_the_global_grid(periodic_prior, monkeypatch, tmp_
 def test_shipped_simulated_weather_model_is_global_and_periodic():
     from pathlib import Path
 
-    from bayesda.checkpoint import load_model
     from bayesda.obs.table import validate_obs
+    from bayesda.prior.checkpoint import load_model
 
     prior = load_model(Path(__file__).resolve().parents[1] / "models" / "hs-t21-tas")
     assert prior.name == "hs-t21-tas" and prior.latent_dim == 32

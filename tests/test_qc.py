@@ -7,56 +7,13 @@ import pandas as pd
 import pytest
 
 from bayesda.calibrate import calibrate, fit_scale, holdout_check, rescale_prior
-from bayesda.geo.grid import Grid
 from bayesda.obs.operator import as_matrix, bilinear_stencil
-from bayesda.prior import linear_prior
 from bayesda.qc import linearise, quality_control, studentt_effective_sigma
-from bayesda.representation import RepresentationError
-from bayesda.sim.grf import GaussianRandomField, gaussian_posterior
+from bayesda.sim.grf import gaussian_posterior
+from bayesda.testing import grf_prior as _grf_prior
 from bayesda.testing import make_linear_prior, tiny_grid
-
-
-def _grf_prior(*, repr_sd: float = 0.3, seed: int = 0):
-    """A linear prior holding a whole GRF (``W`` its Cholesky factor) plus a diagonal C."""
-    grid = Grid(lat=np.linspace(30.0, 50.0, 6), lon=np.linspace(-120.0, -90.0, 8))
-    grf = GaussianRandomField(grid, length_scale_km=800.0, sd=2.0, land_sea_ratio=1.0)
-    W = grf.cholesky.reshape(*grid.shape, grid.size)
-    re = RepresentationError(
-        np.zeros((0, *grid.shape), np.float32), np.full(grid.shape, repr_sd**2, np.float32)
-    )
-    return linear_prior(W, np.zeros(grid.shape), grid, re, name="grf"), grf
-
-
-def _obs_at(prior, truth, n, *, seed, sigma=0.5):
-    """``n`` observations of a given truth at random sites, errors of SD ``sigma``."""
-    rng = np.random.default_rng([seed, 3])
-    g = prior.grid
-    lat = rng.uniform(g.lat[0], g.lat[-1], n)
-    lon = rng.uniform(g.lon[0], g.lon[-1], n)
-    H = as_matrix(bilinear_stencil(g, lat, lon), g.size)
-    y = H @ truth.ravel() + sigma * rng.standard_normal(n)
-    return pd.DataFrame({"lat": lat, "lon": lon, "value": y, "sigma": sigma})
-
-
-def _obs_of(prior, grf, n, *, seed, sigma=0.5, noise_sd=None):
-    rng = np.random.default_rng(seed)
-    g = prior.grid
-    truth = grf.sample(rng, 1)[0] + np.sqrt(prior.repr_error.diag_var) * rng.standard_normal(
-        g.shape
-    )
-    lat = rng.uniform(g.lat[0], g.lat[-1], n)
-    lon = rng.uniform(g.lon[0], g.lon[-1], n)
-    H = as_matrix(bilinear_stencil(g, lat, lon), g.size)
-    y = H @ truth.ravel() + (noise_sd or sigma) * rng.standard_normal(n)
-    return pd.DataFrame(
-        {
-            "station_id": [f"S{i}" for i in range(n)],
-            "lat": lat,
-            "lon": lon,
-            "value": y,
-            "sigma": sigma,
-        }
-    )
+from bayesda.testing import obs_at as _obs_at
+from bayesda.testing import obs_of as _obs_of
 
 
 def test_linearise_linear_prior_is_exact():

@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from bayesda.checkpoint import save_model
 from bayesda.geo.grid import Grid
+from bayesda.prior.checkpoint import save_model
+from bayesda.prior.representation import RepresentationError
+from bayesda.prior.vae import VAE, VAEConfig
 from bayesda.reanalysis import ReanalysisSettings, reanalyse
-from bayesda.representation import RepresentationError
-from bayesda.vae import VAE, VAEConfig
 
 GRID = Grid(lat=np.linspace(30.0, 45.0, 6), lon=np.linspace(-110.0, -90.0, 8))
 TIMES = pd.date_range("2014-02-01", periods=6, freq="6h")

@@ -171,7 +171,7 @@ def linear():
 def test_batch_of_times_matches_each_closed_form(linear):
     # Two times with different numbers of observations (6 and 40: padded to 32 and 64 alone,
     # to 64 together) in one program: each must match its own exact posterior.
-    from test_infer import _check_against_closed_form
+    from bayesda.testing import assert_matches_closed_form as _check_against_closed_form
 
     prior, obs_a, obs_b = linear
     table = pd.concat([obs_a, obs_b], ignore_index=True)

@@ -73,8 +73,9 @@ def units(text: str) -> str:
 
 
 def repr_error_structure(text: str) -> str:
-    """A representation-error structure :func:`bayesda.representation.from_residuals` knows."""
-    from bayesda.representation import check_structure
+    """A representation-error structure that
+    :func:`bayesda.prior.representation.from_residuals` knows."""
+    from bayesda.prior.representation import check_structure
 
     try:
         check_structure(text)

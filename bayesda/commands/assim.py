@@ -45,7 +45,7 @@ FAIL_EXIT_CODE = 3
 def register(subparsers) -> None:
     """Add ``assimilate``, ``diagnose``, ``plot`` and ``demo``."""
     p = subparsers.add_parser("assimilate", help="sample the posterior field given observations")
-    p.add_argument("--model", required=True, help="model directory (bayesda.checkpoint)")
+    p.add_argument("--model", required=True, help="model directory (bayesda.prior.checkpoint)")
     p.add_argument(
         "--obs", required=True, help="observations: CSV or netCDF (lat, lon, value, sigma)"
     )

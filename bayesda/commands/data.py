@@ -214,9 +214,9 @@ def cmd_info(args) -> int:
 def cmd_orography(args) -> int:
     import numpy as np
 
-    from bayesda.checkpoint import read_card, update_card
     from bayesda.geo.grid import Grid
     from bayesda.geo.orography import SOURCE, surface_height
+    from bayesda.prior.checkpoint import read_card, update_card
 
     card = read_card(args.model)  # verifies the model before anything is computed
     grid = Grid.from_dict(card["grid"])
@@ -293,7 +293,7 @@ def cmd_obs_make(args) -> int:
     if kind == "absolute":
         truth, against = tas, "absolute temperature"
     elif args.model:
-        from bayesda.checkpoint import load_model
+        from bayesda.prior.checkpoint import load_model
 
         clim = load_model(args.model).climatology
         if clim is None:

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
 
     d = ReanalysisSettings()
     p = subparsers.add_parser("reanalyse", help="assimilate many times into a resumable zarr store")
-    p.add_argument("--model", required=True, help="model directory (bayesda.checkpoint)")
+    p.add_argument("--model", required=True, help="model directory (bayesda.prior.checkpoint)")
     p.add_argument(
         "--obs",
         required=True,
@@ -84,9 +84,9 @@ def cmd_reanalyse(args) -> int:
     import xarray as xr
 
     import bayesda.runtime.files as files
-    from bayesda.checkpoint import load_model
     from bayesda.commands.options import settings_from_args
     from bayesda.obs.capacity import superob
+    from bayesda.prior.checkpoint import load_model
     from bayesda.reanalysis import ReanalysisSettings, read_obs_source, reanalyse
 
     files.check_target(args.out, "store", resume=True)  # before loading anything

@@ -4,7 +4,7 @@ Example::
 
     bayesda train --data ncep-air --out models/ncep-air --latent-dim 100 --epochs 30 --seed 0
 
-The training pipeline is :func:`bayesda.recipe.train_prior` (re-exported here); this module
+The training pipeline is :func:`bayesda.prior.recipe.train_prior` (re-exported here); this module
 only parses arguments and calls it.
 """
 
@@ -17,7 +17,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bayesda.recipe import train_prior
+    from bayesda.prior.recipe import train_prior
 
 __all__ = ["cmd_train", "register", "train_prior"]
 
@@ -28,7 +28,7 @@ def __getattr__(name: str):
     """The recipe's names, re-exported lazily: importing the recipe imports jax and flax,
     which every ``bayesda`` command line (even ``--help``) would otherwise pay for."""
     if name in _FROM_RECIPE:
-        import bayesda.recipe as recipe
+        import bayesda.prior.recipe as recipe
 
         return getattr(recipe, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -38,8 +38,8 @@ def register(subparsers) -> None:
     """Add the ``train`` command to the top-level parser.
 
     Options left unset are None here and take the defaults of
-    :class:`bayesda.train.TrainConfig`, :class:`bayesda.vae.VAEConfig` and
-    :data:`bayesda.recipe.SHIPPED_LATENT_DIM` when the command runs, so that building the
+    :class:`bayesda.prior.train.TrainConfig`, :class:`bayesda.prior.vae.VAEConfig` and
+    :data:`bayesda.prior.recipe.SHIPPED_LATENT_DIM` when the command runs, so that building the
     parser imports no JAX.
     """
     from bayesda.commands.argtypes import repr_error_structure
@@ -79,9 +79,9 @@ def register(subparsers) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bayesda.data.datasets import load_dataset
-    from bayesda.recipe import SHIPPED_LATENT_DIM, train_prior
-    from bayesda.train import TrainConfig
-    from bayesda.vae import VAEConfig
+    from bayesda.prior.recipe import SHIPPED_LATENT_DIM, train_prior
+    from bayesda.prior.train import TrainConfig
+    from bayesda.prior.vae import VAEConfig
 
     spec = args.channels or ",".join(map(str, VAEConfig(nlat=2, nlon=2).channels))
     try:
@@ -101,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.out)
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it")
-    from bayesda.checkpoint import check_target
+    from bayesda.prior.checkpoint import check_target
 
     check_target(out, overwrite=args.overwrite)  # a model, never another directory
     ds = load_dataset(args.data, args.data_dir)

@@ -1,7 +1,7 @@
 """Isotropic covariance kernels on the sphere: distances between grid nodes and correlations.
 
 The one home of the kernels used by the shipped prior's representation error
-(:mod:`bayesda.representation`) and by the synthetic truth (:mod:`bayesda.sim.grf`).
+(:mod:`bayesda.prior.representation`) and by the synthetic truth (:mod:`bayesda.sim.grf`).
 
 Distance. Correlations are functions of the *chordal* distance ``2 R sin(d / 2R)`` between
 points (``d`` the great-circle distance, ``R = 6371 km``). For points closer than about a

@@ -19,7 +19,7 @@ observations in those cells get no lapse-rate adjustment (:mod:`bayesda.obs.elev
 midpoints to the neighbouring nodes), which stands in for the smoothed orography that a
 reanalysis model's near-surface level follows. Only building a model's surface height
 needs the file (``pip install 'bayesda[orography]'``); a model ships the result as
-``surface_height.nc`` (:mod:`bayesda.checkpoint`).
+``surface_height.nc`` (:mod:`bayesda.prior.checkpoint`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ callable does not say what it closes over. So a program is cached only under a k
 caller builds from content:
 
 * the decoder's fingerprint (:func:`register` / :func:`fingerprint`), a hash of the trained
-  weights, normalisation and configuration that :func:`bayesda.checkpoint.load_model` binds
+  weights, normalisation and configuration that :func:`bayesda.prior.checkpoint.load_model` binds
   to the ``decode`` function object itself (a prior rebuilt around another ``decode`` has
   no fingerprint, so its programs are never cached);
 * the caller's static settings (model options, sampler settings, device layout);

@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from test_checkpoint import GRID, saved  # noqa: F401  (fixture)
 
-from bayesda.checkpoint import CheckpointError, load_model, update_card
 from bayesda.geo.grid import Grid
 from bayesda.geo.orography import read_altitude, surface_height, to_dataset
 from bayesda.obs.elevation import LapseRate, adjust, surface_height_at
 from bayesda.preflight import format_preflight, preflight
-from bayesda.prior import linear_prior
+from bayesda.prior.checkpoint import CheckpointError, load_model, update_card
+from bayesda.prior.generative import linear_prior
+from bayesda.testing import TINY_VAE_GRID as GRID
 
 
 def _source(values: np.ndarray) -> xr.DataArray:
@@ -157,7 +157,7 @@ def test_preflight_adjusts_before_qc_and_reports_it():
     assert "20 stations moved to the model surface at 6.5 +- 2 K/km" in format_preflight(rec)
 
 
-def test_surface_height_travels_with_the_model(saved):  # noqa: F811
+def test_surface_height_travels_with_the_model(saved):
     height = np.linspace(0, 3000, GRID.size).reshape(GRID.shape)
     height[0, 0] = np.nan
     saved = saved[0]

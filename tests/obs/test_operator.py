@@ -1,5 +1,5 @@
 """Tests for the grid convention (bayesda.geo.grid), the bilinear observation operator
-(bayesda.obs.operator) and the representation-error estimate (bayesda.representation)."""
+(bayesda.obs.operator) and the representation-error estimate (bayesda.prior.representation)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from bayesda.geo.grid import Grid, wrap_lon
 from bayesda.obs.operator import as_matrix, bilinear_stencil, interpolate, nearest_index
-from bayesda.representation import RepresentationError, estimate, zero_error
+from bayesda.prior.representation import RepresentationError, estimate, zero_error
 
 
 def _linear(grid: Grid, a=1.0, b=-0.3, c=0.7) -> np.ndarray:

@@ -7,10 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_checkpoint import saved  # noqa: F401 - the fixture
 
 from bayesda import sampler
-from bayesda.checkpoint import load_model
+from bayesda.prior.checkpoint import load_model
 from bayesda.runtime import export as aot
 
 _REAL_CACHE_DIR = aot.cache_dir
@@ -107,14 +106,15 @@ def test_unexportable_function_falls_back(where):
     assert list(f.sources.values()) == ["jit"]
 
 
-def test_checkpoint_fingerprint_follows_the_content(saved, tmp_path):  # noqa: F811
+def test_checkpoint_fingerprint_follows_the_content(saved, tmp_path):
     path, params, mean, sd, rep = saved
     a, b = load_model(path), load_model(path)
     assert aot.fingerprint(a.decode) is not None
     assert aot.fingerprint(a.decode) == aot.fingerprint(b.decode)
-    from test_checkpoint import CONFIG, GRID, make_params
-
-    from bayesda.checkpoint import save_model
+    from bayesda.prior.checkpoint import save_model
+    from bayesda.testing import TINY_VAE as CONFIG
+    from bayesda.testing import TINY_VAE_GRID as GRID
+    from bayesda.testing import vae_params as make_params
 
     other = save_model(
         tmp_path / "other",

@@ -1,11 +1,11 @@
-"""Tests for the VAE architecture (bayesda.vae): shapes, padding, conv gradients."""
+"""Tests for the VAE architecture (bayesda.prior.vae): shapes, padding, conv gradients."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bayesda.vae import (
+from bayesda.prior.vae import (
     VAE,
     Decoder,
     PaddedConv,
@@ -138,7 +138,7 @@ def test_linear_path_is_optional_and_decoder_is_small():
     with_lin = init(make_config(linear_path=True))
     without = init(make_config(linear_path=False))
     assert "linear" in with_lin["decoder"] and "linear" not in without["decoder"]
-    from bayesda.vae import NCEP_AIR
+    from bayesda.prior.vae import NCEP_AIR
 
     n_dec = sum(v.size for v in jax.tree_util.tree_leaves(init(NCEP_AIR)["decoder"]))
     assert n_dec < 1_000_000

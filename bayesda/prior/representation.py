@@ -17,7 +17,7 @@ Two ways to build ``C``:
   Its top eigenvectors form ``F`` and the rest of each pixel's variance goes on the
   diagonal, so the marginal variance is ``sd^2`` exactly and only correlation carried by the
   dropped eigenvectors is lost. The parameters are kept in ``spec`` so a model stores them
-  instead of the factor (:mod:`bayesda.checkpoint`) and rebuilds it at load (one ``eigh``
+  instead of the factor (:mod:`bayesda.prior.checkpoint`) and rebuilds it at load (one ``eigh``
   of ``[npix, npix]``: about 1 s for the 1325-pixel NCEP grid).
 """
 

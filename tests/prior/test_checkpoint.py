@@ -1,4 +1,4 @@
-"""Tests for safe checkpoints (bayesda.checkpoint): round trip and refusal of bad files."""
+"""Tests for safe checkpoints (bayesda.prior.checkpoint): round trip and refusal of bad files."""
 
 import json
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bayesda.checkpoint import (
+from bayesda.prior.checkpoint import (
     CheckpointError,
     flatten_params,
     load_model,
@@ -16,41 +16,12 @@ from bayesda.checkpoint import (
     unflatten_params,
     update_card,
 )
-from bayesda.geo.grid import Grid
-from bayesda.representation import RepresentationError
-from bayesda.vae import VAE, Decoder, VAEConfig
+from bayesda.prior.representation import RepresentationError
+from bayesda.prior.vae import Decoder, VAEConfig
+from bayesda.testing import TINY_VAE, TINY_VAE_GRID, vae_params
 
-CONFIG = VAEConfig(nlat=5, nlon=7, latent_dim=3, channels=(4,))
-GRID = Grid(lat=np.linspace(40.0, 50.0, 5), lon=np.linspace(-10.0, 2.0, 7))
-
-
-def make_params(seed=0):
-    x = jnp.zeros((1, CONFIG.nlat, CONFIG.nlon))
-    return jax.device_get(VAE(CONFIG).init(jax.random.key(seed), x, jax.random.key(1))["params"])
-
-
-@pytest.fixture
-def saved(tmp_path):
-    rng = np.random.default_rng(0)
-    params = make_params()
-    mean = rng.normal(size=GRID.shape).astype(np.float32)
-    sd = rng.uniform(0.5, 2.0, size=GRID.shape).astype(np.float32)
-    rep = RepresentationError(
-        rng.normal(size=(2, *GRID.shape)).astype(np.float32),
-        rng.uniform(0.1, 0.2, size=GRID.shape).astype(np.float32),
-    )
-    path = save_model(
-        tmp_path / "m",
-        params=params,
-        config=CONFIG,
-        grid=GRID,
-        norm_mean=mean,
-        norm_sd=sd,
-        repr_error=rep,
-        card={"metrics": {"x": 1.0}},
-        model_card="# card\n",
-    )
-    return path, params, mean, sd, rep
+CONFIG, GRID = TINY_VAE, TINY_VAE_GRID
+make_params = vae_params
 
 
 def test_round_trip_gives_identical_decoder(saved):
@@ -172,7 +143,7 @@ def test_update_card_rehashes(saved):
 
 
 def test_update_card_replaces_the_representation_error(saved):
-    from bayesda.checkpoint import load_model, update_card
+    from bayesda.prior.checkpoint import load_model, update_card
 
     path = saved[0]
     before = load_model(path)
@@ -188,7 +159,7 @@ def test_update_card_replaces_the_representation_error(saved):
 
 
 def test_stationary_repr_error_stored_as_parameters_and_rebuilt(saved, tmp_path):
-    from bayesda.representation import stationary
+    from bayesda.prior.representation import stationary
 
     path, *_ = saved
     sd = np.random.default_rng(5).uniform(0.5, 1.5, GRID.shape)
@@ -216,7 +187,7 @@ def test_stationary_repr_error_stored_as_parameters_and_rebuilt(saved, tmp_path)
 
 
 def test_homogeneous_repr_error_stored_as_its_spectrum_and_rebuilt(saved):
-    from bayesda.representation import homogeneous
+    from bayesda.prior.representation import homogeneous
 
     path, *_ = saved
     rng = np.random.default_rng(6)
@@ -232,7 +203,7 @@ def test_homogeneous_repr_error_stored_as_its_spectrum_and_rebuilt(saved):
     np.savez(
         path / "repr_error.npz", structure=np.array("homogeneous"), power=np.ones((2, 2)), rank=1
     )
-    from bayesda.checkpoint import _finish_card
+    from bayesda.prior.checkpoint import _finish_card
 
     card = read_card(path, verify=False)
     _finish_card(path, {k: v for k, v in card.items() if k != "files"})
@@ -241,7 +212,7 @@ def test_homogeneous_repr_error_stored_as_its_spectrum_and_rebuilt(saved):
 
 
 def test_unknown_repr_error_structure_refused(saved):
-    from bayesda.checkpoint import _finish_card
+    from bayesda.prior.checkpoint import _finish_card
 
     path, *_ = saved
     np.savez(path / "repr_error.npz", structure=np.array("wavelet"), sd=np.ones(GRID.shape))
@@ -252,7 +223,7 @@ def test_unknown_repr_error_structure_refused(saved):
 
 
 def test_expected_parameter_shapes_come_from_the_disk_cache(tmp_path, monkeypatch):
-    import bayesda.checkpoint as checkpoint
+    import bayesda.prior.checkpoint as checkpoint
 
     monkeypatch.setenv("BAYESDA_CACHE", str(tmp_path))
     monkeypatch.delenv("BAYESDA_DISK_CACHE", raising=False)

@@ -16,7 +16,7 @@ the seam, so the decoder's coarse stages are not exactly periodic; choose ``chan
 that it divides, e.g. 2 stages for 144 longitudes.)
 
 Everything here works on *normalised* fields (anomaly / per-pixel training SD); the
-de-normalisation to K lives in :mod:`bayesda.checkpoint`, which binds it into ``decode``.
+de-normalisation to K lives in :mod:`bayesda.prior.checkpoint`, which binds it into ``decode``.
 """
 
 from __future__ import annotations

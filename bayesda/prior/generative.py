@@ -2,7 +2,7 @@
 
 Assimilation needs only a pure, jit-able ``decode(z) -> anomaly field`` with trained
 parameters already bound (a closure, never a trainable module), the grid it lives on, and
-the decoder's representation error. :func:`bayesda.checkpoint.load_model` returns a
+the decoder's representation error. :func:`bayesda.prior.checkpoint.load_model` returns a
 :class:`GenerativePrior` for a trained VAE; :func:`linear_prior` builds the
 linear-Gaussian case ``g(z) = W z + b`` whose posterior is known in closed form.
 """
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesda.geo.grid import Grid
-from bayesda.representation import RepresentationError, zero_error
+from bayesda.prior.representation import RepresentationError, zero_error
 
 __all__ = ["GenerativePrior", "linear_prior"]
 

@@ -8,11 +8,12 @@ A model is a directory::
     params.npz       the parameter tree, flattened: key = '/'-joined path
     norm.npz         per-pixel ``mean`` and ``sd`` (K) of the training anomalies
     repr_error.npz   ``factor`` [rank, nlat, nlon] K and ``diag_var`` [nlat, nlon] K^2; or,
-                     for a stationary ``C`` (:func:`bayesda.representation.stationary`),
+                     for a stationary ``C`` (:func:`bayesda.prior.representation.stationary`),
                      its parameters ``structure="stationary"``, ``sd`` [nlat, nlon] K,
                      ``length_scale_km``, ``kind``, ``rank``, ``distance``, rebuilt at load;
                      or, for a homogeneous ``C`` on a doubly periodic grid
-                     (:func:`bayesda.representation.homogeneous`), ``structure="homogeneous"``,
+                     (:func:`bayesda.prior.representation.homogeneous`),
+                     ``structure="homogeneous"``,
                      its eigenvalues ``power`` [nlat, nlon] K^2 and ``rank``
     climatology.nc   the climatology the anomalies are relative to (optional)
     surface_height.nc  the grid's surface height ``orog`` (m), for the lapse-rate
@@ -47,15 +48,15 @@ import numpy as np
 
 import bayesda.runtime.export as aot
 from bayesda.geo.grid import Grid
-from bayesda.prior import GenerativePrior
-from bayesda.representation import (
+from bayesda.prior.generative import GenerativePrior
+from bayesda.prior.representation import (
     HomogeneousSpec,
     RepresentationError,
     from_power,
     stationary_cached,
 )
+from bayesda.prior.vae import VAE, Decoder, Encoder, VAEConfig
 from bayesda.runtime.arrays import to_device
-from bayesda.vae import VAE, Decoder, Encoder, VAEConfig
 
 __all__ = [
     "FORMAT_VERSION",
@@ -138,12 +139,12 @@ def _expected_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
     """Every parameter's shape for ``config``: what ``params.npz`` must hold.
 
     Tracing the VAE's initialisation for them took 0.3-0.4 s of every model load; the shapes
-    are a fixed function of the configuration, flax, jax and :mod:`bayesda.vae`'s source,
+    are a fixed function of the configuration, flax, jax and :mod:`bayesda.prior.vae`'s source,
     so they are kept in bayesda's disk cache (:func:`bayesda.runtime.diskcache.cached_arrays`).
     """
     import flax
 
-    import bayesda.vae as vae
+    import bayesda.prior.vae as vae
     from bayesda.runtime.diskcache import cached_arrays
 
     key = {
@@ -532,7 +533,7 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
       verify: check file hashes (leave on unless you know why).
 
     Returns:
-      A :class:`bayesda.prior.GenerativePrior` whose ``decode(z [..., d]) -> [..., nlat,
+      A :class:`bayesda.prior.generative.GenerativePrior` whose ``decode(z [..., d]) -> [..., nlat,
       nlon]`` (K anomalies) and ``encode(anomaly [..., nlat, nlon]) -> (mean, logvar)`` are
       jitted closures over the trained parameters.
 
@@ -549,8 +550,8 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
             raise CheckpointError(
                 f"{path}: {unlisted} not covered by the SHA-256 list in {_CARD}, so they "
                 "cannot be verified; refusing to load them (a model saved by "
-                "bayesda.checkpoint.save_model lists every file; re-save it, or rehash a "
-                "trusted copy with bayesda.checkpoint.update_card)"
+                "bayesda.prior.checkpoint.save_model lists every file; re-save it, or rehash a "
+                "trusted copy with bayesda.prior.checkpoint.update_card)"
             )
     try:
         config = VAEConfig.from_dict(card["vae_config"])

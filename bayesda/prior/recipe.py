@@ -2,9 +2,9 @@
 
 Pipeline (:func:`train_prior`): block split (every 4th week held out for testing) ->
 climatology fitted on the training split -> anomalies -> blockwise validation split of the
-training times -> per-pixel normalisation (fit part) -> :func:`bayesda.train.fit` with early
+training times -> per-pixel normalisation (fit part) -> :func:`bayesda.prior.train.fit` with early
 stopping -> representation error from the validation residuals ->
-:func:`bayesda.checkpoint.save_model`. The test split is never touched here; it is kept for
+:func:`bayesda.prior.checkpoint.save_model`. The test split is never touched here; it is kept for
 honest verification. ``bayesda train`` (:mod:`bayesda.commands.train`) and
 ``analysis/train_ncep.py`` only parse arguments and call it.
 """
@@ -29,7 +29,7 @@ def _recon_residuals(params, config, x_norm: np.ndarray, sd: np.ndarray) -> np.n
     import jax
     import jax.numpy as jnp
 
-    from bayesda.vae import VAE
+    from bayesda.prior.vae import VAE
 
     model = VAE(config)
 
@@ -68,10 +68,10 @@ def train_prior(
       latent_dim: dimension of ``z``.
       channels: decoder conv channels, coarse to fine.
       linear_path: include the linear (PCA-like) paths.
-      train_config: a :class:`bayesda.train.TrainConfig` (default settings if None).
+      train_config: a :class:`bayesda.prior.train.TrainConfig` (default settings if None).
       dataset: the dataset's name, recorded in the card.
       repr_error: structure of the representation error
-        (:func:`bayesda.representation.from_residuals`).
+        (:func:`bayesda.prior.representation.from_residuals`).
       overwrite: replace an existing model directory.
       progress: show the training progress bar.
       command: the command line, recorded in the card.
@@ -83,7 +83,6 @@ def train_prior(
       ``(path, summary)`` with ``summary`` holding ``epochs_run``, ``best_epoch``,
       ``wall_time_s``, ``val_recon_rmse_K`` and the training history.
     """
-    from bayesda.checkpoint import save_model
     from bayesda.data.climatology import Climatology
     from bayesda.data.split import (
         BLOCK_DAYS,
@@ -94,9 +93,10 @@ def train_prior(
         validation_split,
     )
     from bayesda.geo.grid import Grid
-    from bayesda.representation import from_residuals
-    from bayesda.train import TrainConfig, fit, normalisation
-    from bayesda.vae import VAEConfig
+    from bayesda.prior.checkpoint import save_model
+    from bayesda.prior.representation import from_residuals
+    from bayesda.prior.train import TrainConfig, fit, normalisation
+    from bayesda.prior.vae import VAEConfig
 
     tc = train_config or TrainConfig()
     out = pathlib.Path(out)
@@ -156,7 +156,7 @@ def train_prior(
             "leakage_warning": leak,
         },
         "normalisation_sd": "one domain-wide SD (RMS of the per-pixel SDs of the fit "
-        "fields), stored as a constant field; see bayesda.train.normalisation",
+        "fields), stored as a constant field; see bayesda.prior.train.normalisation",
         "climatology": "bayesda.data.climatology.Climatology.fit on the training split (fit + "
         "validation times), stored as climatology.nc",
         "training": {

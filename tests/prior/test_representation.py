@@ -1,11 +1,11 @@
-"""Tests for the representation-error covariance (bayesda.representation)."""
+"""Tests for the representation-error covariance (bayesda.prior.representation)."""
 
 import numpy as np
 import pytest
 
 from bayesda.geo.grid import Grid
 from bayesda.obs.operator import as_matrix, bilinear_stencil
-from bayesda.representation import (
+from bayesda.prior.representation import (
     RepresentationError,
     captured_fraction,
     empirical_correlogram,
@@ -122,7 +122,7 @@ def test_estimate_rank_zero_is_mean_square():
 
 
 def test_from_residuals_structures():
-    from bayesda.representation import from_residuals
+    from bayesda.prior.representation import from_residuals
 
     grid = Grid(lat=np.linspace(30.0, 50.0, 5), lon=np.linspace(-110.0, -80.0, 7))
     r = np.random.default_rng(0).standard_normal((30, *grid.shape))
@@ -178,7 +178,7 @@ def test_homogeneous_truncation_keeps_marginal_variance_and_pairs():
 
 
 def test_stationary_cached_is_stationary_and_reads_back(tmp_path, monkeypatch):
-    import bayesda.representation as representation
+    import bayesda.prior.representation as representation
 
     monkeypatch.setenv("BAYESDA_CACHE", str(tmp_path))
     monkeypatch.delenv("BAYESDA_DISK_CACHE", raising=False)

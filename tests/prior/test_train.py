@@ -1,10 +1,10 @@
-"""Tests for VAE training (bayesda.train) on tiny synthetic fields."""
+"""Tests for VAE training (bayesda.prior.train) on tiny synthetic fields."""
 
 import numpy as np
 import pytest
 
-from bayesda.train import TrainConfig, fit, normalisation
-from bayesda.vae import VAEConfig
+from bayesda.prior.train import TrainConfig, fit, normalisation
+from bayesda.prior.vae import VAEConfig
 
 CONFIG = VAEConfig(nlat=6, nlon=8, latent_dim=3, channels=(4,))
 
@@ -76,8 +76,8 @@ def test_free_bits_floor_each_latent_dimension_kl():
     import jax
     import jax.numpy as jnp
 
-    from bayesda.train import loss_terms
-    from bayesda.vae import VAE, kl_divergence
+    from bayesda.prior.train import loss_terms
+    from bayesda.prior.vae import VAE, kl_divergence
 
     x = jnp.asarray(low_rank_fields(n=8, seed=6))
     model = VAE(CONFIG)
@@ -126,8 +126,8 @@ def test_pca_init_matches_ppca_reconstruction():
     import jax
     import jax.numpy as jnp
 
-    from bayesda.train import pca_init
-    from bayesda.vae import VAE
+    from bayesda.prior.train import pca_init
+    from bayesda.prior.vae import VAE
 
     x = low_rank_fields(n=200, seed=4, noise=0.1)
     model = VAE(CONFIG)
@@ -149,8 +149,8 @@ def test_cli_train_writes_loadable_model(tmp_path):
     import pandas as pd
     import xarray as xr
 
-    from bayesda.checkpoint import load_model
     from bayesda.cli import main
+    from bayesda.prior.checkpoint import load_model
 
     times = pd.date_range("2013-01-01", periods=4 * 100, freq="6h")
     rng = np.random.default_rng(0)
@@ -186,7 +186,7 @@ def test_cli_train_writes_loadable_model(tmp_path):
     assert prior.climatology is not None
     assert prior.card["split"]["n_test"] > 0 and prior.card["training"]["epochs_run"] == 2
     # options not given take TrainConfig's defaults (the parser leaves them None)
-    from bayesda.train import TrainConfig
+    from bayesda.prior.train import TrainConfig
 
     used, default = prior.card["training"]["train_config"], TrainConfig()
     assert used["learning_rate"] == default.learning_rate and used["seed"] == default.seed
@@ -209,8 +209,8 @@ def test_freeze_linear_keeps_the_ppca_start():
     import jax
     import jax.numpy as jnp
 
-    from bayesda.train import pca_init
-    from bayesda.vae import VAE
+    from bayesda.prior.train import pca_init
+    from bayesda.prior.vae import VAE
 
     x = low_rank_fields(n=64, seed=7)
     tc = TrainConfig(
@@ -248,8 +248,8 @@ def test_pca_init_with_augmentation_starts_at_the_symmetrised_ppca():
     import jax.numpy as jnp
 
     from bayesda.data.fieldstats import symmetrise
-    from bayesda.train import pca_init
-    from bayesda.vae import VAE
+    from bayesda.prior.train import pca_init
+    from bayesda.prior.vae import VAE
 
     config = VAEConfig(nlat=6, nlon=8, latent_dim=3, channels=(4,), periodic=True)
     x = low_rank_fields(n=64, seed=7)

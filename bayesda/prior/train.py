@@ -1,7 +1,7 @@
 """Training the VAE: an optax loop over mini-batches with early stopping.
 
 Works on plain arrays of *normalised* anomalies (``[n, nlat, nlon]``, float32); loading,
-splitting and normalising live at the edges (:mod:`bayesda.recipe`).
+splitting and normalising live at the edges (:mod:`bayesda.prior.recipe`).
 
 The loss is the negative ELBO per pixel,
 
@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from bayesda.vae import VAE, VAEConfig, kl_divergence
+from bayesda.prior.vae import VAE, VAEConfig, kl_divergence
 
 __all__ = ["TrainConfig", "TrainResult", "fit", "loss_terms", "normalisation", "pca_init"]
 
@@ -252,7 +252,7 @@ def fit(
     progress: bool = True,
     max_seconds: float | None = None,
 ) -> TrainResult:
-    """Train a :class:`bayesda.vae.VAE` on normalised fields with early stopping.
+    """Train a :class:`bayesda.prior.vae.VAE` on normalised fields with early stopping.
 
     Each epoch shuffles the training fields (dropping the last partial batch) and runs
     one jitted step per batch; the validation loss uses a fixed noise key
