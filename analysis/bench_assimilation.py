@@ -3,7 +3,7 @@
 Measures, for 4 chains x 500 warmup + 500 draws (by default):
 
 * sampler quality: min bulk/tail ESS over every field pixel and over z, max R-hat,
-  divergences, the verdict of :func:`bayesda.diagnostics.diagnose`;
+  divergences, the verdict of :func:`bayesda.verify.verdict.diagnose`;
 * speed: warmup (incl. compile) and sampling wall time, gradient evaluations per second,
   ESS per second, and the ratio of the sampling wall time to (leapfrog steps x the
   potential's value-and-grad time measured alone, divided by the number of chains running
@@ -137,10 +137,10 @@ def run_one(args) -> dict:
 
     from bayesda.data.datasets import load_dataset
     from bayesda.demo import DEMO_N_OBS, DEMO_NETWORK, DEMO_SIGMA, pick_time
-    from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate
     from bayesda.obs.table import pseudo_obs
     from bayesda.posterior import posterior_dataset
+    from bayesda.verify.verdict import diagnose
 
     prior = _prior(args)
     data = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))

@@ -3,7 +3,7 @@
 For held-out times of the shared block split (:func:`bayesda.data.split.block_split`), spread
 evenly over the test weeks (so over all seasons of both years), each observation network
 (fixed locations, fresh N(0, sigma^2) noise per time) is assimilated by every method, and
-the posterior is scored with :func:`bayesda.metrics.verify` at unobserved grid points (not
+the posterior is scored with :func:`bayesda.verify.metrics.verify` at unobserved grid points (not
 nearest to any observation) and at all points.
 
 Methods:
@@ -42,8 +42,8 @@ import xarray as xr
 from tqdm import tqdm
 
 import bayesda
-from bayesda import baselines, metrics
 from bayesda.geo.grid import Grid
+from bayesda.verify import baselines, metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NETWORK_KINDS = ("uniform", "station")
@@ -274,7 +274,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
 
     RMSE and spread are pooled as roots of mean squares; the spread/skill ratio as
     ``sqrt(mean spread^2) / sqrt(mean (spread/ratio)^2)``, which keeps the finite-ensemble
-    correction of :func:`bayesda.metrics.spread_skill`; other scores are means over times.
+    correction of :func:`bayesda.verify.metrics.spread_skill`; other scores are means over times.
     Standard errors treat times as independent (they are >= 1 week apart for most pairs).
     """
     out = []
@@ -338,7 +338,7 @@ def markdown(summary: pd.DataFrame, cfg: BenchConfig, meta: dict) -> str:
         f"- NUTS: {cfg.chains} chains x ({cfg.warmup} warmup + {cfg.draws} draws); Laplace: "
         f"{cfg.chains} x {cfg.draws} draws; OI / climatology: {cfg.n_samples} exact draws; "
         f"restarts: {cfg.n_restarts}",
-        "- scores (bayesda.metrics.verify): RMSE of the posterior mean (root of the mean "
+        "- scores (bayesda.verify.metrics.verify): RMSE of the posterior mean (root of the mean "
         "over times of the lat-weighted MSE), fair ensemble CRPS, 90% central-interval coverage, "
         "spread/skill ratio "
         "(finite-ensemble corrected; 1 = calibrated), mean +- standard error over times",

@@ -30,12 +30,12 @@ import time as _time
 import numpy as np
 
 import bayesda  # noqa: F401
-from bayesda import metrics
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.obs.table import pseudo_obs
 from bayesda.offset import estimate_offset, offset_modes
 from bayesda.prior.checkpoint import load_model
+from bayesda.verify import metrics
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from source_shift import LinearisedPosterior, _gaussian_scores, _write  # noqa: E402

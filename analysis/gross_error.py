@@ -31,7 +31,6 @@ import time as _time
 import numpy as np
 
 import bayesda  # noqa: F401  (XLA flags before jax)
-from bayesda import metrics
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.infer import assimilate
@@ -40,6 +39,7 @@ from bayesda.posterior import posterior_dataset
 from bayesda.prior.checkpoint import load_model
 from bayesda.qc import quality_control
 from bayesda.settings import ModelOptions, SamplerSettings
+from bayesda.verify import metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GROSS = (15.0, -15.0, 15.0)

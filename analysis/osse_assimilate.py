@@ -3,7 +3,7 @@
 The truth is a held-out Held-Suarez field (test blocks of the time-block split); observations
 are that field's anomaly at fixed network locations plus N(0, sigma^2) noise. Methods and
 scoring are those of ``analysis/benchmark_skill.py`` (scores at unobserved grid points with
-:func:`bayesda.metrics.verify`): bayesda NUTS and MAP + Laplace with a model trained by
+:func:`bayesda.verify.metrics.verify`): bayesda NUTS and MAP + Laplace with a model trained by
 ``analysis/osse_train.py``, OI with the (2%-shrunk) sample covariance of the same training
 fields, climatology, and optionally the original optimise-and-restart method.
 

@@ -89,10 +89,10 @@ def draw(truth, panels: dict, obs, out: pathlib.Path, title: str) -> pathlib.Pat
 
 def main(argv=None) -> pathlib.Path:
     args = parse_args(argv)
-    from bayesda import baselines, metrics
     from bayesda.data.split import split_dataset
     from bayesda.geo.grid import Grid
     from bayesda.prior.checkpoint import load_model
+    from bayesda.verify import baselines, metrics
 
     ds = xr.open_zarr(args.store or default_store(), consolidated=False)
     if args.max_snapshots:

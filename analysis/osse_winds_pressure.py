@@ -3,7 +3,7 @@
 The lowest-level winds ``ua``, ``va`` are observed at 50 station-like points (fixed network,
 fresh N(0, sigma^2) noise per time); the surface-pressure field ``ps`` is never observed and
 is inferred through the cross-variable covariance of a *joint* prior over (tas, ps, ua, va).
-Scored at ``n_times`` held-out times with :func:`bayesda.metrics.verify` (the ps field; the
+Scored at ``n_times`` held-out times with :func:`bayesda.verify.metrics.verify` (the ps field; the
 "unobserved" region excludes the grid points nearest to a wind station).
 
 Methods (all exact Gaussian posteriors, 400 exact draws):
@@ -16,7 +16,7 @@ Methods (all exact Gaussian posteriors, 400 exact draws):
   per-pixel, per-variable residual variance (diagonal representation error). The decoder is
   linear, so MAP + Laplace in ``z`` is the exact posterior; it is computed in closed form.
 * ``oi`` -- optimal interpolation with the joint sample covariance of the same training
-  fields, shrunk 2% to its diagonal (as :class:`bayesda.baselines.BackgroundCovariance`).
+  fields, shrunk 2% to its diagonal (as :class:`bayesda.verify.baselines.BackgroundCovariance`).
 * ``climatology`` -- anomaly 0 with the per-pixel training SD of ps.
 
 Usage::
@@ -151,9 +151,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> dict:
-    from bayesda import baselines, metrics
     from bayesda.geo.grid import Grid
     from bayesda.obs.operator import as_matrix, bilinear_stencil
+    from bayesda.verify import baselines, metrics
 
     args = parse_args(argv)
     t0 = _time.perf_counter()

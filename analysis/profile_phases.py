@@ -4,8 +4,8 @@ Phases of one time (``bayesda reanalyse`` does exactly these): MAP + Laplace, NU
 NUTS sampling, fields (decoding every draw, Matheron's conditional representation error,
 the InferenceData), diagnostics (the verdict over ``z``, ``lp`` and every pixel), the
 store's summaries (mean, SD, quantiles), and the zarr write. Diagnostics are timed both
-ways on the same draws: ArviZ per variable (``before``: what ``bayesda.diagnostics`` did)
-and :mod:`bayesda.convergence` (``after``).
+ways on the same draws: ArviZ per variable (``before``: what ``bayesda.verify.verdict`` did)
+and :mod:`bayesda.verify.convergence` (``after``).
 
 Warmup sweep: with the Laplace covariance as the fixed mass matrix, warmup only tunes the
 step size. For each warmup length the same times and seeds are sampled with 250 draws per
@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 
 def arviz_extremes(idata, field):
-    """The verdict's R-hat/ESS the way ``bayesda.diagnostics`` computed them before (ArviZ)."""
+    """The verdict's R-hat/ESS the way ``bayesda.verify.verdict`` computed them before (ArviZ)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import arviz as az
@@ -65,10 +65,10 @@ def arviz_extremes(idata, field):
 def phases(prior, obs, times, settings, store_dir):
     """One time at a time through every phase; seconds per phase for each time."""
     from bayesda import store
-    from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate_batch
     from bayesda.posterior import posterior_dataset
     from bayesda.reanalysis import ReanalysisSettings, _summary, time_seed
+    from bayesda.verify.verdict import diagnose
 
     rs = ReanalysisSettings(**settings)
     store.open_or_create(store_dir, np.asarray(times), prior.grid, n_samples=0, signature={})
@@ -120,9 +120,9 @@ def phases(prior, obs, times, settings, store_dir):
 
 
 def warmup_sweep(prior, obs, times, lengths, draws):
-    from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate_batch
     from bayesda.reanalysis import time_seed
+    from bayesda.verify.verdict import diagnose
 
     out = []
     for w in lengths:

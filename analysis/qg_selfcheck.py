@@ -163,7 +163,7 @@ def main(argv=None) -> None:
         lines += [
             "",
             "Laplace (400 draws) as is and after `calibrate='auto'`, scored against the truth "
-            "at unobserved grid points (`bayesda.metrics.verify`; means over times): RMSE, "
+            "at unobserved grid points (`bayesda.verify.metrics.verify`; means over times): RMSE, "
             "CRPS, 90% coverage; median fitted scales of the representation error (b) and the "
             "observation error (a).",
             "",

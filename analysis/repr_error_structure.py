@@ -141,8 +141,8 @@ def _cases(anomalies, n_times: int, networks, seed: int):
 def score(prior, anomalies, n_times: int, seed: int = 0, networks=NETWORKS) -> list[dict]:
     """Laplace assimilation of each network's pseudo-obs, scored at unobserved points."""
     from bayesda.infer import assimilate
-    from bayesda.metrics import verify
     from bayesda.posterior import posterior_dataset
+    from bayesda.verify.metrics import verify
 
     rows = []
     for name, cases in _cases(anomalies, n_times, networks, seed):
@@ -165,8 +165,8 @@ def score(prior, anomalies, n_times: int, seed: int = 0, networks=NETWORKS) -> l
 
 def score_oi(background, anomalies, n_times: int, seed: int = 0, networks=NETWORKS) -> list[dict]:
     """Optimal interpolation on the same fields and observations as :func:`score`."""
-    from bayesda.baselines import optimal_interpolation
-    from bayesda.metrics import verify
+    from bayesda.verify.baselines import optimal_interpolation
+    from bayesda.verify.metrics import verify
 
     rows = []
     for name, cases in _cases(anomalies, n_times, networks, seed):
@@ -225,9 +225,9 @@ def label(structure: str, info: dict) -> str:
 def cross_validate(args, tas) -> tuple[dict, str]:
     import numpy as np
 
-    from bayesda.baselines import BackgroundCovariance
     from bayesda.data.split import block_index, block_split
     from bayesda.prior.checkpoint import load_model
+    from bayesda.verify.baselines import BackgroundCovariance
 
     networks = [(n.split("-")[0], int(n.split("-")[1])) for n in args.networks.split(",")]
     structures = args.structures.split(",")

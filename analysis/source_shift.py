@@ -17,7 +17,7 @@ held-out time, the observations of the shifted truth are assimilated with MAP + 
 default), three times: as shipped (``off``), after :func:`bayesda.calibrate.calibrate`
 with ``"auto"`` (representation- and observation-error scales fitted separately on 5-fold
 withheld observations) and with ``"single"`` (one scale for both, the earlier fit).
-Scores at unobserved grid points (:func:`bayesda.metrics.verify`), means over the times.
+Scores at unobserved grid points (:func:`bayesda.verify.metrics.verify`), means over the times.
 
 Output: ``analysis/results/source_shift.json`` (a list of rows ``{"shift", "network",
 "calibrate", "rmse", "crps", "coverage_90", "spread_skill", "n_times", ...}``) and ``.md``.
@@ -37,7 +37,6 @@ import numpy as np
 import scipy.ndimage
 
 import bayesda  # noqa: F401  (XLA flags before jax)
-from bayesda import metrics
 from bayesda.calibrate import calibrate
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
@@ -47,6 +46,7 @@ from bayesda.posterior import posterior_dataset
 from bayesda.prior.checkpoint import load_model
 from bayesda.settings import SamplerSettings
 from bayesda.sim.grf import GaussianRandomField
+from bayesda.verify import metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHIFTS = ("none", "finer", "coarser")

@@ -35,7 +35,6 @@ import scipy.optimize
 from scipy import stats
 
 import bayesda  # noqa: F401
-from bayesda import metrics
 from bayesda.calibrate import _folds
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
@@ -45,6 +44,7 @@ from bayesda.obs.table import pseudo_obs
 from bayesda.prior.checkpoint import load_model
 from bayesda.qc import linearise, observed_jacobian
 from bayesda.sim.grf import GaussianRandomField
+from bayesda.verify import metrics
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from source_shift import LinearisedPosterior, _write, shifted_truth  # noqa: E402

@@ -62,8 +62,8 @@ import numpy as np
 import xarray as xr
 
 import bayesda
-from bayesda import metrics
 from bayesda.geo.grid import Grid
+from bayesda.verify import metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 REGIONS = ("unobserved", "all")

@@ -31,8 +31,8 @@ Bad runs (the verdict should WARN or FAIL):
   counts as bad only when the closed form shows it (a posterior mean of ``z`` more than 5
   Monte Carlo standard errors off); the others are listed as inconclusive.
 
-Rules compared: ``new`` (``bayesda.diagnostics``: R-hat PASS level from
-:func:`bayesda.diagnostics.rhat_threshold`, over ``z`` + ``lp`` and over the field),
+Rules compared: ``new`` (``bayesda.verify.verdict``: R-hat PASS level from
+:func:`bayesda.verify.verdict.rhat_threshold`, over ``z`` + ``lp`` and over the field),
 ``old`` (fixed R-hat 1.01 over both), ``z-only`` (the new rule without the field R-hat).
 
 Usage::
@@ -217,10 +217,10 @@ def record(case, kind, v, extra=None):
 
 
 def run_linear(prior, args, settings, rows, rng, log):
-    from bayesda.convergence import host_convergence
-    from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate_batch, prepare_obs
     from bayesda.settings import DEFAULT
+    from bayesda.verify.convergence import host_convergence
+    from bayesda.verify.verdict import diagnose
 
     obs_df, times = make_obs(prior, args.n_linear, args.n_obs, seed=1)
     kinds = [
@@ -265,13 +265,13 @@ def run_linear(prior, args, settings, rows, rng, log):
 def run_shipped(shipped, args, settings, rows, rng, log):
     import pandas as pd
 
-    from bayesda.convergence import host_convergence
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
-    from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate_batch
     from bayesda.obs.table import pseudo_obs
     from bayesda.settings import DEFAULT
+    from bayesda.verify.convergence import host_convergence
+    from bayesda.verify.verdict import diagnose
 
     ds = load_dataset("ncep-air")
     _, test = block_split(ds["time"].values)

@@ -11,7 +11,7 @@ held-out NCEP times) with warmup in ``--warmups`` and reports per setting:
 * accuracy: the largest |z-score| of the posterior mean of ``z`` against a long reference
   run of the same time (4 x (500 + 2000) at the default warmup), in units of the Monte
   Carlo error of the difference (a correct run stays below about 4.5 for 100 latents);
-* the verdict (:func:`bayesda.diagnostics.diagnose`).
+* the verdict (:func:`bayesda.verify.verdict.diagnose`).
 
 Output: ``analysis/results/warmup_sweep.json`` and ``.md``.
 
@@ -53,14 +53,14 @@ def main(argv=None) -> int:
     bayesda.enable_compilation_cache()
     import pandas as pd
 
-    from bayesda.convergence import host_convergence
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
-    from bayesda.diagnostics import diagnose
     from bayesda.infer import assimilate_batch
     from bayesda.obs.table import pseudo_obs
     from bayesda.prior.checkpoint import load_model
     from bayesda.settings import REANALYSIS
+    from bayesda.verify.convergence import host_convergence
+    from bayesda.verify.verdict import diagnose
 
     t_start = time.perf_counter()
     load = os.getloadavg()

@@ -35,16 +35,16 @@ _LAZY: dict[str, str] = {
     "ModelOptions": "bayesda.settings",
     "ReanalysisSettings": "bayesda.reanalysis",
     "SamplerSettings": "bayesda.settings",
-    "Verdict": "bayesda.diagnostics",
+    "Verdict": "bayesda.verify.verdict",
     "assimilate": "bayesda.infer",
     "assimilate_batch": "bayesda.infer",
     "assimilate_to_run": "bayesda.run",
-    "diagnose": "bayesda.diagnostics",
+    "diagnose": "bayesda.verify.verdict",
     "load_model": "bayesda.prior.checkpoint",
     "pseudo_obs": "bayesda.obs.table",
     "read_obs": "bayesda.obs.table",
     "reanalyse": "bayesda.reanalysis",
-    "verify": "bayesda.metrics",
+    "verify": "bayesda.verify.metrics",
 }
 _SUBMODULES = ("settings",)
 
@@ -73,10 +73,8 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from bayesda import settings
-    from bayesda.diagnostics import Verdict, diagnose
     from bayesda.geo.grid import Grid
     from bayesda.infer import assimilate, assimilate_batch
-    from bayesda.metrics import verify
     from bayesda.obs.table import pseudo_obs, read_obs
     from bayesda.prior.checkpoint import load_model
     from bayesda.prior.generative import GenerativePrior
@@ -84,6 +82,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from bayesda.result import Assimilation
     from bayesda.run import assimilate_to_run
     from bayesda.settings import ModelOptions, SamplerSettings
+    from bayesda.verify.metrics import verify
+    from bayesda.verify.verdict import Verdict, diagnose
 
 
 def __getattr__(name: str) -> Any:

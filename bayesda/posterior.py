@@ -37,6 +37,7 @@ import xarray as xr
 
 from bayesda.obs.operator import Stencil, as_sparse, interpolate
 from bayesda.prior.representation import RepresentationError
+from bayesda.verify.metrics import QUANTILES
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -50,7 +51,6 @@ __all__ = [
 ]
 
 DEFAULT_THRESHOLDS = (-5.0, 0.0, 5.0)
-QUANTILES = {"q05": 0.05, "q50": 0.5, "q95": 0.95}
 
 
 def _sparse_h(stencil: Stencil, npix: int) -> scipy.sparse.csr_matrix:

@@ -177,8 +177,8 @@ def _with_diagnostics(out: xr.Dataset, verdict, n_obs: int) -> xr.Dataset:
 
 def _summary(prior, result, settings: ReanalysisSettings) -> xr.Dataset:
     """The store's variables for one :class:`bayesda.infer.Assimilation` (``wall_s`` unset)."""
-    from bayesda.diagnostics import diagnose
     from bayesda.posterior import posterior_dataset
+    from bayesda.verify.verdict import diagnose
 
     post = posterior_dataset(result, prior, time=result.time)
     keep = ["mean", "sd", "q05", "q50", "q95"] + (["tas_mean"] if "tas_mean" in post else [])

@@ -67,8 +67,8 @@ class Assimilation(NamedTuple):
         return posterior_dataset(self, self._prior(), time=self.time, **kwargs)
 
     def diagnose(self):
-        """The convergence :class:`bayesda.diagnostics.Verdict` (latent and field)."""
-        from bayesda.diagnostics import diagnose
+        """The convergence :class:`bayesda.verify.verdict.Verdict` (latent and field)."""
+        from bayesda.verify.verdict import diagnose
 
         return diagnose(self.idata, field_samples=self.to_xarray()[["anomaly"]])
 

@@ -9,7 +9,7 @@ A run directory holds::
     RUN/inference.nc       ArviZ InferenceData (z, sample_stats, y: observed, predictive, loglik)
     RUN/obs.csv            the observations used (anomalies, K; QC columns of bayesda.qc)
     RUN/obs_posterior.csv  the posterior at each observation: mean, SD, residual, QC flag
-    RUN/diagnostics.json   the verdict and its numbers (bayesda.diagnostics.Verdict)
+    RUN/diagnostics.json   the verdict and its numbers (bayesda.verify.verdict.Verdict)
     RUN/maps.png           uncertainty maps (bayesda.plots.plot_posterior)
     RUN/trace.png          trace plots of the first latent dimensions (NUTS only)
     RUN/trace_rank.png     rank plots of the same (NUTS only)
@@ -149,11 +149,11 @@ def _write_run(
     **legacy,
 ) -> dict:
     from bayesda._version import __version__
-    from bayesda.diagnostics import diagnose, plot_sampler_diagnostics
     from bayesda.infer import assimilate
     from bayesda.plots import plot_posterior
     from bayesda.posterior import posterior_dataset, write_netcdf
     from bayesda.sites import site_table
+    from bayesda.verify.verdict import diagnose, plot_sampler_diagnostics
 
     files.check_target(out, "run", force=force)  # again: under the lock
     files.clean_temps(out)
@@ -241,11 +241,12 @@ def _write_run(
 
 
 def verification(ds, truth, obs) -> dict:
-    """RMSE, bias, CRPS, spread and 50/90% coverage against the truth (bayesda.metrics.verify).
+    """RMSE, bias, CRPS, spread and 50/90% coverage against the truth
+    (:func:`bayesda.verify.metrics.verify`).
 
     Returns ``{"unobserved": {...}, "all": {...}}`` of floats (K, or fractions).
     """
-    from bayesda.metrics import verify
+    from bayesda.verify.metrics import verify
 
     v = verify(ds, truth, obs)
     return {

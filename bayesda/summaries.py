@@ -15,8 +15,9 @@ quantities are computed as array programs over a batch of ``T`` times:
   draws and mapped over times;
 * mean, SD (ddof 1) and the 5/50/95% quantiles (linear interpolation, as ``np.quantile``);
 * rank-normalised R-hat, bulk/tail ESS and within-chain ESS of the latent and of every
-  pixel of every time in one :func:`bayesda.convergence.convergence` call; the verdict is
-  then :func:`bayesda.diagnostics.judge`, the same rule as :func:`bayesda.diagnostics.diagnose`.
+  pixel of every time in one :func:`bayesda.verify.convergence.convergence` call; the verdict
+  is then :func:`bayesda.verify.verdict.judge`, the same rule as
+  :func:`bayesda.verify.verdict.diagnose`.
 
 The random numbers of ``r`` come from JAX keys (one per time), not from the numpy generator
 of :func:`bayesda.result.posterior_fields`: for the same latent draws the two paths give
@@ -26,7 +27,7 @@ checks the agreement, and the exact Gaussian posterior of a linear decoder).
 Work is done in chunks of :data:`TIME_CHUNK` times so that memory stays bounded (one chunk
 of 64 times of the NCEP model at 4 x 500 draws is about 0.7 GB of field samples).
 Sorting (quantiles and ranks) runs in numpy on a CPU backend, where XLA's sort is about 30
-times slower (see :mod:`bayesda.convergence`), and on the device otherwise.
+times slower (see :mod:`bayesda.verify.convergence`), and on the device otherwise.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesda.convergence import Convergence, convergence
-from bayesda.diagnostics import Verdict, group_extremes, judge
 from bayesda.obsdata import ObsData
-from bayesda.posterior import QUANTILES
+from bayesda.verify.convergence import Convergence, convergence
+from bayesda.verify.metrics import QUANTILES
+from bayesda.verify.verdict import Verdict, group_extremes, judge
 
 __all__ = [
     "DRAW_BATCH",
@@ -228,7 +229,7 @@ class BatchSummary(NamedTuple):
     Attributes:
       mean, sd, q05, q50, q95: ``[nlat, nlon]`` posterior summaries of the field, K.
       samples: ``[keep, nlat, nlon]`` field samples spread evenly over the draws (or None).
-      verdict: the :class:`bayesda.diagnostics.Verdict`.
+      verdict: the :class:`bayesda.verify.verdict.Verdict`.
     """
 
     mean: np.ndarray
@@ -260,7 +261,7 @@ def summarise(
       keys: ``[T, 2]`` PRNG keys for the representation error.
       num_chains: chains per time.
       sampler_stats: per time, the ``sampler`` argument of
-        :func:`bayesda.diagnostics.judge` (None for independent draws, e.g. Laplace).
+        :func:`bayesda.verify.verdict.judge` (None for independent draws, e.g. Laplace).
       keep_samples: field samples to keep per time (0: none).
       chunk: times per chunk (bounds memory).
 

@@ -521,8 +521,8 @@ def test_maps_without_truth_have_no_empty_panel_and_a_90_interval(run_dir, monke
 
 
 def test_coverage_skips_nan_truth_like_rmse_and_crps():
-    from bayesda import metrics
     from bayesda.geo.grid import Grid
+    from bayesda.verify import metrics
 
     grid = Grid(lat=np.linspace(30.0, 45.0, 8), lon=np.linspace(-110.0, -90.0, 10))
     rng = np.random.default_rng(0)

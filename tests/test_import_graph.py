@@ -99,7 +99,7 @@ LAYERS: list[tuple[str, ...]] = [
         "data",
         "prior",
         "geo",
-        "convergence",
+        "verify",
         "runtime",
         "runtime",
         "obs",
@@ -123,7 +123,7 @@ LAYERS: list[tuple[str, ...]] = [
         "obs",
     ),
     ("prior", "model", "prior", "prior", "sampler", "posterior", "qc", "calibrate", "offset"),
-    ("diagnostics", "plots", "metrics", "baselines", "store", "sites", "geotiff"),  # showing
+    ("verify", "plots", "verify", "verify", "store", "sites", "geotiff"),  # showing
     ("obsdata", "compiled", "result", "summaries", "infer"),  # inference
     ("run", "reanalysis", "prior", "demo", "preflight", "testing"),  # workflows
     (

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from bayesda.compiled import CACHE, spd, spd_batch
-from bayesda.diagnostics import diagnose, ebfmi
 from bayesda.infer import assimilate_batch, assimilate_summaries
 from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.obsdata import prepare_obs, repad
 from bayesda.settings import ModelOptions, SamplerSettings
 from bayesda.summaries import field_samples, stack_obs, summarise
 from bayesda.testing import dense_posterior, make_linear_prior, make_obs
+from bayesda.verify.verdict import diagnose, ebfmi
 
 
 def test_matheron_on_the_device_matches_the_dense_gaussian_conditional():

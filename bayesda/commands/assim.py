@@ -288,7 +288,7 @@ def _require_run(run) -> Path:
 def cmd_diagnose(args) -> int:
     import xarray as xr
 
-    from bayesda.diagnostics import az, diagnose, format_verdict  # az: imported quietly there
+    from bayesda.verify.verdict import az, diagnose, format_verdict  # az: imported quietly there
 
     run = _require_run(args.run)
     idata = az.from_netcdf(str(run / "inference.nc"))

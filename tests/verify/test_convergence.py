@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from bayesda.convergence import convergence, float64, host_convergence
+from bayesda.verify.convergence import convergence, float64, host_convergence
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -96,7 +96,7 @@ def test_rejects_bad_shape():
 
 def test_device_path_equals_host_path():
     """The lax.sort path (GPU) gives the same ranks and quantiles as the numpy path (CPU)."""
-    from bayesda.convergence import _prepare_device, _prepare_host
+    from bayesda.verify.convergence import _prepare_device, _prepare_host
 
     x = np.moveaxis(FIXTURES["ties"], -1, 0)  # [P, chain, draw], with ties
     with float64():

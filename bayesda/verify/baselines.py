@@ -31,7 +31,7 @@ from scipy import stats
 
 from bayesda.geo.grid import Grid
 from bayesda.obs.operator import Stencil, apply_stencil, bilinear_stencil, interpolate
-from bayesda.posterior import QUANTILES
+from bayesda.verify.metrics import QUANTILES
 
 DEFAULT_SHRINKAGE = 0.02
 """Weight of the diagonal in the shrunk background covariance (FINDINGS: 2%)."""

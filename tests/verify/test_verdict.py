@@ -10,7 +10,7 @@ import numpyro.distributions as dist
 import pytest
 from numpyro.infer import MCMC, NUTS
 
-from bayesda.diagnostics import diagnose, format_verdict, plot_sampler_diagnostics
+from bayesda.verify.verdict import diagnose, format_verdict, plot_sampler_diagnostics
 
 
 def _bimodal():
@@ -108,7 +108,7 @@ def test_divergence_levels(n_div, status):
 
 
 def test_rhat_threshold_scales_with_quantities_and_draws():
-    from bayesda.diagnostics import RHAT_PASS, RHAT_WARN, rhat_threshold
+    from bayesda.verify.verdict import RHAT_PASS, RHAT_WARN, rhat_threshold
 
     assert rhat_threshold(1, 4, 500) == RHAT_PASS  # one quantity, long run: the strict rule
     few, many = rhat_threshold(10, 4, 250), rhat_threshold(1325, 4, 250)

@@ -46,7 +46,7 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from bayesda.convergence import host_convergence
+from bayesda.verify.convergence import host_convergence
 
 __all__ = [
     "DIVERGENCE_WARN",
@@ -94,7 +94,7 @@ def rhat_threshold(
       n_chains: chains (>= 2).
       n_draws: draws per chain (>= 4).
       ess_within: optional within-chain ESS of each quantity
-        (:attr:`bayesda.convergence.Convergence.ess_within`).
+        (:attr:`bayesda.verify.convergence.Convergence.ess_within`).
       alpha: the allowed false-alarm probability for the group.
 
     Returns:
@@ -180,7 +180,7 @@ def group_extremes(conv, n_chain: int, n_draw: int) -> tuple[float, float, float
     """What the verdict needs of one group of quantities' diagnostics.
 
     Args:
-      conv: a :class:`bayesda.convergence.Convergence` (numpy arrays, any shape).
+      conv: a :class:`bayesda.verify.convergence.Convergence` (numpy arrays, any shape).
       n_chain, n_draw: chains and draws per chain the diagnostics came from.
 
     Returns:

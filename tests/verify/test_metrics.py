@@ -1,4 +1,4 @@
-"""Tests for bayesda.metrics: each score against an independent or analytic answer."""
+"""Tests for bayesda.verify.metrics: each score against an independent or analytic answer."""
 
 import numpy as np
 import pandas as pd
@@ -6,8 +6,8 @@ import pytest
 import xarray as xr
 from scipy import integrate, stats
 
-from bayesda import metrics as M
 from bayesda.geo.grid import Grid
+from bayesda.verify import metrics as M
 
 
 def make_grid(*, nlat=20, nlon=40) -> Grid:

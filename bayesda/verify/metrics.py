@@ -46,6 +46,7 @@ LEVEL_DIM = "level"
 
 __all__ = [
     "LEVEL_DIM",
+    "QUANTILES",
     "SAMPLE_DIM",
     "SPATIAL_DIMS",
     "as_ensemble",
@@ -61,6 +62,9 @@ __all__ = [
     "spread_skill",
     "verify",
 ]
+
+# The posterior quantiles every output reports: name -> probability.
+QUANTILES = {"q05": 0.05, "q50": 0.5, "q95": 0.95}
 
 
 # --------------------------------------------------------------------------------------

@@ -1,15 +1,15 @@
-"""Tests for bayesda.baselines against closed forms computed independently."""
+"""Tests for bayesda.verify.baselines against closed forms computed independently."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
-from bayesda import baselines as B
-from bayesda import metrics as M
 from bayesda.geo.grid import Grid
 from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.prior.generative import linear_prior
+from bayesda.verify import baselines as B
+from bayesda.verify import metrics as M
 
 POSTERIOR_VARS = ["anomaly", "mean", "sd", "q05", "q50", "q95"]
 

@@ -69,7 +69,7 @@ class Convergence(NamedTuple):
       ess_within: effective sample size from the autocorrelation *within* chains only (the
         smaller of the rank-normalised and the folded values): unlike ``ess_bulk`` it does
         not shrink when chains disagree, so it can calibrate how far R-hat of converged
-        chains scatters (:func:`bayesda.diagnostics.rhat_threshold`). Not an ArviZ quantity.
+        chains scatters (:func:`bayesda.verify.verdict.rhat_threshold`). Not an ArviZ quantity.
     """
 
     rhat: jax.Array
