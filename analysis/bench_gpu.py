@@ -4,7 +4,7 @@ For each K, K NCEP times (50 station-like observations each, sigma 0.5 K) go thr
 reanalysis fast path as one batch: one compiled NUTS program for all K x 4 chains
 (:func:`bayesda.infer.assimilate_summaries`: MAP vectorised over times on an accelerator,
 NUTS, then fields, summaries and verdicts as array programs, :mod:`bayesda.summaries`), and
-one region write to a zarr store (:func:`bayesda.store.write_times`). Each K is run twice:
+one region write to a zarr store (:func:`bayesda.outputs.store.write_times`). Each K is run twice:
 the first call compiles, the second (another seed) is timed (``warm``). Rows go to
 ``analysis/results/throughput.json`` (appended as each K finishes, so a timeout keeps what
 was done) with the device name as JAX reports it, the time of each phase, the sampler's
@@ -70,7 +70,7 @@ def decoder_rate(prior, batch: int, reps: int = 20) -> float:
 
 def run_k(prior, obs, times, settings, store_path, indices):
     """One batch through the reanalysis path: sampling, summaries and verdicts, store write."""
-    import bayesda.store as store
+    import bayesda.outputs.store as store
     from bayesda.infer import assimilate_summaries
     from bayesda.reanalysis import _summary_dataset, time_seed
 
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     import pandas as pd
     from bench_reanalysis import make_obs, reanalysis_defaults
 
-    import bayesda.store as store
+    import bayesda.outputs.store as store
     from bayesda.prior.checkpoint import load_model
     from bayesda.reanalysis import ReanalysisSettings
 

@@ -64,8 +64,8 @@ def arviz_extremes(idata, field):
 
 def phases(prior, obs, times, settings, store_dir):
     """One time at a time through every phase; seconds per phase for each time."""
-    from bayesda import store
     from bayesda.infer import assimilate_batch
+    from bayesda.outputs import store
     from bayesda.posterior import posterior_dataset
     from bayesda.reanalysis import ReanalysisSettings, _summary, time_seed
     from bayesda.verify.verdict import diagnose

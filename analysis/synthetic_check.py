@@ -597,7 +597,7 @@ def figure(maps: dict, path: pathlib.Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bayesda.plots import _coast
+    from bayesda.outputs.maps import _coast
 
     lat, lon = maps["truth"]["lat"].values, maps["truth"]["lon"].values
     vmax = float(np.abs(maps["truth"]).max())

@@ -1,7 +1,7 @@
 """Reanalysis: assimilate every time of an observation table into one resumable zarr store.
 
 Each time is an independent assimilation whose summaries and diagnostics land in that
-time's chunk of the store (:mod:`bayesda.store`). Pending times are taken in groups of
+time's chunk of the store (:mod:`bayesda.outputs.store`). Pending times are taken in groups of
 ``batch_times`` consecutive times; each group runs as one compiled NUTS program
 (:func:`bayesda.infer.assimilate_batch`), and the same program is reused for every later
 group of the same padded shape (see :mod:`bayesda.sampler`). Groups run one after another
@@ -27,7 +27,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-import bayesda.store as store
+import bayesda.outputs.store as store
 from bayesda.posterior import climatology_at
 from bayesda.prior.generative import GenerativePrior
 from bayesda.settings import ReanalysisSettings
@@ -114,7 +114,7 @@ def assimilate_times(
 
     Returns:
       One Dataset per time with the store's field variables ``(lat, lon)``, optional
-      ``samples`` ``(sample, lat, lon)`` and scalar diagnostics (see :mod:`bayesda.store`);
+      ``samples`` ``(sample, lat, lon)`` and scalar diagnostics (see :mod:`bayesda.outputs.store`);
       ``wall_s`` is the group's wall time divided evenly over its times.
     """
     from bayesda.infer import assimilate_batch, assimilate_summaries, summaries_supported
@@ -232,7 +232,7 @@ def reanalyse(
     """Assimilate every observed time in ``[start, end]`` into the zarr store ``out``.
 
     Safe to interrupt: running the same call again skips the times already done and
-    finishes the rest (see :mod:`bayesda.store`). Only one process writes a store at a
+    finishes the rest (see :mod:`bayesda.outputs.store`). Only one process writes a store at a
     time (:func:`bayesda.runtime.files.lock`); an existing directory that is not a bayesda
     store is refused and left untouched.
 
@@ -248,7 +248,7 @@ def reanalyse(
       n_workers: workers of the local cluster (default: the number of cores).
       progress: show a progress bar over times.
       verify: on resume, read back every finished time and compare it with its checksum
-        (:func:`bayesda.store.verify`); damaged times are redone.
+        (:func:`bayesda.outputs.store.verify`); damaged times are redone.
       report: called with ``{index: (time, reason)}`` of the damaged times found (default:
         one line per time on stderr when there are any).
 
@@ -258,7 +258,7 @@ def reanalyse(
     Raises:
       bayesda.runtime.files.LockedError: another process is writing ``out``.
       bayesda.runtime.files.OutputError: ``out`` exists and is not a bayesda store.
-      bayesda.store.StoreCorruptError: the store's metadata or done flags are unreadable.
+      bayesda.outputs.store.StoreCorruptError: the store's metadata or done flags are unreadable.
     """
     import bayesda.runtime.files as files
 

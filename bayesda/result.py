@@ -73,12 +73,12 @@ class Assimilation(NamedTuple):
         return diagnose(self.idata, field_samples=self.to_xarray()[["anomaly"]])
 
     def plot(self, out="maps.png", *, truth=None, climatology_sd=None, **kwargs):
-        """Draw the uncertainty maps to a PNG (:func:`bayesda.plots.plot_posterior`).
+        """Draw the uncertainty maps to a PNG (:func:`bayesda.outputs.maps.plot_posterior`).
 
         Returns:
           The path written.
         """
-        from bayesda.plots import plot_posterior
+        from bayesda.outputs.maps import plot_posterior
 
         return plot_posterior(
             self.to_xarray(),

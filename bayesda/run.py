@@ -10,7 +10,7 @@ A run directory holds::
     RUN/obs.csv            the observations used (anomalies, K; QC columns of bayesda.qc)
     RUN/obs_posterior.csv  the posterior at each observation: mean, SD, residual, QC flag
     RUN/diagnostics.json   the verdict and its numbers (bayesda.verify.verdict.Verdict)
-    RUN/maps.png           uncertainty maps (bayesda.plots.plot_posterior)
+    RUN/maps.png           uncertainty maps (bayesda.outputs.maps.plot_posterior)
     RUN/trace.png          trace plots of the first latent dimensions (NUTS only)
     RUN/trace_rank.png     rank plots of the same (NUTS only)
     RUN/run.json           settings, timings, gradient evaluations, provenance
@@ -99,7 +99,7 @@ def assimilate_to_run(
       force: replace an existing bayesda run at ``out`` (never another directory).
       extra: more entries for ``run.json``.
       geotiff: also write the two-dimensional layers as GeoTIFF in ``RUN/geotiff/``
-        (:mod:`bayesda.geotiff`; needs rasterio).
+        (:mod:`bayesda.outputs.geotiff`; needs rasterio).
       seed, sampler, options, progress_bar: as for :func:`bayesda.infer.assimilate`.
       **legacy: deprecated per-field sampler keywords (``num_chains=``, ...).
 
@@ -150,9 +150,9 @@ def _write_run(
 ) -> dict:
     from bayesda._version import __version__
     from bayesda.infer import assimilate
-    from bayesda.plots import plot_posterior
+    from bayesda.outputs.maps import plot_posterior
+    from bayesda.outputs.sites import site_table
     from bayesda.posterior import posterior_dataset, write_netcdf
-    from bayesda.sites import site_table
     from bayesda.verify.verdict import diagnose, plot_sampler_diagnostics
 
     files.check_target(out, "run", force=force)  # again: under the lock
@@ -185,7 +185,7 @@ def _write_run(
             a.idata.to_netcdf(str(tmp / "inference.nc"))
         tifs = []
         if geotiff:
-            from bayesda.geotiff import write_geotiff
+            from bayesda.outputs.geotiff import write_geotiff
 
             tifs = [p.name for p in write_geotiff(ds, tmp / "geotiff")]
         a.obs.frame.to_csv(tmp / "obs.csv", index=False, float_format="%.9g")

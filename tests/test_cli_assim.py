@@ -129,12 +129,12 @@ def test_diagnose_requires_a_complete_run(tmp_path, capsys):
 
 def test_failure_during_writing_leaves_no_output(tiny, tmp_path, monkeypatch):
     prior, obs_path = tiny
-    import bayesda.plots
+    import bayesda.outputs.maps
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(bayesda.plots, "plot_posterior", boom)
+    monkeypatch.setattr(bayesda.outputs.maps, "plot_posterior", boom)
     obs = make_obs(prior.grid, 10, seed=4)
     with pytest.raises(RuntimeError, match="disk full"):
         assim.assimilate_to_run(

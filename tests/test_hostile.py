@@ -379,7 +379,7 @@ def finished_store(_store_once, clim_prior, store_obs_csv, tmp_path):
 @pytest.mark.parametrize("damage", ["deleted", "corrupted"])
 def test_damaged_chunk_of_a_finished_store_is_found_and_redone(finished_store, damage):
     """A deleted chunk read back as all NaN and the rerun said 12/12 done."""
-    from bayesda import store
+    from bayesda.outputs import store
 
     out, run = finished_store
     before = xr.open_zarr(out, consolidated=False)["mean"].values

@@ -123,7 +123,7 @@ LAYERS: list[tuple[str, ...]] = [
         "obs",
     ),
     ("prior", "model", "prior", "prior", "sampler", "posterior", "qc", "calibrate", "offset"),
-    ("verify", "plots", "verify", "verify", "store", "sites", "geotiff"),  # showing
+    ("verify", "outputs", "verify", "verify", "outputs", "outputs", "outputs"),  # showing
     ("obsdata", "compiled", "result", "summaries", "infer"),  # inference
     ("run", "reanalysis", "prior", "demo", "preflight", "testing"),  # workflows
     (

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from bayesda import store
+from bayesda.outputs import store
 from bayesda.reanalysis import ReanalysisSettings, analysis_times, reanalyse, time_seed
 from bayesda.testing import make_linear_prior, make_obs
 

@@ -213,7 +213,7 @@ def cmd_assimilate(args) -> int:
     except ValueError as err:
         raise ValueError(f"--lapse-rate/--lapse-rate-sd: {err}") from None
     if args.geotiff:
-        from bayesda.geotiff import require_geotiff
+        from bayesda.outputs.geotiff import require_geotiff
 
         try:
             require_geotiff()
@@ -306,7 +306,7 @@ def cmd_plot(args) -> int:
     import pandas as pd
 
     from bayesda.obs.table import validate_obs
-    from bayesda.plots import plot_posterior
+    from bayesda.outputs.maps import plot_posterior
 
     run = _require_run(args.run)
     truth_path = (

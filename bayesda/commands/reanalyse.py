@@ -6,7 +6,7 @@ Example::
         --start 2014-01-01 --end 2014-01-31 --out runs/jan2014.zarr --scheduler local
 
 Interrupt it at any moment and run the same command again: it finishes the times not yet
-done (see :mod:`bayesda.store`). Every resume reads back the finished times and redoes
+done (see :mod:`bayesda.outputs.store`). Every resume reads back the finished times and redoes
 any whose data no longer match their checksum; ``--verify`` also prints the check's
 result for every time.
 """

@@ -224,7 +224,7 @@ def test_window_keeps_nearest_report_per_station(tmp_path):
 def test_site_table_residuals_against_samples():
     import xarray as xr
 
-    from bayesda.sites import site_table
+    from bayesda.outputs.sites import site_table
 
     lat, lon = np.array([30.0, 40.0]), np.array([-100.0, -90.0, -80.0])
     rng = np.random.default_rng(0)

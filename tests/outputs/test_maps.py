@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayesda.plots import plot_posterior
+from bayesda.outputs.maps import plot_posterior
 from bayesda.posterior import posterior_dataset
 from bayesda.testing import make_linear_prior, make_obs
 

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from bayesda.geo.grid import Grid
-from bayesda.geotiff import geotiff_layers, write_geotiff
+from bayesda.outputs.geotiff import geotiff_layers, write_geotiff
 
 rasterio = pytest.importorskip("rasterio")
 
