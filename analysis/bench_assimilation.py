@@ -87,8 +87,8 @@ def _grad_time(prior, obs_df, n_rep: int = 200) -> dict:
     import numpy as np
     from numpyro.infer.util import initialize_model
 
-    from bayesda.infer import prepare_obs
-    from bayesda.model import assimilation_model
+    from bayesda.inference.assimilate import prepare_obs
+    from bayesda.inference.model import assimilation_model
 
     obs = prepare_obs(prior, obs_df)
     model = functools.partial(assimilation_model, prior.decode, prior.latent_dim)
@@ -137,9 +137,9 @@ def run_one(args) -> dict:
 
     from bayesda.data.datasets import load_dataset
     from bayesda.demo import DEMO_N_OBS, DEMO_NETWORK, DEMO_SIGMA, pick_time
-    from bayesda.infer import assimilate
+    from bayesda.inference.assimilate import assimilate
+    from bayesda.inference.fields import posterior_dataset
     from bayesda.obs.table import pseudo_obs
-    from bayesda.posterior import posterior_dataset
     from bayesda.verify.verdict import diagnose
 
     prior = _prior(args)

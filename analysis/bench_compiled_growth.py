@@ -1,6 +1,6 @@
 """Compiled code and memory over many assimilations in one process (the leak check).
 
-Before :mod:`bayesda.sampler`, every ``assimilate`` call mapped a newly compiled (or
+Before :mod:`bayesda.inference.sampler`, every ``assimilate`` call mapped a newly compiled (or
 cache-loaded) XLA executable; one process ran out of memory maps (``vm.max_map_count``,
 65530) after about 200 calls. This script assimilates ``--n-calls`` held-out NCEP times in
 one process, with 20-200 uniform pseudo-observations (so several padded shapes occur), and
@@ -41,10 +41,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(HERE / "results" / "bench_compiled_growth"))
     args = p.parse_args(argv)
 
-    from bayesda import sampler
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
-    from bayesda.infer import assimilate
+    from bayesda.inference import sampler
+    from bayesda.inference.assimilate import assimilate
     from bayesda.obs.table import pseudo_obs
     from bayesda.prior.checkpoint import load_model
 

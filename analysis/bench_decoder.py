@@ -102,12 +102,13 @@ def bench_nuts(
     """NUTS gradients per second with the saved prior (2 chains, 200 + 200 draws).
 
     Observations: ``n_obs`` uniform pseudo-observations (sigma 0.5 K) of the first test
-    field's anomaly (bayesda.obs.table.pseudo_obs). Uses bayesda.infer.assimilate with its
+    field's anomaly (bayesda.obs.table.pseudo_obs). Uses bayesda.inference.assimilate.assimilate
+    with its
     defaults, except ``dense_mass`` when given.
     """
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
-    from bayesda.infer import assimilate
+    from bayesda.inference.assimilate import assimilate
     from bayesda.obs.table import pseudo_obs
     from bayesda.prior.checkpoint import load_model
 
@@ -144,12 +145,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/ncep-air")
     parser.add_argument("--out", default="analysis/results/vae_bench_decoder.json")
-    parser.add_argument("--nuts", action="store_true", help="also time NUTS (bayesda.infer)")
+    parser.add_argument(
+        "--nuts", action="store_true", help="also time NUTS (bayesda.inference.assimilate)"
+    )
     parser.add_argument(
         "--dense-mass",
         choices=("default", "yes", "no"),
         default="default",
-        help="NUTS mass matrix (default: bayesda.infer's default)",
+        help="NUTS mass matrix (default: bayesda.inference.assimilate's default)",
     )
     args = parser.parse_args()
     result = bench_model(args.model)

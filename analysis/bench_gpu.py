@@ -2,8 +2,9 @@
 
 For each K, K NCEP times (50 station-like observations each, sigma 0.5 K) go through the
 reanalysis fast path as one batch: one compiled NUTS program for all K x 4 chains
-(:func:`bayesda.infer.assimilate_summaries`: MAP vectorised over times on an accelerator,
-NUTS, then fields, summaries and verdicts as array programs, :mod:`bayesda.summaries`), and
+(:func:`bayesda.inference.assimilate.assimilate_summaries`: MAP vectorised over times on an
+accelerator,
+NUTS, then fields, summaries and verdicts as array programs, :mod:`bayesda.inference.batch`), and
 one region write to a zarr store (:func:`bayesda.outputs.store.write_times`). Each K is run twice:
 the first call compiles, the second (another seed) is timed (``warm``). Rows go to
 ``analysis/results/throughput.json`` (appended as each K finishes, so a timeout keeps what
@@ -71,7 +72,7 @@ def decoder_rate(prior, batch: int, reps: int = 20) -> float:
 def run_k(prior, obs, times, settings, store_path, indices):
     """One batch through the reanalysis path: sampling, summaries and verdicts, store write."""
     import bayesda.outputs.store as store
-    from bayesda.infer import assimilate_summaries
+    from bayesda.inference.assimilate import assimilate_summaries
     from bayesda.reanalysis import _summary_dataset, time_seed
 
     t0 = time.perf_counter()
@@ -229,7 +230,7 @@ def verdict_check(prior, obs, runs, settings, ref_draws: int, k: int) -> dict:
     bulk ESS of each run, so the check is lenient only by the ESS bound). The false-alarm
     rate is the fraction of verified runs whose verdict is not PASS.
     """
-    from bayesda.infer import assimilate_summaries
+    from bayesda.inference.assimilate import assimilate_summaries
     from bayesda.reanalysis import time_seed
 
     times = [r.time for r in runs[:k]]

@@ -7,7 +7,7 @@ the posterior is scored with :func:`bayesda.verify.metrics.verify` at unobserved
 nearest to any observation) and at all points.
 
 Methods:
-  nuts         bayesda, NUTS over the latent (:func:`bayesda.infer.assimilate`)
+  nuts         bayesda, NUTS over the latent (:func:`bayesda.inference.assimilate.assimilate`)
   laplace      bayesda, MAP + Laplace in the latent
   oi           optimal interpolation, train covariance shrunk 2% to its diagonal
   restarts     the original method: Adam on the obs misfit, 10 random restarts
@@ -100,7 +100,8 @@ class BenchConfig:
 
 
 # Budget of the full run (2-core machine, nothing else running): NUTS 4 x (150 + 200) with
-# the compiled sampler of bayesda.sampler is about 5-10 s per time, restarts 4-6 s, Laplace
+# the compiled sampler of bayesda.inference.sampler is about 5-10 s per time, restarts 4-6 s,
+# Laplace
 # about 1 s, OI 0.15 s, scoring ~0.1 s per method; NUTS and restarts at every 3rd of 60
 # times (120 calls each) keeps the whole run under an hour.
 FULL = BenchConfig(chains=4, warmup=150, draws=200)
@@ -196,8 +197,8 @@ def make_methods(
 
     def bayes(method: str):
         def run(obs, time, seed):
-            from bayesda.infer import assimilate
-            from bayesda.posterior import posterior_dataset
+            from bayesda.inference.assimilate import assimilate
+            from bayesda.inference.fields import posterior_dataset
 
             a = assimilate(
                 prior,

@@ -33,9 +33,9 @@ import numpy as np
 import bayesda  # noqa: F401  (XLA flags before jax)
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
-from bayesda.infer import assimilate
+from bayesda.inference.assimilate import assimilate
+from bayesda.inference.fields import posterior_dataset
 from bayesda.obs.table import pseudo_obs
-from bayesda.posterior import posterior_dataset
 from bayesda.prior.checkpoint import load_model
 from bayesda.qc import quality_control
 from bayesda.settings import ModelOptions, SamplerSettings

@@ -38,7 +38,8 @@ BATCH_TIMES = (8, 64, 256, 1024)
 """Times per program whose lockstep efficiency is projected."""
 
 EDGE = 0.404
-"""Step sizes below this take 15-step trees: :func:`bayesda.sampler.detune` raises those in
+"""Step sizes below this take 15-step trees: :func:`bayesda.inference.sampler.detune` raises those
+in
 ``[0.404, 0.446]`` (the 15-step resonance band) to 0.4461, where trees take 7."""
 
 
@@ -54,7 +55,7 @@ def measure(k: int, draws: int, seed: int) -> dict:
     """Warm up and sample ``k`` times of the shipped model; per-chain step sizes and trees."""
     from bench_reanalysis import held_out_obs
 
-    from bayesda.infer import _sample
+    from bayesda.inference.assimilate import _sample
     from bayesda.prior.checkpoint import load_model
     from bayesda.reanalysis import ReanalysisSettings, time_seed
 

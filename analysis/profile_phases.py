@@ -64,9 +64,9 @@ def arviz_extremes(idata, field):
 
 def phases(prior, obs, times, settings, store_dir):
     """One time at a time through every phase; seconds per phase for each time."""
-    from bayesda.infer import assimilate_batch
+    from bayesda.inference.assimilate import assimilate_batch
+    from bayesda.inference.fields import posterior_dataset
     from bayesda.outputs import store
-    from bayesda.posterior import posterior_dataset
     from bayesda.reanalysis import ReanalysisSettings, _summary, time_seed
     from bayesda.verify.verdict import diagnose
 
@@ -120,7 +120,7 @@ def phases(prior, obs, times, settings, store_dir):
 
 
 def warmup_sweep(prior, obs, times, lengths, draws):
-    from bayesda.infer import assimilate_batch
+    from bayesda.inference.assimilate import assimilate_batch
     from bayesda.reanalysis import time_seed
     from bayesda.verify.verdict import diagnose
 

@@ -57,8 +57,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     from bayesda.calibrate import calibrate, holdout_check
     from bayesda.geo.grid import Grid
-    from bayesda.infer import assimilate
-    from bayesda.posterior import posterior_dataset
+    from bayesda.inference.assimilate import assimilate
+    from bayesda.inference.fields import posterior_dataset
     from bayesda.prior.checkpoint import load_model
     from bayesda.settings import SamplerSettings
 

@@ -140,8 +140,8 @@ def _cases(anomalies, n_times: int, networks, seed: int):
 
 def score(prior, anomalies, n_times: int, seed: int = 0, networks=NETWORKS) -> list[dict]:
     """Laplace assimilation of each network's pseudo-obs, scored at unobserved points."""
-    from bayesda.infer import assimilate
-    from bayesda.posterior import posterior_dataset
+    from bayesda.inference.assimilate import assimilate
+    from bayesda.inference.fields import posterior_dataset
     from bayesda.verify.metrics import verify
 
     rows = []

@@ -1,14 +1,16 @@
-"""NUTS resonance on a whitened Gaussian, and what :func:`bayesda.sampler.detune` does about it.
+"""NUTS resonance on a whitened Gaussian, and what :func:`bayesda.inference.sampler.detune` does
+about it.
 
 Part 1 (seconds): numpyro's NUTS on a 100-dimensional standard normal with the exact
 (identity) mass matrix at fixed step sizes around ``2 pi / 15 = 0.419``: mean leapfrog steps
 per draw and the fraction of trees of 63 steps or more, for the step size as given and
-after :func:`bayesda.sampler.detune`.
+after :func:`bayesda.inference.sampler.detune`.
 
 Part 2 (``--shipped K``, minutes on a CPU): the shipped model on K NCEP times (50 station-like
 observations, the reanalysis settings 4 x (100 + 500)), run twice through the same program,
 without and with the detuning and the warmup tree-depth cap
-(:data:`bayesda.sampler.LAPLACE_WARMUP_TREE_DEPTH`): per-chain adapted step sizes, steps per
+(:data:`bayesda.inference.sampler.LAPLACE_WARMUP_TREE_DEPTH`): per-chain adapted step sizes, steps
+per
 draw, and the lockstep efficiency of the whole batch (mean steps / mean over iterations of the
 largest tree in the batch: what an accelerator, whose chains advance together, gets).
 
@@ -67,7 +69,7 @@ def toy(eps: float, dim: int = 100, n: int = 400, seed: int = 0) -> dict:
 
 
 def part1() -> list[dict]:
-    from bayesda.sampler import detune
+    from bayesda.inference.sampler import detune
 
     rows = []
     for eps in STEP_SIZES:
@@ -82,8 +84,8 @@ def part1() -> list[dict]:
 def part2(k: int) -> list[dict]:
     from bench_reanalysis import held_out_obs
 
-    import bayesda.sampler as sampler
-    from bayesda.infer import _sample
+    import bayesda.inference.sampler as sampler
+    from bayesda.inference.assimilate import _sample
     from bayesda.prior.checkpoint import load_model
     from bayesda.reanalysis import ReanalysisSettings, time_seed
 

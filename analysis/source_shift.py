@@ -40,9 +40,9 @@ import bayesda  # noqa: F401  (XLA flags before jax)
 from bayesda.calibrate import calibrate
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
-from bayesda.infer import assimilate
+from bayesda.inference.assimilate import assimilate
+from bayesda.inference.fields import posterior_dataset
 from bayesda.obs.table import pseudo_obs
-from bayesda.posterior import posterior_dataset
 from bayesda.prior.checkpoint import load_model
 from bayesda.settings import SamplerSettings
 from bayesda.sim.grf import GaussianRandomField
@@ -139,7 +139,8 @@ def main(argv=None) -> int:
         "--engine",
         choices=("linear", "laplace", "nuts"),
         default="linear",
-        help="linear: closed-form linearised posterior; laplace, nuts: bayesda.infer",
+        help="linear: closed-form linearised posterior; "
+        "laplace, nuts: bayesda.inference.assimilate",
     )
     ap.add_argument("--warmup", type=int, default=150, help="NUTS warmup per chain")
     ap.add_argument("--modes", default="off,auto,single", help="calibrate modes to run")

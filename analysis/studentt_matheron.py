@@ -26,10 +26,10 @@ import numpy as np
 import bayesda  # noqa: F401
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
-from bayesda.infer import assimilate
+from bayesda.inference.assimilate import assimilate
+from bayesda.inference.fields import condition_representation_error
 from bayesda.obs.operator import nearest_index
 from bayesda.obs.table import pseudo_obs
-from bayesda.posterior import condition_representation_error
 from bayesda.prior.checkpoint import load_model
 from bayesda.settings import ModelOptions, SamplerSettings
 

@@ -12,7 +12,8 @@ it and compares:
    :func:`bayesda.prior.representation.estimate` (rank 0 by default, as the shipped model), save
    and reload it with :mod:`bayesda.prior.checkpoint` to get the :class:`GenerativePrior`.
 3. For each test field and each network of uniform pseudo-observations (sigma 0.5 K, fresh
-   locations per field), run :func:`bayesda.infer.assimilate` (NUTS; the ``field`` samples
+   locations per field), run :func:`bayesda.inference.assimilate.assimilate` (NUTS; the ``field``
+   samples
    include the conditioned representation error) and the exact posterior of the GRF.
 4. Score (cos-latitude weighted over unobserved grid points and over all points): RMSE of
    the bayesda posterior mean against the exact posterior mean; ratio of the bayesda
@@ -302,7 +303,7 @@ def exact_coverage_check(grf, n_fields: int, n_obs: int, sigma: float, seed: int
 
 def run_case(prior, grid, truth, n_obs, refs, cfg: CheckConfig, seed: int) -> dict:
     """Assimilate one test field with one network; every method's scores and maps."""
-    from bayesda.infer import assimilate
+    from bayesda.inference.assimilate import assimilate
     from bayesda.obs.operator import as_matrix, bilinear_stencil
     from bayesda.obs.table import pseudo_obs
     from bayesda.sim.grf import gaussian_posterior

@@ -95,7 +95,7 @@ def linearised_prior():
 
 def exact_posterior(prior, obs):
     """Mean and covariance of ``z | y`` for the linear prior and prepared observations."""
-    from bayesda.posterior import repr_covariance_at_obs
+    from bayesda.inference.fields import repr_covariance_at_obs
 
     W = np.asarray(prior.decode(np.eye(prior.latent_dim, dtype=np.float32)), np.float64)
     W = W.reshape(prior.latent_dim, -1).T  # [pix, d] (decode is affine: subtract b)
@@ -217,7 +217,7 @@ def record(case, kind, v, extra=None):
 
 
 def run_linear(prior, args, settings, rows, rng, log):
-    from bayesda.infer import assimilate_batch, prepare_obs
+    from bayesda.inference.assimilate import assimilate_batch, prepare_obs
     from bayesda.settings import DEFAULT
     from bayesda.verify.convergence import host_convergence
     from bayesda.verify.verdict import diagnose
@@ -267,7 +267,7 @@ def run_shipped(shipped, args, settings, rows, rng, log):
 
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
-    from bayesda.infer import assimilate_batch
+    from bayesda.inference.assimilate import assimilate_batch
     from bayesda.obs.table import pseudo_obs
     from bayesda.settings import DEFAULT
     from bayesda.verify.convergence import host_convergence

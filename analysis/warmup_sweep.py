@@ -38,7 +38,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--warmup-tree-depths",
         default=None,
-        help="comma list: also vary bayesda.sampler.LAPLACE_WARMUP_TREE_DEPTH (same seeds)",
+        help="comma list: also vary bayesda.inference.sampler.LAPLACE_WARMUP_TREE_DEPTH "
+        "(same seeds)",
     )
     ap.add_argument("--n-times", type=int, default=4)
     ap.add_argument("--seeds", type=int, default=2, help="runs per time and warmup")
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
 
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
-    from bayesda.infer import assimilate_batch
+    from bayesda.inference.assimilate import assimilate_batch
     from bayesda.obs.table import pseudo_obs
     from bayesda.prior.checkpoint import load_model
     from bayesda.settings import REANALYSIS
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
         ref.append((zf.mean(0), zf.std(0), host_convergence(a.z).ess_bulk))
     print(f"references done, {time.perf_counter() - t_start:.0f} s", flush=True)
 
-    import bayesda.sampler as sampler
+    import bayesda.inference.sampler as sampler
 
     default_depth = sampler.LAPLACE_WARMUP_TREE_DEPTH
     depths = [int(v) for v in (args.warmup_tree_depths or str(default_depth)).split(",")]

@@ -29,15 +29,15 @@ from bayesda.runtime.xla import enable_compilation_cache, set_host_device_count
 
 # public name -> the module that defines it (imported on first access)
 _LAZY: dict[str, str] = {
-    "Assimilation": "bayesda.result",
+    "Assimilation": "bayesda.inference.result",
     "GenerativePrior": "bayesda.prior.generative",
     "Grid": "bayesda.geo.grid",
     "ModelOptions": "bayesda.settings",
     "ReanalysisSettings": "bayesda.reanalysis",
     "SamplerSettings": "bayesda.settings",
     "Verdict": "bayesda.verify.verdict",
-    "assimilate": "bayesda.infer",
-    "assimilate_batch": "bayesda.infer",
+    "assimilate": "bayesda.inference.assimilate",
+    "assimilate_batch": "bayesda.inference.assimilate",
     "assimilate_to_run": "bayesda.run",
     "diagnose": "bayesda.verify.verdict",
     "load_model": "bayesda.prior.checkpoint",
@@ -74,12 +74,12 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from bayesda import settings
     from bayesda.geo.grid import Grid
-    from bayesda.infer import assimilate, assimilate_batch
+    from bayesda.inference.assimilate import assimilate, assimilate_batch
+    from bayesda.inference.result import Assimilation
     from bayesda.obs.table import pseudo_obs, read_obs
     from bayesda.prior.checkpoint import load_model
     from bayesda.prior.generative import GenerativePrior
     from bayesda.reanalysis import ReanalysisSettings, reanalyse
-    from bayesda.result import Assimilation
     from bayesda.run import assimilate_to_run
     from bayesda.settings import ModelOptions, SamplerSettings
     from bayesda.verify.metrics import verify

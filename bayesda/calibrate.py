@@ -40,8 +40,8 @@ import scipy.linalg
 import scipy.optimize
 from scipy import stats
 
+from bayesda.inference.fields import repr_covariance_at_obs
 from bayesda.obs.operator import bilinear_stencil
-from bayesda.posterior import repr_covariance_at_obs
 from bayesda.qc import linearise, observed_jacobian
 from bayesda.runtime.threads import single_blas
 

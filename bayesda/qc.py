@@ -36,7 +36,7 @@ analysis), which for the shipped decoder (in effect probabilistic PCA) is close 
 :func:`quality_control` runs both on a table and returns it with the columns
 ``sigma_stated`` (the error the user gave), ``sigma`` (the effective one), ``p_gross``,
 ``departure``, ``departure_sd`` and ``qc`` (``"ok"``, ``"background"`` or ``"gross"``).
-:func:`studentt_effective_sigma` (in :mod:`bayesda.posterior`, re-exported here) is the same
+:func:`studentt_effective_sigma` (in :mod:`bayesda.inference.fields`, re-exported here) is the same
 idea for the Student-t likelihood, draw by draw.
 """
 
@@ -50,9 +50,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bayesda.model import pad_length
+from bayesda.inference.fields import repr_covariance_at_obs, studentt_effective_sigma
+from bayesda.inference.model import pad_length
 from bayesda.obs.operator import Stencil, bilinear_stencil
-from bayesda.posterior import repr_covariance_at_obs, studentt_effective_sigma
 from bayesda.runtime.threads import single_blas
 
 __all__ = [
@@ -99,7 +99,7 @@ def observed_jacobian(prior):
     """A jitted ``(z, idx, weight) -> (H g(z) [n], d(H g)/dz [n, d])`` for ``prior``.
 
     One per decoder (kept while the decoder lives, like the sampler's compiled programs in
-    :mod:`bayesda.infer`), so priors sharing a decoder (:func:`bayesda.calibrate.
+    :mod:`bayesda.inference.assimilate`), so priors sharing a decoder (:func:`bayesda.calibrate.
     rescale_prior`) share it; the stencil is an argument, so each padded number of
     observations compiles once.
     """

@@ -3,8 +3,9 @@
 Each time is an independent assimilation whose summaries and diagnostics land in that
 time's chunk of the store (:mod:`bayesda.outputs.store`). Pending times are taken in groups of
 ``batch_times`` consecutive times; each group runs as one compiled NUTS program
-(:func:`bayesda.infer.assimilate_batch`), and the same program is reused for every later
-group of the same padded shape (see :mod:`bayesda.sampler`). Groups run one after another
+(:func:`bayesda.inference.assimilate.assimilate_batch`), and the same program is reused for every
+later
+group of the same padded shape (see :mod:`bayesda.inference.sampler`). Groups run one after another
 in this process, or spread over a Dask ``distributed`` cluster: a local one sized to the
 machine by default, or an existing one by address. Every time draws its random numbers from
 a seed derived from the run's seed and the time itself, so a time gets the same result
@@ -28,7 +29,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 import bayesda.outputs.store as store
-from bayesda.posterior import climatology_at
+from bayesda.inference.fields import climatology_at
 from bayesda.prior.generative import GenerativePrior
 from bayesda.settings import ReanalysisSettings
 
@@ -117,7 +118,11 @@ def assimilate_times(
       ``samples`` ``(sample, lat, lon)`` and scalar diagnostics (see :mod:`bayesda.outputs.store`);
       ``wall_s`` is the group's wall time divided evenly over its times.
     """
-    from bayesda.infer import assimilate_batch, assimilate_summaries, summaries_supported
+    from bayesda.inference.assimilate import (
+        assimilate_batch,
+        assimilate_summaries,
+        summaries_supported,
+    )
 
     t0 = _time.perf_counter()
     common = dict(
@@ -140,7 +145,8 @@ def assimilate_times(
 
 
 def _summary_dataset(prior, result) -> xr.Dataset:
-    """The store's variables for one :class:`bayesda.infer.TimeSummary` (``wall_s`` unset)."""
+    """The store's variables for one :class:`bayesda.inference.assimilate.TimeSummary` (``wall_s``
+    unset)."""
     s = result.summary
     dims = ("lat", "lon")
     names = [name for name in store.FIELD_VARS if name != "tas_mean"]
@@ -176,8 +182,9 @@ def _with_diagnostics(out: xr.Dataset, verdict, n_obs: int) -> xr.Dataset:
 
 
 def _summary(prior, result, settings: ReanalysisSettings) -> xr.Dataset:
-    """The store's variables for one :class:`bayesda.infer.Assimilation` (``wall_s`` unset)."""
-    from bayesda.posterior import posterior_dataset
+    """The store's variables for one :class:`bayesda.inference.assimilate.Assimilation` (``wall_s``
+    unset)."""
+    from bayesda.inference.fields import posterior_dataset
     from bayesda.verify.verdict import diagnose
 
     post = posterior_dataset(result, prior, time=result.time)

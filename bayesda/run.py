@@ -5,7 +5,7 @@
 
 A run directory holds::
 
-    RUN/posterior.nc       field samples and summaries (bayesda.posterior.posterior_dataset)
+    RUN/posterior.nc       field samples and summaries (bayesda.inference.fields.posterior_dataset)
     RUN/inference.nc       ArviZ InferenceData (z, sample_stats, y: observed, predictive, loglik)
     RUN/obs.csv            the observations used (anomalies, K; QC columns of bayesda.qc)
     RUN/obs_posterior.csv  the posterior at each observation: mean, SD, residual, QC flag
@@ -100,7 +100,7 @@ def assimilate_to_run(
       extra: more entries for ``run.json``.
       geotiff: also write the two-dimensional layers as GeoTIFF in ``RUN/geotiff/``
         (:mod:`bayesda.outputs.geotiff`; needs rasterio).
-      seed, sampler, options, progress_bar: as for :func:`bayesda.infer.assimilate`.
+      seed, sampler, options, progress_bar: as for :func:`bayesda.inference.assimilate.assimilate`.
       **legacy: deprecated per-field sampler keywords (``num_chains=``, ...).
 
     Returns:
@@ -149,10 +149,10 @@ def _write_run(
     **legacy,
 ) -> dict:
     from bayesda._version import __version__
-    from bayesda.infer import assimilate
+    from bayesda.inference.assimilate import assimilate
+    from bayesda.inference.fields import posterior_dataset, write_netcdf
     from bayesda.outputs.maps import plot_posterior
     from bayesda.outputs.sites import site_table
-    from bayesda.posterior import posterior_dataset, write_netcdf
     from bayesda.verify.verdict import diagnose, plot_sampler_diagnostics
 
     files.check_target(out, "run", force=force)  # again: under the lock

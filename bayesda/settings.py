@@ -1,7 +1,8 @@
 """The settings of an assimilation: one object for the sampler, one for the model options.
 
 :class:`SamplerSettings` (how to sample) and :class:`ModelOptions` (what is sampled) are
-frozen dataclasses used by :func:`bayesda.assimilate`, :func:`bayesda.infer.assimilate_batch`,
+frozen dataclasses used by :func:`bayesda.assimilate`,
+:func:`bayesda.inference.assimilate.assimilate_batch`,
 the reanalysis, the demo and the command line (whose flags are built from them, see
 :mod:`bayesda.commands.options`). Named presets hold the one set of defaults::
 
@@ -65,7 +66,8 @@ class SamplerSettings:
         (z = 0).
       mass: "laplace" (dense inverse mass = Laplace covariance at the MAP, fixed; warmup
         adapts the step size only), "diag" (adapted diagonal) or "dense" (adapted dense,
-        started at the Laplace covariance; not recommended, see :mod:`bayesda.infer`).
+        started at the Laplace covariance; not recommended, see
+        :mod:`bayesda.inference.assimilate`).
     """
 
     method: str = "nuts"
@@ -103,7 +105,8 @@ class SamplerSettings:
 
 @dataclasses.dataclass(frozen=True)
 class ModelOptions:
-    """What is sampled: the observation likelihood of :func:`bayesda.model.assimilation_model`.
+    """What is sampled: the observation likelihood of
+    :func:`bayesda.inference.model.assimilation_model`.
 
     Attributes:
       likelihood: "normal" or "studentt" (robust to outlying observations).

@@ -82,7 +82,7 @@ def test_top_level_names_resolve_and_are_sorted():
     assert bayesda.__all__ == sorted(bayesda.__all__)
     for name in bayesda.__all__:
         assert getattr(bayesda, name) is not None, name
-    from bayesda.infer import assimilate
+    from bayesda.inference.assimilate import assimilate
 
     assert bayesda.assimilate is assimilate
     with pytest.raises(AttributeError, match="no attribute 'nope'"):

@@ -286,12 +286,12 @@ def test_keep_samples_negative_is_refused_by_the_settings_too():
 def test_two_runs_with_the_same_out_cannot_both_win(tiny, tmp_path, monkeypatch, capsys):
     """Two `assimilate` runs with one --out both reported success; the second replaced the
     first. Here the second starts while the first is working: it is refused."""
-    import bayesda.infer
+    import bayesda.inference.assimilate
     from bayesda.runtime import files
 
     _, obs_path = tiny
     run = tmp_path / "run"
-    real = bayesda.infer.assimilate
+    real = bayesda.inference.assimilate.assimilate
     inner = {}
 
     def assimilate_while_another_starts(*args, **kwargs):
@@ -300,7 +300,7 @@ def test_two_runs_with_the_same_out_cannot_both_win(tiny, tmp_path, monkeypatch,
             inner["err"] = capsys.readouterr().err
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(bayesda.infer, "assimilate", assimilate_while_another_starts)
+    monkeypatch.setattr(bayesda.inference.assimilate, "assimilate", assimilate_while_another_starts)
     assert _assimilate(obs_path, run) == 0
     assert inner["rc"] == 1 and "another bayesda process" in inner["err"]
     assert (run / files.MARKER).is_file()
@@ -466,7 +466,7 @@ def test_two_processes_creating_one_store_leave_nothing_behind(clim_prior, tmp_p
 
 def test_too_many_observations_are_refused_before_work_with_an_estimate(monkeypatch, clim_prior):
     """20,000 observations were killed by the OOM killer in prepare_obs, with no message."""
-    from bayesda.infer import prepare_obs
+    from bayesda.inference.assimilate import prepare_obs
     from bayesda.obs import capacity
 
     monkeypatch.setattr(capacity, "available_memory", lambda: 2**20)
@@ -694,13 +694,13 @@ def test_csv_named_nc_names_the_file(run_dir, tmp_path, capsys, command):
 
 def test_disk_full_while_writing_a_run_names_the_file(tiny, tmp_path, monkeypatch, capsys):
     """A full disk during `assimilate` said only "NetCDF: HDF error"."""
-    import bayesda.posterior
+    import bayesda.inference.fields
 
     def hdf_error(ds, path, *args, **kwargs):
         Path(path).write_bytes(b"CDF half")
         raise RuntimeError("NetCDF: HDF error")
 
-    monkeypatch.setattr(bayesda.posterior, "write_netcdf", hdf_error)
+    monkeypatch.setattr(bayesda.inference.fields, "write_netcdf", hdf_error)
     _, obs_path = tiny
     out = tmp_path / "run"
     assert _assimilate(obs_path, out) == 1

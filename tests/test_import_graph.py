@@ -83,59 +83,18 @@ def test_light_modules_import_nothing_heavy(light):
     assert not import_graph()[light] - {"bayesda.runtime.xla", "bayesda.runtime.optional"}
 
 
-# The package is flat; its modules form layers along the data flow, and a module imports only
-# from its own layer or the ones below.
+# The subpackages form layers along the data flow; a module imports only from its own layer or
+# the ones below, and nothing imports the command line.
 LAYERS: list[tuple[str, ...]] = [
-    (
-        "runtime",
-        "_version",
-        "runtime",
-        "runtime",
-        "runtime",
-        "runtime",
-        "settings",
-        "geo",
-        "geo",
-        "data",
-        "prior",
-        "geo",
-        "verify",
-        "runtime",
-        "runtime",
-        "obs",
-        "data",
-        "sim",
-    ),  # foundations
-    (
-        "data",
-        "sim",
-        "sim",
-        "geo",
-        "geo",
-        "obs",
-        "data",
-        "sim",
-        "prior",
-        "obs",
-        "obs",
-        "obs",
-        "obs",
-        "obs",
-    ),
-    ("prior", "model", "prior", "prior", "sampler", "posterior", "qc", "calibrate", "offset"),
-    ("verify", "outputs", "verify", "verify", "outputs", "outputs", "outputs"),  # showing
-    ("obsdata", "compiled", "result", "summaries", "infer"),  # inference
-    ("run", "reanalysis", "prior", "demo", "preflight", "testing"),  # workflows
-    (
-        "commands",
-        "commands.options",
-        "commands.argtypes",
-        "commands.assim",
-        "commands.data",
-        "commands.reanalyse",
-        "commands.train",
-        "cli",
-    ),  # the command line
+    ("_version", "settings", "runtime"),  # foundations: no weather in them
+    ("geo",),  # where things are
+    ("data", "obs", "sim"),  # fields, observations, simulated truth
+    ("prior",),  # the generative prior
+    ("verify", "outputs"),  # scores, verdicts; what users read
+    ("inference", "testing"),  # from observations to a posterior
+    ("preflight", "qc", "calibrate", "offset"),  # real observations before the model
+    ("workflows", "run", "reanalysis", "demo"),  # end-to-end jobs
+    ("cli", "commands"),  # the command line
 ]
 
 

@@ -13,7 +13,7 @@ import xarray as xr
 
 from bayesda import cli
 from bayesda.commands import assim
-from bayesda.infer import assimilate
+from bayesda.inference.assimilate import assimilate
 from bayesda.settings import SamplerSettings
 from bayesda.testing import assert_matches_closed_form as _check_against_closed_form
 from bayesda.testing import dense_posterior, make_linear_prior

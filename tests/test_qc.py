@@ -65,7 +65,7 @@ def test_studentt_effective_sigma():
 @pytest.mark.slow
 def test_studentt_outlier_not_put_back_by_matheron():
     """With likelihood="studentt" the field at a gross-error station stays near the truth."""
-    from bayesda.infer import assimilate
+    from bayesda.inference.assimilate import assimilate
     from bayesda.settings import ModelOptions, SamplerSettings
 
     prior, grf = _grf_prior(repr_sd=1.0)

@@ -2,7 +2,8 @@
 
 The likelihood integrates the representation error out, so each analysis forms and
 factors the ``n x n`` observation covariance ``S = diag(sigma^2) + H C H^T`` once
-(:func:`bayesda.infer.prepare_obs`, float64 on the host) and keeps its padded Cholesky
+(:func:`bayesda.inference.assimilate.prepare_obs`, float64 on the host) and keeps its padded
+Cholesky
 factor (float32) for the sampler: memory grows as ``n^2``. :func:`estimate_bytes` gives the
 peak of that step (measured: 2,000 observations ran; 20,000 were killed by the
 out-of-memory killer at 8 GiB), and :func:`check_obs_size` refuses, with the estimate and
@@ -37,7 +38,8 @@ __all__ = [
 ]
 
 BYTES_PER_OBS2 = 48
-"""Peak host bytes per ``n^2`` in :func:`bayesda.infer.prepare_obs` (six float64 ``n x n``
+"""Peak host bytes per ``n^2`` in :func:`bayesda.inference.assimilate.prepare_obs` (six float64 ``n
+x n``
 arrays alive at once: ``A A^T``, the diagonal part, their sum, ``diag(sigma^2)``, ``S`` and
 its Cholesky factor)."""
 MEMORY_FRACTION = 0.8
@@ -102,7 +104,7 @@ def check_obs_size(n: int, padded: int | None = None, *, n_cells: int | None = N
 
     Args:
       n: number of observations of one analysis time.
-      padded: their padded number (:func:`bayesda.model.pad_length`).
+      padded: their padded number (:func:`bayesda.inference.model.pad_length`).
       n_cells: grid cells of the model (for the superobbing hint).
 
     Raises:

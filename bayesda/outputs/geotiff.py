@@ -1,6 +1,6 @@
 """Uncertainty layers as GeoTIFF, for GIS tools (optional extra ``geotiff``: rasterio).
 
-Every two-dimensional summary of a posterior dataset (:func:`bayesda.posterior.
+Every two-dimensional summary of a posterior dataset (:func:`bayesda.inference.fields.
 posterior_dataset`: ``mean``, ``sd``, ``q05``, ``q50``, ``q95``, ``tas_mean``) and each
 exceedance probability (``p_exceed`` at every threshold) becomes one single-band float32
 GeoTIFF: geographic coordinates (EPSG:4326, cell centres at the model grid's nodes),

@@ -114,7 +114,7 @@ def plot_posterior(
     """Draw the posterior maps to a PNG.
 
     Args:
-      ds: a :func:`bayesda.posterior.posterior_dataset` (``mean``, ``sd``, ``p_exceed``).
+      ds: a :func:`bayesda.inference.fields.posterior_dataset` (``mean``, ``sd``, ``p_exceed``).
       obs: the assimilated observations (lat, lon, value in K).
       truth: the true anomaly ``(lat, lon)`` K, adds "truth" and "error" panels.
       climatology_sd: climatological SD ``(lat, lon)`` K; adds hatching ("fog") where

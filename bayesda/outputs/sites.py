@@ -17,7 +17,7 @@ def site_table(obs: pd.DataFrame, posterior: xr.Dataset) -> pd.DataFrame:
     Args:
       obs: the observations used (``lat``, ``lon``, ``value``, ``sigma`` and any QC
         columns of :mod:`bayesda.qc`, kept).
-      posterior: :func:`bayesda.posterior.posterior_dataset` (``anomaly`` samples).
+      posterior: :func:`bayesda.inference.fields.posterior_dataset` (``anomaly`` samples).
 
     Returns:
       ``obs`` plus ``post_mean``, ``post_sd``, ``post_q05``, ``post_q95`` (the field

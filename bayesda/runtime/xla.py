@@ -9,7 +9,7 @@ and before the first JAX computation::
     bayesda.enable_compilation_cache()
 
 Host devices: on a CPU-only host, NUTS chains run fastest with one XLA host device per
-chain (:mod:`bayesda.sampler` splits the chains over the devices). By default we ask for
+chain (:mod:`bayesda.inference.sampler` splits the chains over the devices). By default we ask for
 ``max(cores, 4)`` devices so that the default 4 chains run side by side even on a 2-core
 machine (see ``analysis/results/bench_assimilation.md`` for 2 vs 4 devices).
 XLA reads ``--xla_force_host_platform_device_count`` only at backend start-up, so the flag
@@ -17,7 +17,7 @@ is added to ``XLA_FLAGS`` and takes effect only if no JAX computation ran yet (i
 is fine). This is the same mechanism as :func:`numpyro.set_host_device_count`.
 On a GPU host the flag only adds CPU devices, which the default (GPU) backend ignores.
 
-Compilation cache: :mod:`bayesda.sampler` compiles one program per model, settings and
+Compilation cache: :mod:`bayesda.inference.sampler` compiles one program per model, settings and
 shape, reused within a process. JAX's persistent compilation cache keys executables on the
 HLO, so a later process with the same shapes loads the executable instead of compiling it
 (measured: 5.1 s -> 0.6 s for a small model). The cache is not size-capped (JAX's cap needs

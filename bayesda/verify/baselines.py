@@ -1,8 +1,8 @@
 """Baselines that bayesda's assimilation is measured against.
 
-Each baseline takes the same observations as :func:`bayesda.infer.assimilate` (a
+Each baseline takes the same observations as :func:`bayesda.inference.assimilate.assimilate` (a
 DataFrame with columns ``lat``, ``lon``, ``value`` (anomaly, K), ``sigma`` (K)) and returns
-a posterior in the same format as :func:`bayesda.posterior.posterior_dataset`: an
+a posterior in the same format as :func:`bayesda.inference.fields.posterior_dataset`: an
 :class:`xarray.Dataset` with member samples ``anomaly (chain, draw, lat, lon)`` and
 ``mean``, ``sd``, ``q05``, ``q50``, ``q95`` ``(lat, lon)``, all in K.
 

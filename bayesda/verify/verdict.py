@@ -262,7 +262,7 @@ def judge(n_chain: int, n_draw: int, latent, field=None, sampler: dict | None = 
     """The verdict from each group's :func:`group_extremes` and the sampler's statistics.
 
     The one place where the rules of the module docstring are applied: :func:`diagnose`
-    (one run, from its InferenceData) and :mod:`bayesda.summaries` (many analysis times
+    (one run, from its InferenceData) and :mod:`bayesda.inference.batch` (many analysis times
     diagnosed at once on the device) both end here.
 
     Args:

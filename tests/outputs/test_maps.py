@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from bayesda.inference.fields import posterior_dataset
 from bayesda.outputs.maps import plot_posterior
-from bayesda.posterior import posterior_dataset
 from bayesda.testing import make_linear_prior, make_obs
 
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bayesda import sampler
+from bayesda.inference import sampler
 from bayesda.prior.checkpoint import load_model
 from bayesda.runtime import export as aot
 

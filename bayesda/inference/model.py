@@ -112,7 +112,7 @@ def assimilation_model(
       store_field: record the decoded field as the deterministic site ``field``.
       scale_tril: ``[n, n]`` lower Cholesky factor of the full observation covariance
         ``diag(sigma^2) + H C H^T`` (identity on padding), computed once per analysis time
-        (:func:`bayesda.infer.prepare_obs`). With it (``likelihood="normal"``, no
+        (:func:`bayesda.inference.assimilate.prepare_obs`). With it (``likelihood="normal"``, no
         ``infer_sigma``) the likelihood is a dense multivariate normal whose density costs
         ``O(n^2)`` per evaluation whatever the rank of ``C``; ``repr_factor`` and
         ``repr_diag`` are then unused.

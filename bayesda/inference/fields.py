@@ -19,7 +19,7 @@ from Gaussian process posteriors"):
 F^T (H F^T)^T + diag(d) H^T`` is sparse plus low rank, and ``S`` needs one Cholesky of an
 ``[n_obs, n_obs]`` matrix shared by all draws. ``S`` here is exact (it includes the small
 off-diagonal part of ``H diag(d) H^T`` between observations that share a grid node, which
-the sampler's likelihood drops; see :mod:`bayesda.model`). Each field sample is
+the sampler's likelihood drops; see :mod:`bayesda.inference.model`). Each field sample is
 ``g(z_s) + r_s``; with ``infer_sigma`` each draw uses its own ``sigma_scale``.
 """
 
@@ -130,7 +130,7 @@ def posterior_dataset(
     """The posterior of the anomaly field as a CF-annotated :class:`xarray.Dataset`.
 
     Args:
-      assimilation: a :class:`bayesda.infer.Assimilation`.
+      assimilation: a :class:`bayesda.inference.assimilate.Assimilation`.
       prior: the :class:`bayesda.prior.generative.GenerativePrior` it used.
       thresholds: anomaly thresholds (K) for the exceedance probabilities ``p_exceed``.
       climatology: object with ``.mean(time) -> (lat, lon) DataArray`` (K) to add absolute

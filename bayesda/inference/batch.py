@@ -1,7 +1,7 @@
 """Posterior fields, their summaries and their verdicts for many analysis times at once.
 
 A reanalysis keeps, per analysis time, the posterior mean, SD and quantiles of the field and
-a verdict; it never needs the full :class:`~bayesda.result.Assimilation` (an ArviZ
+a verdict; it never needs the full :class:`~bayesda.inference.result.Assimilation` (an ArviZ
 InferenceData with pointwise log-likelihoods, posterior predictive draws, ...). Building
 that per time on the host was what bounded a reanalysis on a GPU (issue 11: about 0.25 s of
 fields and 0.1-0.5 s of diagnostics per time, one time after another, against a few
@@ -9,7 +9,7 @@ milliseconds of sampling per time when many times share a program). Here the sam
 quantities are computed as array programs over a batch of ``T`` times:
 
 * the field samples ``g(z) + r``, with the representation error ``r`` conditioned on each
-  time's observations by Matheron's rule exactly as in :mod:`bayesda.posterior` (the
+  time's observations by Matheron's rule exactly as in :mod:`bayesda.inference.fields` (the
   innovation covariance ``S = diag(sigma^2) + H C H^T`` is built exactly, including the
   shared-node terms of ``H diag(d) H^T``, and factored once per time), vectorised over
   draws and mapped over times;
@@ -20,7 +20,7 @@ quantities are computed as array programs over a batch of ``T`` times:
   :func:`bayesda.verify.verdict.diagnose`.
 
 The random numbers of ``r`` come from JAX keys (one per time), not from the numpy generator
-of :func:`bayesda.result.posterior_fields`: for the same latent draws the two paths give
+of :func:`bayesda.inference.result.posterior_fields`: for the same latent draws the two paths give
 equally valid field samples that differ by Monte Carlo noise (``tests/test_summaries.py``
 checks the agreement, and the exact Gaussian posterior of a linear decoder).
 
@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesda.obsdata import ObsData
+from bayesda.inference.prepare import ObsData
 from bayesda.verify.convergence import Convergence, convergence
 from bayesda.verify.metrics import QUANTILES
 from bayesda.verify.verdict import Verdict, group_extremes, judge
@@ -81,7 +81,7 @@ class TimeObs(NamedTuple):
 
 
 def stack_obs(obs_list: Sequence[ObsData]) -> TimeObs:
-    """Stack equally padded :class:`~bayesda.obsdata.ObsData` of several times."""
+    """Stack equally padded :class:`~bayesda.inference.prepare.ObsData` of several times."""
     sizes = {o.mask.size for o in obs_list}
     if len(sizes) != 1:
         raise ValueError(f"observations must share one padded length, got {sorted(sizes)}")
@@ -132,7 +132,7 @@ def _flat_repr(prior):
 def innovation_cholesky(prior, obs: TimeObs) -> np.ndarray:
     """``[T, m, m]`` Cholesky factors of ``diag(sigma^2) + H C H^T`` of ``T`` times at once.
 
-    The same matrix as :attr:`bayesda.obsdata.ObsData.scale_tril` (exact, including the
+    The same matrix as :attr:`bayesda.inference.prepare.ObsData.scale_tril` (exact, including the
     shared-node terms of ``H diag(d) H^T``; identity on padding), built on the device for
     a whole batch instead of on the host one time after another.
     """
@@ -143,7 +143,7 @@ def innovation_cholesky(prior, obs: TimeObs) -> np.ndarray:
 def _one_time(decode, factor, diag, z, obs: TimeObs, key):
     """Field samples ``g(z) + r`` of one time: ``z [s, d]`` -> ``[s, npix]``.
 
-    Matheron's rule, as :func:`bayesda.posterior.condition_representation_error`:
+    Matheron's rule, as :func:`bayesda.inference.fields.condition_representation_error`:
     ``r = r0 + C H^T S^{-1} (y - H g(z) - H r0 - e0)`` with ``r0 ~ N(0, C)``,
     ``e0 ~ N(0, diag(sigma^2))``, ``S = diag(sigma^2) + H C H^T``.
     """

@@ -1,4 +1,5 @@
-"""The batched fields, summaries and verdicts of bayesda.summaries (the reanalysis fast path)."""
+"""The batched fields, summaries and verdicts of bayesda.inference.batch (the reanalysis fast
+path)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesda.compiled import CACHE, spd, spd_batch
-from bayesda.infer import assimilate_batch, assimilate_summaries
+from bayesda.inference.assimilate import assimilate_batch, assimilate_summaries
+from bayesda.inference.batch import field_samples, stack_obs, summarise
+from bayesda.inference.compiled import CACHE, spd, spd_batch
+from bayesda.inference.prepare import prepare_obs, repad
 from bayesda.obs.operator import as_matrix, bilinear_stencil
-from bayesda.obsdata import prepare_obs, repad
 from bayesda.settings import ModelOptions, SamplerSettings
-from bayesda.summaries import field_samples, stack_obs, summarise
 from bayesda.testing import dense_posterior, make_linear_prior, make_obs
 from bayesda.verify.verdict import diagnose, ebfmi
 
@@ -159,7 +160,7 @@ def test_batched_map_equals_the_per_time_map():
 
 
 def test_device_cholesky_equals_the_host_scale_tril():
-    from bayesda.summaries import innovation_cholesky
+    from bayesda.inference.batch import innovation_cholesky
 
     prior = make_linear_prior(rank=2)
     obs = [repad(prepare_obs(prior, make_obs(prior.grid, k, seed=k)), 32) for k in (3, 7)]
@@ -174,7 +175,7 @@ def test_device_cholesky_equals_the_host_scale_tril():
 def test_spd_lifts_negative_curvature_to_the_prior_precision():
     """A nonlinear decoder can give an indefinite Hessian at the mode; the Laplace precision
     must then not be wider than the prior's (it was 1e-6: SD 1,000 in such a direction)."""
-    from bayesda.compiled import PRECISION_FLOOR, spd, spd_batch
+    from bayesda.inference.compiled import PRECISION_FLOOR, spd, spd_batch
 
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.standard_normal((5, 5)))

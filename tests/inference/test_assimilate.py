@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesda.infer import assimilate, prepare_obs
+from bayesda.inference.assimilate import assimilate, prepare_obs
 from bayesda.testing import assert_matches_closed_form as _check_against_closed_form
 from bayesda.testing import dense_posterior, make_linear_prior, make_obs
 
@@ -131,7 +131,7 @@ def test_dense_and_low_rank_likelihoods_agree_at_nodes(problem):
     import jax.numpy as jnp
     from numpyro.infer.util import log_density
 
-    from bayesda.infer import _bound_model
+    from bayesda.inference.assimilate import _bound_model
 
     prior, obs, _ = problem
     o = prepare_obs(prior, obs)

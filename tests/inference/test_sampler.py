@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesda import sampler
 from bayesda.geo.grid import Grid
-from bayesda.infer import assimilate, assimilate_batch
+from bayesda.inference import sampler
+from bayesda.inference.assimilate import assimilate, assimilate_batch
 from bayesda.testing import dense_posterior, make_linear_prior, make_obs
 
 
@@ -222,7 +222,7 @@ def test_prior_and_median_inits_run(linear):
 
 
 def test_detune_moves_step_sizes_out_of_the_resonance_bands_only():
-    from bayesda.sampler import RESONANCE_BAND, detune
+    from bayesda.inference.sampler import RESONANCE_BAND, detune
 
     r15 = 2 * np.pi / 15  # a tree of 15 steps spans one period of the whitened flow
     eps = np.array([0.30, 0.40, r15 * 0.97, r15, r15 * 1.06, 0.45, 0.5, 2 * np.pi / 31], np.float32)

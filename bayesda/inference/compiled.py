@@ -3,7 +3,7 @@
 :class:`CompiledCache` holds, per decoder, the bound NumPyro model, its potential, the
 jitted MAP optimiser (Adam + two Newton steps, and the Hessian), the constraining map and
 the batched decoder. The observations enter only as arguments, so every day with the same
-padded shape reuses the compiled code (the leak described in :mod:`bayesda.sampler` came
+padded shape reuses the compiled code (the leak described in :mod:`bayesda.inference.sampler` came
 from closures that changed per day). Entries are keyed weakly on the decoder function, so
 they go away with the prior; :data:`CACHE` is the process-wide instance.
 """
@@ -23,7 +23,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import constrain_fn, potential_energy
 
 import bayesda.runtime.export as aot
-from bayesda.model import SIGMA_SCALE_PRIOR, assimilation_model
+from bayesda.inference.model import SIGMA_SCALE_PRIOR, assimilation_model
 from bayesda.settings import ModelOptions
 
 __all__ = [

@@ -10,7 +10,7 @@ from numpyro.infer import Predictive
 from numpyro.infer.util import log_density
 from scipy import stats
 
-from bayesda.model import assimilation_model, pad_length
+from bayesda.inference.model import assimilation_model, pad_length
 from bayesda.obs.operator import bilinear_stencil
 
 

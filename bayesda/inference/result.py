@@ -3,7 +3,7 @@
 :class:`Assimilation` is what :func:`bayesda.assimilate` returns; ``.to_xarray()``,
 ``.diagnose()`` and ``.plot()`` turn it into a Dataset, a verdict and maps.
 :func:`posterior_fields` builds it from latent draws: decoded fields, the representation
-error conditioned by Matheron's rule (:mod:`bayesda.posterior`) and the ArviZ InferenceData.
+error conditioned by Matheron's rule (:mod:`bayesda.inference.fields`) and the ArviZ InferenceData.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ with warnings.catch_warnings():  # arviz announces its 1.0 refactor on import
 import numpy as np
 import xarray as xr
 
-from bayesda.compiled import CACHE
+from bayesda.inference.compiled import CACHE
+from bayesda.inference.fields import condition_representation_error, studentt_effective_sigma
+from bayesda.inference.prepare import ObsData
 from bayesda.obs.operator import interpolate
-from bayesda.obsdata import ObsData
-from bayesda.posterior import condition_representation_error, studentt_effective_sigma
 
 __all__ = ["Assimilation", "inference_data", "posterior_fields"]
 
@@ -59,10 +59,10 @@ class Assimilation(NamedTuple):
     def to_xarray(self, **kwargs) -> xr.Dataset:
         """The field posterior as a CF-annotated Dataset (``posterior_dataset``).
 
-        Keyword arguments go to :func:`~bayesda.posterior.posterior_dataset` (``thresholds``,
+        Keyword arguments go to :func:`~bayesda.inference.fields.posterior_dataset` (``thresholds``,
         ``climatology``).
         """
-        from bayesda.posterior import posterior_dataset
+        from bayesda.inference.fields import posterior_dataset
 
         return posterior_dataset(self, self._prior(), time=self.time, **kwargs)
 

@@ -1,6 +1,6 @@
 """Observations prepared for the model: checked, located on the grid, padded to a fixed length.
 
-Observations are padded to a power of two (>= 32, :func:`bayesda.model.pad_length`) with a
+Observations are padded to a power of two (>= 32, :func:`bayesda.inference.model.pad_length`) with a
 mask, so that days with similar numbers of observations share one compiled program.
 """
 
@@ -11,9 +11,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from bayesda.model import pad_length
+from bayesda.inference.fields import repr_covariance_at_obs
+from bayesda.inference.model import pad_length
 from bayesda.obs.operator import Stencil, bilinear_stencil
-from bayesda.posterior import repr_covariance_at_obs
 from bayesda.runtime.arrays import to_device
 
 __all__ = ["REQUIRED_COLUMNS", "ObsData", "pad_rows", "prepare_obs", "repad"]
@@ -88,10 +88,10 @@ def prepare_obs(
       obs: table with columns lat (deg N), lon (deg E), value (anomaly, K), sigma (K), and
         optionally time (rows at other times are dropped when ``time`` is given).
       time: analysis time.
-      pad: pad to :func:`bayesda.model.pad_length` (False: no padding).
+      pad: pad to :func:`bayesda.inference.model.pad_length` (False: no padding).
       covariance: compute the representation error's low-rank factor at the observations
         and ``scale_tril`` here (False: zeros and None, for a caller that builds the exact
-        covariance itself, as :func:`bayesda.summaries.innovation_cholesky` does for a batch
+        covariance itself, as :func:`bayesda.inference.batch.innovation_cholesky` does for a batch
         of times on the device).
 
     Raises:

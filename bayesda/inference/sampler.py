@@ -11,7 +11,8 @@ program per (potential, settings, shapes) is compiled and then reused, in this p
 (through JAX's persistent compilation cache) in later ones.
 
 Layout. A run has ``B`` independent chains: ``num_chains`` chains for each of ``T`` analysis
-times, so several times can share one program (:func:`bayesda.infer.assimilate_batch`).
+times, so several times can share one program
+(:func:`bayesda.inference.assimilate.assimilate_batch`).
 The chain axis is split over the local JAX devices with :func:`jax.shard_map` (on a CPU
 host ``bayesda.runtime.xla`` asks for ``max(cores, 4)`` host devices, one chain per device for the
 default 4 chains). Chains that share a device are vectorised with :func:`jax.vmap` on an
@@ -402,7 +403,8 @@ def run_nuts(
       config: the :class:`NutsConfig`.
       progress_bar: show a tqdm bar over iterations.
       desc: the bar's label.
-      cache_key: the potential's content key (:attr:`bayesda.compiled.ModelFns.cache_key`):
+      cache_key: the potential's content key
+      (:attr:`bayesda.inference.compiled.ModelFns.cache_key`):
         keep the lowered programs on disk for later processes (:mod:`bayesda.runtime.export`); None:
         in this process only.
       step_size_groups: ``[B]`` labels of chains that sample the same target with the same

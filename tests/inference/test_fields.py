@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from bayesda.inference.fields import condition_representation_error, posterior_dataset, write_netcdf
 from bayesda.obs.operator import as_matrix, bilinear_stencil
-from bayesda.posterior import condition_representation_error, posterior_dataset, write_netcdf
 from bayesda.testing import make_linear_prior, make_obs
 
 

@@ -1,17 +1,19 @@
 """Posterior inference over the latent ``z``: NUTS (the reference) or MAP + Laplace (fast).
 
-This module orchestrates; its parts live in :mod:`bayesda.obsdata` (observation
-preparation and padding), :mod:`bayesda.compiled` (the compiled model functions, cached per
-decoder), :mod:`bayesda.sampler` (the NUTS program) and :mod:`bayesda.result` (fields,
+This module orchestrates; its parts live in :mod:`bayesda.inference.prepare` (observation
+preparation and padding), :mod:`bayesda.inference.compiled` (the compiled model functions, cached
+per
+decoder), :mod:`bayesda.inference.sampler` (the NUTS program) and :mod:`bayesda.inference.result`
+(fields,
 InferenceData and the :class:`Assimilation` result). Settings: :mod:`bayesda.settings`.
 
 :func:`assimilate` turns a prior and a table of point observations into posterior samples
 of ``z`` and of the field ``g(z) + r`` (representation error conditioned by Matheron's rule,
-see :mod:`bayesda.posterior`), an ArviZ ``InferenceData`` and timings.
+see :mod:`bayesda.inference.fields`), an ArviZ ``InferenceData`` and timings.
 
 How it runs (measured on a 2-core CPU box, see ``analysis/results/``):
 
-* NUTS is numpyro's own kernel driven by :mod:`bayesda.sampler`: one compiled program per
+* NUTS is numpyro's own kernel driven by :mod:`bayesda.inference.sampler`: one compiled program per
   (model, settings, padded shape), reused for every later day; the observations, starting
   points and mass matrix are arguments, not constants. Observations are padded to a power
   of two (>= 32) with a mask so that days with similar numbers of observations share it.
@@ -38,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bayesda.compiled import (
+from bayesda.inference.compiled import (
     CACHE,
     MAP_STEPS,
     ModelFns,
@@ -48,10 +50,10 @@ from bayesda.compiled import (
     spd,
     spd_batch,
 )
-from bayesda.obsdata import REQUIRED_COLUMNS, ObsData, pad_rows, prepare_obs, repad
-from bayesda.result import Assimilation, posterior_fields
+from bayesda.inference.prepare import REQUIRED_COLUMNS, ObsData, pad_rows, prepare_obs, repad
+from bayesda.inference.result import Assimilation, posterior_fields
+from bayesda.inference.sampler import NutsConfig, n_shards, run_nuts
 from bayesda.runtime.arrays import to_device
-from bayesda.sampler import NutsConfig, n_shards, run_nuts
 from bayesda.settings import (
     INITS,
     MASSES,
@@ -103,7 +105,7 @@ def assimilate(
 
     Args:
       prior: the :class:`bayesda.prior.generative.GenerativePrior`.
-      obs_df: observations (see :func:`bayesda.obsdata.prepare_obs`), values are anomalies
+      obs_df: observations (see :func:`bayesda.inference.prepare.prepare_obs`), values are anomalies
         in K.
       time: analysis time (selects rows of a multi-time table; recorded in outputs).
       seed: the only source of randomness.
@@ -146,7 +148,7 @@ def assimilate_batch(
 
     Each time is an independent posterior with its own ``num_chains`` chains and its own
     seed; all ``len(times) * num_chains`` chains run side by side in one program
-    (:func:`bayesda.sampler.run_nuts`), split over the JAX devices (vectorised within each
+    (:func:`bayesda.inference.sampler.run_nuts`), split over the JAX devices (vectorised within each
     on an accelerator, one after another on a CPU). The observations of all times are padded
     to a common length. A time's result depends only on its observations, its seed and the
     batch layout: the same batch of times gives the same numbers again, a different batching
@@ -212,14 +214,14 @@ class TimeSummary(NamedTuple):
       time: the analysis time.
       seed: its seed.
       obs: the :class:`ObsData` used.
-      summary: the :class:`bayesda.summaries.BatchSummary` (mean, sd, quantiles, kept
+      summary: the :class:`bayesda.inference.batch.BatchSummary` (mean, sd, quantiles, kept
         samples, verdict).
       grad_evals: gradient evaluations ``{"map", "warmup", "sampling"}``.
       settings: the sampler settings and model options (JSON-able).
       timings: seconds of the whole batch: ``prepare`` (observations), ``map``, ``warmup``,
         ``sampling``, ``summaries``; and ``lockstep`` / ``lockstep_warmup``: the useful
         fraction of the batch's leapfrog work in sampling / warmup (see
-        :class:`bayesda.sampler.Draws`; 1 when every chain's tree had the same size).
+        :class:`bayesda.inference.sampler.Draws`; 1 when every chain's tree had the same size).
     """
 
     time: Any
@@ -253,7 +255,7 @@ def assimilate_summaries(
 
     The same sampling as :func:`assimilate_batch` (same programs, same seeds, so the same
     latent draws); the fields, summaries and diagnostics of all times are then computed
-    as array programs (:mod:`bayesda.summaries`) instead of one InferenceData per time.
+    as array programs (:mod:`bayesda.inference.batch`) instead of one InferenceData per time.
     This is what a reanalysis needs.
 
     Args:
@@ -267,7 +269,7 @@ def assimilate_summaries(
     Raises:
       ValueError: settings the fast path does not support (see :func:`summaries_supported`).
     """
-    from bayesda.summaries import stack_obs, summarise
+    from bayesda.inference.batch import stack_obs, summarise
 
     s, opts = sampler or SamplerSettings(), options or ModelOptions()
     if not summaries_supported(s, opts):
@@ -371,7 +373,7 @@ def _prepare_batch(prior, obs_df, times, dense: bool, device_covariance: bool) -
     m = max(o.mask.size for o in obs_list)
     obs_list = [repad(o, m) for o in obs_list]
     if fast:
-        from bayesda.summaries import innovation_cholesky, stack_obs
+        from bayesda.inference.batch import innovation_cholesky, stack_obs
 
         chol = innovation_cholesky(prior, stack_obs(obs_list))
         obs_list = [o._replace(scale_tril=c) for o, c in zip(obs_list, chol, strict=True)]
@@ -487,7 +489,7 @@ def _find_maps(fns: ModelFns, all_args, s: SamplerSettings):
 
 
 def _run_nuts_batch(fns, all_args, maps, keys, settings, *, progress_bar):
-    """All chains of all times through :func:`bayesda.sampler.run_nuts`."""
+    """All chains of all times through :func:`bayesda.inference.sampler.run_nuts`."""
     nc = settings["num_chains"]
     init, mass = settings["init"], settings["mass"]
     x0, inv_mass, chain_keys = [], [], []
