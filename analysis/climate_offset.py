@@ -7,11 +7,12 @@ Held-out NCEP anomalies plus a shift the training period never saw:
   gradient  +1 K at the southern edge of the domain rising to +4 K at the northern edge
 
 observed by station-like networks (50 and 200, sigma 0.5 K) and assimilated with the offset
-prior (:mod:`bayesda.offset`) ``none``, ``uniform`` or ``smooth`` (sd 2 K), in the closed-form
+prior (:mod:`bayesda.preflight.offset`) ``none``, ``uniform`` or ``smooth`` (sd 2 K), in the
+closed-form
 posterior of the decoder linearised at ``z = 0`` (``analysis/source_shift.py``; what MAP +
 Laplace computes for this near-linear decoder). Scores at unobserved grid points
 (latitude-weighted), means over the times; ``bias`` is the mean error there, ``offset`` the
-posterior mean of the uniform coefficient (:func:`bayesda.offset.estimate_offset`).
+posterior mean of the uniform coefficient (:func:`bayesda.preflight.offset.estimate_offset`).
 
 Output: ``analysis/results/climate_offset.{json,md}``.
 
@@ -33,7 +34,7 @@ import bayesda  # noqa: F401
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.obs.table import pseudo_obs
-from bayesda.offset import estimate_offset, offset_modes
+from bayesda.preflight.offset import estimate_offset, offset_modes
 from bayesda.prior.checkpoint import load_model
 from bayesda.verify import metrics
 

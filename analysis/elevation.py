@@ -32,7 +32,7 @@ Scores: at the grid nodes of a box around Colorado (32.5-45 N, 115-97.5 W; every
 unobserved, stations are not on nodes): RMSE, mean error, CRPS, 90% coverage of the
 truth; at the 10 withheld stations: 90% coverage and CRPS of the predictive for their
 raw value (the field there, moved back to the station height in the ``on`` arms); and the
-stations QC flags (:func:`bayesda.qc.quality_control`) among the 40.
+stations QC flags (:func:`bayesda.preflight.qc.quality_control`) among the 40.
 
 Output: ``analysis/results/elevation.json`` and ``.md``.
 
@@ -57,7 +57,7 @@ from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.obs.elevation import LapseRate, adjust, surface_height_at
 from bayesda.obs.operator import as_matrix, bilinear_stencil
-from bayesda.preflight import preflight
+from bayesda.preflight.pipeline import preflight
 from bayesda.prior.checkpoint import load_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
         )
         used, held = obs.iloc[args.n_withheld :], obs.iloc[: args.n_withheld]
         for arm, (lapse, mode) in ARMS.items():
-            # the run's own steps: height adjustment, QC, calibration (bayesda.preflight)
+            # the run's own steps: height adjustment, QC, calibration (bayesda.preflight.pipeline)
             _, o, rec = preflight(prior, used, qc=True, calibrate=mode, seed=case, lapse=lapse)
             fit = rec.get("calibration", {}).get("fit", {})
             h, _ = adjust(prior, held, lapse)

@@ -7,7 +7,7 @@ assimilated with MAP + Laplace (the shipped model, 4 x 500 draws):
 
   clean         no gross errors, no QC (the reference)
   errors        with the gross errors, Gaussian likelihood, no QC (today's behaviour)
-  errors_qc     with the gross errors, bayesda.qc.quality_control first
+  errors_qc     with the gross errors, bayesda.preflight.qc.quality_control first
   errors_t      with the gross errors, Student-t likelihood (Matheron step per-draw weighted)
   oracle        the 47 good observations only (the best any QC can do)
   clean_qc      no gross errors, QC on (does QC flag good observations?)
@@ -36,8 +36,8 @@ from bayesda.data.split import block_split
 from bayesda.inference.assimilate import assimilate
 from bayesda.inference.fields import posterior_dataset
 from bayesda.obs.table import pseudo_obs
+from bayesda.preflight.qc import quality_control
 from bayesda.prior.checkpoint import load_model
-from bayesda.qc import quality_control
 from bayesda.settings import ModelOptions, SamplerSettings
 from bayesda.verify import metrics
 
@@ -169,7 +169,7 @@ def main(argv=None) -> int:
         "flagged_good_without_errors": int(sum(c["clean_qc_flagged"] for c in cases)),
         "note": "n_gross, flagged_* summed over n_times cases of n_obs observations with 3 gross "
         "errors (+15, -15, +15 K); rmse_* are means over cases of the posterior-mean "
-        "RMSE at unobserved grid points, K; rmse_with_errors is with bayesda.qc",
+        "RMSE at unobserved grid points, K; rmse_with_errors is with bayesda.preflight.qc",
         "command": "python analysis/gross_error.py --n-times "
         + str(args.n_times)
         + (f" --reuse {args.reuse}" if args.reuse else ""),

@@ -4,7 +4,7 @@ On QG, a VAE trained on one 5.5-year trajectory is confidently wrong on fields f
 period (``osse.md``: 90% coverage 0.39 at uniform-50 against 0.90 on the block-split test
 fields), and the convergence verdict cannot see that, since the chains sample the wrong
 posterior correctly. The check that can see it is
-:func:`bayesda.calibrate.holdout_check`, which predicts each fold of withheld
+:func:`bayesda.preflight.calibrate.holdout_check`, which predicts each fold of withheld
 observations from the rest and needs no truth. This runs it at held-out times of both
 kinds, with networks and noise drawn as in ``benchmark_skill`` (same seeding rule), and
 reports its 90% coverage and mean squared standardised residual ``z2`` (1 when calibrated).
@@ -50,15 +50,15 @@ def main(argv=None) -> None:
     p.add_argument(
         "--assimilate",
         action="store_true",
-        help="also run Laplace as is and after calibrate='auto' (bayesda.calibrate."
+        help="also run Laplace as is and after calibrate='auto' (bayesda.preflight.calibrate."
         "calibrate: the representation and observation error scales refitted on withheld "
         "observations) and score both against the truth at unobserved points",
     )
     args = p.parse_args(argv)
-    from bayesda.calibrate import calibrate, holdout_check
     from bayesda.geo.grid import Grid
     from bayesda.inference.assimilate import assimilate
     from bayesda.inference.fields import posterior_dataset
+    from bayesda.preflight.calibrate import calibrate, holdout_check
     from bayesda.prior.checkpoint import load_model
     from bayesda.settings import SamplerSettings
 
@@ -145,8 +145,8 @@ def main(argv=None) -> None:
         "# bayesda's withheld-observation check on near and far QG fields",
         "",
         f"`{out['command']}` ({out['wall_s']:.0f} s). Per time, "
-        "`bayesda.calibrate.holdout_check` (5 folds, no truth needed): the 90% coverage of "
-        "the withheld observations and their mean squared standardised residual z2 "
+        "`bayesda.preflight.calibrate.holdout_check` (5 folds, no truth needed): the 90% "
+        "coverage of the withheld observations and their mean squared standardised residual z2 "
         "(1 when the prior and error model fit the data). near = block-split test fields "
         "(neighbours of training fields); far = a later period of the run.",
         "",

@@ -14,7 +14,7 @@ truth comes from sources it was not trained on, built from held-out NCEP times:
 For each shift, station-like network of 50 and 200 observations (sigma 0.5 K) and
 held-out time, the observations of the shifted truth are assimilated with MAP + Laplace
 (4 x 250 draws), by NUTS (``--engine nuts``) or in closed form (``--engine linear``, the
-default), three times: as shipped (``off``), after :func:`bayesda.calibrate.calibrate`
+default), three times: as shipped (``off``), after :func:`bayesda.preflight.calibrate.calibrate`
 with ``"auto"`` (representation- and observation-error scales fitted separately on 5-fold
 withheld observations) and with ``"single"`` (one scale for both, the earlier fit).
 Scores at unobserved grid points (:func:`bayesda.verify.metrics.verify`), means over the times.
@@ -37,12 +37,12 @@ import numpy as np
 import scipy.ndimage
 
 import bayesda  # noqa: F401  (XLA flags before jax)
-from bayesda.calibrate import calibrate
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.inference.assimilate import assimilate
 from bayesda.inference.fields import posterior_dataset
 from bayesda.obs.table import pseudo_obs
+from bayesda.preflight.calibrate import calibrate
 from bayesda.prior.checkpoint import load_model
 from bayesda.settings import SamplerSettings
 from bayesda.sim.grf import GaussianRandomField

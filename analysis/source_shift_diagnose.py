@@ -9,7 +9,7 @@ linearised posterior at unobserved grid points, means over held-out times:
   decoder's own miss);
 * ``C x s``: the representation error scaled by fixed ``s`` with ``sigma`` as stated (how
   large must the scale be at grid points?);
-* the fits of :mod:`bayesda.calibrate` by the 5-fold withheld log predictive density, in
+* the fits of :mod:`bayesda.preflight.calibrate` by the 5-fold withheld log predictive density, in
   error-model families: ``one`` (``sigma`` and ``C`` share a scale: ``calibrate="single"``),
   ``repr`` (``C`` only, ``sigma`` as stated), ``repr+obs`` (both, separately:
   ``calibrate="auto"``), ``low+diag`` (the correlated low-rank part and the per-pixel
@@ -35,14 +35,14 @@ import scipy.optimize
 from scipy import stats
 
 import bayesda  # noqa: F401
-from bayesda.calibrate import _folds
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.geo.landmask import land_fraction
 from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.obs.table import pseudo_obs
+from bayesda.preflight.calibrate import _folds
+from bayesda.preflight.qc import linearise, observed_jacobian
 from bayesda.prior.checkpoint import load_model
-from bayesda.qc import linearise, observed_jacobian
 from bayesda.sim.grf import GaussianRandomField
 from bayesda.verify import metrics
 

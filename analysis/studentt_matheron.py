@@ -6,7 +6,7 @@ representation error was conditioned with the Gaussian rule on the *stated* sigm
 put the 15 K back at the station. This script conditions the same latent draws both ways:
 
   before   r | z, y with the stated sigma_i (the old code)
-  after    with the per-draw effective sigma of bayesda.qc.studentt_effective_sigma
+  after    with the per-draw effective sigma of bayesda.preflight.qc.studentt_effective_sigma
 
 and reports the posterior-mean error at the grid node nearest to the bad station and the
 largest error within 500 km of it.

@@ -7,7 +7,7 @@ A run directory holds::
 
     RUN/posterior.nc       field samples and summaries (bayesda.inference.fields.posterior_dataset)
     RUN/inference.nc       ArviZ InferenceData (z, sample_stats, y: observed, predictive, loglik)
-    RUN/obs.csv            the observations used (anomalies, K; QC columns of bayesda.qc)
+    RUN/obs.csv            the observations used (anomalies, K; QC columns of bayesda.preflight.qc)
     RUN/obs_posterior.csv  the posterior at each observation: mean, SD, residual, QC flag
     RUN/diagnostics.json   the verdict and its numbers (bayesda.verify.verdict.Verdict)
     RUN/maps.png           uncertainty maps (bayesda.outputs.maps.plot_posterior)

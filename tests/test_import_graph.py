@@ -92,7 +92,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("prior",),  # the generative prior
     ("verify", "outputs"),  # scores, verdicts; what users read
     ("inference", "testing"),  # from observations to a posterior
-    ("preflight", "qc", "calibrate", "offset"),  # real observations before the model
+    ("preflight", "preflight", "preflight", "preflight"),  # real observations before the model
     ("workflows", "run", "reanalysis", "demo"),  # end-to-end jobs
     ("cli", "commands"),  # the command line
 ]

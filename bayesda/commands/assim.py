@@ -111,7 +111,8 @@ def add_superob_arg(p) -> None:
 
 
 def _add_station_args(p) -> None:
-    """Real station formats, the time window, QC and the calibration check (bayesda.preflight)."""
+    """Real station formats, the time window, QC and the calibration check
+    (bayesda.preflight.pipeline)."""
     from bayesda.obs.stations import FORMATS
 
     p.add_argument(
@@ -158,15 +159,15 @@ def _add_station_args(p) -> None:
         "--qc",
         choices=("on", "off"),
         default="on",
-        help="background check and gross-error model (bayesda.qc)",
+        help="background check and gross-error model (bayesda.preflight.qc)",
     )
     p.add_argument(
         "--offset",
         choices=("none", "uniform", "smooth"),
         default="none",
         help="a large-scale offset with its own prior, for a period warmer or colder than "
-        "the training data (bayesda.offset): uniform, or smooth (uniform plus latitude and "
-        "longitude gradients); default none",
+        "the training data (bayesda.preflight.offset): uniform, or smooth (uniform plus "
+        "latitude and longitude gradients); default none",
     )
     p.add_argument(
         "--offset-sd",
@@ -219,7 +220,7 @@ def cmd_assimilate(args) -> int:
             require_geotiff()
         except ImportError as err:
             raise ValueError(f"--geotiff: {err}") from None
-    from bayesda.preflight import format_preflight, load_observations, preflight
+    from bayesda.preflight.pipeline import format_preflight, load_observations, preflight
 
     prior = load_prior(args.model)
     if args.format == "table":

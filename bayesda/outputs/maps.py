@@ -50,7 +50,8 @@ def _hatch(ax, lat, lon, where, hatch):
 
 
 def _mark_flagged(ax, obs) -> None:
-    """Red crosses on observations that quality control rejected (``qc`` column, bayesda.qc)."""
+    """Red crosses on observations that quality control rejected (``qc`` column,
+    bayesda.preflight.qc)."""
     if "qc" not in obs:
         return
     bad = np.asarray(obs["qc"]).astype(str) != "ok"

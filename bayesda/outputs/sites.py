@@ -16,7 +16,7 @@ def site_table(obs: pd.DataFrame, posterior: xr.Dataset) -> pd.DataFrame:
 
     Args:
       obs: the observations used (``lat``, ``lon``, ``value``, ``sigma`` and any QC
-        columns of :mod:`bayesda.qc`, kept).
+        columns of :mod:`bayesda.preflight.qc`, kept).
       posterior: :func:`bayesda.inference.fields.posterior_dataset` (``anomaly`` samples).
 
     Returns:

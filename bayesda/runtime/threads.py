@@ -1,6 +1,7 @@
 """One BLAS thread for loops of small linear algebra.
 
-The calibration fit (:mod:`bayesda.calibrate`) and quality control (:mod:`bayesda.qc`)
+The calibration fit (:mod:`bayesda.preflight.calibrate`) and quality control
+(:mod:`bayesda.preflight.qc`)
 solve thousands of systems the size of one time's observations (tens to hundreds).
 Multithreaded OpenBLAS makes each such call slower, and far slower when the cores are
 busy: a 32 x 32 triangular solve took 5-8 ms with the default threads on a loaded

@@ -15,7 +15,7 @@ import xarray as xr
 from bayesda.geo.grid import Grid
 from bayesda.geo.orography import read_altitude, surface_height, to_dataset
 from bayesda.obs.elevation import LapseRate, adjust, surface_height_at
-from bayesda.preflight import format_preflight, preflight
+from bayesda.preflight.pipeline import format_preflight, preflight
 from bayesda.prior.checkpoint import CheckpointError, load_model, update_card
 from bayesda.prior.generative import linear_prior
 from bayesda.testing import TINY_VAE_GRID as GRID

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesda.calibrate import calibrate, fit_scale, holdout_check, rescale_prior
 from bayesda.obs.operator import as_matrix, bilinear_stencil
-from bayesda.qc import linearise, quality_control, studentt_effective_sigma
+from bayesda.preflight.calibrate import calibrate, fit_scale, holdout_check, rescale_prior
+from bayesda.preflight.qc import linearise, quality_control, studentt_effective_sigma
 from bayesda.sim.grf import gaussian_posterior
 from bayesda.testing import grf_prior as _grf_prior
 from bayesda.testing import make_linear_prior, tiny_grid

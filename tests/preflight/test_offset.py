@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayesda.offset import add_offset, estimate_offset, offset_modes
-from bayesda.preflight import format_preflight, preflight
+from bayesda.preflight.offset import add_offset, estimate_offset, offset_modes
+from bayesda.preflight.pipeline import format_preflight, preflight
 from bayesda.testing import grf_prior as _grf_prior
 from bayesda.testing import obs_at as _obs_at
 

@@ -99,7 +99,8 @@ def observed_jacobian(prior):
     """A jitted ``(z, idx, weight) -> (H g(z) [n], d(H g)/dz [n, d])`` for ``prior``.
 
     One per decoder (kept while the decoder lives, like the sampler's compiled programs in
-    :mod:`bayesda.inference.assimilate`), so priors sharing a decoder (:func:`bayesda.calibrate.
+    :mod:`bayesda.inference.assimilate`), so priors sharing a decoder
+    (:func:`bayesda.preflight.calibrate.
     rescale_prior`) share it; the stencil is an argument, so each padded number of
     observations compiles once.
     """

@@ -2,7 +2,7 @@
 
 Every run can check its own spread against observations it did not use. The observations
 are split at random into ``k`` folds; each fold is predicted from the others and scored.
-The prediction is the linearised (Laplace) posterior predictive of :mod:`bayesda.qc`,
+The prediction is the linearised (Laplace) posterior predictive of :mod:`bayesda.preflight.qc`,
 exact for a linear decoder and close for the shipped one::
 
     y ~ N(m, K),    K(b, a) = G G^T + b^2 H C H^T + a^2 diag(sigma^2),
@@ -42,7 +42,7 @@ from scipy import stats
 
 from bayesda.inference.fields import repr_covariance_at_obs
 from bayesda.obs.operator import bilinear_stencil
-from bayesda.qc import linearise, observed_jacobian
+from bayesda.preflight.qc import linearise, observed_jacobian
 from bayesda.runtime.threads import single_blas
 
 __all__ = [

@@ -1,8 +1,8 @@
-"""What a run prints about its calibration check (bayesda.preflight.format_preflight)."""
+"""What a run prints about its calibration check (bayesda.preflight.pipeline.format_preflight)."""
 
 from __future__ import annotations
 
-from bayesda.preflight import OBS_SCALE_DOUBT, Z2_MISFIT, format_preflight
+from bayesda.preflight.pipeline import OBS_SCALE_DOUBT, Z2_MISFIT, format_preflight
 
 
 def _check(coverage, z2):

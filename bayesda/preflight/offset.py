@@ -88,7 +88,7 @@ def estimate_offset(prior, obs: pd.DataFrame, kind: str = "uniform", sd: float =
     Returns:
       ``{"kind", "sd", "mean": [k], "post_sd": [k]}`` (K), JSON-able.
     """
-    from bayesda.calibrate import _pieces
+    from bayesda.preflight.calibrate import _pieces
 
     _check(kind, sd)
     if kind == "none":

@@ -9,10 +9,10 @@ inputs with a JSON-able record for the run's outputs:
 2b. :func:`bayesda.obs.elevation.adjust`: station heights against the model's surface height
    (a lapse-rate adjustment and its error term; when the table has ``elevation`` and the
    model a surface height);
-3. :func:`bayesda.offset.add_offset` (optional): the large-scale offset prior, which QC
-   and the check then use (:func:`bayesda.offset.estimate_offset` is recorded after QC);
-4. :func:`bayesda.qc.quality_control`: background check and gross-error weights;
-5. :func:`bayesda.calibrate.calibrate`: withheld-observation check, optional rescaling.
+3. :func:`bayesda.preflight.offset.add_offset` (optional): the large-scale offset prior, which QC
+   and the check then use (:func:`bayesda.preflight.offset.estimate_offset` is recorded after QC);
+4. :func:`bayesda.preflight.qc.quality_control`: background check and gross-error weights;
+5. :func:`bayesda.preflight.calibrate.calibrate`: withheld-observation check, optional rescaling.
 
 :func:`preflight` runs 2-5.
 """
@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 
 import bayesda.obs.stations as _stations
-from bayesda.calibrate import calibrate as _calibrate
 from bayesda.obs.elevation import LapseRate
 from bayesda.obs.elevation import adjust as _adjust_elevation
 from bayesda.obs.window import default_half_width, select_window
-from bayesda.offset import add_offset, estimate_offset
-from bayesda.qc import QCSettings, quality_control
+from bayesda.preflight.calibrate import calibrate as _calibrate
+from bayesda.preflight.offset import add_offset, estimate_offset
+from bayesda.preflight.qc import QCSettings, quality_control
 
 __all__ = ["OBS_SCALE_DOUBT", "Z2_MISFIT", "format_preflight", "load_observations", "preflight"]
 
@@ -148,15 +148,15 @@ def preflight(
       time: the analysis time (None: no window).
       window: half width (a :class:`pandas.Timedelta` or ``"3h"``); default half the
         model's time step (:func:`bayesda.obs.window.default_half_width`).
-      qc: run :func:`bayesda.qc.quality_control`.
+      qc: run :func:`bayesda.preflight.qc.quality_control`.
       calibrate: ``"off"`` (check only), ``"auto"`` (check, then rescale representation and
         observation error separately), ``"single"`` (one scale for both) or ``"none"``
         (skip).
-      offset: the large-scale offset prior (:mod:`bayesda.offset`): ``"none"``,
+      offset: the large-scale offset prior (:mod:`bayesda.preflight.offset`): ``"none"``,
         ``"uniform"`` or ``"smooth"``; part of the prior that QC and the check use.
       offset_sd: its prior SD per mode, K.
       folds, seed: the withheld-observation split.
-      qc_settings: :class:`bayesda.qc.QCSettings`.
+      qc_settings: :class:`bayesda.preflight.qc.QCSettings`.
       lapse: the lapse-rate adjustment (:class:`bayesda.obs.elevation.LapseRate`; default
         6.5 +- 2 K/km); applied to observations with an ``elevation`` when the model has
         a surface height (``LapseRate(0, 0)`` turns it off).
