@@ -136,11 +136,11 @@ def run_one(args) -> dict:
     import numpy as np
 
     from bayesda.data.datasets import load_dataset
-    from bayesda.demo import DEMO_N_OBS, DEMO_NETWORK, DEMO_SIGMA, pick_time
     from bayesda.inference.assimilate import assimilate
     from bayesda.inference.fields import posterior_dataset
     from bayesda.obs.table import pseudo_obs
     from bayesda.verify.verdict import diagnose
+    from bayesda.workflows.demo import DEMO_N_OBS, DEMO_NETWORK, DEMO_SIGMA, pick_time
 
     prior = _prior(args)
     data = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))
@@ -247,7 +247,7 @@ def _subprocess(args, devices: int, extra_env: dict | None = None, demo: bool = 
 
 
 def run_demo_worker(args) -> dict:
-    from bayesda.demo import run_demo
+    from bayesda.workflows.demo import run_demo
 
     t0 = time.perf_counter()
     prior = _prior(args) if args.random_decoder else None

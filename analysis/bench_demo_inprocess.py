@@ -33,8 +33,8 @@ def main(argv=None) -> int:
 
     bayesda.set_host_device_count()
     bayesda.enable_compilation_cache()
-    from bayesda.demo import run_demo
-    from bayesda.run import load_prior
+    from bayesda.workflows.demo import run_demo
+    from bayesda.workflows.run import load_prior
 
     prior = load_prior(args.model)
     print(f"imports and model: {time.perf_counter() - t0:.1f} s")

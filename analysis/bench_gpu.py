@@ -73,7 +73,7 @@ def run_k(prior, obs, times, settings, store_path, indices):
     """One batch through the reanalysis path: sampling, summaries and verdicts, store write."""
     import bayesda.outputs.store as store
     from bayesda.inference.assimilate import assimilate_summaries
-    from bayesda.reanalysis import _summary_dataset, time_seed
+    from bayesda.workflows.reanalysis import _summary_dataset, time_seed
 
     t0 = time.perf_counter()
     res = assimilate_summaries(
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
 
     import bayesda.outputs.store as store
     from bayesda.prior.checkpoint import load_model
-    from bayesda.reanalysis import ReanalysisSettings
+    from bayesda.workflows.reanalysis import ReanalysisSettings
 
     base = ReanalysisSettings(**reanalysis_defaults(args.warmup, args.draws, args.chains))
     if args.max_tree_depth:
@@ -231,7 +231,7 @@ def verdict_check(prior, obs, runs, settings, ref_draws: int, k: int) -> dict:
     rate is the fraction of verified runs whose verdict is not PASS.
     """
     from bayesda.inference.assimilate import assimilate_summaries
-    from bayesda.reanalysis import time_seed
+    from bayesda.workflows.reanalysis import time_seed
 
     times = [r.time for r in runs[:k]]
     t0 = time.perf_counter()

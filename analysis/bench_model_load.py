@@ -28,7 +28,7 @@ _CHILD = """
 import time
 import bayesda.prior.checkpoint, dask.array, jax, xarray  # libraries: outside the clock
 jax.numpy.zeros(1).block_until_ready()
-from bayesda.run import load_prior
+from bayesda.workflows.run import load_prior
 t = time.perf_counter()
 load_prior({model!r})
 print(time.perf_counter() - t)

@@ -31,7 +31,7 @@ ROOT = HERE.parent
 def reanalysis_defaults(warmup=None, draws=None, chains=None) -> dict:
     """``num_chains``, ``num_warmup``, ``num_samples`` of the reanalysis default, each
     replaced by the given value when it is not None (the benchmarks' ``--warmup``/``--draws``)."""
-    from bayesda.reanalysis import ReanalysisSettings
+    from bayesda.workflows.reanalysis import ReanalysisSettings
 
     d = ReanalysisSettings()
     return dict(

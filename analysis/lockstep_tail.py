@@ -57,7 +57,7 @@ def measure(k: int, draws: int, seed: int) -> dict:
 
     from bayesda.inference.assimilate import _sample
     from bayesda.prior.checkpoint import load_model
-    from bayesda.reanalysis import ReanalysisSettings, time_seed
+    from bayesda.workflows.reanalysis import ReanalysisSettings, time_seed
 
     prior = load_model(ROOT / "models" / "ncep-air")
     obs, times = held_out_obs(k, 50)

@@ -67,8 +67,8 @@ def phases(prior, obs, times, settings, store_dir):
     from bayesda.inference.assimilate import assimilate_batch
     from bayesda.inference.fields import posterior_dataset
     from bayesda.outputs import store
-    from bayesda.reanalysis import ReanalysisSettings, _summary, time_seed
     from bayesda.verify.verdict import diagnose
+    from bayesda.workflows.reanalysis import ReanalysisSettings, _summary, time_seed
 
     rs = ReanalysisSettings(**settings)
     store.open_or_create(store_dir, np.asarray(times), prior.grid, n_samples=0, signature={})
@@ -121,8 +121,8 @@ def phases(prior, obs, times, settings, store_dir):
 
 def warmup_sweep(prior, obs, times, lengths, draws):
     from bayesda.inference.assimilate import assimilate_batch
-    from bayesda.reanalysis import time_seed
     from bayesda.verify.verdict import diagnose
+    from bayesda.workflows.reanalysis import time_seed
 
     out = []
     for w in lengths:

@@ -87,7 +87,7 @@ def part2(k: int) -> list[dict]:
     import bayesda.inference.sampler as sampler
     from bayesda.inference.assimilate import _sample
     from bayesda.prior.checkpoint import load_model
-    from bayesda.reanalysis import ReanalysisSettings, time_seed
+    from bayesda.workflows.reanalysis import ReanalysisSettings, time_seed
 
     prior = load_model(ROOT / "models" / "ncep-air")
     obs, times = held_out_obs(k, 50)

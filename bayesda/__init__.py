@@ -33,17 +33,17 @@ _LAZY: dict[str, str] = {
     "GenerativePrior": "bayesda.prior.generative",
     "Grid": "bayesda.geo.grid",
     "ModelOptions": "bayesda.settings",
-    "ReanalysisSettings": "bayesda.reanalysis",
+    "ReanalysisSettings": "bayesda.workflows.reanalysis",
     "SamplerSettings": "bayesda.settings",
     "Verdict": "bayesda.verify.verdict",
     "assimilate": "bayesda.inference.assimilate",
     "assimilate_batch": "bayesda.inference.assimilate",
-    "assimilate_to_run": "bayesda.run",
+    "assimilate_to_run": "bayesda.workflows.run",
     "diagnose": "bayesda.verify.verdict",
     "load_model": "bayesda.prior.checkpoint",
     "pseudo_obs": "bayesda.obs.table",
     "read_obs": "bayesda.obs.table",
-    "reanalyse": "bayesda.reanalysis",
+    "reanalyse": "bayesda.workflows.reanalysis",
     "verify": "bayesda.verify.metrics",
 }
 _SUBMODULES = ("settings",)
@@ -79,11 +79,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from bayesda.obs.table import pseudo_obs, read_obs
     from bayesda.prior.checkpoint import load_model
     from bayesda.prior.generative import GenerativePrior
-    from bayesda.reanalysis import ReanalysisSettings, reanalyse
-    from bayesda.run import assimilate_to_run
     from bayesda.settings import ModelOptions, SamplerSettings
     from bayesda.verify.metrics import verify
     from bayesda.verify.verdict import Verdict, diagnose
+    from bayesda.workflows.reanalysis import ReanalysisSettings, reanalyse
+    from bayesda.workflows.run import assimilate_to_run
 
 
 def __getattr__(name: str) -> Any:

@@ -179,7 +179,7 @@ class ReanalysisSettings:
         :data:`bayesda.settings.REANALYSIS` for why 4 x (100 + 500)).
       method: "nuts" (reference) or "laplace" (fast approximation).
       likelihood: "normal" or "studentt".
-      seed: run seed; each time uses :func:`bayesda.reanalysis.time_seed` of it.
+      seed: run seed; each time uses :func:`bayesda.workflows.reanalysis.time_seed` of it.
       keep_samples: posterior field samples stored per time (0: summaries only).
       target_accept, max_tree_depth: NUTS settings.
       batch_times: times per compiled program (1: one at a time). Not part of the store's

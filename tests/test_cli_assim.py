@@ -153,7 +153,7 @@ def test_pick_time_is_a_held_out_winter_noon():
     import pandas as pd
 
     from bayesda.data.split import block_split
-    from bayesda.demo import pick_time
+    from bayesda.workflows.demo import pick_time
 
     times = pd.date_range("2013-01-01", "2014-12-31T18", freq="6h").values
     t = pick_time(times)
@@ -173,7 +173,7 @@ class _Clim:
 def test_demo_rejects_a_model_on_another_grid(data_dir, tmp_path):
     import dataclasses
 
-    from bayesda.demo import run_demo
+    from bayesda.workflows.demo import run_demo
 
     prior = dataclasses.replace(make_linear_prior(), climatology=_Clim())
     with pytest.raises(ValueError, match=r"model grid \(4, 5\) does not match the NCEP grid"):
@@ -207,7 +207,7 @@ def _pca_prior(ncep, k=16):
 
 @pytest.mark.slow
 def test_demo_end_to_end_on_real_data(ncep, data_dir, tmp_path, capsys):
-    from bayesda.demo import run_demo
+    from bayesda.workflows.demo import run_demo
 
     info = run_demo(
         tmp_path / "demo",

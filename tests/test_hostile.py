@@ -130,7 +130,7 @@ def test_demo_out_refuses_a_directory_that_is_not_a_run(tiny, tmp_path, capsys):
 
 def test_reanalyse_out_refuses_an_ordinary_directory(clim_prior, tmp_path):
     """`reanalyse --out DIR` deleted every *.partial under DIR, then failed."""
-    from bayesda.reanalysis import ReanalysisSettings, reanalyse
+    from bayesda.workflows.reanalysis import ReanalysisSettings, reanalyse
 
     mine = _user_dir(tmp_path)
     obs = make_obs(clim_prior.grid, 6, seed=1).assign(time=pd.Timestamp(TIME))
@@ -277,7 +277,7 @@ def test_shipped_model_hashes_every_file_it_loads():
 
 
 def test_keep_samples_negative_is_refused_by_the_settings_too():
-    from bayesda.reanalysis import ReanalysisSettings
+    from bayesda.workflows.reanalysis import ReanalysisSettings
 
     with pytest.raises(ValueError, match="keep_samples must be >= 0"):
         ReanalysisSettings(keep_samples=-1)
@@ -335,14 +335,14 @@ def store_obs_csv(clim_prior, tmp_path_factory):
 
 
 def _store_obs(csv, prior):
-    from bayesda.reanalysis import read_obs_source
+    from bayesda.workflows.reanalysis import read_obs_source
 
     return read_obs_source(csv, climatology=prior.climatology, grid=prior.grid)
 
 
 @pytest.fixture(scope="module")
 def _store_once(clim_prior, store_obs_csv, tmp_path_factory):
-    from bayesda.reanalysis import ReanalysisSettings, reanalyse
+    from bayesda.workflows.reanalysis import ReanalysisSettings, reanalyse
 
     out = tmp_path_factory.mktemp("store") / "r.zarr"
     reanalyse(
@@ -358,7 +358,7 @@ def _store_once(clim_prior, store_obs_csv, tmp_path_factory):
 @pytest.fixture()
 def finished_store(_store_once, clim_prior, store_obs_csv, tmp_path):
     """A copy of one finished 3-time store (made once per module), and a rerun of it."""
-    from bayesda.reanalysis import ReanalysisSettings, reanalyse
+    from bayesda.workflows.reanalysis import ReanalysisSettings, reanalyse
 
     out = Path(shutil.copytree(_store_once, tmp_path / "r.zarr"))
     obs = _store_obs(store_obs_csv, clim_prior)
@@ -401,11 +401,11 @@ def test_reanalyse_verify_reports_and_redoes_a_damaged_time(
     finished_store, clim_prior, store_obs_csv, monkeypatch, capsys
 ):
     import bayesda.prior.checkpoint
-    import bayesda.reanalysis
+    import bayesda.workflows.reanalysis
 
     out, _ = finished_store
     monkeypatch.setattr(bayesda.prior.checkpoint, "load_model", lambda path: clim_prior)
-    monkeypatch.setattr(bayesda.reanalysis, "_cached_prior", lambda path: clim_prior)
+    monkeypatch.setattr(bayesda.workflows.reanalysis, "_cached_prior", lambda path: clim_prior)
     obs = store_obs_csv
     (out / "sd" / "c" / "2" / "0" / "0").unlink()
     argv = [
@@ -442,8 +442,8 @@ def test_corrupted_store_metadata_is_one_line_naming_the_store(finished_store, p
 
 def test_two_processes_creating_one_store_leave_nothing_behind(clim_prior, tmp_path, monkeypatch):
     """The loser of the creation race crashed and left a hidden `.creating` directory."""
-    from bayesda.reanalysis import ReanalysisSettings, reanalyse
     from bayesda.runtime import files
+    from bayesda.workflows.reanalysis import ReanalysisSettings, reanalyse
 
     obs = make_obs(clim_prior.grid, 6, seed=1).assign(time=pd.Timestamp(TIME))
     out = tmp_path / "r.zarr"

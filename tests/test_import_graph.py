@@ -93,7 +93,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("verify", "outputs"),  # scores, verdicts; what users read
     ("inference", "testing"),  # from observations to a posterior
     ("preflight", "preflight", "preflight", "preflight"),  # real observations before the model
-    ("workflows", "run", "reanalysis", "demo"),  # end-to-end jobs
+    ("workflows", "workflows", "workflows", "workflows"),  # end-to-end jobs
     ("cli", "commands"),  # the command line
 ]
 

@@ -10,7 +10,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   --target /tmp/site .whl/*.whl || exit 3
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 BAYESDA_DATA_DIR=$PWD/.gpu/data
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
-python3 -c "import bayesda.inference.assimilate, bayesda.inference.batch, bayesda.reanalysis, arviz" || exit 4
+python3 -c "import bayesda.inference.assimilate, bayesda.inference.batch, bayesda.workflows.reanalysis, arviz" || exit 4
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia.txt"
 python3 -c "import jax, numpyro, flax; print(jax.__version__, numpyro.__version__, flax.__version__, jax.devices())" \
   | tee -a "$OUT/nvidia.txt"

@@ -7,8 +7,8 @@ Examples::
     bayesda plot runs/a --truth truth.nc
     bayesda demo --out runs/demo
 
-The run directory is written by :func:`bayesda.run.assimilate_to_run`; its layout, atomic
-write and lock are documented in :mod:`bayesda.run`.
+The run directory is written by :func:`bayesda.workflows.run.assimilate_to_run`; its layout, atomic
+write and lock are documented in :mod:`bayesda.workflows.run`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import numpy as np
 import bayesda.runtime.files as files
 from bayesda.commands.argtypes import add_units_kind, kind_from_args, positive_float, positive_int
 from bayesda.commands.options import add_settings_args, settings_from_args
-from bayesda.run import (  # noqa: F401  (re-exported: their home moved to bayesda.run)
+from bayesda.settings import DEFAULT, DEMO
+from bayesda.workflows.run import (  # noqa: F401  (re-exported: their home moved to bayesda.workflows.run)
     _climatology_sd,
     _json_default,
     _write_json,
@@ -28,7 +29,6 @@ from bayesda.run import (  # noqa: F401  (re-exported: their home moved to bayes
     load_prior,
     verification,
 )
-from bayesda.settings import DEFAULT, DEMO
 
 __all__ = [
     "FAIL_EXIT_CODE",
@@ -94,7 +94,9 @@ def register(subparsers) -> None:
     e.add_argument("--model", default="models/ncep-air")
     e.add_argument("--data-dir", default=None, help="default: $BAYESDA_DATA_DIR")
     e.add_argument("--n-obs", type=positive_int, default=None)
-    e.add_argument("--time", default=None, help="held-out time (default: see bayesda.demo)")
+    e.add_argument(
+        "--time", default=None, help="held-out time (default: see bayesda.workflows.demo)"
+    )
     add_settings_args(e, DEMO)
     e.set_defaults(func=cmd_demo)
 
@@ -359,7 +361,7 @@ def _open_netcdf(path, what: str):
 
 
 def cmd_demo(args) -> int:
-    from bayesda.demo import run_demo
+    from bayesda.workflows.demo import run_demo
 
     files.check_target(args.out, "run", force=True)  # an earlier demo run, or nothing
 

@@ -87,7 +87,7 @@ def cmd_reanalyse(args) -> int:
     from bayesda.commands.options import settings_from_args
     from bayesda.obs.capacity import superob
     from bayesda.prior.checkpoint import load_model
-    from bayesda.reanalysis import ReanalysisSettings, read_obs_source, reanalyse
+    from bayesda.workflows.reanalysis import ReanalysisSettings, read_obs_source, reanalyse
 
     files.check_target(args.out, "store", resume=True)  # before loading anything
     model_dir = Path(args.model)

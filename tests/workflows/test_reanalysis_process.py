@@ -23,7 +23,7 @@ from bayesda.geo.grid import Grid
 from bayesda.prior.checkpoint import save_model
 from bayesda.prior.representation import RepresentationError
 from bayesda.prior.vae import VAE, VAEConfig
-from bayesda.reanalysis import ReanalysisSettings, reanalyse
+from bayesda.workflows.reanalysis import ReanalysisSettings, reanalyse
 
 GRID = Grid(lat=np.linspace(30.0, 45.0, 6), lon=np.linspace(-110.0, -90.0, 8))
 TIMES = pd.date_range("2014-02-01", periods=6, freq="6h")
@@ -134,7 +134,7 @@ def test_killed_run_resumes_to_a_complete_store(model_dir, obs_csv, tmp_path):
 
 @pytest.mark.slow
 def test_dask_workers_write_the_same_values_as_one_process(model_dir, obs_csv, tmp_path):
-    from bayesda.reanalysis import read_obs_source
+    from bayesda.workflows.reanalysis import read_obs_source
 
     obs = read_obs_source(obs_csv, grid=GRID)
     settings = ReanalysisSettings(num_chains=2, num_warmup=150, num_samples=150, keep_samples=2)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bayesda.run import assimilate_to_run, load_prior
 from bayesda.settings import DEMO, ModelOptions, SamplerSettings
+from bayesda.workflows.run import assimilate_to_run, load_prior
 
 __all__ = [
     "DEMO_N_OBS",

@@ -70,7 +70,7 @@ def test_shipped_simulated_weather_model_is_global_and_periodic():
     from bayesda.obs.table import validate_obs
     from bayesda.prior.checkpoint import load_model
 
-    prior = load_model(Path(__file__).resolve().parents[1] / "models" / "hs-t21-tas")
+    prior = load_model(Path(__file__).resolve().parents[2] / "models" / "hs-t21-tas")
     assert prior.name == "hs-t21-tas" and prior.latent_dim == 32
     assert prior.grid.periodic and prior.grid.shape == (32, 64)
     assert prior.grid.lat[-1] < 86.0  # Gaussian rows stop short of the poles...

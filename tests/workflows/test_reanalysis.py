@@ -8,8 +8,8 @@ import pytest
 import xarray as xr
 
 from bayesda.outputs import store
-from bayesda.reanalysis import ReanalysisSettings, analysis_times, reanalyse, time_seed
 from bayesda.testing import make_linear_prior, make_obs
+from bayesda.workflows.reanalysis import ReanalysisSettings, analysis_times, reanalyse, time_seed
 
 TIMES = pd.date_range("2014-01-01", periods=3, freq="6h")
 FAST = ReanalysisSettings(num_chains=2, num_warmup=100, num_samples=100, keep_samples=3)
