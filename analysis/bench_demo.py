@@ -1,6 +1,6 @@
 """Warm wall time of ``bayesda demo`` per phase, for one or more checkouts, back to back.
 
-Each run is a fresh process, ``python -m bayesda.cli demo --out TMP --no-progress``, run in
+Each run is a fresh process, ``python -m bayesda.cli.main demo --out TMP --no-progress``, run in
 the checkout's directory with that checkout first on ``PYTHONPATH`` (so a plain export of
 an older commit, e.g. ``git archive COMMIT | tar -x -C /tmp/base``, can be compared with
 this one using the same virtual environment). Checkouts alternate (A B A B ...) so that a
@@ -78,7 +78,7 @@ def run_once(
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "bayesda.cli", "demo", "--out", str(out), "--no-progress"],
+        [sys.executable, "-m", "bayesda.cli.main", "demo", "--out", str(out), "--no-progress"],
         cwd=root,
         env=env,
         capture_output=True,

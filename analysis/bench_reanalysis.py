@@ -83,11 +83,11 @@ def held_out_obs(n_times: int, n_obs: int, seed: int = 0):
 
 
 def reanalyse_cmd(obs: Path, out: Path, chains: int, warmup: int, draws: int) -> list[str]:
-    """``python -m bayesda.cli reanalyse`` of the shipped model on ``obs`` into ``out``."""
+    """``python -m bayesda.cli.main reanalyse`` of the shipped model on ``obs`` into ``out``."""
     return [
         sys.executable,
         "-m",
-        "bayesda.cli",
+        "bayesda.cli.main",
         "reanalyse",
         "--model",
         str(ROOT / "models" / "ncep-air"),

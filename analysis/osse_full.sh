@@ -20,7 +20,7 @@ MODEL_D=${MODEL_D:-64}
 TRAIN_FLAGS=${TRAIN_FLAGS:---roll-lon --flip-lat}
 TAG=${TAG:-full}
 
-"$PY" -m bayesda.cli data simulate --preset full --n-snapshots "$N"
+"$PY" -m bayesda.cli.main data simulate --preset full --n-snapshots "$N"
 "$PY" analysis/osse_stats.py --max-snapshots "$N"
 # shellcheck disable=SC2086
 "$PY" analysis/osse_train.py --max-snapshots "$N" --dims "$DIMS" --epochs "$EPOCHS" \

@@ -1,6 +1,6 @@
 """Train temperature-only VAE priors on the simulated weather; reconstruction vs PCA-d.
 
-For each latent dimension ``d``: train with :func:`bayesda.commands.train.train_prior`
+For each latent dimension ``d``: train with :func:`bayesda.cli.train.train_prior`
 (time-block split, every 4th 7-day block held out for testing; validation blocks of the
 training period for early stopping; climatology = the training time mean, no harmonics)
 into ``~/.cache/bayesda/osse/models/<tag>-d<d>``, then on the held-out test fields compute

@@ -4,7 +4,7 @@
 frozen dataclasses used by :func:`bayesda.assimilate`,
 :func:`bayesda.inference.assimilate.assimilate_batch`,
 the reanalysis, the demo and the command line (whose flags are built from them, see
-:mod:`bayesda.commands.options`). Named presets hold the one set of defaults::
+:mod:`bayesda.cli.options`). Named presets hold the one set of defaults::
 
     DEFAULT     4 chains x 500 warmup + 500 draws (the reference)
     DEMO        4 chains x 100 warmup + 500 draws (one day end to end; as REANALYSIS)

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from bayesda import cli
-from bayesda.commands import assim
+from bayesda.cli import assim
+from bayesda.cli import main as cli
 from bayesda.settings import SamplerSettings
 from bayesda.testing import make_linear_prior, make_obs
 

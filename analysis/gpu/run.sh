@@ -28,7 +28,7 @@ for cfg in "--chains 16 --warmup 50 --draws 125" ""; do
     LEFT=$(( ${TOTAL:-585} - ($(date +%s) - T0) ))
     [ "$LEFT" -gt 75 ] || break 2
     echo "demo $cfg (run $i)" | tee -a "$OUT/demo_gpu.txt"
-    timeout 70 python3 -m bayesda.cli demo --out /tmp/demo_gpu --no-progress $cfg 2>&1 \
+    timeout 70 python3 -m bayesda.cli.main demo --out /tmp/demo_gpu --no-progress $cfg 2>&1 \
       | grep -E "time:|gradient|verdict|unobserved" | tee -a "$OUT/demo_gpu.txt"
   done
 done

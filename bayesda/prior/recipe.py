@@ -5,7 +5,7 @@ climatology fitted on the training split -> anomalies -> blockwise validation sp
 training times -> per-pixel normalisation (fit part) -> :func:`bayesda.prior.train.fit` with early
 stopping -> representation error from the validation residuals ->
 :func:`bayesda.prior.checkpoint.save_model`. The test split is never touched here; it is kept for
-honest verification. ``bayesda train`` (:mod:`bayesda.commands.train`) and
+honest verification. ``bayesda train`` (:mod:`bayesda.cli.train`) and
 ``analysis/train_ncep.py`` only parse arguments and call it.
 """
 

@@ -1,7 +1,7 @@
 """A run directory: one analysis, its verdict, its maps and its provenance, written atomically.
 
 :func:`assimilate_to_run` is what ``bayesda assimilate`` and the demo run; the command line
-(:mod:`bayesda.commands.assim`) only parses arguments and calls it.
+(:mod:`bayesda.cli.assim`) only parses arguments and calls it.
 
 A run directory holds::
 

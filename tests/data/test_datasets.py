@@ -163,7 +163,7 @@ def test_describe(ncep):
 def _run_cli(argv, capsys):
     import argparse
 
-    from bayesda.commands import data as data_cmd
+    from bayesda.cli import data as data_cmd
 
     parser = argparse.ArgumentParser(prog="bayesda")
     data_cmd.register(parser.add_subparsers(dest="command"))

@@ -184,7 +184,7 @@ def test_cli_orography_adds_the_height_to_a_model(saved, tmp_path):  # noqa: F81
     import os
 
     r = subprocess.run(
-        [sys.executable, "-m", "bayesda.cli", "data", "orography", str(saved)],
+        [sys.executable, "-m", "bayesda.cli.main", "data", "orography", str(saved)],
         capture_output=True,
         text=True,
         env={**os.environ, **env},
@@ -200,7 +200,7 @@ def test_cli_refuses_a_bad_lapse_rate_before_loading(tmp_path):
         [
             sys.executable,
             "-m",
-            "bayesda.cli",
+            "bayesda.cli.main",
             "assimilate",
             "--model",
             str(tmp_path / "no-such-model"),

@@ -149,7 +149,7 @@ def test_cli_train_writes_loadable_model(tmp_path):
     import pandas as pd
     import xarray as xr
 
-    from bayesda.cli import main
+    from bayesda.cli.main import main
     from bayesda.prior.checkpoint import load_model
 
     times = pd.date_range("2013-01-01", periods=4 * 100, freq="6h")

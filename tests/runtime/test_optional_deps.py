@@ -22,7 +22,7 @@ _COMMANDS = [[], ["assimilate"], ["reanalyse"], ["train"], ["data", "info"], ["d
 
 def test_help_without_extras():
     code = _BLOCK + (
-        "from bayesda.cli import main\n"
+        "from bayesda.cli.main import main\n"
         f"for cmd in {_COMMANDS!r}:\n"
         "    try:\n"
         "        main([*cmd, '--help'])\n"

@@ -111,7 +111,7 @@ def test_store_name_tells_the_configuration(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_cli(tmp_path, capsys):
-    from bayesda.cli import main
+    from bayesda.cli.main import main
 
     out = tmp_path / "cli.zarr"
     args = ["data", "simulate", "--simulator", "qg", "--preset", "tiny", "--out", str(out)]

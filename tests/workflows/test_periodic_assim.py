@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from bayesda import cli
-from bayesda.commands import assim
+from bayesda.cli import assim
+from bayesda.cli import main as cli
 from bayesda.inference.assimilate import assimilate
 from bayesda.settings import SamplerSettings
 from bayesda.testing import assert_matches_closed_form as _check_against_closed_form

@@ -77,7 +77,7 @@ def _cli(model_dir, obs_csv, out, *extra):
     return [
         sys.executable,
         "-m",
-        "bayesda.cli",
+        "bayesda.cli.main",
         "reanalyse",
         "--model",
         str(model_dir),

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 import bayesda.runtime.files as files
-from bayesda.commands.argtypes import add_units_kind, kind_from_args, positive_float, positive_int
-from bayesda.commands.options import add_settings_args, settings_from_args
+from bayesda.cli.argtypes import add_units_kind, kind_from_args, positive_float, positive_int
+from bayesda.cli.options import add_settings_args, settings_from_args
 from bayesda.settings import DEFAULT, DEMO
 from bayesda.workflows.run import (  # noqa: F401  (re-exported: their home moved to bayesda.workflows.run)
     _climatology_sd,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesda import cli
-from bayesda.commands import assim
+from bayesda.cli import assim
+from bayesda.cli import main as cli
 from bayesda.testing import grf_prior as _grf_prior
 from bayesda.testing import obs_of as _obs_of
 

@@ -17,7 +17,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from bayesda.commands.argtypes import positive_float, positive_int
+from bayesda.cli.argtypes import positive_float, positive_int
 
 __all__ = ["cmd_climatology", "cmd_info", "cmd_obs_make", "cmd_orography", "register"]
 
@@ -266,7 +266,7 @@ def _fit_climatology(tas, train: np.ndarray):
 
 
 def cmd_obs_make(args) -> int:
-    from bayesda.commands.argtypes import kind_from_args
+    from bayesda.cli.argtypes import kind_from_args
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
     from bayesda.obs.table import pseudo_obs, write_obs

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from bayesda.commands.argtypes import non_negative_int, positive_int
+from bayesda.cli.argtypes import non_negative_int, positive_int
 from bayesda.settings import (
     DEFAULT,
     INITS,

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     :data:`bayesda.prior.recipe.SHIPPED_LATENT_DIM` when the command runs, so that building the
     parser imports no JAX.
     """
-    from bayesda.commands.argtypes import repr_error_structure
+    from bayesda.cli.argtypes import repr_error_structure
 
     p = subparsers.add_parser("train", help="train a VAE prior on a dataset's training split")
     p.add_argument("--data", default="ncep-air", help="named dataset (ncep-air, era5-uk) or path")

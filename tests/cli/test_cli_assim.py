@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayesda import cli
-from bayesda.commands import assim
+from bayesda.cli import assim
+from bayesda.cli import main as cli
 from bayesda.testing import make_linear_prior, make_obs
 
 FAST = ["--chains", "2", "--warmup", "100", "--draws", "100", "--no-progress"]

@@ -21,10 +21,10 @@ import traceback
 __all__ = ["build_parser", "main"]
 
 _COMMAND_MODULES = [
-    "bayesda.commands.data",
-    "bayesda.commands.assim",
-    "bayesda.commands.reanalyse",
-    "bayesda.commands.train",
+    "bayesda.cli.data",
+    "bayesda.cli.assim",
+    "bayesda.cli.reanalyse",
+    "bayesda.cli.train",
 ]
 
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import sys
 
-from bayesda.commands.argtypes import add_units_kind, kind_from_args, non_negative_int, positive_int
+from bayesda.cli.argtypes import add_units_kind, kind_from_args, non_negative_int, positive_int
 
 __all__ = ["cmd_reanalyse", "register"]
 
 
 def register(subparsers) -> None:
     """Add ``reanalyse``."""
-    from bayesda.commands.options import add_settings_args
+    from bayesda.cli.options import add_settings_args
     from bayesda.settings import REANALYSIS, ReanalysisSettings
 
     d = ReanalysisSettings()
@@ -34,7 +34,7 @@ def register(subparsers) -> None:
         help="observations with a time column (CSV/netCDF), or a directory of per-time files",
     )
     add_units_kind(p)
-    from bayesda.commands.assim import add_superob_arg
+    from bayesda.cli.assim import add_superob_arg
 
     add_superob_arg(p)
     p.add_argument("--start", default=None, help="first time (inclusive); default: first observed")
@@ -84,7 +84,7 @@ def cmd_reanalyse(args) -> int:
     import xarray as xr
 
     import bayesda.runtime.files as files
-    from bayesda.commands.options import settings_from_args
+    from bayesda.cli.options import settings_from_args
     from bayesda.obs.capacity import superob
     from bayesda.prior.checkpoint import load_model
     from bayesda.workflows.reanalysis import ReanalysisSettings, read_obs_source, reanalyse

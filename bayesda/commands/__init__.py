@@ -1,3 +1,0 @@
-"""CLI subcommands, one module per concern (see bayesda.cli)."""
-
-__all__ = []
