@@ -34,8 +34,8 @@ import benchmark_skill as bs  # noqa: E402
 from osse_common import RESULTS, open_field  # noqa: E402
 
 import bayesda  # noqa: E402
-from bayesda import baselines  # noqa: E402
 from bayesda.geo.grid import Grid  # noqa: E402
+from bayesda.verify import baselines  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -43,7 +43,7 @@ def test_missing_extra_names_the_install_command():
     code = _BLOCK + (
         "import numpy as np\n"
         "from bayesda.geo.grid import Grid\n"
-        "from bayesda import store\n"
+        "from bayesda.outputs import store\n"
         "try:\n"
         "    store.open_or_create('x.zarr', np.array(['2020-01-01'], 'datetime64[ns]'),\n"
         "                         Grid(lat=np.arange(3.0), lon=np.arange(4.0)))\n"
