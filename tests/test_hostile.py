@@ -22,7 +22,7 @@ import xarray as xr
 
 from bayesda.cli import assim
 from bayesda.cli import main as cli
-from bayesda.settings import SamplerSettings
+from bayesda.settings import ModelOptions, SamplerSettings
 from bayesda.testing import make_linear_prior, make_obs
 
 FAST = ["--method", "laplace", "--chains", "2", "--warmup", "50", "--draws", "50", "--no-progress"]
@@ -472,7 +472,9 @@ def test_too_many_observations_are_refused_before_work_with_an_estimate(monkeypa
     monkeypatch.setattr(capacity, "available_memory", lambda: 2**20)
     obs = make_obs(clim_prior.grid, 400, seed=0)
     with pytest.raises(capacity.ObservationSizeError, match=r"GiB.*--superob"):
-        prepare_obs(clim_prior, obs)
+        prepare_obs(clim_prior, obs, options=ModelOptions(errors="stated"))
+    # learned errors group the stations by cell: the size is bounded by the grid
+    assert prepare_obs(clim_prior, obs).rows <= clim_prior.grid.size
 
 
 def test_superobbing_many_observations(clim_prior):

@@ -216,10 +216,10 @@ class TimeSummary(NamedTuple):
 
 
 def summaries_supported(sampler: SamplerSettings, options: ModelOptions) -> bool:
-    """Whether :func:`assimilate_summaries` handles these settings (normal likelihood with
-    known observation errors; the Student-t and ``infer_sigma`` fields need
-    :func:`assimilate_batch`)."""
-    return options.likelihood == "normal" and not options.infer_sigma
+    """Whether :func:`assimilate_summaries` handles these settings (the stated-error model
+    with its normal likelihood; learned errors, the Student-t and ``infer_sigma`` fields
+    need :func:`assimilate_batch`)."""
+    return _dense(options)
 
 
 def assimilate_summaries(
@@ -253,7 +253,7 @@ def assimilate_summaries(
     """
     from bayesda.inference.batch import stack_obs, summarise
 
-    s, opts = sampler or SamplerSettings(), options or ModelOptions()
+    s, opts = sampler or SamplerSettings(), options or ModelOptions(errors="stated")
     if not summaries_supported(s, opts):
         raise ValueError(
             f"assimilate_summaries needs the normal likelihood with known errors, got {opts}; "
@@ -342,24 +342,43 @@ def _by_time(obs_df: pd.DataFrame, times: list) -> list[pd.DataFrame]:
     ]
 
 
-def _prepare_batch(prior, obs_df, times, dense: bool, device_covariance: bool) -> list[ObsData]:
+def _prepare_batch(
+    prior, obs_df, times, options: ModelOptions, device_covariance: bool
+) -> list[ObsData]:
     """Every time's observations, padded to one length; with ``device_covariance`` the
     exact observation covariance is factored for all times at once on the device."""
     frames = _by_time(obs_df, times)
-    fast = device_covariance and dense and prior.repr_error.rank > 0
+    fast = device_covariance and _dense(options) and prior.repr_error.rank > 0
     obs_list = []
     for frame, t in zip(frames, times, strict=True):
         if frame.empty:
             frame = obs_df  # prepare_obs names the time that has no rows
-        obs_list.append(prepare_obs(prior, frame, time=t, covariance=not fast))
-    m = max(o.mask.size for o in obs_list)
+        obs_list.append(prepare_obs(prior, frame, time=t, covariance=not fast, options=options))
+    m = max(o.padded for o in obs_list)
     obs_list = [repad(o, m) for o in obs_list]
     if fast:
         from bayesda.inference.batch import innovation_cholesky, stack_obs
 
         chol = innovation_cholesky(prior, stack_obs(obs_list))
-        obs_list = [o._replace(scale_tril=c) for o, c in zip(obs_list, chol, strict=True)]
+        obs_list = [
+            o._replace(arrays=o.arrays._replace(scale_tril=c))
+            for o, c in zip(obs_list, chol, strict=True)
+        ]
     return obs_list
+
+
+def _dense(options: ModelOptions) -> bool:
+    """Whether the stated-error likelihood uses the exact dense covariance (``scale_tril``)."""
+    return options.errors == "stated" and options.likelihood == "normal" and not options.infer_sigma
+
+
+def _model_obs(obs: ObsData, options: ModelOptions):
+    """What the model sees of ``obs``, on the device (the low-rank ``C`` where the dense
+    factor does not apply)."""
+    arrays = obs.arrays
+    if arrays.scale_tril is not None and not _dense(options):
+        arrays = arrays._replace(scale_tril=None)
+    return to_device(arrays)
 
 
 def _sample(
@@ -379,27 +398,17 @@ def _sample(
     if len(seeds) != len(times) or not times:
         raise ValueError(f"need one seed per time, got {len(seeds)} seeds for {len(times)} times")
     fns = CACHE.model_fns(prior, opts)
-    dense = opts.likelihood == "normal" and not opts.infer_sigma
     t_prep = _time.perf_counter()
-    obs_list = _prepare_batch(prior, obs_df, times, dense, device_covariance)
+    obs_list = _prepare_batch(prior, obs_df, times, opts, device_covariance)
     t_prep = _time.perf_counter() - t_prep
-    m = obs_list[0].mask.size
-    all_args = [(to_device(tuple(o.model_args())), o.model_kwargs(dense=dense)) for o in obs_list]
+    m = obs_list[0].padded
+    all_args = [_model_obs(o, opts) for o in obs_list]
     keys = [jax.random.split(jax.random.PRNGKey(x), 4)[1:] for x in seeds]  # init, mcmc, post
     ntime = len(times)
     shards = n_shards(ntime * s.num_chains) if s.method == "nuts" else 0
     settings = dict(
-        method=s.method,
-        num_chains=s.num_chains,
-        num_warmup=s.num_warmup,
-        num_samples=s.num_samples,
-        target_accept=s.target_accept,
-        max_tree_depth=s.max_tree_depth,
-        init=s.init,
-        likelihood=opts.likelihood,
-        infer_sigma=bool(opts.infer_sigma),
-        mass=s.mass,
-        df=opts.df,
+        **s.to_dict(),
+        **opts.to_dict(),
         devices=shards,
         batch_size=ntime,
         n_pad=int(m),
