@@ -342,9 +342,69 @@ def test_read_stations_needs_the_analysis_time(tmp_path):
 # The real file, as distributed
 # ------------------------------------------------------------------------------------
 
-# MetPy 1.7.1's parse of the same file, measured with
+# MetPy 1.7.1's parse of the same file (its reference counts: tests/io/test_metar.py,
+# air_temperature 8779), measured with
 #   TEST_DATA_DIR=<MetPy staticdata> python -c "from metpy.io import parse_metar_file; \
 #     df = parse_metar_file('metar_20190701_1200.txt', year=2019, month=7)"
-# (MetPy's station tables sfstns.tbl, master.txt, stations.txt; its airport-codes.csv
-# left empty, as it is not in the offline copy):
-METPY_REPORTS_WITH_T = 0  # placeholder, replaced below by the measured numbers
+# with MetPy's station tables sfstns.tbl, master.txt and stations.txt (airport-codes.csv,
+# not in the offline copy, held one dummy row). "Usable": a temperature, a position, inside
+# the ncep-air grid (15..75 N, 160..30 W) and within +-3 h of 12 UTC.
+METPY_STATION_TIMES_WITH_T = 8779
+METPY_STATIONS_WITH_T = 4898
+METPY_USABLE_STATIONS = 2838
+T12 = pd.Timestamp("2019-07-01T12")
+
+
+@pytest.fixture(scope="module")
+def real():
+    return mt.read_metar(REAL, time=T12)
+
+
+def test_real_stream_framing_counts(real):
+    c = real.attrs["counts"]
+    # 20,246 reports in 2,625 bulletins; 2,282 NIL; 1,183 lines that are no METAR (Canada's
+    # SA format, AFOS product lines, TX_OPMET, free text); 118 reports without "="
+    assert (c["read"], c["nil"], c["not_report"], c["unterminated"]) == (20246, 2282, 1183, 118)
+    assert c["unreadable"] == 0 and c["implausible"] == 1
+    assert c["read"] == (
+        c["missing"] + c["unreadable"] + c["duplicate"] + c["implausible"] + c["no_station"]
+        + c["kept"]
+    )  # fmt: skip
+    (bad,) = real.attrs["details"]["implausible"]  # 90.7 degC
+    assert (bad["station"], bad["line"], bad["value_degC"]) == ("CXHM", 36723, 90.7)
+
+
+def test_real_stream_against_metpy(real):
+    """Every station and time MetPy reads with a temperature, bayesda reads (8,779); and 136
+    more that MetPy's grammar rejects though they are valid FM 15 (``////SM``, ``06///``:
+    Canadian automatic stations). Temperatures agree: 5,497 of 5,497 whole-degree reports
+    equal MetPy's, tenths within 0.5 K of its whole degrees but in 9 reports whose two
+    groups disagree in the source (KBYY ``23/..`` with ``T0241``)."""
+    kept = real.attrs["counts"]["kept"] + real.attrs["counts"]["no_station"]
+    assert kept == pytest.approx(8915, rel=0.002)
+    assert 1.0 <= kept / METPY_STATION_TIMES_WITH_T <= 1.02
+    # the same count before positions, by station: 4,973 against MetPy's 4,898
+    n_stations = real["station_id"].nunique() + real.attrs["details"]["stations"]["unresolved"]
+    assert 1.0 <= n_stations / METPY_STATIONS_WITH_T <= 1.02
+
+
+def test_real_stream_stations_and_positions(real):
+    """Without a station table: airportsdata places 4,398 of the 4,972 stations with a
+    temperature, NOAA's list 317 more; 257 (5%) are listed as unresolved. Inside the model
+    grid and window that is 2,705 stations against MetPy's 2,838 with its own tables: its
+    tables place 163 that neither database knows (most of them Canada's automatic stations);
+    bayesda reads 30 that MetPy does not."""
+    src = real.attrs["details"]["stations"]
+    assert src["airportsdata"] == pytest.approx(4398, rel=0.02)
+    assert src["unresolved"] / sum(src.values()) < 0.06
+    assert len(real.attrs["details"]["no_station"]) == src["unresolved"]
+    inside = (
+        real["lat"].between(15, 75)
+        & real["lon"].between(-160, -30)
+        & ((real["time"] - T12).abs() <= pd.Timedelta("3h"))
+    )
+    usable = real.loc[inside, "station_id"].nunique()
+    assert 0.95 <= usable / METPY_USABLE_STATIONS <= 1.01
+    assert set(real["position"]) == {"airportsdata", "nsd_cccc"}
+    assert real["value"].min() - 273.15 == pytest.approx(-57.0)  # the South Pole (NZSP) in July
+    assert real["value"].max() - 273.15 == pytest.approx(47.0)  # Iran (OIMT, OIAW)
