@@ -240,6 +240,9 @@ def cmd_assimilate(args) -> int:
             time=args.time,
             element=args.element,
         )
+        from bayesda.obs.stations import reader_line
+
+        print(reader_line(reader))
     settings = settings_from_args(args)
     prior, obs, record = preflight(
         prior,

@@ -64,6 +64,7 @@ __all__ = [
     "read_mapped_csv",
     "read_metar",
     "read_stations",
+    "reader_line",
 ]
 
 FORMATS = ("table", "ghcn-dly", "ghcn-csv", "isd-lite", "metar", "csv")
@@ -512,11 +513,32 @@ def read_stations(
 
 def counts_line(df: pd.DataFrame) -> str:
     """A one-line summary of a reader's counts for logs."""
-    c = df.attrs.get("counts", {})
+    c = dict(df.attrs.get("counts", {}))
+    c.setdefault("kept", len(df))
+    return reader_line({"format": df.attrs.get("format", "?"), "counts": c})
+
+
+def reader_line(record: dict) -> str:
+    """What a station reader read and dropped, from its run record, in one line for a run.
+
+    Args:
+      record: ``{"format", "counts", ["details"]}`` as
+        :func:`bayesda.preflight.pipeline.load_observations` returns it.
+    """
+    c = record.get("counts", {})
     standard = ("read", "missing", "flagged", "no_station", "kept")
     extra = "".join(f", {k} {v}" for k, v in c.items() if k not in standard and v)
-    return (
-        f"{df.attrs.get('format', '?')}: read {c.get('read', '?')}, missing "
+    line = (
+        f"{record.get('format', '?')}: read {c.get('read', '?')}, missing "
         f"{c.get('missing', 0)}, flagged {c.get('flagged', 0)}, no station "
-        f"{c.get('no_station', 0)}{extra}, kept {c.get('kept', len(df))}"
+        f"{c.get('no_station', 0)}{extra}, kept {c.get('kept', '?')}"
     )
+    d = record.get("details") or {}
+    if d.get("no_station"):
+        line += (
+            f"; {len(d['no_station'])} station id(s) without a position (run.json: "
+            "observations.details.no_station; add them with --stations)"
+        )
+    if d.get("implausible") or d.get("unreadable"):
+        line += "; dropped reports by line in run.json: observations.details"
+    return line

@@ -48,7 +48,11 @@ def test_raw_bulletin_stream_reaches_the_analysis(monkeypatch, tmp_path, capsys)
 
     monkeypatch.setattr(pipeline, "preflight", stop)
     assert cli.main(_args(tmp_path / "run")) == 1
-    assert "stopped after reading" in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "stopped after reading" in out.err
+    # what the reader dropped is said, and where the run record lists it
+    assert "metar: read 20246, missing 2461" in out.out and "implausible 1" in out.out
+    assert "station id(s) without a position (run.json" in out.out
     obs = seen["obs"]
     # reports of the 2,705 stations inside the grid with a position (measured:
     # bayesda.obs.metar.read_metar, then the grid), all of them anomalies in K
