@@ -79,7 +79,7 @@ _EMBEDDED = re.compile(r" (?=(?:METAR|SPECI) [A-Z][A-Z0-9]{3} \d{6}Z\b)")
 _STATION = re.compile(r"^[A-Z][A-Z0-9]{3}$")
 _TIME = re.compile(r"^(\d{2})(\d{2})(\d{2})Z?$")
 _TENTHS = re.compile(r"^T[01]\d{3}(?:[01]\d{3})?$")
-_BROKEN_TEMP = re.compile(r"^M?[0-9A-Z]{1,3}/M?[0-9A-Z]{0,3}$")
+_BROKEN_TEMP = re.compile(r"^(?=[^/]*\d)M?[0-9A-Z]{1,3}/M?[0-9A-Z]{0,3}$")  # a digit before "/"
 
 
 class MetarError(StationFormatError):

@@ -33,9 +33,9 @@ from bayesda.geo.units import UNITS, difference_to_kelvin, to_kelvin
 
 __all__ = [
     "ABSOLUTE_RANGE_K",
-    "MAX_DROPPED_FRACTION",
     "MAX_ANOMALY_K",
     "MAX_ANOMALY_SD",
+    "MAX_DROPPED_FRACTION",
     "MIN_SD_K",
     "ImplausibleObservationError",
     "check_absolute",
