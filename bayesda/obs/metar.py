@@ -32,6 +32,8 @@ docstring for the columns, the counts and what is dropped).
 from __future__ import annotations
 
 import calendar
+import gzip
+import pathlib
 import re
 import warnings
 from collections.abc import Iterable, Iterator
@@ -42,7 +44,6 @@ import pandas as pd
 
 import bayesda.obs.plausible as plausible
 from bayesda.obs.stationdb import StationDB
-from bayesda.obs.stations import DEFAULT_SIGMA, StationFormatError, _open_text, _station_table
 
 __all__ = [
     "MAX_UNREADABLE_FRACTION",
@@ -82,8 +83,20 @@ _TENTHS = re.compile(r"^T[01]\d{3}(?:[01]\d{3})?$")
 _BROKEN_TEMP = re.compile(r"^(?=[^/]*\d)M?[0-9A-Z]{1,3}/M?[0-9A-Z]{0,3}$")  # a digit before "/"
 
 
-class MetarError(StationFormatError):
-    """A report that breaks FM 15 where bayesda needs it (station, time, temperature)."""
+class MetarError(ValueError):
+    """A report that breaks FM 15 where bayesda needs it (station, time, temperature), or a
+    file without reports. :func:`bayesda.obs.stations.read_metar` raises it as a
+    :class:`bayesda.obs.stations.StationFormatError`."""
+
+
+def _lines(path) -> list[str]:
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"METAR file {str(path)!r} does not exist")
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    return raw.decode("ascii", errors="replace").splitlines()
 
 
 @dataclass(frozen=True)
@@ -335,8 +348,8 @@ def read_metar(
     path,
     *,
     time,
-    stations=None,
-    sigma: float = DEFAULT_SIGMA,
+    stations: pd.DataFrame | None = None,
+    sigma: float = 0.5,
     databases: bool = True,
 ) -> pd.DataFrame:
     """Read a METAR/SPECI file as distributed (see the module docstring).
@@ -366,10 +379,11 @@ def read_metar(
       path: the file (``.gz`` read too).
       time: the analysis time; each report's month and year are the ones nearest it
         (:func:`report_time`).
-      stations: a user's stations table (DataFrame or CSV path), which wins over the
-        databases; optional.
-      sigma: observation error SD, K; a whole-degree report adds :data:`ROUNDING_SD` in
-        quadrature.
+      stations: a user's stations table, which wins over the databases: a DataFrame with
+        ``id`` (a column or the index), ``lat``, ``lon`` and optionally ``elevation``
+        (:func:`bayesda.obs.stations.read_metar` also reads it from a CSV); optional.
+      sigma: observation error SD, K (the station readers' default); a whole-degree report
+        adds :data:`ROUNDING_SD` in quadrature.
       databases: look stations up in ``airportsdata`` and ``nsd_cccc`` (default True).
 
     Returns:
@@ -388,7 +402,7 @@ def read_metar(
       bayesda.obs.plausible.ImplausibleObservationError: mostly implausible values (with
         the units hint).
     """
-    lines = _open_text(path)
+    lines = _lines(path)
     reports: list[Report] = []
     strays: list[Stray] = []
     for item in frame_reports(lines):
@@ -468,7 +482,7 @@ def read_metar(
     ]
     counts["implausible"] = len(implausible)
     df = df[ok].reset_index(drop=True)
-    pos = StationDB(_station_table(stations), databases=databases).lookup(df["station_id"])
+    pos = StationDB(stations, databases=databases).lookup(df["station_id"])
     known = pos["source"].to_numpy() != ""
     no_station = sorted(set(df["station_id"][~known]))
     counts["no_station"] = int((~known).sum())

@@ -81,12 +81,16 @@ class StationDB:
     The databases are read on the first :meth:`lookup` and kept on the instance.
 
     Args:
-      user: a table indexed by id with ``lat``, ``lon``, ``elevation`` (m; NaN unknown),
-        e.g. :func:`bayesda.obs.stations._station_table`'s output, or None.
+      user: a table with ``lat``, ``lon`` and optionally ``elevation`` (m; NaN unknown),
+        its ids in an ``id`` column or the index; or None.
       databases: also look ids up in the maintained databases (default True).
     """
 
     def __init__(self, user: pd.DataFrame | None = None, *, databases: bool = True):
+        if user is not None:
+            user = user.set_index("id") if "id" in user.columns else user
+            user = user.reindex(columns=["lat", "lon", "elevation"]).astype(np.float64)
+            user.index = user.index.astype(str).str.strip()
         self._user = user
         self._databases = databases
         self._tables: list[tuple[str, pd.DataFrame]] | None = None

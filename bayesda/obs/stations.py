@@ -50,6 +50,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+import bayesda.obs.metar as _metar
 from bayesda.geo.units import canonical_units, difference_to_kelvin, to_kelvin
 
 __all__ = [
@@ -362,11 +363,16 @@ def read_metar(
     """Read METAR/SPECI reports, as a list or a raw WMO bulletin stream.
 
     See :func:`bayesda.obs.metar.read_metar` (framing, decoding, dates nearest ``time``,
-    positions from ``stations`` and then the maintained station databases).
+    positions from ``stations`` and then the maintained station databases); ``stations``
+    may be a CSV path here. Its :class:`bayesda.obs.metar.MetarError` is raised as a
+    :class:`StationFormatError`.
     """
-    from bayesda.obs.metar import read_metar as _read
-
-    return _read(path, time=time, stations=stations, sigma=sigma, databases=databases)
+    try:
+        return _metar.read_metar(
+            path, time=time, stations=_station_table(stations), sigma=sigma, databases=databases
+        )
+    except _metar.MetarError as err:
+        raise StationFormatError(str(err)) from err
 
 
 def parse_columns(spec: str) -> dict:

@@ -329,8 +329,10 @@ def test_one_unreadable_report_among_many_is_dropped_and_listed(tmp_path):
     ],
 )
 def test_a_file_of_unreadable_reports_is_refused_naming_file_line_and_text(tmp_path, line, match):
-    with pytest.raises(StationFormatError, match=match):
+    with pytest.raises(mt.MetarError, match=match):
         mt.read_metar(_write(tmp_path, [line]), time="2014-01-21T12", databases=False)
+    with pytest.raises(StationFormatError, match=match):  # through the station readers
+        read_stations(_write(tmp_path, [line]), "metar", time="2014-01-21T12")
 
 
 def test_read_stations_needs_the_analysis_time(tmp_path):
