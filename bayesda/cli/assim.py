@@ -255,6 +255,7 @@ def cmd_assimilate(args) -> int:
         offset_sd=args.offset_sd,
         seed=settings.get("seed", 0),
         lapse=lapse,
+        options=settings["options"],
     )
     print(format_preflight(record))
     info = assimilate_to_run(

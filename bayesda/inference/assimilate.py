@@ -414,6 +414,9 @@ def _sample(
         n_pad=int(m),
     )
     maps, map_grads = _find_maps(fns, all_args, s)
+    if opts.errors == "learned" and maps[0][0] is not None:
+        obs_list = _prune_site_grids(prior, fns, obs_list, all_args, maps, opts)
+        all_args = [_model_obs(o, opts) for o in obs_list]
 
     if s.method == "laplace":
         flat, stats, grads = [], [], []
@@ -442,6 +445,64 @@ def _sample(
         settings,
         {"prepare": t_prep, **batch_timings},
     )
+
+
+SITE_GRID_BUCKETS = (2, 4, 8, 16, 32)
+"""Sizes the pruned site-SD grids are padded to (one compiled program per size)."""
+
+REFINED_SITE_GRID = 8
+"""Values of the finer site-SD grid where at most :data:`REFINE_BELOW` coarse ones matter."""
+REFINE_BELOW = 4
+
+
+def _prune_site_grids(
+    prior, fns: ModelFns, obs_list, all_args, maps, options: ModelOptions
+) -> list[ObsData]:
+    """Focus each time's site-SD grid where its weight at the MAP is not negligible.
+
+    Each density evaluation costs ``O(K m^2)`` for ``K`` grid values; a dense network
+    keeps 2-4 of the 16, more tightly than the grid resolves: those times get a finer grid
+    of :data:`REFINED_SITE_GRID` values over that range
+    (:func:`bayesda.inference.errors.refined_site_grid`). Then every time keeps its values
+    of non-negligible weight (:func:`bayesda.inference.errors.prune_site_grid`), padded to
+    one size (weight-0 entries) so that the times share one program.
+    """
+    from bayesda.inference.errors import (
+        kept_site_values,
+        learned_errors,
+        learned_loglik,
+        prune_site_grid,
+        refined_site_grid,
+    )
+    from bayesda.obs.operator import interpolate
+
+    focused = []
+    for obs, args, (x_map, _, _) in zip(obs_list, all_args, maps, strict=True):
+        point = {k: np.asarray(v)[0] for k, v in fns.constrain(x_map[None], args).items()}
+        field = np.asarray(prior.decode(point["z"]), np.float64) + float(point.get("offset", 0.0))
+        m = obs.rows
+        resid = np.zeros(obs.padded)
+        resid[:m] = obs.arrays.y[:m] - interpolate(field, obs.stencil)
+        lam = float(point["repr_scale"])
+        e = obs.arrays.errors
+        ll = learned_loglik(resid, lam, e, m)
+        if kept_site_values(e, ll) <= REFINE_BELOW:
+            e = learned_errors(
+                obs.cells,
+                prior.repr_error,
+                pad_to=obs.padded,
+                site_sd_scale=options.site_sd_scale,
+                scatter=options.scatter,
+                site_sd_grid=refined_site_grid(e, ll, REFINED_SITE_GRID),
+            )
+            ll = learned_loglik(resid, lam, e, m)
+        focused.append((e, ll))
+    need = max(kept_site_values(e, ll) for e, ll in focused)
+    size = next(b for b in SITE_GRID_BUCKETS if b >= need)
+    return [
+        o._replace(arrays=o.arrays._replace(errors=prune_site_grid(e, ll, size)))
+        for o, (e, ll) in zip(obs_list, focused, strict=True)
+    ]
 
 
 def _finite_map(x: np.ndarray) -> np.ndarray:

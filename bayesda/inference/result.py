@@ -89,6 +89,72 @@ class Assimilation(NamedTuple):
             **kwargs,
         )
 
+    def at(
+        self, lat, lon, elevation=None, *, sigma=None, lapse=None, seed: int = 0, draws=False
+    ):
+        """The predictive distribution of an observation at sites.
+
+        What a station at ``(lat, lon)`` would report: the field there plus the error of an
+        observation (its own ``sigma`` and, with learned errors, each draw's site SD), with
+        the lapse-rate adjustment undone where the site's ``elevation`` is known
+        (:func:`bayesda.outputs.sites.predictive_at`).
+
+        Args:
+          lat, lon: site coordinates (scalars or ``[n]``).
+          elevation: site heights, m (None or NaN: at the model's surface).
+          sigma: the SD of such an observation's own error, K (default: the median stated
+            ``sigma`` of the observations used).
+          lapse: the :class:`bayesda.obs.elevation.LapseRate` (default 6.5 +- 2 K/km).
+          seed: seeds the observation-error draws.
+          draws: also return the predictive draws (``draws``, dims ``draw, site``).
+
+        Returns:
+          A Dataset on dim ``site``: ``mean``, ``sd``, ``q05``, ``q50``, ``q95`` (anomaly,
+          K) and, when the prior has a climatology and the analysis a time, the same as
+          absolute temperatures ``tas_mean``, ``tas_q05``, ... (K).
+        """
+        from bayesda.outputs.sites import predictive_at
+
+        prior = self._prior()
+        lat = np.atleast_1d(np.asarray(lat, np.float64))
+        lon = np.atleast_1d(np.asarray(lon, np.float64))
+        s = self.field.shape[0] * self.field.shape[1]
+        if sigma is None:
+            sigma = float(np.median(self.obs.frame["sigma"]))
+        var = np.square(np.broadcast_to(np.asarray(sigma, np.float64), lat.shape))[None, :]
+        post = self.idata.posterior
+        if "site_sd" in post:
+            var = var + np.square(post["site_sd"].values.reshape(s, 1).astype(np.float64))
+        else:
+            var = var * np.square(self.sigma_scale.reshape(s, 1).astype(np.float64))
+        dz = None
+        if elevation is not None and getattr(prior, "surface_height", None) is not None:
+            from bayesda.obs.elevation import surface_height_at
+
+            dz = np.asarray(elevation, np.float64) - surface_height_at(prior, lat, lon)
+        ds = predictive_at(
+            self.field.reshape(s, *prior.grid.shape),
+            prior.grid,
+            lat,
+            lon,
+            error_sd=np.sqrt(var),
+            rng=np.random.default_rng([seed, 55]),
+            height_difference=dz,
+            lapse=lapse,
+            draws=draws,
+        )
+        if prior.climatology is not None and self.time is not None:
+            from bayesda.obs.table import climatology_at
+
+            clim = climatology_at(prior.climatology, lat, lon, np.datetime64(self.time, "ns"))
+            for name in ("mean", "q05", "q50", "q95"):
+                ds[f"tas_{name}"] = ds[name] + clim
+                ds[f"tas_{name}"].attrs = {
+                    "units": "K",
+                    "long_name": f"predictive {name} of an observed temperature",
+                }
+        return ds
+
     def _prior(self):
         if self.prior is None:
             raise ValueError("this Assimilation does not carry its prior; pass it explicitly")
