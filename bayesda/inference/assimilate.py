@@ -70,10 +70,12 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "Assimilation",
     "ObsData",
+    "SampledBatch",
     "TimeSummary",
     "assimilate",
     "assimilate_batch",
     "assimilate_summaries",
+    "sample_batch",
     "summaries_supported",
     "prepare_obs",
 ]
@@ -168,7 +170,7 @@ def assimilate_batch(
     """
     s, opts = _resolve(sampler, options, legacy, "assimilate_batch")
     t_start = _time.perf_counter()
-    batch = _sample(prior, obs_df, times, seeds, s, opts, progress_bar=progress_bar)
+    batch = sample_batch(prior, obs_df, times, seeds, s, opts, progress_bar=progress_bar)
     times, seeds, obs_list, settings = batch.times, batch.seeds, batch.obs_list, batch.settings
     maps, map_grads, batch_timings = batch.maps, batch.map_grads, batch.timings
     runs = [
@@ -277,7 +279,7 @@ def assimilate_summaries(
             f"assimilate_summaries needs the normal likelihood with known errors, got {opts}; "
             "use assimilate_batch"
         )
-    batch = _sample(
+    batch = sample_batch(
         prior, obs_df, times, seeds, s, opts, progress_bar=progress_bar, device_covariance=True
     )
     t0 = _time.perf_counter()
@@ -328,8 +330,8 @@ def assimilate_summaries(
     ]
 
 
-class _Batch(NamedTuple):
-    """The sampled, not yet summarised state of a batch of times (see :func:`_sample`)."""
+class SampledBatch(NamedTuple):
+    """The sampled, not yet summarised state of a batch of times (see :func:`sample_batch`)."""
 
     times: list
     seeds: list
@@ -380,7 +382,7 @@ def _prepare_batch(prior, obs_df, times, dense: bool, device_covariance: bool) -
     return obs_list
 
 
-def _sample(
+def sample_batch(
     prior,
     obs_df,
     times,
@@ -390,8 +392,32 @@ def _sample(
     *,
     progress_bar,
     device_covariance: bool = False,
-):
-    """Prepare the observations, find the MAPs and draw the latent of every time."""
+) -> SampledBatch:
+    """Prepare the observations, find the MAPs and draw the latent of every time.
+
+    The sampling that :func:`assimilate_batch` and :func:`assimilate_summaries` share, without
+    their fields, summaries or diagnostics: for studies of the sampler itself (its adapted
+    step sizes and tree sizes per chain, in ``sample_stats``).
+
+    Args:
+      prior: the generative prior.
+      obs_df: observations of these times (a ``time`` column when there are several).
+      times: the analysis times.
+      seeds: one seed per time.
+      s: sampler settings.
+      opts: model options.
+      progress_bar: show numpyro's progress bar.
+      device_covariance: keep each time's observation-error covariance on the device (what
+        :func:`assimilate_summaries` does).
+
+    Returns:
+      The :class:`SampledBatch`: per time the unconstrained draws ``flat`` ``[chain, draw, D]``,
+      numpyro's ``sample_stats`` (``n_steps``, ``step_size``, ...), gradient counts and
+      timings.
+
+    Raises:
+      ValueError: not one seed per time, or no times.
+    """
     times = list(times)
     seeds = [int(x) for x in seeds]
     if len(seeds) != len(times) or not times:
@@ -436,7 +462,7 @@ def _sample(
         flat, stats, grads, batch_timings = _run_nuts_batch(
             fns, all_args, maps, keys, settings, progress_bar=progress_bar
         )
-    return _Batch(
+    return SampledBatch(
         times,
         seeds,
         obs_list,
