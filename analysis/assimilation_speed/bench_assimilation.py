@@ -16,8 +16,8 @@ Measures, for 4 chains x 500 warmup + 500 draws (by default):
 
 Usage::
 
-    BAYESDA_DATA_DIR=../shared/data python analysis/bench_assimilation.py \\
-        --model models/ncep-air --out analysis/results/bench_assimilation.md
+    BAYESDA_DATA_DIR=../shared/data python -m analysis.assimilation_speed.bench_assimilation \\
+        --model models/ncep-air --out analysis/assimilation_speed/results/bench_assimilation.md
 
 ``--random-decoder`` uses the NCEP VAE architecture with random weights (speed only) when
 no trained model is available.
@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from analysis.common.io import ROOT, command, results_dir
 
 
 def _prior(args):
@@ -221,7 +221,8 @@ def _subprocess(args, devices: int, extra_env: dict | None = None, demo: bool = 
         out = f.name
     cmd = [
         sys.executable,
-        __file__,
+        "-m",
+        __spec__.name,
         "--worker",
         "--json",
         out,
@@ -240,7 +241,7 @@ def _subprocess(args, devices: int, extra_env: dict | None = None, demo: bool = 
         cmd.append("--demo-worker")
     if args.n_obs:
         cmd += ["--n-obs", str(args.n_obs)]
-    subprocess.run(cmd, check=True, env=env)
+    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
     res = json.loads(Path(out).read_text())
     os.unlink(out)
     return res
@@ -310,7 +311,7 @@ def _table(results: list[dict], demos: dict, args) -> str:
     lines = [
         "# NUTS assimilation benchmark",
         "",
-        f"Command: `BAYESDA_DATA_DIR=... python analysis/bench_assimilation.py --model {args.model}"
+        f"Command: `BAYESDA_DATA_DIR=... {command(__spec__.name, [])} --model {args.model}"
         f"{' --random-decoder' if args.random_decoder else ''}` ({args.chains} chains x "
         f"{args.warmup} warmup + {args.draws} draws; measured {when} on a "
         f"{os.cpu_count()}-core CPU).",
@@ -408,7 +409,9 @@ def main(argv=None) -> int:
     p.add_argument("--n-obs", type=int, default=None)
     p.add_argument("--devices", type=int, nargs="+", default=[2, 4])
     p.add_argument("--no-demo", action="store_true")
-    p.add_argument("--out", default=str(HERE / "results" / "bench_assimilation.md"))
+    p.add_argument(
+        "--out", default=str(results_dir("assimilation_speed") / "bench_assimilation.md")
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--demo-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--json", default=None, help=argparse.SUPPRESS)

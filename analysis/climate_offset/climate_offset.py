@@ -9,14 +9,14 @@ Held-out NCEP anomalies plus a shift the training period never saw:
 observed by station-like networks (50 and 200, sigma 0.5 K) and assimilated with the offset
 prior (:mod:`bayesda.preflight.offset`) ``none``, ``uniform`` or ``smooth`` (sd 2 K), in the
 closed-form
-posterior of the decoder linearised at ``z = 0`` (``analysis/source_shift.py``; what MAP +
+posterior of the decoder linearised at ``z = 0`` (:mod:`analysis.common.linear`; what MAP +
 Laplace computes for this near-linear decoder). Scores at unobserved grid points
 (latitude-weighted), means over the times; ``bias`` is the mean error there, ``offset`` the
 posterior mean of the uniform coefficient (:func:`bayesda.preflight.offset.estimate_offset`).
 
-Output: ``analysis/results/climate_offset.{json,md}``.
+Output: ``analysis/climate_offset/results/climate_offset.{json,md}``.
 
-Usage: .venv/bin/python analysis/climate_offset.py [--n-times 12]
+Usage: python -m analysis.climate_offset.climate_offset [--n-times 12]
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ import argparse
 import json
 import os
 import pathlib
-import sys
 import time as _time
 
 import numpy as np
 
 import bayesda  # noqa: F401
+from analysis.common.io import SHIPPED_MODEL, command, results_dir, write_text
+from analysis.common.linear import LinearisedPosterior, gaussian_scores
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.obs.table import pseudo_obs
@@ -38,10 +39,6 @@ from bayesda.preflight.offset import estimate_offset, offset_modes
 from bayesda.prior.checkpoint import load_model
 from bayesda.verify import metrics
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from source_shift import LinearisedPosterior, _gaussian_scores, _write  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHIFTS = ("none", "warm3", "gradient")
 KINDS = ("none", "uniform", "smooth")
 
@@ -61,8 +58,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-times", type=int, default=12)
     ap.add_argument("--sd", type=float, default=2.0, help="prior SD of each offset coefficient")
-    ap.add_argument("--model", default=str(ROOT / "models" / "ncep-air"))
-    ap.add_argument("--out", default=str(ROOT / "analysis" / "results" / "climate_offset"))
+    ap.add_argument("--model", default=str(SHIPPED_MODEL))
+    ap.add_argument("--out", default=str(results_dir("climate_offset") / "climate_offset"))
     args = ap.parse_args(argv)
     t0 = _time.perf_counter()
     prior = load_model(args.model)
@@ -87,7 +84,7 @@ def main(argv=None) -> int:
                 for kind in KINDS:
                     lin.C = base_C + extra_C[kind]
                     mean, sd = lin(obs)
-                    sc = _gaussian_scores(mean, sd, truth, obs)
+                    sc = gaussian_scores(mean, sd, truth, obs)
                     err = truth.copy(data=mean) - truth
                     sc["bias"] = float(metrics.spatial_mean(err, mask=mask))
                     if kind == "uniform":
@@ -101,11 +98,11 @@ def main(argv=None) -> int:
             {"shift": shift, "network": net, "offset_prior": kind, **mean, "n_times": len(rs)}
         )
     path = pathlib.Path(args.out)
-    _write(path.with_suffix(".json"), json.dumps(out_rows, indent=2) + "\n")
+    write_text(path.with_suffix(".json"), json.dumps(out_rows, indent=2) + "\n")
     lines = [
         "# A climate that moved: the offset prior on a shifted period",
         "",
-        f"`python analysis/climate_offset.py --n-times {args.n_times} --sd {args.sd:g}` "
+        f"`{command(__spec__.name, [])} --n-times {args.n_times} --sd {args.sd:g}` "
         f"({_time.perf_counter() - t0:.0f} s; closed-form linearised posterior; scores at "
         "unobserved grid points, latitude-weighted, means over the held-out times; "
         "`offset`: posterior mean of the uniform coefficient).",
@@ -120,7 +117,7 @@ def main(argv=None) -> int:
             f"{r['rmse']:.3f} | {r['crps']:.3f} | {r['coverage_90']:.3f} | "
             f"{r['spread_skill']:.3f} | {off} |"
         )
-    _write(path.with_suffix(".md"), "\n".join(lines) + "\n")
+    write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

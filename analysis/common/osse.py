@@ -1,4 +1,4 @@
-"""Shared loading for the perfect-model (OSSE) scripts: the simulated store, split, anomalies.
+"""Shared loading for the perfect-model (OSSE) studies: the simulated store, split, anomalies.
 
 The Held-Suarez climate has no seasons and no diurnal cycle, so the climatology is the
 training-period time mean at each pixel and an anomaly is ``field - that mean``.
@@ -14,12 +14,9 @@ from typing import NamedTuple
 import numpy as np
 import xarray as xr
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "analysis" / "results"
-FIGURES = ROOT / "analysis" / "figures"
-
 
 def default_store() -> pathlib.Path:
+    """The Held-Suarez store of the default preset (``bayesda data simulate``)."""
     from bayesda.sim.heldsuarez import HeldSuarezConfig, default_store_path
 
     return default_store_path(HeldSuarezConfig())
@@ -81,6 +78,7 @@ def cos_weights(lat: np.ndarray, nlon: int) -> np.ndarray:
 
 
 def store_summary(attrs: dict, n: int) -> dict:
+    """The store's simulation config, the snapshots used and its wall time, for result files."""
     cfg = json.loads(attrs.get("config", "{}"))
     return {"config": cfg, "snapshots": n, "wall_seconds": attrs.get("wall_seconds")}
 
@@ -100,6 +98,7 @@ QG_LAT_HALF_WIDTH = 10.0
 
 
 def default_qg_store() -> pathlib.Path:
+    """The QG store of the default configuration (:mod:`bayesda.sim.qg`)."""
     from bayesda.sim.qg import QGConfig, default_store_path
 
     return default_store_path(QGConfig())
@@ -149,3 +148,44 @@ def open_field(
     )
     out.attrs.update(store_attrs)
     return out
+
+
+# --- the reconstruction table (osse_train, osse_gpu_fold) ---------------------------------------
+
+
+def recon_markdown(records) -> str:
+    """``osse_recon.md``: one row per trained model of ``osse_recon.json`` (train and GPU sweep)."""
+    lines = [
+        "# Held-out reconstruction RMSE on the simulated weather: VAE vs PCA-d",
+        "",
+        "Temperature at the lowest model level (K) for Held-Suarez rows; lower-layer "
+        "potential vorticity (1e-6 s-1) for the QG rows (tag qg-*, bayesda.sim.qg); anomalies "
+        "from the training time mean, held-out test blocks. `ratio` = VAE / PCA "
+        "(target <= 0.85). Each row's exact command is in osse_recon.json.",
+        "",
+        "| tag | d | VAE | PCA | ratio | VAE refined z | best / run epochs | train s | "
+        "load | settings |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(records, key=lambda r: (r["tag"], r["latent_dim"])):
+        tc = r["train_config"]
+        s = (
+            f"beta {tc['beta']}, ch {r['channels']}, lr {tc['learning_rate']}, "
+            f"pca_init {tc['pca_init']}, roll {tc.get('roll_lon')}, flip {tc.get('flip_lat')}"
+            f", n_fit {r['n_fit']}"
+        )
+        if r.get("linear_path") is False:
+            s += ", no linear path"
+        if tc.get("free_bits"):
+            s += f", free bits {tc['free_bits']}"
+        if tc.get("epochs") != 30:
+            s += f", max epochs {tc.get('epochs')}"
+        if r.get("device"):
+            s += f", {r['device']}"
+        lines.append(
+            f"| {r['tag']} | {r['latent_dim']} | {r['vae_rmse']:.4f} | {r['pca_rmse']:.4f} | "
+            f"{r['ratio']:.3f} | {r.get('vae_refined_rmse', '')} | "
+            f"{r['best_epoch']} / {r['epochs_run']} | {r['train_wall_s']} | "
+            f"{r['load_avg_1min']} | {s} |"
+        )
+    return "\n".join(lines) + "\n"

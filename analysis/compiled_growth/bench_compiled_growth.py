@@ -9,7 +9,8 @@ after the first few calls mean the compiled programs are reused.
 
 Usage::
 
-    BAYESDA_DATA_DIR=../shared/data python analysis/bench_compiled_growth.py --n-calls 300
+    BAYESDA_DATA_DIR=../shared/data python -m analysis.compiled_growth.bench_compiled_growth \\
+        --n-calls 300
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ import time
 from pathlib import Path
 
 import bayesda
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from analysis.common.io import SHIPPED_MODEL, command, results_dir
 
 
 def _maps() -> int:
@@ -38,7 +37,7 @@ def main(argv=None) -> int:
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--draws", type=int, default=50)
-    p.add_argument("--out", default=str(HERE / "results" / "bench_compiled_growth"))
+    p.add_argument("--out", default=str(results_dir("compiled_growth") / "bench_compiled_growth"))
     args = p.parse_args(argv)
 
     from bayesda.data.datasets import load_dataset
@@ -48,7 +47,7 @@ def main(argv=None) -> int:
     from bayesda.obs.table import pseudo_obs
     from bayesda.prior.checkpoint import load_model
 
-    prior = load_model(ROOT / "models" / "ncep-air")
+    prior = load_model(SHIPPED_MODEL)
     ds = load_dataset("ncep-air")
     _, test = block_split(ds["time"].values)
     times = ds["time"].values[test]
@@ -90,7 +89,7 @@ def main(argv=None) -> int:
     lines = [
         "# Compiled code and memory over many assimilations in one process",
         "",
-        f"Command: `python analysis/bench_compiled_growth.py --n-calls {args.n_calls}`; "
+        f"Command: `{command(__spec__.name, [])} --n-calls {args.n_calls}`; "
         f"{args.chains} chains x ({args.warmup} warmup + {args.draws} draws) per call, 20-200 "
         f"uniform obs per call, held-out NCEP times; total {wall:.0f} s. `memory_maps` counts "
         "lines of /proc/self/maps (the limit that the old per-call compilation exhausted "

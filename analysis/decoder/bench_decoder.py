@@ -4,12 +4,12 @@ One leapfrog step of NUTS costs one such evaluation, and NUTS runs it inside a J
 where XLA on CPU once took a slow path for convolution input-gradients (FINDINGS.md,
 jax-ml/jax#12868). ``bayesda.prior.vae.conv_valid`` works around it with a custom VJP; this
 script measures the shipped decoder both with that workaround and with plain
-``lax.conv_general_dilated`` gradients, for comparison.
+``lax.conv_general_dilated`` gradients, for comparison (:mod:`analysis.common.decoder`).
 
 Usage::
 
-    BAYESDA_DATA_DIR=../shared/data .venv/bin/python analysis/bench_decoder.py \\
-        --model models/ncep-air --out analysis/results/vae_bench_decoder.json
+    BAYESDA_DATA_DIR=../shared/data python -m analysis.decoder.bench_decoder \\
+        --model models/ncep-air --out analysis/decoder/results/vae_bench_decoder.json
 """
 
 from __future__ import annotations
@@ -17,83 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import time
 
 import numpy as np
 
 import bayesda
-
-
-def bench(decode, latent_dim: int, *, n_calls: int = 300, n_loop: int = 300, seed: int = 0) -> dict:
-    """Milliseconds per value-and-grad of ``0.5 * sum(decode(z)**2)`` for one ``z``.
-
-    Returns:
-      ``{"ms_alone": ..., "ms_in_fori_loop": ...}``: median of 5 repeats, each of
-      ``n_calls`` jitted calls (alone) or one jitted ``fori_loop`` of ``n_loop`` steps.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    def energy(z):
-        return 0.5 * jnp.sum(jnp.square(decode(z)))
-
-    vg = jax.jit(jax.value_and_grad(energy))
-    z0 = jax.random.normal(jax.random.key(seed), (latent_dim,))
-    jax.block_until_ready(vg(z0))
-    alone = []
-    for _ in range(5):
-        t = time.perf_counter()
-        for _ in range(n_calls):
-            out = vg(z0)
-        jax.block_until_ready(out)
-        alone.append((time.perf_counter() - t) / n_calls * 1e3)
-
-    @jax.jit
-    def loop(z):
-        def body(_, z):
-            v, g = jax.value_and_grad(energy)(z)
-            return z - 1e-6 * g + 0.0 * v
-
-        return jax.lax.fori_loop(0, n_loop, body, z)
-
-    jax.block_until_ready(loop(z0))
-    looped = []
-    for _ in range(5):
-        t = time.perf_counter()
-        jax.block_until_ready(loop(z0))
-        looped.append((time.perf_counter() - t) / n_loop * 1e3)
-    return {
-        "ms_alone": round(float(np.median(alone)), 3),
-        "ms_in_fori_loop": round(float(np.median(looped)), 3),
-    }
-
-
-def bench_model(model_dir: str | pathlib.Path) -> dict:
-    """Benchmark a saved model's decoder with and without the custom-VJP convolution."""
-    import jax
-
-    from bayesda.prior import vae
-    from bayesda.prior.checkpoint import load_model
-
-    prior = load_model(model_dir)
-    result = {"custom_vjp_conv": bench(prior.decode, prior.latent_dim)}
-    fast = vae.conv_valid
-    try:
-        vae.conv_valid = vae._conv_valid  # plain lax gradients, for comparison only
-        plain = load_model(model_dir)
-        result["plain_lax_conv"] = bench(plain.decode, plain.latent_dim)
-    finally:
-        vae.conv_valid = fast
-    n_dec = sum(
-        int(np.prod(v.shape))
-        for k, v in np.load(pathlib.Path(model_dir) / "params.npz", allow_pickle=False).items()
-        if k.startswith("decoder/")
-    )
-    result["decoder_params"] = n_dec
-    result["latent_dim"] = prior.latent_dim
-    result["grid"] = list(prior.grid.shape)
-    result["device"] = str(jax.devices()[0])
-    return result
+from analysis.common.decoder import bench_model
+from analysis.common.io import results_dir
 
 
 def bench_nuts(
@@ -144,7 +73,7 @@ def bench_nuts(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/ncep-air")
-    parser.add_argument("--out", default="analysis/results/vae_bench_decoder.json")
+    parser.add_argument("--out", default=str(results_dir("decoder") / "vae_bench_decoder.json"))
     parser.add_argument(
         "--nuts", action="store_true", help="also time NUTS (bayesda.inference.assimilate)"
     )

@@ -18,7 +18,7 @@ array handling remove).
 
 Usage::
 
-    BAYESDA_DATA_DIR=../shared/data python analysis/bench_demo.py \\
+    BAYESDA_DATA_DIR=../shared/data python -m analysis.demo.bench_demo \\
         --root before=/tmp/base --root after=. --repeats 3 --warm
 """
 
@@ -36,7 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from analysis.common.io import command, results_dir
+
 PHASES = ("data", "MAP", "warmup", "sampling", "fields", "diagnostics", "plots")
 _TIME = re.compile(r"time: total ([\d.]+) s = " + r" \+ ".join(rf"{p} ([\d.]+)" for p in PHASES))
 
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warm", action="store_true", help="one unrecorded run per checkout first")
-    ap.add_argument("--out", default=str(HERE / "results" / "demo_time"))
+    ap.add_argument("--out", default=str(results_dir("demo") / "demo_time"))
     ap.add_argument(
         "--count-programs", action="store_true", help="count the XLA programs each run lowers"
     )
@@ -169,16 +170,16 @@ def main(argv=None) -> int:
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    command = "python analysis/bench_demo.py " + " ".join(sys.argv[1:])
+    cmd = command(__spec__.name, argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(
-        json.dumps({"command": command, "utc": stamp, "rows": rows}, indent=1)
+        json.dumps({"command": cmd, "utc": stamp, "rows": rows}, indent=1)
     )
     md = [
         "# `bayesda demo` warm time per phase, checkouts back to back",
         "",
-        f"`{command}` ({stamp}; {os.cpu_count()} CPU cores; warm JAX compilation cache). "
+        f"`{cmd}` ({stamp}; {os.cpu_count()} CPU cores; warm JAX compilation cache). "
         "Each run is a fresh process; checkouts alternate. CPU s = user + sys of the process "
         "(what the run itself consumed; wall time also depends on the other jobs on the machine).",
         "",

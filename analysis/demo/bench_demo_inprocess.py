@@ -7,7 +7,7 @@ as ``bayesda demo`` does. Set ``XLA_FLAGS`` in the environment to compare XLA se
 
 Usage::
 
-    BAYESDA_DATA_DIR=../shared/data python analysis/bench_demo_inprocess.py --calls 3
+    BAYESDA_DATA_DIR=../shared/data python -m analysis.demo.bench_demo_inprocess --calls 3
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from analysis.common.io import SHIPPED_MODEL
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=3)
-    ap.add_argument("--model", default=str(HERE.parent / "models" / "ncep-air"))
+    ap.add_argument("--model", default=str(SHIPPED_MODEL))
     ap.add_argument("--out", default=None, help="JSON file for the rows (default: print only)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()

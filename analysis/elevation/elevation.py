@@ -22,7 +22,7 @@ where ``d_i`` is station ``i``'s *real* departure from the NCEP grid in that mon
 network offset that height does not explain). So the observations carry the real height
 and siting effects of real stations. 40 are assimilated and 10 withheld; the posterior is
 the closed form of the shipped decoder linearised at z = 0 (what MAP + Laplace gives for
-this decoder; ``analysis/source_shift.py`` cross-checks it). Arms:
+this decoder; :mod:`analysis.source_shift.source_shift` cross-checks it). Arms:
 
   off         elevations ignored (before this change)
   on          lapse rate 6.5 +- 2 K/km (the default)
@@ -34,9 +34,9 @@ truth; at the 10 withheld stations: 90% coverage and CRPS of the predictive for 
 raw value (the field there, moved back to the station height in the ``on`` arms); and the
 stations QC flags (:func:`bayesda.preflight.qc.quality_control`) among the 40.
 
-Output: ``analysis/results/elevation.json`` and ``.md``.
+Output: ``analysis/elevation/results/elevation.json`` and ``.md``.
 
-Usage: python analysis/elevation.py [--n-times 40] [--comonthlymet PATH]
+Usage: python -m analysis.elevation.elevation [--n-times 40] [--comonthlymet PATH]
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ import time as _time
 import numpy as np
 import pandas as pd
 from scipy import stats
-from source_shift import LinearisedPosterior
 
 import bayesda  # noqa: F401  (XLA flags before jax)
+from analysis.common.io import SHIPPED_MODEL, command, results_dir
+from analysis.common.linear import LinearisedPosterior
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.obs.elevation import LapseRate, adjust, surface_height_at
@@ -60,7 +61,6 @@ from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.preflight.pipeline import preflight
 from bayesda.prior.checkpoint import load_model
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_RDA = [
     pathlib.Path.home() / ".cache" / "bayesda" / "r-cran-fields" / "COmonthlyMet.rda",
     pathlib.Path("/usr/lib/R/site-library/fields/data/COmonthlyMet.rda"),
@@ -141,7 +141,7 @@ def lapse_table(st: dict, tas, prior) -> tuple[list[dict], np.ndarray]:
 
 
 class Closed(LinearisedPosterior):
-    """:class:`source_shift.LinearisedPosterior`, also at withheld points."""
+    """:class:`analysis.common.linear.LinearisedPosterior`, also at withheld points."""
 
     def __call__(self, obs: pd.DataFrame, test: pd.DataFrame, scale: float = 1.0):
         """Grid mean and SD, and the field's at ``test``; ``C`` scaled by ``scale^2``."""
@@ -172,8 +172,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n-stations", type=int, default=50)
     ap.add_argument("--n-withheld", type=int, default=10)
     ap.add_argument("--comonthlymet", default=None)
-    ap.add_argument("--model", default=str(ROOT / "models" / "ncep-air"))
-    ap.add_argument("--out", default=str(ROOT / "analysis" / "results" / "elevation"))
+    ap.add_argument("--model", default=str(SHIPPED_MODEL))
+    ap.add_argument("--out", default=str(results_dir("elevation") / "elevation"))
     args = ap.parse_args(argv)
     t0 = _time.perf_counter()
     prior = load_model(args.model)
@@ -268,7 +268,7 @@ def main(argv=None) -> int:
             }
         )
     cmd = (
-        f"python analysis/elevation.py --n-times {args.n_times} "
+        f"{command(__spec__.name, [])} --n-times {args.n_times} "
         f"--n-stations {args.n_stations} --n-withheld {args.n_withheld}"
     )
     out = pathlib.Path(args.out)

@@ -1,42 +1,45 @@
 """Is there anything for a VAE to learn in NCEP? The quadratic probe on the shipped data.
 
-The shipped NCEP decoder never improved on its PPCA start (``vae_ncep_air.md``: best epoch
-0). This asks whether that is the data or the recipe, with the same probe that separates
-the Gaussian Held-Suarez fields from the non-Gaussian QG ones
-(:func:`bayesda.data.fieldstats.quadratic_gain`: held-out RMSE of PCA-d plus a ridge regression
-of the PCA-d residual on the products of the d leading standardised PC scores, over the
-PCA-d RMSE; 1 = nothing a decoder of latent size d can add through nonlinearity, with the PC
-scores as an oracle encoder), on the NCEP anomalies of the 7-day block split (the
-climatology of the training split, 3 annual harmonics, as the shipped model), and on a
-Gaussian surrogate with the training sample covariance (the null).
+The shipped NCEP decoder never improved on its PPCA start
+(``analysis/ncep_prior/results/vae_ncep_air.md``: best epoch 0). This asks whether that is
+the data or the recipe, with the same probe that separates the Gaussian Held-Suarez fields
+from the non-Gaussian QG ones (:func:`bayesda.data.fieldstats.quadratic_gain`: held-out RMSE
+of PCA-d plus a ridge regression of the PCA-d residual on the products of the d leading
+standardised PC scores, over the PCA-d RMSE; 1 = nothing a decoder of latent size d can add
+through nonlinearity, with the PC scores as an oracle encoder), on the NCEP anomalies of the
+7-day block split (the climatology of the training split, 3 annual harmonics, as the shipped
+model), and on a Gaussian surrogate with the training sample covariance (the null).
 
 Usage::
 
-    BAYESDA_DATA_DIR=... python analysis/ncep_structure.py
+    BAYESDA_DATA_DIR=... python -m analysis.gaussianity.ncep_structure
 
-Writes analysis/results/ncep_structure.{json,md}.
+Writes analysis/gaussianity/results/ncep_structure.{json,md}.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pathlib
-import sys
 import time
 
 import numpy as np
 
+from analysis.common.io import command, results_dir
 from bayesda.data.climatology import Climatology
 from bayesda.data.datasets import load_dataset
 from bayesda.data.fieldstats import gaussian_surrogate, quadratic_gain, training_eofs
 from bayesda.data.split import block_split
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 DIMS = (4, 8, 16, 24)
 
 
 def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out-dir", type=pathlib.Path, default=results_dir("gaussianity"))
+    args = p.parse_args(argv)
     t0 = time.perf_counter()
     ds = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))
     tas = ds["tas"]
@@ -55,15 +58,14 @@ def main(argv=None) -> None:
         rows.append({"d": d, **r, "gaussian_ratio": g["ratio"]})
         print(f"d={d}: quadratic / PCA {r['ratio']:.4f} (Gaussian {g['ratio']:.4f})", flush=True)
     out = {
-        "command": "python analysis/ncep_structure.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command(__spec__.name, argv),
         "n_train": int(len(train)),
         "n_test": int(len(test)),
         "wall_s": time.perf_counter() - t0,
         "rows": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ncep_structure.json").write_text(json.dumps(out, indent=1) + "\n")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "ncep_structure.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = [
         "# Low-dimensional nonlinear structure in NCEP air temperature (quadratic probe)",
         "",
@@ -79,7 +81,7 @@ def main(argv=None) -> None:
             f"| {r['d']} | {r['pca_rmse']:.4f} | {r['quadratic_rmse']:.4f} | "
             f"{r['ratio']:.4f} | {r['gaussian_ratio']:.4f} |"
         )
-    (RESULTS / "ncep_structure.md").write_text("\n".join(lines) + "\n")
+    (args.out_dir / "ncep_structure.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ on the time-block split of the store:
 
 Usage::
 
-    OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python analysis/osse_nongauss.py [--max-snapshots N]
+    OMP_NUM_THREADS=1 nice -n 15 python -m analysis.gaussianity.osse_nongauss [--max-snapshots N]
 
-Writes analysis/results/osse_nongauss.json and .md.
+Writes analysis/gaussianity/results/osse_nongauss.json and .md.
 """
 
 from __future__ import annotations
@@ -28,15 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
+import pathlib
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from osse_common import RESULTS, default_store  # noqa: E402
-
-from bayesda.data.fieldstats import (  # noqa: E402
+from analysis.common.io import command, results_dir
+from analysis.common.osse import default_store
+from bayesda.data.fieldstats import (
     EARTH_RADIUS_M,
     gaussian_surrogate,
     knn_gain,
@@ -123,7 +122,7 @@ def stats(train: np.ndarray, test: np.ndarray, w: np.ndarray, null: bool, dims=D
     return out
 
 
-def windows(ds, lat, lon, train_mask, test_mask, argv: str) -> None:
+def windows(ds, lat, lon, train_mask, test_mask, argv, out_dir: pathlib.Path) -> None:
     """Gains in regional windows of tas (fewer pixels, fewer features at a time)."""
     t = ds["tas"].values.astype(np.float64)
     boxes = {
@@ -146,14 +145,14 @@ def windows(ds, lat, lon, train_mask, test_mask, argv: str) -> None:
             },
         }
         print(name, json.dumps(res[name]), flush=True)
-    path = RESULTS / "osse_nongauss.json"
+    path = out_dir / "osse_nongauss.json"
     out = json.loads(path.read_text())
-    out["windows"] = {"command": f"python analysis/osse_nongauss.py {argv}", **res}
+    out["windows"] = {"command": command(__spec__.name, argv), **res}
     path.write_text(json.dumps(out, indent=1) + "\n")
-    (RESULTS / "osse_nongauss.md").write_text(markdown(out))
+    (out_dir / "osse_nongauss.md").write_text(markdown(out))
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", default=None)
     p.add_argument("--max-snapshots", type=int, default=None)
@@ -165,7 +164,8 @@ def main() -> None:
         action="store_true",
         help="only: tas in two 90-degree windows (30-60N, 15S-15N) at d = 2, 4, 8",
     )
-    args = p.parse_args()
+    p.add_argument("--out-dir", type=pathlib.Path, default=results_dir("gaussianity"))
+    args = p.parse_args(argv)
     import xarray as xr
 
     from bayesda.data.split import block_split
@@ -179,17 +179,17 @@ def main() -> None:
     train_mask, test_mask = block_split(ds["time"].values)
     w = np.repeat(np.cos(np.radians(lat))[:, None], len(lon), axis=1)
     out = {
-        "command": "python analysis/osse_nongauss.py " + " ".join(sys.argv[1:]),
+        "command": command(__spec__.name, argv),
         "store": str(store),
         "n_snapshots": int(ds.sizes["time"]),
         "results": {},
     }
     if args.windows:
-        windows(ds, lat, lon, train_mask, test_mask, " ".join(sys.argv[1:]))
+        windows(ds, lat, lon, train_mask, test_mask, argv, args.out_dir)
         return
     fields = derived(ds, lat, lon)
     names = args.only.split(",") if args.only else list(fields)
-    path = RESULTS / "osse_nongauss.json"
+    path = args.out_dir / "osse_nongauss.json"
     if args.only and path.exists():  # add to the earlier results of the same data
         old = json.loads(path.read_text())
         if old.get("n_snapshots") == out["n_snapshots"]:
@@ -218,10 +218,10 @@ def main() -> None:
         out["wall_seconds"] = round(old.get("wall_seconds", 0) + out["wall_seconds"], 1)
     out["load_avg_1min"] = round(os.getloadavg()[0], 2)
     out["n_train"], out["n_test"] = int(train_mask.sum()), int(test_mask.sum())
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
-    (RESULTS / "osse_nongauss.md").write_text(markdown(out))
-    print((RESULTS / "osse_nongauss.md").read_text())
+    (args.out_dir / "osse_nongauss.md").write_text(markdown(out))
+    print((args.out_dir / "osse_nongauss.md").read_text())
 
 
 def markdown(o: dict) -> str:

@@ -7,24 +7,23 @@ exactly the training sample covariance (the best Gaussian prior fitted to these 
 
 Usage::
 
-    .venv/bin/python analysis/osse_stats.py [--store PATH] [--max-snapshots N]
+    python -m analysis.gaussianity.osse_stats [--store PATH] [--max-snapshots N]
 
-Writes analysis/results/osse_stats.{json,md} and analysis/figures/osse_moments.png.
+Writes analysis/gaussianity/results/osse_stats.{json,md} and osse_moments.png there.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import pathlib
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from osse_common import FIGURES, RESULTS, cos_weights, load, store_summary  # noqa: E402
-
-from bayesda.data.fieldstats import (  # noqa: E402
+from analysis.common.io import command, results_dir
+from analysis.common.osse import cos_weights, load, store_summary
+from bayesda.data.fieldstats import (
     gaussian_surrogate,
     moments,
     pca_variance_kept,
@@ -40,19 +39,20 @@ THRESHOLDS = {
 }
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", default=None)
     p.add_argument("--max-snapshots", type=int, default=None)
     p.add_argument("--variables", default="tas,ps,ua,va")
-    args = p.parse_args()
+    p.add_argument("--out-dir", type=pathlib.Path, default=results_dir("gaussianity"))
+    args = p.parse_args(argv)
     t0 = time.perf_counter()
     out: dict = {
-        "command": "python analysis/osse_stats.py"
+        "command": command(__spec__.name, [])
         + (f" --max-snapshots {args.max_snapshots}" if args.max_snapshots else "")
     }
     maps = {}
-    path = RESULTS / "osse_stats.json"
+    path = args.out_dir / "osse_stats.json"
     if path.exists():  # keep other variables of the same data (one variable per call is fine)
         old = json.loads(path.read_text())
         if old.get("command") == out["command"]:
@@ -96,10 +96,10 @@ def main() -> None:
         print(var, json.dumps({k: v for k, v in out[var].items() if "zonal" not in k}), flush=True)
         out["lat"] = [round(float(v), 3) for v in d.lat]
         out["wall_seconds"] = round(time.perf_counter() - t0, 1)
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        args.out_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=2) + "\n")
-        (RESULTS / "osse_stats.md").write_text(markdown(out))
-    figure(maps, d.lat, d.lon, FIGURES / "osse_moments.png")
+        (args.out_dir / "osse_stats.md").write_text(markdown(out))
+    figure(maps, d.lat, d.lon, args.out_dir / "osse_moments.png")
 
 
 def markdown(o: dict) -> str:

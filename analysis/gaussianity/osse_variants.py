@@ -1,26 +1,28 @@
 """Short Held-Suarez runs with other forcing, levels or grids: cost and non-Gaussianity.
 
 Is there a cheap setting where the simulated weather is less Gaussian than the stored
-lowest-level T21 fields (analysis/results/osse_nongauss.md)? Each variant restarts from a
-saved state of the T21 store (``<store>.restart/state_N.npz``, already in statistical
-equilibrium under standard Held-Suarez forcing), integrates ``--spinup-days`` with its own
-forcing (:func:`bayesda.sim.heldsuarez._build` ``forcing=``), then keeps ``--snapshots`` 6-hourly
-snapshots of temperature and relative vorticity at several sigma levels and reports, per
-field, on the 7-day block split: marginal moments and :func:`bayesda.data.fieldstats.quadratic_gain`
-at small d, each with the same statistics of a Gaussian with the training covariance (the
-null at this sample size), and the seconds per simulated 6 h.
+lowest-level T21 fields (analysis/gaussianity/results/osse_nongauss.md)? Each variant
+restarts from a saved state of the T21 store (``<store>.restart/state_N.npz``, already in
+statistical equilibrium under standard Held-Suarez forcing), integrates ``--spinup-days``
+with its own forcing (:func:`bayesda.sim.heldsuarez.build_model` ``forcing=``), then keeps
+``--snapshots`` 6-hourly snapshots of temperature and relative vorticity at several sigma
+levels and reports, per field, on the 7-day block split: marginal moments and
+:func:`bayesda.data.fieldstats.quadratic_gain` at small d, each with the same statistics of
+a Gaussian with the training covariance (the null at this sample size), and the seconds per
+simulated 6 h.
 
 ``--timing GRID DT`` only times one trajectory of another grid (e.g. T42 at 15 min) from
 rest: seconds per simulated 6 h after compilation.
 
 Usage::
 
-    OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python analysis/osse_variants.py --name base
-    OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python analysis/osse_variants.py --name dTy100 \\
+    OMP_NUM_THREADS=1 nice -n 15 python -m analysis.gaussianity.osse_variants --name base
+    OMP_NUM_THREADS=1 nice -n 15 python -m analysis.gaussianity.osse_variants --name dTy100 \\
         --forcing dTy=100 --spinup-days 60
-    OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python analysis/osse_variants.py --timing T42 15
+    OMP_NUM_THREADS=1 nice -n 15 python -m analysis.gaussianity.osse_variants --timing T42 15
 
-Appends one record per call to analysis/results/osse_variants.json and rewrites .md.
+Appends one record per call to analysis/gaussianity/results/osse_variants.json and rewrites
+.md.
 """
 
 from __future__ import annotations
@@ -30,15 +32,13 @@ import dataclasses
 import json
 import os
 import pathlib
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from osse_common import RESULTS, default_store  # noqa: E402
-
-from bayesda.data.fieldstats import (  # noqa: E402
+from analysis.common.io import command, results_dir
+from analysis.common.osse import default_store
+from bayesda.data.fieldstats import (
     gaussian_surrogate,
     knn_gain,
     moments,
@@ -76,10 +76,10 @@ def parse_forcing(text: str | None) -> dict:
 def timing(grid: str, dt_minutes: float, n: int = 8) -> dict:
     import jax
 
-    from bayesda.sim.heldsuarez import HeldSuarezConfig, _build
+    from bayesda.sim.heldsuarez import HeldSuarezConfig, build_model
 
     cfg = HeldSuarezConfig(grid=grid, dt_minutes=dt_minutes)
-    model = _build(cfg)
+    model = build_model(cfg)
     t0 = time.perf_counter()
     state = jax.block_until_ready(model.advance(model.initial_state))
     compile_s = time.perf_counter() - t0
@@ -130,7 +130,7 @@ def field_stats(x: np.ndarray, times: np.ndarray, w: np.ndarray) -> dict:
 def run_variant(args) -> dict:
     import jax
 
-    from bayesda.sim.heldsuarez import HeldSuarezConfig, _build, _state_from_npz
+    from bayesda.sim.heldsuarez import HeldSuarezConfig, build_model, load_state
 
     store = pathlib.Path(args.store) if args.store else default_store()
     restarts = sorted(
@@ -145,8 +145,8 @@ def run_variant(args) -> dict:
         # an "air-mass" tracer: -1 equatorward of 45 degrees, +1 poleward, a 10-degree
         # front in the storm tracks, relaxed back at every level
         tracer = (lambda lat: np.tanh((np.abs(lat) - 45.0) / 10.0), args.tracer_days)
-    model = _build(cfg, forcing=parse_forcing(args.forcing), tracer=tracer)
-    state = _state_from_npz(model.initial_state, restarts[-1])
+    model = build_model(cfg, forcing=parse_forcing(args.forcing), tracer=tracer)
+    state = load_state(model.initial_state, restarts[-1])
     t0 = time.perf_counter()
     n_spin = int(round(args.spinup_days * 24 / cfg.interval_hours))
     for _ in range(n_spin):
@@ -193,7 +193,7 @@ def run_variant(args) -> dict:
     }
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--name", default="base")
     p.add_argument("--forcing", default=None, help="e.g. dTy=100,ks=1 (K, 1/day)")
@@ -208,20 +208,22 @@ def main() -> None:
     )
     p.add_argument("--fields", default=None, help="only these, e.g. q,t (default all)")
     p.add_argument("--timing", nargs=2, metavar=("GRID", "DT_MINUTES"), default=None)
-    args = p.parse_args()
+    p.add_argument("--out-dir", type=pathlib.Path, default=results_dir("gaussianity"))
+    args = p.parse_args(argv)
     t0 = time.perf_counter()
     if args.timing:
         rec = timing(args.timing[0], float(args.timing[1]))
     else:
         rec = run_variant(args)
-    rec["command"] = "python analysis/osse_variants.py " + " ".join(sys.argv[1:])
+    rec["command"] = command(__spec__.name, argv)
     rec["wall_s"] = round(time.perf_counter() - t0, 1)
     rec["load_avg_1min"] = round(os.getloadavg()[0], 2)
-    path = RESULTS / "osse_variants.json"
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    path = args.out_dir / "osse_variants.json"
     records = json.loads(path.read_text()) if path.exists() else []
     records = [r for r in records if r.get("command") != rec["command"]] + [rec]
     path.write_text(json.dumps(records, indent=1) + "\n")
-    (RESULTS / "osse_variants.md").write_text(markdown(records))
+    (args.out_dir / "osse_variants.md").write_text(markdown(records))
     print(json.dumps({k: v for k, v in rec.items() if k != "fields"}), flush=True)
 
 
@@ -229,7 +231,8 @@ def markdown(records: list[dict]) -> str:
     lines = [
         "# Short Held-Suarez variants: cost and non-Gaussianity",
         "",
-        "Made by `analysis/osse_variants.py` (each row's command in osse_variants.json). "
+        "Made by `python -m analysis.gaussianity.osse_variants` (each row's command in "
+        "osse_variants.json). "
         "Statistics on the 7-day block split of each variant's snapshots; 'Gaussian' = the "
         "same statistic for draws from N(mean, training covariance) of the same size (the "
         "null at this sample size). Quadratic ratio: bayesda.data.fieldstats.quadratic_gain "

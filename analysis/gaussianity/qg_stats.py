@@ -11,9 +11,9 @@ same sizes (the null: what the best Gaussian prior would give).
 
 Usage::
 
-    .venv/bin/python analysis/qg_stats.py [--store PATH] [--max-snapshots N]
+    python -m analysis.gaussianity.qg_stats [--store PATH] [--max-snapshots N]
 
-Writes analysis/results/qg_stats.{json,md}.
+Writes analysis/gaussianity/results/qg_stats.{json,md}.
 """
 
 from __future__ import annotations
@@ -21,21 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
+import pathlib
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from osse_common import QG_UNITS, RESULTS, open_field, store_summary  # noqa: E402
-
-from bayesda.data.fieldstats import (  # noqa: E402
+from analysis.common.io import command, results_dir
+from analysis.common.osse import QG_UNITS, open_field, store_summary
+from bayesda.data.fieldstats import (
     gaussian_surrogate,
     moments,
     quadratic_gain,
     training_eofs,
 )
-from bayesda.data.split import block_split  # noqa: E402
+from bayesda.data.split import block_split
 
 DIMS = (32, 64, 128, 256)
 QUAD_DIMS = (8, 16, 32)
@@ -47,6 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--max-snapshots", type=int, default=None)
     p.add_argument("--variables", default=",".join(QG_UNITS))
     p.add_argument("--null-dims", default="32", help="d at which the Gaussian null is run")
+    p.add_argument("--out-dir", type=pathlib.Path, default=results_dir("gaussianity"))
     return p.parse_args(argv)
 
 
@@ -168,16 +168,15 @@ def main(argv=None) -> None:
     ]
     first = open_field(args.variables.split(",")[0], args.store, args.max_snapshots)
     out = {
-        "command": "python analysis/qg_stats.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command(__spec__.name, argv),
         "store": store_summary(first.attrs, first.sizes["time"]),
         "wall_s": time.perf_counter() - t0,
         "load": os.getloadavg()[0],
         "variables": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "qg_stats.json").write_text(json.dumps(out, indent=1) + "\n")
-    (RESULTS / "qg_stats.md").write_text(markdown(out))
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "qg_stats.json").write_text(json.dumps(out, indent=1) + "\n")
+    (args.out_dir / "qg_stats.md").write_text(markdown(out))
     print(markdown(out))
 
 

@@ -15,9 +15,9 @@ assimilated with MAP + Laplace (the shipped model, 4 x 500 draws):
 RMSE of the posterior mean is taken at unobserved grid points (no observation nearest) and
 within 500 km of a corrupted station (where a gross error does its damage).
 
-Output: ``analysis/results/gross_error.json`` and ``gross_error.md``.
+Output: ``analysis/gross_error/results/gross_error.json`` and ``gross_error.md``.
 
-Usage: .venv/bin/python analysis/gross_error.py [--n-times 10]
+Usage: python -m analysis.gross_error.gross_error [--n-times 10]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import time as _time
 import numpy as np
 
 import bayesda  # noqa: F401  (XLA flags before jax)
+from analysis.common.io import SHIPPED_MODEL, command, results_dir
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.inference.assimilate import assimilate
@@ -41,7 +42,6 @@ from bayesda.prior.checkpoint import load_model
 from bayesda.settings import ModelOptions, SamplerSettings
 from bayesda.verify import metrics
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 GROSS = (15.0, -15.0, 15.0)
 
 
@@ -72,8 +72,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-times", type=int, default=10)
     ap.add_argument("--n-obs", type=int, default=50)
-    ap.add_argument("--model", default=str(ROOT / "models" / "ncep-air"))
-    ap.add_argument("--out", default=str(ROOT / "analysis" / "results" / "gross_error"))
+    ap.add_argument("--model", default=str(SHIPPED_MODEL))
+    ap.add_argument("--out", default=str(results_dir("gross_error") / "gross_error"))
     ap.add_argument(
         "--reuse",
         default=None,
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
         "note": "n_gross, flagged_* summed over n_times cases of n_obs observations with 3 gross "
         "errors (+15, -15, +15 K); rmse_* are means over cases of the posterior-mean "
         "RMSE at unobserved grid points, K; rmse_with_errors is with bayesda.preflight.qc",
-        "command": "python analysis/gross_error.py --n-times "
+        "command": f"{command(__spec__.name, [])} --n-times "
         + str(args.n_times)
         + (f" --reuse {args.reuse}" if args.reuse else ""),
         "wall_s": round(_time.perf_counter() - t_start, 1),

@@ -11,19 +11,19 @@ put the 15 K back at the station. This script conditions the same latent draws b
 and reports the posterior-mean error at the grid node nearest to the bad station and the
 largest error within 500 km of it.
 
-Output: analysis/results/studentt_matheron.json. Usage:
-  .venv/bin/python analysis/studentt_matheron.py
+Output: analysis/gross_error/results/studentt_matheron.json. Usage:
+  python -m analysis.gross_error.studentt_matheron
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pathlib
 
 import numpy as np
 
 import bayesda  # noqa: F401
+from analysis.common.io import SHIPPED_MODEL, command, results_dir
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.inference.assimilate import assimilate
@@ -33,11 +33,9 @@ from bayesda.obs.table import pseudo_obs
 from bayesda.prior.checkpoint import load_model
 from bayesda.settings import ModelOptions, SamplerSettings
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
 
 def main() -> int:
-    prior = load_model(ROOT / "models" / "ncep-air")
+    prior = load_model(SHIPPED_MODEL)
     data = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))
     times = data["time"].values
     _, test = block_split(times)
@@ -88,8 +86,8 @@ def main() -> int:
             "max_abs_error_within_500km_K": float(np.abs(err[near]).max()),
             "rmse_within_500km_K": float(np.sqrt(np.mean(err[near] ** 2))),
         }
-    out["command"] = "python analysis/studentt_matheron.py"
-    path = ROOT / "analysis" / "results" / "studentt_matheron.json"
+    out["command"] = command(__spec__.name, [])
+    path = results_dir("gross_error") / "studentt_matheron.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     return 0

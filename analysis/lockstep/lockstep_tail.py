@@ -4,10 +4,11 @@ of many chains, and the lockstep efficiency they imply for K = 8 ... 1024 times 
 On an accelerator all chains of a batch advance together, so each NUTS iteration costs the
 largest tree in the batch. With the Laplace mass matrix the posterior is close to a whitened
 Gaussian and a tree's length follows from its step size alone: above ``pi / 7`` (0.449) a
-tree U-turns after 7 leapfrog steps, below it after 15 (``analysis/results/resonance.md``).
-Chains adapt their step sizes separately, so one chain whose warmup ended below the edge
-makes every iteration of the whole batch cost 15 steps instead of 7. At K = 16 that is
-rare; at K = 1024 (4096 chains) it is decided by the tail of the step sizes' distribution.
+tree U-turns after 7 leapfrog steps, below it after 15
+(``analysis/resonance/results/resonance.md``). Chains adapt their step sizes separately, so
+one chain whose warmup ended below the edge makes every iteration of the whole batch cost 15
+steps instead of 7. At K = 16 that is rare; at K = 1024 (4096 chains) it is decided by the
+tail of the step sizes' distribution.
 
 Tree sizes do not depend on the device, so this is measured on the CPU: K times of the
 shipped model (reanalysis defaults, 50 station-like observations) are warmed up and sampled
@@ -16,7 +17,7 @@ for a short while; each chain's step size and tree sizes are kept. The lockstep 
 estimated by drawing chains from that pool (with replacement; iterations drawn from each
 chain's own tree sizes) for K = 8 ... 1024.
 
-    python analysis/lockstep_tail.py --k 256 --draws 50        # about 16 min on 2 cores
+    python -m analysis.lockstep.lockstep_tail --k 256 --draws 50   # about 16 min on 2 cores
 """
 
 from __future__ import annotations
@@ -24,15 +25,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+from analysis.common.io import SHIPPED_MODEL, command, results_dir
 
 BATCH_TIMES = (8, 64, 256, 1024)
 """Times per program whose lockstep efficiency is projected."""
@@ -53,18 +51,17 @@ def tail(log_eps: np.ndarray, chains: int) -> tuple[float, float]:
 
 def measure(k: int, draws: int, seed: int) -> dict:
     """Warm up and sample ``k`` times of the shipped model; per-chain step sizes and trees."""
-    from bench_reanalysis import held_out_obs
-
-    from bayesda.inference.assimilate import _sample
+    from analysis.common.ncep import held_out_obs
+    from bayesda.inference.assimilate import sample_batch
     from bayesda.prior.checkpoint import load_model
     from bayesda.workflows.reanalysis import ReanalysisSettings, time_seed
 
-    prior = load_model(ROOT / "models" / "ncep-air")
+    prior = load_model(SHIPPED_MODEL)
     obs, times = held_out_obs(k, 50)
     s = ReanalysisSettings()
     sampler = s.sampler.replace(num_samples=draws)
     t0 = time.perf_counter()
-    b = _sample(
+    b = sample_batch(
         prior,
         obs,
         times,
@@ -205,7 +202,7 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, default=256, help="times in the measured batch")
     p.add_argument("--draws", type=int, default=50, help="draws per chain after warmup")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--out", default=str(HERE / "results" / "lockstep_tail"))
+    p.add_argument("--out", default=str(results_dir("lockstep") / "lockstep_tail"))
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
     import bayesda
@@ -216,10 +213,7 @@ def main(argv=None) -> int:
     summary = summarise(row)
     print(json.dumps(summary, indent=1))
     if not a.no_write:
-        command = "python analysis/lockstep_tail.py " + " ".join(
-            sys.argv[1:] if argv is None else argv
-        )
-        write(row, summary, command.strip(), Path(a.out))
+        write(row, summary, command(__spec__.name, argv), Path(a.out))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Wall time of loading the shipped model in a fresh process, for one or more checkouts.
 
 Each run is a new process, run in the checkout's directory with that checkout first on
-``PYTHONPATH`` (as in ``analysis/bench_demo.py``). The libraries a model load needs (jax,
+``PYTHONPATH`` (as in :mod:`analysis.demo.bench_demo`). The libraries a model load needs (jax,
 flax, xarray and the dask that xarray imports when it decodes a netCDF file) are imported
 before the clock starts, so the time is bayesda's own work: reading and verifying the
 files, checking the parameters' shapes, rebuilding the representation error. Checkouts
@@ -9,7 +9,8 @@ alternate; one unrecorded run per checkout fills the disk caches first.
 
 Usage::
 
-    python analysis/bench_model_load.py --root before=/tmp/base --root after=. --repeats 4
+    python -m analysis.model_load.bench_model_load --root before=/tmp/base --root after=. \\
+        --repeats 4
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from analysis.common.io import command, results_dir
+
 _CHILD = """
 import time
 import bayesda.prior.checkpoint, dask.array, jax, xarray  # libraries: outside the clock
@@ -54,7 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--root", action="append", required=True, help="LABEL=PATH of a checkout")
     ap.add_argument("--model", default="models/ncep-air")
     ap.add_argument("--repeats", type=int, default=4)
-    ap.add_argument("--out", default=str(HERE / "results" / "model_load"))
+    ap.add_argument("--out", default=str(results_dir("model_load") / "model_load"))
     args = ap.parse_args(argv)
     roots = [(s.split("=", 1)[0], Path(s.split("=", 1)[1]).resolve()) for s in args.root]
     for _, root in roots:
@@ -66,16 +68,16 @@ def main(argv=None) -> int:
             rows.append({"label": label, "repeat": i, "load_s": round(seconds, 3)})
             print(json.dumps(rows[-1]), flush=True)
     stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    command = "python analysis/bench_model_load.py " + " ".join(sys.argv[1:])
+    cmd = command(__spec__.name, argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(
-        json.dumps({"command": command, "utc": stamp, "rows": rows}, indent=1) + "\n"
+        json.dumps({"command": cmd, "utc": stamp, "rows": rows}, indent=1) + "\n"
     )
     lines = [
         f"# Loading `{args.model}` in a fresh process",
         "",
-        f"`{command}` ({stamp}; {os.cpu_count()} CPU cores; disk caches filled by one "
+        f"`{cmd}` ({stamp}; {os.cpu_count()} CPU cores; disk caches filled by one "
         "unrecorded run per checkout; libraries imported before the clock).",
         "",
         "| checkout | runs | median s | min s | max s |",

@@ -9,13 +9,13 @@
    reconstruction RMSE ``decode(encode_mean(x)) - x`` (K) against PCA/EOF truncation with the
    same number of dimensions fitted on the same training fields; per-pixel RMS; the SD of
    prior samples ``decode(z), z ~ N(0, I)`` against the training anomaly SD; decoder
-   value-and-gradient timings (analysis/bench_decoder.py).
-3. Write analysis/results/vae_ncep_air.{json,md}, the figure
-   analysis/figures/vae_ncep_air.png, and the model card (model.json metrics, MODEL_CARD.md).
+   value-and-gradient timings (:func:`analysis.common.decoder.bench_model`).
+3. Write analysis/ncep_prior/results/vae_ncep_air.{json,md}, the figure vae_ncep_air.png
+   there, and the model card (model.json metrics, MODEL_CARD.md) of the model in ``--out``.
 
 Usage::
 
-    BAYESDA_DATA_DIR=../shared/data .venv/bin/python analysis/train_ncep.py
+    BAYESDA_DATA_DIR=../shared/data python -m analysis.ncep_prior.train_ncep
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 
 import numpy as np
 
 import bayesda
+from analysis.common.decoder import bench_model
+from analysis.common.io import ROOT, results_dir
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "analysis"))
+RESULTS = results_dir("ncep_prior")
 
 
 def parse_args():
@@ -44,8 +44,8 @@ def parse_args():
     p.add_argument("--learning-rate", type=float, default=3e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-train", action="store_true", help="evaluate an existing model")
-    p.add_argument("--results", default=str(ROOT / "analysis" / "results" / "vae_ncep_air"))
-    p.add_argument("--figure", default=str(ROOT / "analysis" / "figures" / "vae_ncep_air.png"))
+    p.add_argument("--results", default=str(RESULTS / "vae_ncep_air"))
+    p.add_argument("--figure", default=str(RESULTS / "vae_ncep_air.png"))
     return p.parse_args()
 
 
@@ -66,7 +66,6 @@ def main() -> None:
     args = parse_args()
     import jax
     import jax.numpy as jnp
-    from bench_decoder import bench_model
 
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split, validation_split

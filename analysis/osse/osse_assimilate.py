@@ -2,20 +2,20 @@
 
 The truth is a held-out Held-Suarez field (test blocks of the time-block split); observations
 are that field's anomaly at fixed network locations plus N(0, sigma^2) noise. Methods and
-scoring are those of ``analysis/benchmark_skill.py`` (scores at unobserved grid points with
+scoring are those of :mod:`analysis.skill.benchmark_skill` (scores at unobserved grid points with
 :func:`bayesda.verify.metrics.verify`): bayesda NUTS and MAP + Laplace with a model trained by
-``analysis/osse_train.py``, OI with the (2%-shrunk) sample covariance of the same training
+:mod:`analysis.osse.osse_train`, OI with the (2%-shrunk) sample covariance of the same training
 fields, climatology, and optionally the original optimise-and-restart method.
 
 Usage::
 
-    .venv/bin/python analysis/osse_assimilate.py \\
+    python -m analysis.osse.osse_assimilate \\
         --model-dir ~/.cache/bayesda/osse/models/base-d64 --n-times 60 --stride 6 \\
         --networks uniform-20 uniform-50 uniform-200 station-20 \\
         station-50 station-200
 
-Writes analysis/results/osse_skill{SUFFIX}.{md,csv} and
-analysis/figures/osse_calibration{SUFFIX}_*.png.
+Writes analysis/osse/results/osse_skill{SUFFIX}.{md,csv} and
+osse_calibration{SUFFIX}_*.png there.
 """
 
 from __future__ import annotations
@@ -26,16 +26,15 @@ import datetime as dt
 import os
 import pathlib
 import platform
-import sys
 import time as _time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import benchmark_skill as bs  # noqa: E402
-from osse_common import RESULTS, open_field  # noqa: E402
-
-import bayesda  # noqa: E402
-from bayesda.geo.grid import Grid  # noqa: E402
-from bayesda.verify import baselines  # noqa: E402
+import analysis.common.skill as bs
+import bayesda
+from analysis.common.io import atomic_write, command, results_dir
+from analysis.common.osse import open_field
+from analysis.common.prior import with_repr_error
+from bayesda.geo.grid import Grid
+from bayesda.verify import baselines
 
 
 def parse_args(argv=None):
@@ -108,37 +107,8 @@ def parse_args(argv=None):
         "bayesda.prior.representation.homogeneous at full rank)",
     )
     p.add_argument("--suffix", default="")
+    p.add_argument("--out-dir", type=pathlib.Path, default=results_dir("osse"))
     return p.parse_args(argv)
-
-
-def with_repr_error(prior, train, grid, structure: str):
-    """``prior`` with its representation error re-estimated from validation residuals.
-
-    The residuals ``decode(encode_mean(x)) - x`` are taken on the training split's
-    validation blocks (:func:`bayesda.data.split.validation_split`), the fields the training
-    recipe estimated the model's own representation error from.
-    """
-    import numpy as np
-    from synthetic_check import reconstruct
-
-    from bayesda.data.split import validation_split
-    from bayesda.prior.representation import from_residuals, homogeneous
-
-    if prior.encode is None:
-        raise ValueError(f"{prior.name} has no encoder: cannot recompute its residuals")
-    _, val = validation_split(train["time"].values)
-    x = np.asarray(train.values[val], np.float32)
-    res = reconstruct(prior, x) - x
-    if structure == "homogeneous":  # doubly periodic grids (QG) only
-        repr_error = homogeneous(res)
-    else:
-        repr_error = from_residuals(res, grid, structure)
-    print(
-        f"representation error {structure!r} from {len(x)} validation residuals "
-        f"(RMS {np.sqrt(np.mean(res**2)):.4f}, rank {repr_error.factor.shape[0]})",
-        flush=True,
-    )
-    return dataclasses.replace(prior, repr_error=repr_error)
 
 
 def main(argv=None) -> None:
@@ -212,11 +182,8 @@ def main(argv=None) -> None:
     summary = bs.summarise(rows, walls, cfg)
     total = _time.perf_counter() - t_total
     times = test["time"].values[tidx]
-    command = "python analysis/osse_assimilate.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
     meta = dict(
-        command=command,
+        command=command(__spec__.name, argv),
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, bayesda {bayesda.__version__}"
         f", load {os.getloadavg()[0]:.1f}",
@@ -225,10 +192,10 @@ def main(argv=None) -> None:
         n_times=len(tidx),
         time_range=f"{str(times[0])[:10]} .. {str(times[-1])[:10]} (simulated calendar)",
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    csv = RESULTS / f"osse_skill{args.suffix}.csv"
-    md = RESULTS / f"osse_skill{args.suffix}.md"
-    bs._atomic_write(csv, lambda tmp: summary.to_csv(tmp, index=False, float_format="%.5g"))
+    out_dir = args.out_dir
+    csv = out_dir / f"osse_skill{args.suffix}.csv"
+    md = out_dir / f"osse_skill{args.suffix}.md"
+    atomic_write(csv, lambda tmp: summary.to_csv(tmp, index=False, float_format="%.5g"))
     source = (
         "Held-Suarez" if args.var == "tas" else f"QG, variable {args.var} in {tas.attrs['units']}"
     )
@@ -238,10 +205,8 @@ def main(argv=None) -> None:
     if args.var != "tas":  # benchmark_skill writes NCEP's unit
         units = tas.attrs["units"]
         text = text.replace("(K)", f"({units})").replace(f"{cfg.sigma} K,", f"{cfg.sigma} {units},")
-    bs._atomic_write(md, lambda tmp: pathlib.Path(tmp).write_text(text))
-    bs.figures(
-        curves, points, cfg, RESULTS.parent / "figures", prefix=f"osse_calibration{args.suffix}_"
-    )
+    atomic_write(md, lambda tmp: pathlib.Path(tmp).write_text(text))
+    bs.figures(curves, points, cfg, out_dir, prefix=f"osse_calibration{args.suffix}_")
     print(f"wrote {csv}, {md}; total {total:.0f} s", flush=True)
 
 

@@ -1,6 +1,6 @@
 """Maps of one perfect-model analysis: truth, bayesda mean and SD, OI mean (issue 10).
 
-One held-out Held-Suarez time (the middle one of the 60 that ``osse_assimilate.py`` scores),
+One held-out Held-Suarez time (the middle one of the 60 that ``osse_assimilate`` scores),
 the 50-station network and observation noise of that script when it runs ``station-50``
 alone (``--networks station-50``: network index 0, same seeds), assimilated by bayesda NUTS
 (4 chains) and by OI with the training sample covariance. The grid is global with periodic
@@ -8,26 +8,25 @@ longitude; every panel shows the same longitudes (-180..174.375) and marks the o
 
 Usage::
 
-    .venv/bin/python analysis/osse_maps.py \\
+    python -m analysis.osse.osse_maps \\
         --model-dir ~/.cache/bayesda/osse/models/base-d32 --max-snapshots 6000
 
-Writes analysis/figures/osse_maps.png.
+Writes analysis/osse/results/osse_maps.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
-import sys
 
 import numpy as np
 import xarray as xr
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import benchmark_skill as bs  # noqa: E402
-from osse_common import FIGURES, default_store  # noqa: E402
-
-import bayesda  # noqa: E402
+import analysis.common.skill as bs
+import bayesda
+from analysis.common.io import atomic_write, results_dir
+from analysis.common.osse import default_store
 
 __all__ = ["main", "draw"]
 
@@ -40,7 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--network", default="station-50")
     p.add_argument("--n-times", type=int, default=60, help="as in osse_assimilate.py")
     p.add_argument("--which", type=int, default=30, help="index among the n-times held-out times")
-    p.add_argument("--out", type=pathlib.Path, default=FIGURES / "osse_maps.png")
+    p.add_argument("--out", type=pathlib.Path, default=results_dir("osse") / "osse_maps.png")
     return p.parse_args(argv)
 
 
@@ -82,7 +81,7 @@ def draw(truth, panels: dict, obs, out: pathlib.Path, title: str) -> pathlib.Pat
         ax.set_ylabel("latitude (deg N)", fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    bs._atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
     return out
 
@@ -113,7 +112,7 @@ def main(argv=None) -> pathlib.Path:
     truth = truth.drop_vars("time")
     obs = bs.observe(truth, lat, lon, cfg.sigma, seed=cfg.seed * 1_000_003 + i)
     bg = baselines.BackgroundCovariance.from_anomalies(train, shrinkage=baselines.DEFAULT_SHRINKAGE)
-    methods = bs.make_methods(bs.dataclasses.replace(cfg, methods=("nuts", "oi")), prior, bg, clim)
+    methods = bs.make_methods(dataclasses.replace(cfg, methods=("nuts", "oi")), prior, bg, clim)
     post = {m: fn(obs, t, cfg.seed + i) for m, fn in methods.items()}
     scores = {m: metrics.verify(p, truth, obs).sel(region="unobserved") for m, p in post.items()}
     label = ", ".join(

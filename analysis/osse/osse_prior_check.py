@@ -1,14 +1,14 @@
 """Prior samples against the simulated data: SD, zonal spectra, marginals, gradients.
 
-Draws ``z ~ N(0, I)`` from a model trained by ``analysis/osse_train.py`` and compares
+Draws ``z ~ N(0, I)`` from a model trained by :mod:`analysis.osse.osse_train` and compares
 ``decode(z)`` (and ``decode(z) + r`` with the model's representation error) with held-out
 test fields and with a Gaussian surrogate of the training fields.
 
 Usage::
 
-    .venv/bin/python analysis/osse_prior_check.py --model-dir ~/.cache/bayesda/osse/models/base-d64
+    python -m analysis.osse.osse_prior_check --model-dir ~/.cache/bayesda/osse/models/base-d64
 
-Appends to analysis/results/osse_prior_check.json (keyed by model name).
+Appends to analysis/osse/results/osse_prior_check.json (keyed by model name).
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from osse_common import RESULTS, load  # noqa: E402
-
-import bayesda  # noqa: E402
-from bayesda.data.fieldstats import gaussian_surrogate, moments, summarise_gradients  # noqa: E402
+import bayesda
+from analysis.common.io import command, results_dir
+from analysis.common.osse import load
+from bayesda.data.fieldstats import gaussian_surrogate, moments, summarise_gradients
 
 
 def zonal_spectrum(x: np.ndarray, lat: np.ndarray, band=(30.0, 60.0), kmax: int = 21):
@@ -46,13 +44,14 @@ def describe(x, lat, lon):
     }
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", type=pathlib.Path, required=True)
     p.add_argument("--store", default=None)
     p.add_argument("--max-snapshots", type=int, default=None)
     p.add_argument("--n", type=int, default=2000)
-    args = p.parse_args()
+    p.add_argument("--out-dir", type=pathlib.Path, default=results_dir("osse"))
+    args = p.parse_args(argv)
     import jax
 
     from bayesda.prior.checkpoint import load_model
@@ -65,14 +64,15 @@ def main() -> None:
     )
     r = prior.repr_error.sample(np.random.default_rng(8), args.n)
     out = {
-        "command": "python analysis/osse_prior_check.py " + " ".join(sys.argv[1:]),
+        "command": command(__spec__.name, argv),
         "test": describe(d.test, d.lat, d.lon),
         "gaussian": describe(gaussian_surrogate(d.train, args.n, seed=3), d.lat, d.lon),
         "prior_decode": describe(samples, d.lat, d.lon),
     }
     if r is not None:
         out["prior_decode_plus_repr"] = describe(samples + np.asarray(r), d.lat, d.lon)
-    path = RESULTS / "osse_prior_check.json"
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    path = args.out_dir / "osse_prior_check.json"
     allres = json.loads(path.read_text()) if path.exists() else {}
     allres[args.model_dir.name] = out
     path.write_text(json.dumps(allres, indent=1) + "\n")

@@ -1,7 +1,9 @@
 """Collect the perfect-model (OSSE) results into osse.md, osse.csv and osse_summary.json.
 
-Reads analysis/results/osse_stats.json, osse_recon.json and osse_skill*.csv (whichever
-exist) and writes the issue's machine-readable summary::
+Reads ``osse_recon.json`` and ``osse_skill*.csv`` (analysis/osse/results),
+``osse_winds_pressure.json`` (analysis/winds_pressure/results) and ``osse_stats.json``
+(analysis/gaussianity/results), whichever exist, and writes the issue's machine-readable
+summary::
 
     {"reconstruction": [{"model", "latent_dim", "vae_rmse", "pca_rmse", ...}],
      "skill": [{"experiment", "network", "method", "rmse", "crps", "coverage_90",
@@ -9,21 +11,23 @@ exist) and writes the issue's machine-readable summary::
 
 Usage::
 
-    .venv/bin/python analysis/osse_report.py
+    python -m analysis.osse.osse_report
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
 import re
-import sys
 
 import pandas as pd
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from benchmark_skill import _atomic_write  # noqa: E402
-from osse_common import RESULTS  # noqa: E402
+from analysis.common.io import atomic_write, results_dir
+
+RESULTS = results_dir("osse")
+WINDS = results_dir("winds_pressure") / "osse_winds_pressure.json"
+STATS = results_dir("gaussianity") / "osse_stats.json"
 
 METRICS = {
     "rmse": "rmse",
@@ -159,9 +163,14 @@ def winds_rows(path: pathlib.Path) -> list[dict]:
     return out
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--in-dir", type=pathlib.Path, default=RESULTS, help="osse_recon, osse_skill*")
+    p.add_argument("--out-dir", type=pathlib.Path, default=RESULTS)
+    args = p.parse_args(argv)
+    out_dir = args.out_dir
     summary: dict = {"reconstruction": [], "skill": []}
-    recon_path = RESULTS / "osse_recon.json"
+    recon_path = args.in_dir / "osse_recon.json"
     if recon_path.exists():
         for r in json.loads(recon_path.read_text()):
             summary["reconstruction"].append(
@@ -181,23 +190,23 @@ def main() -> None:
                 }
             )
     rows = []
-    for skill_csv in sorted(RESULTS.glob("osse_skill*.csv")):  # one file per run
+    for skill_csv in sorted(args.in_dir.glob("osse_skill*.csv")):  # one file per run
         rows += skill_rows(skill_csv)
     summary["skill"] = pick_skill_rows(rows)
-    winds = RESULTS / "osse_winds_pressure.json"
+    winds = WINDS
     if winds.exists():
         summary["skill"] += winds_rows(winds)
-    stats_path = RESULTS / "osse_stats.json"
+    stats_path = STATS
     if stats_path.exists():
         s = json.loads(stats_path.read_text())
         summary["data"] = {"store": s["store"], "n_train": s["n_train"], "n_test": s["n_test"]}
     text = json.dumps(summary, indent=1) + "\n"
-    _atomic_write(RESULTS / "osse_summary.json", lambda tmp: pathlib.Path(tmp).write_text(text))
+    atomic_write(out_dir / "osse_summary.json", lambda tmp: pathlib.Path(tmp).write_text(text))
     rows = [{"table": "reconstruction", **r} for r in summary["reconstruction"]]
     rows += [{"table": "skill", **r} for r in summary["skill"]]
-    _atomic_write(RESULTS / "osse.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
-    _atomic_write(RESULTS / "osse.md", lambda tmp: pathlib.Path(tmp).write_text(markdown(summary)))
-    print((RESULTS / "osse.md").read_text())
+    atomic_write(out_dir / "osse.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+    atomic_write(out_dir / "osse.md", lambda tmp: pathlib.Path(tmp).write_text(markdown(summary)))
+    print((out_dir / "osse.md").read_text())
 
 
 def command_lines(rows: list[dict]) -> list[str]:
@@ -273,7 +282,7 @@ def markdown(s: dict) -> str:
             "",
             "Block-split test fields, which on QG are neighbours of training fields for every "
             "method, OI's covariance included (split_independence.md): within-trajectory skill. "
-            "The QG store (bayesda.sim.qg), units of analysis/osse_common.QG_UNITS; same targets "
+            "The QG store (bayesda.sim.qg), units of analysis.common.osse.QG_UNITS; same targets "
             "and scores as above.",
             "",
             "Prior: the model and, in brackets, the representation error re-estimated by "

@@ -1,13 +1,13 @@
 """Ship the simulated-weather (Held-Suarez T21) temperature model under models/ with its card.
 
-Copies a trained OSSE model directory (``analysis/osse_train.py``), renames it, and writes
-its MODEL_CARD.md and ``metrics`` from ``analysis/results/osse_summary.json`` (the
+Copies a trained OSSE model directory (:mod:`analysis.osse.osse_train`), renames it, and writes
+its MODEL_CARD.md and ``metrics`` from ``analysis/osse/results/osse_summary.json`` (the
 reconstruction row of the model and the temperature skill rows), through
 :func:`bayesda.prior.checkpoint.update_card` (hashes recomputed, written atomically).
 
 Usage::
 
-    .venv/bin/python analysis/osse_ship.py \\
+    python -m analysis.osse.osse_ship \\
         --model-dir ~/.cache/bayesda/osse/models/base-d32 --out models/hs-t21-tas
 """
 
@@ -17,11 +17,11 @@ import argparse
 import json
 import pathlib
 import shutil
-import sys
 import tempfile
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from osse_common import RESULTS, ROOT  # noqa: E402
+from analysis.common.io import ROOT, results_dir
+
+RESULTS = results_dir("osse")
 
 __all__ = ["card_text", "main"]
 
@@ -56,7 +56,7 @@ def card_text(name: str, meta: dict, recon: dict | None, skill: list[dict]) -> s
         f"**Training.** `{tr['command']}`; {tr['epochs_run']} epochs (best: epoch "
         f"{tr['best_epoch']}), {tr['wall_time_s']:.0f} s wall on 2 shared CPU cores (load 11-20).",
         "",
-        "## Numbers (held-out test fields; `analysis/results/osse.md`)",
+        "## Numbers (held-out test fields; `analysis/osse/results/osse.md`)",
         "",
     ]
     if recon:
@@ -71,7 +71,7 @@ def card_text(name: str, meta: dict, recon: dict | None, skill: list[dict]) -> s
     if skill:
         lines += [
             "Assimilation of temperature, sigma 0.5 K, scores at unobserved grid points "
-            "(`analysis/osse_assimilate.py`; CRPS / OI against OI with the training sample "
+            "(`analysis/osse/osse_assimilate.py`; CRPS / OI against OI with the training sample "
             "covariance on the same times, locations and noise):",
             "",
             "| network | method | RMSE (K) | CRPS (K) | CRPS / OI | 90% coverage | spread/skill "

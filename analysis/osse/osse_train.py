@@ -10,34 +10,33 @@ into ``~/.cache/bayesda/osse/models/<tag>-d<d>``, then on the held-out test fiel
 * the RMSE of PCA/EOF truncation with ``d`` modes fitted on the same fit fields;
 * both also cos-latitude weighted.
 
-Each run appends one record per ``d`` to ``analysis/results/osse_recon.json`` (keyed by
+Each run appends one record per ``d`` to ``analysis/osse/results/osse_recon.json`` (keyed by
 ``tag`` and ``d``, so ablations accumulate) and rewrites ``osse_recon.md``.
 
 Usage (the shipped-size recipe and the ablations are in the README)::
 
-    .venv/bin/python analysis/osse_train.py --dims 32,64,128 --epochs 30 --tag base
+    python -m analysis.osse.osse_train --dims 32,64,128 --epochs 30 --tag base
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import pathlib
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from osse_common import (  # noqa: E402
+import bayesda
+from analysis.common.io import command, results_dir
+from analysis.common.osse import (
     QG_UNITS,
-    RESULTS,
     cos_weights,
     default_qg_store,
     default_store,
     open_field,
+    recon_markdown,
 )
-
-import bayesda  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -76,6 +75,7 @@ def parse_args(argv=None):
         action="store_true",
         help="evaluate the models already in --models-dir (<tag>-d<d>) without training",
     )
+    p.add_argument("--out-dir", type=pathlib.Path, default=results_dir("osse"))
     return p.parse_args(argv)
 
 
@@ -140,7 +140,7 @@ def main(argv=None) -> None:
     train_mask, test_mask = block_split(times)
     fit_mask, _ = validation_split(times[train_mask])
     models_dir = __import__("pathlib").Path(args.models_dir or (default_store().parent / "models"))
-    cmd = "python analysis/osse_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = command(__spec__.name, argv)
     tc = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -154,7 +154,7 @@ def main(argv=None) -> None:
         roll_lon=args.roll_lon,
         flip_lat=args.flip_lat,
     )
-    path_json = RESULTS / "osse_recon.json"
+    path_json = args.out_dir / "osse_recon.json"
     records = json.loads(path_json.read_text()) if path_json.exists() else []
     for d in (int(v) for v in args.dims.split(",")):
         out = models_dir / f"{args.tag}-d{d}"
@@ -229,9 +229,9 @@ def main(argv=None) -> None:
             rec_entry["refine_steps"] = args.refine_steps
         records = [r for r in records if not (r["tag"] == args.tag and r["latent_dim"] == d)]
         records.append(rec_entry)
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        args.out_dir.mkdir(parents=True, exist_ok=True)
         path_json.write_text(json.dumps(records, indent=1) + "\n")
-        (RESULTS / "osse_recon.md").write_text(markdown(records))
+        (args.out_dir / "osse_recon.md").write_text(recon_markdown(records))
         print(
             json.dumps(
                 {
@@ -242,43 +242,6 @@ def main(argv=None) -> None:
             ),
             flush=True,
         )
-
-
-def markdown(records) -> str:
-    lines = [
-        "# Held-out reconstruction RMSE on the simulated weather: VAE vs PCA-d",
-        "",
-        "Temperature at the lowest model level (K) for Held-Suarez rows; lower-layer "
-        "potential vorticity (1e-6 s-1) for the QG rows (tag qg-*, bayesda.sim.qg); anomalies "
-        "from the training time mean, held-out test blocks. `ratio` = VAE / PCA "
-        "(target <= 0.85). Each row's exact command is in osse_recon.json.",
-        "",
-        "| tag | d | VAE | PCA | ratio | VAE refined z | best / run epochs | train s | "
-        "load | settings |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in sorted(records, key=lambda r: (r["tag"], r["latent_dim"])):
-        tc = r["train_config"]
-        s = (
-            f"beta {tc['beta']}, ch {r['channels']}, lr {tc['learning_rate']}, "
-            f"pca_init {tc['pca_init']}, roll {tc.get('roll_lon')}, flip {tc.get('flip_lat')}"
-            f", n_fit {r['n_fit']}"
-        )
-        if r.get("linear_path") is False:
-            s += ", no linear path"
-        if tc.get("free_bits"):
-            s += f", free bits {tc['free_bits']}"
-        if tc.get("epochs") != 30:
-            s += f", max epochs {tc.get('epochs')}"
-        if r.get("device"):
-            s += f", {r['device']}"
-        lines.append(
-            f"| {r['tag']} | {r['latent_dim']} | {r['vae_rmse']:.4f} | {r['pca_rmse']:.4f} | "
-            f"{r['ratio']:.3f} | {r.get('vae_refined_rmse', '')} | "
-            f"{r['best_epoch']} / {r['epochs_run']} | {r['train_wall_s']} | "
-            f"{r['load_avg_1min']} | {s} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

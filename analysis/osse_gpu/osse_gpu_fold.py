@@ -1,19 +1,23 @@
-"""Fold the GPU sweep's results (analysis/osse_gpu_sweep.py) into the OSSE result files.
+"""Fold the GPU sweep's results (:mod:`analysis.osse_gpu.osse_gpu_sweep`) into the OSSE results.
 
-Reads the sweep's JSON lines and writes, under analysis/results:
+Reads the sweep's JSON lines and writes, under analysis/osse_gpu/results:
 
 * ``osse_gpu_sweep.jsonl``: the lines as they came back (learning curves included);
 * ``osse_gpu_sweep.md``: one row per run (VAE, refined-z, PCA-d, symmetrised PCA-d,
   ratio, epochs, stop reason, seconds, a digest of the learning curve) and the runs the
   budget skipped;
-* ``osse_recon.json`` / ``osse_recon.md``: one record per run, tag ``gpu-<run>``
-  (replacing earlier ones of the same tag and d), in the schema of analysis/osse_train.py;
 
-then reruns analysis/osse_report.py (osse_summary.json, osse.md, osse.csv).
+and under analysis/osse/results:
+
+* ``osse_recon.json`` / ``osse_recon.md``: one record per run, tag ``gpu-<run>``
+  (replacing earlier ones of the same tag and d), in the schema of
+  :mod:`analysis.osse.osse_train`;
+
+then reruns ``python -m analysis.osse.osse_report`` (osse_summary.json, osse.md, osse.csv).
 
 Usage::
 
-    .venv/bin/python analysis/osse_gpu_fold.py /work/main/.gpu/results10/osse_gpu_sweep.jsonl
+    python -m analysis.osse_gpu.osse_gpu_fold .gpu/results/osse_gpu_sweep.jsonl
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import subprocess
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from analysis.common.io import ROOT, results_dir
+from analysis.common.osse import recon_markdown
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+RESULTS = results_dir("osse_gpu")
+RECON = results_dir("osse")
 
 
 def read_lines(path: str | pathlib.Path) -> tuple[dict, list[dict], list[dict]]:
@@ -88,7 +95,7 @@ def sweep_markdown(env: dict, runs: list[dict], skipped: list[dict], source: str
 
 
 def recon_records(env: dict, runs: list[dict]) -> list[dict]:
-    """The runs in the schema of osse_recon.json (analysis/osse_train.py)."""
+    """The runs in the schema of osse_recon.json (analysis.osse.osse_train)."""
     out = []
     for r in runs:
         tc = r["train_config"]
@@ -126,35 +133,39 @@ def recon_records(env: dict, runs: list[dict]) -> list[dict]:
     return out
 
 
-def fold(path: str | pathlib.Path, results: pathlib.Path = RESULTS) -> list[dict]:
-    """Write the sweep's files and merge its runs into ``results/osse_recon.json``."""
-    from osse_train import markdown
-
+def fold(
+    path: str | pathlib.Path, results: pathlib.Path = RESULTS, recon: pathlib.Path = RECON
+) -> list[dict]:
+    """Write the sweep's files into ``results`` and merge its runs into
+    ``recon/osse_recon.json`` (and ``osse_recon.md``)."""
     env, runs, skipped = read_lines(path)
     results.mkdir(parents=True, exist_ok=True)
+    recon.mkdir(parents=True, exist_ok=True)
     (results / "osse_gpu_sweep.jsonl").write_text(pathlib.Path(path).read_text())
     (results / "osse_gpu_sweep.md").write_text(
         sweep_markdown(env, runs, skipped, "osse_gpu_sweep.jsonl")
     )
-    recon_path = results / "osse_recon.json"
+    recon_path = recon / "osse_recon.json"
     records = json.loads(recon_path.read_text()) if recon_path.exists() else []
     new = recon_records(env, runs)
     keys = {(r["tag"], r["latent_dim"]) for r in new}
     records = [r for r in records if (r["tag"], r["latent_dim"]) not in keys] + new
     recon_path.write_text(json.dumps(records, indent=1) + "\n")
-    (results / "osse_recon.md").write_text(markdown(records))
+    (recon / "osse_recon.md").write_text(recon_markdown(records))
     return new
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("jsonl", help="osse_gpu_sweep.jsonl as it came back from the device")
+    p.add_argument("--out-dir", type=pathlib.Path, default=RESULTS, help="the sweep's files")
+    p.add_argument("--recon-dir", type=pathlib.Path, default=RECON, help="osse_recon.*, osse.*")
     args = p.parse_args(argv)
-    new = fold(args.jsonl)
+    new = fold(args.jsonl, args.out_dir, args.recon_dir)
     print(f"folded {len(new)} runs")
-    import osse_report
-
-    osse_report.main()
+    report = [sys.executable, "-m", "analysis.osse.osse_report"]
+    report += ["--in-dir", str(args.recon_dir), "--out-dir", str(args.recon_dir)]
+    subprocess.run(report, check=True, cwd=ROOT)
 
 
 if __name__ == "__main__":

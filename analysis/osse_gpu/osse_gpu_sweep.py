@@ -1,11 +1,11 @@
 """A time-budgeted sweep of VAE priors on the simulated weather: reconstruction vs PCA-d.
 
-Reads the split written by ``analysis/osse_export.py`` (one ``.npz``, no zarr needed) and
+Reads the split written by :mod:`analysis.osse_gpu.osse_export` (one ``.npz``, no zarr) and
 trains, with the project's own code (:func:`bayesda.prior.train.fit`,
-:class:`bayesda.prior.vae.VAE`, :func:`bayesda.prior.train.normalisation`, the residuals of
-:mod:`bayesda.prior.recipe`), the runs of
+:class:`bayesda.prior.vae.VAE`, :func:`bayesda.prior.train.normalisation`, the residuals
+``decode(encode_mean(x)) - x`` as :mod:`bayesda.prior.recipe` computes them), the runs of
 :data:`RUNS` in that order (most informative first): the base recipe of
-``analysis/osse_train.py`` at latent d in {32, 64, 128, 256}, and ablations that could let a
+:mod:`analysis.osse.osse_train` at latent d in {32, 64, 128, 256}, and ablations that could let a
 VAE beat PCA (no PPCA start, no linear path, deeper decoder with residual blocks, beta,
 free bits, symmetry augmentation, longer training, learning rate).
 
@@ -28,12 +28,12 @@ small latent dims, 2 epochs) and on a GPU.
 
 Usage::
 
-    python analysis/osse_gpu_sweep.py /work/main/.gpu/osse_tas.npz --budget-s 200
-    python analysis/osse_gpu_sweep.py DATA.npz --tiny --budget-s 60      # CPU smoke run
-    python analysis/osse_gpu_sweep.py DATA.npz --list                    # the plan
+    python -m analysis.osse_gpu.osse_gpu_sweep .gpu/osse_tas.npz --budget-s 200
+    python -m analysis.osse_gpu.osse_gpu_sweep DATA.npz --tiny --budget-s 60   # CPU smoke run
+    python -m analysis.osse_gpu.osse_gpu_sweep DATA.npz --list                 # the plan
 
 Writes ``$OUT/osse_gpu_sweep.jsonl`` when ``$OUT`` is set, else
-``analysis/results/osse_gpu_sweep.jsonl`` (``..._tiny.jsonl`` with ``--tiny``); ``--out``
+``analysis/osse_gpu/results/osse_gpu_sweep.jsonl`` (``..._tiny.jsonl`` with ``--tiny``); ``--out``
 overrides the folder.
 """
 
@@ -51,10 +51,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from osse_export import load_export  # noqa: E402
+from analysis.common.export import load_export
+from analysis.common.io import command, results_dir
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+RESULTS = results_dir("osse_gpu")
 
 
 class Run(NamedTuple):
@@ -67,7 +67,7 @@ class Run(NamedTuple):
     train: dict[str, Any] = {}
 
 
-# The base recipe is that of analysis/osse_train.py (and of the CPU run at d=32 in
+# The base recipe is that of analysis/osse/osse_train.py (and of the CPU run at d=32 in
 # osse_recon.md): channels (16, 16), linear path, PPCA start, beta 0.1, lr 3e-4, 30 epochs,
 # patience 8, batch 64.
 _SCRATCH = {"pca_init": False, "learning_rate": 1e-3, "epochs": 60, "patience": 15}
@@ -203,15 +203,35 @@ def refine_z(params, config, x: np.ndarray, z0: np.ndarray, steps: int) -> np.nd
     return np.asarray(run(jnp.asarray(z0), jnp.asarray(x)))
 
 
+def recon_residuals(params, config, x_norm: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """``decode(encode_mean(x)) - x`` in K for normalised fields ``[n, nlat, nlon]``
+    (in batches of 256, as :mod:`bayesda.prior.recipe` computes the residuals)."""
+    import jax
+    import jax.numpy as jnp
+
+    from bayesda.prior.vae import VAE
+
+    model = VAE(config)
+
+    @jax.jit
+    def recon(x):
+        mean, _ = model.apply({"params": params}, x, method="encode")
+        return model.apply({"params": params}, mean, method="decode")
+
+    out = np.concatenate(
+        [np.asarray(recon(jnp.asarray(x_norm[i : i + 256]))) for i in range(0, len(x_norm), 256)]
+    )
+    return (out - x_norm) * sd
+
+
 def evaluate(params, config, x_test_norm: np.ndarray, sd: np.ndarray, w, refine_steps: int):
     """Held-out reconstruction errors in K: encoder mean, and refined ``z`` if asked."""
     import jax
     import jax.numpy as jnp
 
-    from bayesda.prior.recipe import _recon_residuals
     from bayesda.prior.vae import VAE
 
-    res = _recon_residuals(params, config, x_test_norm, sd)
+    res = recon_residuals(params, config, x_test_norm, sd)
     out = {
         "vae_rmse": float(np.sqrt(np.mean(res**2))),
         "vae_rmse_area_weighted": float(np.sqrt(np.mean(res**2 * w))),
@@ -262,7 +282,7 @@ def _round(history: dict) -> dict:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("data", help="the .npz written by analysis/osse_export.py")
+    p.add_argument("data", help="the .npz written by analysis.osse_gpu.osse_export")
     p.add_argument("--budget-s", type=float, default=200.0, help="total wall budget, seconds")
     p.add_argument(
         "--min-run-s", type=float, default=15.0, help="skip a run with less than this left"
@@ -271,7 +291,9 @@ def parse_args(argv=None):
     p.add_argument("--max-snapshots", type=int, default=None)
     p.add_argument("--refine-steps", type=int, default=200)
     p.add_argument("--tiny", action="store_true", help="CPU smoke size (see TINY)")
-    p.add_argument("--out", default=None, help="output folder (default: $OUT or analysis/results)")
+    p.add_argument(
+        "--out", default=None, help="output folder (default: $OUT or analysis/osse_gpu/results)"
+    )
     p.add_argument("--list", action="store_true", help="print the runs and exit")
     return p.parse_args(argv)
 
@@ -329,15 +351,13 @@ def main(argv=None) -> int:
     w = np.cos(np.radians(data.lat))
     w = np.repeat((w / w.mean())[:, None], nlon, axis=1)
     pca = pca_rmse(a_fit, a_test, [r.latent_dim for r in runs], w)
-    command = "python analysis/osse_gpu_sweep.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    cmd = command(__spec__.name, argv)
     env = _environment()
     _append(
         path,
         {
             "kind": "env",
-            "command": command,
+            "command": cmd,
             "data": str(args.data),
             "data_meta": data.meta,
             "n_fit": len(a_fit),
@@ -399,7 +419,7 @@ def main(argv=None) -> int:
             "vae_config": config.to_dict(),
             "train_config": dataclasses.asdict(tc),
             "history": _round(result.history),
-            "command": command,
+            "command": cmd,
         }
         _append(path, record)
         print(

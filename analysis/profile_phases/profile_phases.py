@@ -14,7 +14,7 @@ largest R-hat are recorded.
 
 Usage::
 
-    BAYESDA_DATA_DIR=../shared/data python analysis/profile_phases.py --n-times 4
+    BAYESDA_DATA_DIR=../shared/data python -m analysis.profile_phases.profile_phases --n-times 4
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import argparse
 import datetime
 import json
 import os
-import sys
 import tempfile
 import time
 import warnings
@@ -31,9 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+from analysis.common.io import SHIPPED_MODEL, results_dir
 
 
 def arviz_extremes(idata, field):
@@ -68,7 +65,7 @@ def phases(prior, obs, times, settings, store_dir):
     from bayesda.inference.fields import posterior_dataset
     from bayesda.outputs import store
     from bayesda.verify.verdict import diagnose
-    from bayesda.workflows.reanalysis import ReanalysisSettings, _summary, time_seed
+    from bayesda.workflows.reanalysis import ReanalysisSettings, assimilation_dataset, time_seed
 
     rs = ReanalysisSettings(**settings)
     store.open_or_create(store_dir, np.asarray(times), prior.grid, n_samples=0, signature={})
@@ -85,7 +82,8 @@ def phases(prior, obs, times, settings, store_dir):
         t3 = time.perf_counter()
         posterior_dataset(a, prior, time=a.time)
         t4 = time.perf_counter()
-        summary = _summary(prior, a, rs)  # summaries + the verdict, as the store gets them
+        # summaries + the verdict, as the store gets them
+        summary = assimilation_dataset(prior, a, rs)
         t5 = time.perf_counter()
         summary["wall_s"] = ((), np.float32(t1 - t0))
         store.write_time(store_dir, k, summary)
@@ -169,13 +167,13 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", default="0,25,50,100,200,300", help="warmup lengths ('' skips)")
     p.add_argument("--sweep-times", type=int, default=3)
     p.add_argument("--tag", default="", help="suffix of the output files")
-    p.add_argument("--out", default=str(HERE / "results" / "profile_phases"))
+    p.add_argument("--out", default=str(results_dir("profile_phases") / "profile_phases"))
     args = p.parse_args(argv)
 
     import pandas as pd
-    from bench_reanalysis import make_obs, reanalysis_defaults
 
     import bayesda
+    from analysis.common.ncep import make_obs, reanalysis_defaults
 
     bayesda.set_host_device_count()  # before the first JAX computation
     bayesda.enable_compilation_cache()
@@ -183,7 +181,7 @@ def main(argv=None) -> int:
 
     settings = reanalysis_defaults(args.warmup, args.draws)
     load = [round(x, 2) for x in os.getloadavg()]
-    prior = load_model(ROOT / "models" / "ncep-air")
+    prior = load_model(SHIPPED_MODEL)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "obs.csv"
         times = make_obs(path, args.n_times + 1, args.n_obs)

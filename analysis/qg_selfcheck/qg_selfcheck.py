@@ -1,20 +1,21 @@
 """Does bayesda's own withheld-observation check notice a prior that does not fit the data?
 
 On QG, a VAE trained on one 5.5-year trajectory is confidently wrong on fields from a later
-period (``osse.md``: 90% coverage 0.39 at uniform-50 against 0.90 on the block-split test
-fields), and the convergence verdict cannot see that, since the chains sample the wrong
-posterior correctly. The check that can see it is
+period (``analysis/osse/results/osse.md``: 90% coverage 0.39 at uniform-50 against 0.90 on
+the block-split test fields), and the convergence verdict cannot see that, since the chains
+sample the wrong posterior correctly. The check that can see it is
 :func:`bayesda.preflight.calibrate.holdout_check`, which predicts each fold of withheld
-observations from the rest and needs no truth. This runs it at held-out times of both
-kinds, with networks and noise drawn as in ``benchmark_skill`` (same seeding rule), and
-reports its 90% coverage and mean squared standardised residual ``z2`` (1 when calibrated).
+observations from the rest and needs no truth. This runs it at held-out times of both kinds,
+with networks and noise drawn as in the skill benchmark (same seeding rule), and reports its
+90% coverage and mean squared standardised residual ``z2`` (1 when calibrated).
 
 Usage::
 
-    .venv/bin/python analysis/qg_selfcheck.py --model-dir ~/.cache/bayesda/osse/models/qg-q-d32 \\
+    python -m analysis.qg_selfcheck.qg_selfcheck \\
+        --model-dir ~/.cache/bayesda/osse/models/qg-q-d32 \\
         --max-snapshots 8000 --far 12000:14000 --repr-error homogeneous
 
-Writes analysis/results/qg_selfcheck.{json,md}.
+Writes analysis/qg_selfcheck/results/qg_selfcheck.{json,md}.
 """
 
 from __future__ import annotations
@@ -23,17 +24,15 @@ import argparse
 import datetime as dt
 import json
 import pathlib
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import benchmark_skill as bs  # noqa: E402
-from osse_assimilate import with_repr_error  # noqa: E402
-from osse_common import RESULTS, open_field  # noqa: E402
-
-import bayesda  # noqa: E402
+import analysis.common.skill as bs
+import bayesda
+from analysis.common.io import command, results_dir
+from analysis.common.osse import open_field
+from analysis.common.prior import with_repr_error
 
 
 def main(argv=None) -> None:
@@ -54,6 +53,7 @@ def main(argv=None) -> None:
         "calibrate: the representation and observation error scales refitted on withheld "
         "observations) and score both against the truth at unobserved points",
     )
+    p.add_argument("--out-dir", type=pathlib.Path, default=results_dir("qg_selfcheck"))
     args = p.parse_args(argv)
     from bayesda.geo.grid import Grid
     from bayesda.inference.assimilate import assimilate
@@ -132,15 +132,14 @@ def main(argv=None) -> None:
                 }
             )
     out = {
-        "command": "python analysis/qg_selfcheck.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command(__spec__.name, argv),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "wall_s": round(time.perf_counter() - t0, 1),
         "summary": summary,
         "rows": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "qg_selfcheck.json").write_text(json.dumps(out, indent=1) + "\n")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "qg_selfcheck.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = [
         "# bayesda's withheld-observation check on near and far QG fields",
         "",
@@ -178,7 +177,7 @@ def main(argv=None) -> None:
                 f"{s_['as_is_coverage_90']:.3f} / {s_['auto_coverage_90']:.3f} | "
                 f"{s_['scale_repr_median']:.2f} | {s_['scale_obs_median']:.2f} |"
             )
-    (RESULTS / "qg_selfcheck.md").write_text("\n".join(lines) + "\n")
+    (args.out_dir / "qg_selfcheck.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -15,18 +15,18 @@ Which gives honest intervals is an empirical question, so this script answers it
 benchmark). The validation blocks are split in two, alternating whole 7-day blocks: ``C``
 (and any length scale) is estimated from the decoder's residuals on one half, and
 pseudo-observations of the other half's fields are assimilated with MAP + Laplace (which
-matches NUTS on this model, see ``analysis/results/skill.md``) and scored at unobserved
+matches NUTS on this model, see ``analysis/skill/results/skill.md``) and scored at unobserved
 points. (Scoring on the same fields that estimated ``C`` would flatter any empirical part:
 it fits those very residuals.) Optimal interpolation is scored on the same fields and
 observations for reference, its background covariance estimated from the training split
-without the scored half (shrunk 2% to its diagonal, as in ``analysis/benchmark_skill.py``).
+without the scored half (shrunk 2% to its diagonal, as in :mod:`analysis.skill.benchmark_skill`).
 Several models can be compared (``--models d64=models/ncep-air,d100=/tmp/cand-d100``).
 
 Usage::
 
-    BAYESDA_DATA_DIR=../shared/data python analysis/repr_error_structure.py \\
+    BAYESDA_DATA_DIR=../shared/data python -m analysis.repr_error.repr_error_structure \\
         --models d64=models/ncep-air,d100=/tmp/cand-d100 --structures 0,matern32 --n-times 24
-    BAYESDA_DATA_DIR=../shared/data python analysis/repr_error_structure.py --no-cv \\
+    BAYESDA_DATA_DIR=../shared/data python -m analysis.repr_error.repr_error_structure --no-cv \\
         --model /tmp/cand-d100 --apply matern32
 
 ``--apply S`` estimates structure ``S`` from *all* validation residuals of ``--model`` (a
@@ -44,8 +44,8 @@ import time
 from pathlib import Path
 
 import bayesda
+from analysis.common.io import SHIPPED_MODEL, command, results_dir
 
-HERE = Path(__file__).resolve().parent
 NETWORKS = [("uniform", 20), ("uniform", 50), ("uniform", 200), ("station", 50), ("station", 200)]
 METRICS = ("rmse", "crps", "coverage_90", "spread_skill")
 
@@ -285,7 +285,7 @@ def cross_validate(args, tas) -> tuple[dict, str]:
     n_fit = int(fit_half.sum())
     header = (
         "# Representation-error structure, chosen on validation fields\n\n"
-        f"`python analysis/repr_error_structure.py --models {args.models or args.model} "
+        f"`{command(__spec__.name, [])} --models {args.models or args.model} "
         f"--structures {args.structures} --networks {args.networks} --n-times {args.n_times} "
         f"--var-fraction {args.var_fraction} --max-rank {args.max_rank}`: "
         f"{n_fit} validation residual fields (alternate 7-day blocks) estimate `C` (and fit any "
@@ -317,7 +317,7 @@ def apply(args, tas, table_lines: list[str]) -> None:
         structure="empirical" if args.apply.isdigit() else "stationary",
         **{k: v for k, v in info.items() if k not in ("fit_s", "build_s")},
         mean_sd_K=round(float(rep.sd.mean()), 4),
-        chosen_by="analysis/repr_error_structure.py (validation fields)",
+        chosen_by="analysis/repr_error/repr_error_structure.py (validation fields)",
     )
     text = (Path(args.model) / "MODEL_CARD.md").read_text()
     marker = "\n## Representation-error structure"
@@ -335,7 +335,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
         "--model",
-        default=str(HERE.parent / "models" / "ncep-air"),
+        default=str(SHIPPED_MODEL),
         help="the model to cross-validate (without --models) and to --apply to",
     )
     p.add_argument("--models", default=None, help="name=dir,... to cross-validate")
@@ -353,7 +353,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-oi", action="store_true")
     p.add_argument("--no-cv", action="store_true", help="only --apply (table from --out)")
     p.add_argument("--apply", default=None, help="write this structure into --model")
-    p.add_argument("--out", default=str(HERE / "results" / "repr_error_structure"))
+    p.add_argument("--out", default=str(results_dir("repr_error") / "repr_error_structure"))
     args = p.parse_args(argv)
 
     from bayesda.data.datasets import load_dataset

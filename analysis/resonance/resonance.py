@@ -14,8 +14,8 @@ per
 draw, and the lockstep efficiency of the whole batch (mean steps / mean over iterations of the
 largest tree in the batch: what an accelerator, whose chains advance together, gets).
 
-    python analysis/resonance.py                 # part 1 -> analysis/results/resonance.md
-    python analysis/resonance.py --shipped 8     # and part 2
+    python -m analysis.resonance.resonance              # part 1 -> results/resonance.md
+    python -m analysis.resonance.resonance --shipped 8  # and part 2
 """
 
 from __future__ import annotations
@@ -23,15 +23,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+from analysis.common.io import SHIPPED_MODEL, command, results_dir
 
 STEP_SIZES = (0.30, 0.36, 0.40, 0.41, 0.419, 0.43, 0.44, 0.45, 0.50, 0.203, 0.21)
 
@@ -82,14 +79,13 @@ def part1() -> list[dict]:
 
 
 def part2(k: int) -> list[dict]:
-    from bench_reanalysis import held_out_obs
-
     import bayesda.inference.sampler as sampler
-    from bayesda.inference.assimilate import _sample
+    from analysis.common.ncep import held_out_obs
+    from bayesda.inference.assimilate import sample_batch
     from bayesda.prior.checkpoint import load_model
     from bayesda.workflows.reanalysis import ReanalysisSettings, time_seed
 
-    prior = load_model(ROOT / "models" / "ncep-air")
+    prior = load_model(SHIPPED_MODEL)
     obs, times = held_out_obs(k, 50)
     s = ReanalysisSettings()
     out = []
@@ -100,7 +96,7 @@ def part2(k: int) -> list[dict]:
         off = (s.max_tree_depth, s.max_tree_depth)
         sampler.WARMUP_TREE_DEPTH, sampler.LAPLACE_WARMUP_TREE_DEPTH = caps if mode == "on" else off
         t0 = time.perf_counter()
-        b = _sample(
+        b = sample_batch(
             prior,
             obs,
             times,
@@ -134,8 +130,9 @@ def part2(k: int) -> list[dict]:
     return out
 
 
-def write(rows1, rows2, command: str) -> None:
-    res = HERE / "results"
+def write(rows1, rows2, command: str, res: Path) -> None:
+    """``resonance.json`` and ``resonance.md`` in the folder ``res``."""
+    res.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     (res / "resonance.json").write_text(
         json.dumps({"command": command, "date": stamp, "toy": rows1, "shipped": rows2}, indent=2)
@@ -180,6 +177,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shipped", type=int, default=0, help="times of the shipped-model part")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--out-dir", type=Path, default=results_dir("resonance"))
     args = p.parse_args(argv)
     import bayesda
 
@@ -187,8 +185,7 @@ def main(argv=None) -> int:
     rows1 = part1()
     rows2 = part2(args.shipped) if args.shipped else []
     if not args.no_write:
-        cmd = "python analysis/resonance.py " + " ".join(argv or sys.argv[1:])
-        write(rows1, rows2, cmd.strip())
+        write(rows1, rows2, command(__spec__.name, argv or None), args.out_dir)
     return 0
 
 

@@ -19,10 +19,10 @@ with ``"auto"`` (representation- and observation-error scales fitted separately 
 withheld observations) and with ``"single"`` (one scale for both, the earlier fit).
 Scores at unobserved grid points (:func:`bayesda.verify.metrics.verify`), means over the times.
 
-Output: ``analysis/results/source_shift.json`` (a list of rows ``{"shift", "network",
+Output: ``analysis/source_shift/results/source_shift.json`` (a list of rows ``{"shift", "network",
 "calibrate", "rmse", "crps", "coverage_90", "spread_skill", "n_times", ...}``) and ``.md``.
 
-Usage: .venv/bin/python analysis/source_shift.py [--n-times 10]
+Usage: python -m analysis.source_shift.source_shift [--n-times 10]
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ import pathlib
 import time as _time
 
 import numpy as np
-import scipy.ndimage
 
 import bayesda  # noqa: F401  (XLA flags before jax)
+from analysis.common.io import SHIPPED_MODEL, command, results_dir, write_text
+from analysis.common.linear import SHIFTS, LinearisedPosterior, gaussian_scores, shifted_truth
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.inference.assimilate import assimilate
@@ -48,86 +49,7 @@ from bayesda.settings import SamplerSettings
 from bayesda.sim.grf import GaussianRandomField
 from bayesda.verify import metrics
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHIFTS = ("none", "finer", "coarser")
 NETWORKS = (50, 200)
-
-
-def shifted_truth(truth, shift: str, seed: int, field: GaussianRandomField):
-    """The truth of another source (see the module docstring)."""
-    if shift == "none":
-        return truth
-    if shift == "finer":
-        return truth + field.sample(seed, 1)[0].astype(np.float32)
-    if shift == "coarser":
-        return truth.copy(data=scipy.ndimage.uniform_filter(truth.values, size=3, mode="nearest"))
-    raise ValueError(f"shift={shift!r}; expected one of {SHIFTS}")
-
-
-class LinearisedPosterior:
-    """The Gaussian posterior of the field under the decoder linearised at ``z = 0``.
-
-    ``x = g(0) + J z + r``, ``z ~ N(0, I)``, ``r ~ N(0, b^2 C)``, ``y = H x + e``,
-    ``e ~ N(0, a^2 diag(sigma^2))``: the prior covariance ``P = J J^T + a^2 C`` and the
-    Kalman update give the posterior mean and SD of every pixel in closed form. For the
-    shipped decoder (in effect PPCA) this is what MAP + Laplace computes, without sampling
-    (cross-checked against ``--engine laplace`` on a few times).
-    """
-
-    def __init__(self, prior):
-        import jax
-        import jax.numpy as jnp
-
-        d = prior.latent_dim
-        z0 = jnp.zeros(d, jnp.float32)
-        self.b = np.asarray(prior.decode(z0), np.float64).ravel()
-        J = np.asarray(jax.jacrev(lambda z: prior.decode(z).reshape(-1))(z0), np.float64)
-        self.JJt = J @ J.T
-        npix = self.b.size
-        re = prior.repr_error
-        F = np.asarray(re.factor, np.float64).reshape(re.rank, npix)
-        self.C = F.T @ F + np.diag(np.asarray(re.diag_var, np.float64).ravel())
-        self.grid = prior.grid
-
-    def __call__(self, obs, scale: float = 1.0, scale_obs: float | None = None):
-        from bayesda.obs.operator import as_matrix, bilinear_stencil
-
-        H = as_matrix(bilinear_stencil(self.grid, obs["lat"], obs["lon"]), self.b.size)
-        P = self.JJt + scale**2 * self.C
-        PHt = P @ H.T
-        a = scale if scale_obs is None else scale_obs
-        S = H @ PHt + np.diag(a**2 * obs["sigma"].to_numpy(np.float64) ** 2)
-        w = np.linalg.solve(S, np.c_[obs["value"].to_numpy(np.float64) - H @ self.b, PHt.T])
-        mean = self.b + PHt @ w[:, 0]
-        var = np.diag(P) - np.sum(PHt * w[:, 1:].T, axis=1)
-        shape = self.grid.shape
-        return mean.reshape(shape), np.sqrt(np.maximum(var, 0.0)).reshape(shape)
-
-
-def _gaussian_scores(mean, sd, truth, obs):
-    mask = ~metrics.observed_mask(truth_grid(truth), obs)
-    m = truth.copy(data=mean.astype(np.float64))
-    s = truth.copy(data=sd.astype(np.float64))
-    rmse = float(metrics.rmse(m, truth, mask=mask))
-    spread = float(np.sqrt(metrics.spatial_mean(s**2, mask=mask)))
-    return {
-        "rmse": rmse,
-        "crps": float(metrics.crps_gaussian(m, s, truth, mask=mask)),
-        "coverage_90": float(metrics.coverage_gaussian(m, s, truth, 0.9, mask=mask)),
-        "spread_skill": spread / rmse,
-    }
-
-
-def _write(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def truth_grid(truth):
-    from bayesda.geo.grid import Grid
-
-    return Grid.from_xarray(truth)
 
 
 def main(argv=None) -> int:
@@ -147,8 +69,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--networks", default=",".join(map(str, NETWORKS)), help="numbers of observations"
     )
-    ap.add_argument("--model", default=str(ROOT / "models" / "ncep-air"))
-    ap.add_argument("--out", default=str(ROOT / "analysis" / "results" / "source_shift"))
+    ap.add_argument("--model", default=str(SHIPPED_MODEL))
+    ap.add_argument("--out", default=str(results_dir("source_shift") / "source_shift"))
     args = ap.parse_args(argv)
     t_start = _time.perf_counter()
     prior = load_model(args.model)
@@ -187,7 +109,7 @@ def main(argv=None) -> int:
                         }
                     else:
                         post = linear(obs, fit.get("scale", 1.0), fit.get("scale_obs", 1.0))
-                        sc = _gaussian_scores(*post, truth, obs)
+                        sc = gaussian_scores(*post, truth, obs)
                     key = (shift, f"station-{n}", mode)
                     rows.setdefault(key, []).append(
                         {
@@ -222,9 +144,9 @@ def main(argv=None) -> int:
         )
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write(out.with_suffix(".json"), json.dumps(out_rows, indent=2) + "\n")
+    write_text(out.with_suffix(".json"), json.dumps(out_rows, indent=2) + "\n")
     cmd = (
-        f"python analysis/source_shift.py --n-times {args.n_times} --shifts {args.shifts} "
+        f"{command(__spec__.name, [])} --n-times {args.n_times} --shifts {args.shifts} "
         f"--engine {args.engine} --modes {args.modes} --networks {args.networks}"
     )
     if args.engine != "linear":
@@ -257,7 +179,7 @@ def main(argv=None) -> int:
             f"{r['scale_obs']:.2f} [{r['scale_obs_q05']:.2f}, {r['scale_obs_q95']:.2f}] | "
             f"{r['holdout_coverage_90']:.3f} / {r['holdout_coverage_90_after']:.3f} |"
         )
-    _write(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

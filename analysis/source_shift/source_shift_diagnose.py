@@ -1,6 +1,6 @@
 """Why one error scale under-covers after a change of source (issue 13, part 5).
 
-For the ``finer`` source of ``analysis/source_shift.py`` (NCEP truth plus a Matern-3/2
+For the ``finer`` source of :mod:`analysis.source_shift.source_shift` (NCEP truth plus a Matern-3/2
 field, 250 km, SD 1 K over sea and 2 K over land) and without a shift, in the closed-form
 linearised posterior at unobserved grid points, means over held-out times:
 
@@ -16,9 +16,9 @@ linearised posterior at unobserved grid points, means over held-out times:
   diagonal part of ``C`` separately, ``sigma`` as stated);
 * split by land and sea, and the mean error (bias).
 
-Output: ``analysis/results/source_shift_diagnosis.{json,md}``.
+Output: ``analysis/source_shift/results/source_shift_diagnosis.{json,md}``.
 
-Usage: .venv/bin/python analysis/source_shift_diagnose.py [--n-times 12]
+Usage: python -m analysis.source_shift.source_shift_diagnose [--n-times 12]
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import pathlib
-import sys
 import time as _time
 
 import numpy as np
@@ -35,21 +34,19 @@ import scipy.optimize
 from scipy import stats
 
 import bayesda  # noqa: F401
+from analysis.common.io import SHIPPED_MODEL, command, results_dir, write_text
+from analysis.common.linear import LinearisedPosterior, shifted_truth
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.geo.landmask import land_fraction
 from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.obs.table import pseudo_obs
-from bayesda.preflight.calibrate import _folds
+from bayesda.preflight.calibrate import holdout_folds
 from bayesda.preflight.qc import linearise, observed_jacobian
 from bayesda.prior.checkpoint import load_model
 from bayesda.sim.grf import GaussianRandomField
 from bayesda.verify import metrics
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from source_shift import LinearisedPosterior, _write, shifted_truth  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 # (low-rank scale, diagonal scale, obs scale) from the free parameters
 FAMILIES = {
     "one": (1, lambda p: (p[0], p[0], p[0])),
@@ -80,8 +77,8 @@ def _objective(log_s, fn, y, lin, parts, fold):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-times", type=int, default=12)
-    ap.add_argument("--model", default=str(ROOT / "models" / "ncep-air"))
-    ap.add_argument("--out", default=str(ROOT / "analysis" / "results" / "source_shift_diagnosis"))
+    ap.add_argument("--model", default=str(SHIPPED_MODEL))
+    ap.add_argument("--out", default=str(results_dir("source_shift") / "source_shift_diagnosis"))
     args = ap.parse_args(argv)
     t0 = _time.perf_counter()
     prior = load_model(args.model)
@@ -132,7 +129,7 @@ def main(argv=None) -> int:
                 lin0 = linearise(prior, st, jac_fn=jac)
                 z1 = lin0.G.T @ np.linalg.solve(lin0.G @ lin0.G.T + sum(parts), y - lin0.m)
                 lin1 = linearise(prior, st, z1, jac)
-                fold = _folds(n, 5, case)
+                fold = holdout_folds(n, 5, case)
                 net = f"station-{n}"
                 extra = grf.cov if shift == "finer" else 0.0
                 score((shift, net, "oracle"), lin.JJt + lin.C + extra, s2, H, y, t, mask)
@@ -158,11 +155,11 @@ def main(argv=None) -> int:
         mean = {k: round(float(np.mean([r[k] for r in rs])), 4) for k in rs[0]}
         out.append({"shift": shift, "network": net, "model": model, "region": region, **mean})
     path = pathlib.Path(args.out)
-    _write(path.with_suffix(".json"), json.dumps(out, indent=2) + "\n")
+    write_text(path.with_suffix(".json"), json.dumps(out, indent=2) + "\n")
     lines = [
         "# Why one error scale under-covers after a change of source",
         "",
-        f"`python analysis/source_shift_diagnose.py --n-times {args.n_times}` "
+        f"`{command(__spec__.name, [])} --n-times {args.n_times}` "
         f"({_time.perf_counter() - t0:.0f} s; closed-form linearised posterior, station "
         "networks, sigma 0.5 K, unobserved grid points, unweighted means over the times). "
         "`lpd`: total 5-fold withheld log predictive density at the fit (nats, mean over "
@@ -188,7 +185,7 @@ def main(argv=None) -> int:
             f"{la['coverage_90']:.3f} / {se['coverage_90']:.3f} | {r['rmse']:.3f} | "
             f"{r['bias']:+.3f} / {la['bias']:+.3f} | {r['spread']:.3f} | {fit} |"
         )
-    _write(path.with_suffix(".md"), "\n".join(lines) + "\n")
+    write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

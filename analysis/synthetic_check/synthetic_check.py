@@ -33,13 +33,13 @@ Two Gaussian references help to say *why* bayesda differs from the exact answer:
   size, diagonal representation error), which no amount of training removes; the sweep
   over ``K`` (``--oracle-dims``) shows how much a larger latent would recover.
 
-Outputs: ``analysis/results/synthetic_check.{md,json}`` and
-``analysis/figures/synthetic_check.png`` (``synthetic_check_quick.*`` with ``--quick``).
+Outputs: ``analysis/synthetic_check/results/synthetic_check.{md,json,png}``
+(``synthetic_check_quick.*`` with ``--quick``).
 
 Usage (from the repository root)::
 
-    .venv/bin/python analysis/synthetic_check.py            # full
-    .venv/bin/python analysis/synthetic_check.py --quick    # ~1.5 min, smaller everything
+    python -m analysis.synthetic_check.synthetic_check            # full
+    python -m analysis.synthetic_check.synthetic_check --quick    # ~1.5 min, smaller everything
 
 Measured on the 2-core machine while others loaded it (load average 6-10): full 1037 s
 (training 126 s, then ~16 s per NUTS analysis x 40); ``--quick`` 96 s. ``--n-test 10``
@@ -54,7 +54,6 @@ import datetime as dt
 import json
 import pathlib
 import platform
-import sys
 import tempfile
 import time as _time
 from dataclasses import dataclass
@@ -63,10 +62,11 @@ import numpy as np
 import xarray as xr
 
 import bayesda
+from analysis.common.io import SHIPPED_MODEL, command, results_dir
+from analysis.common.prior import reconstruct
 from bayesda.geo.grid import Grid
 from bayesda.verify import metrics
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 REGIONS = ("unobserved", "all")
 LEVEL = 0.9
 
@@ -134,7 +134,7 @@ def ncep_grid() -> Grid:
     """The grid of the shipped NCEP model (2.5 deg, 25 x 53, North America)."""
     from bayesda.prior.checkpoint import read_card
 
-    return Grid.from_dict(read_card(ROOT / "models" / "ncep-air")["grid"])
+    return Grid.from_dict(read_card(SHIPPED_MODEL)["grid"])
 
 
 def train_prior(
@@ -183,17 +183,6 @@ def train_prior(
         "repr_error_mean_sd_K": round(float(np.mean(repr_error.sd)), 4),
     }
     return prior, summary
-
-
-def reconstruct(prior, x: np.ndarray) -> np.ndarray:
-    """``decode(encode_mean(x))`` in K for anomaly fields ``[n, nlat, nlon]``."""
-    import jax.numpy as jnp
-
-    out = [
-        np.asarray(prior.decode(prior.encode(jnp.asarray(x[i : i + 256], jnp.float32))[0]))
-        for i in range(0, len(x), 256)
-    ]
-    return np.concatenate(out).astype(np.float64)
 
 
 def linearised_prior(prior) -> tuple[np.ndarray, np.ndarray]:
@@ -592,13 +581,26 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def draw_coastlines(ax, lat, lon) -> None:
+    """Coastlines over the box of ``lat``, ``lon`` (nothing without a land mask)."""
+    from matplotlib.collections import LineCollection
+
+    try:
+        from bayesda.geo.landmask import coastlines
+
+        lines = coastlines(
+            (float(lat.min()), float(lat.max())), (float(lon.min()), float(lon.max()))
+        )
+    except (ImportError, ValueError):  # no land mask available: maps without coastlines
+        return
+    ax.add_collection(LineCollection(lines, colors="0.15", linewidths=0.6, zorder=2))
+
+
 def figure(maps: dict, path: pathlib.Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from bayesda.outputs.maps import _coast
 
     lat, lon = maps["truth"]["lat"].values, maps["truth"]["lon"].values
     vmax = float(np.abs(maps["truth"]).max())
@@ -616,7 +618,7 @@ def figure(maps: dict, path: pathlib.Path, title: str) -> None:
     obs = maps["obs"]
     for ax, (name, v, cmap, lo, hi, unit) in zip(axes.ravel(), panels, strict=True):
         mesh = ax.pcolormesh(lon, lat, v.values, cmap=cmap, vmin=lo, vmax=hi, shading="nearest")
-        _coast(ax, lat, lon)
+        draw_coastlines(ax, lat, lon)
         ax.scatter(obs["lon"], obs["lat"], s=6, c="k", marker=".")
         ax.set_title(name)
         ax.set_aspect(1.0 / np.cos(np.deg2rad(lat.mean())))
@@ -651,6 +653,7 @@ def parse_args(argv=None):
         help="latent sizes of the oracle PPCA + diagonal priors (Gaussian, exact)",
     )
     p.add_argument("--tag", default=None, help="suffix of the output names")
+    p.add_argument("--out-dir", type=pathlib.Path, default=results_dir("synthetic_check"))
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -745,8 +748,7 @@ def main(argv=None) -> None:
             example = cases[0]["maps"]
 
     result = {
-        "command": "python analysis/synthetic_check.py"
-        + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else ""),
+        "command": command(__spec__.name, argv),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, "
         f"bayesda {bayesda.__version__}",
@@ -761,14 +763,14 @@ def main(argv=None) -> None:
         "cases": per_case,
     }
     result["wall_s"] = _time.perf_counter() - t_start
-    out = ROOT / "analysis" / "results"
+    out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     md = markdown(result)
     (out / f"{stem}.md").write_text(md)
     (out / f"{stem}.json").write_text(json.dumps(_jsonable(result), indent=1))
     figure(
         example,
-        ROOT / "analysis" / "figures" / f"{stem}.png",
+        out / f"{stem}.png",
         f"GRF test field 0, {max(cfg.networks)} uniform obs (sigma {cfg.sigma} K): "
         "exact posterior vs bayesda",
     )

@@ -7,13 +7,13 @@ accelerator,
 NUTS, then fields, summaries and verdicts as array programs, :mod:`bayesda.inference.batch`), and
 one region write to a zarr store (:func:`bayesda.outputs.store.write_times`). Each K is run twice:
 the first call compiles, the second (another seed) is timed (``warm``). Rows go to
-``analysis/results/throughput.json`` (appended as each K finishes, so a timeout keeps what
-was done) with the device name as JAX reports it, the time of each phase, the sampler's
+``analysis/throughput/results/throughput.json`` (appended as each K finishes, so a timeout
+keeps what was done) with the device name as JAX reports it, the time of each phase, the sampler's
 gradients per second and the lockstep efficiency (useful / spent leapfrog work when chains
 advance together).
 
-    python analysis/bench_gpu.py --k 1,2 --draws 50 --warmup 50      # CPU smoke test
-    python analysis/bench_gpu.py --k 8,64,256,1024                   # on the GPU
+    python -m analysis.throughput.bench_gpu --k 1,2 --draws 50 --warmup 50   # CPU smoke test
+    python -m analysis.throughput.bench_gpu --k 8,64,256,1024                # on the GPU
 
 Stop early with ``--budget-s``: K values that would not finish in the remaining time
 (extrapolated linearly from the last one) are skipped and listed.
@@ -26,16 +26,15 @@ import dataclasses
 import datetime
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+from analysis.common.io import SHIPPED_MODEL, append_rows, command, results_dir
+
+RESULTS = results_dir("throughput")
 
 
 def device_name() -> str:
@@ -44,14 +43,6 @@ def device_name() -> str:
     d = jax.devices()[0]
     kind = getattr(d, "device_kind", d.platform)
     return f"{d.platform}:{kind} x{jax.device_count()} ({os.cpu_count()} host cores)"
-
-
-def append_rows(path: Path, rows: list[dict]) -> None:
-    """Append rows to a JSON list atomically."""
-    old = json.loads(path.read_text()) if path.exists() else []
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(old + rows, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def decoder_rate(prior, batch: int, reps: int = 20) -> float:
@@ -73,7 +64,7 @@ def run_k(prior, obs, times, settings, store_path, indices):
     """One batch through the reanalysis path: sampling, summaries and verdicts, store write."""
     import bayesda.outputs.store as store
     from bayesda.inference.assimilate import assimilate_summaries
-    from bayesda.workflows.reanalysis import _summary_dataset, time_seed
+    from bayesda.workflows.reanalysis import summary_dataset, time_seed
 
     t0 = time.perf_counter()
     res = assimilate_summaries(
@@ -85,7 +76,7 @@ def run_k(prior, obs, times, settings, store_path, indices):
         options=settings.options,
     )
     t1 = time.perf_counter()
-    datasets = [_summary_dataset(prior, r) for r in res]
+    datasets = [summary_dataset(prior, r) for r in res]
     for ds in datasets:
         ds["wall_s"] = ((), np.float32((t1 - t0) / len(times)))
     if store_path is not None:
@@ -125,8 +116,8 @@ def main(argv=None) -> int:
         help="also check the verdict's false alarms on the runs of this K against references",
     )
     p.add_argument("--ref-draws", type=int, default=4000)
-    p.add_argument("--verdict-out", default=str(HERE / "results" / "verdict_shipped.json"))
-    p.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
+    p.add_argument("--verdict-out", default=str(RESULTS / "verdict_shipped.json"))
+    p.add_argument("--out", default=str(RESULTS / "throughput.json"))
     p.add_argument("--no-write", action="store_true", help="print only (smoke tests)")
     p.add_argument(
         "--no-store", action="store_true", help="skip the zarr write (a machine without zarr)"
@@ -139,9 +130,9 @@ def main(argv=None) -> int:
     bayesda.enable_compilation_cache()
     import jax
     import pandas as pd
-    from bench_reanalysis import make_obs, reanalysis_defaults
 
     import bayesda.outputs.store as store
+    from analysis.common.ncep import make_obs, reanalysis_defaults
     from bayesda.prior.checkpoint import load_model
     from bayesda.workflows.reanalysis import ReanalysisSettings
 
@@ -150,7 +141,7 @@ def main(argv=None) -> int:
         base = dataclasses.replace(base, max_tree_depth=args.max_tree_depth)
     ks = [int(k) for k in args.k.split(",")]
     t_start = time.perf_counter()
-    prior = load_model(ROOT / "models" / "ncep-air")
+    prior = load_model(SHIPPED_MODEL)
     dev = device_name()
     print(f"devices: {jax.devices()}  ->  {dev}", flush=True)
     print(
@@ -202,7 +193,7 @@ def main(argv=None) -> int:
                 "lockstep_warmup": warm["lockstep_warmup"],
                 "grads_per_s": round(warm["grads"] / (warm["warmup_s"] + warm["sampling_s"])),
                 "load_average": [round(x, 2) for x in os.getloadavg()],
-                "command": "python analysis/bench_gpu.py " + " ".join(argv or sys.argv[1:]),
+                "command": command(__spec__.name, argv or None),
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -214,7 +205,7 @@ def main(argv=None) -> int:
             out = Path(args.verdict_out)
             check = verdict_check(prior, obs, good_runs, base, args.ref_draws, args.verdict_k)
             check["device"] = dev
-            check["command"] = "python analysis/bench_gpu.py " + " ".join(argv or sys.argv[1:])
+            check["command"] = command(__spec__.name, argv or None)
             print(json.dumps(check), flush=True)
             if not args.no_write:
                 out.write_text(json.dumps(check, indent=2))

@@ -10,7 +10,7 @@ and its children) are its own.
 
 Usage::
 
-    BAYESDA_DATA_DIR=../shared/data python analysis/bench_reanalysis.py --n-times 12
+    BAYESDA_DATA_DIR=../shared/data python -m analysis.throughput.bench_reanalysis --n-times 12
 """
 
 from __future__ import annotations
@@ -24,88 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from analysis.common.io import command, results_dir
+from analysis.common.ncep import make_obs, reanalyse_cmd
 
-
-def reanalysis_defaults(warmup=None, draws=None, chains=None) -> dict:
-    """``num_chains``, ``num_warmup``, ``num_samples`` of the reanalysis default, each
-    replaced by the given value when it is not None (the benchmarks' ``--warmup``/``--draws``)."""
-    from bayesda.workflows.reanalysis import ReanalysisSettings
-
-    d = ReanalysisSettings()
-    return dict(
-        num_chains=d.num_chains if chains is None else chains,
-        num_warmup=d.num_warmup if warmup is None else warmup,
-        num_samples=d.num_samples if draws is None else draws,
-    )
-
-
-def make_obs(path: Path, n_times: int, n_obs: int, seed: int = 0) -> list[str]:
-    import numpy as np
-    import pandas as pd
-
-    import bayesda
-
-    bayesda.set_host_device_count()  # before the first JAX computation
-    bayesda.enable_compilation_cache()
-    from bayesda.data.datasets import load_dataset
-    from bayesda.data.split import block_split
-    from bayesda.obs.table import pseudo_obs
-    from bayesda.prior.checkpoint import load_model
-
-    prior = load_model(ROOT / "models" / "ncep-air")
-    ds = load_dataset("ncep-air")
-    _, test = block_split(ds["time"].values)
-    times = ds["time"].values[test][:n_times]
-    anom = prior.climatology.to_anomaly(ds["tas"].sel(time=times))
-    first = pseudo_obs(anom.isel(time=0), n_obs, network="station", seed=seed)
-    frames = [
-        pseudo_obs(
-            anom.isel(time=k), lat=first["lat"], lon=first["lon"], sigma=0.5, seed=seed + 1 + k
-        )
-        for k in range(times.size)
-    ]
-    pd.concat(frames, ignore_index=True).to_csv(path, index=False)
-    return [str(np.datetime_as_string(t, "s")) for t in times]
-
-
-def held_out_obs(n_times: int, n_obs: int, seed: int = 0):
-    """:func:`make_obs` in memory: its observation table and its times (``datetime64``)."""
-    import numpy as np
-    import pandas as pd
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "obs.csv"
-        stamps = make_obs(path, n_times, n_obs, seed)
-        obs = pd.read_csv(path)
-    return obs, [np.datetime64(t) for t in stamps]
-
-
-def reanalyse_cmd(obs: Path, out: Path, chains: int, warmup: int, draws: int) -> list[str]:
-    """``python -m bayesda.cli.main reanalyse`` of the shipped model on ``obs`` into ``out``."""
-    return [
-        sys.executable,
-        "-m",
-        "bayesda.cli.main",
-        "reanalyse",
-        "--model",
-        str(ROOT / "models" / "ncep-air"),
-        "--obs",
-        str(obs),
-        "--out",
-        str(out),
-        "--chains",
-        str(chains),
-        "--warmup",
-        str(warmup),
-        "--draws",
-        str(draws),
-        "--no-progress",
-    ]
+RESULTS = results_dir("throughput")
 
 
 def run_mode(obs: Path, out: Path, extra: list[str], chains: int, warmup: int, draws: int) -> dict:
+    """One ``bayesda reanalyse`` in a subprocess: its wall time, last line and peak RSS."""
     cmd = [*reanalyse_cmd(obs, out, chains, warmup, draws), *extra]
     # A wrapper process reports the peak RSS of its own process tree (the CLI and, for Dask,
     # its worker processes), so each mode's peak is its own.
@@ -131,7 +57,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--draws", type=int, default=250)
     p.add_argument("--batch-times", type=int, default=4, help="times per program, batched mode")
-    p.add_argument("--out", default=str(HERE / "results" / "bench_reanalysis"))
+    p.add_argument("--out", default=str(RESULTS / "bench_reanalysis"))
     args = p.parse_args(argv)
 
     import xarray as xr
@@ -184,7 +110,7 @@ def main(argv=None) -> int:
     lines = [
         "# Reanalysis throughput (NCEP held-out times, shipped model)",
         "",
-        f"Command: `python analysis/bench_reanalysis.py --n-times {args.n_times} "
+        f"Command: `{command(__spec__.name, [])} --n-times {args.n_times} "
         f"--chains {args.chains} --batch-times {args.batch_times} "
         f"--warmup {args.warmup} --draws {args.draws}`; {settings}; {os.cpu_count()} CPU cores. "
         "Wall time includes process start, model load and compilation. Peak RSS is the largest "

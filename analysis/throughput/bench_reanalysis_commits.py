@@ -3,14 +3,14 @@
 Each run is ``bayesda reanalyse`` in a fresh process with the checkout first on
 ``PYTHONPATH`` (so an export of an older commit, ``git archive COMMIT | tar -x -C DIR``, runs
 with this virtual environment), on held-out NCEP times with 50 station-like observations
-(:func:`bench_reanalysis.make_obs`), into a fresh zarr store. Wall time includes the process
+(:func:`analysis.common.ncep.make_obs`), into a fresh zarr store. Wall time includes the process
 start, loading the model and compiling (or loading compiled programs). Rows are appended to
-``analysis/results/throughput.json`` with ``--record``.
+``analysis/throughput/results/throughput.json`` with ``--record``.
 
 Usage::
 
     git archive 5d0ee61 | tar -x -C /tmp/old
-    BAYESDA_DATA_DIR=../shared/data python analysis/bench_reanalysis_commits.py \\
+    BAYESDA_DATA_DIR=../shared/data python -m analysis.throughput.bench_reanalysis_commits \\
         --root 5d0ee61=/tmp/old --root main=. --n-times 8 --repeats 2 --record
 """
 
@@ -21,14 +21,14 @@ import datetime
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+from analysis.common.io import ROOT, append_rows, command, results_dir
+from analysis.common.ncep import make_obs, reanalyse_cmd
+
+RESULTS = results_dir("throughput")
 
 
 def main(argv=None) -> int:
@@ -39,11 +39,9 @@ def main(argv=None) -> int:
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--draws", type=int, default=250)
-    ap.add_argument("--out", default=str(HERE / "results" / "reanalysis_commits.json"))
+    ap.add_argument("--out", default=str(RESULTS / "reanalysis_commits.json"))
     ap.add_argument("--record", action="store_true", help="append rows to throughput.json")
     args = ap.parse_args(argv)
-    from bench_gpu import append_rows
-    from bench_reanalysis import make_obs, reanalyse_cmd
 
     roots = [(s.split("=", 1)[0], Path(s.split("=", 1)[1]).resolve()) for s in args.root]
     rows = []
@@ -74,9 +72,9 @@ def main(argv=None) -> int:
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    command = "python analysis/bench_reanalysis_commits.py " + " ".join(sys.argv[1:])
+    cmd = command(__spec__.name, argv)
     Path(args.out).write_text(
-        json.dumps({"command": command, "utc": stamp, "rows": rows}, indent=1) + "\n"
+        json.dumps({"command": cmd, "utc": stamp, "rows": rows}, indent=1) + "\n"
     )
     if args.record:
         out = Path(args.out).resolve()
@@ -103,7 +101,7 @@ def main(argv=None) -> int:
                     "load_average": [r["load_before"], r["load_after"]],
                 }
             )
-        append_rows(HERE / "results" / "throughput.json", table)
+        append_rows(RESULTS / "throughput.json", table)
     return 0
 
 

@@ -37,7 +37,8 @@ Rules compared: ``new`` (``bayesda.verify.verdict``: R-hat PASS level from
 
 Usage::
 
-    BAYESDA_DATA_DIR=../shared/data python analysis/verdict_rates.py --n-linear 96 --n-shipped 12
+    BAYESDA_DATA_DIR=../shared/data python -m analysis.verdict_rates.verdict_rates \\
+        --n-linear 96 --n-shipped 12
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from analysis.common.io import SHIPPED_MODEL, command, results_dir
+
 STATUSES = ("PASS", "WARN", "FAIL")
 
 
@@ -86,7 +87,7 @@ def linearised_prior():
     from bayesda.prior.checkpoint import load_model
     from bayesda.prior.generative import linear_prior
 
-    shipped = load_model(ROOT / "models" / "ncep-air")
+    shipped = load_model(SHIPPED_MODEL)
     z0 = jnp.zeros(shipped.latent_dim)
     W = np.asarray(jax.jacrev(shipped.decode)(z0))  # [lat, lon, d]
     b = np.asarray(shipped.decode(z0))
@@ -190,12 +191,12 @@ def bimodal(a, W, cov, rng):
 ROWS = Path.home() / ".cache" / "bayesda" / "verdict_rates_rows.json"
 
 
-def save_rows(rows, extra=None):
-    """Every run's record so far (large; outside the repository)."""
-    ROWS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ROWS.with_suffix(".tmp")
+def save_rows(rows, extra=None, path: Path = ROWS):
+    """Every run's record so far (large; outside the repository by default)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"rows": rows, "extra": extra or {}}, indent=1, default=str))
-    tmp.replace(ROWS)
+    tmp.replace(path)
 
 
 def record(case, kind, v, extra=None):
@@ -259,7 +260,7 @@ def run_linear(prior, args, settings, rows, rng, log):
                         record("bimodal", "bad", diagnose(idata, field), {"undetectable": one_mode})
                     )
             log(f"{case}: {i + len(group)}/{len(todo)} runs, {time.perf_counter() - t0:.1f} s")
-            save_rows(rows)
+            save_rows(rows, path=args.rows)
 
 
 def run_shipped(shipped, args, settings, rows, rng, log):
@@ -328,7 +329,7 @@ def run_shipped(shipped, args, settings, rows, rng, log):
             idata, field = stuck(a, np.random.default_rng(rng.integers(2**31)))
             rows.append(record("shipped-stuck-chain", "bad", diagnose(idata, field)))
         log(f"shipped: {i + len(group)}/{len(jobs)} runs, {time.perf_counter() - t0:.1f} s")
-        save_rows(rows)
+        save_rows(rows, path=args.rows)
     return {
         "reference": {
             "time": str(ref_time)[:19],
@@ -458,7 +459,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=None, help="default: the reanalysis default")
     p.add_argument("--draws", type=int, default=None, help="default: the reanalysis default")
     p.add_argument("--chains", type=int, default=None, help="default: the reanalysis default")
-    p.add_argument("--out", default=str(HERE / "results" / "verdict_rates"))
+    p.add_argument("--out", default=str(results_dir("verdict_rates") / "verdict_rates"))
+    p.add_argument("--rows", type=Path, default=ROWS, help="where every run's record is saved")
     p.add_argument(
         "--summarise-only", action="store_true", help=f"re-summarise the runs saved in {ROWS}"
     )
@@ -474,7 +476,7 @@ def main(argv=None) -> int:
 
     bayesda.set_host_device_count()  # before the first JAX computation
     bayesda.enable_compilation_cache()
-    from bench_reanalysis import reanalysis_defaults
+    from analysis.common.ncep import reanalysis_defaults
 
     settings = reanalysis_defaults(args.warmup, args.draws, args.chains)
     load = os.getloadavg()
@@ -486,12 +488,12 @@ def main(argv=None) -> int:
         print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
 
     if args.summarise_only:
-        saved = json.loads(ROWS.read_text())
+        saved = json.loads(args.rows.read_text())
         rows, extra = saved["rows"], saved["extra"]
     else:
         shipped, linear = linearised_prior()
         if args.add_to_saved:
-            saved = json.loads(ROWS.read_text())["rows"]
+            saved = json.loads(args.rows.read_text())["rows"]
             rows = [r for r in saved if not r["case"].startswith("shipped")]
             log(f"kept {len(rows)} saved runs of the linear and bad-run cases")
         else:
@@ -499,7 +501,7 @@ def main(argv=None) -> int:
         extra = {}
         if args.n_shipped:
             extra = run_shipped(shipped, args, settings, rows, rng, log)
-        save_rows(rows, extra)
+        save_rows(rows, extra, path=args.rows)
 
     new = summarise(rows, "new")
     result = {
@@ -522,11 +524,12 @@ def main(argv=None) -> int:
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(out.with_suffix(".json"))
     cmd = (
-        "python analysis/verdict_rates.py "
+        command(__spec__.name, [])
+        + " "
         + " ".join(
             f"--{k.replace('_', '-')} {v}"
             for k, v in vars(args).items()
-            if k not in ("out", "summarise_only", "add_to_saved") and v is not None
+            if k not in ("out", "rows", "summarise_only", "add_to_saved") and v is not None
         )
         + (" --add-to-saved" if args.add_to_saved else "")
     )

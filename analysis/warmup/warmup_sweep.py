@@ -13,9 +13,9 @@ held-out NCEP times) with warmup in ``--warmups`` and reports per setting:
   Carlo error of the difference (a correct run stays below about 4.5 for 100 latents);
 * the verdict (:func:`bayesda.verify.verdict.diagnose`).
 
-Output: ``analysis/results/warmup_sweep.json`` and ``.md``.
+Output: ``analysis/warmup/results/warmup_sweep.json`` and ``.md``.
 
-Usage: BAYESDA_DATA_DIR=../shared/data python analysis/warmup_sweep.py [--n-times 4]
+Usage: BAYESDA_DATA_DIR=../shared/data python -m analysis.warmup.warmup_sweep [--n-times 4]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-HERE = pathlib.Path(__file__).resolve().parent
+from analysis.common.io import SHIPPED_MODEL, command, results_dir
 
 
 def main(argv=None) -> int:
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=2, help="runs per time and warmup")
     ap.add_argument("--ref-draws", type=int, default=2000)
     ap.add_argument("--n-obs", type=int, default=50)
-    ap.add_argument("--out", default=str(HERE / "results" / "warmup_sweep"))
+    ap.add_argument("--out", default=str(results_dir("warmup") / "warmup_sweep"))
     args = ap.parse_args(argv)
 
     import bayesda
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
 
     t_start = time.perf_counter()
     load = os.getloadavg()
-    prior = load_model(HERE.parent / "models" / "ncep-air")
+    prior = load_model(SHIPPED_MODEL)
     ds = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))
     _, test = block_split(ds["time"].values)
     test_times = ds["time"].values[test]
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
 
     sampler.LAPLACE_WARMUP_TREE_DEPTH = default_depth
     cmd = (
-        f"python analysis/warmup_sweep.py --warmups {args.warmups} --n-times {args.n_times} "
+        f"{command(__spec__.name, [])} --warmups {args.warmups} --n-times {args.n_times} "
         f"--seeds {args.seeds} --ref-draws {args.ref_draws}"
         + (f" --warmup-tree-depths {args.warmup_tree_depths}" if args.warmup_tree_depths else "")
         + (f" --out {args.out}" if args.out != ap.get_default("out") else "")
