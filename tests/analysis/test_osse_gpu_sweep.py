@@ -1,5 +1,5 @@
-"""The GPU sweep's data path (analysis/osse_export.py) and its budgeted runner
-(analysis/osse_gpu_sweep.py) at tiny size on CPU."""
+"""The GPU sweep's data path (analysis.common.export) and its budgeted runner
+(analysis.osse_gpu.osse_gpu_sweep) at tiny size on CPU."""
 
 from __future__ import annotations
 
@@ -7,19 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from _analysis import analysis_module
 
+from analysis.common import export
+from analysis.osse_gpu import osse_gpu_fold, osse_gpu_sweep
 from bayesda.data.split import block_split, validation_split
 
-
-@pytest.fixture(scope="module")
-def export():
-    return analysis_module("osse_export")
-
-
-@pytest.fixture(scope="module")
-def sweep():
-    return analysis_module("osse_gpu_sweep")
+sweep = osse_gpu_sweep
 
 
 def make_fields(*, n=240, nlat=8, nlon=16, seed=0):
@@ -37,7 +30,7 @@ def make_fields(*, n=240, nlat=8, nlon=16, seed=0):
     return field, times.astype("datetime64[ns]"), lat, lon
 
 
-def test_export_round_trip_is_the_block_split_within_the_quantisation(export, tmp_path):
+def test_export_round_trip_is_the_block_split_within_the_quantisation(tmp_path):
     field, times, lat, lon = make_fields()
     path = export.export_arrays(field, times, lat, lon, tmp_path / "x.npz", meta={"var": "tas"})
     assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]  # no temporary left behind
@@ -62,18 +55,18 @@ def test_export_round_trip_is_the_block_split_within_the_quantisation(export, tm
         np.testing.assert_array_equal(getattr(short, name), getattr(fresh, name))
 
 
-def test_export_refuses_anomalies_beyond_int16_and_names_a_scale(export, tmp_path):
+def test_export_refuses_anomalies_beyond_int16_and_names_a_scale(tmp_path):
     field, times, lat, lon = make_fields(n=60)
     with pytest.raises(ValueError, match=r"does not fit int16 at scale=0.0001; pass --scale"):
         export.export_arrays(field, times, lat, lon, tmp_path / "x.npz", scale=1e-4)
     with pytest.raises(ValueError, match=r"field shape \(60, 8, 16\) != \(time, lat, lon\)"):
         export.export_arrays(field, times, lat[:-1], lon, tmp_path / "x.npz")
-    with pytest.raises(FileNotFoundError, match="osse_export.py --out"):
+    with pytest.raises(FileNotFoundError, match="osse_export --out"):
         export.load_export(tmp_path / "missing.npz")
 
 
 @pytest.mark.slow  # about 40 s on 2 busy cores, nearly all of it compilation
-def test_tiny_sweep_writes_each_run_with_pca_of_the_same_split(export, sweep, tmp_path):
+def test_tiny_sweep_writes_each_run_with_pca_of_the_same_split(tmp_path):
     field, times, lat, lon = make_fields()
     data = export.export_arrays(field, times, lat, lon, tmp_path / "x.npz")
     out = tmp_path / "out"
@@ -101,7 +94,7 @@ def test_tiny_sweep_writes_each_run_with_pca_of_the_same_split(export, sweep, tm
     assert run["stop_reason"] == "epochs" and run["train_config"]["pca_init"] is True
 
 
-def test_sweep_skips_what_the_budget_cannot_fit(export, sweep, tmp_path, capsys):
+def test_sweep_skips_what_the_budget_cannot_fit(tmp_path, capsys):
     field, times, lat, lon = make_fields(n=120)
     data = export.export_arrays(field, times, lat, lon, tmp_path / "x.npz")
     argv = [str(data), "--tiny", "--budget-s", "0", "--out", str(tmp_path)]
@@ -116,7 +109,6 @@ def test_sweep_skips_what_the_budget_cannot_fit(export, sweep, tmp_path, capsys)
 
 
 def test_fold_merges_runs_into_the_recon_table_and_ignores_a_torn_line(tmp_path):
-    fold = analysis_module("osse_gpu_fold")
     run = {
         "kind": "run",
         "name": "base-d64",
@@ -153,7 +145,7 @@ def test_fold_merges_runs_into_the_recon_table_and_ignores_a_torn_line(tmp_path)
     src.write_text("\n".join(lines) + "\n")
     old = {"tag": "gpu-base-d64", "latent_dim": 64, "vae_rmse": 9.0}
     (tmp_path / "osse_recon.json").write_text(json.dumps([old]))
-    new = fold.fold(src, tmp_path)
+    new = osse_gpu_fold.fold(src, tmp_path, tmp_path)
     records = json.loads((tmp_path / "osse_recon.json").read_text())
     assert records == new and records[0]["vae_rmse"] == 3.0 and records[0]["n_fit"] == 5868
     md = (tmp_path / "osse_gpu_sweep.md").read_text()

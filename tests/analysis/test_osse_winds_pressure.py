@@ -1,10 +1,12 @@
-"""The closed-form posteriors of analysis/osse_winds_pressure.py against the textbook
-Gaussian conditioning formula, and the per-method strides of analysis/benchmark_skill.py."""
+"""The closed-form posteriors of analysis.winds_pressure.osse_winds_pressure against the
+textbook Gaussian conditioning formula, and the per-method strides of the skill benchmark."""
 
 from __future__ import annotations
 
 import numpy as np
-from _analysis import analysis_module
+
+from analysis.common.skill import BenchConfig
+from analysis.winds_pressure import osse_winds_pressure as wp
 
 
 def _condition(C, H, R, target):
@@ -26,7 +28,6 @@ def _problem(seed=0, p=40, m=7, n=200):
 
 
 def test_laplace_posterior_matches_gaussian_conditioning():
-    wp = analysis_module("osse_winds_pressure")
     X, H, r, target = _problem()
     s, vt, var = wp.pca_basis(X)
     W, resid = wp.joint_linear_prior(s, vt, var, d=6)
@@ -39,7 +40,6 @@ def test_laplace_posterior_matches_gaussian_conditioning():
 
 
 def test_oi_posterior_matches_gaussian_conditioning_with_shrinkage():
-    wp = analysis_module("osse_winds_pressure")
     X, H, r, target = _problem(seed=1)
     S = np.cov(X, rowvar=False)
     B = 0.9 * S + 0.1 * np.diag(np.diag(S))
@@ -50,7 +50,6 @@ def test_oi_posterior_matches_gaussian_conditioning_with_shrinkage():
 
 
 def test_method_strides_override_the_expensive_stride():
-    bs = analysis_module("benchmark_skill")
-    cfg = bs.BenchConfig(expensive_stride=3, method_strides=(("restarts", 10),))
+    cfg = BenchConfig(expensive_stride=3, method_strides=(("restarts", 10),))
     assert (cfg.stride("nuts"), cfg.stride("restarts"), cfg.stride("oi")) == (3, 10, 1)
-    assert bs.BenchConfig(expensive_stride=2).stride("restarts") == 2
+    assert BenchConfig(expensive_stride=2).stride("restarts") == 2
