@@ -17,8 +17,10 @@ Output: analysis/gross_error/results/studentt_matheron.json. Usage:
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import pathlib
 
 import numpy as np
 
@@ -34,8 +36,12 @@ from bayesda.prior.checkpoint import load_model
 from bayesda.settings import ModelOptions, SamplerSettings
 
 
-def main() -> int:
-    prior = load_model(SHIPPED_MODEL)
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=str(SHIPPED_MODEL))
+    p.add_argument("--out", default=str(results_dir("gross_error") / "studentt_matheron.json"))
+    args = p.parse_args(argv)
+    prior = load_model(args.model)
     data = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))
     times = data["time"].values
     _, test = block_split(times)
@@ -86,8 +92,9 @@ def main() -> int:
             "max_abs_error_within_500km_K": float(np.abs(err[near]).max()),
             "rmse_within_500km_K": float(np.sqrt(np.mean(err[near] ** 2))),
         }
-    out["command"] = command(__spec__.name, [])
-    path = results_dir("gross_error") / "studentt_matheron.json"
+    out["command"] = command(__spec__.name, argv)
+    path = pathlib.Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     return 0
