@@ -166,33 +166,78 @@ def crps(x, mu, sd):
     return sd * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n-times", type=int, default=40)
-    ap.add_argument("--n-stations", type=int, default=50)
-    ap.add_argument("--n-withheld", type=int, default=10)
-    ap.add_argument("--comonthlymet", default=None)
-    ap.add_argument("--model", default=str(SHIPPED_MODEL))
-    ap.add_argument("--out", default=str(results_dir("elevation") / "elevation"))
-    args = ap.parse_args(argv)
-    t0 = _time.perf_counter()
-    prior = load_model(args.model)
-    data = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))
-    st = read_stations(find_rda(args.comonthlymet))
-    table, departures = lapse_table(st, data["tas"], prior)
-    for r in table:
-        print(r)
-
-    closed = Closed(prior)
-    g = prior.grid
-    la, lo = np.meshgrid(g.lat, g.lon, indexing="ij")
+def box_mask(grid) -> tuple[np.ndarray, np.ndarray]:
+    """``(box, weights)``: the grid nodes inside :data:`BOX` (flat mask) and their cos-latitude
+    weights."""
+    la, lo = np.meshgrid(grid.lat, grid.lon, indexing="ij")
     box = (
         (la >= BOX["lat"][0])
         & (la <= BOX["lat"][1])
         & (lo >= BOX["lon"][0])
         & (lo <= BOX["lon"][1])
     ).ravel()
-    w_box = np.cos(np.deg2rad(la)).ravel()[box]
+    return box, np.cos(np.deg2rad(la)).ravel()[box]
+
+
+def case_obs(grid, st, truth, departures_month, case: int, n_stations: int) -> pd.DataFrame:
+    """Observations at ``n_stations`` random stations: the field there plus the station's own
+    departure from the grid (its height, its climate) and N(0, 0.5^2) noise."""
+    ok = np.flatnonzero(np.isfinite(departures_month))
+    rng = np.random.default_rng([case, 13])
+    pick = rng.choice(ok, n_stations, replace=False)
+    H = as_matrix(bilinear_stencil(grid, st["lat"][pick], st["lon"][pick]), grid.size)
+    return pd.DataFrame(
+        {
+            "station_id": st["id"][pick],
+            "lat": st["lat"][pick],
+            "lon": st["lon"][pick],
+            "value": H @ truth + departures_month[pick] + rng.normal(0, 0.5, pick.size),
+            "sigma": 0.5,
+            "elevation": st["elevation"][pick],
+        }
+    )
+
+
+def score_arm(prior, closed, used, held, truth, box, w_box, lapse, mode, case: int) -> dict:
+    """One arm on one case: the run's own steps (height adjustment, QC, calibration), the
+    closed-form posterior, scores on the box's grid nodes and at the withheld stations."""
+    # the run's own steps: height adjustment, QC, calibration (bayesda.preflight.pipeline)
+    _, o, rec = preflight(prior, used, qc=True, calibrate=mode, seed=case, lapse=lapse)
+    fit = rec.get("calibration", {}).get("fit", {})
+    h, _ = adjust(prior, held, lapse)
+    h["sigma"] = h["sigma"] * fit.get("scale_obs", 1.0)
+    qc = rec["qc"]
+    mean, sd, mean_t, sd_t = closed(o, h, fit.get("scale", 1.0))
+    err = (mean - truth)[box]
+    z = np.abs(err) / sd[box]
+    # predictive of the withheld raw values: field there, back to station height
+    shift = h["height_adjustment"].to_numpy() if "height_adjustment" in h else 0.0
+    pred = mean_t - shift
+    pred_sd = np.sqrt(sd_t**2 + h["sigma"].to_numpy() ** 2)
+    y_t = held["value"].to_numpy()
+    return {
+        "rmse": float(np.sqrt(np.average(err**2, weights=w_box))),
+        "mean_error": float(np.average(err, weights=w_box)),
+        "crps": float(np.average(crps(truth[box], mean[box], sd[box]), weights=w_box)),
+        "coverage_90": float(np.average(z <= Z90, weights=w_box)),
+        "spread_skill": float(
+            np.sqrt(np.average(sd[box] ** 2, weights=w_box))
+            / np.sqrt(np.average(err**2, weights=w_box))
+        ),
+        "withheld_coverage_90": float(np.mean(np.abs(y_t - pred) / pred_sd <= Z90)),
+        "withheld_crps": float(np.mean(crps(y_t, pred, pred_sd))),
+        "withheld_rmse": float(np.sqrt(np.mean((y_t - pred) ** 2))),
+        "qc_flagged": int(qc["n_gross"] + qc["n_background"]),
+        "scale_repr": float(fit.get("scale", 1.0)),
+        "scale_obs": float(fit.get("scale_obs", 1.0)),
+    }
+
+
+def assimilate_arms(prior, data, st, departures, args, t0: float) -> dict[str, list]:
+    """Every arm at every held-out time: ``{arm: [scores per time]}``."""
+    closed = Closed(prior)
+    g = prior.grid
+    box, w_box = box_mask(g)
     times = data["time"].values
     _, test = block_split(times)
     idx = np.flatnonzero(test)
@@ -202,59 +247,20 @@ def main(argv=None) -> int:
         field = data["tas"].isel(time=int(k))
         month = int(pd.Timestamp(field["time"].values).month)
         truth = prior.climatology.to_anomaly(field).drop_vars("time").values.ravel()
-        ok = np.flatnonzero(np.isfinite(departures[month - 1]))
-        rng = np.random.default_rng([case, 13])
-        pick = rng.choice(ok, args.n_stations, replace=False)
-        H = as_matrix(bilinear_stencil(g, st["lat"][pick], st["lon"][pick]), g.size)
-        obs = pd.DataFrame(
-            {
-                "station_id": st["id"][pick],
-                "lat": st["lat"][pick],
-                "lon": st["lon"][pick],
-                "value": H @ truth + departures[month - 1, pick] + rng.normal(0, 0.5, pick.size),
-                "sigma": 0.5,
-                "elevation": st["elevation"][pick],
-            }
-        )
+        obs = case_obs(g, st, truth, departures[month - 1], case, args.n_stations)
         used, held = obs.iloc[args.n_withheld :], obs.iloc[: args.n_withheld]
         for arm, (lapse, mode) in ARMS.items():
-            # the run's own steps: height adjustment, QC, calibration (bayesda.preflight.pipeline)
-            _, o, rec = preflight(prior, used, qc=True, calibrate=mode, seed=case, lapse=lapse)
-            fit = rec.get("calibration", {}).get("fit", {})
-            h, _ = adjust(prior, held, lapse)
-            h["sigma"] = h["sigma"] * fit.get("scale_obs", 1.0)
-            qc = rec["qc"]
-            mean, sd, mean_t, sd_t = closed(o, h, fit.get("scale", 1.0))
-            err = (mean - truth)[box]
-            z = np.abs(err) / sd[box]
-            # predictive of the withheld raw values: field there, back to station height
-            shift = h["height_adjustment"].to_numpy() if "height_adjustment" in h else 0.0
-            pred = mean_t - shift
-            pred_sd = np.sqrt(sd_t**2 + h["sigma"].to_numpy() ** 2)
-            y_t = held["value"].to_numpy()
-            scores[arm].append(
-                {
-                    "rmse": float(np.sqrt(np.average(err**2, weights=w_box))),
-                    "mean_error": float(np.average(err, weights=w_box)),
-                    "crps": float(np.average(crps(truth[box], mean[box], sd[box]), weights=w_box)),
-                    "coverage_90": float(np.average(z <= Z90, weights=w_box)),
-                    "spread_skill": float(
-                        np.sqrt(np.average(sd[box] ** 2, weights=w_box))
-                        / np.sqrt(np.average(err**2, weights=w_box))
-                    ),
-                    "withheld_coverage_90": float(np.mean(np.abs(y_t - pred) / pred_sd <= Z90)),
-                    "withheld_crps": float(np.mean(crps(y_t, pred, pred_sd))),
-                    "withheld_rmse": float(np.sqrt(np.mean((y_t - pred) ** 2))),
-                    "qc_flagged": int(qc["n_gross"] + qc["n_background"]),
-                    "scale_repr": float(fit.get("scale", 1.0)),
-                    "scale_obs": float(fit.get("scale_obs", 1.0)),
-                }
-            )
+            sc = score_arm(prior, closed, used, held, truth, box, w_box, lapse, mode, case)
+            scores[arm].append(sc)
         print(
             f"time {case + 1}/{len(picks)} (month {month}) {_time.perf_counter() - t0:.0f} s",
             flush=True,
         )
+    return scores
 
+
+def summarise(scores: dict[str, list]) -> list[dict]:
+    """Means over the times, one row per arm."""
     rows = []
     for arm, rs in scores.items():
         rows.append(
@@ -267,22 +273,16 @@ def main(argv=None) -> int:
                 "n_times": len(rs),
             }
         )
-    cmd = (
-        f"{command(__spec__.name, [])} --n-times {args.n_times} "
-        f"--n-stations {args.n_stations} --n-withheld {args.n_withheld}"
-    )
-    out = pathlib.Path(args.out)
-    result = {
-        "command": cmd,
-        "wall_s": round(_time.perf_counter() - t0, 1),
-        "lapse_rate_by_month": table,
-        "assimilation": rows,
-    }
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    return rows
+
+
+def markdown(result: dict, args) -> str:
+    """The lapse-rate table by month and the assimilation table by arm."""
     lines = [
         "# Station height on the NCEP grid: 300 Colorado stations (r-cran-fields COmonthlyMet)",
         "",
-        f"`{cmd}` ({result['wall_s']:.0f} s). Method and data: the script's docstring.",
+        f"`{result['command']}` ({result['wall_s']:.0f} s). Method and data: the script's "
+        "docstring.",
         "",
         "## The lapse rate in real data",
         "",
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
         "| month | stations | slope K/km (SE) | RMS raw K | RMS at 6.5 K/km | RMS fitted |",
         "|---|---|---|---|---|---|",
     ]
-    for r in table:
+    for r in result["lapse_rate_by_month"]:
         lines.append(
             f"| {r['month']} | {r['n_stations']} | "
             f"{r['slope_k_per_km']:+.2f} ({r['slope_se']:.2f}) | "
@@ -311,15 +311,48 @@ def main(argv=None) -> int:
         "withheld RMSE K | withheld CRPS K | withheld cov90 | QC flagged | scales b, a |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in result["assimilation"]:
         lines.append(
             f"| {r['arm']} | {r['rmse']:.3f} | {r['mean_error']:+.3f} | {r['crps']:.3f} | "
             f"{r['coverage_90']:.3f} | {r['spread_skill']:.2f} | {r['withheld_rmse']:.3f} | "
             f"{r['withheld_crps']:.3f} | {r['withheld_coverage_90']:.3f} | {r['qc_flagged']:.2f} | "
             f"{r['scale_repr']:.2f}, {r['scale_obs']:.2f} |"
         )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-times", type=int, default=40)
+    ap.add_argument("--n-stations", type=int, default=50)
+    ap.add_argument("--n-withheld", type=int, default=10)
+    ap.add_argument("--comonthlymet", default=None)
+    ap.add_argument("--model", default=str(SHIPPED_MODEL))
+    ap.add_argument("--out", default=str(results_dir("elevation") / "elevation"))
+    args = ap.parse_args(argv)
+    t0 = _time.perf_counter()
+    prior = load_model(args.model)
+    data = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))
+    st = read_stations(find_rda(args.comonthlymet))
+    table, departures = lapse_table(st, data["tas"], prior)
+    for r in table:
+        print(r)
+    rows = summarise(assimilate_arms(prior, data, st, departures, args, t0))
+    cmd = (
+        f"{command(__spec__.name, [])} --n-times {args.n_times} "
+        f"--n-stations {args.n_stations} --n-withheld {args.n_withheld}"
+    )
+    result = {
+        "command": cmd,
+        "wall_s": round(_time.perf_counter() - t0, 1),
+        "lapse_rate_by_month": table,
+        "assimilation": rows,
+    }
+    out = pathlib.Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    md = markdown(result, args)
+    out.with_suffix(".md").write_text(md)
+    print(md, end="")
     return 0
 
 

@@ -62,45 +62,47 @@ def pca_reconstruct(train: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:
     return (b @ vt[:k].T @ vt[:k] + mu).reshape(test.shape)
 
 
-def main() -> None:
-    args = parse_args()
+def train(args, tas, out: pathlib.Path) -> None:
+    """Train the prior into ``out`` with the recipe of ``bayesda train`` and these settings."""
+    from bayesda.prior.recipe import train_prior
+    from bayesda.prior.train import TrainConfig
+
+    tc = TrainConfig(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        beta=args.beta,
+        patience=args.patience,
+        seed=args.seed,
+    )
+    cmd = (
+        f"bayesda train --data ncep-air --out models/ncep-air --latent-dim {args.latent_dim} "
+        f"--channels {args.channels} --beta {args.beta} --epochs {args.epochs} "
+        f"--patience {args.patience} --learning-rate {args.learning_rate} --seed {args.seed}"
+    )
+    train_prior(
+        tas,
+        out,
+        latent_dim=args.latent_dim,
+        channels=tuple(int(c) for c in args.channels.split(",")),
+        train_config=tc,
+        dataset="ncep-air",
+        overwrite=True,
+        command=cmd,
+    )
+
+
+def evaluate(prior, tas) -> dict:
+    """Held-out reconstruction against PCA, per-pixel RMS and the prior's SD ratio.
+
+    Returns:
+      The arrays the report and the figure need (test, fit and reconstructed anomalies, PCA
+      reconstructions, per-pixel RMS maps, prior samples and SD ratios).
+    """
     import jax
     import jax.numpy as jnp
 
-    from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split, validation_split
-    from bayesda.prior.checkpoint import load_model, update_card
-    from bayesda.prior.train import TrainConfig
 
-    out = pathlib.Path(args.out)
-    tas = load_dataset("ncep-air")["tas"]
-    if not args.skip_train:
-        from bayesda.prior.recipe import train_prior
-
-        tc = TrainConfig(
-            epochs=args.epochs,
-            learning_rate=args.learning_rate,
-            beta=args.beta,
-            patience=args.patience,
-            seed=args.seed,
-        )
-        cmd = (
-            f"bayesda train --data ncep-air --out models/ncep-air --latent-dim {args.latent_dim} "
-            f"--channels {args.channels} --beta {args.beta} --epochs {args.epochs} "
-            f"--patience {args.patience} --learning-rate {args.learning_rate} --seed {args.seed}"
-        )
-        train_prior(
-            tas,
-            out,
-            latent_dim=args.latent_dim,
-            channels=tuple(int(c) for c in args.channels.split(",")),
-            train_config=tc,
-            dataset="ncep-air",
-            overwrite=True,
-            command=cmd,
-        )
-
-    prior = load_model(out)
     d = prior.latent_dim
     times = tas["time"].values
     train_mask, test_mask = block_split(times)
@@ -133,47 +135,93 @@ def main() -> None:
     train_sd = anom_fit.std(axis=0)
     ratio = samples.std(axis=0) / train_sd
     ratio_with_repr = np.sqrt(samples.var(axis=0) + prior.repr_error.variance) / train_sd
+    return dict(
+        latent_dim=d,
+        anom_test=anom_test,
+        anom_fit=anom_fit,
+        rec_test=rec_test,
+        pca_test=pca_test,
+        pca_px=pca_px,
+        pixel_rms=pixel_rms,
+        pixel_rms_pca=pixel_rms_pca,
+        samples=samples,
+        ratio=ratio,
+        ratio_with_repr=ratio_with_repr,
+    )
 
-    timing = bench_model(out)
-    card = prior.card
-    metrics = {
-        "test_recon_rmse_K": round(rmse(rec_test, anom_test), 4),
-        "test_pca_rmse_K": round(rmse(pca_test, anom_test), 4),
-        "pca_dims": d,
-        "test_pca_per_pixel_normalised_rmse_K": round(rmse(pca_px, anom_test), 4),
+
+def metrics_of(e: dict, card: dict, timing: dict) -> dict:
+    """The model card's ``metrics`` from :func:`evaluate`'s arrays, the model card (its training
+    record) and the decoder timings."""
+    anom_test, pixel_rms, ratio = e["anom_test"], e["pixel_rms"], e["ratio"]
+    return {
+        "test_recon_rmse_K": round(rmse(e["rec_test"], anom_test), 4),
+        "test_pca_rmse_K": round(rmse(e["pca_test"], anom_test), 4),
+        "pca_dims": e["latent_dim"],
+        "test_pca_per_pixel_normalised_rmse_K": round(rmse(e["pca_px"], anom_test), 4),
         "test_anomaly_sd_K": round(float(anom_test.std()), 4),
         "test_pixel_rms_K": {
             "mean": round(float(pixel_rms.mean()), 4),
             "min": round(float(pixel_rms.min()), 4),
             "max": round(float(pixel_rms.max()), 4),
         },
-        "test_pixel_rms_pca_K_mean": round(float(pixel_rms_pca.mean()), 4),
+        "test_pixel_rms_pca_K_mean": round(float(e["pixel_rms_pca"].mean()), 4),
         "n_test_fields": int(len(anom_test)),
         "prior_sd_ratio": {
             "mean": round(float(ratio.mean()), 4),
             "min": round(float(ratio.min()), 4),
             "max": round(float(ratio.max()), 4),
-            "n_samples": int(len(z)),
+            "n_samples": int(len(e["samples"])),
             "reference": "per-pixel SD of training (fit) anomalies",
         },
-        "prior_plus_repr_sd_ratio_mean": round(float(ratio_with_repr.mean()), 4),
+        "prior_plus_repr_sd_ratio_mean": round(float(e["ratio_with_repr"].mean()), 4),
         "val_recon_rmse_K": card["training"]["val_recon_rmse_K"],
         "training_wall_time_s": card["training"]["wall_time_s"],
         "decoder_value_and_grad_ms": timing,
     }
-    results = pathlib.Path(args.results)
+
+
+def write(e: dict, metrics: dict, card: dict, results: pathlib.Path) -> str:
+    """``<results>.json``, ``<results>_maps.npz`` and ``<results>.md`` (the model card text)."""
     results.parent.mkdir(parents=True, exist_ok=True)
     results.with_suffix(".json").write_text(json.dumps(metrics, indent=2) + "\n")
     np.savez(
         results.with_name(results.name + "_maps.npz"),
-        pixel_rms=pixel_rms,
-        pixel_rms_pca=pixel_rms_pca,
-        prior_sd_ratio=ratio,
+        pixel_rms=e["pixel_rms"],
+        pixel_rms_pca=e["pixel_rms_pca"],
+        prior_sd_ratio=e["ratio"],
     )
     md = model_card_text(card, metrics)
     results.with_suffix(".md").write_text(md)
+    return md
+
+
+def main() -> None:
+    args = parse_args()
+    from bayesda.data.datasets import load_dataset
+    from bayesda.prior.checkpoint import load_model, update_card
+
+    out = pathlib.Path(args.out)
+    tas = load_dataset("ncep-air")["tas"]
+    if not args.skip_train:
+        train(args, tas, out)
+    prior = load_model(out)
+    e = evaluate(prior, tas)
+    timing = bench_model(out)
+    card = prior.card
+    metrics = metrics_of(e, card, timing)
+    md = write(e, metrics, card, pathlib.Path(args.results))
     update_card(out, card={"metrics": metrics}, model_card=md)
-    make_figure(prior, anom_test, rec_test, samples, anom_fit, ratio, pixel_rms, args.figure)
+    make_figure(
+        prior,
+        e["anom_test"],
+        e["rec_test"],
+        e["samples"],
+        e["anom_fit"],
+        e["ratio"],
+        e["pixel_rms"],
+        args.figure,
+    )
     print(json.dumps(metrics, indent=2))
 
 

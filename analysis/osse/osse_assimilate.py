@@ -111,12 +111,12 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
+def load_fields(args):
+    """Training and test fields of ``--var`` (the block split, or ``--far`` test fields),
+    the prior (or none: baselines only) and the climatology they are anomalies of."""
     from bayesda.data.split import split_dataset
     from bayesda.prior.checkpoint import load_model
 
-    t_total = _time.perf_counter()
     if args.far is None:
         tas = open_field(args.var, args.store, args.max_snapshots)
         train_t, test_t = split_dataset(tas)
@@ -135,14 +135,13 @@ def main(argv=None) -> None:
 
         prior, clim = None, Climatology.fit(train_t, n_harmonics=0)
         args.methods = [m for m in args.methods if m in ("oi", "climatology")]
-    train, test = clim.to_anomaly(train_t), clim.to_anomaly(test_t)
-    grid = Grid.from_xarray(train)
-    if prior is not None and prior.grid != grid:
-        raise ValueError(f"prior grid {prior.grid.shape} differs from the store's {grid.shape}")
-    if prior is not None and args.repr_error is not None:
-        prior = with_repr_error(prior, train, grid, args.repr_error)
+    return tas, clim.to_anomaly(train_t), clim.to_anomaly(test_t), prior, clim
+
+
+def bench_config(args):
+    """The skill benchmark's settings for these arguments."""
     networks = tuple((s.split("-")[0], int(s.split("-")[1])) for s in args.networks)
-    cfg = dataclasses.replace(
+    return dataclasses.replace(
         bs.FULL,
         n_times=args.n_times,
         networks=networks,
@@ -155,7 +154,12 @@ def main(argv=None) -> None:
         seed=args.seed,
         **({"sigma": args.sigma} if args.sigma is not None else {}),
     )
-    if args.oi_covariance == "homogeneous":
+
+
+def background(train, grid, oi_covariance: str):
+    """OI's background covariance: the shrunk sample covariance, or its translation average
+    (``homogeneous``, doubly periodic grids)."""
+    if oi_covariance == "homogeneous":
         import numpy as np
 
         from bayesda.prior.representation import homogeneous
@@ -163,12 +167,14 @@ def main(argv=None) -> None:
         full = homogeneous(train.values, var_fraction=1.0, max_rank=grid.size)
         f = full.factor.reshape(full.rank, -1).astype(np.float64)
         cov = f.T @ f + np.diag(full.diag_var.reshape(-1).astype(np.float64))
-        bg = baselines.BackgroundCovariance.from_matrix(cov, grid)
-    else:
-        bg = baselines.BackgroundCovariance.from_anomalies(
-            train, shrinkage=baselines.DEFAULT_SHRINKAGE
-        )
-    methods = bs.make_methods(cfg, prior, bg, clim)
+        return baselines.BackgroundCovariance.from_matrix(cov, grid)
+    return baselines.BackgroundCovariance.from_anomalies(
+        train, shrinkage=baselines.DEFAULT_SHRINKAGE
+    )
+
+
+def run(cfg, methods, test, grid, t_total: float):
+    """Every network at every held-out time: the summary table, curves, points, time indices."""
     tidx = bs.held_out_times(test, cfg.n_times)
     rows, curves, points, walls = [], {}, {}, {}
     for k, (kind, n) in enumerate(cfg.networks):
@@ -179,7 +185,32 @@ def main(argv=None) -> None:
         for method, times in w.items():
             walls[(method, f"{kind}-{n}")] = times
         print(f"{kind}-{n} done at {_time.perf_counter() - t_total:.0f} s", flush=True)
-    summary = bs.summarise(rows, walls, cfg)
+    return bs.summarise(rows, walls, cfg), curves, points, tidx
+
+
+def markdown(summary, cfg, meta: dict, var: str, units: str) -> str:
+    """The skill benchmark's table, worded for the simulated fields and ``var``'s units."""
+    source = "Held-Suarez" if var == "tas" else f"QG, variable {var} in {units}"
+    text = bs.markdown(summary, cfg, meta).replace(
+        "held-out NCEP fields", f"held-out simulated ({source}) fields"
+    )
+    if var != "tas":  # benchmark_skill writes NCEP's unit
+        text = text.replace("(K)", f"({units})").replace(f"{cfg.sigma} K,", f"{cfg.sigma} {units},")
+    return text
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    t_total = _time.perf_counter()
+    tas, train, test, prior, clim = load_fields(args)
+    grid = Grid.from_xarray(train)
+    if prior is not None and prior.grid != grid:
+        raise ValueError(f"prior grid {prior.grid.shape} differs from the store's {grid.shape}")
+    if prior is not None and args.repr_error is not None:
+        prior = with_repr_error(prior, train, grid, args.repr_error)
+    cfg = bench_config(args)
+    methods = bs.make_methods(cfg, prior, background(train, grid, args.oi_covariance), clim)
+    summary, curves, points, tidx = run(cfg, methods, test, grid, t_total)
     total = _time.perf_counter() - t_total
     times = test["time"].values[tidx]
     meta = dict(
@@ -196,15 +227,7 @@ def main(argv=None) -> None:
     csv = out_dir / f"osse_skill{args.suffix}.csv"
     md = out_dir / f"osse_skill{args.suffix}.md"
     atomic_write(csv, lambda tmp: summary.to_csv(tmp, index=False, float_format="%.5g"))
-    source = (
-        "Held-Suarez" if args.var == "tas" else f"QG, variable {args.var} in {tas.attrs['units']}"
-    )
-    text = bs.markdown(summary, cfg, meta).replace(
-        "held-out NCEP fields", f"held-out simulated ({source}) fields"
-    )
-    if args.var != "tas":  # benchmark_skill writes NCEP's unit
-        units = tas.attrs["units"]
-        text = text.replace("(K)", f"({units})").replace(f"{cfg.sigma} K,", f"{cfg.sigma} {units},")
+    text = markdown(summary, cfg, meta, args.var, tas.attrs.get("units", "K"))
     atomic_write(md, lambda tmp: pathlib.Path(tmp).write_text(text))
     bs.figures(curves, points, cfg, out_dir, prefix=f"osse_calibration{args.suffix}_")
     print(f"wrote {csv}, {md}; total {total:.0f} s", flush=True)

@@ -28,6 +28,12 @@ from analysis.common.io import atomic_write, results_dir
 RESULTS = results_dir("osse")
 WINDS = results_dir("winds_pressure") / "osse_winds_pressure.json"
 STATS = results_dir("gaussianity") / "osse_stats.json"
+# where the report's text points (repository-relative)
+STATS_MD = "analysis/gaussianity/results/osse_stats.md"
+QG_STATS_MD = "analysis/gaussianity/results/qg_stats.md"
+SPLIT_MD = "analysis/split_independence/results/split_independence.md"
+GPU_SWEEP_MD = "analysis/osse_gpu/results/osse_gpu_sweep.md"
+WINDS_MD = "analysis/winds_pressure/results/osse_winds_pressure.md"
 
 METRICS = {
     "rmse": "rmse",
@@ -215,113 +221,136 @@ def command_lines(rows: list[dict]) -> list[str]:
     return [f"- `{src}`: `{commands[src]}`" for src in sorted(commands)]
 
 
+def _f(v, d=3):
+    return "-" if v is None else f"{v:.{d}f}"
+
+
+def recon_section(s: dict) -> list[str]:
+    """The reconstruction table (VAE against PCA-d)."""
+    lines = [
+        "## Held-out reconstruction RMSE (K), temperature at the lowest level",
+        "",
+        "| model | d | VAE | PCA-d | VAE / PCA (target <= 0.85) | VAE, refined z |"
+        " PCA-sym | best / run epochs | train s | n_fit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in s["reconstruction"]:
+        lines.append(
+            f"| {r['model']} | {r['latent_dim']} | {r['vae_rmse']:.4f} | "
+            f"{r['pca_rmse']:.4f} | {r['ratio']:.3f} | {r.get('vae_refined_rmse') or ''} | "
+            f"{r.get('pca_symmetrised_rmse') or ''} | {r['best_epoch']} / "
+            f"{r['epochs_run']} | {r['train_wall_s']} | {r['n_fit']} |"
+        )
+    lines += [
+        "",
+        "Commands: `osse_recon.json` (one per row). `gpu-*` rows: the GPU sweep "
+        f"(`{GPU_SWEEP_MD}`: 9,200 snapshots; H200). Refined z = the decoder's optimum "
+        "(Adam on z); PCA-sym = PCA with the covariance averaged over longitude rolls and "
+        "the hemisphere flip (the fair baseline for the augmented `aug-*` runs). "
+        "`vae-q:qg-*` rows: the QG store (bayesda.sim.qg), lower-layer potential vorticity in "
+        f"1e-6 s-1, not K ({QG_STATS_MD}), scored on block-split test fields, which on QG are "
+        "neighbours of training fields (pattern correlation 0.95 at 7 days): on a disjoint "
+        f"later period `qg-q` is 1.023 x PCA-32, not 0.653 ({SPLIT_MD}).",
+        "",
+    ]
+    return lines
+
+
+def temperature_section(temp: list[dict]) -> list[str]:
+    """The Held-Suarez temperature skill table."""
+    lines = [
+        "## Assimilation of temperature at unobserved points (sigma 0.5 K)",
+        "",
+        "Targets: 90% coverage in [0.88, 0.92], spread/skill in [0.9, 1.1], CRPS <= 0.90 x OI "
+        "at 20 and 50 observations. CRPS +- its standard error over times; CRPS / OI against "
+        "the OI of the same run (same locations and noise) on the same times (for a method run "
+        "at every k-th time, those times).",
+        "",
+        "| network | method | RMSE (K) | CRPS (K) | CRPS / OI | 90% coverage | spread/skill "
+        "| times | s / time | run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in temp:
+        lines.append(
+            f"| {r['network']} | {r['method']} | {_f(r['rmse'])} | "
+            f"{_f(r['crps'])} +- {_f(r.get('crps_se'))} | {_f(r.get('crps_vs_oi'))} | "
+            f"{_f(r['coverage_90'])} | {_f(r['spread_skill'])} | {r['n_times']} | "
+            f"{_f(r.get('wall_s_per_time'), 1)} | `{r.get('source')}` |"
+        )
+    return lines + ["", *command_lines(temp), ""]
+
+
+def qg_section(exp: str, rows: list[dict]) -> list[str]:
+    """One QG variable's skill table."""
+    lines = [
+        f"## QG turbulence: assimilation of `{exp[3:]}` at unobserved points",
+        "",
+        "Block-split test fields, which on QG are neighbours of training fields for every "
+        f"method, OI's covariance included ({SPLIT_MD}): within-trajectory skill. "
+        "The QG store (bayesda.sim.qg), units of analysis.common.osse.QG_UNITS; same targets "
+        "and scores as above.",
+        "",
+        "Prior: the model and, in brackets, the representation error re-estimated by "
+        "`--repr-error` (`homogeneous`: bayesda.prior.representation.homogeneous; no bracket: "
+        "the model's own, matern32 in the pseudo lat/lon). CRPS / OI: against the OI of the "
+        "same run on the same times (`-` where that run had no OI).",
+        "",
+        "Test fields: `near` = the block-split test fields; `far START:STOP` = snapshots "
+        "of a later period of the run, disjoint from the training span (`--far`).",
+        "",
+        "| test fields | network | method | prior | RMSE | CRPS | CRPS / OI | 90% coverage "
+        "| spread/skill | times | s / time | run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.get('test', 'near')} | {r['network']} | {r['method']} | "
+            f"{r.get('prior', '-')} | {_f(r['rmse'])} | "
+            f"{_f(r['crps'])} +- {_f(r.get('crps_se'))} | {_f(r.get('crps_vs_oi'))} | "
+            f"{_f(r['coverage_90'])} | {_f(r['spread_skill'])} | {r['n_times']} | "
+            f"{_f(r.get('wall_s_per_time'), 1)} | `{r['source']}` |"
+        )
+    return lines + ["", *command_lines(rows), ""]
+
+
+def winds_section(wind: list[dict]) -> list[str]:
+    """The winds -> surface pressure table."""
+    lines = [
+        "## Winds only -> surface pressure (hPa) at unobserved points",
+        "",
+        "| network | method (model) | RMSE | CRPS | CRPS / OI | 90% coverage | spread/skill "
+        "| times |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in wind:
+        lines.append(
+            f"| {r['network']} | {r['method']} ({r.get('model', '')}) | {_f(r['rmse'])} | "
+            f"{_f(r['crps'])} +- {_f(r.get('crps_se'))} | {_f(r.get('crps_vs_oi'))} | "
+            f"{_f(r['coverage_90'])} | {_f(r['spread_skill'])} | {r['n_times']} |"
+        )
+    return lines + ["", f"Command: `{wind[0]['command']}` (detail: `{WINDS_MD}`).", ""]
+
+
 def markdown(s: dict) -> str:
+    """``osse.md``: data, reconstruction, temperature, QG and winds sections (those present)."""
     lines = ["# Perfect-model experiment (OSSE): Held-Suarez weather, VAE vs PCA vs OI", ""]
     if "data" in s:
         d = s["data"]
         lines += [
             f"Data: {json.dumps(d['store'])}; {d['n_train']} training / {d['n_test']} "
-            "test snapshots (7-day blocks, every 4th held out). Gaussianity: "
-            "osse_stats.md.",
+            f"test snapshots (7-day blocks, every 4th held out). Gaussianity: {STATS_MD}.",
             "",
         ]
     if s["reconstruction"]:
-        lines += [
-            "## Held-out reconstruction RMSE (K), temperature at the lowest level",
-            "",
-            "| model | d | VAE | PCA-d | VAE / PCA (target <= 0.85) | VAE, refined z |"
-            " PCA-sym | best / run epochs | train s | n_fit |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in s["reconstruction"]:
-            lines.append(
-                f"| {r['model']} | {r['latent_dim']} | {r['vae_rmse']:.4f} | "
-                f"{r['pca_rmse']:.4f} | {r['ratio']:.3f} | {r.get('vae_refined_rmse') or ''} | "
-                f"{r.get('pca_symmetrised_rmse') or ''} | {r['best_epoch']} / "
-                f"{r['epochs_run']} | {r['train_wall_s']} | {r['n_fit']} |"
-            )
-        lines += [
-            "",
-            "Commands: `osse_recon.json` (one per row). `gpu-*` rows: the GPU sweep "
-            "(`osse_gpu_sweep.md`: 9,200 snapshots; H200). Refined z = the decoder's optimum "
-            "(Adam on z); PCA-sym = PCA with the covariance averaged over longitude rolls and "
-            "the hemisphere flip (the fair baseline for the augmented `aug-*` runs). "
-            "`vae-q:qg-*` rows: the QG store (bayesda.sim.qg), lower-layer potential vorticity in "
-            "1e-6 s-1, not K (qg_stats.md), scored on block-split test fields, which on QG are "
-            "neighbours of training fields (pattern correlation 0.95 at 7 days): on a disjoint "
-            "later period `qg-q` is 1.023 x PCA-32, not 0.653 (split_independence.md).",
-            "",
-        ]
-    f = lambda v, d=3: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+        lines += recon_section(s)
     temp = [r for r in s["skill"] if r["experiment"] == "temperature"]
     if temp:
-        lines += [
-            "## Assimilation of temperature at unobserved points (sigma 0.5 K)",
-            "",
-            "Targets: 90% coverage in [0.88, 0.92], spread/skill in [0.9, 1.1], CRPS <= 0.90 x OI "
-            "at 20 and 50 observations. CRPS +- its standard error over times; CRPS / OI against "
-            "the OI of the same run (same locations and noise) on the same times (for a method run "
-            "at every k-th time, those times).",
-            "",
-            "| network | method | RMSE (K) | CRPS (K) | CRPS / OI | 90% coverage | spread/skill "
-            "| times | s / time | run |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in temp:
-            lines.append(
-                f"| {r['network']} | {r['method']} | {f(r['rmse'])} | "
-                f"{f(r['crps'])} +- {f(r.get('crps_se'))} | {f(r.get('crps_vs_oi'))} | "
-                f"{f(r['coverage_90'])} | {f(r['spread_skill'])} | {r['n_times']} | "
-                f"{f(r.get('wall_s_per_time'), 1)} | `{r.get('source')}` |"
-            )
-        lines += ["", *command_lines(temp), ""]
+        lines += temperature_section(temp)
     for exp in sorted({r["experiment"] for r in s["skill"] if r["experiment"].startswith("qg_")}):
-        rows = [r for r in s["skill"] if r["experiment"] == exp]
-        lines += [
-            f"## QG turbulence: assimilation of `{exp[3:]}` at unobserved points",
-            "",
-            "Block-split test fields, which on QG are neighbours of training fields for every "
-            "method, OI's covariance included (split_independence.md): within-trajectory skill. "
-            "The QG store (bayesda.sim.qg), units of analysis.common.osse.QG_UNITS; same targets "
-            "and scores as above.",
-            "",
-            "Prior: the model and, in brackets, the representation error re-estimated by "
-            "`--repr-error` (`homogeneous`: bayesda.prior.representation.homogeneous; no bracket: "
-            "the model's own, matern32 in the pseudo lat/lon). CRPS / OI: against the OI of the "
-            "same run on the same times (`-` where that run had no OI).",
-            "",
-            "Test fields: `near` = the block-split test fields; `far START:STOP` = snapshots "
-            "of a later period of the run, disjoint from the training span (`--far`).",
-            "",
-            "| test fields | network | method | prior | RMSE | CRPS | CRPS / OI | 90% coverage "
-            "| spread/skill | times | s / time | run |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in rows:
-            lines.append(
-                f"| {r.get('test', 'near')} | {r['network']} | {r['method']} | "
-                f"{r.get('prior', '-')} | {f(r['rmse'])} | "
-                f"{f(r['crps'])} +- {f(r.get('crps_se'))} | {f(r.get('crps_vs_oi'))} | "
-                f"{f(r['coverage_90'])} | {f(r['spread_skill'])} | {r['n_times']} | "
-                f"{f(r.get('wall_s_per_time'), 1)} | `{r['source']}` |"
-            )
-        lines += ["", *command_lines(rows), ""]
+        lines += qg_section(exp, [r for r in s["skill"] if r["experiment"] == exp])
     wind = [r for r in s["skill"] if r["experiment"] == "winds_to_pressure"]
     if wind:
-        lines += [
-            "## Winds only -> surface pressure (hPa) at unobserved points",
-            "",
-            "| network | method (model) | RMSE | CRPS | CRPS / OI | 90% coverage | spread/skill "
-            "| times |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in wind:
-            lines.append(
-                f"| {r['network']} | {r['method']} ({r.get('model', '')}) | {f(r['rmse'])} | "
-                f"{f(r['crps'])} +- {f(r.get('crps_se'))} | {f(r.get('crps_vs_oi'))} | "
-                f"{f(r['coverage_90'])} | {f(r['spread_skill'])} | {r['n_times']} |"
-            )
-        lines += ["", f"Command: `{wind[0]['command']}` (detail: `osse_winds_pressure.md`).", ""]
+        lines += winds_section(wind)
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import time
 
@@ -124,24 +125,11 @@ def refine(prior, x: np.ndarray, z0: np.ndarray, steps: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    import jax
-    import jax.numpy as jnp
-
-    from bayesda.data.split import block_split, validation_split
-    from bayesda.prior.checkpoint import load_model
-    from bayesda.prior.recipe import train_prior
+def train_config(args):
+    """The :class:`bayesda.prior.train.TrainConfig` of these arguments."""
     from bayesda.prior.train import TrainConfig
 
-    tas = open_field(args.var, args.store, args.max_snapshots)
-    store = args.store or str(default_qg_store() if args.var in QG_UNITS else default_store())
-    times = tas["time"].values
-    train_mask, test_mask = block_split(times)
-    fit_mask, _ = validation_split(times[train_mask])
-    models_dir = __import__("pathlib").Path(args.models_dir or (default_store().parent / "models"))
-    cmd = command(__spec__.name, argv)
-    tc = TrainConfig(
+    return TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
@@ -154,67 +142,107 @@ def main(argv=None) -> None:
         roll_lon=args.roll_lon,
         flip_lat=args.flip_lat,
     )
+
+
+def train_or_read(args, tas, out: pathlib.Path, d: int, tc, store: str, cmd: str) -> dict:
+    """Train the latent-``d`` model into ``out`` (or, with ``--eval-only``, read its card);
+    its training summary (epochs run, best epoch, wall time, validation history)."""
+    from bayesda.prior.recipe import train_prior
+
+    if args.eval_only:
+        card = json.loads((out / "model.json").read_text())["training"]
+        return {
+            "epochs_run": card["epochs_run"],
+            "best_epoch": card["best_epoch"],
+            "wall_time_s": card["wall_time_s"],
+            "history": {"val_recon": card.get("history", {}).get("val_recon", [])},
+        }
+    _, summary = train_prior(
+        tas,
+        out,
+        latent_dim=d,
+        channels=tuple(int(c) for c in args.channels.split(",")),
+        linear_path=not args.no_linear_path,
+        train_config=tc,
+        dataset=str(store),
+        overwrite=True,
+        command=cmd,
+        n_harmonics=0,
+        progress=False,
+    )
+    return summary
+
+
+def evaluate(args, tas, out: pathlib.Path, d: int, masks) -> dict:
+    """Held-out reconstruction of the model in ``out``: VAE, PCA-d (and refined ``z``)."""
+    import jax
+    import jax.numpy as jnp
+
+    from bayesda.prior.checkpoint import load_model
+
+    train_mask, test_mask, fit_mask = masks
+    prior = load_model(out)
+    clim = prior.climatology
+    a_train = np.asarray(clim.to_anomaly(tas.isel(time=np.flatnonzero(train_mask))).values)
+    a_test = np.asarray(clim.to_anomaly(tas.isel(time=np.flatnonzero(test_mask))).values)
+    a_fit = a_train[fit_mask]
+    enc = jax.jit(lambda x, p=prior: p.encode(x)[0])
+    z_test = np.concatenate(
+        [np.asarray(enc(jnp.asarray(a_test[i : i + 256]))) for i in range(0, len(a_test), 256)]
+    )
+    rec = np.concatenate(
+        [
+            np.asarray(prior.decode(jnp.asarray(z_test[i : i + 256])))
+            for i in range(0, len(z_test), 256)
+        ]
+    )
+    pca = pca_reconstruct(a_fit, a_test, d)
+    w = cos_weights(tas["lat"].values, tas.sizes["lon"])
+    out_ = {
+        "vae_rmse": round(rmse(rec, a_test), 4),
+        "pca_rmse": round(rmse(pca, a_test), 4),
+        "vae_rmse_area_weighted": round(rmse(rec, a_test, w), 4),
+        "pca_rmse_area_weighted": round(rmse(pca, a_test, w), 4),
+        "test_anomaly_sd": round(float(a_test.std()), 4),
+    }
+    if args.refine_steps:
+        ref = refine(prior, a_test, z_test, args.refine_steps)
+        out_["vae_refined_rmse"] = round(rmse(ref, a_test), 4)
+    return out_
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    from bayesda.data.split import block_split, validation_split
+
+    tas = open_field(args.var, args.store, args.max_snapshots)
+    store = args.store or str(default_qg_store() if args.var in QG_UNITS else default_store())
+    times = tas["time"].values
+    train_mask, test_mask = block_split(times)
+    fit_mask, _ = validation_split(times[train_mask])
+    models_dir = pathlib.Path(args.models_dir or (default_store().parent / "models"))
+    cmd = command(__spec__.name, argv)
+    tc = train_config(args)
     path_json = args.out_dir / "osse_recon.json"
     records = json.loads(path_json.read_text()) if path_json.exists() else []
     for d in (int(v) for v in args.dims.split(",")):
         out = models_dir / f"{args.tag}-d{d}"
         t0 = time.perf_counter()
-        if args.eval_only:
-            card = json.loads((out / "model.json").read_text())["training"]
-            summary = {
-                "epochs_run": card["epochs_run"],
-                "best_epoch": card["best_epoch"],
-                "wall_time_s": card["wall_time_s"],
-                "history": {"val_recon": card.get("history", {}).get("val_recon", [])},
-            }
-        else:
-            _, summary = train_prior(
-                tas,
-                out,
-                latent_dim=d,
-                channels=tuple(int(c) for c in args.channels.split(",")),
-                linear_path=not args.no_linear_path,
-                train_config=tc,
-                dataset=str(store),
-                overwrite=True,
-                command=cmd,
-                n_harmonics=0,
-                progress=False,
-            )
+        summary = train_or_read(args, tas, out, d, tc, store, cmd)
         wall = time.perf_counter() - t0
-        prior = load_model(out)
-        clim = prior.climatology
-        a_train = np.asarray(clim.to_anomaly(tas.isel(time=np.flatnonzero(train_mask))).values)
-        a_test = np.asarray(clim.to_anomaly(tas.isel(time=np.flatnonzero(test_mask))).values)
-        a_fit = a_train[fit_mask]
-        enc = jax.jit(lambda x, p=prior: p.encode(x)[0])
-        z_test = np.concatenate(
-            [np.asarray(enc(jnp.asarray(a_test[i : i + 256]))) for i in range(0, len(a_test), 256)]
-        )
-        rec = np.concatenate(
-            [
-                np.asarray(prior.decode(jnp.asarray(z_test[i : i + 256])))
-                for i in range(0, len(z_test), 256)
-            ]
-        )
-        pca = pca_reconstruct(a_fit, a_test, d)
-        w = cos_weights(tas["lat"].values, tas.sizes["lon"])
+        scores = evaluate(args, tas, out, d, (train_mask, test_mask, fit_mask))
         rec_entry = {
             "tag": args.tag,
             "model": f"vae-{args.var}",
             "latent_dim": d,
-            "vae_rmse": round(rmse(rec, a_test), 4),
-            "pca_rmse": round(rmse(pca, a_test), 4),
-            "vae_rmse_area_weighted": round(rmse(rec, a_test, w), 4),
-            "pca_rmse_area_weighted": round(rmse(pca, a_test, w), 4),
-            "test_anomaly_sd": round(float(a_test.std()), 4),
+            **{k: v for k, v in scores.items() if k != "vae_refined_rmse"},
             "n_fit": int(fit_mask.sum()),
             "n_test": int(test_mask.sum()),
             "epochs_run": summary["epochs_run"],
             "best_epoch": summary["best_epoch"],
             "train_wall_s": summary["wall_time_s"],
             "wall_s": round(wall, 1),
-            "load_avg_1min": round(__import__("os").getloadavg()[0], 2),
+            "load_avg_1min": round(os.getloadavg()[0], 2),
             "val_recon_history": summary["history"]["val_recon"],
             "train_config": tc.to_dict(),
             "channels": args.channels,
@@ -224,8 +252,7 @@ def main(argv=None) -> None:
         }
         rec_entry["ratio"] = round(rec_entry["vae_rmse"] / rec_entry["pca_rmse"], 4)
         if args.refine_steps:
-            ref = refine(prior, a_test, z_test, args.refine_steps)
-            rec_entry["vae_refined_rmse"] = round(rmse(ref, a_test), 4)
+            rec_entry["vae_refined_rmse"] = scores["vae_refined_rmse"]
             rec_entry["refine_steps"] = args.refine_steps
         records = [r for r in records if not (r["tag"] == args.tag and r["latent_dim"] == d)]
         records.append(rec_entry)

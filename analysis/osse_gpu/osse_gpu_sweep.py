@@ -324,6 +324,97 @@ def plan(args) -> list[Run]:
     return runs
 
 
+class Split(NamedTuple):
+    """The export's fit / validation / test anomalies, normalised as training sees them."""
+
+    x_fit: np.ndarray
+    x_val: np.ndarray
+    x_test: np.ndarray
+    sd: np.ndarray
+    w: np.ndarray  # [lat, lon] cos-latitude weights, mean 1
+    nlat: int
+    nlon: int
+
+
+def load_split(args, runs: list[Run]):
+    """The export (first ``--max-snapshots``), its normalised split, PCA-d of every run's ``d``
+    and the first JSON line (``kind: env``: data, sizes, budget, device)."""
+    from bayesda.prior.train import normalisation
+
+    max_snap = args.max_snapshots or (TINY["max_snapshots"] if args.tiny else None)
+    data = load_export(args.data, max_snap)
+    a = data.anomaly
+    a_fit, a_val, a_test = a[data.fit], a[data.val], a[data.test]
+    mean, sd = normalisation(a_fit)
+    x_fit, x_val, x_test = ((v - mean) / sd for v in (a_fit, a_val, a_test))
+    nlat, nlon = a.shape[1:]
+    w = np.cos(np.radians(data.lat))
+    w = np.repeat((w / w.mean())[:, None], nlon, axis=1)
+    pca = pca_rmse(a_fit, a_test, [r.latent_dim for r in runs], w)
+    env = {
+        "kind": "env",
+        "data": str(args.data),
+        "data_meta": data.meta,
+        "n_fit": len(a_fit),
+        "n_val": len(a_val),
+        "n_test": len(a_test),
+        "test_anomaly_sd": float(a_test.std()),
+        "grid": [int(nlat), int(nlon)],
+        "budget_s": args.budget_s,
+    }
+    return Split(x_fit, x_val, x_test, sd, w, int(nlat), int(nlon)), pca, env
+
+
+def train_and_score(run: Run, split: Split, max_seconds: float, refine_steps: int):
+    """Train ``run`` for at most ``max_seconds`` and score it on the test fields; returns
+    ``(fit result, VAE config, train config, scores, train s, eval s)``."""
+    from bayesda.prior.train import TrainConfig, fit
+    from bayesda.prior.vae import VAEConfig
+
+    config = VAEConfig(
+        nlat=split.nlat, nlon=split.nlon, latent_dim=run.latent_dim, periodic=True, **run.vae
+    )
+    tc = TrainConfig(**run.train)
+    t0 = time.perf_counter()
+    result = fit(split.x_fit, split.x_val, config, tc, progress=False, max_seconds=max_seconds)
+    train_s = time.perf_counter() - t0
+    scores = evaluate(result.params, config, split.x_test, split.sd, split.w, refine_steps)
+    eval_s = time.perf_counter() - t0 - train_s
+    return result, config, tc, scores, train_s, eval_s
+
+
+def record_of(base: dict, trained, pca_row, cmd: str, elapsed_s: float) -> dict:
+    """The JSON line of one finished run."""
+    import jax
+
+    result, config, tc, scores, train_s, eval_s = trained
+    p_rmse, p_rmse_w, p_rmse_sym = pca_row
+    return {
+        **base,
+        "vae_rmse": round(scores["vae_rmse"], 4),
+        "pca_rmse": round(p_rmse, 4),
+        "ratio": round(scores["vae_rmse"] / p_rmse, 4),
+        "vae_refined_rmse": round(scores["vae_refined_rmse"], 4)
+        if "vae_refined_rmse" in scores
+        else None,
+        "refine_steps": scores.get("refine_steps", 0),
+        "vae_rmse_area_weighted": round(scores["vae_rmse_area_weighted"], 4),
+        "pca_rmse_area_weighted": round(p_rmse_w, 4),
+        "pca_symmetrised_rmse": round(p_rmse_sym, 4),
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "stop_reason": result.stop_reason,
+        "train_s": round(train_s, 1),
+        "eval_s": round(eval_s, 1),
+        "elapsed_s": round(elapsed_s, 1),
+        "n_params": int(sum(np.size(v) for v in jax.tree_util.tree_leaves(result.params))),
+        "vae_config": config.to_dict(),
+        "train_config": dataclasses.asdict(tc),
+        "history": _round(result.history),
+        "command": cmd,
+    }
+
+
 def main(argv=None) -> int:
     t_start = time.perf_counter()
     args = parse_args(argv)
@@ -336,91 +427,30 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / ("osse_gpu_sweep_tiny.jsonl" if args.tiny else "osse_gpu_sweep.jsonl")
     path.write_text("")
-
-    from bayesda.prior.train import TrainConfig, fit, normalisation
-    from bayesda.prior.vae import VAEConfig
-
-    max_snap = args.max_snapshots or (TINY["max_snapshots"] if args.tiny else None)
-    data = load_export(args.data, max_snap)
+    split, pca, data_env = load_split(args, runs)
     refine_steps = TINY["refine_steps"] if args.tiny else args.refine_steps
-    a = data.anomaly
-    a_fit, a_val, a_test = a[data.fit], a[data.val], a[data.test]
-    mean, sd = normalisation(a_fit)
-    x_fit, x_val, x_test = ((v - mean) / sd for v in (a_fit, a_val, a_test))
-    nlat, nlon = a.shape[1:]
-    w = np.cos(np.radians(data.lat))
-    w = np.repeat((w / w.mean())[:, None], nlon, axis=1)
-    pca = pca_rmse(a_fit, a_test, [r.latent_dim for r in runs], w)
     cmd = command(__spec__.name, argv)
     env = _environment()
-    _append(
-        path,
-        {
-            "kind": "env",
-            "command": cmd,
-            "data": str(args.data),
-            "data_meta": data.meta,
-            "n_fit": len(a_fit),
-            "n_val": len(a_val),
-            "n_test": len(a_test),
-            "test_anomaly_sd": float(a_test.std()),
-            "grid": [int(nlat), int(nlon)],
-            "budget_s": args.budget_s,
-            "setup_s": round(time.perf_counter() - t_start, 1),
-            **env,
-        },
-    )
+    first = {"kind": "env", "command": cmd, **{k: v for k, v in data_env.items() if k != "kind"}}
+    _append(path, {**first, "setup_s": round(time.perf_counter() - t_start, 1), **env})
     print(
-        f"{env['platform']} {env['device_kind']}: fit {len(a_fit)} val {len(a_val)} "
-        f"test {len(a_test)}; setup {time.perf_counter() - t_start:.1f} s",
+        f"{env['platform']} {env['device_kind']}: fit {data_env['n_fit']} val "
+        f"{data_env['n_val']} test {data_env['n_test']}; setup "
+        f"{time.perf_counter() - t_start:.1f} s",
         flush=True,
     )
     eval_reserve = 10.0 if not args.tiny else 2.0
     for run in runs:
-        elapsed = time.perf_counter() - t_start
-        left = args.budget_s - elapsed
+        left = args.budget_s - (time.perf_counter() - t_start)
         base = {"kind": "run", "name": run.name, "latent_dim": run.latent_dim, "why": run.why}
         if left < args.min_run_s:
             _append(path, {**base, "kind": "skipped", "reason": f"budget: {left:.1f} s left"})
             print(f"{run.name}: skipped ({left:.1f} s left)", flush=True)
             continue
-        config = VAEConfig(
-            nlat=int(nlat), nlon=int(nlon), latent_dim=run.latent_dim, periodic=True, **run.vae
-        )
-        tc = TrainConfig(**run.train)
-        t0 = time.perf_counter()
-        result = fit(x_fit, x_val, config, tc, progress=False, max_seconds=left - eval_reserve)
-        train_s = time.perf_counter() - t0
-        scores = evaluate(result.params, config, x_test, sd, w, refine_steps)
-        eval_s = time.perf_counter() - t0 - train_s
+        trained = train_and_score(run, split, left - eval_reserve, refine_steps)
+        result, train_s, eval_s = trained[0], trained[4], trained[5]
         eval_reserve = max(eval_reserve, 1.5 * eval_s)
-        p_rmse, p_rmse_w, p_rmse_sym = pca[run.latent_dim]
-        record = {
-            **base,
-            "vae_rmse": round(scores["vae_rmse"], 4),
-            "pca_rmse": round(p_rmse, 4),
-            "ratio": round(scores["vae_rmse"] / p_rmse, 4),
-            "vae_refined_rmse": round(scores["vae_refined_rmse"], 4)
-            if "vae_refined_rmse" in scores
-            else None,
-            "refine_steps": scores.get("refine_steps", 0),
-            "vae_rmse_area_weighted": round(scores["vae_rmse_area_weighted"], 4),
-            "pca_rmse_area_weighted": round(p_rmse_w, 4),
-            "pca_symmetrised_rmse": round(p_rmse_sym, 4),
-            "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run,
-            "stop_reason": result.stop_reason,
-            "train_s": round(train_s, 1),
-            "eval_s": round(eval_s, 1),
-            "elapsed_s": round(time.perf_counter() - t_start, 1),
-            "n_params": int(
-                sum(np.size(v) for v in __import__("jax").tree_util.tree_leaves(result.params))
-            ),
-            "vae_config": config.to_dict(),
-            "train_config": dataclasses.asdict(tc),
-            "history": _round(result.history),
-            "command": cmd,
-        }
+        record = record_of(base, trained, pca[run.latent_dim], cmd, time.perf_counter() - t_start)
         _append(path, record)
         print(
             f"{run.name}: VAE {record['vae_rmse']:.4f} refined {record['vae_refined_rmse']} "

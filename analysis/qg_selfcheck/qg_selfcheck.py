@@ -35,7 +35,7 @@ from analysis.common.osse import open_field
 from analysis.common.prior import with_repr_error
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", type=pathlib.Path, required=True)
     p.add_argument("--var", default="q")
@@ -55,18 +55,16 @@ def main(argv=None) -> None:
         "observations) and score both against the truth at unobserved points",
     )
     p.add_argument("--out-dir", type=pathlib.Path, default=results_dir("qg_selfcheck"))
-    args = p.parse_args(argv)
-    from bayesda.geo.grid import Grid
-    from bayesda.inference.assimilate import assimilate
-    from bayesda.inference.fields import posterior_dataset
-    from bayesda.preflight.calibrate import calibrate, holdout_check
-    from bayesda.prior.checkpoint import load_model
-    from bayesda.settings import SamplerSettings
+    return p.parse_args(argv)
 
-    laplace = SamplerSettings(method="laplace", num_chains=2, num_samples=200)
+
+def load_case(args):
+    """The prior (with the re-estimated representation error when asked), its grid and the
+    near (block-split test) and far (a later period) anomalies."""
     from bayesda.data.split import split_dataset
+    from bayesda.geo.grid import Grid
+    from bayesda.prior.checkpoint import load_model
 
-    t0 = time.perf_counter()
     start, stop = (int(v) for v in args.far.split(":"))
     prior = load_model(args.model_dir)
     da = open_field(args.var, args.store, stop)
@@ -79,6 +77,34 @@ def main(argv=None) -> None:
         "near": prior.climatology.to_anomaly(near_t),
         "far": prior.climatology.to_anomaly(da.isel(time=slice(start, stop))),
     }
+    return prior, grid, sets
+
+
+def check_time(prior, obs, truth, seed: int, assimilate_too: bool) -> dict:
+    """The withheld-observation check at one time; with ``assimilate_too``, Laplace as is and
+    after ``calibrate="auto"`` scored against the truth at unobserved points."""
+    from bayesda.inference.assimilate import assimilate
+    from bayesda.inference.fields import posterior_dataset
+    from bayesda.preflight.calibrate import calibrate, holdout_check
+    from bayesda.settings import SamplerSettings
+
+    laplace = SamplerSettings(method="laplace", num_chains=2, num_samples=200)
+    c = holdout_check(prior, obs)
+    row = {"coverage_90": c.coverage_90, "z2": c.z2}
+    if assimilate_too:
+        fitted, obs_fit, report = calibrate(prior, obs, "auto")
+        row["scale_repr"] = report["fit"]["scale"]
+        row["scale_obs"] = report["fit"]["scale_obs"]
+        for tag, pr, ob in (("as_is", prior, obs), ("auto", fitted, obs_fit)):
+            a = assimilate(pr, ob, seed=seed, sampler=laplace, progress_bar=False)
+            scores, _, _ = bs.score_one(posterior_dataset(a, pr), truth, obs)
+            for metric in ("rmse", "crps", "coverage_90"):
+                row[f"{tag}_{metric}"] = scores[("unobserved", metric)]
+    return row
+
+
+def run(args, prior, grid, sets) -> list[dict]:
+    """Every network, test set and held-out time: one row each."""
     rows = []
     for k, net in enumerate(args.networks):
         kind, n = net.split("-")
@@ -87,27 +113,23 @@ def main(argv=None) -> None:
             for i in bs.held_out_times(test, args.n_times):
                 noise_seed = args.seed * 1_000_003 + 1000 * k + int(i)
                 obs = bs.observe(test.isel(time=i), lat, lon, args.sigma, noise_seed)
-                c = holdout_check(prior, obs)
-                row = {"network": net, "test": name, "coverage_90": c.coverage_90, "z2": c.z2}
-                if args.assimilate:
-                    truth = test.isel(time=i)
-                    fitted, obs_fit, report = calibrate(prior, obs, "auto")
-                    row["scale_repr"] = report["fit"]["scale"]
-                    row["scale_obs"] = report["fit"]["scale_obs"]
-                    for tag, pr, ob in (("as_is", prior, obs), ("auto", fitted, obs_fit)):
-                        a = assimilate(pr, ob, seed=int(i), sampler=laplace, progress_bar=False)
-                        scores, _, _ = bs.score_one(posterior_dataset(a, pr), truth, obs)
-                        for metric in ("rmse", "crps", "coverage_90"):
-                            row[f"{tag}_{metric}"] = scores[("unobserved", metric)]
-                rows.append(row)
+                truth = test.isel(time=i)
+                row = check_time(prior, obs, truth, int(i), args.assimilate)
+                rows.append({"network": net, "test": name, **row})
             sel = [r for r in rows if r["network"] == net and r["test"] == name]
             print(
                 f"{net} {name}: coverage {np.mean([r['coverage_90'] for r in sel]):.3f} "
                 f"z2 {np.median([r['z2'] for r in sel]):.2f}",
                 flush=True,
             )
+    return rows
+
+
+def summarise(rows: list[dict], networks, sets) -> list[dict]:
+    """Per network and test set: mean coverage, median z2, the share of times with z2 > 2 and
+    the means of the assimilation scores."""
     summary = []
-    for net in args.networks:
+    for net in networks:
         for name in sets:
             sel = [r for r in rows if r["network"] == net and r["test"] == name]
             cov = np.array([r["coverage_90"] for r in sel])
@@ -132,15 +154,12 @@ def main(argv=None) -> None:
                     },
                 }
             )
-    out = {
-        "command": command(__spec__.name, argv),
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "wall_s": round(time.perf_counter() - t0, 1),
-        "summary": summary,
-        "rows": rows,
-    }
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "qg_selfcheck.json").write_text(json.dumps(out, indent=1) + "\n")
+    return summary
+
+
+def markdown(out: dict, assimilated: bool) -> str:
+    """The check's table and, when assimilated, the Laplace scores as is and calibrated."""
+    summary = out["summary"]
     lines = [
         "# bayesda's withheld-observation check on near and far QG fields",
         "",
@@ -159,7 +178,7 @@ def main(argv=None) -> None:
             f"| {s['network']} | {s['test']} | {s['times']} | {s['coverage_90_mean']:.3f} | "
             f"{s['z2_median']:.2f} | {s['share_z2_above_2']:.2f} |"
         )
-    if args.assimilate:
+    if assimilated:
         lines += [
             "",
             "Laplace (400 draws) as is and after `calibrate='auto'`, scored against the truth "
@@ -178,8 +197,26 @@ def main(argv=None) -> None:
                 f"{s_['as_is_coverage_90']:.3f} / {s_['auto_coverage_90']:.3f} | "
                 f"{s_['scale_repr_median']:.2f} | {s_['scale_obs_median']:.2f} |"
             )
-    (args.out_dir / "qg_selfcheck.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    t0 = time.perf_counter()
+    prior, grid, sets = load_case(args)
+    rows = run(args, prior, grid, sets)
+    out = {
+        "command": command(__spec__.name, argv),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "summary": summarise(rows, args.networks, sets),
+        "rows": rows,
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "qg_selfcheck.json").write_text(json.dumps(out, indent=1) + "\n")
+    md = markdown(out, args.assimilate)
+    (args.out_dir / "qg_selfcheck.md").write_text(md)
+    print(md, end="")
 
 
 if __name__ == "__main__":

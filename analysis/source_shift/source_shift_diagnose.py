@@ -28,6 +28,7 @@ import json
 import os
 import pathlib
 import time as _time
+from typing import NamedTuple
 
 import numpy as np
 import scipy.optimize
@@ -74,93 +75,110 @@ def _objective(log_s, fn, y, lin, parts, fold):
     return -_cv_lpd(y, lin, parts, fold, fn(np.exp(log_s)))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n-times", type=int, default=12)
-    ap.add_argument("--model", default=str(SHIPPED_MODEL))
-    ap.add_argument("--out", default=str(results_dir("source_shift") / "source_shift_diagnosis"))
-    args = ap.parse_args(argv)
-    t0 = _time.perf_counter()
-    prior = load_model(args.model)
-    data = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))
+class Setup(NamedTuple):
+    """What every case needs from the shipped prior: its linearised posterior, the low-rank
+    and diagonal parts of ``C``, the land mask, the finer source's field and the Jacobian."""
+
+    lin: LinearisedPosterior
+    c_low: np.ndarray
+    c_diag: np.ndarray
+    land: np.ndarray
+    grf: GaussianRandomField
+    jac: object
+
+
+def setup(prior) -> Setup:
+    """The :class:`Setup` of ``prior``."""
     lin = LinearisedPosterior(prior)
     re = prior.repr_error
+    F = np.asarray(re.factor, np.float64).reshape(re.rank, lin.b.size)
+    return Setup(
+        lin=lin,
+        c_low=F.T @ F,
+        c_diag=np.asarray(re.diag_var, np.float64).ravel(),
+        land=land_fraction(prior.grid).ravel() > 0.5,
+        grf=GaussianRandomField(prior.grid, length_scale_km=250.0, sd=1.0, land_sea_ratio=2.0),
+        jac=observed_jacobian(prior),
+    )
+
+
+def score(rows: dict, key: tuple, S: Setup, P, obs_var, H, y, t, mask) -> None:
+    """Append the closed-form posterior's scores with prior covariance ``P`` to ``rows``, per
+    region (all, land, sea) of the unobserved ``mask``."""
+    lin, land = S.lin, S.land
+    PHt = P @ H.T
+    w = np.linalg.solve(H @ PHt + np.diag(obs_var), np.c_[y - H @ lin.b, PHt.T])
+    m = lin.b + PHt @ w[:, 0]
+    sd = np.sqrt(np.maximum(np.diag(P) - np.sum(PHt * w[:, 1:].T, 1), 0.0))
+    e = m - t
+    inside = np.abs(e / sd) <= stats.norm.ppf(0.95)
+    for region, sel in (("all", mask), ("land", mask & land), ("sea", mask & ~land)):
+        rows.setdefault((*key, region), []).append(
+            {
+                "coverage_90": float(inside[sel].mean()),
+                "rmse": float(np.sqrt(np.mean(e[sel] ** 2))),
+                "bias": float(e[sel].mean()),
+                "spread": float(np.sqrt(np.mean(sd[sel] ** 2))),
+            }
+        )
+
+
+def run_case(rows: dict, prior, S: Setup, base, case: int) -> None:
+    """One held-out time: both shifts, both networks, every error model, into ``rows``."""
+    lin = S.lin
     npix = lin.b.size
-    F = np.asarray(re.factor, np.float64).reshape(re.rank, npix)
-    c_low, c_diag = F.T @ F, np.asarray(re.diag_var, np.float64).ravel()
-    grf = GaussianRandomField(prior.grid, length_scale_km=250.0, sd=1.0, land_sea_ratio=2.0)
-    land = land_fraction(prior.grid).ravel() > 0.5
-    _, test = block_split(data["time"].values)
-    ti = np.flatnonzero(test)
-    picks = ti[np.linspace(7, ti.size - 8, args.n_times).astype(int)]  # as source_shift.py
-    jac = observed_jacobian(prior)
-    rows: dict = {}
+    for shift in ("none", "finer"):
+        truth = shifted_truth(base, shift, 1000 + case, S.grf)
+        t = truth.values.ravel().astype(np.float64)
+        for n in (50, 200):
+            obs = pseudo_obs(truth, n, network="station", sigma=0.5, seed=case)
+            mask = ~metrics.observed_mask(prior.grid, obs).values.ravel()
+            st = bilinear_stencil(prior.grid, obs["lat"].to_numpy(), obs["lon"].to_numpy())
+            H = as_matrix(st, npix)
+            y = obs["value"].to_numpy(np.float64)
+            s2 = obs["sigma"].to_numpy(np.float64) ** 2
+            parts = (H @ S.c_low @ H.T, (H * S.c_diag) @ H.T, np.diag(s2))
+            lin0 = linearise(prior, st, jac_fn=S.jac)
+            z1 = lin0.G.T @ np.linalg.solve(lin0.G @ lin0.G.T + sum(parts), y - lin0.m)
+            lin1 = linearise(prior, st, z1, S.jac)
+            fold = holdout_folds(n, 5, case)
+            net = f"station-{n}"
+            extra = S.grf.cov if shift == "finer" else 0.0
+            case_data = (s2, H, y, t, mask)
+            score(rows, (shift, net, "oracle"), S, lin.JJt + lin.C + extra, *case_data)
+            for s in (1.0, 1.4, 1.7, 2.0):
+                score(rows, (shift, net, f"C x {s:g}"), S, lin.JJt + s**2 * lin.C, *case_data)
+            for fam, (npar, fn) in FAMILIES.items():
+                res = scipy.optimize.minimize(
+                    _objective,
+                    np.zeros(npar),
+                    args=(fn, y, lin1, parts, fold),
+                    method="L-BFGS-B",
+                    bounds=[(np.log(0.1), np.log(10.0))] * npar,
+                )
+                lo, dg, ob = fn(np.exp(res.x))
+                P = lin.JJt + lo**2 * S.c_low + dg**2 * np.diag(S.c_diag)
+                score(rows, (shift, net, f"fit {fam}"), S, P, ob**2 * s2, H, y, t, mask)
+                r = rows[(shift, net, f"fit {fam}", "all")][-1]
+                r.update(lpd=-float(res.fun), s_low=lo, s_diag=dg, s_obs=ob)
 
-    def score(key, P, obs_var, H, y, t, mask):
-        PHt = P @ H.T
-        w = np.linalg.solve(H @ PHt + np.diag(obs_var), np.c_[y - H @ lin.b, PHt.T])
-        m = lin.b + PHt @ w[:, 0]
-        sd = np.sqrt(np.maximum(np.diag(P) - np.sum(PHt * w[:, 1:].T, 1), 0.0))
-        e = m - t
-        inside = np.abs(e / sd) <= stats.norm.ppf(0.95)
-        for region, sel in (("all", mask), ("land", mask & land), ("sea", mask & ~land)):
-            rows.setdefault((*key, region), []).append(
-                {
-                    "coverage_90": float(inside[sel].mean()),
-                    "rmse": float(np.sqrt(np.mean(e[sel] ** 2))),
-                    "bias": float(e[sel].mean()),
-                    "spread": float(np.sqrt(np.mean(sd[sel] ** 2))),
-                }
-            )
 
-    for case, k in enumerate(picks):
-        base = prior.climatology.to_anomaly(data["tas"].isel(time=int(k))).drop_vars("time")
-        for shift in ("none", "finer"):
-            truth = shifted_truth(base, shift, 1000 + case, grf)
-            t = truth.values.ravel().astype(np.float64)
-            for n in (50, 200):
-                obs = pseudo_obs(truth, n, network="station", sigma=0.5, seed=case)
-                mask = ~metrics.observed_mask(prior.grid, obs).values.ravel()
-                st = bilinear_stencil(prior.grid, obs["lat"].to_numpy(), obs["lon"].to_numpy())
-                H = as_matrix(st, npix)
-                y = obs["value"].to_numpy(np.float64)
-                s2 = obs["sigma"].to_numpy(np.float64) ** 2
-                parts = (H @ c_low @ H.T, (H * c_diag) @ H.T, np.diag(s2))
-                lin0 = linearise(prior, st, jac_fn=jac)
-                z1 = lin0.G.T @ np.linalg.solve(lin0.G @ lin0.G.T + sum(parts), y - lin0.m)
-                lin1 = linearise(prior, st, z1, jac)
-                fold = holdout_folds(n, 5, case)
-                net = f"station-{n}"
-                extra = grf.cov if shift == "finer" else 0.0
-                score((shift, net, "oracle"), lin.JJt + lin.C + extra, s2, H, y, t, mask)
-                for s in (1.0, 1.4, 1.7, 2.0):
-                    score((shift, net, f"C x {s:g}"), lin.JJt + s**2 * lin.C, s2, H, y, t, mask)
-                for fam, (npar, fn) in FAMILIES.items():
-                    res = scipy.optimize.minimize(
-                        _objective,
-                        np.zeros(npar),
-                        args=(fn, y, lin1, parts, fold),
-                        method="L-BFGS-B",
-                        bounds=[(np.log(0.1), np.log(10.0))] * npar,
-                    )
-                    lo, dg, ob = fn(np.exp(res.x))
-                    P = lin.JJt + lo**2 * c_low + dg**2 * np.diag(c_diag)
-                    score((shift, net, f"fit {fam}"), P, ob**2 * s2, H, y, t, mask)
-                    r = rows[(shift, net, f"fit {fam}", "all")][-1]
-                    r.update(lpd=-float(res.fun), s_low=lo, s_diag=dg, s_obs=ob)
-        print(f"time {case + 1}/{len(picks)} ({_time.perf_counter() - t0:.0f} s)", flush=True)
-
+def summarise(rows: dict) -> list[dict]:
+    """Means over the times, one row per (shift, network, model, region)."""
     out = []
     for (shift, net, model, region), rs in rows.items():
         mean = {k: round(float(np.mean([r[k] for r in rs])), 4) for k in rs[0]}
         out.append({"shift": shift, "network": net, "model": model, "region": region, **mean})
-    path = pathlib.Path(args.out)
-    write_text(path.with_suffix(".json"), json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def markdown(out: list[dict], cmd: str, wall_s: float) -> str:
+    """The table: coverage (all / land / sea), RMSE, bias, spread and the fitted scales."""
     lines = [
         "# Why one error scale under-covers after a change of source",
         "",
-        f"`{command(__spec__.name, [])} --n-times {args.n_times}` "
-        f"({_time.perf_counter() - t0:.0f} s; closed-form linearised posterior, station "
+        f"`{cmd}` "
+        f"({wall_s:.0f} s; closed-form linearised posterior, station "
         "networks, sigma 0.5 K, unobserved grid points, unweighted means over the times). "
         "`lpd`: total 5-fold withheld log predictive density at the fit (nats, mean over "
         "times); scales: low-rank part of C / its diagonal / sigma.",
@@ -185,8 +203,34 @@ def main(argv=None) -> int:
             f"{la['coverage_90']:.3f} / {se['coverage_90']:.3f} | {r['rmse']:.3f} | "
             f"{r['bias']:+.3f} / {la['bias']:+.3f} | {r['spread']:.3f} | {fit} |"
         )
-    write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-times", type=int, default=12)
+    ap.add_argument("--model", default=str(SHIPPED_MODEL))
+    ap.add_argument("--out", default=str(results_dir("source_shift") / "source_shift_diagnosis"))
+    args = ap.parse_args(argv)
+    t0 = _time.perf_counter()
+    prior = load_model(args.model)
+    data = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))
+    S = setup(prior)
+    _, test = block_split(data["time"].values)
+    ti = np.flatnonzero(test)
+    picks = ti[np.linspace(7, ti.size - 8, args.n_times).astype(int)]  # as source_shift
+    rows: dict = {}
+    for case, k in enumerate(picks):
+        base = prior.climatology.to_anomaly(data["tas"].isel(time=int(k))).drop_vars("time")
+        run_case(rows, prior, S, base, case)
+        print(f"time {case + 1}/{len(picks)} ({_time.perf_counter() - t0:.0f} s)", flush=True)
+    out = summarise(rows)
+    path = pathlib.Path(args.out)
+    write_text(path.with_suffix(".json"), json.dumps(out, indent=2) + "\n")
+    cmd = f"{command(__spec__.name, [])} --n-times {args.n_times}"
+    md = markdown(out, cmd, _time.perf_counter() - t0)
+    write_text(path.with_suffix(".md"), md)
+    print(md, end="")
     return 0
 
 

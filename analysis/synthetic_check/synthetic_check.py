@@ -658,8 +658,8 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
+def config_from_args(args) -> tuple[CheckConfig, str]:
+    """The check's settings (``--quick`` sizes, then single overrides) and the output stem."""
     over = dict(QUICK) if args.quick else {}
     for f in dataclasses.fields(CheckConfig):
         v = getattr(args, f.name, None)
@@ -667,13 +667,23 @@ def main(argv=None) -> None:
             over[f.name] = v
     if args.networks:
         over["networks"] = tuple(int(n) for n in args.networks.split(","))
-    cfg = CheckConfig(**over)
     tag = args.tag or ("quick" if args.quick else "")
-    stem = "synthetic_check" + (f"_{tag}" if tag else "")
-    t_start = _time.perf_counter()
+    return CheckConfig(**over), "synthetic_check" + (f"_{tag}" if tag else "")
 
+
+def run(
+    cfg: CheckConfig, oracle_dims: list[int], n_check: int, progress: bool
+) -> tuple[dict, dict]:
+    """Draw the GRF fields, train the prior, score every network and test field.
+
+    Returns:
+      ``(result, example)``: the result record (config, training, reconstruction, prior SD
+      ratio, the exact posterior's own coverage check over ``n_check`` fields, summaries per
+      network, every case) and the maps of the first field at the largest network.
+    """
     from bayesda.sim.grf import GaussianRandomField
 
+    t_start = _time.perf_counter()
     grid = ncep_grid()
     grf = GaussianRandomField(
         grid,
@@ -694,9 +704,7 @@ def main(argv=None) -> None:
     )
 
     with tempfile.TemporaryDirectory() as tmp:
-        prior, training = train_prior(
-            x_train, x_val, grid, cfg, pathlib.Path(tmp), progress=not args.no_progress
-        )
+        prior, training = train_prior(x_train, x_val, grid, cfg, pathlib.Path(tmp), progress)
     print(
         f"VAE: {training['epochs_run']} epochs (best {training['best_epoch']}) in "
         f"{training['wall_time_s']} s, val recon RMSE {training['val_recon_rmse_K']} K, "
@@ -705,7 +713,6 @@ def main(argv=None) -> None:
     )
     recon = recon_scores(prior, grf, x_train, x_recon, cfg.latent_dim)
     sd_ratio = prior_sd_ratio(prior, grf, cfg.seed + 7)
-    n_check = 10 if args.quick else 100
     exact_check = {
         "n_fields": n_check,
         "n_obs": max(cfg.networks),
@@ -720,7 +727,7 @@ def main(argv=None) -> None:
         flush=True,
     )
 
-    dims = sorted({cfg.latent_dim, *(int(d) for d in args.oracle_dims.split(","))})
+    dims = sorted({cfg.latent_dim, *oracle_dims})
     refs = {"exact": (np.zeros(grid.size), grf.cov), "learned-linear": linearised_prior(prior)}
     refs.update(
         {f"oracle-d{d}": (np.zeros(grid.size), P) for d, P in oracle_rank_d(grf.cov, dims).items()}
@@ -748,10 +755,6 @@ def main(argv=None) -> None:
             example = cases[0]["maps"]
 
     result = {
-        "command": command(__spec__.name, argv),
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, "
-        f"bayesda {bayesda.__version__}",
         "config": dataclasses.asdict(cfg),
         "oracle_dims": dims,
         "grid_shape": list(grid.shape),
@@ -762,8 +765,11 @@ def main(argv=None) -> None:
         "summary": summary,
         "cases": per_case,
     }
-    result["wall_s"] = _time.perf_counter() - t_start
-    out = args.out_dir
+    return result, example
+
+
+def write(result: dict, example: dict, cfg: CheckConfig, out: pathlib.Path, stem: str) -> str:
+    """``<stem>.md``, ``<stem>.json`` and the figure ``<stem>.png`` in ``out``; the markdown."""
     out.mkdir(parents=True, exist_ok=True)
     md = markdown(result)
     (out / f"{stem}.md").write_text(md)
@@ -774,7 +780,25 @@ def main(argv=None) -> None:
         f"GRF test field 0, {max(cfg.networks)} uniform obs (sigma {cfg.sigma} K): "
         "exact posterior vs bayesda",
     )
-    print(md)
+    return md
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    cfg, stem = config_from_args(args)
+    t_start = _time.perf_counter()
+    oracle_dims = [int(d) for d in args.oracle_dims.split(",")]
+    n_check = 10 if args.quick else 100
+    result, example = run(cfg, oracle_dims, n_check, progress=not args.no_progress)
+    result = {
+        "command": command(__spec__.name, argv),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, "
+        f"bayesda {bayesda.__version__}",
+        **result,
+    }
+    result["wall_s"] = _time.perf_counter() - t_start
+    print(write(result, example, cfg, args.out_dir, stem))
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def run_k(prior, obs, times, settings, store_path, indices):
     }
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--k", default="8,32,128,256,1024", help="times per program")
     p.add_argument("--n-obs", type=int, default=50)
@@ -122,27 +122,95 @@ def main(argv=None) -> int:
     p.add_argument(
         "--no-store", action="store_true", help="skip the zarr write (a machine without zarr)"
     )
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def row_of(dev: str, k: int, base, n_obs: int, no_store: bool, warm: dict, cold: float, cmd: str):
+    """The throughput ledger's row of one K (the warm call; ``cold``: the first call's s)."""
+    per_time = warm["total_s"] / k
+    return {
+        "device": dev,
+        "mode": "reanalysis fast path (assimilate_summaries"
+        + (")" if no_store else " + store.write_times)")
+        + ", "
+        f"{k} times per program, warm, {base.num_chains} x ({base.num_warmup} + "
+        f"{base.num_samples}), max tree depth {base.max_tree_depth}, "
+        f"{n_obs} station obs",
+        "times_per_batch": k,
+        "times_per_hour": round(3600 / per_time, 1),
+        "seconds_per_time": round(per_time, 4),
+        "verdicts": warm["verdicts"],
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cold_batch_s": round(cold, 2),
+        "phases_s": {key: round(v, 3) for key, v in warm.items() if key.endswith("_s")},
+        "lockstep": warm["lockstep"],
+        "lockstep_warmup": warm["lockstep_warmup"],
+        "grads_per_s": round(warm["grads"] / (warm["warmup_s"] + warm["sampling_s"])),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "command": cmd,
+    }
+
+
+def sweep(args, prior, base, dev: str, cmd: str, tmp: Path, t_start: float):
+    """Each K twice (compile, then timed) within the budget; rows are appended to ``--out`` as
+    they finish. Returns ``(rows, skipped K, the runs of --verdict-k, obs)``."""
+    import pandas as pd
+
+    import bayesda.outputs.store as store
+    from analysis.common.ncep import make_obs
+
+    ks = [int(k) for k in args.k.split(",")]
+    path = tmp / "obs.csv"
+    all_times = make_obs(path, max(ks), args.n_obs)
+    obs = pd.read_csv(path)
+    all_times = np.array([np.datetime64(t, "ns") for t in all_times])
+    store_path = None if args.no_store else tmp / "bench.zarr"
+    if store_path is not None:
+        store.open_or_create(store_path, all_times, prior.grid, n_samples=0, signature={})
+    rows, skipped, last, good_runs = [], [], None, None
+    for k in ks:
+        left = args.budget_s - (time.perf_counter() - t_start)
+        # A new K compiles anew (about the previous cold - warm) and runs twice.
+        if last is not None and last[2] + 2 * last[1] * k / last[0] > left:
+            skipped.append(k)
+            continue
+        times = list(all_times[:k])
+        idx = np.arange(k)
+        t0 = time.perf_counter()
+        first = run_k(prior, obs, times, base, store_path, idx)  # compiles
+        cold = time.perf_counter() - t0
+        warm = run_k(prior, obs, times, dataclasses.replace(base, seed=1), store_path, idx)
+        if k == args.verdict_k:
+            good_runs = first["results"] + warm["results"]
+        last = (k, warm["total_s"], max(cold - warm["total_s"], 0.0))
+        row = row_of(dev, k, base, args.n_obs, args.no_store, warm, cold, cmd)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if not args.no_write:
+            append_rows(Path(args.out), [row])
+    return rows, skipped, good_runs, obs
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
 
     import bayesda
 
     bayesda.set_host_device_count()  # before the first JAX computation
     bayesda.enable_compilation_cache()
     import jax
-    import pandas as pd
 
-    import bayesda.outputs.store as store
-    from analysis.common.ncep import make_obs, reanalysis_defaults
+    from analysis.common.ncep import reanalysis_defaults
     from bayesda.prior.checkpoint import load_model
     from bayesda.workflows.reanalysis import ReanalysisSettings
 
     base = ReanalysisSettings(**reanalysis_defaults(args.warmup, args.draws, args.chains))
     if args.max_tree_depth:
         base = dataclasses.replace(base, max_tree_depth=args.max_tree_depth)
-    ks = [int(k) for k in args.k.split(",")]
     t_start = time.perf_counter()
     prior = load_model(SHIPPED_MODEL)
     dev = device_name()
+    cmd = command(__spec__.name, argv or None)
     print(f"devices: {jax.devices()}  ->  {dev}", flush=True)
     print(
         f"decoder value+grad/s vmapped: B=1 {decoder_rate(prior, 1):.0f}, "
@@ -150,65 +218,16 @@ def main(argv=None) -> int:
         flush=True,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "obs.csv"
-        all_times = make_obs(path, max(ks), args.n_obs)
-        obs = pd.read_csv(path)
-        all_times = np.array([np.datetime64(t, "ns") for t in all_times])
-        store_path = None if args.no_store else Path(tmp) / "bench.zarr"
-        if store_path is not None:
-            store.open_or_create(store_path, all_times, prior.grid, n_samples=0, signature={})
-        rows, skipped, last, good_runs = [], [], None, None
-        for k in ks:
-            left = args.budget_s - (time.perf_counter() - t_start)
-            # A new K compiles anew (about the previous cold - warm) and runs twice.
-            if last is not None and last[2] + 2 * last[1] * k / last[0] > left:
-                skipped.append(k)
-                continue
-            times = list(all_times[:k])
-            idx = np.arange(k)
-            t0 = time.perf_counter()
-            first = run_k(prior, obs, times, base, store_path, idx)  # compiles
-            cold = time.perf_counter() - t0
-            warm = run_k(prior, obs, times, dataclasses.replace(base, seed=1), store_path, idx)
-            if k == args.verdict_k:
-                good_runs = first["results"] + warm["results"]
-            per_time = warm["total_s"] / k
-            last = (k, warm["total_s"], max(cold - warm["total_s"], 0.0))
-            row = {
-                "device": dev,
-                "mode": "reanalysis fast path (assimilate_summaries"
-                + (")" if args.no_store else " + store.write_times)")
-                + ", "
-                f"{k} times per program, warm, {base.num_chains} x ({base.num_warmup} + "
-                f"{base.num_samples}), max tree depth {base.max_tree_depth}, "
-                f"{args.n_obs} station obs",
-                "times_per_batch": k,
-                "times_per_hour": round(3600 / per_time, 1),
-                "seconds_per_time": round(per_time, 4),
-                "verdicts": warm["verdicts"],
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "cold_batch_s": round(cold, 2),
-                "phases_s": {key: round(v, 3) for key, v in warm.items() if key.endswith("_s")},
-                "lockstep": warm["lockstep"],
-                "lockstep_warmup": warm["lockstep_warmup"],
-                "grads_per_s": round(warm["grads"] / (warm["warmup_s"] + warm["sampling_s"])),
-                "load_average": [round(x, 2) for x in os.getloadavg()],
-                "command": command(__spec__.name, argv or None),
-            }
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            if not args.no_write:
-                append_rows(Path(args.out), [row])
+        rows, skipped, good_runs, obs = sweep(args, prior, base, dev, cmd, Path(tmp), t_start)
         if skipped:
             print(f"skipped K = {skipped}: would not fit in --budget-s {args.budget_s}")
         if args.verdict_k and good_runs is not None:
-            out = Path(args.verdict_out)
             check = verdict_check(prior, obs, good_runs, base, args.ref_draws, args.verdict_k)
             check["device"] = dev
-            check["command"] = command(__spec__.name, argv or None)
+            check["command"] = cmd
             print(json.dumps(check), flush=True)
             if not args.no_write:
-                out.write_text(json.dumps(check, indent=2))
+                Path(args.verdict_out).write_text(json.dumps(check, indent=2))
     return 0
 
 

@@ -34,6 +34,7 @@ import json
 import os
 import pathlib
 import time as _time
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -150,36 +151,52 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> dict:
+class Problem(NamedTuple):
+    """The fixed network's observation operator over the four standardised variables and the
+    target (ps) slice of the state."""
+
+    grid: object
+    lat: np.ndarray
+    lon: np.ndarray
+    H: np.ndarray  # [2 n_obs, nv npix]
+    target: slice
+    r_obs: np.ndarray  # [2 n_obs] observation error variances
+
+
+def problem(data, network: str, n_obs: int, sigma: float, seed: int) -> Problem:
+    """The station-like network (fixed locations) observing ``ua`` and ``va``."""
     from bayesda.geo.grid import Grid
     from bayesda.obs.operator import as_matrix, bilinear_stencil
-    from bayesda.verify import baselines, metrics
 
-    args = parse_args(argv)
-    t0 = _time.perf_counter()
-    data = JointData(args.max_snapshots, args.store)
     nv, nlat, nlon = data.train.shape[1:]
     npix = nlat * nlon
     grid = Grid(lat=data.lat, lon=data.lon)
-    lat, lon = bs.network_locations(grid, args.network, args.n_obs, seed=args.seed)
+    lat, lon = bs.network_locations(grid, network, n_obs, seed=seed)
     H1 = as_matrix(bilinear_stencil(grid, lat, lon), npix)  # [n_obs, npix]
-    H = np.zeros((2 * args.n_obs, nv * npix))
+    H = np.zeros((2 * n_obs, nv * npix))
     for k, v in enumerate(OBSERVED):
         j = VARS.index(v)
-        H[k * args.n_obs : (k + 1) * args.n_obs, j * npix : (j + 1) * npix] = H1
+        H[k * n_obs : (k + 1) * n_obs, j * npix : (j + 1) * npix] = H1
     jt = VARS.index(TARGET)
     target = slice(jt * npix, (jt + 1) * npix)
+    return Problem(grid, lat, lon, H, target, np.full(H.shape[0], sigma**2))
+
+
+def posteriors(data, pb: Problem, dims: list[int]) -> dict:
+    """Closed-form gains and covariances of each method (the network is fixed, so once for
+    all times): OI, the joint linear prior at each latent size, climatology."""
+    from bayesda.verify import baselines
+
+    npix = data.train.shape[2] * data.train.shape[3]
+    jt = VARS.index(TARGET)
+    H, target, r_obs = pb.H, pb.target, pb.r_obs
     scale_vec = np.repeat(data.scale, npix)  # physical = standardised * scale
     X = data.train.reshape(data.train.shape[0], -1)
-    r_obs = np.full(H.shape[0], args.sigma**2)
-
-    # closed-form gains and covariances (the network is fixed, so once for all times)
     methods = {}
     gain, cov = oi_posterior(X, H, r_obs, target, baselines.DEFAULT_SHRINKAGE)
     methods["oi"] = (gain, cov)
     Xs = X / scale_vec
     obs_scale = H @ scale_vec  # each obs row is one variable, so its scale
-    dims = [int(d) for d in args.dims.split(",")]
     basis = pca_basis(Xs)
     del Xs
     for d in dims:
@@ -189,26 +206,34 @@ def main(argv=None) -> dict:
         methods[f"laplace-d{d}"] = ((g / obs_scale[None, :]) * st, c * st**2)
     clim_sd = np.sqrt(data.train[:, jt].reshape(-1, npix).var(axis=0, ddof=1))
     methods["climatology"] = (np.zeros((npix, H.shape[0])), np.diag(clim_sd**2))
-    samplers = {
-        m: _sampler(c, args.n_samples, args.seed + k)
-        for k, (m, (_, c)) in enumerate(methods.items())
-    }
-    t_setup = _time.perf_counter() - t0
+    return methods
 
+
+def samplers_of(methods: dict, n_samples: int, seed: int) -> dict:
+    """Each method's exact posterior sampler (:func:`_sampler` of its covariance)."""
+    return {m: _sampler(c, n_samples, seed + k) for k, (m, (_, c)) in enumerate(methods.items())}
+
+
+def score_times(data, pb: Problem, methods: dict, samplers: dict, args) -> tuple[dict, np.ndarray]:
+    """Every method at every held-out time: ``({method: [scores per time]}, time indices)``."""
+    from bayesda.verify import baselines, metrics
+
+    nlat, nlon = data.train.shape[2:]
+    H, target = pb.H, pb.target
     tidx = np.unique(np.round(np.linspace(0, data.test.shape[0] - 1, args.n_times)).astype(int))
     rows = {m: [] for m in methods}
     for i, ti in enumerate(tidx):
         truth_all = data.test[ti].reshape(-1)
         rng = np.random.default_rng(args.seed * 1_000_003 + i)
         y = H @ truth_all + args.sigma * rng.standard_normal(H.shape[0])
-        truth = grid.template(TARGET).copy(data=truth_all[target].reshape(nlat, nlon))
-        obs = pd.DataFrame({"lat": lat, "lon": lon, "value": y[: args.n_obs]})
+        truth = pb.grid.template(TARGET).copy(data=truth_all[target].reshape(nlat, nlon))
+        obs = pd.DataFrame({"lat": pb.lat, "lon": pb.lon, "value": y[: args.n_obs]})
         for m, (g, _) in methods.items():
             draw, sd = samplers[m]
             mean = g @ y
             post = baselines.ensemble_dataset(
                 draw(mean).reshape(1, args.n_samples, nlat, nlon),
-                grid,
+                pb.grid,
                 mean=mean.reshape(nlat, nlon),
                 sd=sd.reshape(nlat, nlon),
                 method=m,
@@ -221,6 +246,12 @@ def main(argv=None) -> dict:
                     for k in ("rmse", "crps", "coverage_90", "spread", "spread_skill")
                 }
             )
+    return rows, tidx
+
+
+def summarise(rows: dict, n_times: int, network: str) -> list[dict]:
+    """Per method and region: RMSE (root mean square over times), CRPS and its standard
+    error, coverage, and the pooled spread/skill ratio."""
     out = []
     for m, per_time in rows.items():
         for region in ("unobserved", "all"):
@@ -231,38 +262,29 @@ def main(argv=None) -> dict:
             out.append(
                 {
                     "experiment": "winds_to_pressure",
-                    "network": f"{args.network}-{args.n_obs}",
+                    "network": network,
                     "method": m.split("-")[0],
                     "model": m,
                     "region": region,
                     "rmse": round(rmse, 4),
                     "crps": round(float(get[(region, "crps")].mean()), 4),
                     "crps_se": round(
-                        float(get[(region, "crps")].std(ddof=1) / np.sqrt(len(tidx))), 4
+                        float(get[(region, "crps")].std(ddof=1) / np.sqrt(n_times)), 4
                     ),
                     "coverage_90": round(float(get[(region, "coverage_90")].mean()), 4),
                     "spread_skill": round(
                         float(np.sqrt((spread**2).mean() / (skill**2).mean())), 4
                     ),
-                    "n_times": len(tidx),
+                    "n_times": n_times,
                 }
             )
-    cmd = command(__spec__.name, argv)
-    meta = {
-        "command": cmd,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "load": os.getloadavg()[0],
-        "wall_s": round(_time.perf_counter() - t0, 1),
-        "setup_s": round(t_setup, 1),
-        "n_train": int(data.train.shape[0]),
-        "scales": dict(zip(VARS, np.round(data.scale, 4).tolist(), strict=True)),
-        "sigma_wind": args.sigma,
-        "target": TARGET,
-        "observed": list(OBSERVED),
-    }
-    result = {"meta": meta, "rows": out}
-    path = args.out_dir / "osse_winds_pressure.json"
-    atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(json.dumps(result, indent=1)))
+    return out
+
+
+def markdown(result: dict, args) -> str:
+    """The table of ps scores per region and method."""
+    meta, out = result["meta"], result["rows"]
+    cmd = meta["command"]
     lines = [
         "# Winds only -> surface pressure (joint prior), held-out Held-Suarez fields",
         "",
@@ -281,9 +303,39 @@ def main(argv=None) -> dict:
             f"{r['crps_se']:.3f} | {r['coverage_90']:.3f} | {r['spread_skill']:.3f} | "
             f"{r['n_times']} |"
         )
-    md = args.out_dir / "osse_winds_pressure.md"
-    atomic_write(md, lambda tmp: pathlib.Path(tmp).write_text("\n".join(lines) + "\n"))
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    t0 = _time.perf_counter()
+    data = JointData(args.max_snapshots, args.store)
+    pb = problem(data, args.network, args.n_obs, args.sigma, args.seed)
+    methods = posteriors(data, pb, [int(d) for d in args.dims.split(",")])
+    samplers = samplers_of(methods, args.n_samples, args.seed)
+    t_setup = _time.perf_counter() - t0
+    rows, tidx = score_times(data, pb, methods, samplers, args)
+    out = summarise(rows, len(tidx), f"{args.network}-{args.n_obs}")
+    meta = {
+        "command": command(__spec__.name, argv),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "load": os.getloadavg()[0],
+        "wall_s": round(_time.perf_counter() - t0, 1),
+        "setup_s": round(t_setup, 1),
+        "n_train": int(data.train.shape[0]),
+        "scales": dict(zip(VARS, np.round(data.scale, 4).tolist(), strict=True)),
+        "sigma_wind": args.sigma,
+        "target": TARGET,
+        "observed": list(OBSERVED),
+    }
+    result = {"meta": meta, "rows": out}
+    path = args.out_dir / "osse_winds_pressure.json"
+    atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(json.dumps(result, indent=1)))
+    md = markdown(result, args)
+    atomic_write(
+        args.out_dir / "osse_winds_pressure.md", lambda tmp: pathlib.Path(tmp).write_text(md)
+    )
+    print(md, end="", flush=True)
     return result
 
 
