@@ -11,7 +11,7 @@ InferenceData and the :class:`Assimilation` result). Settings: :mod:`bayesda.set
 of ``z`` and of the field ``g(z) + r`` (representation error conditioned by Matheron's rule,
 see :mod:`bayesda.inference.fields`), an ArviZ ``InferenceData`` and timings.
 
-How it runs (measured on a 2-core CPU box, see ``analysis/results/``):
+How it runs (measured on a 2-core CPU box, see the studies indexed in ``analysis/README.md``):
 
 * NUTS is numpyro's own kernel driven by :mod:`bayesda.inference.sampler`: one compiled program per
   (model, settings, padded shape), reused for every later day; the observations, starting

@@ -24,7 +24,8 @@ resampled and the maximiser recomputed), reported as 90% intervals.
 
 ``calibrate="single"`` is the earlier one-scale fit (``sigma -> s sigma``, ``C -> s^2 C``).
 Under a change of source it under-covers at unobserved grid points
-(``analysis/results/source_shift.md``): a field with more small-scale variance than ``C``
+(``analysis/source_shift/results/source_shift.md``): a field with more small-scale variance
+than ``C``
 allows (``b`` about 2) but stations as accurate as stated (``a`` about 1) is fitted by
 the compromise ``s`` about 1.4, too small for grid points far from any station.
 """
