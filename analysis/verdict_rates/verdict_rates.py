@@ -260,7 +260,7 @@ def run_linear(prior, args, settings, rows, rng, log):
                         record("bimodal", "bad", diagnose(idata, field), {"undetectable": one_mode})
                     )
             log(f"{case}: {i + len(group)}/{len(todo)} runs, {time.perf_counter() - t0:.1f} s")
-            save_rows(rows, path=args.rows)
+            save_rows(rows, path=Path(args.rows))
 
 
 def run_shipped(shipped, args, settings, rows, rng, log):
@@ -329,7 +329,7 @@ def run_shipped(shipped, args, settings, rows, rng, log):
             idata, field = stuck(a, np.random.default_rng(rng.integers(2**31)))
             rows.append(record("shipped-stuck-chain", "bad", diagnose(idata, field)))
         log(f"shipped: {i + len(group)}/{len(jobs)} runs, {time.perf_counter() - t0:.1f} s")
-        save_rows(rows, path=args.rows)
+        save_rows(rows, path=Path(args.rows))
     return {
         "reference": {
             "time": str(ref_time)[:19],
@@ -460,7 +460,7 @@ def main(argv=None) -> int:
     p.add_argument("--draws", type=int, default=None, help="default: the reanalysis default")
     p.add_argument("--chains", type=int, default=None, help="default: the reanalysis default")
     p.add_argument("--out", default=str(results_dir("verdict_rates") / "verdict_rates"))
-    p.add_argument("--rows", type=Path, default=ROWS, help="where every run's record is saved")
+    p.add_argument("--rows", default=str(ROWS), help="where every run's record is saved")
     p.add_argument(
         "--summarise-only", action="store_true", help=f"re-summarise the runs saved in {ROWS}"
     )
@@ -488,12 +488,12 @@ def main(argv=None) -> int:
         print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
 
     if args.summarise_only:
-        saved = json.loads(args.rows.read_text())
+        saved = json.loads(Path(args.rows).read_text())
         rows, extra = saved["rows"], saved["extra"]
     else:
         shipped, linear = linearised_prior()
         if args.add_to_saved:
-            saved = json.loads(args.rows.read_text())["rows"]
+            saved = json.loads(Path(args.rows).read_text())["rows"]
             rows = [r for r in saved if not r["case"].startswith("shipped")]
             log(f"kept {len(rows)} saved runs of the linear and bad-run cases")
         else:
@@ -501,7 +501,7 @@ def main(argv=None) -> int:
         extra = {}
         if args.n_shipped:
             extra = run_shipped(shipped, args, settings, rows, rng, log)
-        save_rows(rows, extra, path=args.rows)
+        save_rows(rows, extra, path=Path(args.rows))
 
     new = summarise(rows, "new")
     result = {
@@ -514,7 +514,7 @@ def main(argv=None) -> int:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "load_average": [round(x, 2) for x in load],
         "wall_s": time.perf_counter() - t_start,
-        "args": vars(args),
+        "args": {k: v for k, v in vars(args).items() if k != "rows"},
     }
     if extra:
         result["shipped_reference"] = extra["reference"]
