@@ -46,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--max-snapshots", type=int, default=None)
     p.add_argument("--variables", default=",".join(QG_UNITS))
     p.add_argument("--null-dims", default="32", help="d at which the Gaussian null is run")
+    p.add_argument(
+        "--quad-dims", default=",".join(map(str, QUAD_DIMS)), help="d of the quadratic probe"
+    )
     p.add_argument("--out-dir", type=pathlib.Path, default=results_dir("gaussianity"))
     return p.parse_args(argv)
 
@@ -64,7 +67,7 @@ def gradient_stats(f: np.ndarray) -> dict:
     }
 
 
-def variable_stats(var: str, store, max_snapshots, null_dims) -> dict:
+def variable_stats(var: str, store, max_snapshots, null_dims, quad_dims=QUAD_DIMS) -> dict:
     da = open_field(var, store, max_snapshots)
     times = da["time"].values
     train_mask, test_mask = block_split(times)
@@ -99,7 +102,7 @@ def variable_stats(var: str, store, max_snapshots, null_dims) -> dict:
         "quadratic": {},
         "quadratic_gaussian": {},
     }
-    for d in QUAD_DIMS:
+    for d in quad_dims:
         out["quadratic"][str(d)] = quadratic_gain(train, test, d, eofs=eofs)
         if d in null_dims:
             out["quadratic_gaussian"][str(d)] = quadratic_gain(g_train, g_test, d, eofs=g_eofs)
@@ -108,6 +111,7 @@ def variable_stats(var: str, store, max_snapshots, null_dims) -> dict:
 
 
 def markdown(o: dict) -> str:
+    quad_dims = [int(d) for d in o["variables"][0]["quadratic"]]
     lines = [
         "# What a Gaussian misses in the QG turbulence (two-layer model, pyqg-jax)",
         "",
@@ -138,14 +142,14 @@ def markdown(o: dict) -> str:
         "",
         "| variable | gradient excess kurtosis (Gaussian) | 99.9th pct abs / SD (Gaussian) | "
         "beyond 5 SD (Gaussian) | "
-        + " | ".join(f"quadratic / PCA d={d} (Gaussian)" for d in QUAD_DIMS)
+        + " | ".join(f"quadratic / PCA d={d} (Gaussian)" for d in quad_dims)
         + " |",
-        "|---|---|---|---|" + "---|" * len(QUAD_DIMS),
+        "|---|---|---|---|" + "---|" * len(quad_dims),
     ]
     for r in o["variables"]:
         g, gg = r["gradient"], r["gradient_gaussian"]
         quad = []
-        for d in QUAD_DIMS:
+        for d in quad_dims:
             q = f"{r['quadratic'][str(d)]['ratio']:.4f}"
             if str(d) in r["quadratic_gaussian"]:
                 q += f" ({r['quadratic_gaussian'][str(d)]['ratio']:.4f})"
@@ -162,8 +166,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     t0 = time.perf_counter()
     null_dims = {int(d) for d in args.null_dims.split(",") if d}
+    quad_dims = tuple(int(d) for d in args.quad_dims.split(",") if d)
     rows = [
-        variable_stats(v, args.store, args.max_snapshots, null_dims)
+        variable_stats(v, args.store, args.max_snapshots, null_dims, quad_dims)
         for v in args.variables.split(",")
     ]
     first = open_field(args.variables.split(",")[0], args.store, args.max_snapshots)
