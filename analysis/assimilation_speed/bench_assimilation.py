@@ -139,6 +139,7 @@ def run_one(args) -> dict:
     from bayesda.inference.assimilate import assimilate
     from bayesda.inference.fields import posterior_dataset
     from bayesda.obs.table import pseudo_obs
+    from bayesda.settings import SamplerSettings
     from bayesda.verify.verdict import diagnose
     from bayesda.workflows.demo import DEMO_N_OBS, DEMO_NETWORK, DEMO_SIGMA, pick_time
 
@@ -163,12 +164,11 @@ def run_one(args) -> dict:
             prior,
             obs,
             time=t,
-            num_chains=args.chains,
-            num_warmup=args.warmup,
-            num_samples=args.draws,
+            sampler=SamplerSettings(
+                num_chains=args.chains, num_warmup=args.warmup, num_samples=args.draws, **kw
+            ),
             seed=0,
             progress_bar=False,
-            **kw,
         )
         wall = time.perf_counter() - t0
         ds = posterior_dataset(a, prior, time=t)
@@ -195,12 +195,11 @@ def run_one(args) -> dict:
             prior,
             obs,
             time=t,
-            num_chains=args.chains,
-            num_warmup=args.warmup,
-            num_samples=args.draws,
+            sampler=SamplerSettings(
+                num_chains=args.chains, num_warmup=args.warmup, num_samples=args.draws, **kw
+            ),
             seed=1,
             progress_bar=False,
-            **kw,
         )
         res[label]["second_call_timings_s"] = {
             k: (round(x, 3) if isinstance(x, float) else x) for k, x in a2.timings.items()

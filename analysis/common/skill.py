@@ -135,17 +135,15 @@ def make_methods(
         def run(obs, time, seed):
             from bayesda.inference.assimilate import assimilate
             from bayesda.inference.fields import posterior_dataset
+            from bayesda.settings import SamplerSettings
 
-            a = assimilate(
-                prior,
-                obs,
+            sampler = SamplerSettings(
                 method=method,
                 num_chains=cfg.chains,
                 num_warmup=cfg.warmup,
                 num_samples=cfg.draws,
-                seed=seed,
-                progress_bar=False,
             )
+            a = assimilate(prior, obs, sampler=sampler, seed=seed, progress_bar=False)
             return posterior_dataset(a, prior)
 
         return run

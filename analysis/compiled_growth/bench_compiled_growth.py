@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     from bayesda.inference.assimilate import assimilate
     from bayesda.obs.table import pseudo_obs
     from bayesda.prior.checkpoint import load_model
+    from bayesda.settings import SamplerSettings
 
     prior = load_model(SHIPPED_MODEL)
     ds = load_dataset("ncep-air")
@@ -63,9 +64,9 @@ def main(argv=None) -> int:
             prior,
             obs,
             time=t,
-            num_chains=args.chains,
-            num_warmup=args.warmup,
-            num_samples=args.draws,
+            sampler=SamplerSettings(
+                num_chains=args.chains, num_warmup=args.warmup, num_samples=args.draws
+            ),
             seed=i,
             progress_bar=False,
         )

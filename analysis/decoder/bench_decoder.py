@@ -40,23 +40,16 @@ def bench_nuts(
     from bayesda.inference.assimilate import assimilate
     from bayesda.obs.table import pseudo_obs
     from bayesda.prior.checkpoint import load_model
+    from bayesda.settings import SamplerSettings
 
     prior = load_model(model_dir)
     tas = load_dataset("ncep-air")["tas"]
     _, test = block_split(tas["time"].values)
     truth = prior.climatology.to_anomaly(tas.isel(time=int(np.flatnonzero(test)[0])))
     obs = pseudo_obs(truth, n_obs, sigma=0.5, seed=seed)
-    kwargs = {} if dense_mass is None else {"dense_mass": dense_mass}
-    run = assimilate(
-        prior,
-        obs,
-        num_chains=2,
-        num_warmup=200,
-        num_samples=200,
-        seed=seed,
-        progress_bar=False,
-        **kwargs,
-    )
+    mass = {} if dense_mass is None else {"mass": "dense" if dense_mass else "diag"}
+    sampler = SamplerSettings(num_chains=2, num_warmup=200, num_samples=200, **mass)
+    run = assimilate(prior, obs, sampler=sampler, seed=seed, progress_bar=False)
     grads = run.grad_evals["sampling"]
     return {
         "n_obs": n_obs,

@@ -64,6 +64,7 @@ def phases(prior, obs, times, settings, store_dir):
     from bayesda.inference.assimilate import assimilate_batch
     from bayesda.inference.fields import posterior_dataset
     from bayesda.outputs import store
+    from bayesda.settings import SamplerSettings
     from bayesda.verify.verdict import diagnose
     from bayesda.workflows.reanalysis import ReanalysisSettings, assimilation_dataset, time_seed
 
@@ -73,7 +74,12 @@ def phases(prior, obs, times, settings, store_dir):
     for k, t in enumerate(times):
         t0 = time.perf_counter()
         a = assimilate_batch(
-            prior, obs, [t], seeds=[time_seed(0, t)], progress_bar=False, **settings
+            prior,
+            obs,
+            [t],
+            seeds=[time_seed(0, t)],
+            sampler=SamplerSettings(**settings),
+            progress_bar=False,
         )[0]
         t1 = time.perf_counter()
         v = diagnose(a.idata, a.field)
@@ -119,6 +125,7 @@ def phases(prior, obs, times, settings, store_dir):
 
 def warmup_sweep(prior, obs, times, lengths, draws):
     from bayesda.inference.assimilate import assimilate_batch
+    from bayesda.settings import SamplerSettings
     from bayesda.verify.verdict import diagnose
     from bayesda.workflows.reanalysis import time_seed
 
@@ -126,11 +133,12 @@ def warmup_sweep(prior, obs, times, lengths, draws):
     for w in lengths:
         settings = dict(num_chains=4, num_warmup=w, num_samples=draws)
         # First call compiles this warmup length; time the second.
-        assimilate_batch(prior, obs, [times[0]], seeds=[1], progress_bar=False, **settings)
+        sampler = SamplerSettings(**settings)
+        assimilate_batch(prior, obs, [times[0]], seeds=[1], sampler=sampler, progress_bar=False)
         rec = []
         for t in times:
             a = assimilate_batch(
-                prior, obs, [t], seeds=[time_seed(7, t)], progress_bar=False, **settings
+                prior, obs, [t], seeds=[time_seed(7, t)], sampler=sampler, progress_bar=False
             )[0]
             v = diagnose(a.idata, a.field)
             secs = a.timings["warmup"] + a.timings["sampling"]

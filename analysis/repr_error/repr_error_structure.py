@@ -142,21 +142,16 @@ def score(prior, anomalies, n_times: int, seed: int = 0, networks=NETWORKS) -> l
     """Laplace assimilation of each network's pseudo-obs, scored at unobserved points."""
     from bayesda.inference.assimilate import assimilate
     from bayesda.inference.fields import posterior_dataset
+    from bayesda.settings import SamplerSettings
     from bayesda.verify.metrics import verify
+
+    laplace = SamplerSettings(method="laplace", num_chains=1, num_samples=500)
 
     rows = []
     for name, cases in _cases(anomalies, n_times, networks, seed):
         vals = []
         for truth, obs, s in cases:
-            a = assimilate(
-                prior,
-                obs,
-                method="laplace",
-                num_chains=1,
-                num_samples=500,
-                seed=s,
-                progress_bar=False,
-            )
+            a = assimilate(prior, obs, sampler=laplace, seed=s, progress_bar=False)
             v = verify(posterior_dataset(a, prior), truth, obs).sel(region="unobserved")
             vals.append({m: float(v[m]) for m in METRICS})
         rows.append({"network": name, **_summary(vals)})

@@ -295,6 +295,7 @@ def run_case(prior, grid, truth, n_obs, refs, cfg: CheckConfig, seed: int) -> di
     from bayesda.inference.assimilate import assimilate
     from bayesda.obs.operator import as_matrix, bilinear_stencil
     from bayesda.obs.table import pseudo_obs
+    from bayesda.settings import SamplerSettings
     from bayesda.sim.grf import gaussian_posterior
 
     truth_da = _da(grid, truth)
@@ -307,15 +308,8 @@ def run_case(prior, grid, truth, n_obs, refs, cfg: CheckConfig, seed: int) -> di
         post[name] = (_da(grid, m), _da(grid, np.sqrt(np.maximum(np.diag(P), 0.0))))
 
     t0 = _time.perf_counter()
-    res = assimilate(
-        prior,
-        obs,
-        num_chains=cfg.chains,
-        num_warmup=cfg.warmup,
-        num_samples=cfg.draws,
-        seed=seed,
-        progress_bar=False,
-    )
+    sampler = SamplerSettings(num_chains=cfg.chains, num_warmup=cfg.warmup, num_samples=cfg.draws)
+    res = assimilate(prior, obs, sampler=sampler, seed=seed, progress_bar=False)
     wall = _time.perf_counter() - t0
     field = res.field.reshape(-1, *grid.shape).astype(np.float64)
     members = xr.DataArray(field, dims=("sample", "lat", "lon"), coords=grid.coords())
