@@ -164,13 +164,15 @@ class ModelOptions:
 DEFAULT = SamplerSettings()
 # The demo samples like the reanalysis (issue 11): with the step size adapted in one window,
 # every warmup length from 10 to 200 gave correct, PASS runs with gradients per unit of ESS
-# within 20% (analysis/results/warmup_sweep.md), and the verdict's error rates were measured
-# at 4 x (100 + 500) (16 of 16 shipped-model runs PASS; analysis/results/verdict_rates.md).
+# within 20% (analysis/warmup/results/warmup_sweep.md), and the verdict's error rates were
+# measured at 4 x (100 + 500) (16 of 16 shipped-model runs PASS;
+# analysis/verdict_rates/results/verdict_rates.md).
 # 200 warmup iterations cost about 3,800 more gradients than 100.
 DEMO = SamplerSettings(num_warmup=100, num_samples=500)
 # Warmup only tunes the step size (the Laplace covariance is the fixed mass matrix), so 100
 # iterations suffice; 500 draws per chain let the verdict PASS well-mixed runs with every
-# field pixel's ESS >= 400 (analysis/results/verdict_rates.md): with 250 draws the minimum
+# field pixel's ESS >= 400 (analysis/verdict_rates/results/verdict_rates.md): with 250 draws
+# the minimum
 # tail ESS over 1325 pixels fell to 336-375. It costs about what 4 x (300 + 250) did.
 REANALYSIS = SamplerSettings(num_warmup=100, num_samples=500)
 QUICK = SamplerSettings(num_chains=2, num_warmup=100, num_samples=100)

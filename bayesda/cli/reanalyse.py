@@ -52,7 +52,7 @@ def register(subparsers) -> None:
         type=positive_int,
         default=d.batch_times,
         help="times per compiled NUTS program (chains of several times side by side; "
-        "pays off on a GPU, see analysis/results/bench_reanalysis.md)",
+        "pays off on a GPU, see analysis/throughput/results/bench_reanalysis.md)",
     )
     p.add_argument(
         "--scheduler",

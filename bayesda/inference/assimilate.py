@@ -11,7 +11,7 @@ InferenceData and the :class:`Assimilation` result). Settings: :mod:`bayesda.set
 of ``z`` and of the field ``g(z) + r`` (representation error conditioned by Matheron's rule,
 see :mod:`bayesda.inference.fields`), an ArviZ ``InferenceData`` and timings.
 
-How it runs (measured on a 2-core CPU box, see ``analysis/results/``):
+How it runs (measured on a 2-core CPU box, see the studies indexed in ``analysis/README.md``):
 
 * NUTS is numpyro's own kernel driven by :mod:`bayesda.inference.sampler`: one compiled program per
   (model, settings, padded shape), reused for every later day; the observations, starting
@@ -68,10 +68,12 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "Assimilation",
     "ObsData",
+    "SampledBatch",
     "TimeSummary",
     "assimilate",
     "assimilate_batch",
     "assimilate_summaries",
+    "sample_batch",
     "summaries_supported",
     "prepare_obs",
 ]
@@ -150,7 +152,7 @@ def assimilate_batch(
     """
     s, opts = sampler or SamplerSettings(), options or ModelOptions()
     t_start = _time.perf_counter()
-    batch = _sample(prior, obs_df, times, seeds, s, opts, progress_bar=progress_bar)
+    batch = sample_batch(prior, obs_df, times, seeds, s, opts, progress_bar=progress_bar)
     times, seeds, obs_list, settings = batch.times, batch.seeds, batch.obs_list, batch.settings
     maps, map_grads, batch_timings = batch.maps, batch.map_grads, batch.timings
     runs = [
@@ -259,7 +261,7 @@ def assimilate_summaries(
             f"assimilate_summaries needs the normal likelihood with known errors, got {opts}; "
             "use assimilate_batch"
         )
-    batch = _sample(
+    batch = sample_batch(
         prior, obs_df, times, seeds, s, opts, progress_bar=progress_bar, device_covariance=True
     )
     t0 = _time.perf_counter()
@@ -310,8 +312,8 @@ def assimilate_summaries(
     ]
 
 
-class _Batch(NamedTuple):
-    """The sampled, not yet summarised state of a batch of times (see :func:`_sample`)."""
+class SampledBatch(NamedTuple):
+    """The sampled, not yet summarised state of a batch of times (see :func:`sample_batch`)."""
 
     times: list
     seeds: list
@@ -381,7 +383,7 @@ def _model_obs(obs: ObsData, options: ModelOptions):
     return to_device(arrays)
 
 
-def _sample(
+def sample_batch(
     prior,
     obs_df,
     times,
@@ -391,8 +393,32 @@ def _sample(
     *,
     progress_bar,
     device_covariance: bool = False,
-):
-    """Prepare the observations, find the MAPs and draw the latent of every time."""
+) -> SampledBatch:
+    """Prepare the observations, find the MAPs and draw the latent of every time.
+
+    The sampling that :func:`assimilate_batch` and :func:`assimilate_summaries` share, without
+    their fields, summaries or diagnostics: for studies of the sampler itself (its adapted
+    step sizes and tree sizes per chain, in ``sample_stats``).
+
+    Args:
+      prior: the generative prior.
+      obs_df: observations of these times (a ``time`` column when there are several).
+      times: the analysis times.
+      seeds: one seed per time.
+      s: sampler settings.
+      opts: model options.
+      progress_bar: show numpyro's progress bar.
+      device_covariance: keep each time's observation-error covariance on the device (what
+        :func:`assimilate_summaries` does).
+
+    Returns:
+      The :class:`SampledBatch`: per time the unconstrained draws ``flat`` ``[chain, draw, D]``,
+      numpyro's ``sample_stats`` (``n_steps``, ``step_size``, ...), gradient counts and
+      timings.
+
+    Raises:
+      ValueError: not one seed per time, or no times.
+    """
     times = list(times)
     seeds = [int(x) for x in seeds]
     if len(seeds) != len(times) or not times:
@@ -430,7 +456,7 @@ def _sample(
         flat, stats, grads, batch_timings = _run_nuts_batch(
             fns, all_args, maps, keys, settings, progress_bar=progress_bar
         )
-    return _Batch(
+    return SampledBatch(
         times,
         seeds,
         obs_list,

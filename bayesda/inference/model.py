@@ -19,7 +19,8 @@ the rank of ``C`` (the shipped NCEP model: rank 400). Otherwise (per-pixel ``C``
 diagonal, ``O(n rank^2)``; see :class:`bayesda.prior.representation.RepresentationError` for the
 small part of ``H diag(d) H^T`` that ``D`` drops). A correlated part says the decoder's
 error is shared by neighbours, so they do not count as independent evidence. Which
-structure is honest is measured, not assumed (``analysis/results/repr_error_structure.md``,
+structure is honest is measured, not assumed
+(``analysis/repr_error/results/repr_error_structure.md``,
 validation blocks): an empirical rank-16 ``F`` from a few hundred residual fields made 90%
 intervals too narrow (0.74-0.76 at 200 observations); a stationary Matern-3/2 correlation
 fitted to the residuals' correlogram kept them at 0.85-0.89 and cut the CRPS, so the model

@@ -89,9 +89,7 @@ class Assimilation(NamedTuple):
             **kwargs,
         )
 
-    def at(
-        self, lat, lon, elevation=None, *, sigma=None, lapse=None, seed: int = 0, draws=False
-    ):
+    def at(self, lat, lon, elevation=None, *, sigma=None, lapse=None, seed: int = 0, draws=False):
         """The predictive distribution of an observation at sites.
 
         What a station at ``(lat, lon)`` would report: the field there plus the error of an

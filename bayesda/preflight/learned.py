@@ -59,9 +59,7 @@ def _laplace(prior, obs, options, draws, seed):
     from bayesda.inference.assimilate import assimilate
 
     sampler = SamplerSettings(method="laplace", num_chains=1, num_samples=draws)
-    return assimilate(
-        prior, obs, seed=seed, sampler=sampler, options=options, progress_bar=False
-    )
+    return assimilate(prior, obs, seed=seed, sampler=sampler, options=options, progress_bar=False)
 
 
 def predictive_draws(a, lat, lon, sigma) -> tuple[np.ndarray, np.ndarray]:
@@ -156,8 +154,17 @@ def learned_quality_control(
     flagged = df["qc"] != "ok"
     cols = [
         c
-        for c in ("station_id", "lat", "lon", "value", "sigma", "departure", "departure_sd",
-                  "p_gross", "qc")
+        for c in (
+            "station_id",
+            "lat",
+            "lon",
+            "value",
+            "sigma",
+            "departure",
+            "departure_sd",
+            "p_gross",
+            "qc",
+        )
         if c in df.columns
     ]
     post = a.idata.posterior
@@ -199,15 +206,22 @@ def learned_check(
     df = obs.reset_index(drop=True)
     n = len(df)
     if n < 2 * folds:
-        return {"n": n, "folds": 0, "coverage_90": None, "crps": None, "z2": None,
-                "engine": "laplace"}
+        return {
+            "n": n,
+            "folds": 0,
+            "coverage_90": None,
+            "crps": None,
+            "z2": None,
+            "engine": "laplace",
+        }
     fold = holdout_folds(n, folds, seed)
     inside, crps, z2 = np.zeros(n, bool), np.zeros(n), np.zeros(n)
     for k in range(folds):
         test = fold == k
         a = _laplace(prior, df[~test].reset_index(drop=True), options, draws, seed + k)
-        mu, var = predictive_draws(a, df.loc[test, "lat"], df.loc[test, "lon"],
-                                   df.loc[test, "sigma"])
+        mu, var = predictive_draws(
+            a, df.loc[test, "lat"], df.loc[test, "lon"], df.loc[test, "sigma"]
+        )
         rng = np.random.default_rng([seed, k, 91])
         ydraw = mu + np.sqrt(var) * rng.standard_normal(mu.shape)
         y = df.loc[test, "value"].to_numpy(np.float64)
@@ -218,5 +232,11 @@ def learned_check(
         i = np.arange(1, m + 1)[:, None]
         crps[test] = np.mean(np.abs(srt - y), axis=0) - np.sum((2 * i - m - 1) * srt, 0) / m**2
         z2[test] = (y - ydraw.mean(0)) ** 2 / ydraw.var(0)
-    return {"n": n, "folds": folds, "coverage_90": float(inside.mean()),
-            "crps": float(crps.mean()), "z2": float(z2.mean()), "engine": "laplace"}
+    return {
+        "n": n,
+        "folds": folds,
+        "coverage_90": float(inside.mean()),
+        "crps": float(crps.mean()),
+        "z2": float(z2.mean()),
+        "engine": "laplace",
+    }

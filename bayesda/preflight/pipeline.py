@@ -41,14 +41,14 @@ z^2 is 1 when the prior and the error model describe the data. Runs whose prior 
 0.9-1.5 (README: the ERA5 and station examples); a QG prior scored on fields from a later
 period of its simulation, far outside what it learnt, gave a median of 7.8 at 50
 observations (coverage 0.42), and 1.2-1.9 on the fields it fitted
-(``analysis/results/qg_selfcheck.md``)."""
+(``analysis/qg_selfcheck/results/qg_selfcheck.md``)."""
 
 OBS_SCALE_DOUBT = 4.0
 """``--calibrate auto`` observation-error factor above which the run doubts the fit.
 
 On the QG prior the two-scale fit widened the observation errors x3.1-3.2 where the prior
 fitted and x5.4-8.0 where it did not, though the observations were exact to their stated
-error both times (``analysis/results/qg_selfcheck.md``)."""
+error both times (``analysis/qg_selfcheck/results/qg_selfcheck.md``)."""
 
 
 def load_observations(

@@ -5,7 +5,7 @@ compile step, but it is keyed on the lowered program: every new process must sti
 the Python code to a jaxpr and lower it to StableHLO before it can look the executable up.
 For the MAP optimiser and the sampler's three programs that is 5-6 s of every fresh
 ``bayesda assimilate`` or ``bayesda demo`` on the project's 2-core machine
-(``analysis/results/demo_time_aot.md``). :func:`jax.export.export` serialises the lowered
+(``analysis/demo/results/demo_time_aot.md``). :func:`jax.export.export` serialises the lowered
 program; a later process deserialises it (milliseconds) and calls it, and the compilation of
 the call still hits the persistent cache.
 
