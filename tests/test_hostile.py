@@ -769,3 +769,187 @@ def test_model_overwrite_replaces_only_a_model(tiny_model, tmp_path):
         check_target(mine, overwrite=True)
     check_target(tiny_model[0], overwrite=True)  # a model: fine
     assert (mine / "thesis.tex").read_text() == "years of work"
+
+
+# ======================================================================================
+# Issue 26: never mislead, never destroy (station readers, calibration, elevation, outputs)
+# ======================================================================================
+
+# --------------------------------------------------------------------------------------
+# Outputs never destroy: every output file checked like a run directory
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["posterior.nc", "obs.csv", "run.json", "inference.nc"])
+@pytest.mark.parametrize("force", [False, True], ids=["", "force"])
+def test_plot_out_onto_a_file_of_the_run_is_refused(run_dir, capsys, target, force):
+    """`plot RUN --out RUN/posterior.nc` replaced the posterior with a PNG (exit 0)."""
+    before = (run_dir / target).read_bytes()
+    argv = ["plot", str(run_dir), "--out", str(run_dir / target)] + (["--force"] if force else [])
+    assert cli.main(argv) == 1
+    _one_line_error(capsys, target, "run")
+    assert (run_dir / target).read_bytes() == before
+
+
+def test_plot_out_onto_a_file_of_another_run_or_a_model_is_refused(
+    run_dir, tiny_model, tmp_path, capsys
+):
+    other = Path(shutil.copytree(run_dir, tmp_path / "other"))
+    for target in (other / "maps.png", tiny_model[0] / "params.npz"):
+        before = target.read_bytes()
+        assert cli.main(["plot", str(run_dir), "--out", str(target), "--force"]) == 1
+        _one_line_error(capsys, str(target))
+        assert target.read_bytes() == before
+
+
+def test_plot_out_onto_an_existing_file_needs_force(run_dir, tmp_path, capsys):
+    mine = tmp_path / "mine.csv"
+    mine.write_text("a,b\n1,2\n")
+    assert cli.main(["plot", str(run_dir), "--out", str(mine)]) == 1
+    _one_line_error(capsys, str(mine), "--force")
+    assert mine.read_text() == "a,b\n1,2\n"
+    assert cli.main(["plot", str(run_dir), "--out", str(mine), "--force"]) == 0
+    assert mine.read_bytes()[:4] == b"\x89PNG"
+    assert cli.main(["plot", str(run_dir)]) == 0  # the run's own maps.png: always redrawn
+
+
+@pytest.mark.parametrize("how", ["same-path", "symlink", "hardlink"])
+def test_plot_out_onto_its_own_truth_input_is_refused_even_with_force(
+    run_dir, tmp_path, capsys, how
+):
+    truth = tmp_path / "truth.nc"
+    shutil.copy(
+        run_dir / "truth.nc" if (run_dir / "truth.nc").exists() else run_dir / "posterior.nc", truth
+    )
+    before = truth.read_bytes()
+    out = truth
+    if how == "symlink":
+        out = tmp_path / "link.png"
+        out.symlink_to(truth)
+    elif how == "hardlink":
+        out = tmp_path / "hard.png"
+        os.link(truth, out)
+    assert (
+        cli.main(["plot", str(run_dir), "--truth", str(truth), "--out", str(out), "--force"]) == 1
+    )
+    _one_line_error(capsys, "input")
+    assert truth.read_bytes() == before
+
+
+def test_plot_out_onto_a_device_is_refused(run_dir, capsys):
+    assert cli.main(["plot", str(run_dir), "--out", "/dev/null", "--force"]) == 1
+    _one_line_error(capsys, "/dev/null", "not a regular file")
+    assert Path("/dev/null").is_char_device()
+
+
+def _obs_make(data, out, *extra):
+    return cli.main(
+        ["obs", "make", "--data", str(data), "--time", "2013-02-01T12", "--n", "5",
+         "--absolute", "--out", str(out), *extra]
+    )  # fmt: skip
+
+
+def test_obs_make_out_onto_an_existing_file_needs_force(odd_data_file, tmp_path, capsys):
+    """`obs make --out FILE` overwrote an existing file without --force."""
+    out = tmp_path / "mine.csv"
+    out.write_text("precious\n")
+    assert _obs_make(odd_data_file, out) == 1
+    _one_line_error(capsys, str(out), "--force")
+    assert out.read_text() == "precious\n"
+    assert _obs_make(odd_data_file, out, "--force") == 0
+    assert "value" in out.read_text()
+
+
+def test_obs_make_out_onto_its_input_or_into_a_run_is_refused(odd_data_file, run_dir, capsys):
+    before = odd_data_file.read_bytes()
+    assert _obs_make(odd_data_file, odd_data_file, "--force") == 1
+    _one_line_error(capsys, "input")
+    assert odd_data_file.read_bytes() == before
+    obs_before = (run_dir / "obs.csv").read_text()
+    assert _obs_make(odd_data_file, run_dir / "obs.csv", "--force") == 1
+    _one_line_error(capsys, "run")
+    assert (run_dir / "obs.csv").read_text() == obs_before
+
+
+def test_obs_make_files_have_normal_permissions(odd_data_file, tmp_path):
+    """`obs make` files were written with mode 600 (a private temporary file renamed)."""
+    out = tmp_path / "o.csv"
+    old = os.umask(0o022)
+    try:
+        assert _obs_make(odd_data_file, out) == 0
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_climatology_out_onto_an_existing_file_needs_force(odd_data_file, tmp_path, capsys):
+    out = tmp_path / "clim.nc"
+    out.write_text("precious\n")
+    argv = ["data", "climatology", "--data", str(odd_data_file), "--out", str(out)]
+    assert cli.main(argv) == 1
+    _one_line_error(capsys, str(out), "--force")
+    assert out.read_text() == "precious\n"
+    assert cli.main([*argv[:-2], "--out", str(odd_data_file), "--force"]) == 1
+    _one_line_error(capsys, "input")
+
+
+def test_assimilate_out_holding_its_own_input_is_refused(tiny, run_dir, capsys):
+    """`assimilate --obs RUN/obs.csv --out RUN --force` replaced the run holding its input."""
+    before = (run_dir / "obs.csv").read_bytes()
+    assert _assimilate(run_dir / "obs.csv", run_dir, "--force") == 1
+    _one_line_error(capsys, "input")
+    assert (run_dir / "obs.csv").read_bytes() == before
+
+
+def _foreign_model(tmp_path, card):
+    d = tmp_path / "theirs"
+    d.mkdir()
+    (d / "model.json").write_text(json.dumps(card))
+    (d / "weights.bin").write_bytes(b"another tool's weights")
+    return d
+
+
+@pytest.mark.parametrize(
+    "card",
+    [
+        pytest.param({"name": "my other model"}, id="any-model-json"),
+        pytest.param({"format_version": 1, "files": {"params.npz": "0" * 64}}, id="no-marker"),
+        pytest.param({"written_by": "bayesda", "format_version": 1}, id="no-hash-list"),
+    ],
+)
+def test_train_overwrite_refuses_a_model_json_that_is_not_bayesdas(tmp_path, capsys, card):
+    """`train --out DIR --overwrite` deleted any directory holding a model.json."""
+    d = _foreign_model(tmp_path, card)
+    argv = ["train", "--data", str(tmp_path / "none.nc"), "--out", str(d), "--overwrite"]
+    assert cli.main(argv) == 1
+    _one_line_error(capsys, str(d), "not a bayesda model")
+    assert (d / "weights.bin").read_bytes() == b"another tool's weights"
+
+
+def test_train_overwrite_refuses_a_model_with_files_it_does_not_list(tiny_model, capsys):
+    model, _ = tiny_model
+    (model / "notes.txt").write_text("my notes")
+    argv = ["train", "--data", "none.nc", "--out", str(model), "--overwrite"]
+    assert cli.main(argv) == 1
+    _one_line_error(capsys, "notes.txt")
+    assert (model / "notes.txt").read_text() == "my notes"
+
+
+def test_saved_models_carry_the_marker_and_shipped_ones_are_recognised(tiny_model):
+    from bayesda.runtime.files import model_dir_problem
+
+    model, _ = tiny_model
+    assert json.loads((model / "model.json").read_text())["written_by"] == "bayesda"
+    assert model_dir_problem(model) is None
+    shipped = Path(__file__).resolve().parents[1] / "models" / "ncep-air"
+    assert model_dir_problem(shipped) is None  # older cards: format_version + versions.bayesda
+
+
+def test_reanalyse_out_holding_its_own_input_is_refused(finished_store, clim_prior, capsys):
+    out, _ = finished_store
+    inside = out / "obs.csv"
+    inside.write_text("lat,lon,value\n40,-100,1\n")
+    argv = ["reanalyse", "--model", "m", "--obs", str(inside), "--out", str(out)]
+    assert cli.main(argv) == 1
+    _one_line_error(capsys, "input")
+    assert inside.exists()

@@ -75,7 +75,13 @@ def register(subparsers) -> None:
     m = subparsers.add_parser("plot", help="(re)draw a run's uncertainty maps")
     m.add_argument("run", help="run directory")
     m.add_argument("--truth", default=None, help="netCDF with the true anomaly (lat, lon), K")
-    m.add_argument("--out", default=None, help="PNG path (default RUN/maps.png)")
+    m.add_argument(
+        "--out",
+        default=None,
+        help="PNG path (default RUN/maps.png); never a file of a run, store or model, nor "
+        "an input; an existing file only with --force",
+    )
+    m.add_argument("--force", action="store_true", help="replace an existing --out file")
     m.add_argument(
         "--fog-threshold",
         type=positive_float,
@@ -209,6 +215,7 @@ def _read_obs(args, prior):
 
 def cmd_assimilate(args) -> int:
     files.check_target(args.out, "run", force=args.force)  # before loading anything
+    files.check_inputs_outside(args.out, [args.obs, args.stations, args.model])
     from bayesda.obs.elevation import LapseRate
 
     try:
@@ -317,6 +324,10 @@ def cmd_plot(args) -> int:
         if args.truth
         else (run / "truth.nc" if (run / "truth.nc").is_file() else None)
     )
+    own = run / "maps.png"
+    out = files.check_file_target(
+        args.out or own, inputs=[truth_path], force=args.force, regenerates=own
+    )
     truth = None
     if truth_path is not None:
         t = _open_netcdf(truth_path, "truth")
@@ -339,7 +350,7 @@ def cmd_plot(args) -> int:
         truth=truth,
         climatology_sd=clim_sd,
         fog_threshold=args.fog_threshold,
-        out=args.out or run / "maps.png",
+        out=out,
     )
     print(f"wrote {out}")
     return 0

@@ -41,6 +41,7 @@ def register(subparsers) -> None:
     clim.add_argument("--data", default="ncep-air", help="named dataset or path")
     clim.add_argument("--n-harmonics", type=int, default=3)
     clim.add_argument("--out", required=True, help="netCDF file to write")
+    clim.add_argument("--force", action="store_true", help="replace an existing --out file")
     _add_data_dir(clim)
     clim.set_defaults(func=cmd_climatology)
 
@@ -111,6 +112,7 @@ def register(subparsers) -> None:
         "Not used with --kind absolute",
     )
     make.add_argument("--out", required=True, help="CSV file to write")
+    make.add_argument("--force", action="store_true", help="replace an existing --out file")
     _add_data_dir(make)
     make.set_defaults(func=cmd_obs_make)
 
@@ -239,6 +241,7 @@ def cmd_climatology(args) -> int:
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import split_dataset
 
+    _check_out(args, [args.data])
     train, _ = split_dataset(load_dataset(args.data, args.data_dir))
     clim = Climatology.fit(train["tas"], n_harmonics=args.n_harmonics)
     path = clim.to_netcdf(args.out)
@@ -265,6 +268,14 @@ def _fit_climatology(tas, train: np.ndarray):
     return Climatology.fit(tas.isel(time=np.flatnonzero(keep)))
 
 
+def _check_out(args, inputs) -> None:
+    """``--out`` is never an input, never inside a bayesda output, and needs ``--force``
+    to replace a file (:func:`bayesda.runtime.files.check_file_target`)."""
+    import bayesda.runtime.files as files
+
+    files.check_file_target(args.out, inputs=[i for i in inputs if i], force=args.force)
+
+
 def cmd_obs_make(args) -> int:
     from bayesda.cli.argtypes import kind_from_args
     from bayesda.data.datasets import load_dataset
@@ -272,6 +283,7 @@ def cmd_obs_make(args) -> int:
     from bayesda.obs.table import pseudo_obs, write_obs
 
     kind = kind_from_args(args)
+    _check_out(args, [args.data, args.model])
     ds = load_dataset(args.data, args.data_dir)
     when = np.datetime64(pd.Timestamp(args.time).to_datetime64(), "ns")
     times = ds["time"].values

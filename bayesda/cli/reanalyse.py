@@ -90,6 +90,7 @@ def cmd_reanalyse(args) -> int:
     from bayesda.workflows.reanalysis import ReanalysisSettings, read_obs_source, reanalyse
 
     files.check_target(args.out, "store", resume=True)  # before loading anything
+    files.check_inputs_outside(args.out, [args.obs, args.model])
     model_dir = Path(args.model)
     prior = load_model(model_dir)
     obs = read_obs_source(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import tempfile
 
 import numpy as np
 import pandas as pd
@@ -366,18 +365,16 @@ def read_obs(
 
 
 def write_obs(df: pd.DataFrame, path: str | os.PathLike) -> pathlib.Path:
-    """Validate (duplicates kept) and write a table to CSV atomically; returns the path."""
+    """Validate (duplicates kept) and write a table to CSV atomically; returns the path.
+
+    The file gets the permissions of any new file (the umask), not a temporary file's 600.
+    """
+    from bayesda.runtime.files import atomic_write
+
     df = validate_obs(df, duplicates="keep")
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.9g", date_format="%Y-%m-%dT%H:%M:%S")
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
