@@ -953,3 +953,97 @@ def test_reanalyse_out_holding_its_own_input_is_refused(finished_store, clim_pri
     assert cli.main(argv) == 1
     _one_line_error(capsys, "input")
     assert inside.exists()
+
+
+# --------------------------------------------------------------------------------------
+# Every option validated at parse time: exit 2, the option named, before any model loads
+# --------------------------------------------------------------------------------------
+
+_ASSIM = ["assimilate", "--model", "M", "--obs", "O", "--out", "OUT"]
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        pytest.param([*_ASSIM, "--time", "notadate"], "--time", id="time-not-a-date"),
+        pytest.param([*_ASSIM, "--time", "2500-01-01"], "--time", id="time-2500"),
+        pytest.param([*_ASSIM, "--time", "nan"], "--time", id="time-nan"),
+        pytest.param([*_ASSIM, "--window", "abc"], "--window", id="window-abc"),
+        pytest.param([*_ASSIM, "--window=-3h"], "--window", id="window-negative"),
+        pytest.param([*_ASSIM, "--window", "3"], "--window", id="window-no-unit"),
+        pytest.param([*_ASSIM, "--window", "0h"], "--window", id="window-zero"),
+        pytest.param([*_ASSIM, "--lapse-rate", "-1"], "--lapse-rate", id="lapse-rate-negative"),
+        pytest.param([*_ASSIM, "--lapse-rate-sd", "nan"], "--lapse-rate-sd", id="lapse-sd-nan"),
+        pytest.param(
+            [*_ASSIM, "--format", "csv", "--columns", "lat=LAT,lon=LON,value=T,bogus=X"],
+            "--columns",
+            id="columns-bad-key",
+        ),
+        pytest.param(
+            [*_ASSIM, "--format", "csv", "--columns", "lat=LAT,lon=LON"],
+            "--columns",
+            id="columns-no-value",
+        ),
+        pytest.param([*_ASSIM, "--format", "csv"], "--columns", id="csv-without-columns"),
+        pytest.param(
+            [*_ASSIM, "--columns", "lat=LAT,lon=LON,value=T"], "--columns", id="columns-not-csv"
+        ),
+        pytest.param(
+            [*_ASSIM, "--absolute", "--kind", "anomaly"], "--absolute", id="absolute-vs-anomaly"
+        ),
+        pytest.param([*_ASSIM, "--target-accept", "1.5"], "--target-accept", id="target-accept"),
+        pytest.param([*_ASSIM, "--max-tree-depth", "0"], "--max-tree-depth", id="tree-depth"),
+        pytest.param(
+            [
+                "reanalyse",
+                "--model",
+                "M",
+                "--obs",
+                "O",
+                "--out",
+                "OUT",
+                "--start",
+                "2014-02-01",
+                "--end",
+                "2014-01-01",
+            ],
+            "--end",
+            id="reanalyse-end-before-start",
+        ),  # fmt: skip
+        pytest.param(
+            ["reanalyse", "--model", "M", "--obs", "O", "--out", "OUT", "--start", "soon"],
+            "--start",
+            id="reanalyse-start-not-a-date",
+        ),
+        pytest.param(
+            ["obs", "make", "--time", "yesterday-ish", "--out", "OUT"], "--time", id="obs-make-time"
+        ),
+        pytest.param(["demo", "--out", "OUT", "--time", "2014-02-30"], "--time", id="demo-time"),
+    ],
+)
+def test_bad_options_exit_2_naming_the_option_before_any_work(
+    tmp_path, capsys, monkeypatch, argv, option
+):
+    monkeypatch.setattr(assim, "load_prior", lambda path: pytest.fail("model loaded"))
+    argv = [str(tmp_path / a) if a in ("M", "O", "OUT") else a for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_time_with_a_utc_offset_is_converted_without_a_warning(tiny, tmp_path, capsys):
+    """`--time 2014-01-07T12:00+02:00` failed on a naive/aware mix and leaked a warning."""
+    import warnings
+
+    _, obs_path = tiny
+    run = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning the command lets out fails the test
+        rc = _assimilate(obs_path, run, "--time", "2014-01-07T14:00+02:00")
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "warning" not in captured.err.lower()
+    assert json.loads((run / "run.json").read_text())["time"] == "2014-01-07T12:00:00"

@@ -18,7 +18,16 @@ from pathlib import Path
 import numpy as np
 
 import bayesda.runtime.files as files
-from bayesda.cli.argtypes import add_units_kind, kind_from_args, positive_float, positive_int
+from bayesda.cli.argtypes import (
+    add_units_kind,
+    column_mapping,
+    half_width,
+    kind_from_args,
+    lapse_rate,
+    positive_float,
+    positive_int,
+    timestamp,
+)
 from bayesda.cli.options import add_settings_args, settings_from_args
 from bayesda.settings import DEFAULT, DEMO
 from bayesda.workflows.run import (  # noqa: F401  (re-exported: their home moved to bayesda.workflows.run)
@@ -49,7 +58,12 @@ def register(subparsers) -> None:
     p.add_argument(
         "--obs", required=True, help="observations: CSV or netCDF (lat, lon, value, sigma)"
     )
-    p.add_argument("--time", default=None, help="analysis time, e.g. 2014-01-07T12")
+    p.add_argument(
+        "--time",
+        type=timestamp,
+        default=None,
+        help="analysis time, UTC, e.g. 2014-01-07T12 (an offset such as +02:00 is converted)",
+    )
     add_units_kind(p)
     add_superob_arg(p)
     p.add_argument("--out", required=True, help="run directory to create")
@@ -66,7 +80,7 @@ def register(subparsers) -> None:
         "RUN/geotiff/ (needs the geotiff extra: pip install 'bayesda[geotiff]')",
     )
     add_settings_args(p, DEFAULT)
-    p.set_defaults(func=cmd_assimilate)
+    p.set_defaults(func=cmd_assimilate, check=check_assimilate_args)
 
     d = subparsers.add_parser("diagnose", help="convergence verdict of a run (exit 3 on FAIL)")
     d.add_argument("run", help="run directory")
@@ -101,7 +115,10 @@ def register(subparsers) -> None:
     e.add_argument("--data-dir", default=None, help="default: $BAYESDA_DATA_DIR")
     e.add_argument("--n-obs", type=positive_int, default=None)
     e.add_argument(
-        "--time", default=None, help="held-out time (default: see bayesda.workflows.demo)"
+        "--time",
+        type=timestamp,
+        default=None,
+        help="held-out time (default: see bayesda.workflows.demo)",
     )
     add_settings_args(e, DEMO)
     e.set_defaults(func=cmd_demo)
@@ -131,6 +148,7 @@ def _add_station_args(p) -> None:
     )
     p.add_argument(
         "--columns",
+        type=column_mapping,
         default=None,
         help="column mapping for --format csv, e.g. lat=LAT,lon=LON,value=TMP,time=DATE",
     )
@@ -143,13 +161,14 @@ def _add_station_args(p) -> None:
     p.add_argument("--element", default="TAVG", help="GHCN element (TAVG, TMAX, TMIN)")
     p.add_argument(
         "--window",
+        type=half_width,
         default=None,
         help="keep reports within +-WINDOW of --time, e.g. 3h (default: half the "
         "model's time step)",
     )
     p.add_argument(
         "--lapse-rate",
-        type=float,
+        type=lapse_rate,
         default=6.5,
         metavar="K_PER_KM",
         help="move stations with an elevation to the model's surface height at this rate "
@@ -157,7 +176,7 @@ def _add_station_args(p) -> None:
     )
     p.add_argument(
         "--lapse-rate-sd",
-        type=float,
+        type=lapse_rate,
         default=2.0,
         metavar="K_PER_KM",
         help="uncertainty of the lapse rate, added to sigma as SD * |height difference| "
@@ -191,6 +210,27 @@ def _add_station_args(p) -> None:
         "representation and the observation error and assimilate with them; single: one "
         "scale for both (the earlier fit); none: skip the check",
     )
+
+
+STATION_FORMATS_WITH_TABLE = ("ghcn-dly", "ghcn-csv", "isd-lite", "metar")
+
+
+def check_assimilate_args(args) -> None:
+    """Combinations of options that parse one by one but contradict each other (checked
+    before any work; :func:`bayesda.cli.main.main` turns the ValueError into exit 2)."""
+    kind_from_args(args)
+    if args.format == "csv" and args.columns is None:
+        raise ValueError(
+            "--format csv needs --columns, the column mapping, e.g. "
+            "--columns lat=LAT,lon=LON,value=TMP,time=DATE"
+        )
+    if args.columns is not None and args.format != "csv":
+        raise ValueError(f"--columns is used only with --format csv, not --format {args.format}")
+    if args.stations is not None and args.format not in STATION_FORMATS_WITH_TABLE:
+        raise ValueError(
+            f"--stations is used only with --format {', '.join(STATION_FORMATS_WITH_TABLE)}; "
+            f"--format {args.format} carries its own coordinates"
+        )
 
 
 def sampler_kwargs(args) -> dict:

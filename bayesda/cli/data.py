@@ -17,7 +17,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from bayesda.cli.argtypes import positive_float, positive_int
+from bayesda.cli.argtypes import kind_from_args, positive_float, positive_int, timestamp
 
 __all__ = ["cmd_climatology", "cmd_info", "cmd_obs_make", "cmd_orography", "register"]
 
@@ -92,7 +92,9 @@ def register(subparsers) -> None:
         "make", help="pseudo-observations of one time's anomaly field (truth: the dataset)"
     )
     make.add_argument("--data", default="ncep-air", help="named dataset or path")
-    make.add_argument("--time", required=True, help="valid time, e.g. 2014-01-07T12")
+    make.add_argument(
+        "--time", type=timestamp, required=True, help="valid time (UTC), e.g. 2014-01-07T12"
+    )
     make.add_argument("--n", type=positive_int, default=50, help="number of observations")
     make.add_argument("--network", choices=("uniform", "station"), default="uniform")
     make.add_argument("--sigma", type=positive_float, default=0.5, help="noise SD, K")
@@ -114,7 +116,7 @@ def register(subparsers) -> None:
     make.add_argument("--out", required=True, help="CSV file to write")
     make.add_argument("--force", action="store_true", help="replace an existing --out file")
     _add_data_dir(make)
-    make.set_defaults(func=cmd_obs_make)
+    make.set_defaults(func=cmd_obs_make, check=kind_from_args)
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -277,7 +279,6 @@ def _check_out(args, inputs) -> None:
 
 
 def cmd_obs_make(args) -> int:
-    from bayesda.cli.argtypes import kind_from_args
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
     from bayesda.obs.table import pseudo_obs, write_obs

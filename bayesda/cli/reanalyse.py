@@ -15,9 +15,15 @@ from __future__ import annotations
 
 import sys
 
-from bayesda.cli.argtypes import add_units_kind, kind_from_args, non_negative_int, positive_int
+from bayesda.cli.argtypes import (
+    add_units_kind,
+    kind_from_args,
+    non_negative_int,
+    positive_int,
+    timestamp,
+)
 
-__all__ = ["cmd_reanalyse", "register"]
+__all__ = ["check_reanalyse_args", "cmd_reanalyse", "register"]
 
 
 def register(subparsers) -> None:
@@ -37,8 +43,15 @@ def register(subparsers) -> None:
     from bayesda.cli.assim import add_superob_arg
 
     add_superob_arg(p)
-    p.add_argument("--start", default=None, help="first time (inclusive); default: first observed")
-    p.add_argument("--end", default=None, help="last time (inclusive); default: last observed")
+    p.add_argument(
+        "--start",
+        type=timestamp,
+        default=None,
+        help="first time (inclusive); default: first observed",
+    )
+    p.add_argument(
+        "--end", type=timestamp, default=None, help="last time (inclusive); default: last observed"
+    )
     p.add_argument("--out", required=True, help="zarr store to create or resume")
     add_settings_args(p, REANALYSIS, full=False)
     p.add_argument(
@@ -68,7 +81,14 @@ def register(subparsers) -> None:
         help="report the read-back check of every finished time (damaged times are redone; "
         "the check itself runs on every resume)",
     )
-    p.set_defaults(func=cmd_reanalyse)
+    p.set_defaults(func=cmd_reanalyse, check=check_reanalyse_args)
+
+
+def check_reanalyse_args(args) -> None:
+    """Contradicting options, before any work (exit 2)."""
+    kind_from_args(args)
+    if args.start is not None and args.end is not None and args.end < args.start:
+        raise ValueError(f"--end {args.end} is before --start {args.start}")
 
 
 def _print_check(damaged: dict) -> None:
