@@ -1047,3 +1047,267 @@ def test_time_with_a_utc_offset_is_converted_without_a_warning(tiny, tmp_path, c
     assert rc == 0, captured.err
     assert "warning" not in captured.err.lower()
     assert json.loads((run / "run.json").read_text())["time"] == "2014-01-07T12:00:00"
+
+
+# --------------------------------------------------------------------------------------
+# Station readers treat real files as real (GHCN-Daily, ISD-Lite, mapped CSV, tables)
+# --------------------------------------------------------------------------------------
+
+
+def _dly(sid, year, month, element, days):
+    """A GHCN-Daily .dly record (269 characters); ``days`` maps day -> value (tenths)."""
+    out = f"{sid:<11}{year:04d}{month:02d}{element:<4}"
+    for d in range(1, 32):
+        out += f"{days.get(d, -9999):>5d}   "
+    return out
+
+
+def _isd(y, m, d, h, t):
+    return f"{y:4d} {m:02d} {d:02d} {h:02d}{t:6d}{-9999:6d}{10230:6d}{270:6d}{31:6d}" + (
+        f"{-9999:6d}" * 3
+    )
+
+
+_STATIONS_TXT = (
+    f"{'USW00023062':<11} {39.8328:8.4f} {-104.6575:9.4f} {1650.2:6.1f} CO DENVER INTL AP\n"
+)
+
+
+def _write(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_dly_line_cut_inside_a_value_is_refused(tmp_path):
+    """A .dly line cut inside a value read 22.5 degC as 2.2 degC (short lines were padded)."""
+    from bayesda.obs import stations as st
+
+    full = _dly("USW00023062", 2014, 1, "TAVG", {d: 225 for d in range(1, 32)})
+    assert len(full) == 269
+    path = _write(tmp_path / "cut.dly", [full, full[: 21 + 8 * 30 + 3]])
+    with pytest.raises(st.StationFormatError, match=r"cut.dly:2: .*264 characters.*269") as err:
+        st.read_ghcn_dly(path, stations=None)
+    assert "  22" in str(err.value)  # the text at the cut
+
+
+def test_dly_line_too_long_is_refused(tmp_path):
+    from bayesda.obs import stations as st
+
+    full = _dly("USW00023062", 2014, 1, "TAVG", {1: 5})
+    path = _write(tmp_path / "long.dly", [full + "  123"])
+    with pytest.raises(st.StationFormatError, match=r"long.dly:1: .*274 characters"):
+        st.read_ghcn_dly(path, stations=None)
+
+
+@pytest.mark.parametrize(
+    "reader, lines, message",
+    [
+        pytest.param(
+            "dly",
+            [_dly("USW00023062", 2014, 13, "TAVG", {1: 5})],
+            r"in.txt:1: MONTH .*'13'",
+            id="dly-month-13",
+        ),
+        pytest.param(
+            "isd", [_isd(2014, 1, 21, 24, 56)], r"in.txt:1: hour .*'24'", id="isd-hour-24"
+        ),
+        pytest.param(
+            "isd", [_isd(2014, 13, 21, 12, 56)], r"in.txt:1: month .*'13'", id="isd-month-13"
+        ),
+        pytest.param(
+            "isd", [_isd(2014, 2, 30, 12, 56)], r"in.txt:1: .*2014-02-30", id="isd-feb-30"
+        ),
+        pytest.param(
+            "isd", [_isd(2014, 1, 21, 12, 56)[:30]], r"in.txt:1: .*30 characters.*61", id="isd-cut"
+        ),
+        pytest.param(
+            "ghcn-csv",
+            ["USW00023062,20140121,TAVG,35,,,W,2500"],
+            r"in.txt:1: OBS-TIME .*'2500'",
+            id="ghcn-csv-obs-time-25h",
+        ),
+    ],
+)
+def test_impossible_dates_name_file_line_and_text(tmp_path, reader, lines, message):
+    """Month 13 and ISD hour 24 gave pandas' messages naming no file or line."""
+    from bayesda.obs import stations as st
+
+    path = _write(tmp_path / "in.txt", lines)
+    read = {
+        "dly": lambda p: st.read_ghcn_dly(p, stations=None),
+        "isd": lambda p: st.read_isd_lite(p, stations=None, station_id="724940-23234"),
+        "ghcn-csv": lambda p: st.read_ghcn_csv(p, stations=None),
+    }[reader]
+    with pytest.raises(st.StationFormatError, match=message):
+        read(path)
+
+
+def test_duplicate_station_id_names_file_and_lines(tmp_path):
+    """A duplicate id in the stations table gave pandas' 'cannot reindex on an axis with
+    duplicate labels'."""
+    from bayesda.obs import stations as st
+
+    table = tmp_path / "stations.csv"
+    table.write_text("id,lat,lon\nUSW00023062,39.8,-104.7\nUSW00023062,45.0,-90.0\n")
+    dly = _write(tmp_path / "a.dly", [_dly("USW00023062", 2014, 1, "TAVG", {21: 5})])
+    with pytest.raises(st.StationFormatError, match=r"stations.csv:2.*3.*USW00023062"):
+        st.read_ghcn_dly(dly, stations=table)
+    table.write_text("id,lat,lon\nUSW00023062,39.8,-104.7\nUSW00023062,39.8,-104.7\n")
+    assert len(st.read_ghcn_dly(dly, stations=table)) == 1  # an exact repeat is harmless
+
+
+@pytest.mark.parametrize("code", ["-9999", "-999.9", "-999"])
+def test_missing_elevation_codes_are_missing_in_tables_and_csv(tmp_path, code):
+    """An elevation of -9999 was used as metres: an adjustment of -68 K."""
+    from bayesda.obs import stations as st
+
+    table = tmp_path / "stations.csv"
+    table.write_text(f"id,lat,lon,elevation\nUSW00023062,39.8,-104.7,{code}\n")
+    dly = _write(tmp_path / "a.dly", [_dly("USW00023062", 2014, 1, "TAVG", {21: 5})])
+    assert np.isnan(st.read_ghcn_dly(dly, stations=table)["elevation"]).all()
+    csv = tmp_path / "net.csv"
+    csv.write_text(f"LAT,LON,TMP,ELEV\n40,-105,1.5,{code}\n41,-100,2.0,1500\n")
+    df = st.read_mapped_csv(csv, "lat=LAT,lon=LON,value=TMP,elevation=ELEV", time=TIME)
+    assert np.isnan(df["elevation"].iloc[0]) and df["elevation"].iloc[1] == 1500.0
+
+
+def test_missing_coordinate_codes_drop_the_row_as_missing(tmp_path):
+    from bayesda.obs import stations as st
+
+    csv = tmp_path / "net.csv"
+    csv.write_text("LAT,LON,TMP\n-9999,-9999,1.5\n41,-100,2.0\n")
+    df = st.read_mapped_csv(csv, "lat=LAT,lon=LON,value=TMP", time=TIME)
+    assert len(df) == 1 and df.attrs["counts"]["missing"] == 1
+
+
+def test_ghcnd_stations_under_another_name_is_recognised_by_content(tmp_path):
+    """`--stations my-stations.txt` (ghcnd-stations.txt renamed) was read as a CSV."""
+    from bayesda.obs import stations as st
+
+    table = tmp_path / "my-stations.txt"
+    table.write_text(_STATIONS_TXT)
+    dly = _write(tmp_path / "a.dly", [_dly("USW00023062", 2014, 1, "TAVG", {21: 5})])
+    df = st.read_ghcn_dly(dly, stations=table)
+    assert df["lat"].iloc[0] == pytest.approx(39.8328)
+    assert df["elevation"].iloc[0] == pytest.approx(1650.2)
+
+
+def test_station_table_with_a_bad_number_names_file_line_and_text(tmp_path):
+    from bayesda.obs import stations as st
+
+    table = tmp_path / "stations.csv"
+    table.write_text("id,lat,lon\nA,39.8,-104.7\nB,north,-104.7\n")
+    dly = _write(tmp_path / "a.dly", [_dly("A", 2014, 1, "TAVG", {21: 5})])
+    with pytest.raises(st.StationFormatError, match=r"stations.csv:3: lat='north'"):
+        st.read_ghcn_dly(dly, stations=table)
+
+
+def test_missing_element_is_named_with_the_elements_present(tmp_path):
+    """A missing element was reported as 'no usable observation inside the model grid'."""
+    from bayesda.obs import stations as st
+
+    dly = _write(
+        tmp_path / "a.dly",
+        [_dly("USW00023062", 2014, 1, "TMAX", {21: 5}), _dly("USW00023062", 2014, 1, "TMIN", {})],
+    )
+    with pytest.raises(ValueError, match=r"no TAVG records.*TMAX, TMIN.*--element") as err:
+        st.read_ghcn_dly(dly, stations=None)
+    assert "grid" not in str(err.value)
+
+
+def _station_cli(tmp_path, obs, fmt, *extra, model="m"):
+    return cli.main(
+        ["assimilate", "--model", model, "--obs", str(obs), "--format", fmt,
+         "--out", str(tmp_path / "run"), *FAST, *extra]
+    )  # fmt: skip
+
+
+def test_ghcn_daily_without_time_is_refused(tiny, tmp_path, capsys):
+    """31 days of a GHCN-Daily file were assimilated as one field, time null (exit 0)."""
+    prior, _ = tiny
+    table = tmp_path / "stations.csv"
+    table.write_text("id,lat,lon\nA,40.0,-100.0\nB,44.0,-96.0\n")
+    days = {d: -110 + d for d in range(1, 32)}  # about the tiny climatology's -11 degC
+    dly = _write(
+        tmp_path / "a.dly",
+        [_dly("A", 2014, 1, "TAVG", days), _dly("B", 2014, 1, "TAVG", days)],
+    )
+    assert _station_cli(tmp_path, dly, "ghcn-dly", "--stations", str(table)) == 1
+    _one_line_error(capsys, "--time", "31")
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_station_inside_the_grid_and_no_station_known_are_told_apart(tiny, tmp_path, capsys):
+    """Both were 'no usable observation inside the model grid', once with 'kept 50'."""
+    table = tmp_path / "stations.csv"
+    table.write_text("id,lat,lon\nFAR,-40.0,150.0\n")
+    dly = _write(tmp_path / "a.dly", [_dly("FAR", 2014, 1, "TAVG", {7: 5})])
+    args = ("--stations", str(table), "--time", TIME)
+    assert _station_cli(tmp_path, dly, "ghcn-dly", *args) == 1
+    last = _one_line_error(capsys, "outside the model grid")
+    assert "kept" not in last
+    dly = _write(tmp_path / "b.dly", [_dly("UNKNOWN", 2014, 1, "TAVG", {7: 5})])
+    assert _station_cli(tmp_path, dly, "ghcn-dly", *args) == 1
+    last = _one_line_error(capsys, "UNKNOWN", str(table))
+    assert "grid" not in last
+
+
+def test_isd_file_name_message_names_no_api_keyword(tiny, tmp_path, capsys):
+    path = _write(tmp_path / "hourly.txt", [_isd(2014, 1, 7, 12, 56)])
+    table = tmp_path / "stations.csv"
+    table.write_text("id,lat,lon\n724940-23234,40.0,-100.0\n")
+    assert _station_cli(tmp_path, path, "isd-lite", "--stations", str(table), "--time", TIME) == 1
+    last = _one_line_error(capsys, "hourly.txt", "USAF-WBAN")
+    assert "station_id=" not in last
+
+
+def test_duplicate_observations_message_names_an_option(tiny, tmp_path, capsys):
+    prior, _ = tiny
+    obs = make_obs(prior.grid, 6, seed=2)
+    obs = pd.concat([obs, obs.iloc[:2]], ignore_index=True)
+    path = tmp_path / "dup.csv"
+    obs.to_csv(path, index=False)
+    assert _assimilate(path, tmp_path / "run") == 1
+    last = _one_line_error(capsys, "--superob")
+    assert "duplicates=" not in last
+    assert _assimilate(path, tmp_path / "run", "--superob") == 0
+
+
+def test_mixed_utc_offsets_are_converted_and_naive_aware_mixes_refused(tmp_path):
+    """pandas' advice to pass utc=True reached the user."""
+    from bayesda.obs import stations as st
+    from bayesda.obs.table import validate_obs
+
+    csv = tmp_path / "net.csv"
+    csv.write_text(
+        "LAT,LON,TMP,DATE\n40,-105,1.5,2014-01-07T14:00+02:00\n41,-100,2.0,2014-01-07T12:00Z\n"
+    )
+    df = st.read_mapped_csv(csv, "lat=LAT,lon=LON,value=TMP,time=DATE")
+    assert (df["time"] == pd.Timestamp(TIME)).all()
+    table = pd.DataFrame(
+        {"lat": [40.0, 41.0], "lon": [-100.0, -99.0], "value": [1.0, 2.0],
+         "time": ["2014-01-07T14:00+02:00", "2014-01-07T07:00-05:00"]}
+    )  # fmt: skip
+    assert (validate_obs(table)["time"] == pd.Timestamp(TIME)).all()
+    csv.write_text("LAT,LON,TMP,DATE\n40,-105,1.5,2014-01-07T14:00+02:00\n41,-100,2.0,2014-01-07\n")
+    with pytest.raises(ValueError, match=r"net.csv:3: .*'2014-01-07'.*offset") as err:
+        st.read_mapped_csv(csv, "lat=LAT,lon=LON,value=TMP,time=DATE")
+    assert "utc=True" not in str(err.value)
+
+
+def test_mapped_csv_bad_time_names_line_and_text(tmp_path):
+    from bayesda.obs import stations as st
+
+    csv = tmp_path / "net.csv"
+    csv.write_text("LAT,LON,TMP,DATE\n40,-105,1.5,2014-01-07T12\n41,-100,2.0,yesterday noon\n")
+    with pytest.raises(st.StationFormatError, match=r"net.csv:3: DATE='yesterday noon'"):
+        st.read_mapped_csv(csv, "lat=LAT,lon=LON,value=TMP,time=DATE")
+
+
+def test_ragged_csv_names_the_file(tmp_path):
+    from bayesda.obs import stations as st
+
+    csv = tmp_path / "net.csv"
+    csv.write_text("LAT,LON,TMP\n40,-105,1.5\n41,-100,2.0,7,8\n")
+    with pytest.raises(ValueError, match=r"net.csv.*line 3"):
+        st.read_mapped_csv(csv, "lat=LAT,lon=LON,value=TMP", time=TIME)

@@ -238,18 +238,27 @@ def sampler_kwargs(args) -> dict:
     return settings_from_args(args)
 
 
+SUPEROB_HINT = (
+    "pass --superob to average observations that share a grid cell (inverse-variance weights)"
+)
+
+
 def _read_obs(args, prior):
     from bayesda.obs.capacity import superob
-    from bayesda.obs.table import read_obs
+    from bayesda.obs.table import DuplicateObservationsError, read_obs
 
-    obs = read_obs(
-        args.obs,
-        kind=kind_from_args(args),
-        units=args.units,
-        climatology=prior.climatology,
-        time=args.time,
-        grid=prior.grid,
-    )
+    try:
+        obs = read_obs(
+            args.obs,
+            kind=kind_from_args(args),
+            units=args.units,
+            climatology=prior.climatology,
+            time=args.time,
+            grid=prior.grid,
+            duplicates="keep" if args.superob else "error",
+        )
+    except DuplicateObservationsError as err:
+        raise ValueError(err.with_hint(SUPEROB_HINT)) from err
     return superob(obs, prior.grid) if args.superob else obs
 
 
@@ -285,6 +294,10 @@ def cmd_assimilate(args) -> int:
             time=args.time,
             element=args.element,
         )
+    if args.time is None:
+        from bayesda.obs.window import require_one_time
+
+        require_one_time(obs, args.obs)
     settings = settings_from_args(args)
     prior, obs, record = preflight(
         prior,

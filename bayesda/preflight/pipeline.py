@@ -104,9 +104,17 @@ def load_observations(
     counts["outside_grid"] = int(np.size(inside) - np.sum(inside))
     raw = raw[np.asarray(inside, bool)].reset_index(drop=True)
     if raw.empty:
+        g = prior.grid
+        if counts["outside_grid"]:
+            raise ValueError(
+                f"{path}: all {counts['outside_grid']} usable observations lie outside the "
+                f"model grid (lat {g.lat[0]:g}..{g.lat[-1]:g}, lon {g.lon[0]:g}..{g.lon[-1]:g}); "
+                "is it the right stations file, or the right model?"
+            )
         raise ValueError(
-            f"{path}: no usable observation inside the model grid "
-            f"({_stations.counts_line(raw)}, outside grid {counts['outside_grid']})"
+            f"{path}: no usable observation (read {counts.get('read', 0)}, missing "
+            f"{counts.get('missing', 0)}, flagged {counts.get('flagged', 0)}, no station "
+            f"{counts.get('no_station', 0)})"
         )
     if prior.climatology is None:
         raise ValueError(
