@@ -1311,3 +1311,56 @@ def test_ragged_csv_names_the_file(tmp_path):
     csv.write_text("LAT,LON,TMP\n40,-105,1.5\n41,-100,2.0,7,8\n")
     with pytest.raises(ValueError, match=r"net.csv.*line 3"):
         st.read_mapped_csv(csv, "lat=LAT,lon=LON,value=TMP", time=TIME)
+
+
+# --------------------------------------------------------------------------------------
+# Physical checks on what the elevation adjustment uses
+# --------------------------------------------------------------------------------------
+
+
+def _height_prior(height_m=500.0):
+    from bayesda.testing import grf_prior
+
+    prior, _ = grf_prior()
+    return dataclasses.replace(prior, surface_height=np.full(prior.grid.shape, height_m))
+
+
+@pytest.mark.parametrize("elevation", [9000.0, -500.0, -9999.0, 1e6])
+def test_impossible_station_heights_are_missing_and_counted(elevation):
+    """Elevations of 9000 m, -500 m or -9999 were used as metres: adjustments of +56 K,
+    -6 K and -68 K that widened every sigma."""
+    from bayesda.obs.elevation import adjust
+    from bayesda.preflight.pipeline import format_preflight
+
+    prior = _height_prior()
+    obs = pd.DataFrame(
+        {"station_id": ["A", "B"], "lat": [40.0, 42.0], "lon": [-110.0, -100.0],
+         "value": [1.0, 2.0], "sigma": [0.5, 0.5], "elevation": [elevation, 800.0]}
+    )  # fmt: skip
+    out, rec = adjust(prior, obs)
+    assert out["value"].iloc[0] == 1.0 and out["sigma"].iloc[0] == 0.5  # untouched
+    assert np.isnan(out["elevation"].iloc[0])
+    assert rec["n_bad_elevation"] == 1 and rec["n_adjusted"] == 1
+    line = format_preflight({"elevation": rec})
+    assert "1 station height outside [-450, 8850] m" in line and "A" in line
+
+
+def test_large_height_differences_are_capped_and_reported():
+    from bayesda.obs.elevation import MAX_HEIGHT_DIFFERENCE_M, adjust
+    from bayesda.preflight.pipeline import format_preflight
+
+    prior = _height_prior(500.0)
+    obs = pd.DataFrame(
+        {"station_id": ["FEET", "OK"], "lat": [40.0, 42.0], "lon": [-110.0, -100.0],
+         "value": [1.0, 2.0], "sigma": [0.5, 0.5], "elevation": [5500.0, 1500.0]}
+    )  # fmt: skip
+    out, rec = adjust(prior, obs)
+    cap = MAX_HEIGHT_DIFFERENCE_M
+    assert out["height_adjustment"].iloc[0] == pytest.approx(6.5 * cap / 1000.0)
+    assert out["height_adjustment"].iloc[1] == pytest.approx(6.5)
+    # the error term still says how far the station is from the model surface
+    assert out["height_adjustment_sd"].iloc[0] == pytest.approx(2.0 * 5.0)
+    assert out["sigma"].iloc[0] == pytest.approx(np.hypot(0.5, 10.0))
+    assert rec["n_capped"] == 1
+    line = format_preflight({"elevation": rec})
+    assert f"1 station more than {cap:.0f} m" in line and "FEET" in line and "+5000 m" in line

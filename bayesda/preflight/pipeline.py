@@ -25,6 +25,7 @@ import pandas as pd
 import bayesda.obs.stations as _stations
 from bayesda.obs.elevation import LapseRate
 from bayesda.obs.elevation import adjust as _adjust_elevation
+from bayesda.obs.elevation import describe as _describe_elevation
 from bayesda.obs.window import default_half_width, select_window
 from bayesda.preflight.calibrate import calibrate as _calibrate
 from bayesda.preflight.offset import add_offset, estimate_offset
@@ -201,27 +202,8 @@ def format_preflight(record: dict) -> str:
             f"stations ({w['n_outside']} reports outside, {w['n_repeats_dropped']} "
             "repeats dropped)"
         )
-    e = record.get("elevation")
-    if e and "skipped" in e:
-        lines.append(f"elevation: no lapse-rate adjustment ({e['skipped']})")
-    elif e:
-        line = (
-            f"elevation: {e['n_adjusted']} stations moved to the model surface at "
-            f"{e['rate_k_per_km']:g} +- {e['rate_sd_k_per_km']:g} K/km"
-        )
-        if e["n_adjusted"]:
-            line += (
-                f" (station - model height: mean {e['mean_height_difference_m']:+.0f} m, "
-                f"max |dz| {e['max_abs_height_difference_m']:.0f} m; mean adjustment "
-                f"{e['mean_adjustment_k']:+.2f} K)"
-            )
-        skipped = e["n_no_elevation"] + e["n_no_model_height"]
-        if skipped:
-            line += (
-                f"; {e['n_no_elevation']} without elevation, {e['n_no_model_height']} where "
-                "the model height is unknown"
-            )
-        lines.append(line)
+    if record.get("elevation"):
+        lines.extend(_describe_elevation(record["elevation"]))
     q = record.get("qc")
     if q:
         lines.append(
