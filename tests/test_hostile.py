@@ -1364,3 +1364,46 @@ def test_large_height_differences_are_capped_and_reported():
     assert rec["n_capped"] == 1
     line = format_preflight({"elevation": rec})
     assert f"1 station more than {cap:.0f} m" in line and "FEET" in line and "+5000 m" in line
+
+
+# --------------------------------------------------------------------------------------
+# --superob works for every --format
+# --------------------------------------------------------------------------------------
+
+
+def _two_cell_stations(tmp_path):
+    """12 stations in two grid cells of the tiny grid, absolute degC near its climatology."""
+    rng = np.random.default_rng(0)
+    lat = np.r_[35.0 + rng.uniform(-1, 1, 6), 40.0 + rng.uniform(-1, 1, 6)]
+    lon = np.r_[-100.0 + rng.uniform(-1, 1, 6), -105.0 + rng.uniform(-1, 1, 6)]
+    value = np.r_[np.full(6, -8.0), np.full(6, -11.0)] + rng.normal(0, 0.3, 12)
+    path = tmp_path / "net.csv"
+    pd.DataFrame(
+        {"STN": [f"N{i}" for i in range(12)], "LAT": lat, "LON": lon, "TMP": value,
+         "ELEV": 1000.0, "DATE": TIME}
+    ).to_csv(path, index=False)  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ghcn-dly"])
+def test_superob_works_for_every_format(tiny, tmp_path, capsys, fmt):
+    """`--superob` was silently ignored for every --format but the plain table."""
+    path = _two_cell_stations(tmp_path)
+    if fmt == "csv":
+        cols = "lat=LAT,lon=LON,value=TMP,station_id=STN,time=DATE,elevation=ELEV"
+        extra = ["--columns", cols, "--units", "degC"]
+    else:
+        net = pd.read_csv(path)
+        table = tmp_path / "stations.csv"
+        net.rename(columns={"STN": "id", "LAT": "lat", "LON": "lon", "ELEV": "elevation"})[
+            ["id", "lat", "lon", "elevation"]
+        ].to_csv(table, index=False)
+        lines = [_dly(s, 2014, 1, "TAVG", {7: round(10 * v)}) for s, v in zip(net.STN, net.TMP)]
+        path = _write(tmp_path / "net.dly", lines)
+        extra = ["--stations", str(table)]
+    rc = _station_cli(tmp_path, path, fmt, "--time", TIME, "--superob", *extra)
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "superob: 12 observations averaged into 2" in out.out
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["n_obs"] == 2 and info["superob"] == {"n_in": 12, "n_out": 2}

@@ -244,22 +244,20 @@ SUPEROB_HINT = (
 
 
 def _read_obs(args, prior):
-    from bayesda.obs.capacity import superob
     from bayesda.obs.table import DuplicateObservationsError, read_obs
 
     try:
-        obs = read_obs(
+        return read_obs(
             args.obs,
             kind=kind_from_args(args),
             units=args.units,
             climatology=prior.climatology,
             time=args.time,
             grid=prior.grid,
-            duplicates="keep" if args.superob else "error",
+            duplicates="keep" if args.superob else "error",  # superobbed in preflight
         )
     except DuplicateObservationsError as err:
         raise ValueError(err.with_hint(SUPEROB_HINT)) from err
-    return superob(obs, prior.grid) if args.superob else obs
 
 
 def cmd_assimilate(args) -> int:
@@ -310,6 +308,7 @@ def cmd_assimilate(args) -> int:
         offset_sd=args.offset_sd,
         seed=settings.get("seed", 0),
         lapse=lapse,
+        superob=args.superob,
     )
     print(format_preflight(record))
     info = assimilate_to_run(

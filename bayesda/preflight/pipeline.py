@@ -9,6 +9,7 @@ inputs with a JSON-able record for the run's outputs:
 2b. :func:`bayesda.obs.elevation.adjust`: station heights against the model's surface height
    (a lapse-rate adjustment and its error term; when the table has ``elevation`` and the
    model a surface height);
+2c. :func:`bayesda.obs.capacity.superob` (optional): one observation per grid cell;
 3. :func:`bayesda.preflight.offset.add_offset` (optional): the large-scale offset prior, which QC
    and the check then use (:func:`bayesda.preflight.offset.estimate_offset` is recorded after QC);
 4. :func:`bayesda.preflight.qc.quality_control`: background check and gross-error weights;
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 import bayesda.obs.stations as _stations
+from bayesda.obs.capacity import superob as _superob
 from bayesda.obs.elevation import LapseRate
 from bayesda.obs.elevation import adjust as _adjust_elevation
 from bayesda.obs.elevation import describe as _describe_elevation
@@ -148,6 +150,7 @@ def preflight(
     seed: int = 0,
     qc_settings: QCSettings | None = None,
     lapse: LapseRate | None = None,
+    superob: bool = False,
 ) -> tuple:
     """Time window, quality control and the calibration check, in that order.
 
@@ -169,6 +172,8 @@ def preflight(
       lapse: the lapse-rate adjustment (:class:`bayesda.obs.elevation.LapseRate`; default
         6.5 +- 2 K/km); applied to observations with an ``elevation`` when the model has
         a surface height (``LapseRate(0, 0)`` turns it off).
+      superob: average the observations that share a grid cell
+        (:func:`bayesda.obs.capacity.superob`), after the window and the adjustment.
 
     Returns:
       ``(prior, obs, record)`` to assimilate with, and ``{"window", "elevation", "qc",
@@ -180,6 +185,9 @@ def preflight(
         obs, record["window"] = select_window(obs, time, dt)
     if "elevation" in obs.columns:
         obs, record["elevation"] = _adjust_elevation(prior, obs, lapse)
+    if superob:  # after the window and the adjustment, which work per station
+        obs = _superob(obs, prior.grid)
+        record["superob"] = obs.attrs["superob"]
     shipped, prior = prior, add_offset(prior, offset, offset_sd)
     if qc:
         obs, record["qc"] = quality_control(prior, obs, qc_settings)
@@ -204,6 +212,12 @@ def format_preflight(record: dict) -> str:
         )
     if record.get("elevation"):
         lines.extend(_describe_elevation(record["elevation"]))
+    so = record.get("superob")
+    if so:
+        lines.append(
+            f"superob: {so['n_in']} observations averaged into {so['n_out']} (one per grid "
+            "cell, inverse-variance weights)"
+        )
     q = record.get("qc")
     if q:
         lines.append(
