@@ -1398,7 +1398,10 @@ def test_superob_works_for_every_format(tiny, tmp_path, capsys, fmt):
         net.rename(columns={"STN": "id", "LAT": "lat", "LON": "lon", "ELEV": "elevation"})[
             ["id", "lat", "lon", "elevation"]
         ].to_csv(table, index=False)
-        lines = [_dly(s, 2014, 1, "TAVG", {7: round(10 * v)}) for s, v in zip(net.STN, net.TMP)]
+        lines = [
+            _dly(s, 2014, 1, "TAVG", {7: round(10 * v)})
+            for s, v in zip(net.STN, net.TMP, strict=True)
+        ]
         path = _write(tmp_path / "net.dly", lines)
         extra = ["--stations", str(table)]
     rc = _station_cli(tmp_path, path, fmt, "--time", TIME, "--superob", *extra)
@@ -1407,3 +1410,73 @@ def test_superob_works_for_every_format(tiny, tmp_path, capsys, fmt):
     assert "superob: 12 observations averaged into 2" in out.out
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["n_obs"] == 2 and info["superob"] == {"n_in": 12, "n_out": 2}
+
+
+# --------------------------------------------------------------------------------------
+# The reanalysis groups reports by the window rule of `assimilate`
+# --------------------------------------------------------------------------------------
+
+
+def test_reanalysis_groups_reports_by_the_assimilate_window(clim_prior, tmp_path):
+    """30 reports within 16 minutes of 12 UTC were 5 analyses of 6 each; `assimilate`
+    uses one window. Now: times on the model's 6-hour step, +-3 h around each."""
+    from bayesda.workflows.reanalysis import ReanalysisSettings, analysis_times, reanalyse
+
+    obs = make_obs(clim_prior.grid, 30, seed=7)
+    minutes = np.tile([-8, -3, 0, 4, 8], 6)
+    obs["time"] = pd.Timestamp(TIME) + pd.to_timedelta(minutes, unit="min")
+    late = make_obs(clim_prior.grid, 4, seed=8).assign(time=pd.Timestamp("2014-01-07T15:01"))
+    late["station_id"] = [f"L{i}" for i in range(4)]
+    obs = pd.concat([obs, late], ignore_index=True)
+    times = analysis_times(obs, step="6h", half_width="3h")
+    assert [str(t)[:16] for t in times] == ["2014-01-07T12:00", "2014-01-07T18:00"]
+    out = reanalyse(
+        clim_prior, obs, tmp_path / "r.zarr", settings=ReanalysisSettings(method="laplace"),
+        progress=False,
+    )  # fmt: skip
+    ds = xr.open_zarr(out, consolidated=False)
+    assert ds.sizes["time"] == 2
+    assert ds["n_obs"].values.tolist() == [30, 4]
+
+
+def test_reanalysis_start_sets_the_step_origin_and_superob_works_per_window(clim_prior, tmp_path):
+    from bayesda.workflows.reanalysis import ReanalysisSettings, analysis_times, reanalyse
+
+    obs = make_obs(clim_prior.grid, 8, seed=9).assign(time=pd.Timestamp("2014-01-07T13:10"))
+    assert [str(t)[:16] for t in analysis_times(obs)] == ["2014-01-07T12:00"]
+    assert [str(t)[:16] for t in analysis_times(obs, start="2014-01-07T01:00")] == [
+        "2014-01-07T13:00"
+    ]
+    twin = obs.assign(time=pd.Timestamp("2014-01-07T11:55"), value=obs["value"] + 0.1)
+    twin["station_id"] = [f"T{i}" for i in range(len(twin))]
+    both = pd.concat([obs, twin], ignore_index=True)  # each site reported twice, 75 min apart
+    out = reanalyse(
+        clim_prior, both, tmp_path / "r.zarr", settings=ReanalysisSettings(method="laplace"),
+        progress=False, superob=True,
+    )  # fmt: skip
+    from bayesda.obs.operator import nearest_index
+
+    cells = np.unique(nearest_index(clim_prior.grid, obs["lat"].to_numpy(), obs["lon"].to_numpy()))
+    assert xr.open_zarr(out, consolidated=False)["n_obs"].values.tolist() == [cells.size]
+
+
+def test_reanalyse_cli_groups_by_window_and_names_options(
+    clim_prior, tmp_path, monkeypatch, capsys
+):
+    import bayesda.prior.checkpoint
+    import bayesda.workflows.reanalysis
+
+    monkeypatch.setattr(bayesda.prior.checkpoint, "load_model", lambda path: clim_prior)
+    monkeypatch.setattr(bayesda.workflows.reanalysis, "_cached_prior", lambda path: clim_prior)
+    obs = make_obs(clim_prior.grid, 12, seed=7)
+    obs["time"] = pd.Timestamp(TIME) + pd.to_timedelta(np.arange(12) - 6, unit="min")
+    path = tmp_path / "obs.csv"
+    pd.concat([obs, obs.iloc[:1]], ignore_index=True).to_csv(path, index=False)
+    argv = ["reanalyse", "--model", "m", "--obs", str(path), "--out", str(tmp_path / "r.zarr"),
+            "--method", "laplace", "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 1  # one report twice
+    last = _one_line_error(capsys, "--superob")
+    assert "duplicates=" not in last
+    obs.to_csv(path, index=False)
+    assert cli.main([*argv, "--window", "1h"]) == 0
+    assert "1/1 times done" in capsys.readouterr().out

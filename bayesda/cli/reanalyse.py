@@ -1,4 +1,8 @@
-"""``bayesda reanalyse``: assimilate every observed time of a period into a zarr store.
+"""``bayesda reanalyse``: assimilate every analysis time of a period into a zarr store.
+
+The analysis times are every ``--step`` (default: the model's time step) from ``--start``,
+each with the reports within ``+-window`` of it, as ``bayesda assimilate`` selects them
+(:func:`bayesda.workflows.reanalysis.analysis_times`).
 
 Example::
 
@@ -17,6 +21,7 @@ import sys
 
 from bayesda.cli.argtypes import (
     add_units_kind,
+    half_width,
     kind_from_args,
     non_negative_int,
     positive_int,
@@ -51,6 +56,19 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--end", type=timestamp, default=None, help="last time (inclusive); default: last observed"
+    )
+    p.add_argument(
+        "--step",
+        type=half_width,
+        default=None,
+        help="analysis times every STEP from --start, e.g. 6h (default: the model's time step)",
+    )
+    p.add_argument(
+        "--window",
+        type=half_width,
+        default=None,
+        help="each analysis uses the reports within +-WINDOW of its time, the nearest per "
+        "station, as `bayesda assimilate` does (default: half the step)",
     )
     p.add_argument("--out", required=True, help="zarr store to create or resume")
     add_settings_args(p, REANALYSIS, full=False)
@@ -105,7 +123,6 @@ def cmd_reanalyse(args) -> int:
 
     import bayesda.runtime.files as files
     from bayesda.cli.options import settings_from_args
-    from bayesda.obs.capacity import superob
     from bayesda.prior.checkpoint import load_model
     from bayesda.workflows.reanalysis import ReanalysisSettings, read_obs_source, reanalyse
 
@@ -113,15 +130,20 @@ def cmd_reanalyse(args) -> int:
     files.check_inputs_outside(args.out, [args.obs, args.model])
     model_dir = Path(args.model)
     prior = load_model(model_dir)
-    obs = read_obs_source(
-        args.obs,
-        climatology=prior.climatology,
-        kind=kind_from_args(args),
-        units=args.units,
-        grid=prior.grid,
-    )
-    if args.superob:
-        obs = superob(obs, prior.grid)
+    from bayesda.cli.assim import SUPEROB_HINT
+    from bayesda.obs.table import DuplicateObservationsError
+
+    try:
+        obs = read_obs_source(
+            args.obs,
+            climatology=prior.climatology,
+            kind=kind_from_args(args),
+            units=args.units,
+            grid=prior.grid,
+            duplicates="keep" if args.superob else "error",
+        )
+    except DuplicateObservationsError as err:
+        raise ValueError(err.with_hint(SUPEROB_HINT)) from err
     kw = settings_from_args(args)
     settings = ReanalysisSettings.from_settings(
         kw["sampler"],
@@ -141,6 +163,9 @@ def cmd_reanalyse(args) -> int:
         n_workers=args.workers,
         progress=kw["progress_bar"],
         report=_print_check if args.verify else None,
+        step=args.step,
+        window=args.window,
+        superob=args.superob,
     )
     ds = xr.open_zarr(out, consolidated=False)
     verdicts = ds["verdict"].values
