@@ -1480,3 +1480,35 @@ def test_reanalyse_cli_groups_by_window_and_names_options(
     obs.to_csv(path, index=False)
     assert cli.main([*argv, "--window", "1h"]) == 0
     assert "1/1 times done" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------
+# Dates outside the model's training period are named, with what --offset does
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("year", [1850, 2100])
+def test_analysis_far_outside_the_training_period_says_so(tiny, tmp_path, capsys, year):
+    """Years 1850 and 2100 ran with no word about the training period or --offset."""
+    _, obs_path = tiny
+    assert _assimilate(obs_path, tmp_path / "run", "--time", f"{year}-01-07T12") == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "training period" in x)
+    assert "2013-01-01" in line and "2014-12-31" in line and "--offset" in line
+
+
+def test_analysis_inside_the_training_period_says_nothing_of_it(tiny, tmp_path, capsys):
+    _, obs_path = tiny
+    assert _assimilate(obs_path, tmp_path / "run", "--time", TIME) == 0
+    assert "training period" not in capsys.readouterr().out
+
+
+def test_training_period_comes_from_the_card_or_the_climatology(clim_prior):
+    from bayesda.preflight.offset import training_period
+
+    assert [str(t)[:10] for t in training_period(clim_prior)] == ["2013-01-01", "2014-12-31"]
+    carded = dataclasses.replace(
+        clim_prior, card={"split": {"period": ["2001-01-01T00:00:00", "2005-02-08T18:00:00"]}}
+    )
+    assert [str(t)[:10] for t in training_period(carded)] == ["2001-01-01", "2005-02-08"]
+    assert training_period(dataclasses.replace(clim_prior, climatology=None)) is None

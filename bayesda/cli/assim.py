@@ -233,6 +233,35 @@ def check_assimilate_args(args) -> None:
         )
 
 
+def training_period_note(prior, times, *, offset: str | None = "none", offset_sd=2.0):
+    """The line a run prints when its times lie outside the model's training period
+    (:func:`bayesda.preflight.offset.outside_training_period`), or None."""
+    from bayesda.preflight.offset import outside_training_period
+
+    o = outside_training_period(prior, times)
+    if o is None:
+        return None
+    when = o["first"] if o["first"] == o["last"] else f"{o['first']} .. {o['last']}"
+    far = f"{o['years']:.0f} years" if o["years"] >= 1.5 else f"{o['years'] * 365.25:.0f} days"
+    line = (
+        f"note: {when} is outside the model's training period {o['start']} .. {o['end']} "
+        f"({far} away); the prior and its climatology describe that period's climate"
+    )
+    what = (
+        "adds a large-scale offset with its own prior (--offset-sd, default 2 K) that takes "
+        "up a climate warmer or colder as a whole, instead of forcing it through the prior's "
+        "weather"
+    )
+    if offset is None:
+        return f"{line}; `bayesda assimilate --offset uniform` (or smooth) {what}"
+    if offset == "none":
+        return f"{line}; --offset uniform (or smooth) {what}"
+    return (
+        f"{line}; --offset {offset} is on: the field may shift by a large-scale offset "
+        f"(prior SD {offset_sd:g} K)"
+    )
+
+
 def sampler_kwargs(args) -> dict:
     """``seed``, ``sampler``, ``options`` and ``progress_bar`` from parsed arguments."""
     return settings_from_args(args)
@@ -296,6 +325,10 @@ def cmd_assimilate(args) -> int:
         from bayesda.obs.window import require_one_time
 
         require_one_time(obs, args.obs)
+    when = args.time if args.time is not None else obs["time"] if "time" in obs else None
+    note = training_period_note(prior, when, offset=args.offset, offset_sd=args.offset_sd)
+    if note:
+        print(note)
     settings = settings_from_args(args)
     prior, obs, record = preflight(
         prior,

@@ -144,6 +144,12 @@ def cmd_reanalyse(args) -> int:
         )
     except DuplicateObservationsError as err:
         raise ValueError(err.with_hint(SUPEROB_HINT)) from err
+    from bayesda.cli.assim import training_period_note
+
+    span = [t for t in (args.start, args.end) if t is not None] or obs["time"]
+    note = training_period_note(prior, span, offset=None)
+    if note:
+        print(note)
     kw = settings_from_args(args)
     settings = ReanalysisSettings.from_settings(
         kw["sampler"],
