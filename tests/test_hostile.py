@@ -1512,3 +1512,67 @@ def test_training_period_comes_from_the_card_or_the_climatology(clim_prior):
     )
     assert [str(t)[:10] for t in training_period(carded)] == ["2001-01-01", "2005-02-08"]
     assert training_period(dataclasses.replace(clim_prior, climatology=None)) is None
+
+
+# --------------------------------------------------------------------------------------
+# The Python API says what it takes
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "obs",
+    [
+        pytest.param(np.zeros((5, 4)), id="ndarray"),
+        pytest.param([[40.0, -100.0, 1.0, 0.5]], id="list"),
+        pytest.param({"lat": 40.0}, id="dict"),
+        pytest.param(None, id="none"),
+    ],
+)
+def test_assimilate_given_the_wrong_type_raises_typeerror_naming_the_types(clim_prior, obs):
+    """`bayesda.assimilate(prior, array)` raised AttributeError."""
+    import bayesda
+
+    with pytest.raises(TypeError, match=r"DataFrame.*Dataset.*path") as err:
+        bayesda.assimilate(clim_prior, obs, sampler=LAPLACE, progress_bar=False)
+    assert type(obs).__name__ in str(err.value)
+
+
+def test_assimilate_accepts_a_path_to_an_observation_file(clim_prior, tmp_path):
+    import bayesda
+
+    obs = make_obs(clim_prior.grid, 10, seed=4)
+    path = tmp_path / "obs.csv"
+    obs.to_csv(path, index=False)
+    a = bayesda.assimilate(clim_prior, path, time=TIME, sampler=LAPLACE, progress_bar=False)
+    b = bayesda.assimilate(clim_prior, str(path), time=TIME, sampler=LAPLACE, progress_bar=False)
+    c = bayesda.assimilate(clim_prior, obs, time=TIME, sampler=LAPLACE, progress_bar=False)
+    assert a.obs.n == 10
+    np.testing.assert_allclose(a.field.mean(axis=(0, 1)), c.field.mean(axis=(0, 1)), atol=1e-5)
+    np.testing.assert_allclose(b.field.mean(axis=(0, 1)), c.field.mean(axis=(0, 1)), atol=1e-5)
+
+
+def test_assimilate_with_prior_and_obs_swapped_says_so(clim_prior):
+    import bayesda
+
+    obs = make_obs(clim_prior.grid, 10, seed=4)
+    with pytest.raises(TypeError, match=r"prior.*GenerativePrior.*model directory.*DataFrame"):
+        bayesda.assimilate(obs, clim_prior, sampler=LAPLACE, progress_bar=False)
+
+
+def test_read_obs_of_an_array_names_what_it_reads():
+    import bayesda
+
+    with pytest.raises(TypeError, match=r"ndarray.*DataFrame.*Dataset.*path"):
+        bayesda.read_obs(np.zeros((3, 4)))
+
+
+def test_reanalyse_accepts_a_path(clim_prior, store_obs_csv, tmp_path):
+    from bayesda.workflows.reanalysis import ReanalysisSettings, reanalyse
+
+    out = reanalyse(
+        clim_prior, store_obs_csv, tmp_path / "r.zarr", settings=ReanalysisSettings(method="laplace"),
+        progress=False,
+    )  # fmt: skip
+    assert xr.open_zarr(out, consolidated=False)["done"].all()
+    with pytest.raises(TypeError, match="DataFrame"):
+        reanalyse(clim_prior, np.zeros(3), tmp_path / "s.zarr", progress=False)

@@ -43,6 +43,7 @@ __all__ = [
     "STATION_CLUSTER_KM",
     "STATION_LAND_WEIGHT",
     "DuplicateObservationsError",
+    "as_obs_table",
     "climatology_at",
     "parse_times",
     "pseudo_obs",
@@ -296,6 +297,27 @@ def _table_from_dataset(ds: xr.Dataset) -> pd.DataFrame:
     return df
 
 
+ACCEPTED = (
+    "observations are a pandas DataFrame (columns lat, lon, value[, sigma, time, station_id]), "
+    "an xarray Dataset (the same variables along 'obs'), or a path to a CSV or netCDF file"
+)
+
+
+def as_obs_table(obs, *, climatology=None, grid=None, where: str = "") -> pd.DataFrame:
+    """``obs`` as an observation table: a DataFrame as it is, a Dataset or a path read with
+    :func:`read_obs` (anomalies in K; ``climatology`` and ``grid`` bound the points).
+
+    Raises:
+      TypeError: anything else (an array, a list, a dict, None), naming the types accepted.
+    """
+    if isinstance(obs, pd.DataFrame):
+        return obs
+    if isinstance(obs, xr.Dataset | str | os.PathLike):
+        return read_obs(obs, climatology=climatology, grid=grid)
+    prefix = f"{where}: " if where else ""
+    raise TypeError(f"{prefix}got a {type(obs).__name__}; {ACCEPTED} (bayesda.read_obs)")
+
+
 def _load_table(src) -> pd.DataFrame:
     if isinstance(src, pd.DataFrame):
         return src.copy()
@@ -320,7 +342,7 @@ def _load_table(src) -> pd.DataFrame:
                 f"cannot read observations from {str(path)!r} as {kind}: {first}"
             ) from err
         raise ValueError(f"cannot read observations from {str(path)!r}: expected .csv or .nc")
-    raise TypeError(f"cannot read observations from a {type(src).__name__}")
+    raise TypeError(f"cannot read observations from a {type(src).__name__}: {ACCEPTED}")
 
 
 def climatology_at(climatology, lat, lon, time, field: str = "mean") -> np.ndarray:

@@ -62,6 +62,7 @@ from bayesda.runtime.files import MODEL_MARKER
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
+    "as_prior",
     "check_target",
     "flatten_params",
     "load_model",
@@ -537,6 +538,24 @@ def update_card(
 
     _write_atomic(path, fill, overwrite=True, check=False)  # every file is copied over
     return path
+
+
+def as_prior(prior, where: str = "") -> GenerativePrior:
+    """``prior`` as a :class:`GenerativePrior`: a model directory's path is loaded.
+
+    Raises:
+      TypeError: anything else, naming what was given and what is accepted.
+    """
+    if isinstance(prior, GenerativePrior):
+        return prior
+    if isinstance(prior, str | os.PathLike):
+        return load_model(prior)
+    prefix = f"{where}: " if where else ""
+    raise TypeError(
+        f"{prefix}prior must be a bayesda GenerativePrior (bayesda.load_model) or the path "
+        f"of a model directory; got a {type(prior).__name__} (arguments swapped? the prior "
+        "comes first, then the observations)"
+    )
 
 
 def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePrior:

@@ -320,7 +320,8 @@ def reanalyse(
     Args:
       model: a model directory (needed for Dask, whose workers load it themselves) or an
         in-memory prior (one process only).
-      obs: observations with a ``time`` column, values anomalies in K.
+      obs: observations with a ``time`` column, values anomalies in K: a DataFrame, or a
+        CSV/netCDF file or a directory of them (:func:`read_obs_source`).
       out: the ``.zarr`` store path.
       start, end: the period (inclusive); default: all observed times. ``start`` is the
         first analysis time and the origin of the step.
@@ -347,7 +348,19 @@ def reanalyse(
       bayesda.outputs.store.StoreCorruptError: the store's metadata or done flags are unreadable.
     """
     import bayesda.runtime.files as files
+    from bayesda.obs.table import as_obs_table
 
+    if not isinstance(obs, pd.DataFrame):
+        if isinstance(obs, str | os.PathLike) and Path(obs).is_dir():
+            obs = read_obs_source(obs, climatology=getattr(model, "climatology", None))
+        else:
+            prior = model if isinstance(model, GenerativePrior) else None
+            obs = as_obs_table(
+                obs,
+                climatology=getattr(prior, "climatology", None),
+                grid=getattr(prior, "grid", None),
+                where="bayesda.reanalyse",
+            )
     out = Path(out)
     files.check_target(out, "store", resume=True)
     with files.lock(out):
