@@ -1569,10 +1569,176 @@ def test_read_obs_of_an_array_names_what_it_reads():
 def test_reanalyse_accepts_a_path(clim_prior, store_obs_csv, tmp_path):
     from bayesda.workflows.reanalysis import ReanalysisSettings, reanalyse
 
+    settings = ReanalysisSettings(method="laplace")
     out = reanalyse(
-        clim_prior, store_obs_csv, tmp_path / "r.zarr", settings=ReanalysisSettings(method="laplace"),
-        progress=False,
-    )  # fmt: skip
+        clim_prior, store_obs_csv, tmp_path / "r.zarr", settings=settings, progress=False
+    )
     assert xr.open_zarr(out, consolidated=False)["done"].all()
     with pytest.raises(TypeError, match="DataFrame"):
         reanalyse(clim_prior, np.zeros(3), tmp_path / "s.zarr", progress=False)
+
+
+# --------------------------------------------------------------------------------------
+# A fresh round on the station readers and the outputs: the cases that failed
+# --------------------------------------------------------------------------------------
+
+
+def test_dly_with_a_byte_order_mark_reads_its_columns_in_place(tmp_path):
+    """A UTF-8 BOM shifted every column: 'no TAVG records; the file has 401T'."""
+    from bayesda.obs import stations as st
+
+    table = tmp_path / "stations.csv"
+    table.write_text("id,lat,lon\nUSW00023062,39.8,-104.7\n")
+    path = tmp_path / "bom.dly"
+    path.write_bytes(b"\xef\xbb\xbf" + _dly("USW00023062", 2014, 1, "TAVG", {7: 5}).encode())
+    assert len(st.read_ghcn_dly(path, stations=table)) == 1
+
+
+def test_empty_station_file_says_it_is_empty(tmp_path):
+    from bayesda.obs import stations as st
+
+    path = tmp_path / "empty.dly"
+    path.write_text("\n\n")
+    with pytest.raises(st.StationFormatError, match="empty.dly: the file is empty"):
+        st.read_ghcn_dly(path, stations=None)
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["ID,LAT,LON,ELEV", "station,latitude,longitude,height", "Station_ID;Latitude;Longitude"],
+)
+def test_stations_csv_with_other_column_spellings(tmp_path, header):
+    from bayesda.obs import stations as st
+
+    sep = ";" if ";" in header else ","
+    table = tmp_path / "stations.csv"
+    row = sep.join(["USW00023062", "39.8", "-104.7", "1650"][: header.count(sep) + 1])
+    table.write_text(f"{header}\n{row}\n")
+    dly = _write(tmp_path / "a.dly", [_dly("USW00023062", 2014, 1, "TAVG", {7: 5})])
+    df = st.read_ghcn_dly(dly, stations=table)
+    assert df["lat"].iloc[0] == pytest.approx(39.8) and df["lon"].iloc[0] == pytest.approx(-104.7)
+
+
+def test_stations_with_lat_and_lon_swapped_are_refused_naming_the_line(tmp_path):
+    from bayesda.obs import stations as st
+
+    table = tmp_path / "stations.csv"
+    table.write_text("id,lat,lon\nA,39.8,-104.7\nB,-104.7,39.8\n")
+    dly = _write(tmp_path / "a.dly", [_dly("A", 2014, 1, "TAVG", {7: 5})])
+    with pytest.raises(st.StationFormatError, match=r"stations.csv:3: station 'B'.*swapped"):
+        st.read_ghcn_dly(dly, stations=table)
+
+
+@pytest.mark.parametrize("what", ["stations", "obs"])
+def test_a_directory_given_as_a_file_is_named_as_a_directory(tmp_path, what):
+    """'does not exist' for a path that exists (as a directory)."""
+    from bayesda.obs import stations as st
+    from bayesda.obs.table import read_obs
+
+    d = tmp_path / "somedir"
+    d.mkdir()
+    dly = _write(tmp_path / "a.dly", [_dly("A", 2014, 1, "TAVG", {7: 5})])
+    with pytest.raises(IsADirectoryError, match="somedir' is a directory"):
+        st.read_ghcn_dly(dly, stations=d) if what == "stations" else read_obs(d)
+
+
+def test_semicolon_separated_csv_is_read(tmp_path):
+    """A European CSV (;) said its one column 'LAT;LON;TMP' lacked LAT, LON and TMP."""
+    from bayesda.obs import stations as st
+
+    path = tmp_path / "net.csv"
+    path.write_text("LAT;LON;TMP\n40;-105;1.5\n41;-100;2.5\n")
+    df = st.read_mapped_csv(path, "lat=LAT,lon=LON,value=TMP", time=TIME)
+    assert len(df) == 2 and df["value"].iloc[1] == pytest.approx(2.5 + 273.15)
+
+
+def test_mapping_dict_without_value_names_the_missing_key(tmp_path):
+    from bayesda.obs import stations as st
+
+    path = tmp_path / "net.csv"
+    path.write_text("LAT,LON,TMP\n40,-105,1.5\n")
+    with pytest.raises(ValueError, match=r"lacks \['value'\]"):
+        st.read_mapped_csv(path, {"lat": "LAT", "lon": "LON"}, time=TIME)
+
+
+def test_station_file_without_stations_table_says_none_was_given(tmp_path):
+    """'is in no stations table (--stations)'."""
+    from bayesda.obs import stations as st
+
+    dly = _write(tmp_path / "a.dly", [_dly("A", 2014, 1, "TAVG", {7: 5})])
+    with pytest.raises(st.StationFormatError, match="no stations table was given.*--stations"):
+        st.read_stations(dly, "ghcn-dly")
+
+
+def test_gzipped_csv_table_is_read(tmp_path):
+    import gzip
+
+    from bayesda.obs.table import read_obs
+
+    path = tmp_path / "obs.csv.gz"
+    path.write_bytes(gzip.compress(b"lat,lon,value,sigma\n40,-100,1.0,0.5\n"))
+    assert len(read_obs(path)) == 1
+
+
+def test_netcdf_named_csv_says_it_is_netcdf(tmp_path):
+    from bayesda.obs.table import read_obs
+
+    path = tmp_path / "obs.csv"
+    xr.Dataset({"value": ("obs", [1.0])}).to_netcdf(path)
+    with pytest.raises(ValueError, match="is a netCDF file, not CSV; name it .nc"):
+        read_obs(path)
+
+
+def test_table_time_beyond_2262_is_refused_not_wrapped(tmp_path):
+    """pandas read 2500-01-01 as datetime64[us]; to_numpy('datetime64[ns]') made it 1915."""
+    from bayesda.obs.table import read_obs
+
+    path = tmp_path / "obs.csv"
+    path.write_text("lat,lon,value,time\n40,-100,1.0,2014-01-07\n41,-100,1.0,2500-01-01\n")
+    with pytest.raises(ValueError, match=r"row 1.*2500-01-01.*outside"):
+        read_obs(path)
+
+
+@pytest.mark.parametrize("suffix, magic", [(".pdf", b"%PDF"), (".svg", b"<?xml")])
+def test_plot_writes_the_format_its_out_names(run_dir, tmp_path, suffix, magic):
+    """`plot --out maps.pdf` wrote a PNG into maps.pdf."""
+    out = tmp_path / f"maps{suffix}"
+    assert cli.main(["plot", str(run_dir), "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(magic)
+
+
+def test_plot_out_with_another_suffix_is_refused(run_dir, tmp_path, capsys):
+    out = tmp_path / "maps.csv"
+    assert cli.main(["plot", str(run_dir), "--out", str(out)]) == 1
+    _one_line_error(capsys, "--out", ".csv")
+    assert not out.exists()
+
+
+def test_out_that_is_a_symlink_is_named_as_one(tiny, run_dir, tmp_path, capsys):
+    """'exists and is not a directory' for a link to a run directory."""
+    _, obs_path = tiny
+    link = tmp_path / "link"
+    link.symlink_to(run_dir)
+    assert _assimilate(obs_path, link, "--force") == 1
+    _one_line_error(capsys, "symbolic link", str(run_dir))
+
+
+def test_store_out_that_is_a_run_says_so(run_dir, capsys):
+    """'is a bayesda run; bayesda never writes over files it did not create'."""
+    argv = ["reanalyse", "--model", "m", "--obs", "o.csv", "--out", str(run_dir)]
+    assert cli.main(argv) == 1
+    _one_line_error(capsys, "is a bayesda run, not a store")
+
+
+@pytest.mark.parametrize("target", ["dir", "file"])
+def test_simulate_out_that_is_not_a_store_is_refused_in_words(tmp_path, capsys, target):
+    """'No group found in store ... at path' (zarr's words)."""
+    out = tmp_path / "mine"
+    if target == "dir":
+        out.mkdir()
+        (out / "a.txt").write_text("mine")
+    else:
+        out.write_text("mine")
+    assert cli.main(["data", "simulate", "--preset", "tiny", "--out", str(out)]) == 1
+    _one_line_error(capsys, str(out), "not a")
+    assert (out / "a.txt" if target == "dir" else out).read_text() == "mine"

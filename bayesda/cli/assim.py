@@ -92,8 +92,8 @@ def register(subparsers) -> None:
     m.add_argument(
         "--out",
         default=None,
-        help="PNG path (default RUN/maps.png); never a file of a run, store or model, nor "
-        "an input; an existing file only with --force",
+        help="image path, .png, .pdf or .svg (default RUN/maps.png); never a file of a run, "
+        "store or model, nor an input; an existing file only with --force",
     )
     m.add_argument("--force", action="store_true", help="replace an existing --out file")
     m.add_argument(
@@ -409,10 +409,16 @@ def cmd_plot(args) -> int:
         if args.truth
         else (run / "truth.nc" if (run / "truth.nc").is_file() else None)
     )
+    from bayesda.outputs.maps import image_format
+
     own = run / "maps.png"
     out = files.check_file_target(
         args.out or own, inputs=[truth_path], force=args.force, regenerates=own
     )
+    try:
+        image_format(out)
+    except ValueError as err:
+        raise ValueError(f"--out {err}") from None
     truth = None
     if truth_path is not None:
         t = _open_netcdf(truth_path, "truth")

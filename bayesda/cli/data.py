@@ -127,7 +127,35 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_simulation_out(out) -> None:
+    """``--out`` of ``data simulate`` is absent, empty, or a simulation store to resume;
+    never a file or another directory (the store writer would fail on it half-way, or
+    worse)."""
+    import json
+    import pathlib
+
+    if out is None:
+        return
+    path = pathlib.Path(out)
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_dir():
+        raise ValueError(f"--out {path} exists and is not a zarr store; choose another path")
+    if not any(path.iterdir()):
+        return
+    try:
+        attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        attrs = {}
+    if "config" not in attrs:
+        raise ValueError(
+            f"--out {path} exists and is not a bayesda simulation store (no zarr.json with "
+            "its config); bayesda never writes into other directories: choose another path"
+        )
+
+
 def cmd_simulate(args) -> int:
+    _check_simulation_out(args.out)
     if args.simulator == "qg":
         return _simulate_qg(args)
     import dataclasses

@@ -101,14 +101,24 @@ def _fixed_width(path, width: int, needs: str, max_width: int | None = None):
         yield lineno, line
 
 
-def _open_text(path) -> list[str]:
+def _open_text(path, what: str = "station file") -> list[str]:
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {str(path)!r} is a directory; give the file")
     if not path.is_file():
-        raise FileNotFoundError(f"station file {str(path)!r} does not exist")
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     raw = path.read_bytes()
     if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
-    return raw.decode("ascii", errors="replace").splitlines()
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise StationFormatError(f"{path}: not a complete gzip file ({err})") from None
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark would shift every column
+        raw = raw[3:]
+    lines = raw.decode("ascii", errors="replace").splitlines()
+    if not any(line.strip() for line in lines):
+        raise StationFormatError(f"{path}: the file is empty")
+    return lines
 
 
 def _int(text: str, path, lineno: int, what: str, cols: str) -> int:
@@ -160,6 +170,8 @@ def read_station_table(path) -> pd.DataFrame:
       StationFormatError: a line that is not a number where one is needed (file, line, text).
     """
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"stations file {str(path)!r} is a directory; give the file")
     if not path.is_file():
         raise FileNotFoundError(f"stations file {str(path)!r} does not exist")
     kind = _sniff_station_file(path)
@@ -167,8 +179,8 @@ def read_station_table(path) -> pd.DataFrame:
         return read_ghcn_stations(path)
     if kind == "isd-history":
         return read_isd_history(path)
-    df = _read_csv(path, comment="#", dtype=str, keep_default_na=False)
-    df.columns = [str(c).strip() for c in df.columns]
+    df = _read_csv(path, comment="#", dtype=str, keep_default_na=False, sep=None, engine="python")
+    df = df.rename(columns=_station_column_names(df.columns))
     missing = [c for c in ("id", "lat", "lon") if c not in df.columns]
     if missing:
         raise ValueError(
@@ -188,12 +200,47 @@ def read_station_table(path) -> pd.DataFrame:
             k = int(np.flatnonzero(bad)[0])
             raise StationFormatError(f"{path}:{lines[k]}: {col}={txt.iloc[k]!r} is not a number")
         out[col] = num
+    _check_coordinates(out, str(path), lines)
     out.attrs["source"] = str(path)
     return out
 
 
+STATION_COLUMNS = {
+    "id": ("id", "station", "station_id", "stationid", "stn", "icao", "name_id"),
+    "lat": ("lat", "latitude", "lat_deg"),
+    "lon": ("lon", "long", "longitude", "lng", "lon_deg"),
+    "elevation": ("elevation", "elev", "elev_m", "elev(m)", "height", "altitude", "alt"),
+}
+"""Column names a stations CSV may use (any case) for ``id, lat, lon, elevation``."""
+
+
+def _station_column_names(columns) -> dict:
+    """``{given: standard}`` for the columns whose name (any case) is a known spelling."""
+    rename = {}
+    for col in columns:
+        key = str(col).strip().lower()
+        for std, names in STATION_COLUMNS.items():
+            if key in names and std not in rename.values():
+                rename[col] = std
+    return rename
+
+
+def _check_coordinates(table: pd.DataFrame, source: str, lines) -> None:
+    """Refuse a station whose latitude or longitude cannot be one (names file and line)."""
+    lat, lon = table["lat"].to_numpy(np.float64), table["lon"].to_numpy(np.float64)
+    bad = (np.abs(lat) > 90) | (np.abs(lon) > 360)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        swapped = "; lat and lon swapped?" if abs(lat[k]) > 90 and abs(lon[k]) <= 90 else ""
+        raise StationFormatError(
+            f"{source}:{lines[k]}: station {table['id'].iloc[k]!r} has lat={lat[k]:g}, "
+            f"lon={lon[k]:g}: outside [-90, 90] and [-180, 360]{swapped}"
+        )
+
+
 def _read_csv(path, **kw) -> pd.DataFrame:
     """``pandas.read_csv`` whose parser errors name the file."""
+    kw.setdefault("encoding", "utf-8-sig")  # a byte order mark is not part of the header
     try:
         return pd.read_csv(path, **kw)
     except pd.errors.EmptyDataError:
@@ -201,6 +248,18 @@ def _read_csv(path, **kw) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise StationFormatError(f"{path}: cannot read it as CSV: {first}") from None
+
+
+def _delimiter(path) -> str:
+    """``,`` unless the header line splits only on ``;`` or a tab (European or TSV files)."""
+    header = next(
+        (x for x in _open_text(path, "observation file") if x.strip() and not x.startswith("#")), ""
+    )
+    if "," not in header:
+        for sep in (";", "\t"):
+            if sep in header:
+                return sep
+    return ","
 
 
 def _csv_line_numbers(path, n: int) -> np.ndarray:
@@ -241,6 +300,7 @@ def _station_table(stations) -> pd.DataFrame:
     for col in ("lat", "lon", "elevation"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(np.float64)
         df.loc[_is_missing_code(df[col].to_numpy()), col] = np.nan
+    _check_coordinates(df, source, df["line"].to_numpy())
     df = df.drop_duplicates(["id", "lat", "lon", "elevation"])
     dup = df["id"].duplicated(keep=False).to_numpy()
     conflicts = {}
@@ -282,11 +342,12 @@ def _finish(
     counts["no_station"] = int((~known).sum())
     if len(df) and not known.any():
         unknown = list(dict.fromkeys(ids))
-        table = stations.attrs.get("source") or "no stations table (--stations)"
         shown = ", ".join(unknown[:3]) + (" ..." if len(unknown) > 3 else "")
+        table = stations.attrs.get("source")
+        where = f"is in {table}" if table else "can be placed: no stations table was given"
         raise StationFormatError(
-            f"{source}: none of its {len(unknown)} station(s) ({shown}) is in "
-            f"{table}; give the stations file that lists them"
+            f"{source}: none of its {len(unknown)} station(s) ({shown}) {where}; give the "
+            "stations file that lists them (--stations)"
         )
     df = df[known].reset_index(drop=True)
     meta = meta[known].reset_index(drop=True)
@@ -684,11 +745,14 @@ def read_mapped_csv(
     unknown = [k for k in mapping if k not in MAPPED_KEYS]
     if unknown:
         raise ValueError(f"column mapping key(s) {unknown} not among {MAPPED_KEYS}")
+    lacking = [k for k in ("lat", "lon", "value") if k not in mapping]
+    if lacking:
+        raise ValueError(f"column mapping {mapping} lacks {lacking}")
     units = canonical_units(units)
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"observation file {str(path)!r} does not exist")
-    raw = _read_csv(path, comment="#", dtype=str, keep_default_na=False)
+    raw = _read_csv(path, comment="#", dtype=str, keep_default_na=False, sep=_delimiter(path))
     raw.columns = [str(c).strip() for c in raw.columns]
     absent = [f"{k}={c}" for k, c in mapping.items() if c not in raw.columns]
     if absent:

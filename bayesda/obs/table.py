@@ -318,6 +318,21 @@ def as_obs_table(obs, *, climatology=None, grid=None, where: str = "") -> pd.Dat
     raise TypeError(f"{prefix}got a {type(obs).__name__}; {ACCEPTED} (bayesda.read_obs)")
 
 
+NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"\x89HDF\r\n\x1a\n")
+"""The first bytes of a netCDF-3 (classic, 64-bit offset) or netCDF-4/HDF5 file."""
+
+
+def _require_file(path: pathlib.Path, what: str) -> None:
+    """A missing path, or a directory, named as what it is."""
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{what} {str(path)!r} is a directory; give the file (a directory of per-time "
+            "files is read by `bayesda reanalyse`)"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+
+
 def _load_table(src) -> pd.DataFrame:
     if isinstance(src, pd.DataFrame):
         return src.copy()
@@ -325,9 +340,16 @@ def _load_table(src) -> pd.DataFrame:
         return _table_from_dataset(src)
     if isinstance(src, str | os.PathLike):
         path = pathlib.Path(src)
-        if not path.is_file():
-            raise FileNotFoundError(f"observation file {str(path)!r} does not exist")
-        suffix = path.suffix.lower()
+        _require_file(path, "observation file")
+        suffixes = [x.lower() for x in path.suffixes[-2:]]
+        suffix = suffixes[0] if suffixes[-1:] == [".gz"] and len(suffixes) == 2 else path.suffix
+        suffix = suffix.lower()
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if suffix in (".csv", ".txt") and head.startswith(NETCDF_MAGIC):
+            raise ValueError(
+                f"{str(path)!r} is a netCDF file, not CSV; name it .nc to read it as netCDF"
+            )
         try:
             if suffix in (".csv", ".txt"):
                 return pd.read_csv(path, comment="#")
@@ -341,7 +363,10 @@ def _load_table(src) -> pd.DataFrame:
             raise ValueError(
                 f"cannot read observations from {str(path)!r} as {kind}: {first}"
             ) from err
-        raise ValueError(f"cannot read observations from {str(path)!r}: expected .csv or .nc")
+        raise ValueError(
+            f"cannot read observations from {str(path)!r}: expected .csv, .csv.gz or .nc "
+            "(a station format needs --format)"
+        )
     raise TypeError(f"cannot read observations from a {type(src).__name__}: {ACCEPTED}")
 
 

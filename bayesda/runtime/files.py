@@ -200,7 +200,12 @@ def check_target(
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return "new"
-    if not path.is_dir() or path.is_symlink():
+    if path.is_symlink():
+        raise OutputError(
+            f"{path} is a symbolic link (to {os.path.realpath(path)}); bayesda writes outputs "
+            "only where the link does not stand in the way: give the real path as --out"
+        )
+    if not path.is_dir():
         raise OutputError(f"{path} exists and is not a directory; choose another --out")
     if not any(path.iterdir()):
         return "new"
@@ -222,10 +227,15 @@ def check_target(
         raise OutputError(
             f"{kind} directory {path} exists and is not empty (use --force to replace it)"
         )
-    what = f"a bayesda {found}" if found else f"not a bayesda {kind} (no {MARKER} marker)"
+    if found:
+        raise OutputError(
+            f"{path} is a bayesda {found}, not a {kind}; bayesda never replaces one kind of "
+            "output by another, even with --force: choose another --out"
+        )
     raise OutputError(
-        f"{path} exists and is not empty, and is {what}; bayesda never writes over files "
-        "it did not create, even with --force: choose another --out or remove it yourself"
+        f"{path} exists and is not empty, and is not a bayesda {kind} (no {MARKER} marker); "
+        "bayesda never writes over files it did not create, even with --force: choose "
+        "another --out or remove it yourself"
     )
 
 
