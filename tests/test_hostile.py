@@ -1742,3 +1742,36 @@ def test_simulate_out_that_is_not_a_store_is_refused_in_words(tmp_path, capsys, 
     assert cli.main(["data", "simulate", "--preset", "tiny", "--out", str(out)]) == 1
     _one_line_error(capsys, str(out), "not a")
     assert (out / "a.txt" if target == "dir" else out).read_text() == "mine"
+
+
+@pytest.mark.parametrize("element", ["PRCP", "SNWD"])
+def test_ghcn_element_that_is_not_a_temperature_is_refused(tmp_path, capsys, element):
+    """`--element PRCP` assimilated precipitation (tenths of mm) as temperature, exit 0."""
+    from bayesda.obs import stations as st
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*_ASSIM, "--format", "ghcn-dly", "--element", element])
+    assert exit_.value.code == 2 and "--element" in capsys.readouterr().err
+    dly = _write(tmp_path / "a.dly", [_dly("A", 2014, 1, element, {7: 5})])
+    with pytest.raises(ValueError, match="not a temperature.*TAVG"):
+        st.read_ghcn_dly(dly, stations=None, element=element)
+
+
+def test_ghcn_element_in_lower_case_is_accepted():
+    args = cli.build_parser().parse_args([*_ASSIM, "--format", "ghcn-dly", "--element", "tmax"])
+    assert args.element == "TMAX"
+
+
+def test_dly_holding_a_record_twice_with_other_values_is_refused(tmp_path):
+    """Two records of one station and month with different values: one was kept silently."""
+    from bayesda.obs import stations as st
+
+    table = tmp_path / "stations.csv"
+    table.write_text("id,lat,lon\nA,40,-100\n")
+    rec = _dly("A", 2014, 1, "TAVG", {7: -110})
+    dly = _write(tmp_path / "a.dly", [rec, _dly("A", 2014, 1, "TAVG", {7: 150})])
+    with pytest.raises(st.StationFormatError, match=r"a.dly:1 and 2: station 'A'.*-110.*150"):
+        st.read_ghcn_dly(dly, stations=table)
+    dly = _write(tmp_path / "b.dly", [rec, rec])
+    df = st.read_ghcn_dly(dly, stations=table)
+    assert len(df) == 1 and df.attrs["counts"]["repeats"] == 1

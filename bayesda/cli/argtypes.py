@@ -14,6 +14,7 @@ __all__ = [
     "add_units_kind",
     "column_mapping",
     "finite_float",
+    "ghcn_element",
     "half_width",
     "kind_from_args",
     "lapse_rate",
@@ -156,6 +157,17 @@ def column_mapping(text: str) -> dict:
 
     try:
         return parse_columns(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def ghcn_element(text: str) -> str:
+    """A GHCN-Daily temperature element (:data:`bayesda.obs.stations.TEMPERATURE_ELEMENTS`),
+    upper-cased."""
+    from bayesda.obs.stations import _check_element
+
+    try:
+        return _check_element(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 

@@ -21,6 +21,7 @@ import bayesda.runtime.files as files
 from bayesda.cli.argtypes import (
     add_units_kind,
     column_mapping,
+    ghcn_element,
     half_width,
     kind_from_args,
     lapse_rate,
@@ -158,7 +159,12 @@ def _add_station_args(p) -> None:
         help="station coordinates: ghcnd-stations.txt, isd-history.csv, or a CSV "
         "with id,lat,lon[,elevation]",
     )
-    p.add_argument("--element", default="TAVG", help="GHCN element (TAVG, TMAX, TMIN)")
+    p.add_argument(
+        "--element",
+        type=ghcn_element,
+        default="TAVG",
+        help="GHCN-Daily temperature element: TAVG, TMAX, TMIN or TOBS (any case)",
+    )
     p.add_argument(
         "--window",
         type=half_width,

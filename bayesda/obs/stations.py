@@ -330,6 +330,8 @@ def _finish(
     df = pd.DataFrame(rows)
     if df.empty:
         df = pd.DataFrame({k: [] for k in ("station_id", "time", "value")})
+    if "line" in df.columns:
+        df = _drop_repeats(df, source, counts)
     ids = df["station_id"].astype(str).to_numpy()
     conflicts = stations.attrs.get("conflicts", {})
     used = [sid for sid in dict.fromkeys(ids) if sid in conflicts]
@@ -374,6 +376,26 @@ def _finish(
         "counts": dict(counts),
     }
     return out
+
+
+def _drop_repeats(df: pd.DataFrame, source: str, counts: dict) -> pd.DataFrame:
+    """One row per station and time: an exact repeat is dropped (counted in ``repeats``);
+    two different values for one station and time are refused, naming both lines."""
+    key = ["station_id", "time"]
+    dup = df.duplicated(key, keep=False).to_numpy()
+    if not dup.any():
+        return df.drop(columns="line")
+    for _, group in df[dup].groupby(key, sort=False):
+        if group["value"].nunique() > 1:
+            first, second = group.iloc[0], group.iloc[1]
+            raise StationFormatError(
+                f"{source}:{first['line']} and {second['line']}: station "
+                f"{first['station_id']!r} at {first['time']} has two values ({first['value']} "
+                f"and {second['value']}, raw units); the file holds the record twice: keep one"
+            )
+    out = df.drop_duplicates(key, keep="first")
+    counts["repeats"] = len(df) - len(out)
+    return out.drop(columns="line").reset_index(drop=True)
 
 
 def read_ghcn_stations(path) -> pd.DataFrame:
@@ -423,6 +445,22 @@ def read_isd_history(path) -> pd.DataFrame:
     return out
 
 
+TEMPERATURE_ELEMENTS = ("TAVG", "TMAX", "TMIN", "TOBS")
+"""GHCN-Daily elements that are temperatures (tenths of degC); the others (PRCP, SNOW,
+AWND...) are not, and reading them as temperatures would be silently wrong."""
+
+
+def _check_element(element: str) -> str:
+    """``element`` upper-cased; refused unless it is a temperature element."""
+    e = str(element).strip().upper()
+    if e not in TEMPERATURE_ELEMENTS:
+        raise ValueError(
+            f"element {element!r} is not a temperature; GHCN-Daily temperatures are "
+            f"{', '.join(TEMPERATURE_ELEMENTS)}"
+        )
+    return e
+
+
 def _require_element(path, element: str, elements: dict) -> None:
     """A GHCN file without a single record of ``element`` is refused, naming those it has."""
     if element in elements:
@@ -454,9 +492,10 @@ def read_ghcn_dly(
     Raises:
       StationFormatError: a short line, or a non-numeric YEAR/MONTH/VALUE (names the line).
     """
+    element = _check_element(element)
     st = _station_table(stations)
     counts = {"read": 0, "missing": 0, "flagged": 0}
-    rows = {"station_id": [], "time": [], "value": []}
+    rows = {"station_id": [], "time": [], "value": [], "line": []}
     elements = {}
     for lineno, line in _fixed_width(
         path,
@@ -492,6 +531,7 @@ def read_ghcn_dly(
                 rows["station_id"].append(line[0:11].strip())
                 rows["time"].append(pd.Timestamp(year, month, day, hour))
                 rows["value"].append(v)
+                rows["line"].append(lineno)
     _require_element(path, element, elements)
     return _finish(rows, st, counts, "ghcn-dly", "0.1degC", sigma, str(path))
 
@@ -504,9 +544,10 @@ def read_ghcn_csv(
     ``hour`` sets each value's UTC hour; None uses ``OBS-TIME`` (HHMM) when present, else 12.
     A non-blank ``Q-FLAG`` drops the value (counted as flagged).
     """
+    element = _check_element(element)
     st = _station_table(stations)
     counts = {"read": 0, "missing": 0, "flagged": 0}
-    rows = {"station_id": [], "time": [], "value": []}
+    rows = {"station_id": [], "time": [], "value": [], "line": []}
     elements = {}
     for lineno, line in enumerate(_open_text(path), 1):
         if not line.strip():
@@ -552,6 +593,7 @@ def read_ghcn_csv(
         rows["station_id"].append(f[0].strip())
         rows["time"].append(day + pd.Timedelta(hours=h))
         rows["value"].append(v)
+        rows["line"].append(lineno)
     _require_element(path, element, elements)
     return _finish(rows, st, counts, "ghcn-csv", "0.1degC", sigma, str(path))
 
@@ -578,7 +620,7 @@ def read_isd_lite(
             )
         station_id = f"{parts[0]}-{parts[1]}"
     counts = {"read": 0, "missing": 0, "flagged": 0}
-    rows = {"station_id": [], "time": [], "value": []}
+    rows = {"station_id": [], "time": [], "value": [], "line": []}
     for lineno, line in _fixed_width(
         path,
         ISD_WIDTH,
@@ -612,6 +654,7 @@ def read_isd_lite(
         rows["station_id"].append(station_id)
         rows["time"].append(t)
         rows["value"].append(v)
+        rows["line"].append(lineno)
     return _finish(rows, st, counts, "isd-lite", "0.1degC", sigma, str(path))
 
 
