@@ -1579,6 +1579,109 @@ def test_reanalyse_accepts_a_path(clim_prior, store_obs_csv, tmp_path):
 
 
 # --------------------------------------------------------------------------------------
+# --calibrate auto refuses to fit on too little information, keeping the model's scales
+# --------------------------------------------------------------------------------------
+
+
+def _calibrate_case(case, n):
+    from bayesda.testing import grf_prior, obs_of
+
+    prior, grf = grf_prior(repr_sd=0.5)
+    obs = obs_of(prior, grf, n, seed=3)
+    if case == "identical values":
+        obs["value"] = 1.25
+    elif case == "one station repeated":
+        obs[["lat", "lon", "station_id"]] = obs[["lat", "lon", "station_id"]].iloc[0].to_numpy()
+    elif case == "all at one place":
+        obs[["lat", "lon"]] = (40.0, -105.0)
+    return prior, obs
+
+
+@pytest.mark.parametrize(
+    "case, n, why",
+    [
+        pytest.param("few", 3, "3 distinct site", id="3-obs"),
+        pytest.param("few", 5, "5 distinct site", id="5-obs"),
+        pytest.param("few", 7, "7 distinct site", id="7-obs"),
+        pytest.param("few", 1, "1 distinct site", id="1-obs"),
+        pytest.param("identical values", 40, "are the same", id="identical-values"),
+        pytest.param("one station repeated", 40, "1 distinct site", id="one-station-repeated"),
+        pytest.param("all at one place", 40, "1 distinct site", id="all-at-one-place"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["auto", "single"])
+def test_calibrate_refuses_to_fit_on_too_little_information(case, n, why, mode):
+    """With 3-8 observations, identical values, one station repeated or every station at
+    one place, both scales were pinned at x0.25 and applied to the whole field (90%
+    coverage against the truth 0.75-0.78 instead of 0.88)."""
+    from bayesda.preflight.calibrate import calibrate
+    from bayesda.preflight.pipeline import format_preflight
+
+    prior, obs = _calibrate_case(case, n)
+    p, o, rep = calibrate(prior, obs, mode)
+    assert p is prior and o is obs  # the model's scales, the stated sigmas
+    assert why in rep["refused"] and "fit" not in rep
+    text = format_preflight({"calibration": rep})
+    assert f"calibrate {mode}: not fitted" in text and why in text
+
+
+def test_calibrate_auto_with_eight_obs_pinned_at_the_bound_is_refused():
+    """The issue's 8-observation case: scales pinned at x0.25 and applied to the field."""
+    from bayesda.preflight.calibrate import MIN_SITES, calibrate
+
+    prior, obs = _calibrate_case("few", 8)
+    assert len(obs) >= MIN_SITES  # enough sites: the bound rule decides
+    p, o, rep = calibrate(prior, obs, "auto")
+    assert "search grid's bound" in rep["refused"] and p is prior and o is obs
+    assert rep["rejected_fit"]["scale"] == pytest.approx(0.25)
+
+
+def test_calibrate_check_alone_says_when_it_means_little():
+    """ "A 1-fold withheld check with n=1" was reported as if it meant something."""
+    from bayesda.preflight.calibrate import calibrate
+    from bayesda.preflight.pipeline import format_preflight
+
+    prior, obs = _calibrate_case("few", 1)
+    _, _, rep = calibrate(prior, obs, "off")
+    text = format_preflight({"calibration": rep})
+    assert "too little information" in text and "consider --calibrate auto" not in text
+
+
+def test_calibrate_refuses_a_scale_on_the_search_bound():
+    from bayesda.preflight.calibrate import calibrate
+    from bayesda.testing import grf_prior, obs_of
+
+    prior, grf = grf_prior(repr_sd=0.01)
+    obs = obs_of(prior, grf, 60, seed=1, sigma=2.0, noise_sd=0.02)  # stated 100x too large
+    p, o, rep = calibrate(prior, obs, "auto")
+    assert "bound" in rep["refused"] and p is prior and o is obs
+    assert rep["rejected_fit"]["scale_obs"] <= 0.3
+
+
+def test_calibrate_auto_still_fits_when_the_data_say_enough():
+    from bayesda.preflight.calibrate import MIN_SITES, calibrate
+    from bayesda.testing import grf_prior, obs_of
+
+    prior, grf = grf_prior(repr_sd=0.01)
+    obs = obs_of(prior, grf, max(60, MIN_SITES), seed=0, sigma=0.5, noise_sd=1.5)
+    _, o, rep = calibrate(prior, obs, "auto")
+    assert "refused" not in rep and 2.0 < rep["fit"]["scale_obs"] < 4.5
+    np.testing.assert_allclose(o["sigma"], 0.5 * rep["fit"]["scale_obs"])
+
+
+def test_cli_calibrate_auto_with_five_obs_keeps_the_model_scales(tiny, tmp_path, capsys):
+    prior, _ = tiny
+    path = tmp_path / "five.csv"
+    make_obs(prior.grid, 5, seed=4).to_csv(path, index=False)
+    run = tmp_path / "run"
+    assert _assimilate(path, run, "--calibrate", "auto", "--qc", "off") == 0
+    assert "calibrate auto: not fitted" in capsys.readouterr().out
+    info = json.loads((run / "run.json").read_text())
+    assert "refused" in info["calibration"] and "fit" not in info["calibration"]
+    np.testing.assert_allclose(pd.read_csv(run / "obs.csv")["sigma"], 0.5)
+
+
+# --------------------------------------------------------------------------------------
 # A fresh round on the station readers and the outputs: the cases that failed
 # --------------------------------------------------------------------------------------
 

@@ -246,7 +246,16 @@ def format_preflight(record: dict) -> str:
             f"coverage {k['coverage_90']:.2f}, CRPS {k['crps']:.3f} K, "
             f"mean z^2 {k['z2']:.2f}"
         )
-        if "fit" in c:
+        if c.get("insufficient") and not c.get("refused"):
+            lines.append(
+                f"  too little information for the check to mean much: {c['insufficient']}"
+            )
+        if c.get("refused"):
+            lines.append(
+                f"calibrate {c['mode']}: not fitted, the model's error scales are kept: "
+                f"{c['refused']}"
+            )
+        elif "fit" in c:
             f, a = c["fit"], c["check_calibrated"]
             lines.append(
                 f"calibrate {c['mode']}: representation error x{f['scale']:.2f} (90% "
@@ -261,7 +270,7 @@ def format_preflight(record: dict) -> str:
                     "their stated errors are right, it is the prior that does not fit these "
                     "fields, and the wider errors only hide it"
                 )
-        elif k["coverage_90"] < 0.8 or k["coverage_90"] > 0.97:
+        elif not c.get("insufficient") and (k["coverage_90"] < 0.8 or k["coverage_90"] > 0.97):
             lines.append(
                 "  the withheld observations are outside their intervals more (or "
                 "less) often than stated: consider --calibrate auto"
