@@ -1878,3 +1878,26 @@ def test_dly_holding_a_record_twice_with_other_values_is_refused(tmp_path):
     dly = _write(tmp_path / "b.dly", [rec, rec])
     df = st.read_ghcn_dly(dly, stations=table)
     assert len(df) == 1 and df.attrs["counts"]["repeats"] == 1
+
+
+def test_absolute_table_without_a_time_names_the_option(tiny, tmp_path, capsys):
+    """'kind='absolute' needs a time: a 'time' column or the time= argument'."""
+    path = tmp_path / "abs.csv"
+    obs = _obs_values(tiny[0], "absolute")
+    obs.drop(columns=[c for c in ("time",) if c in obs]).to_csv(path, index=False)
+    assert _assimilate(path, tmp_path / "run", "--kind", "absolute") == 1
+    _one_line_error(capsys, "--time", "abs.csv")
+
+
+def test_elevation_without_sigma_names_the_option(tiny, tmp_path, capsys):
+    prior, _ = tiny
+    prior = dataclasses.replace(prior, surface_height=np.full(prior.grid.shape, 300.0))
+    tiny_path = tmp_path / "elev.csv"
+    make_obs(prior.grid, 6, seed=1).drop(columns="sigma").assign(elevation=500.0).to_csv(
+        tiny_path, index=False
+    )
+    from bayesda.obs.elevation import adjust
+    from bayesda.obs.table import read_obs
+
+    with pytest.raises(ValueError, match="--lapse-rate-sd 0"):
+        adjust(prior, read_obs(tiny_path))

@@ -153,7 +153,8 @@ def adjust(prior, obs: pd.DataFrame, lapse: LapseRate | None = None) -> tuple[pd
     if ok.any() and lapse.rate_sd > 0 and "sigma" not in out.columns:
         raise ValueError(
             "observations with an elevation need a 'sigma' column for the lapse-rate error "
-            "term; add one, or set rate_sd=0"
+            "term; add one, or turn the term off (--lapse-rate-sd 0; LapseRate(rate_sd=0) "
+            "in Python)"
         )
     out["value"] = out["value"].to_numpy(np.float64) + shift
     if "sigma" in out.columns:

@@ -470,9 +470,16 @@ def read_obs(
         raise ValueError(f"{source}: {err}" if source else str(err)) from err
     if kind == "absolute":
         if climatology is None:
-            raise ValueError("kind='absolute' needs a climatology to subtract")
+            raise ValueError(
+                "absolute temperatures (--kind absolute; kind='absolute' in Python): reading "
+                "them needs a climatology to subtract, and this model has none"
+            )
         if "time" not in df.columns:
-            raise ValueError("kind='absolute' needs a time: a 'time' column or the time= argument")
+            raise ValueError(
+                f"{source or 'the table'}: kind absolute (--kind absolute) needs a time "
+                "to subtract the climatology at: a 'time' column, or the analysis time (--time; "
+                "time= in Python)"
+            )
     if check:
         clim_mean, clim_sd = _climate_at(climatology, df)
         test = plausible.check_absolute if kind == "absolute" else plausible.check_anomaly
