@@ -145,7 +145,8 @@ def _add_station_args(p) -> None:
         "--format",
         choices=FORMATS,
         default="table",
-        help="observation file format (bayesda.obs.stations); default: bayesda's table",
+        help="observation file format (bayesda.obs.stations; metar: a list of reports or a "
+        "raw WMO bulletin stream, .gz too); default: bayesda's table",
     )
     p.add_argument(
         "--columns",
@@ -157,7 +158,8 @@ def _add_station_args(p) -> None:
         "--stations",
         default=None,
         help="station coordinates: ghcnd-stations.txt, isd-history.csv, or a CSV "
-        "with id,lat,lon[,elevation]",
+        "with id,lat,lon[,elevation]; optional for --format metar (ICAO ids are placed by "
+        "airportsdata and NOAA's station list; this table wins where it has the id)",
     )
     p.add_argument(
         "--element",
@@ -327,6 +329,9 @@ def cmd_assimilate(args) -> int:
             time=args.time,
             element=args.element,
         )
+        from bayesda.obs.stations import reader_line
+
+        print(reader_line(reader))
     if args.time is None:
         from bayesda.obs.window import require_one_time
 

@@ -31,7 +31,6 @@ How it runs (measured on a 2-core CPU box, see ``analysis/results/``):
 from __future__ import annotations
 
 import time as _time
-import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -50,7 +49,7 @@ from bayesda.inference.compiled import (
     spd,
     spd_batch,
 )
-from bayesda.inference.prepare import REQUIRED_COLUMNS, ObsData, pad_rows, prepare_obs, repad
+from bayesda.inference.prepare import REQUIRED_COLUMNS, ObsData, prepare_obs, repad
 from bayesda.inference.result import Assimilation, posterior_fields
 from bayesda.inference.sampler import NutsConfig, n_shards, run_nuts
 from bayesda.runtime.arrays import to_device
@@ -60,7 +59,6 @@ from bayesda.settings import (
     METHODS,
     ModelOptions,
     SamplerSettings,
-    split_legacy_kwargs,
 )
 
 __all__ = [
@@ -77,17 +75,6 @@ __all__ = [
     "summaries_supported",
     "prepare_obs",
 ]
-
-
-def _resolve(sampler, options, legacy: dict, where: str) -> tuple[SamplerSettings, ModelOptions]:
-    if legacy:
-        warnings.warn(
-            f"{where}({', '.join(f'{k}=' for k in sorted(legacy))}) is deprecated: pass "
-            "sampler=bayesda.SamplerSettings(...) and options=bayesda.ModelOptions(...)",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-    return split_legacy_kwargs(legacy, sampler, options)
 
 
 def _checked_inputs(prior, obs, where: str):
@@ -109,7 +96,6 @@ def assimilate(
     sampler: SamplerSettings | None = None,
     options: ModelOptions | None = None,
     progress_bar: bool = True,
-    **legacy: Any,
 ) -> Assimilation:
     """Sample the posterior of the field given point observations.
 
@@ -126,13 +112,10 @@ def assimilate(
       options: the model options (:class:`bayesda.settings.ModelOptions`: likelihood, df,
         infer_sigma; default a normal likelihood with known observation errors).
       progress_bar: show progress.
-      **legacy: deprecated per-field keywords (``num_chains=``, ``likelihood=``, ...), folded
-        into ``sampler`` and ``options`` with a DeprecationWarning.
 
     Returns:
       An :class:`Assimilation` (``.to_xarray()``, ``.idata``, ``.diagnose()``, ``.plot()``).
     """
-    sampler, options = _resolve(sampler, options, legacy, "assimilate")
     prior, obs_df = _checked_inputs(prior, obs_df, "bayesda.assimilate")
     return assimilate_batch(
         prior,
@@ -154,7 +137,6 @@ def assimilate_batch(
     sampler: SamplerSettings | None = None,
     options: ModelOptions | None = None,
     progress_bar: bool = True,
-    **legacy: Any,
 ) -> list[Assimilation]:
     """Assimilate several analysis times in one compiled NUTS program.
 
@@ -172,13 +154,13 @@ def assimilate_batch(
       prior, obs_df: as for :func:`assimilate`.
       times: the analysis times (``[None]`` for an untimed table).
       seeds: one integer seed per time.
-      sampler, options, progress_bar, **legacy: as for :func:`assimilate`.
+      sampler, options, progress_bar: as for :func:`assimilate`.
 
     Returns:
       One :class:`Assimilation` per time. Timings ``warmup`` and ``sampling`` are those of
       the whole batch; ``batch_size`` says how many times shared them.
     """
-    s, opts = _resolve(sampler, options, legacy, "assimilate_batch")
+    s, opts = sampler or SamplerSettings(), options or ModelOptions()
     prior, obs_df = _checked_inputs(prior, obs_df, "bayesda.assimilate_batch")
     t_start = _time.perf_counter()
     batch = _sample(prior, obs_df, times, seeds, s, opts, progress_bar=progress_bar)
@@ -247,10 +229,10 @@ class TimeSummary(NamedTuple):
 
 
 def summaries_supported(sampler: SamplerSettings, options: ModelOptions) -> bool:
-    """Whether :func:`assimilate_summaries` handles these settings (normal likelihood with
-    known observation errors; the Student-t and ``infer_sigma`` fields need
-    :func:`assimilate_batch`)."""
-    return options.likelihood == "normal" and not options.infer_sigma
+    """Whether :func:`assimilate_summaries` handles these settings (the stated-error model
+    with its normal likelihood; learned errors, the Student-t and ``infer_sigma`` fields
+    need :func:`assimilate_batch`)."""
+    return _dense(options)
 
 
 def assimilate_summaries(
@@ -284,7 +266,7 @@ def assimilate_summaries(
     """
     from bayesda.inference.batch import stack_obs, summarise
 
-    s, opts = sampler or SamplerSettings(), options or ModelOptions()
+    s, opts = sampler or SamplerSettings(), options or ModelOptions(errors="stated")
     if not summaries_supported(s, opts):
         raise ValueError(
             f"assimilate_summaries needs the normal likelihood with known errors, got {opts}; "
@@ -373,24 +355,43 @@ def _by_time(obs_df: pd.DataFrame, times: list) -> list[pd.DataFrame]:
     ]
 
 
-def _prepare_batch(prior, obs_df, times, dense: bool, device_covariance: bool) -> list[ObsData]:
+def _prepare_batch(
+    prior, obs_df, times, options: ModelOptions, device_covariance: bool
+) -> list[ObsData]:
     """Every time's observations, padded to one length; with ``device_covariance`` the
     exact observation covariance is factored for all times at once on the device."""
     frames = _by_time(obs_df, times)
-    fast = device_covariance and dense and prior.repr_error.rank > 0
+    fast = device_covariance and _dense(options) and prior.repr_error.rank > 0
     obs_list = []
     for frame, t in zip(frames, times, strict=True):
         if frame.empty:
             frame = obs_df  # prepare_obs names the time that has no rows
-        obs_list.append(prepare_obs(prior, frame, time=t, covariance=not fast))
-    m = max(o.mask.size for o in obs_list)
+        obs_list.append(prepare_obs(prior, frame, time=t, covariance=not fast, options=options))
+    m = max(o.padded for o in obs_list)
     obs_list = [repad(o, m) for o in obs_list]
     if fast:
         from bayesda.inference.batch import innovation_cholesky, stack_obs
 
         chol = innovation_cholesky(prior, stack_obs(obs_list))
-        obs_list = [o._replace(scale_tril=c) for o, c in zip(obs_list, chol, strict=True)]
+        obs_list = [
+            o._replace(arrays=o.arrays._replace(scale_tril=c))
+            for o, c in zip(obs_list, chol, strict=True)
+        ]
     return obs_list
+
+
+def _dense(options: ModelOptions) -> bool:
+    """Whether the stated-error likelihood uses the exact dense covariance (``scale_tril``)."""
+    return options.errors == "stated" and options.likelihood == "normal" and not options.infer_sigma
+
+
+def _model_obs(obs: ObsData, options: ModelOptions):
+    """What the model sees of ``obs``, on the device (the low-rank ``C`` where the dense
+    factor does not apply)."""
+    arrays = obs.arrays
+    if arrays.scale_tril is not None and not _dense(options):
+        arrays = arrays._replace(scale_tril=None)
+    return to_device(arrays)
 
 
 def _sample(
@@ -410,27 +411,17 @@ def _sample(
     if len(seeds) != len(times) or not times:
         raise ValueError(f"need one seed per time, got {len(seeds)} seeds for {len(times)} times")
     fns = CACHE.model_fns(prior, opts)
-    dense = opts.likelihood == "normal" and not opts.infer_sigma
     t_prep = _time.perf_counter()
-    obs_list = _prepare_batch(prior, obs_df, times, dense, device_covariance)
+    obs_list = _prepare_batch(prior, obs_df, times, opts, device_covariance)
     t_prep = _time.perf_counter() - t_prep
-    m = obs_list[0].mask.size
-    all_args = [(to_device(tuple(o.model_args())), o.model_kwargs(dense=dense)) for o in obs_list]
+    m = obs_list[0].padded
+    all_args = [_model_obs(o, opts) for o in obs_list]
     keys = [jax.random.split(jax.random.PRNGKey(x), 4)[1:] for x in seeds]  # init, mcmc, post
     ntime = len(times)
     shards = n_shards(ntime * s.num_chains) if s.method == "nuts" else 0
     settings = dict(
-        method=s.method,
-        num_chains=s.num_chains,
-        num_warmup=s.num_warmup,
-        num_samples=s.num_samples,
-        target_accept=s.target_accept,
-        max_tree_depth=s.max_tree_depth,
-        init=s.init,
-        likelihood=opts.likelihood,
-        infer_sigma=bool(opts.infer_sigma),
-        mass=s.mass,
-        df=opts.df,
+        **s.to_dict(),
+        **opts.to_dict(),
         devices=shards,
         batch_size=ntime,
         n_pad=int(m),
@@ -562,20 +553,3 @@ def _run_nuts_batch(fns, all_args, maps, keys, settings, *, progress_bar):
         )
         grads.append({"warmup": int(draws.warmup_steps[sl].sum()), "sampling": int(steps.sum())})
     return flat, stats, grads, dict(draws.timings)
-
-
-def _bound_model(prior, likelihood: str, infer_sigma: bool, df: float):
-    """The NumPyro model of ``prior`` with these options bound (kept for older callers)."""
-    opts = ModelOptions(likelihood=likelihood, df=df, infer_sigma=infer_sigma)
-    return CACHE.model_fns(prior, opts).model
-
-
-# Older private names, kept so that code written against the single-module infer still runs.
-_pad_rows = pad_rows
-_repad = repad
-_spd = spd
-_laplace_draws = laplace_draws
-_prior_draws = prior_draws
-_constrained_samples = constrained_samples
-_decode_all = CACHE.decode_all
-_posterior_fields = posterior_fields

@@ -103,6 +103,7 @@ def load_observations(
         path, fmt, columns=columns, stations=stations, units=units, time=time, **kw
     )
     counts = dict(raw.attrs.get("counts", {}))
+    details = raw.attrs.get("details")  # what a reader dropped, by line and station
     inside = prior.grid.covers(raw["lat"].to_numpy(), raw["lon"].to_numpy()) if len(raw) else []
     counts["outside_grid"] = int(np.size(inside) - np.sum(inside))
     raw = raw[np.asarray(inside, bool)].reset_index(drop=True)
@@ -133,7 +134,8 @@ def load_observations(
         duplicates="keep",
     )
     counts["kept"] = len(df)
-    return df, {"format": fmt, "path": str(path), "counts": counts}
+    record = {"format": fmt, "path": str(path), "counts": counts}
+    return df, {**record, "details": details} if details else record
 
 
 def preflight(
