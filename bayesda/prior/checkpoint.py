@@ -57,10 +57,12 @@ from bayesda.prior.representation import (
 )
 from bayesda.prior.vae import VAE, Decoder, Encoder, VAEConfig
 from bayesda.runtime.arrays import to_device
+from bayesda.runtime.files import MODEL_MARKER
 
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
+    "as_prior",
     "check_target",
     "flatten_params",
     "load_model",
@@ -172,27 +174,39 @@ def check_target(path: str | os.PathLike, overwrite: bool = False) -> None:
     """Refuse to write a model at ``path`` unless it is absent, empty, or (with
     ``overwrite``) a bayesda model directory; never replace another directory.
 
+    A directory is a bayesda model only if its model.json says so: the marker and a hash
+    list covering every file (:func:`bayesda.runtime.files.model_dir_problem`).
+
     Raises:
       FileExistsError: ``path`` exists and ``overwrite`` is False.
-      CheckpointError: ``path`` exists and is not a model directory.
+      CheckpointError: ``path`` exists and is not a bayesda model directory (even with
+        ``overwrite``).
     """
+    from bayesda.runtime.files import model_dir_problem
+
     path = pathlib.Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return
-    if path.is_dir() and not any(path.iterdir()):
+    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
         return
-    if not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    if not (path.is_dir() and (path / _CARD).is_file()):
+    problem = model_dir_problem(path)
+    if problem is not None:
         raise CheckpointError(
-            f"{path} exists and is not a bayesda model directory (no {_CARD}); refusing to "
-            "replace it even with overwrite: choose another path or remove it yourself"
+            f"{path} exists and is not a bayesda model directory ({problem}); refusing to "
+            "replace it even with --overwrite: choose another path or remove it yourself"
         )
+    if not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
 
 
-def _write_atomic(path: pathlib.Path, fill: Callable[[pathlib.Path], None], overwrite: bool):
-    """Build the directory in a sibling temp dir with ``fill``, then rename it to ``path``."""
-    check_target(path, overwrite)
+def _write_atomic(
+    path: pathlib.Path, fill: Callable[[pathlib.Path], None], overwrite: bool, check: bool = True
+):
+    """Build the directory in a sibling temp dir with ``fill``, then rename it to ``path``.
+
+    ``check=False`` only for a rewrite that copies every file of ``path`` (update_card)."""
+    if check:
+        check_target(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -381,6 +395,7 @@ def save_model(
     _check_repr_error(repr_error, grid.shape)
 
     meta = {
+        **MODEL_MARKER,
         "format_version": FORMAT_VERSION,
         "name": path.name,
         "variable": {
@@ -505,7 +520,7 @@ def update_card(
     meta = read_card(path)
     if repr_error is not None:
         _check_repr_error(repr_error, (len(meta["grid"]["lat"]), len(meta["grid"]["lon"])))
-    meta.update(dict(card or {}))
+    meta.update({**dict(card or {}), **MODEL_MARKER})
     meta.pop("files", None)
 
     def fill(d: pathlib.Path):
@@ -521,8 +536,26 @@ def update_card(
             _save_surface_height(d / "surface_height.nc", surface_height, grid)
         _finish_card(d, meta)
 
-    _write_atomic(path, fill, overwrite=True)
+    _write_atomic(path, fill, overwrite=True, check=False)  # every file is copied over
     return path
+
+
+def as_prior(prior, where: str = "") -> GenerativePrior:
+    """``prior`` as a :class:`GenerativePrior`: a model directory's path is loaded.
+
+    Raises:
+      TypeError: anything else, naming what was given and what is accepted.
+    """
+    if isinstance(prior, GenerativePrior):
+        return prior
+    if isinstance(prior, str | os.PathLike):
+        return load_model(prior)
+    prefix = f"{where}: " if where else ""
+    raise TypeError(
+        f"{prefix}prior must be a bayesda GenerativePrior (bayesda.load_model) or the path "
+        f"of a model directory; got a {type(prior).__name__} (arguments swapped? the prior "
+        "comes first, then the observations)"
+    )
 
 
 def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePrior:
