@@ -29,8 +29,8 @@ test-slow: install
 	$(PY) -m pytest -q -m slow
 
 lint: install
-	$(VENV)/bin/ruff check bayesda tests analysis .ci
-	$(VENV)/bin/ruff format --check bayesda tests analysis .ci
+	$(VENV)/bin/ruff check bayesda tests analysis .ci docs/_hooks
+	$(VENV)/bin/ruff format --check bayesda tests analysis .ci docs/_hooks
 	$(VENV)/bin/mypy
 
 docs: install
