@@ -2,7 +2,7 @@
 
 Examples::
 
-    bayesda assimilate --model models/ncep-air --obs obs.csv --time 2014-01-07T12 --out runs/a
+    bayesda assimilate --model ncep-air --obs obs.csv --time 2014-01-07T12 --out runs/a
     bayesda diagnose runs/a          # exit code 0: PASS or WARN, 3: FAIL, 1: error
     bayesda plot runs/a --truth truth.nc
     bayesda demo --out runs/demo
@@ -55,7 +55,12 @@ FAIL_EXIT_CODE = 3
 def register(subparsers) -> None:
     """Add ``assimilate``, ``diagnose``, ``plot`` and ``demo``."""
     p = subparsers.add_parser("assimilate", help="sample the posterior field given observations")
-    p.add_argument("--model", required=True, help="model directory (bayesda.prior.checkpoint)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model directory, or the name of a model (ncep-air, hs-t21-tas; "
+        "bayesda.prior.checkpoint.find_model)",
+    )
     p.add_argument(
         "--obs", required=True, help="observations: CSV or netCDF (lat, lon, value, sigma)"
     )
@@ -112,7 +117,9 @@ def register(subparsers) -> None:
         help="run directory (an earlier bayesda run there is replaced; any other "
         "non-empty directory is refused)",
     )
-    e.add_argument("--model", default="models/ncep-air")
+    e.add_argument(
+        "--model", default="ncep-air", help="model directory or name (default: ncep-air)"
+    )
     e.add_argument("--data-dir", default=None, help="default: $BAYESDA_DATA_DIR")
     e.add_argument("--n-obs", type=positive_int, default=None)
     e.add_argument(

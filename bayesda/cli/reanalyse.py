@@ -6,7 +6,7 @@ each with the reports within ``+-window`` of it, as ``bayesda assimilate`` selec
 
 Example::
 
-    bayesda reanalyse --model models/ncep-air --obs obs.csv \
+    bayesda reanalyse --model ncep-air --obs obs.csv \
         --start 2014-01-01 --end 2014-01-31 --out runs/jan2014.zarr --scheduler local
 
 Interrupt it at any moment and run the same command again: it finishes the times not yet
@@ -38,7 +38,12 @@ def register(subparsers) -> None:
 
     d = ReanalysisSettings()
     p = subparsers.add_parser("reanalyse", help="assimilate many times into a resumable zarr store")
-    p.add_argument("--model", required=True, help="model directory (bayesda.prior.checkpoint)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model directory, or the name of a model (ncep-air, hs-t21-tas; "
+        "bayesda.prior.checkpoint.find_model)",
+    )
     p.add_argument(
         "--obs",
         required=True,
