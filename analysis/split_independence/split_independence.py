@@ -86,7 +86,7 @@ def load(dataset: str, train_snapshots: int | None, store: str | None = None):
     return x - x[train].mean(axis=0), da["time"].values, train
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> None:  # noqa: C901
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", required=True, help="ncep, hs (Held-Suarez tas) or qg:VAR")
     p.add_argument("--train-snapshots", type=int, default=None, help="block split of the first N")

@@ -85,6 +85,20 @@ def register(subparsers) -> None:
         help="also write the mean, SD, quantile and exceedance layers as GeoTIFF files in "
         "RUN/geotiff/ (needs the geotiff extra: pip install 'bayesda[geotiff]')",
     )
+    p.add_argument(
+        "--sites",
+        default=None,
+        metavar="FILE",
+        help="CSV of sites (id, lat, lon, optional elevation in m): write the predictive "
+        "distribution of an observation at each (mean, SD, 5/50/95%% quantiles, the lapse "
+        "rate undone) to RUN/sites.csv and RUN/sites.nc",
+    )
+    p.add_argument(
+        "--sites-units",
+        default="degC",
+        choices=("degC", "K", "degF"),
+        help="units of the temperatures in the sites files (default degC)",
+    )
     add_settings_args(p, DEFAULT)
     p.set_defaults(func=cmd_assimilate, check=check_assimilate_args)
 
@@ -323,8 +337,14 @@ def _read_obs(args, prior):
 
 def cmd_assimilate(args) -> int:
     files.check_target(args.out, "run", force=args.force)  # before loading anything
-    files.check_inputs_outside(args.out, [args.obs, args.stations, args.model])
+    files.check_inputs_outside(args.out, [args.obs, args.stations, args.model, args.sites])
     from bayesda.obs.elevation import LapseRate
+
+    sites = None
+    if args.sites is not None:
+        from bayesda.outputs.sites import read_sites
+
+        sites = read_sites(args.sites)  # before any work: a bad file fails fast
 
     try:
         lapse = LapseRate(args.lapse_rate, args.lapse_rate_sd)
@@ -388,6 +408,8 @@ def cmd_assimilate(args) -> int:
         force=args.force,
         extra={"observations": reader, **record},
         geotiff=args.geotiff,
+        sites=sites,
+        sites_units=args.sites_units,
         **settings,
     )
     _print_summary(info, args.out)
@@ -401,10 +423,22 @@ def _print_summary(info: dict, out) -> None:
         f"wall {t['wall']:.1f} s (MAP {t['map']:.1f}, warmup+compile {t['warmup']:.1f}, "
         f"sampling {t['sampling']:.1f}, fields {t['fields']:.1f})"
     )
+    learned = info.get("learned_errors")
+    if learned:
+        names = {"site_sd": "site SD", "repr_scale": "representation error x", "offset": "offset"}
+        print(
+            "learned errors: "
+            + ", ".join(
+                f"{names[k]} {v['mean']:.2f} (90% {v['q05']:.2f} to {v['q95']:.2f})"
+                for k, v in learned.items()
+            )
+        )
     print(f"verdict: {info['verdict']} (details: bayesda diagnose {out})")
     print(
         f"wrote {out}/: posterior.nc inference.nc obs.csv obs_posterior.csv diagnostics.json "
-        "maps.png run.json" + (" geotiff/" if info.get("geotiff") else "")
+        "maps.png run.json"
+        + (" geotiff/" if info.get("geotiff") else "")
+        + (" sites.csv sites.nc" if info.get("sites") else "")
     )
 
 

@@ -458,7 +458,9 @@ def sample_batch(
         all_args = [_model_obs(o, opts) for o in obs_list]
 
     if s.method == "laplace":
-        flat, stats, grads = [], [], []
+        flat: list = []
+        stats: list = []
+        grads: list = []
         for (x_map, hess, _), (_, _, key_post) in zip(maps, keys, strict=True):
             draws = laplace_draws(key_post, x_map, hess, (s.num_chains * s.num_samples,))
             flat.append(np.asarray(draws).reshape(s.num_chains, s.num_samples, -1))

@@ -222,8 +222,8 @@ def _moments_and_quantiles(fields) -> dict[str, np.ndarray]:
 
 def _per_time(conv: Convergence) -> list[Convergence]:
     """Split a Convergence of ``[T, ...]`` arrays into one per time (host arrays)."""
-    host = Convergence(*(np.asarray(a) for a in conv))
-    return [Convergence(*(a[t] for a in host)) for t in range(host.rhat.shape[0])]
+    host = Convergence._make(np.asarray(a) for a in conv)
+    return [Convergence._make(a[t] for a in host) for t in range(host.rhat.shape[0])]
 
 
 class BatchSummary(NamedTuple):
@@ -300,7 +300,11 @@ def summarise(
             )
             out.append(
                 BatchSummary(
-                    *(stats[k][i] for k in ("mean", "sd", "q05", "q50", "q95")),
+                    mean=stats["mean"][i],
+                    sd=stats["sd"][i],
+                    q05=stats["q05"][i],
+                    q50=stats["q50"][i],
+                    q95=stats["q95"][i],
                     samples=None if kept is None else kept[i],
                     verdict=verdict,
                 )

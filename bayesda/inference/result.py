@@ -238,6 +238,8 @@ def _learned_fields(prior, obs: ObsData, samples, decoded, rng):
     from bayesda.inference.errors import condition_learned, learned_loglik, site_sd_weights
 
     a, cells, e = obs.arrays, obs.cells, obs.arrays.errors
+    if cells is None:
+        raise ValueError("learned-error observations carry their cells (prepare_obs)")
     nc, nd = decoded.shape[:2]
     s = nc * nd
     lam = samples["repr_scale"].reshape(s).astype(np.float64)

@@ -315,7 +315,8 @@ class _Program(NamedTuple):
 
     def cache_size(self) -> int:
         """Compiled executables held (one per input shape of each function)."""
-        return self.init._cache_size() + sum(f._cache_size() for f in self.segments.values())
+        fns: list[Any] = [self.init, *self.segments.values()]
+        return sum(f._cache_size() for f in fns)
 
 
 _PROGRAMS: dict = {}
@@ -465,7 +466,18 @@ def run_nuts(
         if warm_steps
         else np.zeros(batch, np.int64)
     )
-    return Draws(*fields, warmup_steps=np.asarray(warmup_steps, np.int64), timings=timings)
+    x, num_steps, diverging, accept_prob, energy, potential_energy, step_size = fields
+    return Draws(
+        x=x,
+        num_steps=num_steps,
+        diverging=diverging,
+        accept_prob=accept_prob,
+        energy=energy,
+        potential_energy=potential_energy,
+        step_size=step_size,
+        warmup_steps=np.asarray(warmup_steps, np.int64),
+        timings=timings,
+    )
 
 
 def _lockstep(steps: list) -> float:

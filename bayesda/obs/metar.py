@@ -153,7 +153,7 @@ def _heading_kind(heading: str) -> str:
     return "SPECI" if heading.startswith("SP") else "METAR"
 
 
-def frame_reports(lines: Iterable[str]) -> Iterator[Report | Stray]:
+def frame_reports(lines: Iterable[str]) -> Iterator[Report | Stray]:  # noqa: C901
     """Cut a file's lines into reports (see the module docstring for the rules).
 
     Args:
@@ -406,7 +406,10 @@ def read_metar(
     reports: list[Report] = []
     strays: list[Stray] = []
     for item in frame_reports(lines):
-        (reports if isinstance(item, Report) else strays).append(item)
+        if isinstance(item, Report):
+            reports.append(item)
+        else:
+            strays.append(item)
     if not reports:
         shown = next((ln.strip()[:60] for ln in lines if ln.strip()), "")
         raise MetarError(
@@ -436,9 +439,11 @@ def read_metar(
                 counts["nil"] += 1
                 counts["missing"] += 1
                 continue
+            if p.day is None or p.hour is None or p.minute is None:
+                raise MetarError(f"report {rep.text[:60]!r} has no DDHHMMZ group")
             stamp = (p.day, p.hour, p.minute)
             if stamp not in dates:
-                dates[stamp] = report_time(*stamp, time)
+                dates[stamp] = report_time(p.day, p.hour, p.minute, time)
             when = dates[stamp]
             key = (p.body, when.year, when.month)
             if key not in decoded:  # bulletins repeat reports: decode each text once

@@ -220,7 +220,7 @@ STATION_COLUMNS = {
 
 def _station_column_names(columns) -> dict:
     """``{given: standard}`` for the columns whose name (any case) is a known spelling."""
-    rename = {}
+    rename: dict = {}
     for col in columns:
         key = str(col).strip().lower()
         for std, names in STATION_COLUMNS.items():
@@ -499,8 +499,8 @@ def read_ghcn_dly(
     element = _check_element(element)
     st = _station_table(stations)
     counts = {"read": 0, "missing": 0, "flagged": 0}
-    rows = {"station_id": [], "time": [], "value": [], "line": []}
-    elements = {}
+    rows: dict[str, list] = {"station_id": [], "time": [], "value": [], "line": []}
+    elements: dict = {}
     for lineno, line in _fixed_width(
         path,
         DLY_WIDTH - 3,
@@ -551,8 +551,8 @@ def read_ghcn_csv(
     element = _check_element(element)
     st = _station_table(stations)
     counts = {"read": 0, "missing": 0, "flagged": 0}
-    rows = {"station_id": [], "time": [], "value": [], "line": []}
-    elements = {}
+    rows: dict[str, list] = {"station_id": [], "time": [], "value": [], "line": []}
+    elements: dict = {}
     for lineno, line in enumerate(_open_text(path), 1):
         if not line.strip():
             continue
@@ -624,7 +624,7 @@ def read_isd_lite(
             )
         station_id = f"{parts[0]}-{parts[1]}"
     counts = {"read": 0, "missing": 0, "flagged": 0}
-    rows = {"station_id": [], "time": [], "value": [], "line": []}
+    rows: dict[str, list] = {"station_id": [], "time": [], "value": [], "line": []}
     for lineno, line in _fixed_width(
         path,
         ISD_WIDTH,
@@ -700,7 +700,7 @@ def parse_columns(spec: str) -> dict:
     return mapping
 
 
-def read_mapped_csv(
+def read_mapped_csv(  # noqa: C901
     path,
     columns: dict | str,
     *,

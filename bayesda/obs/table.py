@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -168,7 +169,7 @@ def parse_times(values, *, row=lambda k: f"row {k}", what: str = "time", nat_ok:
     return out
 
 
-def validate_obs(
+def validate_obs(  # noqa: C901
     df: pd.DataFrame, grid: Grid | None = None, duplicates: str = "error"
 ) -> pd.DataFrame:
     """Check an observation table and return a clean copy.
@@ -262,7 +263,7 @@ def _handle_duplicates(out: pd.DataFrame, mode: str) -> pd.DataFrame:
         )
     w = 1.0 / np.square(out["sigma"]) if "sigma" in out else pd.Series(1.0, index=out.index)
     tmp = out.assign(_w=w, _wv=w * out["value"])
-    agg = {"_w": "sum", "_wv": "sum"}
+    agg: dict[str, Any] = {"_w": "sum", "_wv": "sum"}
     if "station_id" in out:
         agg["station_id"] = lambda s: "+".join(dict.fromkeys(s))
     if "elevation" in out:
@@ -407,7 +408,7 @@ def _climate_at(climatology, df: pd.DataFrame):
     return mean, sd
 
 
-def read_obs(
+def read_obs(  # noqa: C901
     src,
     *,
     units: str = "K",
@@ -633,7 +634,7 @@ def pseudo_obs(
     value = clean + sig * rng.standard_normal(n)
     df = pd.DataFrame({"station_id": [f"P{i:05d}" for i in range(n)]})
     if "time" in truth.coords and truth["time"].ndim == 0:
-        df["time"] = np.datetime64(truth["time"].values, "ns")
+        df["time"] = np.asarray(truth["time"].values).astype("datetime64[ns]")
     df["lat"], df["lon"], df["value"], df["sigma"] = lat, wrap_lon(lon), value, sig
     df.attrs = {"kind": "anomaly", "units": "K", "network": network, "seed": seed}
     return validate_obs(df, duplicates="keep")

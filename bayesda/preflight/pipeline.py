@@ -140,7 +140,7 @@ def load_observations(
     return df, {**record, "details": details} if details else record
 
 
-def preflight(
+def preflight(  # noqa: C901
     prior,
     obs: pd.DataFrame,
     *,
@@ -231,7 +231,7 @@ def preflight(
     return prior, obs, record
 
 
-def format_preflight(record: dict) -> str:
+def format_preflight(record: dict) -> str:  # noqa: C901
     """The lines a run prints about its window, QC and calibration check."""
     lines = []
     w = record.get("window")

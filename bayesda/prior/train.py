@@ -243,7 +243,7 @@ def _check_fields(name: str, x: np.ndarray, config: VAEConfig) -> np.ndarray:
     return x
 
 
-def fit(
+def fit(  # noqa: C901
     x_train: np.ndarray,
     x_val: np.ndarray,
     config: VAEConfig,

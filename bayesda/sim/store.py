@@ -72,7 +72,7 @@ def cache_store_path(tag: str) -> Path:
     return root / "osse" / f"{tag}.zarr"
 
 
-def run_store(
+def run_store(  # noqa: C901
     path: Path,
     config,
     build: Callable[[], Stepper],

@@ -15,6 +15,7 @@ A run directory holds::
     RUN/trace_rank.png     rank plots of the same (NUTS only)
     RUN/run.json           settings, timings, gradient evaluations, provenance
     RUN/geotiff/*.tif      mean, SD, quantiles, exceedance probabilities (``geotiff=True``)
+    RUN/sites.csv, .nc     the predictive of an observation at the user's sites (``sites=``)
     RUN/climatology_sd.nc  climatological anomaly SD at the analysis time (for the "fog")
     RUN/truth.nc           the true anomaly, when known (the demo)
     RUN/verification.json  RMSE, CRPS, coverage against the truth, when known
@@ -33,13 +34,25 @@ import json
 import shutil
 import time as _time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import bayesda.runtime.files as files
 from bayesda.settings import ModelOptions, SamplerSettings
 
-__all__ = ["assimilate_to_run", "load_prior", "verification"]
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import xarray as xr
+
+__all__ = [
+    "assimilate_to_run",
+    "learned_summary",
+    "load_prior",
+    "sites_table",
+    "verification",
+    "write_sites",
+]
 
 
 def load_prior(path):
@@ -82,6 +95,8 @@ def assimilate_to_run(
     force: bool = False,
     extra: dict | None = None,
     geotiff: bool = False,
+    sites: pd.DataFrame | None = None,
+    sites_units: str = "degC",
     seed: int = 0,
     sampler: SamplerSettings | None = None,
     options: ModelOptions | None = None,
@@ -99,6 +114,10 @@ def assimilate_to_run(
       extra: more entries for ``run.json``.
       geotiff: also write the two-dimensional layers as GeoTIFF in ``RUN/geotiff/``
         (:mod:`bayesda.outputs.geotiff`; needs rasterio).
+      sites: sites (``id``, ``lat``, ``lon``, optional ``elevation``; see
+        :func:`bayesda.outputs.sites.read_sites`) where the predictive of an observation is
+        written to ``RUN/sites.csv`` and ``RUN/sites.nc`` (:meth:`Assimilation.at`).
+      sites_units: units of the absolute temperatures in the sites files.
       seed, sampler, options, progress_bar: as for :func:`bayesda.inference.assimilate.assimilate`.
 
     Returns:
@@ -122,6 +141,8 @@ def assimilate_to_run(
             force=force,
             extra=extra,
             geotiff=geotiff,
+            sites=sites,
+            sites_units=sites_units,
             seed=seed,
             sampler=sampler,
             options=options,
@@ -143,6 +164,8 @@ def _write_run(
     sampler,
     options,
     progress_bar,
+    sites=None,
+    sites_units="degC",
 ) -> dict:
     from bayesda._version import __version__
     from bayesda.inference.assimilate import assimilate
@@ -183,6 +206,8 @@ def _write_run(
             from bayesda.outputs.geotiff import write_geotiff
 
             tifs = [p.name for p in write_geotiff(ds, tmp / "geotiff")]
+        if sites is not None:
+            write_sites(a, sites, tmp, units=sites_units, seed=seed)
         a.obs.frame.to_csv(tmp / "obs.csv", index=False, float_format="%.9g")
         site_table(a.obs.frame, ds).to_csv(
             tmp / "obs_posterior.csv", index=False, float_format="%.4f"
@@ -224,6 +249,8 @@ def _write_run(
             "verdict": verdict.status,
             "verification": scores,
             **({"geotiff": tifs} if tifs else {}),
+            **({"sites": int(len(sites))} if sites is not None else {}),
+            **({"learned_errors": learned_summary(a)} if "site_sd" in a.idata.posterior else {}),
             **(extra or {}),
         }
         _write_json(info, tmp / "run.json")
@@ -233,6 +260,62 @@ def _write_run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {**info, "_assimilation": a, "_dataset": ds, "_verdict": verdict}
+
+
+def learned_summary(a) -> dict:
+    """Posterior mean, SD and 5-95% range of each learned error parameter of a run."""
+    post = a.idata.posterior
+    out = {}
+    for name in ("site_sd", "repr_scale", "offset"):
+        if name in post:
+            x = post[name].values.ravel().astype(np.float64)
+            q05, q95 = np.quantile(x, [0.05, 0.95])
+            out[name] = {
+                "mean": round(float(x.mean()), 4),
+                "sd": round(float(x.std()), 4),
+                "q05": round(float(q05), 4),
+                "q95": round(float(q95), 4),
+            }
+    return out
+
+
+def sites_table(a, sites: pd.DataFrame, *, units: str = "degC", seed: int = 0) -> xr.Dataset:
+    """The predictive of an observation at each site (:meth:`Assimilation.at`) as a Dataset on
+    dim ``site``: ``id``, ``lat``, ``lon``, ``elevation``; the anomaly (K) ``mean``, ``sd``,
+    ``q05``, ``q50``, ``q95``; and, when the prior has a climatology and the run a time, the
+    temperature ``temp_mean``, ``temp_sd``, ``temp_q05``, ... in ``units``."""
+    from bayesda.geo.units import difference_from_kelvin, from_kelvin
+
+    elevation = sites["elevation"].to_numpy() if "elevation" in sites else None
+    ds = a.at(sites["lat"], sites["lon"], elevation, seed=seed)
+    ds = ds.assign_coords(id=("site", sites["id"].astype(str).to_numpy()))
+    if elevation is not None:
+        ds = ds.assign_coords(elevation=("site", elevation.astype(np.float64)))
+    if "tas_mean" in ds:
+        for name in ("mean", "q05", "q50", "q95"):
+            ds[f"temp_{name}"] = ("site", from_kelvin(ds[f"tas_{name}"].values, units))
+            ds[f"temp_{name}"].attrs = {
+                "units": units,
+                "long_name": f"predictive {name} of an observed temperature",
+            }
+        ds["temp_sd"] = ("site", difference_from_kelvin(ds["sd"].values, units))
+        ds["temp_sd"].attrs = {"units": units, "long_name": "predictive SD of an observation"}
+        ds = ds.drop_vars([v for v in ds.data_vars if v.startswith("tas_")])
+    ds.attrs = {"time": str(a.time), "lapse_rate": "undone where an elevation is given"}
+    return ds
+
+
+def write_sites(a, sites: pd.DataFrame, where: Path, *, units: str, seed: int) -> None:
+    """``sites.csv`` and ``sites.nc`` of :func:`sites_table` in ``where``."""
+    from bayesda.inference.fields import write_netcdf
+
+    ds = sites_table(a, sites, units=units, seed=seed)
+    write_netcdf(ds, where / "sites.nc")
+    frame = ds.reset_coords().to_dataframe().reset_index(drop=True)
+    first = [c for c in ("id", "lat", "lon", "elevation") if c in frame]
+    frame[first + [c for c in frame if c not in first]].to_csv(
+        where / "sites.csv", index=False, float_format="%.4f"
+    )
 
 
 def verification(ds, truth, obs) -> dict:

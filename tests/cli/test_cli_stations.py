@@ -203,3 +203,37 @@ def test_metar_stations_above_the_model_surface_are_adjusted_not_flagged(tmp_pat
     )
     raw = json.loads((tmp_path / "raw" / "run.json").read_text())
     assert {f["station_id"] for f in raw["qc"]["flagged"]} == {"K010", "K020"}
+
+
+def test_assimilate_writes_the_predictive_at_the_users_sites(monkeypatch, tmp_path, capsys):
+    prior, grf = _grf_prior()
+    monkeypatch.setattr(assim, "load_prior", lambda path: prior)
+    obs = _obs_of(prior, grf, 30, seed=2)
+    path, sites = tmp_path / "obs.csv", tmp_path / "sites.csv"
+    obs.to_csv(path, index=False)
+    sites.write_text("id,lat,lon\nDenver,39.7,-105.0\nChicago,41.9,-92.6\n")
+    run = tmp_path / "run"
+    argv = [
+        "assimilate",
+        "--model",
+        "m",
+        "--obs",
+        str(path),
+        "--out",
+        str(run),
+        "--sites",
+        str(sites),
+        *LAPLACE,
+    ]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "learned errors: site SD" in out and "sites.csv sites.nc" in out
+    table = pd.read_csv(run / "sites.csv")
+    assert table["id"].tolist() == ["Denver", "Chicago"]
+    assert {"mean", "sd", "q05", "q50", "q95"} <= set(table.columns)
+    assert (table["q05"] < table["q50"]).all() and (table["q50"] < table["q95"]).all()
+    assert json.loads((run / "run.json").read_text())["sites"] == 2
+    # a sites file that is not one fails before any work, naming the file
+    sites.write_text("id,lat\nX,40\n")
+    assert cli.main([*argv[: -len(LAPLACE)], "--force", *LAPLACE]) == 1
+    assert "lacks column(s) ['lon']" in capsys.readouterr().err
