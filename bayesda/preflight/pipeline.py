@@ -250,7 +250,12 @@ def format_preflight(record: dict) -> str:  # noqa: C901
             "cell, inverse-variance weights)"
         )
     q = record.get("qc")
-    if q and q.get("model") == "learned":
+    if q and q.get("model") == "learned" and q.get("site_sd") is None:
+        lines.append(
+            f"QC: {q['n_obs']} obs, {q['n_buddy']} far from the others in their grid cell; "
+            "too few to withhold, so none judged against a fit to the others"
+        )
+    elif q and q.get("model") == "learned":
         lines.append(
             f"QC: {q['n_obs']} obs, {q['n_buddy']} far from the others in their grid cell, "
             f"{q['n_gross']} flagged as gross errors against the predictive with the learned "

@@ -51,3 +51,13 @@ def test_a_fit_that_widens_the_observation_errors_a_lot_is_doubted():
     text = format_preflight(record(OBS_SCALE_DOUBT * 2))
     assert f"widens the observation errors x{OBS_SCALE_DOUBT * 2:.1f}" in text
     assert "only hide it" in text and "consider" not in text
+
+
+def test_learned_qc_line_when_too_few_to_withhold():
+    """Two superobs leave no folds: the QC line says so instead of formatting None."""
+    q = {"model": "learned", "n_obs": 2, "n_buddy": 0, "n_gross": 0, "site_sd": None,
+         "repr_scale": None, "flagged": []}  # fmt: skip
+    text = format_preflight({"qc": q})
+    assert "QC: 2 obs" in text and "too few to withhold" in text
+    q |= {"site_sd": 1.25, "repr_scale": 2.0}
+    assert "learned site SD 1.25 K (representation error x2.00)" in format_preflight({"qc": q})
