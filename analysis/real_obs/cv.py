@@ -271,6 +271,22 @@ def report(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge_previous(result: dict, path) -> dict:
+    """Keep the rows of networks and methods this run did not redo (each keeps its command)."""
+    try:
+        with open(path) as f:
+            previous = json.load(f)
+    except FileNotFoundError:
+        return result
+    done = {(r["network"], r["method"]) for r in result["rows"]}
+    kept = [r for r in previous["rows"] if (r["network"], r["method"]) not in done]
+    order = {n: i for i, n in enumerate(["dense", "200", "50"])}
+    rows = sorted(kept + result["rows"], key=lambda r: order.get(r["network"], 9))
+    redone = {(d["network"], d["fold"]) for d in result["folds"]}
+    folds = [d for d in previous["folds"] if (d["network"], d["fold"]) not in redone]
+    return result | {"rows": rows, "folds": folds + result["folds"]}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(SHIPPED_MODEL))
@@ -283,7 +299,7 @@ def main(argv=None) -> None:
     args.command = command("analysis.real_obs.cv", argv)
     args.networks = [n if n == "dense" else int(n) for n in args.networks.split(",")]
     args.methods = args.methods.split(",")
-    result = run(args)
+    result = merge_previous(run(args), args.out)
     out = pd.io.common.stringify_path(args.out)
     write_text(out, json.dumps(result, indent=1))
     write_text(str(out).removesuffix(".json") + ".md", report(result))
