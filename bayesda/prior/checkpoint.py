@@ -18,6 +18,8 @@ A model is a directory::
     climatology.nc   the climatology the anomalies are relative to (optional)
     surface_height.nc  the grid's surface height ``orog`` (m), for the lapse-rate
                      adjustment of station observations (optional; :mod:`bayesda.geo.orography`)
+    dynamics.npz     the latent transition between consecutive times (optional;
+                     :mod:`bayesda.prior.dynamics`)
     MODEL_CARD.md    the human-readable card (optional)
 
 Nothing executes code on load: arrays are read with ``allow_pickle=False`` and the tree
@@ -73,7 +75,7 @@ __all__ = [
 FORMAT_VERSION = 1
 _CARD = "model.json"
 LOADED_FILES = ("params.npz", "norm.npz", "repr_error.npz")
-OPTIONAL_FILES = ("climatology.nc", "surface_height.nc")
+OPTIONAL_FILES = ("climatology.nc", "surface_height.nc", "dynamics.npz")
 """Files :func:`load_model` reads (plus :data:`OPTIONAL_FILES` when present): each must be
 listed, with its SHA-256, in model.json."""
 _PACKAGES = ("bayesda", "jax", "jaxlib", "flax", "optax", "numpyro", "numpy", "xarray")
@@ -493,13 +495,15 @@ def update_card(
     model_card: str | None = None,
     repr_error: RepresentationError | None = None,
     surface_height: np.ndarray | None = None,
+    dynamics=None,
 ) -> pathlib.Path:
     """Verify a model, then rewrite its model.json (merging ``card``) and MODEL_CARD.md.
 
     For adding metrics measured after training, replacing the representation error
-    (re-estimated with another structure) or adding a surface height
-    (:mod:`bayesda.geo.orography`); the other files are copied unchanged and the hashes
-    recomputed. Atomic like :func:`save_model`.
+    (re-estimated with another structure), adding a surface height
+    (:mod:`bayesda.geo.orography`) or the latent dynamics
+    (:class:`bayesda.prior.dynamics.LatentDynamics`, as ``dynamics.npz``); the other files
+    are copied unchanged and the hashes recomputed. Atomic like :func:`save_model`.
     """
     path = pathlib.Path(path)
     meta = read_card(path)
@@ -519,6 +523,10 @@ def update_card(
         if surface_height is not None:
             grid = Grid.from_dict(meta["grid"])
             _save_surface_height(d / "surface_height.nc", surface_height, grid)
+        if dynamics is not None:
+            from bayesda.prior.dynamics import DYNAMICS_FILE, save_dynamics
+
+            save_dynamics(d / DYNAMICS_FILE, dynamics)
         _finish_card(d, meta)
 
     _write_atomic(path, fill, overwrite=True)
@@ -584,6 +592,14 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
     surface_height = None
     if (path / "surface_height.nc").is_file():
         surface_height = _load_surface_height(path / "surface_height.nc", grid)
+    dynamics = None
+    if (path / "dynamics.npz").is_file():
+        from bayesda.prior.dynamics import load_dynamics
+
+        try:
+            dynamics = load_dynamics(path / "dynamics.npz", config.latent_dim)
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+            raise CheckpointError(f"cannot read {path / 'dynamics.npz'}: {err}") from err
 
     mean_j, sd_j = to_device((mean, sd))
     dec_vars = {"params": params["decoder"]}
@@ -610,4 +626,5 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
         surface_height=surface_height,
         card=card,
         name=str(card.get("name", path.name)),
+        dynamics=dynamics,
     )

@@ -1,0 +1,299 @@
+"""Linear latent dynamics: how the latent state of a prior moves from one time to the next.
+
+A window of analysis times shares information through a first-order autoregression of the
+latent state and of the representation error, both learned from consecutive training fields
+(6-hourly on NCEP)::
+
+    z_1     ~ N(0, P)                                   P = A P A^T + Q  (stationary)
+    z_{t+1} = A z_t + B e_t,        e_t ~ N(0, I_d),    Q = B B^T
+    r_{t+1} = rho r_t + sqrt(1 - rho^2) eta_t,          eta_t ~ N(0, C)
+
+``A`` is the least-squares (optionally ridge) regression of the encoded latent at ``t + 1``
+on the one at ``t`` over every pair of consecutive training fields; ``Q`` is the covariance
+of its residuals and ``P`` the stationary covariance the pair implies (the discrete Lyapunov
+equation), so that every time of a window has the same marginal as every other. ``rho`` is
+the lag-one correlation of the decoder's residual fields ``x - g(encode_mean(x))`` over one
+step: the part of the field the decoder cannot represent is correlated in time too, and a
+window that treated it as independent between times would count a station's repeated
+reports as independent evidence. ``r`` keeps its spatial covariance ``C``
+(:mod:`bayesda.prior.representation`) at every time; the joint covariance over a window is
+the separable ``rho^|j - k| C``.
+
+The model is stable when the spectral radius of ``A`` is below 1 (:func:`check_stable`);
+otherwise ``P`` does not exist and forecasts grow without bound.
+
+Stored in a model directory as ``dynamics.npz`` (:func:`save_dynamics`, plain arrays, no
+pickle) through :func:`bayesda.prior.checkpoint.update_card`, which hashes it with the rest.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+import scipy.linalg
+
+__all__ = [
+    "DYNAMICS_FILE",
+    "LatentDynamics",
+    "check_stable",
+    "consecutive_pairs",
+    "fit_dynamics",
+    "fit_transition",
+    "load_dynamics",
+    "replace_section",
+    "representation_correlation",
+    "save_dynamics",
+    "stationary_covariance",
+]
+
+DYNAMICS_FILE = "dynamics.npz"
+
+
+class LatentDynamics(NamedTuple):
+    """A linear-Gaussian transition of the latent state and of the representation error.
+
+    Attributes:
+      transition: ``[d, d]`` ``A``.
+      noise: ``[d, d]`` lower-triangular ``B`` with ``B B^T = Q``, the one-step innovation
+        covariance.
+      stationary: ``[d, d]`` ``P``, the stationary covariance (``P = A P A^T + Q``).
+      repr_corr: ``rho`` in [0, 1), the lag-one (one step) correlation of the
+        representation error.
+      step_hours: the time step, hours.
+    """
+
+    transition: np.ndarray
+    noise: np.ndarray
+    stationary: np.ndarray
+    repr_corr: float
+    step_hours: float
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.transition.shape[0])
+
+    @property
+    def step(self) -> np.timedelta64:
+        """The time step as a ``numpy.timedelta64`` (seconds)."""
+        return np.timedelta64(int(round(self.step_hours * 3600)), "s")
+
+    @property
+    def spectral_radius(self) -> float:
+        return float(np.max(np.abs(np.linalg.eigvals(self.transition))))
+
+    def initial_factor(self) -> np.ndarray:
+        """``[d, d]`` lower Cholesky factor of ``P`` (``z_1 = L e_1``)."""
+        return np.linalg.cholesky(_sym(self.stationary))
+
+    def forecast(self, z: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean ``A^k z`` ``[..., d]`` and covariance ``P - A^k P A^kT`` ``[d, d]`` after
+        ``k`` steps from a known latent ``z``."""
+        Ak = np.linalg.matrix_power(self.transition.astype(np.float64), int(steps))
+        mean = np.asarray(z, np.float64) @ Ak.T
+        return mean, _sym(self.stationary - Ak @ self.stationary @ Ak.T)
+
+
+def _sym(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, np.float64)
+    return 0.5 * (a + a.T)
+
+
+def consecutive_pairs(times, step_hours: float, mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs ``(i, j)`` with ``times[j] - times[i]`` exactly one step, both in ``mask``.
+
+    Args:
+      times: ``[n]`` datetime64, strictly increasing.
+      step_hours: the step, hours (> 0).
+      mask: optional ``[n]`` bool; only times where it is True take part (e.g. the training
+        split: a pair never straddles a held-out block).
+
+    Returns:
+      ``(i, j)``, int arrays of equal length.
+    """
+    t = np.asarray(times).astype("datetime64[s]")
+    if t.ndim != 1:
+        raise ValueError(f"times must be 1-D, got shape {t.shape}")
+    if not step_hours > 0:
+        raise ValueError(f"{step_hours=} must be > 0")
+    if np.any(np.diff(t) <= np.timedelta64(0, "s")):
+        raise ValueError("times must be strictly increasing")
+    keep = np.ones(t.size, bool) if mask is None else np.asarray(mask, bool)
+    if keep.shape != t.shape:
+        raise ValueError(f"mask has shape {keep.shape}, times {t.shape}")
+    step = np.timedelta64(int(round(step_hours * 3600)), "s")
+    j = np.searchsorted(t, t + step)
+    ok = (j < t.size) & keep
+    ok[ok] &= (t[j[ok]] == t[ok] + step) & keep[j[ok]]
+    i = np.flatnonzero(ok)
+    return i, j[i]
+
+
+def fit_transition(
+    z_now: np.ndarray, z_next: np.ndarray, *, ridge: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares (ridge) fit of ``z_next = A z_now + noise``.
+
+    ``A^T = (X^T X + ridge n I)^{-1} X^T Y`` with ``X = z_now``, ``Y = z_next`` (``n`` pairs),
+    no intercept (the latent has mean zero); ``Q`` is the residuals' second moment.
+
+    Args:
+      z_now, z_next: ``[n, d]`` latents at consecutive times.
+      ridge: penalty per pair (>= 0); shrinks ``A`` toward 0 (and toward stability).
+
+    Returns:
+      ``(A [d, d], Q [d, d])`` in float64.
+    """
+    x = np.asarray(z_now, np.float64)
+    y = np.asarray(z_next, np.float64)
+    if x.ndim != 2 or x.shape != y.shape:
+        raise ValueError(f"z_now {x.shape} and z_next {y.shape} must be equal [n, d] arrays")
+    n, d = x.shape
+    if n <= d:
+        raise ValueError(f"need more pairs than latent dimensions, got {n} pairs for d={d}")
+    if ridge < 0:
+        raise ValueError(f"{ridge=} must be >= 0")
+    gram = x.T @ x + ridge * n * np.eye(d)
+    A = np.linalg.solve(gram, x.T @ y).T
+    res = y - x @ A.T
+    return A, _sym(res.T @ res / n)
+
+
+def check_stable(A: np.ndarray, *, margin: float = 1e-3) -> float:
+    """The spectral radius of ``A``; raises when it is not below ``1 - margin``.
+
+    Raises:
+      ValueError: an unstable (or marginally stable) transition: no stationary covariance.
+    """
+    radius = float(np.max(np.abs(np.linalg.eigvals(np.asarray(A, np.float64)))))
+    if not radius < 1.0 - margin:
+        raise ValueError(
+            f"the latent transition is not stable: spectral radius {radius:.4f} >= "
+            f"{1 - margin}; fit it with a ridge penalty (ridge > 0) or on more pairs"
+        )
+    return radius
+
+
+def stationary_covariance(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """``P`` with ``P = A P A^T + Q`` (:func:`scipy.linalg.solve_discrete_lyapunov`)."""
+    check_stable(A)
+    return _sym(scipy.linalg.solve_discrete_lyapunov(np.asarray(A, np.float64), Q))
+
+
+def representation_correlation(
+    residuals: np.ndarray, pairs: tuple[np.ndarray, np.ndarray]
+) -> float:
+    """Lag-one correlation of residual fields over the given pairs of times.
+
+    ``rho = sum_pairs <r_i, r_j> / sqrt(sum |r_i|^2 sum |r_j|^2)``, all pixels pooled
+    (the separable model has one ``rho`` for every pixel); clipped to [0, 0.99].
+
+    Args:
+      residuals: ``[n, ...]`` residual fields ``x - g(encode_mean(x))``, K.
+      pairs: ``(i, j)`` from :func:`consecutive_pairs`.
+    """
+    i, j = pairs
+    if len(i) == 0:
+        raise ValueError("no pair of consecutive times to estimate the correlation from")
+    r = np.asarray(residuals, np.float64).reshape(len(residuals), -1)
+    a, b = r[i], r[j]
+    rho = float(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b)))
+    return float(np.clip(rho, 0.0, 0.99))
+
+
+def fit_dynamics(
+    latents: np.ndarray,
+    times,
+    *,
+    step_hours: float,
+    mask=None,
+    residuals: np.ndarray | None = None,
+    ridge: float = 0.0,
+) -> LatentDynamics:
+    """Fit :class:`LatentDynamics` to encoded fields at (some) consecutive times.
+
+    Args:
+      latents: ``[n, d]`` encoder means of the fields.
+      times: ``[n]`` their times, strictly increasing.
+      step_hours: the model time step, hours.
+      mask: ``[n]`` bool, the times to learn from (the training split); pairs use only these.
+      residuals: ``[n, nlat, nlon]`` decoder residuals ``x - g(z)`` of the same fields, for
+        ``rho`` (None: ``rho = 0``, a representation error independent in time).
+      ridge: ridge penalty of :func:`fit_transition`.
+
+    Returns:
+      The fitted dynamics.
+
+    Raises:
+      ValueError: too few pairs, or an unstable transition.
+    """
+    pairs = consecutive_pairs(times, step_hours, mask)
+    z = np.asarray(latents, np.float64)
+    A, Q = fit_transition(z[pairs[0]], z[pairs[1]], ridge=ridge)
+    P = stationary_covariance(A, Q)
+    rho = 0.0 if residuals is None else representation_correlation(residuals, pairs)
+    return LatentDynamics(
+        transition=A.astype(np.float32),
+        noise=np.linalg.cholesky(Q).astype(np.float32),
+        stationary=P.astype(np.float32),
+        repr_corr=rho,
+        step_hours=float(step_hours),
+    )
+
+
+def save_dynamics(path: str | os.PathLike, dynamics: LatentDynamics) -> None:
+    """Write ``dynamics`` to an ``.npz`` file (plain arrays)."""
+    np.savez(
+        path,
+        transition=np.asarray(dynamics.transition, np.float32),
+        noise=np.asarray(dynamics.noise, np.float32),
+        stationary=np.asarray(dynamics.stationary, np.float32),
+        repr_corr=np.array(dynamics.repr_corr, np.float64),
+        step_hours=np.array(dynamics.step_hours, np.float64),
+    )
+
+
+def load_dynamics(path: str | os.PathLike, latent_dim: int | None = None) -> LatentDynamics:
+    """Read :func:`save_dynamics`' file (``allow_pickle=False``) and check it.
+
+    Args:
+      path: the ``.npz`` file.
+      latent_dim: the prior's latent dimension, to check the shapes against.
+
+    Raises:
+      ValueError: missing arrays, wrong shapes, non-finite values, ``rho`` outside [0, 1) or
+        an unstable transition.
+    """
+    with np.load(path, allow_pickle=False) as f:
+        try:
+            arrays = {k: f[k] for k in ("transition", "noise", "stationary")}
+            rho, step = float(f["repr_corr"]), float(f["step_hours"])
+        except KeyError as err:
+            raise ValueError(f"{path}: missing array {err}") from err
+    d = arrays["transition"].shape[0]
+    want = (d, d) if latent_dim is None else (latent_dim, latent_dim)
+    for name, a in arrays.items():
+        if a.shape != want or not np.all(np.isfinite(a)):
+            raise ValueError(f"{path}: {name} must be finite with shape {want}, got {a.shape}")
+    if not (0.0 <= rho < 1.0 and step > 0):
+        raise ValueError(f"{path}: repr_corr={rho} must be in [0, 1), step_hours={step} > 0")
+    check_stable(arrays["transition"])
+    return LatentDynamics(**arrays, repr_corr=rho, step_hours=step)
+
+
+def replace_section(markdown: str, title: str, body: str) -> str:
+    """``markdown`` with the level-2 section ``## title`` replaced by ``body`` (or appended).
+
+    The section runs to the next line starting with ``## `` (or the end); the other sections
+    are kept as they are.
+    """
+    head = f"## {title}"
+    lines = markdown.rstrip("\n").split("\n")
+    start = next((k for k, line in enumerate(lines) if line.strip() == head), None)
+    section = [head, "", *body.strip("\n").split("\n")]
+    if start is None:
+        return "\n".join([*lines, "", *section]) + "\n"
+    end = next((k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
+    tail = lines[end:]
+    return "\n".join([*lines[:start], *section, *([""] + tail if tail else [])]) + "\n"
