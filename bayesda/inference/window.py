@@ -24,10 +24,10 @@ of observations share one compiled program.
 Sampling follows the single-time path (:mod:`bayesda.inference.assimilate`): MAP, a Laplace
 (inverse) mass matrix, NUTS from :mod:`bayesda.inference.sampler`. The MAP is found by Adam
 followed by damped Gauss-Newton steps, and the Hessian is the Gauss-Newton one,
-``I + M^T J^T S^{-1} J M`` with ``J`` the decoder's Jacobian at each time's observations and
-``M`` the (linear) map from innovations to latents: exact for a linear decoder, positive
-definite always, and it needs one Jacobian per time instead of the ``T d`` gradients of a
-dense Hessian.
+``I + M^T J^T S^{-1} J M`` with ``J`` the decoder's Jacobian at the observations and ``M`` the
+(linear) map from innovations to latents: exact for a linear decoder, positive definite
+always, and it costs one decoder gradient per observation instead of the ``T d``
+Hessian-vector products of a dense Hessian.
 
 Fields. Given a draw of ``z``, the representation errors of all times are drawn jointly from
 their exact Gaussian conditional by Matheron's rule, as in :mod:`bayesda.inference.fields`:
@@ -308,8 +308,13 @@ def _build(decode: Callable, latent_dim: int, n_times: int) -> _WindowFns:
         path = lambda f: latent_path(f.reshape(shape), A, B, L).reshape(-1)  # noqa: E731
         Mpath = jax.jacfwd(path)(flat)  # [T d, T d], linear in flat
         z = path(flat).reshape(shape)
-        G = jax.vmap(jax.jacfwd(lambda zk: decode(zk).reshape(-1)))(z)  # [T, npix, d]
-        rows = (G[tindex[:, None], idx] * weight[..., None]).sum(1) * mask[:, None]  # [m, d]
+
+        # one reverse pass per observation, each through its own time's decoder (the
+        # decoder's custom VJP rules out forward mode)
+        def row(zi, ii, wi):
+            return jax.grad(lambda zz: (decode(zz).reshape(-1)[ii] * wi).sum())(zi)
+
+        rows = jax.vmap(row)(z[tindex], idx, weight) * mask[:, None]  # [m, d]
         m = idx.shape[0]
         Jz = jnp.zeros((m, n_times, latent_dim), rows.dtype).at[jnp.arange(m), tindex].set(rows)
         W = jax.scipy.linalg.solve_triangular(chol, Jz.reshape(m, -1) @ Mpath, lower=True)
@@ -328,9 +333,13 @@ def _build(decode: Callable, latent_dim: int, n_times: int) -> _WindowFns:
 
         (x, _), _ = jax.lax.scan(adam, (flat, opt.init(flat)), None, length=ADAM_STEPS)
         scales = jnp.asarray(_GN_SCALES, flat.dtype)
+        # Gauss-Newton steps with the Hessian of the Adam point, each damped by the best of a
+        # few step lengths: the decoder is close to linear where the posterior lives, so one
+        # Hessian serves every step (they cost one decoder gradient per observation)
+        hess0 = gn_hessian(x, args)
 
         def gauss_newton(x, _):
-            step = jnp.linalg.solve(gn_hessian(x, args), grad(x, args))
+            step = jnp.linalg.solve(hess0, grad(x, args))
             cands = x[None] - scales[:, None] * step[None]
             values = jax.vmap(lambda c: potential(c, args))(cands)
             values = jnp.where(jnp.isfinite(values), values, jnp.inf)
