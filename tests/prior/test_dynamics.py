@@ -53,6 +53,21 @@ def test_fit_recovers_a_known_ar1():
     )
 
 
+def test_calibration_scales_to_held_out_latents():
+    d, n = 3, 6000
+    A = _random_stable(d, 0.8, 5)
+    z = _ar1(A, np.eye(d) * 0.5, n)
+    z[4000:] *= 1.2  # the held-out fields spread wider (variance x 1.44)
+    times = np.datetime64("2013-01-01") + np.arange(n) * np.timedelta64(6, "h")
+    held = np.arange(n) >= 4000
+    dyn = fit_dynamics(z, times, step_hours=6, mask=~held, calibrate=held)
+    plain = fit_dynamics(z, times, step_hours=6, mask=~held)
+    assert abs(np.trace(dyn.stationary) / np.trace(plain.stationary) - 1.44) < 0.1
+    np.testing.assert_allclose(dyn.transition, plain.transition)
+    P, A2, B = dyn.stationary, dyn.transition, dyn.noise
+    np.testing.assert_allclose(P, A2 @ P @ A2.T + B @ B.T, atol=1e-4)
+
+
 def test_ridge_shrinks_the_transition():
     A = _random_stable(3, 0.95, 2)
     z = _ar1(A, np.eye(3) * 0.5, 2000)
