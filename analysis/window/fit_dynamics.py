@@ -7,8 +7,10 @@
 3. Try a small nonlinear correction (an MLP on ``z_t`` added to ``A z_t``, trained on the fit
    pairs, early-stopped on validation); it ships only if it lowers the validation one-step
    field RMSE by more than 2% (it did not: see the output).
-4. Refit ``A``, ``Q`` (and the representation error's lag-one correlation ``rho``) on every
-   training pair with the chosen penalty; check stability.
+4. Refit ``A``, ``Q`` on every training pair with the chosen penalty; check stability; take
+   the representation error's lag-one correlation ``rho`` and a scale of ``Q`` and ``P``
+   from the validation blocks (fields the encoder was not trained on;
+   :func:`bayesda.prior.dynamics.fit_dynamics`, ``calibrate=``).
 5. Forecast skill on the held-out test blocks at 6, 12 and 24 h against persistence and
    climatology (:func:`bayesda.verify.forecast.forecast_skill`).
 6. With ``--apply``: store the dynamics in the model directory
@@ -108,10 +110,14 @@ def card_section(info: dict) -> str:
         "`analysis/window/fit_dynamics.py` on the training split only (ridge "
         f"{info['ridge']:g} chosen on its validation blocks; {info['n_pairs']} pairs of "
         f"consecutive training fields). Spectral radius of `A` "
-        f"{info['spectral_radius']:.3f}; `rho` = {info['repr_corr']:.3f}; the one-step "
-        f"innovation holds {info['innovation_fraction']:.0%} of the stationary latent "
-        "variance. Stored in `dynamics.npz` (`bayesda.prior.dynamics`); windows of analysis "
-        "times use it (`bayesda assimilate --window-times`, `bayesda reanalyse --smoother`).",
+        f"{info['spectral_radius']:.3f}; the one-step innovation holds "
+        f"{info['innovation_fraction']:.0%} of the stationary latent variance. `rho` = "
+        f"{info['repr_corr']:.3f} and a scale x{info['scale']:.3f} of `Q` and `P` come from "
+        "the validation blocks, whose fields the encoder was not trained on, as the "
+        "representation error does (the encoder spreads unseen fields wider and their "
+        "residuals persist longer). Stored in `dynamics.npz` (`bayesda.prior.dynamics`); "
+        "windows of analysis times use it (`bayesda assimilate --window-times`, "
+        "`bayesda reanalyse --smoother`).",
         "",
         "A nonlinear correction (an MLP on `z_t`) "
         + (
@@ -125,15 +131,15 @@ def card_section(info: dict) -> str:
         "Forecasts from a known field on the held-out test blocks (mean over pairs +- "
         "standard error; RMSE of the forecast mean and CRPS, area-weighted, K):",
         "",
-        "| lead | pairs | method | RMSE (K) | CRPS (K) |",
-        "|---|---|---|---|---|",
+        "| lead | pairs | method | RMSE (K) | CRPS (K) | spread/skill |",
+        "|---|---|---|---|---|---|",
     ]
     for lead, row in f.items():
         for m in ("dynamics", "persistence", "climatology"):
             s = row[m]
             lines.append(
                 f"| {lead} | {row['n_pairs']} | {m} | {s['rmse']:.3f} +- {s['rmse_se']:.3f} | "
-                f"{s['crps']:.3f} +- {s['crps_se']:.3f} |"
+                f"{s['crps']:.3f} +- {s['crps_se']:.3f} | {s['spread_skill']:.2f} |"
             )
     lines += ["", f"Command: `{info['command']}`."]
     # prose wrapped like the rest of the card; table rows stay whole
@@ -193,8 +199,16 @@ def main(argv=None) -> int:
         return 1
 
     dyn: LatentDynamics = fit_dynamics(
-        z, times, step_hours=step_h, mask=split.train, residuals=resid, ridge=best["ridge"]
+        z,
+        times,
+        step_hours=step_h,
+        mask=split.train,
+        residuals=resid,
+        ridge=best["ridge"],
+        calibrate=split.val,
     )
+    unscaled = fit_dynamics(z, times, step_hours=step_h, mask=split.train, ridge=best["ridge"])
+    scale = float(np.trace(dyn.stationary) / np.trace(unscaled.stationary))
     pairs = consecutive_pairs(times, step_h, split.train)
     anomalies = split.anomalies
     forecast = forecast_skill(
@@ -218,6 +232,9 @@ def main(argv=None) -> int:
         "nonlinear": {**mlp_info, "val_rmse_K": mlp_rmse, "shipped": bool(shipped)},
         "spectral_radius": dyn.spectral_radius,
         "repr_corr": dyn.repr_corr,
+        "repr_corr_on": "validation blocks of the training split (as the representation error)",
+        "scale": scale,
+        "scale_on": "validation blocks: Q and P scaled to the spread of their latents",
         "innovation_fraction": float(np.trace(Q) / np.trace(P)),
         "stationary_variance_mean": float(np.trace(P) / P.shape[0]),
         "forecast": forecast,

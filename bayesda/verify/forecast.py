@@ -14,7 +14,8 @@ From a known field ``x_t`` (a held-out truth), each method forecasts ``x_{t+k}``
 Scores (:mod:`bayesda.verify.metrics`): RMSE of the forecast mean (root of the mean over
 pairs of the area-weighted MSE) and CRPS (area-weighted, fair ensemble estimator for the
 dynamics, closed form for the Gaussian ones), each with its standard error over pairs (pairs
-overlap in time, so the standard error is optimistic).
+overlap in time, so the standard error is optimistic), and the spread/skill ratio (root of
+the mean forecast variance over the RMSE; 1 for a calibrated forecast).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ __all__ = ["FORECAST_METHODS", "forecast_skill"]
 FORECAST_METHODS = ("dynamics", "persistence", "climatology")
 
 
-def _scores(mse: np.ndarray, crps: np.ndarray) -> dict:
+def _scores(mse: np.ndarray, crps: np.ndarray, var: np.ndarray) -> dict:
     n = mse.size
     return {
         "rmse": float(np.sqrt(mse.mean())),
@@ -38,6 +39,7 @@ def _scores(mse: np.ndarray, crps: np.ndarray) -> dict:
         "rmse_se": float(mse.std(ddof=1) / np.sqrt(n) / (2 * np.sqrt(mse.mean()))),
         "crps": float(crps.mean()),
         "crps_se": float(crps.std(ddof=1) / np.sqrt(n)),
+        "spread_skill": float(np.sqrt(var.mean() / mse.mean())),
     }
 
 
@@ -73,7 +75,8 @@ def forecast_skill(
       chunk: pairs per batch (bounds memory).
 
     Returns:
-      ``{"<hours>h": {"n_pairs": n, "dynamics": {"rmse", "rmse_se", "crps", "crps_se"},
+      ``{"<hours>h": {"n_pairs": n, "dynamics": {"rmse", "rmse_se", "crps", "crps_se",
+      "spread_skill"},
       "persistence": {...}, "climatology": {...}}}``.
     """
     if prior.encode is None:
@@ -95,7 +98,7 @@ def forecast_skill(
         chol = np.linalg.cholesky(cov + 1e-9 * np.eye(cov.shape[0]))
         pers_sd = _lagged_sd(train, k, dynamics.step_hours)
         rho_k = dynamics.repr_corr**k
-        parts: dict[str, list] = {m: [] for m in ("dyn_mse", "dyn_crps", "per", "cli")}
+        parts: dict[str, list] = {m: [] for m in ("dyn_mse", "dyn_crps", "dyn_var", "per", "cli")}
         for lo in range(0, i.size, chunk):
             ii, jj = i[lo : lo + chunk], j[lo : lo + chunk]
             mm = mean[lo : lo + chunk]
@@ -111,6 +114,7 @@ def forecast_skill(
             )
             parts["dyn_crps"].append(crps_ensemble(members, truth).values)
             parts["dyn_mse"].append(spatial_mean((members.mean(SAMPLE_DIM) - truth) ** 2).values)
+            parts["dyn_var"].append(spatial_mean(members.var(SAMPLE_DIM, ddof=1)).values)
             start_da = truth.copy(data=start)
             parts["per"].append(
                 (
@@ -130,14 +134,19 @@ def forecast_skill(
                 )
             )
         cat = np.concatenate
+        weights = np.cos(np.deg2rad(template["lat"].values))[:, None] * np.ones_like(pers_sd)
+        per_var = np.full(i.size, np.sum(weights * pers_sd**2) / weights.sum())
+        cli_var = np.full(i.size, np.sum(weights * clim_sd**2) / weights.sum())
         out[f"{k * dynamics.step_hours:g}h"] = {
             "n_pairs": int(i.size),
-            "dynamics": _scores(cat(parts["dyn_mse"]), cat(parts["dyn_crps"])),
+            "dynamics": _scores(
+                cat(parts["dyn_mse"]), cat(parts["dyn_crps"]), cat(parts["dyn_var"])
+            ),
             "persistence": _scores(
-                cat([p[0] for p in parts["per"]]), cat([p[1] for p in parts["per"]])
+                cat([p[0] for p in parts["per"]]), cat([p[1] for p in parts["per"]]), per_var
             ),
             "climatology": _scores(
-                cat([p[0] for p in parts["cli"]]), cat([p[1] for p in parts["cli"]])
+                cat([p[0] for p in parts["cli"]]), cat([p[1] for p in parts["cli"]]), cli_var
             ),
         }
     return out
