@@ -38,7 +38,6 @@ __all__ = [
     "ReanalysisSettings",
     "ModelOptions",
     "SamplerSettings",
-    "split_legacy_kwargs",
 ]
 
 METHODS = ("nuts", "laplace")
@@ -254,35 +253,3 @@ class ReanalysisSettings:
         out = dataclasses.asdict(self)
         out.pop("batch_times")
         return out
-
-
-_SAMPLER_FIELDS = {f.name for f in dataclasses.fields(SamplerSettings)}
-_MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelOptions)}
-
-
-def split_legacy_kwargs(
-    kwargs: dict, sampler: SamplerSettings | None, options: ModelOptions | None
-) -> tuple[SamplerSettings, ModelOptions]:
-    """Fold the old per-field keywords of ``assimilate`` into the settings objects.
-
-    Args:
-      kwargs: keywords such as ``num_chains=2, likelihood="studentt"``.
-      sampler, options: the settings given (None: :data:`DEFAULT`, ``ModelOptions()``).
-
-    Returns:
-      ``(sampler, options)`` with the keywords applied.
-
-    Raises:
-      TypeError: a keyword that is neither a sampler setting nor a model option.
-    """
-    unknown = sorted(set(kwargs) - _SAMPLER_FIELDS - _MODEL_FIELDS)
-    if unknown:
-        raise TypeError(
-            f"unexpected keyword argument(s) {unknown}; sampler settings are "
-            f"{sorted(_SAMPLER_FIELDS)}, model options {sorted(_MODEL_FIELDS)}"
-        )
-    sampler = sampler or DEFAULT
-    options = options or ModelOptions()
-    s = {k: v for k, v in kwargs.items() if k in _SAMPLER_FIELDS}
-    m = {k: v for k, v in kwargs.items() if k in _MODEL_FIELDS}
-    return (sampler.replace(**s) if s else sampler), (options.replace(**m) if m else options)

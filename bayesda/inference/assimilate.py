@@ -31,7 +31,6 @@ How it runs (measured on a 2-core CPU box, see ``analysis/results/``):
 from __future__ import annotations
 
 import time as _time
-import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -50,7 +49,7 @@ from bayesda.inference.compiled import (
     spd,
     spd_batch,
 )
-from bayesda.inference.prepare import REQUIRED_COLUMNS, ObsData, pad_rows, prepare_obs, repad
+from bayesda.inference.prepare import REQUIRED_COLUMNS, ObsData, prepare_obs, repad
 from bayesda.inference.result import Assimilation, posterior_fields
 from bayesda.inference.sampler import NutsConfig, n_shards, run_nuts
 from bayesda.runtime.arrays import to_device
@@ -60,7 +59,6 @@ from bayesda.settings import (
     METHODS,
     ModelOptions,
     SamplerSettings,
-    split_legacy_kwargs,
 )
 
 __all__ = [
@@ -79,17 +77,6 @@ __all__ = [
 ]
 
 
-def _resolve(sampler, options, legacy: dict, where: str) -> tuple[SamplerSettings, ModelOptions]:
-    if legacy:
-        warnings.warn(
-            f"{where}({', '.join(f'{k}=' for k in sorted(legacy))}) is deprecated: pass "
-            "sampler=bayesda.SamplerSettings(...) and options=bayesda.ModelOptions(...)",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-    return split_legacy_kwargs(legacy, sampler, options)
-
-
 def assimilate(
     prior,
     obs_df: pd.DataFrame,
@@ -99,7 +86,6 @@ def assimilate(
     sampler: SamplerSettings | None = None,
     options: ModelOptions | None = None,
     progress_bar: bool = True,
-    **legacy: Any,
 ) -> Assimilation:
     """Sample the posterior of the field given point observations.
 
@@ -115,13 +101,10 @@ def assimilate(
       options: the model options (:class:`bayesda.settings.ModelOptions`: likelihood, df,
         infer_sigma; default a normal likelihood with known observation errors).
       progress_bar: show progress.
-      **legacy: deprecated per-field keywords (``num_chains=``, ``likelihood=``, ...), folded
-        into ``sampler`` and ``options`` with a DeprecationWarning.
 
     Returns:
       An :class:`Assimilation` (``.to_xarray()``, ``.idata``, ``.diagnose()``, ``.plot()``).
     """
-    sampler, options = _resolve(sampler, options, legacy, "assimilate")
     return assimilate_batch(
         prior,
         obs_df,
@@ -142,7 +125,6 @@ def assimilate_batch(
     sampler: SamplerSettings | None = None,
     options: ModelOptions | None = None,
     progress_bar: bool = True,
-    **legacy: Any,
 ) -> list[Assimilation]:
     """Assimilate several analysis times in one compiled NUTS program.
 
@@ -160,13 +142,13 @@ def assimilate_batch(
       prior, obs_df: as for :func:`assimilate`.
       times: the analysis times (``[None]`` for an untimed table).
       seeds: one integer seed per time.
-      sampler, options, progress_bar, **legacy: as for :func:`assimilate`.
+      sampler, options, progress_bar: as for :func:`assimilate`.
 
     Returns:
       One :class:`Assimilation` per time. Timings ``warmup`` and ``sampling`` are those of
       the whole batch; ``batch_size`` says how many times shared them.
     """
-    s, opts = _resolve(sampler, options, legacy, "assimilate_batch")
+    s, opts = sampler or SamplerSettings(), options or ModelOptions()
     t_start = _time.perf_counter()
     batch = _sample(prior, obs_df, times, seeds, s, opts, progress_bar=progress_bar)
     times, seeds, obs_list, settings = batch.times, batch.seeds, batch.obs_list, batch.settings
@@ -549,20 +531,3 @@ def _run_nuts_batch(fns, all_args, maps, keys, settings, *, progress_bar):
         )
         grads.append({"warmup": int(draws.warmup_steps[sl].sum()), "sampling": int(steps.sum())})
     return flat, stats, grads, dict(draws.timings)
-
-
-def _bound_model(prior, likelihood: str, infer_sigma: bool, df: float):
-    """The NumPyro model of ``prior`` with these options bound (kept for older callers)."""
-    opts = ModelOptions(likelihood=likelihood, df=df, infer_sigma=infer_sigma)
-    return CACHE.model_fns(prior, opts).model
-
-
-# Older private names, kept so that code written against the single-module infer still runs.
-_pad_rows = pad_rows
-_repad = repad
-_spd = spd
-_laplace_draws = laplace_draws
-_prior_draws = prior_draws
-_constrained_samples = constrained_samples
-_decode_all = CACHE.decode_all
-_posterior_fields = posterior_fields

@@ -142,18 +142,18 @@ def prepare_obs(
     return ObsData(
         frame=obs,
         stencil=stencil,
-        idx=_pad_rows(stencil.idx, m, 0),
-        weight=_pad_rows(stencil.weight, m, 0.0),
-        y=_pad_rows(obs["value"].to_numpy(np.float32), m, 0.0),
-        sigma=_pad_rows(sigma, m, 1.0),
-        repr_factor=_pad_rows(A, m, 0.0),
-        repr_diag=_pad_rows(D, m, 0.0),
+        idx=pad_rows(stencil.idx, m, 0),
+        weight=pad_rows(stencil.weight, m, 0.0),
+        y=pad_rows(obs["value"].to_numpy(np.float32), m, 0.0),
+        sigma=pad_rows(sigma, m, 1.0),
+        repr_factor=pad_rows(A, m, 0.0),
+        repr_diag=pad_rows(D, m, 0.0),
         mask=np.arange(m) < n,
         scale_tril=scale_tril,
     )
 
 
-def _pad_rows(x: np.ndarray, m: int, fill) -> np.ndarray:
+def pad_rows(x: np.ndarray, m: int, fill) -> np.ndarray:
     """``x`` with rows ``fill`` appended up to length ``m`` (floats as float32)."""
     x = np.asarray(x)
     out = np.full((m, *x.shape[1:]), fill, dtype=np.float32 if x.dtype.kind == "f" else x.dtype)
@@ -161,7 +161,7 @@ def _pad_rows(x: np.ndarray, m: int, fill) -> np.ndarray:
     return out
 
 
-def _repad(obs: ObsData, m: int) -> ObsData:
+def repad(obs: ObsData, m: int) -> ObsData:
     """The same observations padded to length ``m`` (>= the current padded length)."""
     k = obs.mask.size
     if m == k:
@@ -170,12 +170,12 @@ def _repad(obs: ObsData, m: int) -> ObsData:
         raise ValueError(f"cannot pad {k} entries down to {m}")
 
     return obs._replace(
-        idx=_pad_rows(obs.idx, m, 0),
-        weight=_pad_rows(obs.weight, m, 0.0),
-        y=_pad_rows(obs.y, m, 0.0),
-        sigma=_pad_rows(obs.sigma, m, 1.0),
-        repr_factor=_pad_rows(obs.repr_factor, m, 0.0),
-        repr_diag=_pad_rows(obs.repr_diag, m, 0.0),
+        idx=pad_rows(obs.idx, m, 0),
+        weight=pad_rows(obs.weight, m, 0.0),
+        y=pad_rows(obs.y, m, 0.0),
+        sigma=pad_rows(obs.sigma, m, 1.0),
+        repr_factor=pad_rows(obs.repr_factor, m, 0.0),
+        repr_diag=pad_rows(obs.repr_diag, m, 0.0),
         mask=np.arange(m) < obs.n,
         scale_tril=None if obs.scale_tril is None else _pad_identity(obs.scale_tril, m),
     )
@@ -185,7 +185,3 @@ def _pad_identity(a: np.ndarray, m: int) -> np.ndarray:
     out = np.eye(m, dtype=a.dtype)
     out[: a.shape[0], : a.shape[1]] = a
     return out
-
-
-pad_rows = _pad_rows
-repad = _repad

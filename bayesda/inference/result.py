@@ -95,7 +95,7 @@ class Assimilation(NamedTuple):
         return self.prior
 
 
-def _posterior_fields(prior, obs: ObsData, samples, sample_stats, seed, settings):
+def posterior_fields(prior, obs: ObsData, samples, sample_stats, seed, settings):
     """Decoded fields, fields with the conditioned representation error, and InferenceData."""
     z = samples["z"].astype(np.float32)
     nc, nd, d = z.shape
@@ -115,7 +115,7 @@ def _posterior_fields(prior, obs: ObsData, samples, sample_stats, seed, settings
         rng, y[None, :] - mu, cond_sigma, obs.stencil, prior.repr_error
     )
     field = decoded + r.reshape(decoded.shape)
-    idata = _inference_data(
+    idata = inference_data(
         samples,
         sample_stats,
         obs,
@@ -130,7 +130,7 @@ def _posterior_fields(prior, obs: ObsData, samples, sample_stats, seed, settings
     return z, decoded, field, scale, idata
 
 
-def _inference_data(
+def inference_data(
     samples, sample_stats, obs: ObsData, mu, sig, likelihood, df, rng, *, max_tree_depth, method
 ):
     """ArviZ InferenceData; pointwise log-likelihood is the per-observation *marginal*.
@@ -179,7 +179,3 @@ def _inference_data(
     od["obs_lon"] = ("obs", frame["lon"].to_numpy(np.float64))
     od["obs_sigma"] = ("obs", frame["sigma"].to_numpy(np.float64))
     return idata
-
-
-posterior_fields = _posterior_fields
-inference_data = _inference_data

@@ -32,8 +32,6 @@ import warnings
 from pathlib import Path
 
 __all__ = [
-    "configure_compilation_cache",
-    "configure_host_devices",
     "default_cache_dir",
     "enable_compilation_cache",
     "set_host_device_count",
@@ -135,13 +133,3 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
             int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]),
         )
     return Path(where)
-
-
-def configure_host_devices(n: int | None = None) -> None:
-    """Deprecated alias of :func:`set_host_device_count`."""
-    set_host_device_count(n)
-
-
-def configure_compilation_cache() -> None:
-    """Deprecated alias of :func:`enable_compilation_cache`."""
-    enable_compilation_cache()

@@ -73,7 +73,6 @@ def run_demo(
     sampler: SamplerSettings = DEMO,
     options: ModelOptions | None = None,
     progress_bar: bool = True,
-    **legacy,
 ) -> dict:
     """Run the demo and return ``run.json``'s content (plus in-memory results).
 
@@ -88,7 +87,6 @@ def run_demo(
       verbose: print the summary.
       sampler, options, progress_bar: as for :func:`bayesda.assimilate` (default sampler
         :data:`bayesda.settings.DEMO`).
-      **legacy: deprecated per-field overrides of ``sampler`` (``num_warmup=``, ...).
     """
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
@@ -126,7 +124,6 @@ def run_demo(
         sampler=sampler,
         options=options,
         progress_bar=progress_bar,
-        **legacy,
     )
     info["demo_wall_s"] = _time.perf_counter() - t0
     if verbose:

@@ -86,7 +86,6 @@ def assimilate_to_run(
     sampler: SamplerSettings | None = None,
     options: ModelOptions | None = None,
     progress_bar: bool = True,
-    **legacy,
 ) -> dict:
     """Assimilate and write a complete run directory (atomically).
 
@@ -101,7 +100,6 @@ def assimilate_to_run(
       geotiff: also write the two-dimensional layers as GeoTIFF in ``RUN/geotiff/``
         (:mod:`bayesda.outputs.geotiff`; needs rasterio).
       seed, sampler, options, progress_bar: as for :func:`bayesda.inference.assimilate.assimilate`.
-      **legacy: deprecated per-field sampler keywords (``num_chains=``, ...).
 
     Returns:
       The ``run.json`` content, plus the in-memory ``assimilation``, ``dataset`` and
@@ -128,7 +126,6 @@ def assimilate_to_run(
             sampler=sampler,
             options=options,
             progress_bar=progress_bar,
-            **legacy,
         )
 
 
@@ -146,7 +143,6 @@ def _write_run(
     sampler,
     options,
     progress_bar,
-    **legacy,
 ) -> dict:
     from bayesda._version import __version__
     from bayesda.inference.assimilate import assimilate
@@ -170,7 +166,6 @@ def _write_run(
         sampler=sampler,
         options=options,
         progress_bar=progress_bar,
-        **legacy,
     )
     ds = posterior_dataset(a, prior, time=time)
     verdict = diagnose(a.idata, field_samples=ds[["anomaly"]])

@@ -10,6 +10,7 @@ import xarray as xr
 
 from bayesda.cli import assim
 from bayesda.cli import main as cli
+from bayesda.settings import SamplerSettings
 from bayesda.testing import make_linear_prior, make_obs
 
 FAST = ["--chains", "2", "--warmup", "100", "--draws", "100", "--no-progress"]
@@ -141,10 +142,8 @@ def test_failure_during_writing_leaves_no_output(tiny, tmp_path, monkeypatch):
             prior,
             obs,
             tmp_path / "run",
-            method="laplace",
-            num_chains=2,
-            num_samples=20,
             progress_bar=False,
+            sampler=SamplerSettings(method="laplace", num_chains=2, num_samples=20),
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["obs.csv"]
 
@@ -213,10 +212,8 @@ def test_demo_end_to_end_on_real_data(ncep, data_dir, tmp_path, capsys):
         tmp_path / "demo",
         prior=_pca_prior(ncep),
         data_dir=data_dir,
-        num_chains=2,
-        num_warmup=150,
-        num_samples=150,
         progress_bar=False,
+        sampler=SamplerSettings(num_chains=2, num_warmup=150, num_samples=150),
     )
     out = capsys.readouterr().out
     assert "verification against the held-out truth" in out

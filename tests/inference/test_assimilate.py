@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bayesda.inference.assimilate import assimilate, prepare_obs
+from bayesda.settings import ModelOptions, SamplerSettings
 from bayesda.testing import assert_matches_closed_form as _check_against_closed_form
 from bayesda.testing import dense_posterior, make_linear_prior, make_obs
 
@@ -23,7 +24,11 @@ def problem():
 def test_nuts_matches_closed_form(problem):
     prior, obs, (mean, cov) = problem
     a = assimilate(
-        prior, obs, num_chains=2, num_warmup=300, num_samples=600, seed=0, progress_bar=False
+        prior,
+        obs,
+        seed=0,
+        progress_bar=False,
+        sampler=SamplerSettings(num_chains=2, num_warmup=300, num_samples=600),
     )
     assert a.field.shape == (2, 600, *prior.grid.shape)
     assert a.z.shape == (2, 600, 3)
@@ -38,7 +43,11 @@ def test_nuts_matches_closed_form(problem):
 def test_laplace_is_exact_for_a_linear_prior(problem):
     prior, obs, (mean, cov) = problem
     a = assimilate(
-        prior, obs, num_chains=2, num_samples=1000, method="laplace", seed=1, progress_bar=False
+        prior,
+        obs,
+        seed=1,
+        progress_bar=False,
+        sampler=SamplerSettings(num_chains=2, num_samples=1000, method="laplace"),
     )
     assert "sample_stats" not in a.idata.groups()
     _check_against_closed_form(a, mean, cov, prior.grid)
@@ -47,7 +56,11 @@ def test_laplace_is_exact_for_a_linear_prior(problem):
 def test_idata_groups_and_pointwise_loglik(problem):
     prior, obs, _ = problem
     a = assimilate(
-        prior, obs, num_chains=2, num_samples=50, method="laplace", seed=0, progress_bar=False
+        prior,
+        obs,
+        seed=0,
+        progress_bar=False,
+        sampler=SamplerSettings(num_chains=2, num_samples=50, method="laplace"),
     )
     idata = a.idata
     assert idata.log_likelihood["y"].dims == ("chain", "draw", "obs")
@@ -58,7 +71,11 @@ def test_idata_groups_and_pointwise_loglik(problem):
 
 def test_same_seed_same_answer(problem):
     prior, obs, _ = problem
-    kw = dict(num_chains=2, num_warmup=50, num_samples=50, seed=7, progress_bar=False)
+    kw = dict(
+        sampler=SamplerSettings(num_chains=2, num_warmup=50, num_samples=50),
+        seed=7,
+        progress_bar=False,
+    )
     a, b = assimilate(prior, obs, **kw), assimilate(prior, obs, **kw)
     np.testing.assert_array_equal(a.field, b.field)
     assert b.timings["cache_hit"]
@@ -69,12 +86,9 @@ def test_infer_sigma_and_studentt_run(problem):
     a = assimilate(
         prior,
         obs,
-        num_chains=2,
-        num_warmup=100,
-        num_samples=100,
-        infer_sigma=True,
-        likelihood="studentt",
         progress_bar=False,
+        sampler=SamplerSettings(num_chains=2, num_warmup=100, num_samples=100),
+        options=ModelOptions(infer_sigma=True, likelihood="studentt"),
     )
     assert a.sigma_scale.shape == (2, 100) and np.all(a.sigma_scale > 0)
     assert "sigma_scale" in a.idata.posterior
@@ -122,7 +136,11 @@ def test_off_node_observations_are_exact_with_the_dense_likelihood():
     assert prepare_obs(prior, obs).scale_tril is not None
     mean, cov = dense_posterior(prior, obs)
     a = assimilate(
-        prior, obs, num_chains=2, num_samples=1500, method="laplace", seed=3, progress_bar=False
+        prior,
+        obs,
+        seed=3,
+        progress_bar=False,
+        sampler=SamplerSettings(num_chains=2, num_samples=1500, method="laplace"),
     )
     _check_against_closed_form(a, mean, cov, prior.grid)
 
@@ -131,11 +149,11 @@ def test_dense_and_low_rank_likelihoods_agree_at_nodes(problem):
     import jax.numpy as jnp
     from numpyro.infer.util import log_density
 
-    from bayesda.inference.assimilate import _bound_model
+    from bayesda.inference.compiled import CACHE
 
     prior, obs, _ = problem
     o = prepare_obs(prior, obs)
-    model = _bound_model(prior, "normal", False, 4.0)
+    model = CACHE.model_fns(prior, ModelOptions()).model
     args = tuple(jnp.asarray(x) for x in o.model_args())
     z = {"z": jnp.asarray([0.3, -1.2, 0.7])}
     dense, _ = log_density(model, args, o.model_kwargs(dense=True), z)
@@ -151,6 +169,8 @@ def test_days_with_the_same_padded_length_share_compiled_code():
     a_obs, b_obs = make_obs(prior.grid, 6, seed=1), make_obs(prior.grid, 7, seed=2)
     shapes = [[np.shape(x) for x in prepare_obs(prior, o).model_args()] for o in (a_obs, b_obs)]
     assert shapes[0] == shapes[1]
-    kw = dict(num_chains=2, num_warmup=20, num_samples=20, progress_bar=False)
+    kw = dict(
+        sampler=SamplerSettings(num_chains=2, num_warmup=20, num_samples=20), progress_bar=False
+    )
     assimilate(prior, a_obs, **kw)
     assert assimilate(prior, b_obs, **kw).timings["cache_hit"]

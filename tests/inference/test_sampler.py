@@ -10,6 +10,7 @@ import pytest
 from bayesda.geo.grid import Grid
 from bayesda.inference import sampler
 from bayesda.inference.assimilate import assimilate, assimilate_batch
+from bayesda.settings import SamplerSettings
 from bayesda.testing import dense_posterior, make_linear_prior, make_obs
 
 
@@ -181,10 +182,8 @@ def test_batch_of_times_matches_each_closed_form(linear):
         table,
         times,
         seeds=[0, 1],
-        num_chains=2,
-        num_warmup=300,
-        num_samples=600,
         progress_bar=False,
+        sampler=SamplerSettings(num_chains=2, num_warmup=300, num_samples=600),
     )
     assert [a.obs.n for a in out] == [6, 40]
     assert all(a.settings["batch_size"] == 2 and a.settings["n_pad"] == 64 for a in out)
@@ -195,7 +194,9 @@ def test_batch_of_times_matches_each_closed_form(linear):
 
 def test_batch_is_reproducible_and_checks_seeds(linear):
     prior, obs_a, _ = linear
-    kw = dict(num_chains=2, num_warmup=30, num_samples=30, progress_bar=False)
+    kw = dict(
+        sampler=SamplerSettings(num_chains=2, num_warmup=30, num_samples=30), progress_bar=False
+    )
     a = assimilate_batch(prior, obs_a, [None, None], seeds=[3, 4], **kw)
     b = assimilate_batch(prior, obs_a, [None, None], seeds=[3, 4], **kw)
     np.testing.assert_array_equal(a[0].field, b[0].field)
@@ -211,12 +212,10 @@ def test_prior_and_median_inits_run(linear):
         a = assimilate(
             prior,
             obs_a,
-            init=init,
-            mass="diag",
-            num_chains=2,
-            num_warmup=100,
-            num_samples=50,
             progress_bar=False,
+            sampler=SamplerSettings(
+                init=init, mass="diag", num_chains=2, num_warmup=100, num_samples=50
+            ),
         )
         assert np.all(np.isfinite(a.z)) and a.grad_evals["map"] == 0
 
