@@ -65,6 +65,7 @@ def register(subparsers) -> None:
         help="also write the mean, SD, quantile and exceedance layers as GeoTIFF files in "
         "RUN/geotiff/ (needs the geotiff extra: pip install 'bayesda[geotiff]')",
     )
+    add_window_arg(p)
     add_settings_args(p, DEFAULT)
     p.set_defaults(func=cmd_assimilate)
 
@@ -99,6 +100,20 @@ def register(subparsers) -> None:
     )
     add_settings_args(e, DEMO)
     e.set_defaults(func=cmd_demo)
+
+
+def add_window_arg(p) -> None:
+    """``--window-times N``: sample N consecutive model times together
+    (:mod:`bayesda.inference.window`)."""
+    p.add_argument(
+        "--window-times",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="analyse the N model times centred on --time together (N odd; 9 = +-1 day on "
+        "NCEP), carrying information between them through the model's latent dynamics; "
+        "every time's posterior is written (RUN/window/<time>/); default 1: --time alone",
+    )
 
 
 def add_superob_arg(p) -> None:
@@ -239,6 +254,8 @@ def cmd_assimilate(args) -> int:
             element=args.element,
         )
     settings = settings_from_args(args)
+    if args.window_times > 1:
+        return _assimilate_window(args, prior, obs, reader, lapse, settings)
     prior, obs, record = preflight(
         prior,
         obs,
@@ -263,6 +280,64 @@ def cmd_assimilate(args) -> int:
         **settings,
     )
     _print_summary(info, args.out)
+    return 0
+
+
+def _assimilate_window(args, prior, obs, reader, lapse, settings) -> int:
+    """``--window-times N``: the same preflight at every window time, one joint posterior."""
+    from bayesda.inference.window import window_times
+    from bayesda.preflight.pipeline import format_preflight
+    from bayesda.preflight.window import preflight_window
+    from bayesda.workflows.window import window_to_run
+
+    n = args.window_times
+    if n % 2 == 0:
+        raise ValueError(f"--window-times must be odd (the analysis time in the middle), got {n}")
+    if args.time is None:
+        raise ValueError("--window-times needs --time, the analysis time at the window's middle")
+    if prior.dynamics is None:
+        raise ValueError(
+            f"--window-times: the model {args.model} has no latent dynamics (dynamics.npz); "
+            "fit them on its training data (analysis/window/fit_dynamics.py --apply)"
+        )
+    times = window_times(args.time, n, prior.dynamics.step_hours)
+    obs_by_time, record = preflight_window(
+        prior,
+        obs,
+        times,
+        window=args.window,
+        qc=args.qc == "on",
+        calibrate=args.calibrate,
+        offset=args.offset,
+        offset_sd=args.offset_sd,
+        seed=settings.get("seed", 0),
+        lapse=lapse,
+    )
+    counts = [0 if f is None else len(f) for f in obs_by_time]
+    print(
+        f"window: {n} times {record['times'][0]} .. {record['times'][-1]}, observations per "
+        f"time {counts}"
+    )
+    centre = record["by_time"][n // 2]
+    if "skipped" not in centre:
+        print(format_preflight(centre))
+    info = window_to_run(
+        prior,
+        obs_by_time,
+        times,
+        args.out,
+        force=args.force,
+        extra={"observations": reader, "preflight": record},
+        geotiff=args.geotiff,
+        **settings,
+    )
+    _print_summary(info, args.out)
+    w = info["window"]
+    print(
+        "window verdicts: "
+        + ", ".join(f"{t} {v}" for t, v in w["verdicts"].items())
+        + " (in RUN/window/<time>/; the analysis time in RUN/)"
+    )
     return 0
 
 

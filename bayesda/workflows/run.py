@@ -86,6 +86,8 @@ def assimilate_to_run(
     sampler: SamplerSettings | None = None,
     options: ModelOptions | None = None,
     progress_bar: bool = True,
+    assimilation=None,
+    also=None,
 ) -> dict:
     """Assimilate and write a complete run directory (atomically).
 
@@ -100,6 +102,11 @@ def assimilate_to_run(
       geotiff: also write the two-dimensional layers as GeoTIFF in ``RUN/geotiff/``
         (:mod:`bayesda.outputs.geotiff`; needs rasterio).
       seed, sampler, options, progress_bar: as for :func:`bayesda.inference.assimilate.assimilate`.
+      assimilation: an :class:`~bayesda.inference.result.Assimilation` already sampled (e.g.
+        one time of a window, :mod:`bayesda.workflows.window`); ``obs`` and the sampler
+        settings are then not used to sample.
+      also: called with the temporary run directory before it is renamed into place, to
+        write more into the same atomic run.
 
     Returns:
       The ``run.json`` content, plus the in-memory ``assimilation``, ``dataset`` and
@@ -126,6 +133,8 @@ def assimilate_to_run(
             sampler=sampler,
             options=options,
             progress_bar=progress_bar,
+            assimilation=assimilation,
+            also=also,
         )
 
 
@@ -143,6 +152,8 @@ def _write_run(
     sampler,
     options,
     progress_bar,
+    assimilation=None,
+    also=None,
 ) -> dict:
     from bayesda._version import __version__
     from bayesda.inference.assimilate import assimilate
@@ -158,7 +169,7 @@ def _write_run(
             f"truth shape {np.shape(truth)} does not match the model grid {prior.grid.shape}"
         )
     t0 = _time.perf_counter()
-    a = assimilate(
+    a = assimilation or assimilate(
         prior,
         obs,
         time=time,
@@ -227,6 +238,8 @@ def _write_run(
             **(extra or {}),
         }
         _write_json(info, tmp / "run.json")
+        if also is not None:
+            also(tmp)
         files.check_target(out, "run", force=force)  # nothing appeared meanwhile
         files.replace_dir(tmp, out)
     except BaseException:
