@@ -6,8 +6,10 @@ import pytest
 from bayesda.prior.checkpoint import CheckpointError, load_model, read_card, update_card
 from bayesda.prior.dynamics import (
     LatentDynamics,
+    calibrate,
     check_stable,
     consecutive_pairs,
+    damped,
     fit_dynamics,
     fit_transition,
     load_dynamics,
@@ -53,19 +55,27 @@ def test_fit_recovers_a_known_ar1():
     )
 
 
-def test_calibration_scales_to_held_out_latents():
-    d, n = 3, 6000
-    A = _random_stable(d, 0.8, 5)
+def test_calibration_finds_the_damping_and_scale_of_held_out_fields():
+    d, n = 3, 8000
+    A = _random_stable(d, 0.9, 5)
     z = _ar1(A, np.eye(d) * 0.5, n)
-    z[4000:] *= 1.2  # the held-out fields spread wider (variance x 1.44)
     times = np.datetime64("2013-01-01") + np.arange(n) * np.timedelta64(6, "h")
-    held = np.arange(n) >= 4000
-    dyn = fit_dynamics(z, times, step_hours=6, mask=~held, calibrate=held)
-    plain = fit_dynamics(z, times, step_hours=6, mask=~held)
-    assert abs(np.trace(dyn.stationary) / np.trace(plain.stationary) - 1.44) < 0.1
-    np.testing.assert_allclose(dyn.transition, plain.transition)
+    true = fit_dynamics(z, times, step_hours=6)
+    # held-out fields: memory shorter (A x 0.9) and spread wider (P x 1.3)
+    other = damped(true, 0.9, 1.3)
+    w = _ar1(other.transition.astype(np.float64), other.noise.astype(np.float64), n, seed=9)
+    both = np.concatenate([z, w])
+    t2 = np.datetime64("2013-01-01") + np.arange(2 * n) * np.timedelta64(6, "h")
+    held = np.arange(2 * n) >= n
+    lam, s, table = calibrate(
+        true, both, t2, held, dampings=(1.0, 0.95, 0.9, 0.85), scales=(1.0, 1.3, 1.6)
+    )
+    assert (lam, s) == (0.9, 1.3) and len(table) == 12
+    dyn = damped(true, lam, s)
     P, A2, B = dyn.stationary, dyn.transition, dyn.noise
     np.testing.assert_allclose(P, A2 @ P @ A2.T + B @ B.T, atol=1e-4)
+    with pytest.raises(ValueError, match="damping"):
+        damped(true, 1.2)
 
 
 def test_ridge_shrinks_the_transition():
