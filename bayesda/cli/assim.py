@@ -67,7 +67,8 @@ def register(subparsers) -> None:
     )
     add_window_arg(p)
     add_settings_args(p, DEFAULT)
-    p.set_defaults(func=cmd_assimilate)
+    # None: the single-time default, or the window's (WINDOW_TARGET_ACCEPT) with --window-times
+    p.set_defaults(func=cmd_assimilate, target_accept=None)
 
     d = subparsers.add_parser("diagnose", help="convergence verdict of a run (exit 3 on FAIL)")
     d.add_argument("run", help="run directory")
@@ -253,6 +254,11 @@ def cmd_assimilate(args) -> int:
             time=args.time,
             element=args.element,
         )
+    if args.target_accept is None:
+        from bayesda.inference.window import WINDOW_TARGET_ACCEPT
+
+        window = args.window_times > 1
+        args.target_accept = WINDOW_TARGET_ACCEPT if window else DEFAULT.target_accept
     settings = settings_from_args(args)
     if args.window_times > 1:
         return _assimilate_window(args, prior, obs, reader, lapse, settings)

@@ -91,7 +91,8 @@ def register(subparsers) -> None:
         help="report the read-back check of every finished time (damaged times are redone; "
         "the check itself runs on every resume)",
     )
-    p.set_defaults(func=cmd_reanalyse)
+    # None: the reanalysis default, or the window's (WINDOW_TARGET_ACCEPT) with --smoother
+    p.set_defaults(func=cmd_reanalyse, target_accept=None)
 
 
 def _print_check(damaged: dict) -> None:
@@ -124,6 +125,11 @@ def cmd_reanalyse(args) -> int:
     )
     if args.superob:
         obs = superob(obs, prior.grid)
+    if args.target_accept is None:
+        from bayesda.inference.window import WINDOW_TARGET_ACCEPT
+        from bayesda.settings import REANALYSIS
+
+        args.target_accept = WINDOW_TARGET_ACCEPT if args.smoother else REANALYSIS.target_accept
     kw = settings_from_args(args)
     if args.smoother and args.scheduler is not None:
         raise ValueError("--smoother runs in this process; drop --scheduler")

@@ -122,7 +122,9 @@ def reanalyse_smoother(
       out: the ``.zarr`` store (created, or resumed when its signature matches).
       start, end: the period (inclusive).
       settings: sampler settings (:class:`bayesda.settings.ReanalysisSettings`; the normal
-        likelihood; ``batch_times`` is not used).
+        likelihood; ``batch_times`` is not used); default the reanalysis preset with the
+        window's target acceptance
+        (:data:`bayesda.inference.window.WINDOW_TARGET_ACCEPT`).
       window_times: ``N``, odd (9: +-1 day at 6-hourly steps).
       stride: ``S``, odd, at most ``N`` (module docstring).
       progress: show a progress bar over times.
@@ -139,7 +141,10 @@ def reanalyse_smoother(
     """
     import bayesda.runtime.files as files
 
-    settings = settings or ReanalysisSettings()
+    if settings is None:
+        from bayesda.inference.window import WINDOW_TARGET_ACCEPT
+
+        settings = ReanalysisSettings(target_accept=WINDOW_TARGET_ACCEPT)
     out = Path(out)
     files.check_target(out, "store", resume=True)
     prior = (
