@@ -113,3 +113,12 @@ def _settings(**kw):
     from bayesda.settings import SamplerSettings
 
     return SamplerSettings(num_chains=2, **kw)
+
+
+def test_windows_with_the_same_padded_length_share_compiled_code(problem):
+    prior, obs, _ = problem
+    quick = _settings(num_warmup=20, num_samples=20)
+    assimilate_window(prior, obs, seed=0, sampler=quick)
+    fewer = [obs[0].iloc[:3], obs[2], None]  # 7 observations instead of 9: padded to 32 too
+    again = assimilate_window(prior, fewer, seed=1, sampler=quick)
+    assert again[0].timings["cache_hit"] and again[0].settings["n_pad"] == 32
