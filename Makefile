@@ -27,6 +27,18 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
+# The CPU benchmarks at their recorded settings, into runs/bench/ (about 32 minutes on an idle
+# 2-core machine; which ones and why: analysis/README.md, section `make bench`).
+bench: install
+	mkdir -p runs/bench
+	$(PY) -m analysis.assimilation_speed.bench_assimilation --out runs/bench/bench_assimilation.md
+	$(PY) -m analysis.model_load.bench_model_load --root here=. --repeats 5 --out runs/bench/model_load
+	$(PY) -m analysis.demo.bench_demo --root here=. --repeats 3 --warm --out runs/bench/demo_time
+	$(PY) -m analysis.compiled_growth.bench_compiled_growth --n-calls 300 \
+	  --out runs/bench/bench_compiled_growth
+	$(PY) -m analysis.throughput.bench_reanalysis --n-times 24 --chains 4 --batch-times 4 \
+	  --warmup 200 --draws 250 --out runs/bench/bench_reanalysis
+
 lint: install
 	$(VENV)/bin/ruff check bayesda tests analysis .ci
 	$(VENV)/bin/ruff format --check bayesda tests analysis .ci

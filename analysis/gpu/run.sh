@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 python3 -c "import jax, numpyro, flax; print(jax.__version__, numpyro.__version__, flax.__version__, jax.devices())" \
   | tee -a "$OUT/nvidia.txt"
 BENCH_BUDGET=${BENCH_BUDGET:-300}
-timeout $((BENCH_BUDGET + 120)) python3 analysis/bench_gpu.py --k "${KS:-64,256,1024}" \
+timeout $((BENCH_BUDGET + 120)) python3 -m analysis.throughput.bench_gpu --k "${KS:-64,256,1024}" \
   --budget-s "$BENCH_BUDGET" --verdict-k 64 --ref-draws 2000 \
   --verdict-out "$OUT/verdict_shipped.json" --out "$OUT/throughput_gpu.json" --no-store \
   ${BENCH_FLAGS:-} 2>&1 | tee "$OUT/bench11.log" | grep -v Warning

@@ -69,7 +69,8 @@ def register(subparsers) -> None:
         type=repr_error_structure,
         help="representation-error structure estimated from the validation residuals: "
         "'matern32' (stationary Matern-3/2, length fitted to the residual correlogram; the "
-        "shipped choice, see analysis/repr_error_structure.py), 'sqexp', 'KIND@LENGTH_KM', "
+        "shipped choice, see analysis/repr_error/repr_error_structure.py), 'sqexp', "
+        "'KIND@LENGTH_KM', "
         "or a rank ('0': per-pixel variance only)",
     )
     p.add_argument("--overwrite", action="store_true")

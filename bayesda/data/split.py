@@ -21,7 +21,7 @@ says when it is too long (a field still correlated above ``LEAK_CORRELATION`` at
 block): the real atmosphere (NCEP: 0.19 at 3.5 days) and Held-Suarez (0.20) pass; the
 quasi-geostrophic turbulence of :mod:`bayesda.sim.qg` does not (0.99 at 3.5 days; 0.53 at 30
 days), and there block-split scores measured memory of one trajectory
-(``analysis/results/split_independence.md``).
+(``analysis/split_independence/results/split_independence.md``).
 """
 
 from __future__ import annotations

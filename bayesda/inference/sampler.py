@@ -72,7 +72,7 @@ While the step size wanders, warmup crosses the resonances described in :func:`d
 trees grow to hundreds of steps. On an accelerator, where all chains of a batch advance
 together, one such tree holds up every chain: on one H200 with 64 times x 4 chains, warmup's
 100 iterations took 21.5 s against 4.8 s for the 500 sampling iterations
-(``analysis/results/throughput.json``). Capping warmup trees at 31 steps bounds that. The
+(``analysis/throughput/results/throughput.json``). Capping warmup trees at 31 steps bounds that. The
 adapted masses are estimated from the warmup draws, which keep trees of up to 31 steps; with
 the fixed Laplace mass the cap is :data:`LAPLACE_WARMUP_TREE_DEPTH`."""
 
@@ -84,7 +84,7 @@ a 7-step tree measures as well as a longer one; no warmup draw is kept. With the
 covariance as the mass the posterior is close to a whitened Gaussian and sampling trees are
 7 steps long at the adapted step sizes, while at depth 5 warmup spent 11.2 steps per
 iteration, in trees of 15 and 31 steps at the small step sizes that dual averaging tries on
-its way. On the shipped model (``analysis/results/warmup_depth.md``: 4 held-out times x 2
+its way. On the shipped model (``analysis/warmup/results/warmup_depth.md``: 4 held-out times x 2
 seeds at 4 x (100 + 500), same seeds) depth 3 gave the same mean adapted step size (0.480),
 7.0 steps per draw, all 8 runs PASS and within 3.4 Monte Carlo errors of long reference
 runs, with 2,692 instead of 4,474 warmup gradients per time; the lockstep efficiency of
@@ -100,7 +100,7 @@ dual averaging from scratch, even when the mass matrix is not adapted. Its last 
 10% of warmup: 10 iterations at the reanalysis default of 100, 2 at 25, so the final step
 size rests on a few iterations (25 iterations on the shipped model: step sizes about 1.4
 against 0.43, ESS of z 148 against 2,600 per 2,000 draws, every verdict FAIL;
-``analysis/results/warmup_sweep.md``). With ``mass="laplace"`` bayesda therefore runs
+``analysis/warmup/results/warmup_sweep.md``). With ``mass="laplace"`` bayesda therefore runs
 numpyro's NUTS transitions with its own step-size adaptation: numpyro's dual averaging
 (same constants, target ``target_accept``) over the whole warmup in one window, and the
 averaged step size at its end (then :func:`detune`)."""
@@ -117,7 +117,8 @@ def detune(step_size, band: tuple[float, float] = RESONANCE_BAND):
     ``2^j - 1`` leapfrog steps spans about one period (``eps ~ 2 pi / (2^j - 1)``: 0.419 for
     15 steps, 0.203 for 31) its end points coincide, the summed momentum is about zero and
     the no-U-turn criterion sits on its edge: the tree keeps doubling. Measured on a
-    100-dimensional standard normal with the exact mass (``analysis/results/resonance.md``):
+    100-dimensional standard normal with the exact mass
+    (``analysis/resonance/results/resonance.md``):
     at ``eps = 0.419`` trees took 56 steps on average and 38% reached 63 or more, against 7
     to 15 steps just outside ``[0.405, 0.445]``; on the shipped model the chains whose
     adapted step size fell there took 40-48 steps per draw against 7-15 for the others,
@@ -155,7 +156,7 @@ def pool_step_sizes(step_size, groups) -> np.ndarray:
     estimate lands below 0.404 makes every iteration of the whole batch cost 15 steps. None
     of 1,024 chains did at K = 256 times per program, but a normal fit to their log step
     sizes puts the chance that some chain of a K = 1024 batch (4,096 chains) does at about
-    0.4 (``analysis/results/lockstep_tail_per_chain.md``). Measured with pooling
+    0.4 (``analysis/lockstep/results/lockstep_tail_per_chain.md``). Measured with pooling
     (``lockstep_tail.md``: SD 0.013 between times, every tree 7 steps) the fitted chance is
     about 1e-10 per time, 1e-7 for a K = 1024 batch. The pooled step size is fixed before
     sampling starts, so every chain remains an exact MCMC kernel; the chains stay independent given

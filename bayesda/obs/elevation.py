@@ -14,7 +14,7 @@ day is not ``rate`` (inversions in winter, steeper profiles in summer):
     ``sigma'^2 = sigma^2 + (rate_sd * |elevation - h_model|)^2``.
 
 Defaults: ``rate`` 6.5 K/km (the standard atmosphere); ``rate_sd`` 2 K/km. Measured on
-real stations (``python analysis/elevation.py``): the difference between 1968-1997
+real stations (``python -m analysis.elevation.elevation``): the difference between 1968-1997
 monthly means at 300 Colorado stations (r-cran-fields' COmonthlyMet) and NCEP at the
 same places falls with station-minus-grid height at 3.5 (January) to 7.6 (July) K/km;
 the monthly slopes scatter by about 1.3 K/km, and a single day's more.

@@ -24,7 +24,8 @@ resampled and the maximiser recomputed), reported as 90% intervals.
 
 ``calibrate="single"`` is the earlier one-scale fit (``sigma -> s sigma``, ``C -> s^2 C``).
 Under a change of source it under-covers at unobserved grid points
-(``analysis/results/source_shift.md``): a field with more small-scale variance than ``C``
+(``analysis/source_shift/results/source_shift.md``): a field with more small-scale variance
+than ``C``
 allows (``b`` about 2) but stations as accurate as stated (``a`` about 1) is fitted by
 the compromise ``s`` about 1.4, too small for grid points far from any station.
 """
@@ -52,6 +53,7 @@ __all__ = [
     "fit_scale",
     "fit_scales",
     "holdout_check",
+    "holdout_folds",
     "rescale_prior",
 ]
 
@@ -112,7 +114,13 @@ def _pieces(prior, obs: pd.DataFrame) -> _Pieces:
     return _Pieces(y, linearise(prior, stencil, z1, jac_fn), rep, sigma**2)
 
 
-def _folds(n: int, k: int, seed: int) -> np.ndarray:
+def holdout_folds(n: int, k: int, seed: int) -> np.ndarray:
+    """The fold (``0 .. k-1``) of each of ``n`` observations in the withheld-observation fits.
+
+    A seeded random permutation dealt round-robin into ``k`` folds (fewer, at least 2, when
+    ``n < 2 k``), so every fold of :func:`holdout_check` and :func:`fit_scales` is the same
+    for the same ``n``, ``k`` and ``seed``.
+    """
     if n < 2 * k:
         k = max(2, n // 2)
     perm = np.random.default_rng([seed, 5]).permutation(n)
@@ -170,7 +178,7 @@ def holdout_check(
     """
     p = _pieces_cache or _pieces(prior, obs)
     scale_obs = scale if scale_obs is None else scale_obs
-    fold = _folds(p.y.size, folds, seed)
+    fold = holdout_folds(p.y.size, folds, seed)
     mu, sd, r = _predict(p, fold, scale, scale_obs)
     z = (r - mu) / sd
     return CalibrationCheck(
@@ -209,7 +217,7 @@ def fit_scale(
       and the gain in total log density over ``s = 1`` (nats).
     """
     p = _pieces_cache or _pieces(prior, obs)
-    fold = _folds(p.y.size, folds, seed)
+    fold = holdout_folds(p.y.size, folds, seed)
     lpd = np.stack([_lpd(p, fold, a, a) for a in SCALE_GRID])  # [grid, n]
     total = lpd.sum(1)
     best = int(np.argmax(total))
@@ -248,7 +256,7 @@ def fit_scales(
       the gain in total log density over ``b = a = 1`` (nats).
     """
     p = _pieces_cache or _pieces(prior, obs)
-    fold = _folds(p.y.size, folds, seed)
+    fold = holdout_folds(p.y.size, folds, seed)
     g = PAIR_GRID
     lpd = np.stack([_lpd(p, fold, b, a) for b in g for a in g])  # [grid^2, n], b major
     total = lpd.sum(1)

@@ -6,7 +6,7 @@ training times -> per-pixel normalisation (fit part) -> :func:`bayesda.prior.tra
 stopping -> representation error from the validation residuals ->
 :func:`bayesda.prior.checkpoint.save_model`. The test split is never touched here; it is kept for
 honest verification. ``bayesda train`` (:mod:`bayesda.cli.train`) and
-``analysis/train_ncep.py`` only parse arguments and call it.
+``analysis/ncep_prior/train_ncep.py`` only parse arguments and call it.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ __all__ = [
 
 
 #: Largest latent dimension accepted. It was 100 while the only data were 1856 NCEP fields;
-#: the simulated-weather experiments (analysis/osse_train.py) use up to 256.
+#: the simulated-weather experiments (analysis/osse/osse_train.py) use up to 256.
 MAX_LATENT_DIM = 1024
 
 
@@ -58,7 +58,7 @@ class VAEConfig:
       latent_dim: dimension of ``z`` (1..``MAX_LATENT_DIM``). Default 64: on NCEP, 64-mode PCA
         reconstructs held-out fields with 1.24 K RMSE against 1.70 K for 32 modes, and prior
         samples keep 87% of the per-pixel SD (77% at 32), while the decoder's gradient costs
-        the same (analysis/train_ncep.py).
+        the same (analysis/ncep_prior/train_ncep.py).
       channels: channels of the decoder's conv stages, coarse to fine; the coarse grid is
         ``ceil(n / 2**len(channels))`` per axis. The encoder mirrors them (fine to coarse).
       periodic: wrap longitude in the padding (global grids).
@@ -152,7 +152,8 @@ def conv_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
     input-gradient is written out as a plain convolution with the flipped, transposed
     kernel held behind :func:`jax.lax.optimization_barrier`. Without this, XLA on CPU
     computed the input-gradient inside ``lax.fori_loop`` (where NUTS runs) through a slow
-    convolution path: 6.6 ms instead of 0.7 ms for the NCEP decoder (analysis/bench_decoder.py;
+    convolution path: 6.6 ms instead of 0.7 ms for the NCEP decoder
+    (analysis/decoder/bench_decoder.py;
     same symptom as jax-ml/jax#12868).
 
     Being a custom VJP, it supports reverse mode (``grad``, ``jacrev``) and forward over

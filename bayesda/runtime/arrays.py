@@ -3,7 +3,7 @@
 ``jnp.asarray`` (and ``jnp.array``) of a NumPy array is an XLA program in jax 0.10
 (``lax.stage``): one per new shape and dtype, which a fresh process must lower and fetch
 from the compilation cache. On the project's 2-core machine that was 10-50 ms per array
-(``analysis/results/demo_overhead.md``): 34 of the 89 programs a demo process lowered.
+(``analysis/demo/results/demo_overhead.md``): 34 of the 89 programs a demo process lowered.
 :func:`jax.device_put` copies the buffer without a program and canonicalises the dtype the
 same way (float64 to float32 unless ``jax_enable_x64``).
 """

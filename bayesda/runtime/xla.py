@@ -11,7 +11,7 @@ and before the first JAX computation::
 Host devices: on a CPU-only host, NUTS chains run fastest with one XLA host device per
 chain (:mod:`bayesda.inference.sampler` splits the chains over the devices). By default we ask for
 ``max(cores, 4)`` devices so that the default 4 chains run side by side even on a 2-core
-machine (see ``analysis/results/bench_assimilation.md`` for 2 vs 4 devices).
+machine (see ``analysis/assimilation_speed/results/bench_assimilation.md`` for 2 vs 4 devices).
 XLA reads ``--xla_force_host_platform_device_count`` only at backend start-up, so the flag
 is added to ``XLA_FLAGS`` and takes effect only if no JAX computation ran yet (importing jax
 is fine). This is the same mechanism as :func:`numpyro.set_host_device_count`.

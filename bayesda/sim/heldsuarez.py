@@ -45,7 +45,9 @@ __all__ = [
     "HeldSuarezConfig",
     "PRESETS",
     "SimulationResult",
+    "build_model",
     "default_store_path",
+    "load_state",
     "simulate",
 ]
 
@@ -133,12 +135,12 @@ class _Model(NamedTuple):
     sigma: np.ndarray  # [level] sigma of the level centres, top (small) to bottom
 
 
-def _build(
+def build_model(
     config: HeldSuarezConfig,
     forcing: dict | None = None,
     tracer: tuple[Callable, float] | None = None,
 ) -> _Model:
-    """The jitted model, with two hooks for experiments (analysis/osse_variants.py).
+    """The jitted model, with two hooks for experiments (analysis/gaussianity/osse_variants.py).
 
     ``forcing``: keyword overrides of dinosaur's ``HeldSuarezForcing`` in its units (e.g.
     ``{"dTy": 100 * units.degK}``); None = Held-Suarez. ``tracer``: ``(profile, days)``
@@ -301,7 +303,9 @@ def _state_to_npz(state, path: Path, n_done: int) -> None:
     os.replace(tmp, path)
 
 
-def _state_from_npz(template, path: Path):
+def load_state(template, path: Path):
+    """A model state saved as ``.npz`` (a restart file of :func:`simulate`), shaped like
+    ``template`` (e.g. ``build_model(config).initial_state``)."""
     with np.load(path, allow_pickle=False) as f:
         values = {k: f[k] for k in f.files if k != "n_done"}
     return dataclasses.replace(template, **values)
@@ -335,14 +339,14 @@ def simulate(
     """
 
     def build() -> Stepper:
-        model = _build(config)
+        model = build_model(config)
         return Stepper(
             model.initial_state,
             model.advance,
             model.to_fields,
             lambda frames, times: _to_dataset(frames, times, model),
             _state_to_npz,
-            lambda restart: _state_from_npz(model.initial_state, restart),
+            lambda restart: load_state(model.initial_state, restart),
         )
 
     return run_store(

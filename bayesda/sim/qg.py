@@ -1,7 +1,7 @@
 """Simulated turbulence for perfect-model experiments: the two-layer quasi-geostrophic model.
 
 The Held-Suarez runs of :mod:`bayesda.sim.heldsuarez` turned out Gaussian for every field, level
-and forcing tried (``analysis/results/osse_nongauss.md``, ``osse_variants.md``): the
+and forcing tried (``analysis/gaussianity/results/osse_nongauss.md``, ``osse_variants.md``): the
 nonlinear structure a VAE could learn is not there, so no prior can beat optimal
 interpolation on them. This module provides a second simulator whose fields are *not*
 Gaussian: the two-layer quasi-geostrophic (QG) model of `pyqg-jax

@@ -26,7 +26,7 @@ held to the strict rule, short ones to what their length can show, and nothing a
 ever passes. The ESS checks keep their fixed levels: they guard the Monte Carlo precision
 of the reported summaries. Bad runs -- a stuck chain, a chain that started far
 away, chains in different modes -- give R-hat far above it (measured error rates of the
-verdict: ``analysis/results/verdict_rates.md``).
+verdict: ``analysis/verdict_rates/results/verdict_rates.md``).
 
 The status is the worst over all checks. A run without sampler statistics (the Laplace
 method) is at best WARN: its draws are independent by construction, so R-hat and ESS say

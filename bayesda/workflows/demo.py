@@ -10,10 +10,11 @@ with the shipped model, diagnose, map (with truth and error panels), and verify 
 Sampler settings (:data:`bayesda.settings.DEMO`: 4 chains x 100 warmup + 500 draws,
 Laplace-preconditioned NUTS) are the reanalysis' settings: with the Laplace covariance as
 the fixed mass matrix warmup only adapts the step size, every warmup length from 10 to 200
-gave correct PASS runs (``analysis/results/warmup_sweep.md``), and the verdict's error rates
-were measured at exactly these settings (``analysis/results/verdict_rates.md``). The
+gave correct PASS runs (``analysis/warmup/results/warmup_sweep.md``), and the verdict's error rates
+were measured at exactly these settings (``analysis/verdict_rates/results/verdict_rates.md``). The
 verdict uses the same thresholds as any run. Warm end-to-end time per phase, against the
-previous settings and code: ``analysis/results/demo_time.md`` (``analysis/bench_demo.py``).
+previous settings and code: ``analysis/demo/results/demo_time.md``
+(``analysis/demo/bench_demo.py``).
 """
 
 from __future__ import annotations

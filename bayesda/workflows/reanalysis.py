@@ -37,8 +37,10 @@ __all__ = [
     "ReanalysisSettings",
     "analysis_times",
     "assimilate_times",
+    "assimilation_dataset",
     "read_obs_source",
     "reanalyse",
+    "summary_dataset",
     "time_seed",
 ]
 
@@ -134,19 +136,27 @@ def assimilate_times(
         fast = assimilate_summaries(
             prior, obs, list(times), keep_samples=settings.keep_samples, **common
         )
-        out = [_summary_dataset(prior, r) for r in fast]
+        out = [summary_dataset(prior, r) for r in fast]
     else:  # the Student-t fields need the per-time path (per-draw conditioning noise)
         results = assimilate_batch(prior, obs, list(times), progress_bar=False, **common)
-        out = [_summary(prior, r, settings) for r in results]
+        out = [assimilation_dataset(prior, r, settings) for r in results]
     wall = (_time.perf_counter() - t0) / len(out)
     for ds in out:
         ds["wall_s"] = ((), np.asarray(wall, dtype=store.DIAG_VARS["wall_s"][0]))
     return out
 
 
-def _summary_dataset(prior, result) -> xr.Dataset:
-    """The store's variables for one :class:`bayesda.inference.assimilate.TimeSummary` (``wall_s``
-    unset)."""
+def summary_dataset(prior, result) -> xr.Dataset:
+    """The store's variables for one :class:`bayesda.inference.assimilate.TimeSummary`.
+
+    Args:
+      prior: the generative prior (its climatology gives ``tas_mean``).
+      result: one time of :func:`bayesda.inference.assimilate.assimilate_summaries`.
+
+    Returns:
+      The field variables ``(lat, lon)``, optional ``samples`` and the scalar diagnostics
+      of :mod:`bayesda.outputs.store`, ``wall_s`` unset.
+    """
     s = result.summary
     dims = ("lat", "lon")
     names = [name for name in store.FIELD_VARS if name != "tas_mean"]
@@ -181,9 +191,20 @@ def _with_diagnostics(out: xr.Dataset, verdict, n_obs: int) -> xr.Dataset:
     return out
 
 
-def _summary(prior, result, settings: ReanalysisSettings) -> xr.Dataset:
-    """The store's variables for one :class:`bayesda.inference.assimilate.Assimilation` (``wall_s``
-    unset)."""
+def assimilation_dataset(prior, result, settings: ReanalysisSettings) -> xr.Dataset:
+    """The store's variables for one :class:`bayesda.inference.assimilate.Assimilation`.
+
+    The per-time path's counterpart of :func:`summary_dataset` (the Student-t fields need it).
+
+    Args:
+      prior: the generative prior.
+      result: one time of :func:`bayesda.inference.assimilate.assimilate_batch`.
+      settings: the reanalysis settings (``keep_samples``, ``method``).
+
+    Returns:
+      The field variables ``(lat, lon)``, optional ``samples`` and the scalar diagnostics
+      of :mod:`bayesda.outputs.store`, ``wall_s`` unset.
+    """
     from bayesda.inference.fields import posterior_dataset
     from bayesda.verify.verdict import diagnose
 

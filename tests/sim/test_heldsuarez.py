@@ -82,9 +82,9 @@ def test_column_fields_agree_with_the_stored_level_and_forcing_can_be_changed():
     from dinosaur import scales
 
     from bayesda.data.fieldstats import sphere_gradient
-    from bayesda.sim.heldsuarez import _build
+    from bayesda.sim.heldsuarez import build_model
 
-    model = _build(TINY)
+    model = build_model(TINY)
     state = model.advance(model.advance(model.initial_state))
     low = model.to_fields(state)
     col = model.column_fields(state)
@@ -100,11 +100,11 @@ def test_column_fields_agree_with_the_stored_level_and_forcing_can_be_changed():
     mid = np.abs(lat) < 60
     corr = np.corrcoef(fd[mid].ravel(), col["vor"][-1].T[mid].ravel())[0, 1]
     assert corr > 0.95, corr
-    hot = _build(TINY, forcing={"dTy": 100 * scales.units.degK})
+    hot = build_model(TINY, forcing={"dTy": 100 * scales.units.degK})
     state_hot = hot.advance(hot.advance(hot.initial_state))
     assert not np.allclose(hot.to_fields(state_hot)["tas"], low["tas"])
     # a passive tracer starts at its profile, is carried along, and does not feed back
-    with_q = _build(TINY, tracer=(lambda lat: np.tanh((np.abs(lat) - 45.0) / 10.0), 5.0))
+    with_q = build_model(TINY, tracer=(lambda lat: np.tanh((np.abs(lat) - 45.0) / 10.0), 5.0))
     q0 = with_q.column_fields(with_q.initial_state)["q"]
     profile = np.tanh((np.abs(with_q.lat) - 45.0) / 10.0)
     assert np.abs(q0[-1] - profile[None, :]).max() < 0.15  # spectral truncation of a front

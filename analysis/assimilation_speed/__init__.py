@@ -1,0 +1,3 @@
+"""How fast is one NUTS assimilation on the shipped model, and how close to the decoder's
+gradient cost?
+"""

@@ -1,0 +1,1 @@
+"""What does one value-and-gradient of the decoder cost, alone and inside a JAX loop?"""

@@ -1,0 +1,1 @@
+"""How long does loading the shipped model take in a fresh process?"""

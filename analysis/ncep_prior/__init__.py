@@ -1,0 +1,1 @@
+"""Reproduce and evaluate the shipped NCEP VAE prior (models/ncep-air)."""

@@ -1,0 +1,1 @@
+"""The perfect-model experiment: VAE prior vs PCA vs OI on simulated (Held-Suarez, QG) weather."""

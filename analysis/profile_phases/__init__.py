@@ -1,0 +1,1 @@
+"""Where does one analysis time's wall time go, phase by phase?"""

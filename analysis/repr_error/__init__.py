@@ -1,0 +1,1 @@
+"""Which representation-error structure do validation fields choose?"""

@@ -1,0 +1,1 @@
+"""Does NUTS resonate on a whitened Gaussian, and does the detuned step size prevent it?"""

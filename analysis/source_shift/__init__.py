@@ -1,0 +1,1 @@
+"""Does the posterior stay calibrated when the truth comes from another source?"""

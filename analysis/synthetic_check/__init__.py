@@ -1,0 +1,1 @@
+"""Does the whole method recover an exact Gaussian posterior?"""

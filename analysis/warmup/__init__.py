@@ -1,0 +1,1 @@
+"""How much NUTS warmup does the Laplace mass matrix need?"""

@@ -1,0 +1,1 @@
+"""Can winds alone, through a joint prior, give the unobserved surface pressure?"""
