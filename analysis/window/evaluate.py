@@ -6,7 +6,7 @@ observes every time (fixed sites, fresh N(0, 0.5^2) noise per time) and each met
 analyses the middle time:
 
   window        bayesda with the window model (bayesda.inference.window), all 9 times
-  single        bayesda at the middle time alone
+  single        bayesda at the middle time alone (the same stated-error model as the window)
   spacetime_oi  OI with the empirical lagged covariance of the training fields over the
                 same 9 times (bayesda.verify.baselines.spacetime_oi)
   single_oi     OI at the middle time alone
@@ -35,9 +35,9 @@ same observed times (bayesda.workflows.reanalysis / .smoother), same sampler set
 
 Usage (repository root; nice, the machine is shared)::
 
-    BAYESDA_DATA_DIR=/work/shared/data nice -n 10 .venv/bin/python analysis/window/evaluate.py
-    ... evaluate.py --nuts-check 6         # NUTS against Laplace on a few windows
-    ... evaluate.py --throughput           # reanalysis throughput, smoother vs single
+    BAYESDA_DATA_DIR=../shared/data nice -n 10 python -m analysis.window.evaluate --windows 24
+    ... -m analysis.window.evaluate --nuts-check 6   # NUTS against Laplace on a few windows
+    ... -m analysis.window.evaluate --throughput     # reanalysis throughput, smoother vs single
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
 from collections.abc import Callable
 
@@ -53,9 +52,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-
-from analysis.window.common import MODEL, RESULTS, command, load_split  # noqa: E402
+from analysis.common.io import SHIPPED_MODEL as MODEL
+from analysis.common.io import command, write_json
+from analysis.common.window import RESULTS, load_split
 
 HALF = 4  # +-1 day of 6-hourly times
 T = 2 * HALF + 1
@@ -142,7 +141,7 @@ def tune_shrinkage(setup: Setup) -> dict:
     sp, A = setup.split, setup.A
     fit = A.isel(time=np.flatnonzero(sp.fit))
     val_blocks = blocks_of(sp.val, setup.times)
-    centres = window_centres(val_blocks, 12)
+    centres = window_centres(val_blocks, setup.args.tune_windows)
     scores: dict = {("oi", a): [] for a in SHRINKAGES} | {("st", a): [] for a in SHRINKAGES}
     for a in SHRINKAGES:
         bg = B.BackgroundCovariance.from_anomalies(fit, shrinkage=a)
@@ -189,7 +188,7 @@ def methods_for(setup: Setup, shrink: dict, sampler) -> dict[str, Callable]:
     then take as many steps as a single time's, :data:`WINDOW_TARGET_ACCEPT`)."""
     from bayesda.inference.assimilate import assimilate
     from bayesda.inference.fields import posterior_dataset
-    from bayesda.inference.window import WINDOW_TARGET_ACCEPT, assimilate_window
+    from bayesda.inference.window import STATED, WINDOW_TARGET_ACCEPT, assimilate_window
     from bayesda.verify import baselines as B
 
     window_sampler = sampler.replace(target_accept=WINDOW_TARGET_ACCEPT)
@@ -214,7 +213,9 @@ def methods_for(setup: Setup, shrink: dict, sampler) -> dict[str, Callable]:
             if obs[k] is None:
                 out[k] = _ensemble_of_prior(prior, ns, seed)
             else:
-                a = assimilate(prior, obs[k], sampler=sampler, seed=seed, progress_bar=False)
+                a = assimilate(
+                    prior, obs[k], sampler=sampler, options=STATED, seed=seed, progress_bar=False
+                )
                 out[k] = posterior_dataset(a, prior)
         return out
 
@@ -444,7 +445,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=str(MODEL))
     p.add_argument("--networks", default="20,50")
     p.add_argument("--layouts", default="fixed,rotating,gap")
-    p.add_argument("--windows", type=int, default=30, help="held-out windows per network")
+    p.add_argument("--windows", type=int, default=24, help="held-out windows per network")
+    p.add_argument("--tune-windows", type=int, default=12, help="validation windows (shrinkage)")
     p.add_argument("--sampler", choices=("laplace", "nuts"), default="laplace")
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--warmup", type=int, default=100)
@@ -464,7 +466,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(RESULTS / "window.json"))
     args = p.parse_args(argv)
     args.networks = [int(x) for x in args.networks.split(",")]
-    cmd = command([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    cmd = command("analysis.window.evaluate", argv)
     import bayesda
 
     bayesda.set_host_device_count()
@@ -507,8 +509,7 @@ def main(argv=None) -> int:
         dyn = json.loads((RESULTS / "dynamics.json").read_text())
         result["forecast"] = {"command": dyn["command"], **dyn["forecast"]}
         result["skill_wall_s"] = round(time.perf_counter() - t0, 1)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out_path, result, indent=2)
     print(f"wrote {out_path}")
     return 0
 

@@ -23,8 +23,7 @@ Writes ``analysis/window/results/dynamics.json``.
 
 Usage (repository root)::
 
-    BAYESDA_DATA_DIR=/work/shared/data nice -n 10 .venv/bin/python \\
-        analysis/window/fit_dynamics.py [--apply]
+    BAYESDA_DATA_DIR=../shared/data nice -n 10 python -m analysis.window.fit_dynamics [--apply]
 """
 
 from __future__ import annotations
@@ -32,15 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import textwrap
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-
-from analysis.window.common import MODEL, RESULTS, command, load_split  # noqa: E402
+from analysis.common.io import SHIPPED_MODEL as MODEL
+from analysis.common.io import command, write_json
+from analysis.common.window import RESULTS, load_split
 
 RIDGES = (0.0, 1e-3, 1e-2, 3e-2, 1e-1)
 LEADS = (1, 2, 3, 4)
@@ -160,6 +158,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=str(MODEL))
     p.add_argument("--apply", action="store_true", help="store the dynamics in --model")
     p.add_argument("--members", type=int, default=50, help="forecast ensemble size")
+    p.add_argument("--mlp-steps", type=int, default=3000, help="Adam steps of the MLP correction")
     p.add_argument("--out", default=str(RESULTS / "dynamics.json"))
     args = p.parse_args(argv)
     t_start = time.perf_counter()
@@ -197,7 +196,7 @@ def main(argv=None) -> int:
     A_fit, _ = fit_transition(z[fit_i], z[fit_j], ridge=best["ridge"])
     persistence_val = float(np.sqrt(np.mean((x[val_i] - x[val_j]) ** 2)))
 
-    predict, mlp_info = fit_mlp(z[fit_i], z[fit_j], A_fit, z[val_i], z[val_j])
+    predict, mlp_info = fit_mlp(z[fit_i], z[fit_j], A_fit, z[val_i], z[val_j], steps=args.mlp_steps)
     mlp_rmse = one_step_rmse(prior, predict(z[val_i]), carried, x[val_j])
     shipped = mlp_rmse < (1 - NONLINEAR_GAIN) * best["val_rmse_K"]
     print(f"MLP correction: validation one-step RMSE {mlp_rmse:.4f} K", flush=True)
@@ -232,7 +231,7 @@ def main(argv=None) -> int:
     P = dyn.stationary.astype(np.float64)
     Q = dyn.noise.astype(np.float64) @ dyn.noise.T.astype(np.float64)
     info = {
-        "command": command([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+        "command": command("analysis.window.fit_dynamics", argv),
         "fitted_on": "training split (block_split), all pairs of consecutive 6-hourly fields",
         "n_pairs": int(pairs[0].size),
         "step_hours": step_h,
@@ -254,9 +253,7 @@ def main(argv=None) -> int:
         "forecast": forecast,
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(info, indent=2) + "\n")
+    write_json(pathlib.Path(args.out), info, indent=2)
     print(json.dumps(forecast, indent=1))
     if args.apply:
         card = {

@@ -1,33 +1,38 @@
 """NUTS target acceptance for a window of 9 times: tree length, step size, ESS and wall time.
 
 One held-out window (the middle of the first test block, station-20, sigma 0.5 K), 4 chains x
-(100 warmup + 500 draws), the same seed, at each target acceptance; ESS (bulk and tail,
+(100 warmup + 500 draws) by default, the same seed, at each target acceptance; ESS (bulk and tail,
 ArviZ) of every pixel of the middle time's field samples. Writes
 ``analysis/window/results/target_accept.json``.
 
 Usage (repository root)::
 
-    BAYESDA_DATA_DIR=/work/shared/data nice -n 10 .venv/bin/python \\
-        analysis/window/target_accept.py 0.6 0.8
+    BAYESDA_DATA_DIR=../shared/data nice -n 10 python -m analysis.window.target_accept 0.6 0.8
 """
 
 from __future__ import annotations
 
-import json
 import pathlib
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-
-from analysis.window.common import MODEL, RESULTS, command, load_split  # noqa: E402
+from analysis.common.io import SHIPPED_MODEL as MODEL
+from analysis.common.io import command, write_json
+from analysis.common.window import RESULTS, load_split
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    targets = [float(a) for a in argv] or [0.6, 0.8]
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("targets", type=float, nargs="*", default=[0.6, 0.8])
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--draws", type=int, default=500)
+    p.add_argument("--out", default=str(RESULTS / "target_accept.json"))
+    args = p.parse_args(argv)
+    nc, nd = args.chains, args.draws
     import bayesda
 
     bayesda.set_host_device_count()
@@ -56,13 +61,13 @@ def main(argv=None) -> int:
         for k, i in enumerate(idx)
     ]
     rows = []
-    for ta in targets:
-        s = SamplerSettings(num_chains=4, num_warmup=100, num_samples=500, target_accept=ta)
+    for ta in args.targets:
+        s = SamplerSettings(num_chains=nc, num_warmup=args.warmup, num_samples=nd, target_accept=ta)
         t0 = time.perf_counter()
         a = assimilate_window(prior, obs, A["time"].values[idx], seed=0, sampler=s, want=[4])[0]
         wall = time.perf_counter() - t0
         st = a.idata.sample_stats
-        f = az.convert_to_dataset(a.field.reshape(4, 500, -1))
+        f = az.convert_to_dataset(a.field.reshape(nc, nd, -1))
         bulk = az.ess(f, method="bulk")["x"].values
         tail = az.ess(f, method="tail")["x"].values
         row = {
@@ -78,17 +83,12 @@ def main(argv=None) -> int:
         }
         print(row, flush=True)
         rows.append(row)
-    out = RESULTS / "target_accept.json"
-    out.write_text(
-        json.dumps(
-            {
-                "command": command([sys.argv[0], *argv]),
-                "window": [str(A["time"].values[idx[0]])[:13], str(A["time"].values[idx[-1]])[:13]],
-                "rows": rows,
-            },
-            indent=2,
-        )
-        + "\n"
+    out = pathlib.Path(args.out)
+    window = [str(A["time"].values[idx[0]])[:13], str(A["time"].values[idx[-1]])[:13]]
+    write_json(
+        out,
+        {"command": command("analysis.window.target_accept", argv), "window": window, "rows": rows},
+        indent=2,
     )
     print(f"wrote {out}")
     return 0

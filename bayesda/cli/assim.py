@@ -67,8 +67,9 @@ def register(subparsers) -> None:
     )
     add_window_arg(p)
     add_settings_args(p, DEFAULT)
-    # None: the single-time default, or the window's (WINDOW_TARGET_ACCEPT) with --window-times
-    p.set_defaults(func=cmd_assimilate, target_accept=None)
+    # None: the single-time defaults, or the window's with --window-times (the target
+    # acceptance WINDOW_TARGET_ACCEPT and the stated-error model)
+    p.set_defaults(func=cmd_assimilate, target_accept=None, errors=None)
 
     d = subparsers.add_parser("diagnose", help="convergence verdict of a run (exit 3 on FAIL)")
     d.add_argument("run", help="run directory")
@@ -259,11 +260,15 @@ def cmd_assimilate(args) -> int:
         from bayesda.obs.stations import reader_line
 
         print(reader_line(reader))
+    window = args.window_times > 1
     if args.target_accept is None:
         from bayesda.inference.window import WINDOW_TARGET_ACCEPT
 
-        window = args.window_times > 1
         args.target_accept = WINDOW_TARGET_ACCEPT if window else DEFAULT.target_accept
+    if args.errors is None:
+        from bayesda.settings import ModelOptions
+
+        args.errors = "stated" if window else ModelOptions().errors
     settings = settings_from_args(args)
     if args.window_times > 1:
         return _assimilate_window(args, prior, obs, reader, lapse, settings)
@@ -324,6 +329,7 @@ def _assimilate_window(args, prior, obs, reader, lapse, settings) -> int:
         offset_sd=args.offset_sd,
         seed=settings.get("seed", 0),
         lapse=lapse,
+        options=settings["options"],
     )
     counts = [0 if f is None else len(f) for f in obs_by_time]
     print(

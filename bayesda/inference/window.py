@@ -60,7 +60,7 @@ import scipy.linalg
 from numpyro.infer.util import potential_energy
 
 from bayesda.inference.compiled import CACHE, laplace_draws, spd
-from bayesda.inference.model import MIN_PAD, pad_length
+from bayesda.inference.model import MIN_PAD, ModelObs, pad_length
 from bayesda.inference.prepare import REQUIRED_COLUMNS, ObsData, pad_rows, prepare_obs
 from bayesda.inference.result import Assimilation, inference_data
 from bayesda.inference.sampler import NutsConfig, run_nuts
@@ -71,6 +71,7 @@ from bayesda.settings import DEFAULT, ModelOptions, SamplerSettings
 __all__ = [
     "ADAM_STEPS",
     "GN_STEPS",
+    "STATED",
     "WINDOW",
     "WINDOW_TARGET_ACCEPT",
     "WindowObs",
@@ -98,6 +99,9 @@ the middle time's pixels for 4 x 500 draws (PASS): a third of the gradients
 (``analysis/window/results/target_accept.json``)."""
 
 WINDOW = DEFAULT.replace(target_accept=WINDOW_TARGET_ACCEPT)
+STATED = ModelOptions(errors="stated")
+"""The model options of a window: the stated-error model (observation errors as stated, the
+model's representation error ``C``), whose likelihood the window stacks over its times."""
 """The default sampler settings of a window: :data:`bayesda.settings.DEFAULT` with
 :data:`WINDOW_TARGET_ACCEPT`."""
 
@@ -214,15 +218,15 @@ def prepare_window(
             per_time.append(None)
             continue
         frame = frame.drop(columns=["time"], errors="ignore")
-        per_time.append(prepare_obs(prior, frame, pad=True))
+        per_time.append(prepare_obs(prior, frame, pad=True, options=STATED))
     live = [(k, o) for k, o in enumerate(per_time) if o is not None]
     if not live:
         raise ValueError(f"no observation at any of the {len(frames)} window times")
     idx = np.concatenate([o.stencil.idx for _, o in live])
     weight = np.concatenate([o.stencil.weight for _, o in live])
     tindex = np.concatenate([np.full(o.n, k, np.int32) for k, o in live])
-    y = np.concatenate([o.y[: o.n] for _, o in live]).astype(np.float32)
-    sigma = np.concatenate([o.sigma[: o.n] for _, o in live]).astype(np.float64)
+    y = np.concatenate([o.arrays.y[: o.n] for _, o in live]).astype(np.float32)
+    sigma = np.concatenate([o.arrays.sigma[: o.n] for _, o in live]).astype(np.float64)
     stencil = Stencil(idx.astype(np.int32), weight.astype(np.float32))
     n = stencil.n
     m = pad_length(n)
@@ -471,49 +475,56 @@ def _empty_obs(prior) -> ObsData:
     m = MIN_PAD
     rank = min(prior.repr_error.rank, m)
     frame = pd.DataFrame({c: pd.Series(dtype=np.float64) for c in REQUIRED_COLUMNS})
-    return ObsData(
-        frame=frame,
-        stencil=Stencil(np.zeros((0, 4), np.int32), np.zeros((0, 4), np.float32)),
+    arrays = ModelObs(
         idx=np.zeros((m, 4), np.int32),
         weight=np.zeros((m, 4), np.float32),
         y=np.zeros(m, np.float32),
         sigma=np.ones(m, np.float32),
+        mask=np.zeros(m, bool),
         repr_factor=np.zeros((m, rank), np.float32),
         repr_diag=np.zeros(m, np.float32),
-        mask=np.zeros(m, bool),
-        scale_tril=None,
     )
+    stencil = Stencil(np.zeros((0, 4), np.int32), np.zeros((0, 4), np.float32))
+    return ObsData(frame=frame, stencil=stencil, arrays=arrays)
 
 
 def _time_idata(samples, stats, obs: ObsData | None, mu, settings, rng):
-    """A time's InferenceData: as the single-time one when it has observations."""
-    if obs is not None:
-        n = obs.n
-        sig = np.broadcast_to(obs.sigma[:n], mu.shape)
-        return inference_data(
-            samples,
-            stats,
-            obs,
-            mu,
-            sig,
-            "normal",
-            settings["df"],
-            rng,
-            max_tree_depth=settings["max_tree_depth"],
-            method=settings["method"],
-        )
+    """A time's InferenceData. With observations, as the single-time stated-error one: each
+    station's marginal log density per draw (``N(mu_i, sigma_i^2 + (H C H^T)_ii)``, given
+    that time's latent) and replicate observations with the correlated representation
+    error."""
     import arviz as az
 
-    return az.from_dict(
-        posterior=samples,
-        sample_stats=stats or None,
-        coords={"latent": np.arange(samples["z"].shape[-1])},
-        dims={"z": ["latent"]},
-        attrs={
-            "inference_library": "numpyro",
-            "method": settings["method"],
-            "max_tree_depth": int(settings["max_tree_depth"]),
-        },
+    if obs is None:
+        return az.from_dict(
+            posterior=samples,
+            sample_stats=stats or None,
+            coords={"latent": np.arange(samples["z"].shape[-1])},
+            dims={"z": ["latent"]},
+            attrs={
+                "inference_library": "numpyro",
+                "method": settings["method"],
+                "max_tree_depth": int(settings["max_tree_depth"]),
+            },
+        )
+    from scipy import stats as sps
+
+    a, n = obs.arrays, obs.n
+    A = a.repr_factor[:n].astype(np.float64)
+    D = a.repr_diag[:n].astype(np.float64)
+    sig = a.sigma[:n].astype(np.float64)
+    y = a.y[:n].astype(np.float64)
+    ll = sps.norm.logpdf(y, loc=mu, scale=np.sqrt(sig**2 + D + np.sum(A**2, -1)))
+    corr = rng.standard_normal((*mu.shape[:2], A.shape[1])) @ A.T if A.shape[1] else 0.0
+    pp = mu + corr + np.sqrt(sig**2 + D) * rng.standard_normal(mu.shape)
+    return inference_data(
+        samples,
+        stats,
+        obs,
+        ll,
+        pp,
+        max_tree_depth=settings["max_tree_depth"],
+        method=settings["method"],
     )
 
 
@@ -541,8 +552,9 @@ def assimilate_window(
       seed: the only source of randomness.
       sampler: as for :func:`bayesda.assimilate` (default :data:`WINDOW`: 4 x (500 + 500)
         draws at a target acceptance of :data:`WINDOW_TARGET_ACCEPT`).
-      options: the model options; a window supports the normal likelihood with known
-        observation errors (the defaults).
+      options: the model options; a window takes the stated-error model with the normal
+        likelihood and known errors (the default here: ``ModelOptions(errors="stated")``;
+        the learned errors of :mod:`bayesda.inference.errors` are a single-time model).
       dynamics: the latent dynamics (default ``prior.dynamics``).
       want: indices of the times whose fields and results to build (default: all).
       progress_bar: show NUTS progress.
@@ -559,10 +571,11 @@ def assimilate_window(
         window does not support, or no observation in the window.
     """
     s = sampler or WINDOW
-    opts = options or ModelOptions()
-    if opts.likelihood != "normal" or opts.infer_sigma:
+    opts = options or STATED
+    if opts.errors != "stated" or opts.likelihood != "normal" or opts.infer_sigma:
         raise ValueError(
-            f"a window supports the normal likelihood with known observation errors, got {opts}"
+            "a window takes the stated-error model with the normal likelihood and known "
+            f"observation errors (ModelOptions(errors='stated')), got {opts}"
         )
     dyn = _dynamics_of(prior, dynamics)
     t_start = _time.perf_counter()

@@ -39,8 +39,8 @@ from bayesda.workflows.reanalysis import (
     _model_digest,
     _obs_digest,
     _report_damaged,
-    _summary,
     analysis_times,
+    assimilation_dataset,
     time_seed,
 )
 
@@ -217,4 +217,4 @@ def _analyse(prior, obs, w: Window, todo: np.ndarray, settings: ReanalysisSettin
         options=settings.options,
         want=w.write[todo],
     )
-    return [_summary(prior, r, settings) for r in results]
+    return [assimilation_dataset(prior, r, settings) for r in results]

@@ -85,10 +85,12 @@ def test_window_times_and_bad_input(problem):
         prepare_window(prior, [None, None])
     with pytest.raises(ValueError, match="no latent dynamics"):
         assimilate_window(dataclasses.replace(prior, dynamics=None), obs)
-    with pytest.raises(ValueError, match="normal likelihood"):
-        from bayesda.settings import ModelOptions
+    from bayesda.settings import ModelOptions
 
-        assimilate_window(prior, obs, options=ModelOptions(likelihood="studentt"))
+    with pytest.raises(ValueError, match="stated-error model"):
+        assimilate_window(prior, obs, options=ModelOptions(errors="stated", likelihood="studentt"))
+    with pytest.raises(ValueError, match="stated-error model"):
+        assimilate_window(prior, obs, options=ModelOptions())  # learned errors
     with pytest.raises(ValueError, match="not window times"):
         prepare_window(prior, {"2014-01-09T00": obs[0]}, times=window_times(T0, 3, 6))
 
