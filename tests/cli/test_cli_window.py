@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
@@ -98,3 +99,22 @@ def test_model_without_dynamics_is_refused(tmp_path, capsys):
         ]
     )
     assert rc == 1 and "no latent dynamics" in capsys.readouterr().err
+
+
+def test_reanalyse_smoother_fills_and_resumes_the_store(model, tmp_path, capsys):
+    obs = _obs_file(tmp_path, [0, 6, 12, 24])
+    out = tmp_path / "s.zarr"
+    args = ["reanalyse", "--model", str(model), "--obs", str(obs), "--out", str(out)]
+    quick = ["--method", "laplace", "--chains", "1", "--draws", "50", "--no-progress"]
+    smooth = ["--smoother", "--window-times", "3", "--window-stride", "1"]
+    assert cli.main([*args, *smooth, *quick]) == 0, capsys.readouterr().err
+    assert "4/4 times done" in capsys.readouterr().out
+    with xr.open_zarr(out, consolidated=False) as ds:
+        assert bool(ds["done"].all()) and ds.sizes["time"] == 4
+        means = ds["mean"].values
+    assert cli.main([*args, *smooth, *quick]) == 0  # nothing left to do: same store
+    with xr.open_zarr(out, consolidated=False) as ds:
+        np.testing.assert_array_equal(ds["mean"].values, means)
+    # the single-time reanalysis may not resume a smoother's store
+    assert cli.main([*args, *quick]) == 1
+    assert "other settings" in capsys.readouterr().err
