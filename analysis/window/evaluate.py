@@ -53,7 +53,7 @@ import pandas as pd
 import xarray as xr
 
 from analysis.common.io import SHIPPED_MODEL as MODEL
-from analysis.common.io import command, write_json
+from analysis.common.io import command, write_json, write_text
 from analysis.common.window import RESULTS, load_split
 
 HALF = 4  # +-1 day of 6-hourly times
@@ -440,6 +440,99 @@ def throughput(setup: Setup, args) -> dict:
     }
 
 
+def assess(result: dict) -> list[dict]:
+    """Each target of issue 28 against the measured numbers: ``{"target", "network",
+    "value", "met"}`` (value None when not measured)."""
+    out = []
+    rows = {(r["network"], r["method"]): r for r in result.get("skill", [])}
+    ratios = result.get("standard_errors", {})
+    for (net, m), r in rows.items():
+        if m != "window":
+            continue
+        for peer, bound in (("single", 0.85), ("spacetime_oi", 1.0)):
+            q = ratios.get(net, {}).get(f"crps_ratio_window_over_{peer}")
+            if q is not None:
+                out.append(
+                    {
+                        "target": f"CRPS window / {peer} <= {bound}",
+                        "network": net,
+                        "value": q["ratio"],
+                        "se": q["se"],
+                        "met": bool(q["ratio"] <= bound),
+                    }
+                )
+        cov, ss = r["coverage_90"], r["spread_skill"]
+        out.append(
+            {
+                "target": "coverage_90 in [0.88, 0.92]",
+                "network": net,
+                "value": cov,
+                "met": bool(0.88 <= cov <= 0.92),
+            }
+        )
+        out.append(
+            {
+                "target": "spread_skill in [0.9, 1.1]",
+                "network": net,
+                "value": ss,
+                "met": bool(0.9 <= ss <= 1.1),
+            }
+        )
+    for net, by in result.get("interval_widening", {}).items():
+        w = by.get("window")
+        if w:
+            spread = [w[k]["spread"] for k in ("0 h", "6 h", "12 h") if k in w]
+            out.append(
+                {
+                    "target": "interval widens with the distance to the nearest observed time",
+                    "network": net,
+                    "value": spread,
+                    "met": bool(all(a < b for a, b in zip(spread, spread[1:], strict=False))),
+                }
+            )
+    if "throughput_ratio" in result:
+        tr = result["throughput_ratio"]
+        out.append(
+            {
+                "target": "smoother throughput / single-time >= 0.5",
+                "network": result["throughput"]["network"],
+                "value": tr,
+                "met": bool(tr >= 0.5),
+            }
+        )
+    return out
+
+
+def markdown(result: dict) -> str:
+    """``window.md``: the rows, their standard errors and the targets, readable alone."""
+    lines = [
+        "# Windows of analysis times (issue 28): held-out NCEP windows",
+        "",
+        f"Made by `{result.get('skill', [{}])[0].get('command', '?')}`"
+        + (f" and `{result['throughput_command']}`" if "throughput_command" in result else "")
+        + ". Scores at the middle time's unobserved grid points, means over windows "
+        "(+- standard error over windows); `window.json` holds the same numbers.",
+        "",
+        "| network | method | windows | CRPS (K) | RMSE (K) | 90% cov. | spread/skill |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    se = result.get("standard_errors", {})
+    for r in result.get("skill", []):
+        e = se.get(r["network"], {}).get(r["method"], {})
+        lines.append(
+            f"| {r['network']} | {r['method']} | {r['n_times']} | {r['crps']:.3f} +- "
+            f"{e.get('crps_se', float('nan')):.3f} | {r['rmse']:.3f} | {r['coverage_90']:.3f} +- "
+            f"{e.get('coverage_90_se', float('nan')):.3f} | {r['spread_skill']:.3f} |"
+        )
+    lines += ["", "## Targets", "", "| target | network | value | met |", "|---|---|---|---|"]
+    for t in result.get("targets", []):
+        v = t["value"]
+        if isinstance(v, float):
+            v = f"{v:.3f}" + (f" +- {t['se']:.3f}" if "se" in t else "")
+        lines.append(f"| {t['target']} | {t['network']} | {v} | {'yes' if t['met'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(MODEL))
@@ -456,7 +549,7 @@ def main(argv=None) -> int:
         type=int,
         default=0,
         metavar="K",
-        help="also run window and single with NUTS on the first K windows",
+        help="instead: window and single with NUTS and with Laplace on the first K windows",
     )
     p.add_argument("--throughput", action="store_true")
     p.add_argument("--throughput-times", type=int, default=5)
@@ -464,6 +557,9 @@ def main(argv=None) -> int:
     p.add_argument("--throughput-repeats", type=int, default=1)
     p.add_argument("--stride", type=int, default=5)
     p.add_argument("--out", default=str(RESULTS / "window.json"))
+    p.add_argument(
+        "--report", action="store_true", help="only redo the targets and window.md from --out"
+    )
     args = p.parse_args(argv)
     args.networks = [int(x) for x in args.networks.split(",")]
     cmd = command("analysis.window.evaluate", argv)
@@ -473,13 +569,33 @@ def main(argv=None) -> int:
     bayesda.enable_compilation_cache()
     out_path = pathlib.Path(args.out)
     result = json.loads(out_path.read_text()) if out_path.is_file() else {}
-    setup = Setup(args)
     t0 = time.perf_counter()
-    if args.throughput:
+    if args.report:
+        pass
+    elif args.throughput:
+        setup = Setup(args)
         tp = throughput(setup, args)
         result.update(tp)
         result["throughput_command"] = cmd
+    elif args.nuts_check:
+        setup = Setup(args)
+        shrink = result.get("shrinkage") or tune_shrinkage(setup)
+        nuts = sampler_settings(args, "nuts")  # the window's at WINDOW_TARGET_ACCEPT
+        check = {}
+        for kind, sampler in (("nuts", nuts), ("laplace", sampler_settings(args, "laplace"))):
+            df = run_skill(
+                setup,
+                shrink,
+                sampler,
+                layouts=["fixed", "rotating"],
+                n_windows=args.nuts_check,
+                methods=("window", "single"),
+            )
+            df.to_csv(out_path.with_name(f"{out_path.stem}_check_{kind}.csv"), index=False)
+            check[kind] = aggregate(df, cmd)[0]
+        result["nuts_check"] = {"sampler": nuts.to_dict(), "command": cmd, **check}
     else:
+        setup = Setup(args)
         shrink = tune_shrinkage(setup)
         sampler = sampler_settings(args, args.sampler)
         layouts = args.layouts.split(",")
@@ -493,23 +609,13 @@ def main(argv=None) -> int:
         result["interval_widening"] = widening(df)
         result["shrinkage"] = shrink
         result["sampler"] = sampler.to_dict()
-        if args.nuts_check:
-            nuts = sampler_settings(args, "nuts")
-            dn = run_skill(
-                setup,
-                shrink,
-                nuts,
-                layouts=["fixed", "rotating"],
-                n_windows=args.nuts_check,
-                methods=("window", "single"),
-            )
-            dn.to_csv(out_path.with_name(out_path.stem + "_nuts.csv"), index=False)
-            check, _ = aggregate(dn, cmd)
-            result["nuts_check"] = {"sampler": nuts.to_dict(), "rows": check}
         dyn = json.loads((RESULTS / "dynamics.json").read_text())
         result["forecast"] = {"command": dyn["command"], **dyn["forecast"]}
         result["skill_wall_s"] = round(time.perf_counter() - t0, 1)
+    result["targets"] = assess(result)
     write_json(out_path, result, indent=2)
+    if "skill" in result:
+        write_text(out_path.with_suffix(".md"), markdown(result))
     print(f"wrote {out_path}")
     return 0
 
