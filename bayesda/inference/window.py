@@ -66,7 +66,7 @@ from bayesda.inference.result import Assimilation, inference_data
 from bayesda.inference.sampler import NutsConfig, run_nuts
 from bayesda.obs.operator import Stencil, as_sparse
 from bayesda.prior.dynamics import LatentDynamics
-from bayesda.settings import DEFAULT, ModelOptions, SamplerSettings
+from bayesda.settings import WINDOW, WINDOW_TARGET_ACCEPT, ModelOptions, SamplerSettings
 
 __all__ = [
     "ADAM_STEPS",
@@ -89,21 +89,13 @@ GN_STEPS = 4
 """Damped Gauss-Newton steps of the MAP search (each tries steps of 1, 1/2, 1/4, 1/10)."""
 _GN_SCALES = (1.0, 0.5, 0.25, 0.1, 0.0)
 
-WINDOW_TARGET_ACCEPT = 0.6
-"""The dual-averaging target of a window's NUTS (the single-time default is 0.8).
-
-A window of 9 times of the shipped model is a 900-dimensional posterior; at a target of 0.8
-the adapted step size was 0.29 and every tree took 15 leapfrog steps, at 0.6 it was 0.45 and
-trees took 7 steps, as a single time's do, with a minimum bulk / tail ESS of 1,150 / 700 over
-the middle time's pixels for 4 x 500 draws (PASS): a third of the gradients
-(``analysis/window/results/target_accept.json``)."""
-
-WINDOW = DEFAULT.replace(target_accept=WINDOW_TARGET_ACCEPT)
 STATED = ModelOptions(errors="stated")
 """The model options of a window: the stated-error model (observation errors as stated, the
-model's representation error ``C``), whose likelihood the window stacks over its times."""
-"""The default sampler settings of a window: :data:`bayesda.settings.DEFAULT` with
-:data:`WINDOW_TARGET_ACCEPT`."""
+model's representation error ``C``), whose likelihood the window stacks over its times.
+
+The default sampler settings of a window are :data:`bayesda.settings.WINDOW`: the default's
+with a target acceptance of :data:`bayesda.settings.WINDOW_TARGET_ACCEPT` (0.6), at which a
+window's NUTS trees take as many leapfrog steps as a single time's."""
 
 
 def window_times(time, n_times: int, step_hours: float) -> np.ndarray:

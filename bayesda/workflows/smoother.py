@@ -41,7 +41,9 @@ from bayesda.workflows.reanalysis import (
     _report_damaged,
     analysis_times,
     assimilation_dataset,
+    model_step,
     time_seed,
+    window_obs,
 )
 
 __all__ = ["Window", "plan_windows", "reanalyse_smoother"]
@@ -113,6 +115,9 @@ def reanalyse_smoother(
     progress: bool = True,
     verify: bool = True,
     report=None,
+    step=None,
+    window=None,
+    superob: bool = False,
 ) -> Path:
     """Assimilate every observed time in ``[start, end]`` with the smoother into ``out``.
 
@@ -130,12 +135,17 @@ def reanalyse_smoother(
       progress: show a progress bar over times.
       verify: on resume, read back the finished times and redo damaged ones.
       report: called with ``{index: (time, reason)}`` of the damaged times found.
+      step, window, superob: the analysis times and their reports, as for
+        :func:`bayesda.workflows.reanalysis.reanalyse` (every ``step`` with a report within
+        ``+-window``; the step must be the dynamics' step). Window times outside the period,
+        and those without a report of their own, are in the windows too.
 
     Returns:
       The store path.
 
     Raises:
-      ValueError: a prior without dynamics, bad ``N``/``S``, or no observed time in range.
+      ValueError: a prior without dynamics, a step other than the dynamics', bad
+        ``N``/``S``, or no observed time in range.
       bayesda.outputs.store.StoreMismatchError: ``out`` was made with other settings
         (e.g. by the single-time reanalysis, or another ``N`` or ``S``).
     """
@@ -155,11 +165,21 @@ def reanalyse_smoother(
             f"the smoother needs a model with latent dynamics; {prior.name!r} has none "
             "(fit them with analysis/window/fit_dynamics.py --apply)"
         )
-    times = analysis_times(obs, start, end)
+    dyn_step = pd.Timedelta(hours=prior.dynamics.step_hours)
+    step = model_step(prior) if step is None else pd.Timedelta(step)
+    if step != dyn_step:
+        raise ValueError(
+            f"the smoother's analysis step {step} must be the latent dynamics' step {dyn_step}"
+        )
+    half = step / 2 if window is None else pd.Timedelta(window)
+    times = analysis_times(obs, start, end, step=step, half_width=half)
     plan = plan_windows(times, prior.dynamics.step_hours, window_times, stride)
-    lo, hi = plan[0].times[0], plan[-1].times[-1]
-    obs_time = pd.to_datetime(obs["time"]).to_numpy().astype("datetime64[ns]")
-    used = obs[(obs_time >= lo) & (obs_time <= hi)].reset_index(drop=True)
+    every = np.unique(np.concatenate([w.times for w in plan]))
+    used = window_obs(obs, every, half)  # each window time's reports, time = that time
+    if superob:
+        from bayesda.obs.capacity import superob as _superob
+
+        used = _superob(used, prior.grid)
     signature = {
         "model": _model_digest(prior),
         "obs": _obs_digest(used),

@@ -66,16 +66,23 @@ def test_window_run_writes_every_time(model, tmp_path, capsys):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_window_refusals(model, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ([], "needs --time"),
+        (["--time", str(T0), "--window-times", "4"], "must be odd"),
+        (["--time", str(T0), "--offset", "uniform"], "--offset none"),
+        (["--time", str(T0), "--errors", "learned"], "--errors stated"),
+    ],
+    ids=["no-time", "even", "offset", "learned"],
+)
+def test_window_refusals_at_parse_time(model, tmp_path, capsys, extra, match):
     obs = _obs_file(tmp_path, [0])
     run = tmp_path / "run"
     base = ["assimilate", "--model", str(model), "--obs", str(obs), "--out", str(run), *FAST]
-    assert cli.main([*base, "--window-times", "3"]) == 1
-    assert "needs --time" in capsys.readouterr().err
-    assert cli.main([*base, "--time", str(T0), "--window-times", "4"]) == 1
-    assert "must be odd" in capsys.readouterr().err
-    assert cli.main([*base, "--time", str(T0), "--window-times", "3", "--offset", "uniform"]) == 1
-    assert "offset" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*base, "--window-times", "3", *extra])
+    assert exit_.value.code == 2 and match in capsys.readouterr().err
     assert not run.exists()
 
 
@@ -118,3 +125,6 @@ def test_reanalyse_smoother_fills_and_resumes_the_store(model, tmp_path, capsys)
     # the single-time reanalysis may not resume a smoother's store
     assert cli.main([*args, *quick]) == 1
     assert "other settings" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*args, *quick, "--smoother", "--window-stride", "11"])
+    assert exit_.value.code == 2 and "at most the window" in capsys.readouterr().err
