@@ -14,6 +14,8 @@ The top level is the public API (everything else is reachable in its module)::
     obs = bayesda.read_obs("obs.csv", climatology=prior.climatology, grid=prior.grid)
     result = bayesda.assimilate(prior, obs, sampler=bayesda.settings.DEMO)
     result.to_xarray(); result.diagnose(); result.plot("maps.png")
+    # several consecutive times together, through the model's latent dynamics
+    window = bayesda.assimilate_window(prior, [obs_06, obs_12, obs_18], times)
 
 Importing :mod:`bayesda` has no side effects on the process and imports nothing heavy; the
 names below load their modules on first use.
@@ -39,6 +41,7 @@ _LAZY: dict[str, str] = {
     "assimilate": "bayesda.inference.assimilate",
     "assimilate_batch": "bayesda.inference.assimilate",
     "assimilate_to_run": "bayesda.workflows.run",
+    "assimilate_window": "bayesda.inference.window",
     "diagnose": "bayesda.verify.verdict",
     "load_model": "bayesda.prior.checkpoint",
     "pseudo_obs": "bayesda.obs.table",
@@ -60,6 +63,7 @@ __all__ = [
     "assimilate",
     "assimilate_batch",
     "assimilate_to_run",
+    "assimilate_window",
     "diagnose",
     "enable_compilation_cache",
     "load_model",
@@ -76,6 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bayesda.geo.grid import Grid
     from bayesda.inference.assimilate import assimilate, assimilate_batch
     from bayesda.inference.result import Assimilation
+    from bayesda.inference.window import assimilate_window
     from bayesda.obs.table import pseudo_obs, read_obs
     from bayesda.prior.checkpoint import load_model
     from bayesda.prior.generative import GenerativePrior

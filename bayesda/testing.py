@@ -7,6 +7,9 @@ built on it (as ``xarray.testing`` or weatherbench2's mock data).
 * :func:`dense_posterior`: the closed-form Gaussian posterior of the whole field, the
   reference every sampler test compares with, and :func:`assert_matches_closed_form`,
   which compares a sampled posterior with it within Monte Carlo error;
+* :func:`make_dynamics` and :func:`dense_window_posterior`: stable latent dynamics and the
+  closed-form posterior of every time of a window (a linear decoder and linear dynamics
+  make the window jointly Gaussian: the Kalman smoother's answer, computed densely);
 * :func:`grf_prior`, :func:`obs_at`, :func:`obs_of`: a linear prior holding a whole Gaussian
   random field, and observations of a given or a sampled truth;
 * :func:`colocated_obs` and :func:`learned_posterior`: reports in groups at one place and
@@ -34,6 +37,8 @@ __all__ = [
     "assert_matches_closed_form",
     "colocated_obs",
     "dense_posterior",
+    "dense_window_posterior",
+    "make_dynamics",
     "grf_prior",
     "learned_posterior",
     "make_linear_prior",
@@ -110,6 +115,82 @@ def dense_posterior(prior, obs: pd.DataFrame):
     mean = b + K @ (obs["value"].to_numpy(np.float64) - H @ b)
     cov = P - K @ H @ P
     return mean, cov
+
+
+def make_dynamics(
+    latent_dim: int = 3, *, radius: float = 0.8, repr_corr: float = 0.5, seed: int = 0
+):
+    """Stable :class:`~bayesda.prior.dynamics.LatentDynamics` with a stationary covariance
+    near the identity (``Q = I - A A^T`` scaled so that it stays positive definite)."""
+    from bayesda.prior.dynamics import LatentDynamics, stationary_covariance
+
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(latent_dim, latent_dim)))
+    A = q @ np.diag(np.linspace(0.2, radius, latent_dim)) @ q.T
+    Q = np.eye(latent_dim) - A @ A.T
+    return LatentDynamics(
+        transition=A.astype(np.float32),
+        noise=np.linalg.cholesky(Q).astype(np.float32),
+        stationary=stationary_covariance(A, Q).astype(np.float32),
+        repr_corr=float(repr_corr),
+        step_hours=6.0,
+    )
+
+
+def dense_window_posterior(prior, dynamics, obs_by_time) -> list:
+    """Closed-form posterior of each time of a window under a linear prior and dynamics.
+
+    ``x_k = W z_k + b + r_k`` with ``Cov(z_j, z_k) = A^(k-j) P`` (``k >= j``) and
+    ``Cov(r_j, r_k) = rho^|j-k| C``; ``y_k = H_k x_k + e_k``. One dense Gaussian over all
+    ``T x npix`` values, conditioned on every time's observations.
+
+    Args:
+      prior: a linear prior (:func:`make_linear_prior`).
+      dynamics: :class:`~bayesda.prior.dynamics.LatentDynamics`.
+      obs_by_time: one table per time (None: no observations then).
+
+    Returns:
+      ``[(mean [npix], cov [npix, npix])]`` per time, float64.
+    """
+    grid = prior.grid
+    npix, d, T = grid.size, prior.latent_dim, len(obs_by_time)
+    W = np.asarray(prior.decode(np.eye(d, dtype=np.float32)), np.float64).reshape(d, npix).T
+    b = np.asarray(prior.decode(np.zeros(d, np.float32)), np.float64).reshape(npix)
+    W = W - b[:, None]
+    F = np.asarray(prior.repr_error.factor, np.float64).reshape(-1, npix)
+    C = F.T @ F + np.diag(np.asarray(prior.repr_error.diag_var, np.float64).reshape(npix))
+    A = np.asarray(dynamics.transition, np.float64)
+    P = np.asarray(dynamics.stationary, np.float64)
+    cov = np.zeros((T * npix, T * npix))
+    for j in range(T):
+        for k in range(j, T):
+            czz = np.linalg.matrix_power(A, k - j) @ P  # Cov(z_k, z_j)
+            block = W @ czz @ W.T + dynamics.repr_corr ** (k - j) * C  # Cov(x_k, x_j)
+            cov[k * npix : (k + 1) * npix, j * npix : (j + 1) * npix] = block
+            cov[j * npix : (j + 1) * npix, k * npix : (k + 1) * npix] = block.T
+    mean = np.tile(b, T)
+    rows, ys, sig = [], [], []
+    for k, obs in enumerate(obs_by_time):
+        if obs is None or len(obs) == 0:
+            continue
+        Hk = as_matrix(bilinear_stencil(grid, obs["lat"], obs["lon"]), npix)
+        H = np.zeros((len(obs), T * npix))
+        H[:, k * npix : (k + 1) * npix] = Hk
+        rows.append(H)
+        ys.append(obs["value"].to_numpy(np.float64))
+        sig.append(obs["sigma"].to_numpy(np.float64))
+    H, y = np.concatenate(rows), np.concatenate(ys)
+    S = H @ cov @ H.T + np.diag(np.concatenate(sig) ** 2)
+    K = np.linalg.solve(S, H @ cov).T
+    post_mean = mean + K @ (y - H @ mean)
+    post_cov = cov - K @ H @ cov
+    return [
+        (
+            post_mean[k * npix : (k + 1) * npix],
+            post_cov[k * npix : (k + 1) * npix, k * npix : (k + 1) * npix],
+        )
+        for k in range(T)
+    ]
 
 
 def assert_matches_closed_form(a, mean, cov, grid, *, k: float = 5.0) -> None:

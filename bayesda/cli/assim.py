@@ -99,8 +99,13 @@ def register(subparsers) -> None:
         choices=("degC", "K", "degF"),
         help="units of the temperatures in the sites files (default degC)",
     )
+    add_window_arg(p)
     add_settings_args(p, DEFAULT)
-    p.set_defaults(func=cmd_assimilate, check=check_assimilate_args)
+    # target_accept and errors None: the single-time defaults, or the window's with
+    # --window-times (bayesda.settings.WINDOW_TARGET_ACCEPT and the stated-error model)
+    p.set_defaults(
+        func=cmd_assimilate, check=check_assimilate_args, target_accept=None, errors=None
+    )
 
     d = subparsers.add_parser("diagnose", help="convergence verdict of a run (exit 3 on FAIL)")
     d.add_argument("run", help="run directory")
@@ -144,6 +149,20 @@ def register(subparsers) -> None:
     )
     add_settings_args(e, DEMO)
     e.set_defaults(func=cmd_demo)
+
+
+def add_window_arg(p) -> None:
+    """``--window-times N``: sample N consecutive model times together
+    (:mod:`bayesda.inference.window`)."""
+    p.add_argument(
+        "--window-times",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="analyse the N model times centred on --time together (N odd; 9 = +-1 day on "
+        "NCEP), carrying information between them through the model's latent dynamics; "
+        "every time's posterior is written (RUN/window/<time>/); default 1: --time alone",
+    )
 
 
 def add_superob_arg(p) -> None:
@@ -244,9 +263,46 @@ def _add_station_args(p) -> None:
 STATION_FORMATS_WITH_TABLE = ("ghcn-dly", "ghcn-csv", "isd-lite", "metar")
 
 
+def window_defaults(args) -> None:
+    """Fill ``--target-accept`` and ``--errors`` left unset (None): the window's values with
+    ``--window-times`` > 1, else the single-time defaults; idempotent."""
+    from bayesda.settings import WINDOW_TARGET_ACCEPT, ModelOptions
+
+    window = getattr(args, "window_times", 1) > 1
+    if args.target_accept is None:
+        args.target_accept = WINDOW_TARGET_ACCEPT if window else DEFAULT.target_accept
+    if args.errors is None:
+        args.errors = "stated" if window else ModelOptions().errors
+
+
+def check_window_args(args) -> None:
+    """``--window-times``: odd, with ``--time``, the stated-error model, and no preflight step
+    that changes the prior at each time."""
+    n = args.window_times
+    if n <= 1:
+        return
+    if n % 2 == 0:
+        raise ValueError(f"--window-times must be odd (the analysis time in the middle), got {n}")
+    if args.time is None:
+        raise ValueError("--window-times needs --time, the analysis time at the window's middle")
+    if args.errors != "stated":
+        raise ValueError(
+            "--window-times takes --errors stated (a window stacks the stated-error likelihood "
+            "of its times; the learned errors are a single-time model)"
+        )
+    if args.offset != "none":
+        raise ValueError(f"--window-times takes --offset none, got --offset {args.offset}")
+    if args.calibrate not in ("off", "none"):
+        raise ValueError(
+            f"--window-times takes --calibrate off or none, got --calibrate {args.calibrate}"
+        )
+
+
 def check_assimilate_args(args) -> None:
     """Combinations of options that parse one by one but contradict each other (checked
     before any work; :func:`bayesda.cli.main.main` turns the ValueError into exit 2)."""
+    window_defaults(args)
+    check_window_args(args)
     kind_from_args(args)
     if args.format == "csv" and args.columns is None:
         raise ValueError(
@@ -384,7 +440,10 @@ def cmd_assimilate(args) -> int:
     note = training_period_note(prior, when, offset=args.offset, offset_sd=args.offset_sd)
     if note:
         print(note)
+    window_defaults(args)
     settings = settings_from_args(args)
+    if args.window_times > 1:
+        return _assimilate_window(args, prior, obs, reader, lapse, settings)
     prior, obs, record = preflight(
         prior,
         obs,
@@ -413,6 +472,62 @@ def cmd_assimilate(args) -> int:
         **settings,
     )
     _print_summary(info, args.out)
+    return 0
+
+
+def _assimilate_window(args, prior, obs, reader, lapse, settings) -> int:
+    """``--window-times N``: the same preflight at every window time, one joint posterior."""
+    from bayesda.inference.window import window_times
+    from bayesda.preflight.pipeline import format_preflight
+    from bayesda.preflight.window import preflight_window
+    from bayesda.workflows.window import window_to_run
+
+    check_window_args(args)
+    n = args.window_times
+    if prior.dynamics is None:
+        raise ValueError(
+            f"--window-times: the model {args.model} has no latent dynamics (dynamics.npz); "
+            "fit them on its training data (python -m analysis.window.fit_dynamics --apply)"
+        )
+    times = window_times(args.time, n, prior.dynamics.step_hours)
+    obs_by_time, record = preflight_window(
+        prior,
+        obs,
+        times,
+        window=args.window,
+        qc=args.qc == "on",
+        calibrate=args.calibrate,
+        offset=args.offset,
+        offset_sd=args.offset_sd,
+        seed=settings.get("seed", 0),
+        lapse=lapse,
+        options=settings["options"],
+    )
+    counts = [0 if f is None else len(f) for f in obs_by_time]
+    print(
+        f"window: {n} times {record['times'][0]} .. {record['times'][-1]}, observations per "
+        f"time {counts}"
+    )
+    centre = record["by_time"][n // 2]
+    if "skipped" not in centre:
+        print(format_preflight(centre))
+    info = window_to_run(
+        prior,
+        obs_by_time,
+        times,
+        args.out,
+        force=args.force,
+        extra={"observations": reader, "preflight": record},
+        geotiff=args.geotiff,
+        **settings,
+    )
+    _print_summary(info, args.out)
+    w = info["window"]
+    print(
+        "window verdicts: "
+        + ", ".join(f"{t} {v}" for t, v in w["verdicts"].items())
+        + " (in RUN/window/<time>/; the analysis time in RUN/)"
+    )
     return 0
 
 

@@ -9,10 +9,11 @@ Example::
     bayesda reanalyse --model ncep-air --obs obs.csv \
         --start 2014-01-01 --end 2014-01-31 --out runs/jan2014.zarr --scheduler local
 
-Interrupt it at any moment and run the same command again: it finishes the times not yet
-done (see :mod:`bayesda.outputs.store`). Every resume reads back the finished times and redoes
-any whose data no longer match their checksum; ``--verify`` also prints the check's
-result for every time.
+With ``--smoother`` each time is analysed inside a window of neighbouring times
+(:mod:`bayesda.workflows.smoother`). Interrupt it at any moment and run the same command
+again: it finishes the times not yet done (see :mod:`bayesda.outputs.store`). Every resume
+reads back the finished times and redoes any whose data no longer match their checksum;
+``--verify`` also prints the check's result for every time.
 """
 
 from __future__ import annotations
@@ -99,19 +100,55 @@ def register(subparsers) -> None:
         "--workers", type=positive_int, default=None, help="workers of the local Dask cluster"
     )
     p.add_argument(
+        "--smoother",
+        action="store_true",
+        help="analyse each time inside a window of --window-times model times sampled "
+        "together through the model's latent dynamics (bayesda.workflows.smoother); "
+        "in this process only",
+    )
+    p.add_argument(
+        "--window-times",
+        type=positive_int,
+        default=9,
+        metavar="N",
+        help="with --smoother: model times per window, odd (default 9: +-1 day at 6 h)",
+    )
+    p.add_argument(
+        "--window-stride",
+        type=positive_int,
+        default=5,
+        metavar="S",
+        help="with --smoother: each window writes the S consecutive model times at its "
+        "middle (odd, <= N; 1: every time from the window centred on it; default 5)",
+    )
+    p.add_argument(
         "--verify",
         action="store_true",
         help="report the read-back check of every finished time (damaged times are redone; "
         "the check itself runs on every resume)",
     )
-    p.set_defaults(func=cmd_reanalyse, check=check_reanalyse_args)
+    # target_accept None: the reanalysis default, or WINDOW_TARGET_ACCEPT with --smoother
+    p.set_defaults(func=cmd_reanalyse, check=check_reanalyse_args, target_accept=None)
 
 
 def check_reanalyse_args(args) -> None:
     """Contradicting options, before any work (exit 2)."""
+    from bayesda.settings import REANALYSIS, WINDOW_TARGET_ACCEPT
+
+    if args.target_accept is None:
+        args.target_accept = WINDOW_TARGET_ACCEPT if args.smoother else REANALYSIS.target_accept
     kind_from_args(args)
     if args.start is not None and args.end is not None and args.end < args.start:
         raise ValueError(f"--end {args.end} is before --start {args.start}")
+    if args.smoother:
+        n, stride = args.window_times, args.window_stride
+        if n % 2 == 0 or stride % 2 == 0 or stride > n:
+            raise ValueError(
+                f"--window-times {n} and --window-stride {stride} must be odd, with the "
+                "stride at most the window"
+            )
+        if args.scheduler is not None:
+            raise ValueError("--smoother runs in this process; drop --scheduler")
 
 
 def _print_check(damaged: dict) -> None:
@@ -155,6 +192,8 @@ def cmd_reanalyse(args) -> int:
     note = training_period_note(prior, span, offset=None)
     if note:
         print(note)
+    if args.target_accept is None:  # called without the parser's check
+        check_reanalyse_args(args)
     kw = settings_from_args(args)
     settings = ReanalysisSettings.from_settings(
         kw["sampler"],
@@ -163,21 +202,40 @@ def cmd_reanalyse(args) -> int:
         keep_samples=args.keep_samples,
         batch_times=args.batch_times,
     )
-    out = reanalyse(
-        model_dir,
-        obs,
-        args.out,
-        start=args.start,
-        end=args.end,
-        settings=settings,
-        scheduler=args.scheduler,
-        n_workers=args.workers,
-        progress=kw["progress_bar"],
-        report=_print_check if args.verify else None,
-        step=args.step,
-        window=args.window,
-        superob=args.superob,
-    )
+    if args.smoother:
+        from bayesda.workflows.smoother import reanalyse_smoother
+
+        out = reanalyse_smoother(
+            prior,
+            obs,
+            args.out,
+            start=args.start,
+            end=args.end,
+            settings=settings,
+            window_times=args.window_times,
+            stride=args.window_stride,
+            progress=kw["progress_bar"],
+            report=_print_check if args.verify else None,
+            step=args.step,
+            window=args.window,
+            superob=args.superob,
+        )
+    else:
+        out = reanalyse(
+            model_dir,
+            obs,
+            args.out,
+            start=args.start,
+            end=args.end,
+            settings=settings,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            progress=kw["progress_bar"],
+            report=_print_check if args.verify else None,
+            step=args.step,
+            window=args.window,
+            superob=args.superob,
+        )
     ds = xr.open_zarr(out, consolidated=False)
     verdicts = ds["verdict"].values
     print(

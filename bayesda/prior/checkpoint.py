@@ -18,6 +18,8 @@ A model is a directory::
     climatology.nc   the climatology the anomalies are relative to (optional)
     surface_height.nc  the grid's surface height ``orog`` (m), for the lapse-rate
                      adjustment of station observations (optional; :mod:`bayesda.geo.orography`)
+    dynamics.npz     the latent transition between consecutive times (optional;
+                     :mod:`bayesda.prior.dynamics`)
     MODEL_CARD.md    the human-readable card (optional)
 
 A model is found by its directory or by its name (:func:`find_model`): the models shipped
@@ -83,7 +85,7 @@ __all__ = [
 FORMAT_VERSION = 1
 _CARD = "model.json"
 LOADED_FILES = ("params.npz", "norm.npz", "repr_error.npz")
-OPTIONAL_FILES = ("climatology.nc", "surface_height.nc")
+OPTIONAL_FILES = ("climatology.nc", "surface_height.nc", "dynamics.npz")
 """Files :func:`load_model` reads (plus :data:`OPTIONAL_FILES` when present): each must be
 listed, with its SHA-256, in model.json."""
 _PACKAGES = ("bayesda", "jax", "jaxlib", "flax", "optax", "numpyro", "numpy", "xarray")
@@ -516,13 +518,15 @@ def update_card(
     model_card: str | None = None,
     repr_error: RepresentationError | None = None,
     surface_height: np.ndarray | None = None,
+    dynamics=None,
 ) -> pathlib.Path:
     """Verify a model, then rewrite its model.json (merging ``card``) and MODEL_CARD.md.
 
     For adding metrics measured after training, replacing the representation error
-    (re-estimated with another structure) or adding a surface height
-    (:mod:`bayesda.geo.orography`); the other files are copied unchanged and the hashes
-    recomputed. Atomic like :func:`save_model`.
+    (re-estimated with another structure), adding a surface height
+    (:mod:`bayesda.geo.orography`) or the latent dynamics
+    (:class:`bayesda.prior.dynamics.LatentDynamics`, as ``dynamics.npz``); the other files
+    are copied unchanged and the hashes recomputed. Atomic like :func:`save_model`.
     """
     path = pathlib.Path(path)
     meta = read_card(path)
@@ -542,6 +546,10 @@ def update_card(
         if surface_height is not None:
             grid = Grid.from_dict(meta["grid"])
             _save_surface_height(d / "surface_height.nc", surface_height, grid)
+        if dynamics is not None:
+            from bayesda.prior.dynamics import DYNAMICS_FILE, save_dynamics
+
+            save_dynamics(d / DYNAMICS_FILE, dynamics)
         _finish_card(d, meta)
 
     _write_atomic(path, fill, overwrite=True, check=False)  # every file is copied over
@@ -649,6 +657,20 @@ def as_prior(prior, where: str = "") -> GenerativePrior:
     )
 
 
+def _check_listed(path: pathlib.Path, card: dict) -> None:
+    """Every file load_model reads is in the card's SHA-256 list."""
+    loaded = list(LOADED_FILES)
+    loaded += [name for name in OPTIONAL_FILES if (path / name).exists()]
+    unlisted = [name for name in loaded if name not in card["files"]]
+    if unlisted:
+        raise CheckpointError(
+            f"{path}: {unlisted} not covered by the SHA-256 list in {_CARD}, so they "
+            "cannot be verified; refusing to load them (a model saved by "
+            "bayesda.prior.checkpoint.save_model lists every file; re-save it, or rehash a "
+            "trusted copy with bayesda.prior.checkpoint.update_card)"
+        )
+
+
 def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePrior:
     """Load a saved VAE prior.
 
@@ -668,16 +690,7 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
     path = find_model(path)
     card = read_card(path, verify=verify)
     if verify:
-        loaded = list(LOADED_FILES)
-        loaded += [name for name in OPTIONAL_FILES if (path / name).exists()]
-        unlisted = [name for name in loaded if name not in card["files"]]
-        if unlisted:
-            raise CheckpointError(
-                f"{path}: {unlisted} not covered by the SHA-256 list in {_CARD}, so they "
-                "cannot be verified; refusing to load them (a model saved by "
-                "bayesda.prior.checkpoint.save_model lists every file; re-save it, or rehash a "
-                "trusted copy with bayesda.prior.checkpoint.update_card)"
-            )
+        _check_listed(path, card)
     try:
         config = VAEConfig.from_dict(card["vae_config"])
         grid = Grid.from_dict(card["grid"])
@@ -709,6 +722,14 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
     surface_height = None
     if (path / "surface_height.nc").is_file():
         surface_height = _load_surface_height(path / "surface_height.nc", grid)
+    dynamics = None
+    if (path / "dynamics.npz").is_file():
+        from bayesda.prior.dynamics import load_dynamics
+
+        try:
+            dynamics = load_dynamics(path / "dynamics.npz", config.latent_dim)
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+            raise CheckpointError(f"cannot read {path / 'dynamics.npz'}: {err}") from err
 
     mean_j, sd_j = to_device((mean, sd))
     dec_vars = {"params": params["decoder"]}
@@ -735,4 +756,5 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
         surface_height=surface_height,
         card=card,
         name=str(card.get("name", path.name)),
+        dynamics=dynamics,
     )

@@ -38,6 +38,9 @@ class GenerativePrior:
         lapse-rate adjustment (:mod:`bayesda.obs.elevation`), or None.
       card: the model card (provenance, metrics), a JSON-able dict.
       name: a short name for logs and file attributes.
+      dynamics: the latent transition between consecutive times
+        (:class:`bayesda.prior.dynamics.LatentDynamics`), or None; windows of several
+        analysis times need it (:mod:`bayesda.inference.window`).
     """
 
     decode: Callable
@@ -49,6 +52,7 @@ class GenerativePrior:
     surface_height: Any = None
     card: dict = field(default_factory=dict)
     name: str = "prior"
+    dynamics: Any = None
 
 
 def linear_prior(

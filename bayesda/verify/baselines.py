@@ -9,6 +9,9 @@ a posterior in the same format as :func:`bayesda.inference.fields.posterior_data
 * :func:`optimal_interpolation` -- Gaussian conditioning with a background covariance
   estimated from training anomalies (:class:`BackgroundCovariance`). Exact mean, SD and
   quantiles; exact posterior draws by Matheron's rule.
+* :func:`spacetime_oi` -- the same over a window of consecutive times, with the empirical
+  lagged covariance of the training fields (:class:`SpaceTimeCovariance`): observations at
+  every time of the window inform the analysis at one of them.
 * :func:`optimise_restarts` -- the original method: Adam in latent space on the observation
   misfit only, the decoded fields of several random restarts as the "ensemble".
 * :func:`climatology_baseline` -- anomaly 0 with the climatological SD; ignores the obs.
@@ -30,7 +33,7 @@ import xarray as xr
 from scipy import stats
 
 from bayesda.geo.grid import Grid
-from bayesda.obs.operator import Stencil, apply_stencil, bilinear_stencil, interpolate
+from bayesda.obs.operator import Stencil, apply_stencil, as_sparse, bilinear_stencil, interpolate
 from bayesda.verify.metrics import QUANTILES
 
 DEFAULT_SHRINKAGE = 0.02
@@ -40,11 +43,13 @@ DEFAULT_SHRINKAGE = 0.02
 __all__ = [
     "DEFAULT_SHRINKAGE",
     "BackgroundCovariance",
+    "SpaceTimeCovariance",
     "climatological_sd",
     "climatology_baseline",
     "ensemble_dataset",
     "optimal_interpolation",
     "optimise_restarts",
+    "spacetime_oi",
 ]
 
 
@@ -311,6 +316,192 @@ def optimal_interpolation(
         method="oi",
         n_obs=int(y.size),
         shrinkage=background.shrinkage,
+        seed=int(seed),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Space-time optimal interpolation
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SpaceTimeCovariance:
+    """A zero-mean Gaussian over a window of ``T`` consecutive fields, from training windows.
+
+    ``B`` is the second moment of every run of ``T`` training fields exactly one step apart
+    (``n`` windows; a window never straddles a gap such as a held-out block), shrunk toward
+    its diagonal: ``B = (1 - alpha) X^T X / n + alpha diag(X^T X / n)`` over the stacked
+    ``T x p`` values, where row ``w`` of ``X`` is window ``w``. The lagged blocks
+    ``B_jk = E[x_{t+j} x_{t+k}^T]`` are the empirical lagged covariances; computed from the
+    same windows, ``B`` is positive semi-definite before shrinkage and definite after. It is
+    never formed: :func:`spacetime_oi` needs only its rows at the observations and at the
+    analysed time.
+
+    Attributes:
+      grid: the grid.
+      fields: ``[n_fields, p]`` training anomalies raveled (float32), K.
+      starts: ``[n]`` row of the first field of each window.
+      n_times: ``T``.
+      variance: ``[T, p]`` diagonal of ``X^T X / n``, K^2.
+      shrinkage: ``alpha``.
+      step_hours: the step between consecutive fields, hours.
+    """
+
+    grid: Grid
+    fields: np.ndarray
+    starts: np.ndarray
+    n_times: int
+    variance: np.ndarray
+    shrinkage: float
+    step_hours: float
+
+    @classmethod
+    def from_anomalies(
+        cls,
+        anomalies: xr.DataArray,
+        n_times: int,
+        *,
+        step_hours: float,
+        shrinkage: float = DEFAULT_SHRINKAGE,
+    ) -> SpaceTimeCovariance:
+        """Every window of ``n_times`` consecutive fields of training anomalies
+        ``(time, lat, lon)`` (K), times ``step_hours`` apart.
+
+        Raises:
+          ValueError: bad dims, non-finite values, ``shrinkage`` outside (0, 1], or fewer
+            than 2 windows.
+        """
+        if not isinstance(anomalies, xr.DataArray) or set(anomalies.dims) != {"time", "lat", "lon"}:
+            dims = getattr(anomalies, "dims", None)
+            raise ValueError(f"anomalies must be a (time, lat, lon) DataArray, got dims {dims}")
+        if not 0.0 < shrinkage <= 1.0:
+            raise ValueError(f"{shrinkage=} must be in (0, 1] (it keeps B definite)")
+        if n_times < 1:
+            raise ValueError(f"{n_times=} must be >= 1")
+        anomalies = anomalies.transpose("time", "lat", "lon")
+        grid = Grid.from_xarray(anomalies)
+        x = anomalies.values.reshape(anomalies.sizes["time"], -1).astype(np.float32)
+        if not np.all(np.isfinite(x)):
+            raise ValueError("training anomalies contain non-finite values")
+        t = anomalies["time"].values.astype("datetime64[s]")
+        step = np.timedelta64(int(round(step_hours * 3600)), "s")
+        last = np.searchsorted(t, t + (n_times - 1) * step)
+        ok = last < t.size
+        ok[ok] &= t[last[ok]] == t[ok] + (n_times - 1) * step
+        ok[ok] &= (last[ok] - np.flatnonzero(ok)) == n_times - 1  # no gap inside
+        starts = np.flatnonzero(ok)
+        if starts.size < 2:
+            raise ValueError(
+                f"need >= 2 runs of {n_times} consecutive fields {step_hours:g} h apart, "
+                f"got {starts.size}"
+            )
+        var = np.stack(
+            [np.mean(np.square(x[starts + k], dtype=np.float64), axis=0) for k in range(n_times)]
+        )
+        return cls(grid, x, starts, int(n_times), var, float(shrinkage), float(step_hours))
+
+    def at(self, offset: int) -> np.ndarray:
+        """``[n, p]`` the windows' fields at ``offset`` (0 .. T-1)."""
+        return self.fields[self.starts + offset]
+
+
+def spacetime_oi(
+    background: SpaceTimeCovariance,
+    obs_by_time,
+    target: int,
+    *,
+    n_samples: int = 200,
+    seed: int = 0,
+) -> xr.Dataset:
+    """Optimal interpolation over a window: the analysis at window time ``target`` given the
+    observations of every time of the window.
+
+    The exact Gaussian posterior under ``x ~ N(0, B)`` (:class:`SpaceTimeCovariance`),
+    ``y = H x + e``, ``e ~ N(0, diag(sigma^2))``: mean ``B_tH (H B H^T + R)^{-1} y``, exact SD,
+    exact draws by Matheron's rule with prior draws
+    ``x0 = sqrt(1 - alpha) X^T u / sqrt(n) + sqrt(alpha diag) eps``. For a window of one
+    time it is :func:`optimal_interpolation` with the same shrinkage.
+
+    Args:
+      background: the window covariance (``T`` times).
+      obs_by_time: ``T`` tables (None or empty for a time without observations), columns
+        ``lat``, ``lon``, ``value`` (K), ``sigma`` (K).
+      target: the window time to analyse (0 .. T-1).
+      n_samples: posterior draws.
+      seed: seed of the draws.
+
+    Returns:
+      Posterior Dataset (see :func:`ensemble_dataset`); ``attrs["method"] = "spacetime_oi"``.
+    """
+    T = background.n_times
+    frames = list(obs_by_time)
+    if len(frames) != T:
+        raise ValueError(f"{len(frames)} observation tables for a window of {T} times")
+    if not 0 <= target < T:
+        raise ValueError(f"{target=} is not a window time (0..{T - 1})")
+    if n_samples < 2:
+        raise ValueError(f"{n_samples=} must be >= 2")
+    grid, alpha = background.grid, background.shrinkage
+    live = []
+    for k, frame in enumerate(frames):
+        if frame is not None and len(frame):
+            live.append((k, *_obs_arrays(grid, frame)))
+    if not live:
+        raise ValueError(f"no observation at any of the {T} window times")
+    nw = background.starts.size
+    # values of the training windows at the observations, and at the target time
+    Y = np.concatenate(
+        [interpolate(background.at(k).reshape(nw, *grid.shape), st) for k, st, _, _ in live],
+        axis=1,
+    ).astype(np.float64)  # [nw, n]
+    Xt = background.at(target).astype(np.float64)  # [nw, p]
+    y = np.concatenate([v for _, _, v, _ in live])
+    sigma = np.concatenate([s for _, _, _, s in live])
+    blocks = []  # the shrunk diagonal part: alpha H_k diag(var_k) H_k^T, same time only
+    bht = (1 - alpha) * (Xt.T @ Y) / nw  # [p, n]
+    col = 0
+    for k, st, v, _ in live:
+        dk = background.variance[k]
+        hd = as_sparse(st, grid.size).multiply(dk[None, :])  # H_k diag(var_k)
+        blocks.append(alpha * (hd @ as_sparse(st, grid.size).T).toarray())
+        if k == target:
+            bht[:, col : col + v.size] += alpha * hd.T.toarray()
+        col += v.size
+    s_mat = (1 - alpha) * (Y.T @ Y) / nw + scipy.linalg.block_diag(*blocks)
+    s_mat = 0.5 * (s_mat + s_mat.T) + np.diag(sigma**2)
+    cho = scipy.linalg.cho_factor(s_mat, lower=True)
+    mean = bht @ scipy.linalg.cho_solve(cho, y)
+    v = scipy.linalg.solve_triangular(cho[0], bht.T, lower=True)
+    prior_var = background.variance[target]
+    var = np.maximum(prior_var - np.sum(v**2, axis=0), 0.0)
+
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal((n_samples, nw)) * np.sqrt((1 - alpha) / nw)
+    eps = {k: rng.standard_normal((n_samples, grid.size)) for k in {target, *[k for k, *_ in live]}}
+    x0 = u @ Xt + np.sqrt(alpha * prior_var) * eps[target]  # [s, p]
+    hx0 = u @ Y + np.concatenate(
+        [
+            interpolate(
+                (np.sqrt(alpha * background.variance[k]) * eps[k]).reshape(-1, *grid.shape), st
+            )
+            for k, st, _, _ in live
+        ],
+        axis=1,
+    )
+    e0 = sigma * rng.standard_normal((n_samples, y.size))
+    draws = x0 + scipy.linalg.cho_solve(cho, (y - hx0 - e0).T).T @ bht.T
+    return ensemble_dataset(
+        draws.reshape(1, n_samples, *grid.shape),
+        grid,
+        mean=mean.reshape(grid.shape),
+        sd=np.sqrt(var).reshape(grid.shape),
+        method="spacetime_oi",
+        n_obs=int(y.size),
+        n_times=int(T),
+        target=int(target),
+        shrinkage=float(alpha),
+        n_windows=int(nw),
         seed=int(seed),
     )
 

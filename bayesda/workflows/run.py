@@ -101,6 +101,8 @@ def assimilate_to_run(
     sampler: SamplerSettings | None = None,
     options: ModelOptions | None = None,
     progress_bar: bool = True,
+    assimilation=None,
+    also=None,
 ) -> dict:
     """Assimilate and write a complete run directory (atomically).
 
@@ -119,6 +121,11 @@ def assimilate_to_run(
         written to ``RUN/sites.csv`` and ``RUN/sites.nc`` (:meth:`Assimilation.at`).
       sites_units: units of the absolute temperatures in the sites files.
       seed, sampler, options, progress_bar: as for :func:`bayesda.inference.assimilate.assimilate`.
+      assimilation: an :class:`~bayesda.inference.result.Assimilation` already sampled (e.g.
+        one time of a window, :mod:`bayesda.workflows.window`); ``obs`` and the sampler
+        settings are then not used to sample.
+      also: called with the temporary run directory before it is renamed into place, to
+        write more into the same atomic run.
 
     Returns:
       The ``run.json`` content, plus the in-memory ``assimilation``, ``dataset`` and
@@ -147,6 +154,8 @@ def assimilate_to_run(
             sampler=sampler,
             options=options,
             progress_bar=progress_bar,
+            assimilation=assimilation,
+            also=also,
         )
 
 
@@ -166,6 +175,8 @@ def _write_run(
     progress_bar,
     sites=None,
     sites_units="degC",
+    assimilation=None,
+    also=None,
 ) -> dict:
     from bayesda._version import __version__
     from bayesda.inference.assimilate import assimilate
@@ -181,7 +192,7 @@ def _write_run(
             f"truth shape {np.shape(truth)} does not match the model grid {prior.grid.shape}"
         )
     t0 = _time.perf_counter()
-    a = assimilate(
+    a = assimilation or assimilate(
         prior,
         obs,
         time=time,
@@ -254,6 +265,8 @@ def _write_run(
             **(extra or {}),
         }
         _write_json(info, tmp / "run.json")
+        if also is not None:
+            also(tmp)
         files.check_target(out, "run", force=force)  # nothing appeared meanwhile
         files.replace_dir(tmp, out)
     except BaseException:

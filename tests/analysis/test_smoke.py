@@ -198,6 +198,26 @@ CASES = [
         NCEP,
     ),
     Case(
+        "analysis.window.fit_dynamics",
+        ("--model", "{model_copy}", "--members", "2", "--mlp-steps", "10", "--out")
+        + ("{out}/dynamics.json",),
+        ("dynamics.json",),
+        NCEP,
+    ),
+    Case(
+        "analysis.window.evaluate",
+        ("--windows", "1", "--tune-windows", "1", "--networks", "20", "--layouts", "fixed,gap")
+        + ("--draws", "20", "--out", "{out}/window.json"),
+        ("window.json", "window.csv"),
+        NCEP,
+    ),
+    Case(
+        "analysis.window.target_accept",
+        ("0.6", "--chains", "2", "--warmup", "10", "--draws", "10", "--out", "{out}/t.json"),
+        ("t.json",),
+        NCEP,
+    ),
+    Case(
         "analysis.synthetic_check.synthetic_check",
         ("--quick", "--n-train", "60", "--n-val", "20", "--n-test", "1", "--n-recon", "10")
         + ("--epochs", "1", "--latent-dim", "4", "--networks", "10", "--warmup", "10")
