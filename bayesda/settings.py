@@ -28,6 +28,7 @@ from typing import Any
 __all__ = [
     "DEFAULT",
     "DEMO",
+    "ERRORS",
     "INITS",
     "LIKELIHOODS",
     "MASSES",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 METHODS = ("nuts", "laplace")
+ERRORS = ("learned", "stated")
 INITS = ("map", "prior", "median")
 MASSES = ("laplace", "diag", "dense")
 LIKELIHOODS = ("normal", "studentt")
@@ -104,23 +106,51 @@ class SamplerSettings:
 
 @dataclasses.dataclass(frozen=True)
 class ModelOptions:
-    """What is sampled: the observation likelihood of
+    """What is sampled: the observation model of
     :func:`bayesda.inference.model.assimilation_model`.
 
     Attributes:
-      likelihood: "normal" or "studentt" (robust to outlying observations).
-      df: Student-t degrees of freedom.
-      infer_sigma: infer a common scale of the observation error SDs.
+      errors: "learned" (default: a site representativeness SD, the scale of the
+        representation error and a uniform offset are learnt from the observations, which
+        are grouped by grid cell; :mod:`bayesda.inference.errors`) or "stated" (the stated
+        observation errors and the model's representation error are taken as given).
+      site_sd_scale: learned errors: the HalfNormal prior scale of the site SD ``tau``, K.
+      repr_scale_sd: learned errors: the LogNormal prior SD of the representation-error
+        scale ``lam`` (median 1: the model's own estimate of ``C``).
+      offset_sd: learned errors: the prior SD of the uniform offset, K (0: no offset).
+      scatter: learned errors: use the spread of the reports within a cell as evidence
+        about ``tau``.
+      likelihood: stated errors: "normal" or "studentt" (robust to outlying observations).
+      df: stated errors: Student-t degrees of freedom.
+      infer_sigma: stated errors: infer a common scale of the observation error SDs.
     """
 
+    errors: str = "learned"
+    site_sd_scale: float = 1.5
+    repr_scale_sd: float = 0.5
+    offset_sd: float = 2.0
+    scatter: bool = True
     likelihood: str = "normal"
     df: float = 4.0
     infer_sigma: bool = False
 
     def __post_init__(self) -> None:
+        _choice("errors", self.errors, ERRORS)
         _choice("likelihood", self.likelihood, LIKELIHOODS)
         if not self.df > 0:
             raise ValueError(f"df must be > 0, got {self.df}")
+        if not (self.site_sd_scale > 0 and self.repr_scale_sd > 0 and self.offset_sd >= 0):
+            raise ValueError(
+                "need site_sd_scale > 0, repr_scale_sd > 0 and offset_sd >= 0, got "
+                f"site_sd_scale={self.site_sd_scale}, repr_scale_sd={self.repr_scale_sd}, "
+                f"offset_sd={self.offset_sd}"
+            )
+        if self.errors == "learned" and (self.likelihood != "normal" or self.infer_sigma):
+            raise ValueError(
+                "likelihood='studentt' and infer_sigma belong to the stated-error model: "
+                "pass errors='stated' with them (the learned-error model learns the error "
+                "scales itself, and quality control removes gross errors)"
+            )
 
     def replace(self, **changes: Any) -> ModelOptions:
         """A copy with some fields changed."""
@@ -191,7 +221,7 @@ class ReanalysisSettings:
     num_warmup: int = REANALYSIS.num_warmup
     num_samples: int = REANALYSIS.num_samples
     method: str = REANALYSIS.method
-    likelihood: str = ModelOptions().likelihood
+    likelihood: str = "normal"
     seed: int = 0
     keep_samples: int = 0
     target_accept: float = REANALYSIS.target_accept
@@ -214,8 +244,9 @@ class ReanalysisSettings:
 
     @property
     def options(self) -> ModelOptions:
-        """The model options of every time (df and infer_sigma: the defaults)."""
-        return ModelOptions(likelihood=self.likelihood)
+        """The model options of every time: the stated-error model (the batched fast path
+        of :mod:`bayesda.inference.batch` covers it; df and infer_sigma: the defaults)."""
+        return ModelOptions(errors="stated", likelihood=self.likelihood)
 
     @classmethod
     def from_settings(
@@ -230,8 +261,8 @@ class ReanalysisSettings:
           ValueError: a setting a reanalysis does not support (init, mass, df or
             infer_sigma other than the defaults).
         """
-        options = options or ModelOptions()
-        d, o = SamplerSettings(), ModelOptions()
+        options = options or ModelOptions(errors="stated")
+        d, o = SamplerSettings(), ModelOptions(errors="stated")
         odd = [
             name
             for name, a, b in [
@@ -239,6 +270,7 @@ class ReanalysisSettings:
                 ("mass", sampler.mass, d.mass),
                 ("df", options.df, o.df),
                 ("infer_sigma", options.infer_sigma, o.infer_sigma),
+                ("errors", options.errors, o.errors),
             ]
             if a != b
         ]

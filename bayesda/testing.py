@@ -9,6 +9,8 @@ built on it (as ``xarray.testing`` or weatherbench2's mock data).
   which compares a sampled posterior with it within Monte Carlo error;
 * :func:`grf_prior`, :func:`obs_at`, :func:`obs_of`: a linear prior holding a whole Gaussian
   random field, and observations of a given or a sampled truth;
+* :func:`colocated_obs` and :func:`learned_posterior`: reports in groups at one place and
+  the exact posterior of the learned-error model there (a mixture over its error scales);
 * :data:`TINY_VAE`, :data:`TINY_VAE_GRID`, :func:`vae_params`: a VAE small enough to
   initialise in a test, and :func:`save_tiny_model`, a hash-verified model directory of it.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 
 from bayesda.geo.grid import Grid
 from bayesda.obs.operator import as_matrix, bilinear_stencil
@@ -29,8 +32,10 @@ __all__ = [
     "TINY_VAE",
     "TINY_VAE_GRID",
     "assert_matches_closed_form",
+    "colocated_obs",
     "dense_posterior",
     "grf_prior",
+    "learned_posterior",
     "make_linear_prior",
     "make_obs",
     "obs_at",
@@ -221,3 +226,93 @@ def save_tiny_model(path, *, seed: int = 0):
         model_card="# card\n",
     )
     return path, params, mean, sd, rep
+
+
+def colocated_obs(grid, n_sites: int, per_site: int, *, sigma: float = 0.5, seed: int = 0):
+    """Observations in groups of ``per_site`` reports at the same place (random values).
+
+    With every report of a cell at one point, the learned-error model's cell means and
+    within-cell spread are exactly the station-level likelihood (up to a constant)."""
+    rng = np.random.default_rng(seed)
+    flat = rng.choice(grid.size, size=n_sites, replace=False)
+    lat = grid.lat[flat // grid.shape[1]] + rng.uniform(-0.2, 0.2, n_sites) * np.diff(grid.lat)[0]
+    lon = grid.lon[flat % grid.shape[1]] + rng.uniform(-0.2, 0.2, n_sites) * np.diff(grid.lon)[0]
+    lat = np.clip(lat, grid.lat[0], grid.lat[-1])
+    lon = np.clip(lon, grid.lon[0], grid.lon[-1])
+    k = np.repeat(np.arange(n_sites), per_site)
+    return pd.DataFrame(
+        {
+            "station_id": [f"S{i:03d}" for i in range(k.size)],
+            "lat": lat[k],
+            "lon": lon[k],
+            "value": rng.normal(0.0, 2.0, k.size),
+            "sigma": np.full(k.size, sigma),
+        }
+    )
+
+
+def learned_posterior(prior, obs: pd.DataFrame, options, *, n_scale: int = 81):
+    """The exact posterior of the learned-error model with a linear decoder, station by
+    station (dense Gaussian algebra, independent of :mod:`bayesda.inference.errors`).
+
+    ``x = W z + b0 + b + r``; given the site SD ``tau`` (the model's grid) and the
+    representation scale ``lam`` (a fine grid over its LogNormal prior, ``n_scale``
+    points), everything is Gaussian; the posterior is the mixture over both, weighted by
+    prior times marginal likelihood. Valid where the model's cell means are exact: every
+    report of a cell at one point (:func:`colocated_obs`).
+
+    Returns:
+      ``(mean [npix], cov [npix, npix], {"repr_scale": mean, "site_sd": mean})``.
+    """
+    from scipy import stats
+
+    from bayesda.inference.errors import SITE_SD_GRID
+
+    grid = prior.grid
+    npix = grid.size
+    d = prior.latent_dim
+    b0 = np.asarray(prior.decode(np.zeros(d, np.float32)), np.float64).reshape(npix)
+    W = np.asarray(prior.decode(np.eye(d, dtype=np.float32)), np.float64).reshape(d, npix).T
+    W = W - b0[:, None]
+    F = np.asarray(prior.repr_error.factor, np.float64).reshape(-1, npix)
+    C = F.T @ F + np.diag(np.asarray(prior.repr_error.diag_var, np.float64).reshape(npix))
+    H = as_matrix(bilinear_stencil(grid, obs["lat"], obs["lon"]), npix)
+    y = obs["value"].to_numpy(np.float64)
+    s2 = np.square(obs["sigma"].to_numpy(np.float64))
+    beta2 = options.offset_sd**2
+    ones = np.ones(npix)
+    # site-SD prior: HalfNormal mass of each grid point's interval
+    edges = np.concatenate([[0.0], 0.5 * (SITE_SD_GRID[1:] + SITE_SD_GRID[:-1]), [np.inf]])
+    p_tau = np.diff(stats.halfnorm(scale=options.site_sd_scale).cdf(edges))
+    # lam: a fine grid in log lam, prior mass by the trapezoid rule
+    u = np.linspace(-5.0, 5.0, n_scale) * options.repr_scale_sd
+    p_lam = stats.norm(scale=options.repr_scale_sd).pdf(u)
+    p_lam /= p_lam.sum()
+    logw, means, covs, taus, lams = [], [], [], [], []
+    for tau, pt in zip(SITE_SD_GRID, p_tau, strict=True):
+        for uu, pl in zip(u, p_lam, strict=True):
+            lam = np.exp(uu)
+            P = W @ W.T + lam**2 * C + beta2 * np.outer(ones, ones)
+            S = H @ P @ H.T + np.diag(s2 + tau**2)
+            r = y - H @ b0
+            cho = scipy.linalg.cho_factor(S, lower=True)
+            a = scipy.linalg.cho_solve(cho, r)
+            ll = -0.5 * r @ a - np.sum(np.log(np.diag(cho[0]))) - 0.5 * y.size * np.log(2 * np.pi)
+            K = scipy.linalg.cho_solve(cho, H @ P).T  # [npix, n]
+            logw.append(np.log(pt) + np.log(pl) + ll)
+            means.append(b0 + P @ H.T @ a)
+            covs.append(P - K @ H @ P)
+            taus.append(tau)
+            lams.append(lam)
+    logw = np.asarray(logw)
+    w = np.exp(logw - logw.max())
+    w /= w.sum()
+    means, covs = np.asarray(means), np.asarray(covs)
+    mean = w @ means
+    dev = means - mean
+    cov = np.einsum("k,kij->ij", w, covs) + np.einsum("k,ki,kj->ij", w, dev, dev)
+    return (
+        mean,
+        cov,
+        {"repr_scale": float(w @ np.asarray(lams)), "site_sd": float(w @ np.asarray(taus))},
+    )

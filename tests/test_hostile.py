@@ -22,7 +22,7 @@ import xarray as xr
 
 from bayesda.cli import assim
 from bayesda.cli import main as cli
-from bayesda.settings import SamplerSettings
+from bayesda.settings import ModelOptions, SamplerSettings
 from bayesda.testing import make_linear_prior, make_obs
 
 FAST = ["--method", "laplace", "--chains", "2", "--warmup", "50", "--draws", "50", "--no-progress"]
@@ -472,7 +472,9 @@ def test_too_many_observations_are_refused_before_work_with_an_estimate(monkeypa
     monkeypatch.setattr(capacity, "available_memory", lambda: 2**20)
     obs = make_obs(clim_prior.grid, 400, seed=0)
     with pytest.raises(capacity.ObservationSizeError, match=r"GiB.*--superob"):
-        prepare_obs(clim_prior, obs)
+        prepare_obs(clim_prior, obs, options=ModelOptions(errors="stated"))
+    # learned errors group the stations by cell: the size is bounded by the grid
+    assert prepare_obs(clim_prior, obs).rows <= clim_prior.grid.size
 
 
 def test_superobbing_many_observations(clim_prior):
@@ -769,3 +771,80 @@ def test_model_overwrite_replaces_only_a_model(tiny_model, tmp_path):
         check_target(mine, overwrite=True)
     check_target(tiny_model[0], overwrite=True)  # a model: fine
     assert (mine / "thesis.tex").read_text() == "years of work"
+
+
+# --------------------------------------------------------------------------------------
+# Issue 26, METAR and plausibility hints: real files as real, hints that would pass
+# --------------------------------------------------------------------------------------
+
+_METAR_STATIONS = pd.DataFrame(
+    {"id": [f"K{i:03d}" for i in range(150)], "lat": 40.0, "lon": np.linspace(-120, -80, 150)}
+)
+
+
+def _metar_file(tmp_path, lines):
+    path = tmp_path / "reports.metar"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "group, analysis, when",
+    [
+        ("302353Z", "2019-07-01T00", "2019-06-30T23:53"),  # was dated 30 July and dropped
+        ("312353Z", "2019-02-01T00", "2019-01-31T23:53"),  # was "day 31 does not exist"
+    ],
+    ids=["evening-before-the-1st", "31-january-for-1-february"],
+)
+def test_metar_reports_dated_in_the_month_nearest_the_analysis(tmp_path, group, analysis, when):
+    from bayesda.obs.stations import read_stations
+
+    path = _metar_file(tmp_path, [f"METAR K001 {group} 18010KT 10SM CLR 21/10 A3000="])
+    df = read_stations(path, "metar", stations=_METAR_STATIONS, time=analysis)
+    assert list(df["time"]) == [pd.Timestamp(when)]
+
+
+@pytest.mark.parametrize(
+    "report, expect",
+    [
+        ("METAR COR K001 011150Z 25011KT 9999 BKN051 24/12 Q1017=", 24.0),  # WMO COR form
+        ("METAR K001 011155Z AUTO 00000KT 10SM CLR ///// A3005=", None),  # AUTO, missing
+        ("METAR K001 011155Z AUTO 00000KT 2 1/2SM BR CLR A3005=", None),  # no temperature
+    ],
+    ids=["metar-cor-cccc", "auto-slashes", "visibility-2-1/2SM"],
+)
+def test_metar_valid_forms_are_read_not_refused(tmp_path, report, expect):
+    from bayesda.obs.stations import read_stations
+
+    lines = [f"METAR K{i:03d} 011155Z 00000KT 10SM CLR 20/10 A3005=" for i in range(2, 150)]
+    df = read_stations(
+        _metar_file(tmp_path, [report, *lines]), "metar", stations=_METAR_STATIONS,
+        time="2019-07-01T12",
+    )  # fmt: skip
+    got = df.loc[df["station_id"] == "K001", "value"].to_numpy() - 273.15
+    assert list(got) == ([] if expect is None else [pytest.approx(expect)])
+
+
+def test_metar_one_impossible_report_is_dropped_not_the_file(tmp_path):
+    from bayesda.obs.stations import read_stations
+
+    lines = [f"METAR K{i:03d} 011155Z 00000KT 10SM CLR 20/10 A3005=" for i in range(150)]
+    lines[9] = "METAR K009 011200Z AUTO 29001KT 91/ RMK AO1 T0907 51017="
+    df = read_stations(_metar_file(tmp_path, lines), "metar", stations=_METAR_STATIONS,
+                       time="2019-07-01T12")  # fmt: skip
+    assert len(df) == 149 and df.attrs["details"]["implausible"][0]["line"] == 10
+
+
+def test_anomalies_all_shifted_are_not_told_to_pass_tenths(clim_prior, tmp_path):
+    """Anomalies all +12 K (over 10 climatological SDs there) got the hint "--units
+    0.1degC", which divided them by 10 and ran; now no unit is offered. This climatology's
+    SD is about 3 K, so the shift is +40 K."""
+    from bayesda.obs.table import read_obs
+
+    obs = make_obs(clim_prior.grid, 30, seed=5)
+    obs["value"] = 40.0 + np.random.default_rng(0).normal(0.0, 0.2, len(obs))
+    path = tmp_path / "obs.csv"
+    obs.to_csv(path, index=False)
+    with pytest.raises(ValueError, match="from zero") as err:
+        read_obs(path, climatology=clim_prior.climatology, time=TIME, grid=clim_prior.grid)
+    assert "pass --units" not in str(err.value)

@@ -37,7 +37,7 @@ def test_readme_example_runs(tmp_path, monkeypatch, capsys):
     assert re.match(r"(PASS|WARN|FAIL) mean posterior SD \d+\.\d\d K", out), out
     assert (tmp_path / "maps.png").stat().st_size > 0
     result = namespace["result"]
-    assert result.idata is namespace["idata"] and result.settings["likelihood"] == "studentt"
+    assert result.idata is namespace["idata"] and result.settings["errors"] == "learned"
     assert namespace["ds"]["sd"].shape == prior.grid.shape
 
 

@@ -121,7 +121,8 @@ def _add_station_args(p) -> None:
         "--format",
         choices=FORMATS,
         default="table",
-        help="observation file format (bayesda.obs.stations); default: bayesda's table",
+        help="observation file format (bayesda.obs.stations; metar: a list of reports or a "
+        "raw WMO bulletin stream, .gz too); default: bayesda's table",
     )
     p.add_argument(
         "--columns",
@@ -132,7 +133,8 @@ def _add_station_args(p) -> None:
         "--stations",
         default=None,
         help="station coordinates: ghcnd-stations.txt, isd-history.csv, or a CSV "
-        "with id,lat,lon[,elevation]",
+        "with id,lat,lon[,elevation]; optional for --format metar (ICAO ids are placed by "
+        "airportsdata and NOAA's station list; this table wins where it has the id)",
     )
     p.add_argument("--element", default="TAVG", help="GHCN element (TAVG, TMAX, TMIN)")
     p.add_argument(
@@ -238,6 +240,9 @@ def cmd_assimilate(args) -> int:
             time=args.time,
             element=args.element,
         )
+        from bayesda.obs.stations import reader_line
+
+        print(reader_line(reader))
     settings = settings_from_args(args)
     prior, obs, record = preflight(
         prior,
@@ -250,6 +255,7 @@ def cmd_assimilate(args) -> int:
         offset_sd=args.offset_sd,
         seed=settings.get("seed", 0),
         lapse=lapse,
+        options=settings["options"],
     )
     print(format_preflight(record))
     info = assimilate_to_run(

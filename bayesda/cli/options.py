@@ -16,6 +16,7 @@ import argparse
 from bayesda.cli.argtypes import non_negative_int, positive_int
 from bayesda.settings import (
     DEFAULT,
+    ERRORS,
     INITS,
     LIKELIHOODS,
     MASSES,
@@ -40,8 +41,8 @@ def add_settings_args(
       parser: the (sub)command parser.
       preset: the defaults of the sampler flags.
       options: the defaults of the model flags (default ``ModelOptions()``).
-      full: also add ``--init``, ``--mass``, ``--df`` and ``--infer-sigma`` (a reanalysis
-        supports only the others).
+      full: also add ``--errors``, ``--init``, ``--mass``, ``--df`` and ``--infer-sigma``
+        (a reanalysis supports only the others; its error model is ``options.errors``).
     """
     o = options or ModelOptions()
     g = parser.add_argument_group("sampler settings (bayesda.settings)")
@@ -57,6 +58,18 @@ def add_settings_args(
     if full:
         g.add_argument("--init", choices=INITS, default=preset.init)
         g.add_argument("--mass", choices=MASSES, default=preset.mass)
+    if full:
+        g.add_argument(
+            "--errors",
+            choices=ERRORS,
+            default=o.errors,
+            help="learned: the model learns a site representativeness error, the scale of "
+            "its representation error and a uniform offset from the observations (default); "
+            "stated: take the stated observation errors and the model's representation "
+            "error as given (needed for --likelihood studentt and --infer-sigma)",
+        )
+    else:
+        parser.set_defaults(errors=o.errors)
     g.add_argument("--likelihood", choices=LIKELIHOODS, default=o.likelihood)
     if full:
         g.add_argument("--df", type=float, default=o.df, help="Student-t degrees of freedom")
@@ -86,10 +99,13 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         init=getattr(args, "init", d.init),
         mass=getattr(args, "mass", d.mass),
     )
+    o = ModelOptions()
     options = ModelOptions(
+        errors=args.errors,
         likelihood=args.likelihood,
-        df=getattr(args, "df", ModelOptions().df),
+        df=getattr(args, "df", o.df),
         infer_sigma=getattr(args, "infer_sigma", False),
+        offset_sd=getattr(args, "offset_sd", o.offset_sd),
     )
     return {
         "seed": args.seed,

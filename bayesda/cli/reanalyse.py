@@ -23,7 +23,7 @@ __all__ = ["cmd_reanalyse", "register"]
 def register(subparsers) -> None:
     """Add ``reanalyse``."""
     from bayesda.cli.options import add_settings_args
-    from bayesda.settings import REANALYSIS, ReanalysisSettings
+    from bayesda.settings import REANALYSIS, ModelOptions, ReanalysisSettings
 
     d = ReanalysisSettings()
     p = subparsers.add_parser("reanalyse", help="assimilate many times into a resumable zarr store")
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--start", default=None, help="first time (inclusive); default: first observed")
     p.add_argument("--end", default=None, help="last time (inclusive); default: last observed")
     p.add_argument("--out", required=True, help="zarr store to create or resume")
-    add_settings_args(p, REANALYSIS, full=False)
+    add_settings_args(p, REANALYSIS, options=ModelOptions(errors="stated"), full=False)
     p.add_argument(
         "--keep-samples",
         type=non_negative_int,

@@ -20,7 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["UNITS", "canonical_units", "to_kelvin", "difference_to_kelvin"]
+__all__ = [
+    "UNITS",
+    "canonical_units",
+    "difference_from_kelvin",
+    "difference_to_kelvin",
+    "from_kelvin",
+    "to_kelvin",
+]
 
 _SPELLINGS = {
     "K": ("k", "kelvin"),
@@ -61,3 +68,15 @@ def difference_to_kelvin(values, units: str) -> np.ndarray:
     """Temperature differences (anomalies, error SDs) in ``units`` converted to K."""
     scale, _ = _AFFINE[canonical_units(units)]
     return np.asarray(values, dtype=np.float64) * scale
+
+
+def from_kelvin(values, units: str) -> np.ndarray:
+    """Absolute temperatures in K converted to ``units`` (the inverse of :func:`to_kelvin`)."""
+    scale, offset = _AFFINE[canonical_units(units)]
+    return (np.asarray(values, dtype=np.float64) - offset) / scale
+
+
+def difference_from_kelvin(values, units: str) -> np.ndarray:
+    """Temperature differences in K converted to ``units``."""
+    scale, _ = _AFFINE[canonical_units(units)]
+    return np.asarray(values, dtype=np.float64) / scale

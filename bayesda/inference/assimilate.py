@@ -218,10 +218,10 @@ class TimeSummary(NamedTuple):
 
 
 def summaries_supported(sampler: SamplerSettings, options: ModelOptions) -> bool:
-    """Whether :func:`assimilate_summaries` handles these settings (normal likelihood with
-    known observation errors; the Student-t and ``infer_sigma`` fields need
-    :func:`assimilate_batch`)."""
-    return options.likelihood == "normal" and not options.infer_sigma
+    """Whether :func:`assimilate_summaries` handles these settings (the stated-error model
+    with its normal likelihood; learned errors, the Student-t and ``infer_sigma`` fields
+    need :func:`assimilate_batch`)."""
+    return _dense(options)
 
 
 def assimilate_summaries(
@@ -255,7 +255,7 @@ def assimilate_summaries(
     """
     from bayesda.inference.batch import stack_obs, summarise
 
-    s, opts = sampler or SamplerSettings(), options or ModelOptions()
+    s, opts = sampler or SamplerSettings(), options or ModelOptions(errors="stated")
     if not summaries_supported(s, opts):
         raise ValueError(
             f"assimilate_summaries needs the normal likelihood with known errors, got {opts}; "
@@ -344,24 +344,43 @@ def _by_time(obs_df: pd.DataFrame, times: list) -> list[pd.DataFrame]:
     ]
 
 
-def _prepare_batch(prior, obs_df, times, dense: bool, device_covariance: bool) -> list[ObsData]:
+def _prepare_batch(
+    prior, obs_df, times, options: ModelOptions, device_covariance: bool
+) -> list[ObsData]:
     """Every time's observations, padded to one length; with ``device_covariance`` the
     exact observation covariance is factored for all times at once on the device."""
     frames = _by_time(obs_df, times)
-    fast = device_covariance and dense and prior.repr_error.rank > 0
+    fast = device_covariance and _dense(options) and prior.repr_error.rank > 0
     obs_list = []
     for frame, t in zip(frames, times, strict=True):
         if frame.empty:
             frame = obs_df  # prepare_obs names the time that has no rows
-        obs_list.append(prepare_obs(prior, frame, time=t, covariance=not fast))
-    m = max(o.mask.size for o in obs_list)
+        obs_list.append(prepare_obs(prior, frame, time=t, covariance=not fast, options=options))
+    m = max(o.padded for o in obs_list)
     obs_list = [repad(o, m) for o in obs_list]
     if fast:
         from bayesda.inference.batch import innovation_cholesky, stack_obs
 
         chol = innovation_cholesky(prior, stack_obs(obs_list))
-        obs_list = [o._replace(scale_tril=c) for o, c in zip(obs_list, chol, strict=True)]
+        obs_list = [
+            o._replace(arrays=o.arrays._replace(scale_tril=c))
+            for o, c in zip(obs_list, chol, strict=True)
+        ]
     return obs_list
+
+
+def _dense(options: ModelOptions) -> bool:
+    """Whether the stated-error likelihood uses the exact dense covariance (``scale_tril``)."""
+    return options.errors == "stated" and options.likelihood == "normal" and not options.infer_sigma
+
+
+def _model_obs(obs: ObsData, options: ModelOptions):
+    """What the model sees of ``obs``, on the device (the low-rank ``C`` where the dense
+    factor does not apply)."""
+    arrays = obs.arrays
+    if arrays.scale_tril is not None and not _dense(options):
+        arrays = arrays._replace(scale_tril=None)
+    return to_device(arrays)
 
 
 def sample_batch(
@@ -405,32 +424,25 @@ def sample_batch(
     if len(seeds) != len(times) or not times:
         raise ValueError(f"need one seed per time, got {len(seeds)} seeds for {len(times)} times")
     fns = CACHE.model_fns(prior, opts)
-    dense = opts.likelihood == "normal" and not opts.infer_sigma
     t_prep = _time.perf_counter()
-    obs_list = _prepare_batch(prior, obs_df, times, dense, device_covariance)
+    obs_list = _prepare_batch(prior, obs_df, times, opts, device_covariance)
     t_prep = _time.perf_counter() - t_prep
-    m = obs_list[0].mask.size
-    all_args = [(to_device(tuple(o.model_args())), o.model_kwargs(dense=dense)) for o in obs_list]
+    m = obs_list[0].padded
+    all_args = [_model_obs(o, opts) for o in obs_list]
     keys = [jax.random.split(jax.random.PRNGKey(x), 4)[1:] for x in seeds]  # init, mcmc, post
     ntime = len(times)
     shards = n_shards(ntime * s.num_chains) if s.method == "nuts" else 0
     settings = dict(
-        method=s.method,
-        num_chains=s.num_chains,
-        num_warmup=s.num_warmup,
-        num_samples=s.num_samples,
-        target_accept=s.target_accept,
-        max_tree_depth=s.max_tree_depth,
-        init=s.init,
-        likelihood=opts.likelihood,
-        infer_sigma=bool(opts.infer_sigma),
-        mass=s.mass,
-        df=opts.df,
+        **s.to_dict(),
+        **opts.to_dict(),
         devices=shards,
         batch_size=ntime,
         n_pad=int(m),
     )
     maps, map_grads = _find_maps(fns, all_args, s)
+    if opts.errors == "learned" and maps[0][0] is not None:
+        obs_list = _prune_site_grids(prior, fns, obs_list, all_args, maps, opts)
+        all_args = [_model_obs(o, opts) for o in obs_list]
 
     if s.method == "laplace":
         flat, stats, grads = [], [], []
@@ -459,6 +471,64 @@ def sample_batch(
         settings,
         {"prepare": t_prep, **batch_timings},
     )
+
+
+SITE_GRID_BUCKETS = (2, 4, 8, 16, 32)
+"""Sizes the pruned site-SD grids are padded to (one compiled program per size)."""
+
+REFINED_SITE_GRID = 8
+"""Values of the finer site-SD grid where at most :data:`REFINE_BELOW` coarse ones matter."""
+REFINE_BELOW = 4
+
+
+def _prune_site_grids(
+    prior, fns: ModelFns, obs_list, all_args, maps, options: ModelOptions
+) -> list[ObsData]:
+    """Focus each time's site-SD grid where its weight at the MAP is not negligible.
+
+    Each density evaluation costs ``O(K m^2)`` for ``K`` grid values; a dense network
+    keeps 2-4 of the 16, more tightly than the grid resolves: those times get a finer grid
+    of :data:`REFINED_SITE_GRID` values over that range
+    (:func:`bayesda.inference.errors.refined_site_grid`). Then every time keeps its values
+    of non-negligible weight (:func:`bayesda.inference.errors.prune_site_grid`), padded to
+    one size (weight-0 entries) so that the times share one program.
+    """
+    from bayesda.inference.errors import (
+        kept_site_values,
+        learned_errors,
+        learned_loglik,
+        prune_site_grid,
+        refined_site_grid,
+    )
+    from bayesda.obs.operator import interpolate
+
+    focused = []
+    for obs, args, (x_map, _, _) in zip(obs_list, all_args, maps, strict=True):
+        point = {k: np.asarray(v)[0] for k, v in fns.constrain(x_map[None], args).items()}
+        field = np.asarray(prior.decode(point["z"]), np.float64) + float(point.get("offset", 0.0))
+        m = obs.rows
+        resid = np.zeros(obs.padded)
+        resid[:m] = obs.arrays.y[:m] - interpolate(field, obs.stencil)
+        lam = float(point["repr_scale"])
+        e = obs.arrays.errors
+        ll = learned_loglik(resid, lam, e, m)
+        if kept_site_values(e, ll) <= REFINE_BELOW:
+            e = learned_errors(
+                obs.cells,
+                prior.repr_error,
+                pad_to=obs.padded,
+                site_sd_scale=options.site_sd_scale,
+                scatter=options.scatter,
+                site_sd_grid=refined_site_grid(e, ll, REFINED_SITE_GRID),
+            )
+            ll = learned_loglik(resid, lam, e, m)
+        focused.append((e, ll))
+    need = max(kept_site_values(e, ll) for e, ll in focused)
+    size = next(b for b in SITE_GRID_BUCKETS if b >= need)
+    return [
+        o._replace(arrays=o.arrays._replace(errors=prune_site_grid(e, ll, size)))
+        for o, (e, ll) in zip(obs_list, focused, strict=True)
+    ]
 
 
 def _finite_map(x: np.ndarray) -> np.ndarray:

@@ -82,15 +82,18 @@ class TimeObs(NamedTuple):
 
 def stack_obs(obs_list: Sequence[ObsData]) -> TimeObs:
     """Stack equally padded :class:`~bayesda.inference.prepare.ObsData` of several times."""
-    sizes = {o.mask.size for o in obs_list}
+    sizes = {o.padded for o in obs_list}
     if len(sizes) != 1:
         raise ValueError(f"observations must share one padded length, got {sorted(sizes)}")
+    if any(o.arrays.errors is not None for o in obs_list):
+        raise ValueError("the batched summaries cover the stated-error model only")
+    arrays = [o.arrays for o in obs_list]
     return TimeObs(
-        idx=np.stack([o.idx for o in obs_list]).astype(np.int32),
-        weight=np.stack([o.weight for o in obs_list]).astype(np.float32),
-        sigma=np.stack([o.sigma for o in obs_list]).astype(np.float32),
-        y=np.stack([o.y for o in obs_list]).astype(np.float32),
-        mask=np.stack([o.mask for o in obs_list]).astype(bool),
+        idx=np.stack([a.idx for a in arrays]).astype(np.int32),
+        weight=np.stack([a.weight for a in arrays]).astype(np.float32),
+        sigma=np.stack([a.sigma for a in arrays]).astype(np.float32),
+        y=np.stack([a.y for a in arrays]).astype(np.float32),
+        mask=np.stack([a.mask for a in arrays]).astype(bool),
     )
 
 

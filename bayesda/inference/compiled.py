@@ -10,6 +10,7 @@ they go away with the prior; :data:`CACHE` is the process-wide instance.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import weakref
 from collections.abc import Callable
@@ -23,7 +24,8 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import constrain_fn, potential_energy
 
 import bayesda.runtime.export as aot
-from bayesda.inference.model import SIGMA_SCALE_PRIOR, assimilation_model
+from bayesda.inference.errors import LearnedErrors
+from bayesda.inference.model import SIGMA_SCALE_PRIOR, ModelObs, assimilation_model
 from bayesda.settings import ModelOptions
 
 __all__ = [
@@ -48,12 +50,14 @@ class ModelFns(NamedTuple):
 
     Attributes:
       model: the NumPyro model with the decoder and the model options bound.
-      potential: ``(flat, (model_args, model_kwargs)) -> minus log density``.
+      potential: ``(flat, obs) -> minus log density`` (``obs`` a
+        :class:`~bayesda.inference.model.ModelObs`).
       find_map: jitted ``(flat, args) -> (x_map, hessian, potential)``.
       find_map_batch: ``find_map`` vectorised over a leading time axis of ``args``.
       constrain: jitted ``(flat [s, D], args) -> {"z": [s, d], ...}``.
       flat0: zeros in the sampler's unconstrained space.
-      unravel: flat vector -> ``{"z": ..., "sigma_scale": ...}``.
+      unravel: flat vector -> ``{"z": ..., "repr_scale": ..., ...}``.
+      prior_sd: the prior SD of each site in the unconstrained space (for prior draws).
       cache_key: the content key of the bound model for :mod:`bayesda.runtime.export` (the decoder's
         fingerprint and the options), or None when the decoder has no fingerprint.
     """
@@ -65,15 +69,29 @@ class ModelFns(NamedTuple):
     constrain: Any
     flat0: Any
     unravel: Any
+    prior_sd: dict
     cache_key: Any = None
 
 
-def _unconstrained_template(latent_dim: int, infer_sigma: bool) -> dict:
-    """Zeros in the sampler's unconstrained space (``sigma_scale`` lives on the log scale)."""
-    params = {"z": jnp.zeros(latent_dim)}
-    if infer_sigma:
-        params["sigma_scale"] = jnp.zeros(())
-    return params
+def _unconstrained_prior_sd(latent_dim: int, options: ModelOptions) -> dict:
+    """The sampled sites with their prior SD in the sampler's unconstrained space (the scale
+    sites live on the log scale)."""
+    sd: dict = {"z": 1.0}
+    if options.errors == "learned":
+        sd["repr_scale"] = options.repr_scale_sd
+        if options.offset_sd > 0:
+            sd["offset"] = options.offset_sd
+    elif options.infer_sigma:
+        sd["sigma_scale"] = SIGMA_SCALE_PRIOR[1]
+    return sd
+
+
+def _unconstrained_template(latent_dim: int, options: ModelOptions) -> dict:
+    """Zeros in the sampler's unconstrained space."""
+    return {
+        name: jnp.zeros(latent_dim) if name == "z" else jnp.zeros(())
+        for name in _unconstrained_prior_sd(latent_dim, options)
+    }
 
 
 def _build(decode: Callable, latent_dim: int, options: ModelOptions) -> ModelFns:
@@ -82,24 +100,16 @@ def _build(decode: Callable, latent_dim: int, options: ModelOptions) -> ModelFns
     The potential is :func:`numpyro.infer.util.potential_energy` of the model, i.e.
     numpyro's own log density with its transforms.
     """
-    model = functools.partial(
-        assimilation_model,
-        decode,
-        latent_dim,
-        likelihood=options.likelihood,
-        infer_sigma=options.infer_sigma,
-        df=options.df,
-    )
-    flat0, unravel = ravel_pytree(_unconstrained_template(latent_dim, options.infer_sigma))
+    aot.register_namedtuples(ModelObs, LearnedErrors)  # exported programs take them
+    model = functools.partial(assimilation_model, decode, latent_dim, options=options)
+    flat0, unravel = ravel_pytree(_unconstrained_template(latent_dim, options))
 
-    def potential(flat, args):
-        model_args, model_kwargs = args
-        return potential_energy(model, model_args, model_kwargs, unravel(flat))
+    def potential(flat, obs):
+        return potential_energy(model, (obs,), {}, unravel(flat))
 
     @jax.jit
-    def constrain(flat, args):
-        model_args, model_kwargs = args
-        return jax.vmap(lambda f: constrain_fn(model, model_args, model_kwargs, unravel(f)))(flat)
+    def constrain(flat, obs):
+        return jax.vmap(lambda f: constrain_fn(model, (obs,), {}, unravel(f)))(flat)
 
     opt = optax.adam(0.05)
 
@@ -138,13 +148,7 @@ def _build(decode: Callable, latent_dim: int, options: ModelOptions) -> ModelFns
     fp = aot.fingerprint(decode)
     key = None
     if fp is not None:
-        key = (
-            fp,
-            int(latent_dim),
-            options.likelihood,
-            bool(options.infer_sigma),
-            float(options.df),
-        )
+        key = (fp, int(latent_dim), *dataclasses.astuple(options))
     find_map_batch = jax.jit(jax.vmap(find_map, in_axes=(None, 0)))
     return ModelFns(
         model,
@@ -154,6 +158,7 @@ def _build(decode: Callable, latent_dim: int, options: ModelOptions) -> ModelFns
         aot.cached(constrain, "constrain", key),
         flat0,
         unravel,
+        _unconstrained_prior_sd(latent_dim, options),
         key,
     )
 
@@ -168,8 +173,7 @@ class CompiledCache:
     def model_fns(self, prior, options: ModelOptions) -> ModelFns:
         """The :class:`ModelFns` of ``prior``'s decoder with ``options`` (built once)."""
         per_decoder = self._fns.setdefault(prior.decode, {})
-        o = options
-        key = (int(prior.latent_dim), o.likelihood, bool(o.infer_sigma), float(o.df))
+        key = (int(prior.latent_dim), *dataclasses.astuple(options))
         if key not in per_decoder:
             per_decoder[key] = _build(prior.decode, prior.latent_dim, options)
         return per_decoder[key]
@@ -217,25 +221,26 @@ def laplace_draws(key, x, hess, shape):
     ).T.reshape(eps.shape)
 
 
-def constrained_samples(fns: ModelFns, flat, args) -> dict:
-    """``{"z": [chain, draw, d], "sigma_scale": [chain, draw]}`` from unconstrained draws."""
+def constrained_samples(fns: ModelFns, flat, obs) -> dict:
+    """``{"z": [chain, draw, d], "repr_scale": [chain, draw], ...}`` (every sampled site)
+    from unconstrained draws."""
     chains, draws, dim = np.shape(flat)
-    post = fns.constrain(np.asarray(flat).reshape(-1, dim), args)
+    post = fns.constrain(np.asarray(flat).reshape(-1, dim), obs)
     return {
         k: np.asarray(v).reshape(chains, draws, *np.shape(v)[1:])
         for k, v in post.items()
-        if k in ("z", "sigma_scale")
+        if k in fns.prior_sd
     }
 
 
 def prior_draws(key, fns: ModelFns, n: int):
-    """``[n, D]`` unconstrained prior draws: ``z ~ N(0, I)``, log sigma_scale ~ its prior."""
+    """``[n, D]`` unconstrained prior draws of every site (each centred, with its prior SD
+    in the unconstrained space: exact for ``z`` and the offset, log-normal scales)."""
     template = fns.unravel(fns.flat0)
     keys = jax.random.split(key, len(template))
     draws = {}
     for k, name in zip(keys, sorted(template), strict=True):
-        scale = SIGMA_SCALE_PRIOR[1] if name == "sigma_scale" else 1.0
-        draws[name] = scale * jax.random.normal(k, (n, *np.shape(template[name])))
+        draws[name] = fns.prior_sd[name] * jax.random.normal(k, (n, *np.shape(template[name])))
     return jax.vmap(lambda t: ravel_pytree(t)[0])(draws)
 
 

@@ -26,7 +26,14 @@ intervals too narrow (0.74-0.76 at 200 observations); a stationary Matern-3/2 co
 fitted to the residuals' correlogram kept them at 0.85-0.89 and cut the CRPS, so the model
 ships with it.
 
-Options:
+With ``ModelOptions(errors="learned")`` (the default) the observation errors are learnt
+from the data instead (:mod:`bayesda.inference.errors`): a site representativeness SD
+``tau`` (summed over a grid), the scale ``lam`` of ``C`` and a uniform offset ``b``::
+
+    lam ~ LogNormal(0, repr_scale_sd),  b ~ N(0, offset_sd^2),  tau ~ HalfNormal(site_sd_scale)
+    ybar_c | z, lam, b, tau ~ N(H_c (g(z) + b), D_tau + lam^2 H_c C H_c^T)   (cell means)
+
+Options of the stated-error model (``errors="stated"``):
 
 * ``infer_sigma=True``: a common scale ``s`` multiplies every ``sigma_i``, with
   ``s ~ LogNormal(0, 0.5)``: median 1 (the stated errors are the best guess), 90% prior
@@ -44,18 +51,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
+from bayesda.inference.errors import learned_loglik
 from bayesda.obs.operator import apply_stencil
-from bayesda.settings import LIKELIHOODS
+from bayesda.settings import LIKELIHOODS, ModelOptions
 
 __all__ = [
     "LIKELIHOODS",
     "MIN_PAD",
     "SIGMA_SCALE_PRIOR",
+    "ModelObs",
     "assimilation_model",
     "observed_mean",
     "pad_length",
@@ -77,80 +88,116 @@ def observed_mean(field, obs_idx, obs_weight):
     return apply_stencil(field, obs_idx, obs_weight)
 
 
+class ModelObs(NamedTuple):
+    """One time's observations as the model takes them, padded to ``m`` rows.
+
+    Rows are stations with stated errors, or grid cells (the means of the stations in each)
+    with learned errors. Built by :func:`bayesda.inference.prepare.prepare_obs`; a pytree,
+    so a batch of times is the same type with a leading axis.
+
+    Attributes:
+      idx: ``[m, w]`` int32 flat grid indices of each row's stencil (``w`` = 4 for a
+        station's bilinear row, :data:`bayesda.inference.errors.STENCIL_WIDTH` for a cell).
+      weight: ``[m, w]`` stencil weights (0 on padding).
+      y: ``[m]`` observed anomalies (cell means), K (0 on padding).
+      sigma: ``[m]`` stated error SD of each row, K (1 on padding).
+      mask: ``[m]`` bool, False on padding.
+      repr_factor: ``[m, rank]`` low-rank factor ``A`` of ``H C H^T`` at the rows, K.
+      repr_diag: ``[m]`` diagonal ``D`` of ``H C H^T`` at the rows, K^2.
+      scale_tril: ``[m, m]`` lower Cholesky factor of ``diag(sigma^2) + H C H^T``
+        (identity on padding), or None (then ``repr_factor``/``repr_diag`` give ``C``).
+      errors: the learned-error constants (:class:`bayesda.inference.errors.LearnedErrors`),
+        or None for stated errors.
+    """
+
+    idx: Any
+    weight: Any
+    y: Any
+    sigma: Any
+    mask: Any
+    repr_factor: Any
+    repr_diag: Any
+    scale_tril: Any = None
+    errors: Any = None
+
+
 def assimilation_model(
     decode: Callable,
     latent_dim: int,
-    obs_idx,
-    obs_weight,
-    obs_sigma,
-    repr_factor,
-    repr_diag,
-    y=None,
+    obs: ModelObs,
     *,
-    mask=None,
-    likelihood: str = "normal",
-    infer_sigma: bool = False,
-    df: float = 4.0,
+    options: ModelOptions | None = None,
+    observed: bool = True,
     store_field: bool = False,
-    scale_tril=None,
 ):
     """NumPyro model of point observations of a decoded anomaly field.
 
     Args:
       decode: pure ``z [latent_dim] -> field [nlat, nlon]`` (K), parameters bound.
       latent_dim: ``d``, the dimension of ``z``.
-      obs_idx: ``[n, 4]`` int flat grid indices of each observation's stencil.
-      obs_weight: ``[n, 4]`` bilinear weights.
-      obs_sigma: ``[n]`` observation error SD, K (> 0).
-      repr_factor: ``[n, rank]`` low-rank factor ``A`` of the representation error at the
-        observations, K (rank may be 0).
-      repr_diag: ``[n]`` diagonal ``D`` of the representation error at the observations, K^2.
-      y: ``[n]`` observed anomalies, K, or None for the prior predictive.
-      mask: ``[n]`` bool, False on padding (default: all True).
-      likelihood: ``"normal"`` (low-rank multivariate normal) or ``"studentt"``.
-      infer_sigma: sample a common scale ``sigma_scale`` of the observation errors.
-      df: Student-t degrees of freedom.
+      obs: the time's :class:`ModelObs`.
+      options: the :class:`bayesda.settings.ModelOptions` (error model, likelihood, priors;
+        default ``ModelOptions()``: learned errors).
+      observed: condition on ``obs.y`` (False: the prior predictive of ``y``; stated errors).
       store_field: record the decoded field as the deterministic site ``field``.
-      scale_tril: ``[n, n]`` lower Cholesky factor of the full observation covariance
-        ``diag(sigma^2) + H C H^T`` (identity on padding), computed once per analysis time
-        (:func:`bayesda.inference.assimilate.prepare_obs`). With it (``likelihood="normal"``, no
-        ``infer_sigma``) the likelihood is a dense multivariate normal whose density costs
-        ``O(n^2)`` per evaluation whatever the rank of ``C``; ``repr_factor`` and
-        ``repr_diag`` are then unused.
 
-    Sample sites: ``z`` ``[d]``, optionally ``sigma_scale`` ``[]``, observed ``y`` ``[n]``.
+    Sample sites: ``z`` ``[d]``; with learned errors ``repr_scale`` ``[]`` and ``offset``
+    ``[]`` (when ``offset_sd > 0``) and the factor ``y``; with stated errors optionally
+    ``sigma_scale`` ``[]`` and the observed ``y`` ``[m]``.
     """
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"{likelihood=} is not one of {LIKELIHOODS}")
-    n = obs_idx.shape[0]
-    if mask is None:
-        mask = jnp.ones(n, dtype=bool)
+    options = options or ModelOptions()
     with numpyro.plate("latent", latent_dim):
         z = numpyro.sample("z", dist.Normal(0.0, 1.0))
     field = decode(z)
     if store_field:
         field = numpyro.deterministic("field", field)
-    mu = observed_mean(field, obs_idx, obs_weight)
-    sigma = obs_sigma
-    if infer_sigma:
+    mu = observed_mean(field, obs.idx, obs.weight)
+    if options.errors == "learned":
+        _learned_likelihood(mu, obs, options)
+    else:
+        _stated_likelihood(mu, obs, options, observed)
+
+
+def _learned_likelihood(mu, obs: ModelObs, options: ModelOptions) -> None:
+    lam = numpyro.sample("repr_scale", dist.LogNormal(0.0, options.repr_scale_sd))
+    if options.offset_sd > 0:
+        mu = mu + numpyro.sample("offset", dist.Normal(0.0, options.offset_sd))
+    residual = jnp.where(obs.mask, obs.y - mu, 0.0)
+    e = obs.errors
+    per_site = learned_loglik(residual, lam, e, obs.mask.sum())
+    numpyro.factor("y", jax.nn.logsumexp(per_site + e.log_prior))
+
+
+def _stated_likelihood(mu, obs: ModelObs, options: ModelOptions, observed: bool) -> None:
+    likelihood = options.likelihood
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"{likelihood=} is not one of {LIKELIHOODS}")
+    n = obs.idx.shape[0]
+    mask = obs.mask
+    y = obs.y if observed else None
+    sigma = obs.sigma
+    if options.infer_sigma:
         scale = numpyro.sample("sigma_scale", dist.LogNormal(*SIGMA_SCALE_PRIOR))
         sigma = sigma * scale
+    repr_factor, repr_diag = obs.repr_factor, obs.repr_diag
 
     if likelihood == "studentt":
         marginal = jnp.sqrt(sigma**2 + repr_diag + jnp.sum(repr_factor**2, axis=-1))
         with numpyro.plate("obs", n), numpyro.handlers.mask(mask=mask):
-            numpyro.sample("y", dist.StudentT(df, mu, marginal), obs=y)
+            numpyro.sample("y", dist.StudentT(options.df, mu, marginal), obs=y)
         return
 
     maskf = mask.astype(mu.dtype)
     # Padded entries become independent standard normals observed at 0, which adds the
     # constant -log(2 pi)/2 each; the "padding" factor removes it so the density is exact.
     y_obs = None if y is None else jnp.where(mask, y, 0.0)
-    if scale_tril is not None:
-        if infer_sigma:
+    if obs.scale_tril is not None:
+        if options.infer_sigma:
             raise ValueError("scale_tril fixes the observation errors; it excludes infer_sigma")
         numpyro.factor("padding", 0.5 * math.log(2 * math.pi) * (n - maskf.sum()))
-        numpyro.sample("y", dist.MultivariateNormal(mu * maskf, scale_tril=scale_tril), obs=y_obs)
+        numpyro.sample(
+            "y", dist.MultivariateNormal(mu * maskf, scale_tril=obs.scale_tril), obs=y_obs
+        )
         return
 
     if repr_factor.shape[-1] == 0:

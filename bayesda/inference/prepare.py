@@ -1,6 +1,12 @@
 """Observations prepared for the model: checked, located on the grid, padded to a fixed length.
 
-Observations are padded to a power of two (>= 32, :func:`bayesda.inference.model.pad_length`) with a
+:func:`prepare_obs` turns a table into an :class:`ObsData`: the stations used (the table),
+and the :class:`~bayesda.inference.model.ModelObs` the NumPyro model takes. With stated
+errors a row is a station; with learned errors (the default) a row is a grid cell, the mean
+of the stations nearest its node (:func:`bayesda.inference.errors.cells_of`), and the
+likelihood's per-time constants are computed here (:func:`bayesda.inference.errors.learned_errors`).
+
+Rows are padded to a power of two (>= 32, :func:`bayesda.inference.model.pad_length`) with a
 mask, so that days with similar numbers of observations share one compiled program.
 """
 
@@ -11,10 +17,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from bayesda.inference.fields import repr_covariance_at_obs
-from bayesda.inference.model import pad_length
+from bayesda.inference.errors import Cells, LearnedErrors, cells_of, learned_errors
+from bayesda.inference.model import ModelObs, pad_length
 from bayesda.obs.operator import Stencil, bilinear_stencil
-from bayesda.runtime.arrays import to_device
+from bayesda.settings import ModelOptions
 
 __all__ = ["REQUIRED_COLUMNS", "ObsData", "pad_rows", "prepare_obs", "repad"]
 
@@ -22,46 +28,36 @@ REQUIRED_COLUMNS = ("lat", "lon", "value", "sigma")
 
 
 class ObsData(NamedTuple):
-    """Observations prepared for the model, padded to a fixed length.
+    """One time's observations, from the table to what the model sees.
 
     Attributes:
-      frame: the ``n`` observations used (columns lat, lon, value, sigma, ...).
-      stencil: their bilinear stencil (unpadded, ``n`` points).
-      idx, weight: ``[m, 4]`` padded stencil (padding points at index 0, weight 0).
-      y: ``[m]`` observed anomalies, K (0 on padding).
-      sigma: ``[m]`` observation error SD, K (1 on padding).
-      repr_factor: ``[m, rank]`` representation error factor at the observations, K.
-      repr_diag: ``[m]`` representation error diagonal at the observations, K^2.
-      mask: ``[m]`` True for real observations.
-      scale_tril: ``[m, m]`` lower Cholesky factor of ``diag(sigma^2) + H C H^T`` (exact,
-        identity on padding) when the representation error is correlated (rank > 0),
-        else None.
+      frame: the ``n`` observations used (columns lat, lon, value, sigma, ...), one row per
+        station.
+      stencil: the stencil of the model's rows (stations, or cells), unpadded.
+      arrays: the :class:`~bayesda.inference.model.ModelObs` (padded host arrays).
+      cells: with learned errors, the stations grouped by cell
+        (:class:`~bayesda.inference.errors.Cells`); else None.
     """
 
     frame: pd.DataFrame
     stencil: Stencil
-    idx: np.ndarray
-    weight: np.ndarray
-    y: np.ndarray
-    sigma: np.ndarray
-    repr_factor: np.ndarray
-    repr_diag: np.ndarray
-    mask: np.ndarray
-    scale_tril: np.ndarray | None = None
+    arrays: ModelObs
+    cells: Cells | None = None
 
     @property
     def n(self) -> int:
-        return int(self.mask.sum())
+        """The number of observations (stations) used."""
+        return len(self.frame)
 
-    def model_args(self) -> tuple:
-        return (self.idx, self.weight, self.sigma, self.repr_factor, self.repr_diag, self.y)
+    @property
+    def rows(self) -> int:
+        """The number of real rows of the model (stations, or cells)."""
+        return int(self.arrays.mask.sum())
 
-    def model_kwargs(self, *, dense: bool) -> dict:
-        """Keyword arguments of the model; ``dense`` uses ``scale_tril`` when there is one."""
-        kw = {"mask": to_device(self.mask)}
-        if dense and self.scale_tril is not None:
-            kw["scale_tril"] = to_device(self.scale_tril)
-        return kw
+    @property
+    def padded(self) -> int:
+        """The padded number of rows."""
+        return int(self.arrays.mask.size)
 
 
 def _select_time(obs: pd.DataFrame, time) -> pd.DataFrame:
@@ -78,10 +74,31 @@ def _select_time(obs: pd.DataFrame, time) -> pd.DataFrame:
     return sel
 
 
+def _checked(obs: pd.DataFrame, grid) -> pd.DataFrame:
+    """The table checked by the one validator (:func:`bayesda.obs.table.validate_obs`),
+    with any other columns (QC flags, heights, ...) kept."""
+    from bayesda.obs.table import validate_obs
+
+    missing = [c for c in REQUIRED_COLUMNS if c not in obs.columns]
+    if missing:
+        raise ValueError(f"observation table lacks column(s) {missing}; it has {list(obs.columns)}")
+    clean = validate_obs(obs, grid=grid, duplicates="keep")
+    for col in obs.columns:
+        if col not in clean.columns:
+            clean[col] = obs[col].to_numpy()
+    return clean
+
+
 def prepare_obs(
-    prior, obs: pd.DataFrame, *, time=None, pad: bool = True, covariance: bool = True
+    prior,
+    obs: pd.DataFrame,
+    *,
+    time=None,
+    pad: bool = True,
+    covariance: bool = True,
+    options: ModelOptions | None = None,
 ) -> ObsData:
-    """Check observations against the prior's grid and pad them for the model.
+    """Check observations against the prior's grid and prepare them for the model.
 
     Args:
       prior: the :class:`bayesda.prior.generative.GenerativePrior`.
@@ -89,39 +106,31 @@ def prepare_obs(
         optionally time (rows at other times are dropped when ``time`` is given).
       time: analysis time.
       pad: pad to :func:`bayesda.inference.model.pad_length` (False: no padding).
-      covariance: compute the representation error's low-rank factor at the observations
-        and ``scale_tril`` here (False: zeros and None, for a caller that builds the exact
-        covariance itself, as :func:`bayesda.inference.batch.innovation_cholesky` does for a batch
-        of times on the device).
+      covariance: stated errors: compute the representation error's low-rank factor at the
+        observations and ``scale_tril`` here (False: zeros and None, for a caller that builds
+        the exact covariance itself, as :func:`bayesda.inference.batch.innovation_cholesky`
+        does for a batch of times on the device).
+      options: the :class:`bayesda.settings.ModelOptions` (default: learned errors).
 
     Raises:
       ValueError: missing columns, no rows, non-finite values, sigma <= 0, or points
-        outside the grid.
+        outside the grid (:func:`bayesda.obs.table.validate_obs`).
       bayesda.obs.capacity.ObservationSizeError: too many observations for the memory
         available (see :func:`bayesda.obs.capacity.check_obs_size`).
     """
     from bayesda.obs.capacity import check_obs_size
 
-    missing = [c for c in REQUIRED_COLUMNS if c not in obs.columns]
-    if missing:
-        raise ValueError(f"observation table lacks column(s) {missing}; it has {list(obs.columns)}")
+    options = options or ModelOptions()
+    if not isinstance(obs, pd.DataFrame):
+        raise TypeError(f"observations must be a pandas DataFrame, got {type(obs).__name__}")
     obs = _select_time(obs, time).reset_index(drop=True)
     if len(obs) == 0:
         raise ValueError("the observation table has no rows")
-    for col in REQUIRED_COLUMNS:
-        vals = obs[col].to_numpy(np.float64)
-        bad = ~np.isfinite(vals)
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"{int(bad.sum())} non-finite value(s) in column {col!r}, "
-                f"first at row {k}: {obs.iloc[k].to_dict()}"
-            )
-    sigma = obs["sigma"].to_numpy(np.float64)
-    if np.any(sigma <= 0):
-        k = int(np.flatnonzero(sigma <= 0)[0])
-        raise ValueError(f"sigma must be > 0, got sigma={sigma[k]} at row {k}")
+    obs = _checked(obs, prior.grid)
+    if options.errors == "learned":
+        return _prepare_learned(prior, obs, pad, options)
     check_obs_size(len(obs), pad_length(len(obs)) if pad else None, n_cells=prior.grid.size)
+    sigma = obs["sigma"].to_numpy(np.float64)
     stencil = bilinear_stencil(prior.grid, obs["lat"].to_numpy(), obs["lon"].to_numpy())
     n = len(obs)
     m = pad_length(n) if pad else n
@@ -136,21 +145,49 @@ def prepare_obs(
 
     scale_tril = None
     if prior.repr_error.rank > 0 and covariance:
-        cov = repr_covariance_at_obs(stencil, prior.repr_error) + np.diag(sigma**2)
+        cov = prior.repr_error.covariance_at_obs(stencil) + np.diag(sigma**2)
         scale_tril = _pad_identity(np.linalg.cholesky(cov).astype(np.float32), m)
 
-    return ObsData(
-        frame=obs,
-        stencil=stencil,
+    arrays = ModelObs(
         idx=pad_rows(stencil.idx, m, 0),
         weight=pad_rows(stencil.weight, m, 0.0),
         y=pad_rows(obs["value"].to_numpy(np.float32), m, 0.0),
         sigma=pad_rows(sigma, m, 1.0),
+        mask=np.arange(m) < n,
         repr_factor=pad_rows(A, m, 0.0),
         repr_diag=pad_rows(D, m, 0.0),
-        mask=np.arange(m) < n,
         scale_tril=scale_tril,
     )
+    return ObsData(frame=obs, stencil=stencil, arrays=arrays)
+
+
+def _prepare_learned(prior, obs: pd.DataFrame, pad: bool, options: ModelOptions) -> ObsData:
+    """Group the stations by cell and compute the learned-error constants."""
+    from bayesda.obs.capacity import check_obs_size
+
+    cells = cells_of(prior.grid, obs)
+    f = cells.frame
+    m_real = len(f)
+    m = pad_length(m_real) if pad else m_real
+    check_obs_size(m_real, m, n_cells=prior.grid.size)
+    errors = learned_errors(
+        cells,
+        prior.repr_error,
+        pad_to=m,
+        site_sd_scale=options.site_sd_scale,
+        scatter=options.scatter,
+    )
+    arrays = ModelObs(
+        idx=pad_rows(cells.stencil.idx, m, 0),
+        weight=pad_rows(cells.stencil.weight, m, 0.0),
+        y=pad_rows(f["value"].to_numpy(np.float32), m, 0.0),
+        sigma=pad_rows(np.sqrt(f["sigma2"].to_numpy() / f["count"].to_numpy()), m, 1.0),
+        mask=np.arange(m) < m_real,
+        repr_factor=np.zeros((m, 0), np.float32),
+        repr_diag=np.zeros(m, np.float32),
+        errors=errors,
+    )
+    return ObsData(frame=obs, stencil=cells.stencil, arrays=arrays, cells=cells)
 
 
 def pad_rows(x: np.ndarray, m: int, fill) -> np.ndarray:
@@ -161,24 +198,34 @@ def pad_rows(x: np.ndarray, m: int, fill) -> np.ndarray:
     return out
 
 
+def _pad_errors(e: LearnedErrors, m: int) -> LearnedErrors:
+    k, old, _ = e.q.shape
+    q = np.zeros((k, m, m), e.q.dtype)
+    q[:, :old, :old] = e.q
+    q[:, old:, old:] = np.eye(m - old, dtype=e.q.dtype)
+    return e._replace(q=q, w=np.pad(e.w, ((0, 0), (0, m - old))))
+
+
 def repad(obs: ObsData, m: int) -> ObsData:
     """The same observations padded to length ``m`` (>= the current padded length)."""
-    k = obs.mask.size
+    a = obs.arrays
+    k = a.mask.size
     if m == k:
         return obs
     if m < k:
         raise ValueError(f"cannot pad {k} entries down to {m}")
-
-    return obs._replace(
-        idx=pad_rows(obs.idx, m, 0),
-        weight=pad_rows(obs.weight, m, 0.0),
-        y=pad_rows(obs.y, m, 0.0),
-        sigma=pad_rows(obs.sigma, m, 1.0),
-        repr_factor=pad_rows(obs.repr_factor, m, 0.0),
-        repr_diag=pad_rows(obs.repr_diag, m, 0.0),
-        mask=np.arange(m) < obs.n,
-        scale_tril=None if obs.scale_tril is None else _pad_identity(obs.scale_tril, m),
+    arrays = a._replace(
+        idx=pad_rows(a.idx, m, 0),
+        weight=pad_rows(a.weight, m, 0.0),
+        y=pad_rows(a.y, m, 0.0),
+        sigma=pad_rows(a.sigma, m, 1.0),
+        mask=np.arange(m) < obs.rows,
+        repr_factor=pad_rows(a.repr_factor, m, 0.0),
+        repr_diag=pad_rows(a.repr_diag, m, 0.0),
+        scale_tril=None if a.scale_tril is None else _pad_identity(a.scale_tril, m),
+        errors=None if a.errors is None else _pad_errors(a.errors, m),
     )
+    return obs._replace(arrays=arrays)
 
 
 def _pad_identity(a: np.ndarray, m: int) -> np.ndarray:

@@ -20,7 +20,7 @@ import xarray as xr
 from bayesda.inference.compiled import CACHE
 from bayesda.inference.fields import condition_representation_error, studentt_effective_sigma
 from bayesda.inference.prepare import ObsData
-from bayesda.obs.operator import interpolate
+from bayesda.obs.operator import bilinear_stencil, interpolate
 
 __all__ = ["Assimilation", "inference_data", "posterior_fields"]
 
@@ -89,6 +89,70 @@ class Assimilation(NamedTuple):
             **kwargs,
         )
 
+    def at(self, lat, lon, elevation=None, *, sigma=None, lapse=None, seed: int = 0, draws=False):
+        """The predictive distribution of an observation at sites.
+
+        What a station at ``(lat, lon)`` would report: the field there plus the error of an
+        observation (its own ``sigma`` and, with learned errors, each draw's site SD), with
+        the lapse-rate adjustment undone where the site's ``elevation`` is known
+        (:func:`bayesda.outputs.sites.predictive_at`).
+
+        Args:
+          lat, lon: site coordinates (scalars or ``[n]``).
+          elevation: site heights, m (None or NaN: at the model's surface).
+          sigma: the SD of such an observation's own error, K (default: the median stated
+            ``sigma`` of the observations used).
+          lapse: the :class:`bayesda.obs.elevation.LapseRate` (default 6.5 +- 2 K/km).
+          seed: seeds the observation-error draws.
+          draws: also return the predictive draws (``draws``, dims ``draw, site``).
+
+        Returns:
+          A Dataset on dim ``site``: ``mean``, ``sd``, ``q05``, ``q50``, ``q95`` (anomaly,
+          K) and, when the prior has a climatology and the analysis a time, the same as
+          absolute temperatures ``tas_mean``, ``tas_q05``, ... (K).
+        """
+        from bayesda.outputs.sites import predictive_at
+
+        prior = self._prior()
+        lat = np.atleast_1d(np.asarray(lat, np.float64))
+        lon = np.atleast_1d(np.asarray(lon, np.float64))
+        s = self.field.shape[0] * self.field.shape[1]
+        if sigma is None:
+            sigma = float(np.median(self.obs.frame["sigma"]))
+        var = np.square(np.broadcast_to(np.asarray(sigma, np.float64), lat.shape))[None, :]
+        post = self.idata.posterior
+        if "site_sd" in post:
+            var = var + np.square(post["site_sd"].values.reshape(s, 1).astype(np.float64))
+        else:
+            var = var * np.square(self.sigma_scale.reshape(s, 1).astype(np.float64))
+        dz = None
+        if elevation is not None and getattr(prior, "surface_height", None) is not None:
+            from bayesda.obs.elevation import surface_height_at
+
+            dz = np.asarray(elevation, np.float64) - surface_height_at(prior, lat, lon)
+        ds = predictive_at(
+            self.field.reshape(s, *prior.grid.shape),
+            prior.grid,
+            lat,
+            lon,
+            error_sd=np.sqrt(var),
+            rng=np.random.default_rng([seed, 55]),
+            height_difference=dz,
+            lapse=lapse,
+            draws=draws,
+        )
+        if prior.climatology is not None and self.time is not None:
+            from bayesda.obs.table import climatology_at
+
+            clim = climatology_at(prior.climatology, lat, lon, np.datetime64(self.time, "ns"))
+            for name in ("mean", "q05", "q50", "q95"):
+                ds[f"tas_{name}"] = ds[name] + clim
+                ds[f"tas_{name}"].attrs = {
+                    "units": "K",
+                    "long_name": f"predictive {name} of an observed temperature",
+                }
+        return ds
+
     def _prior(self):
         if self.prior is None:
             raise ValueError("this Assimilation does not carry its prior; pass it explicitly")
@@ -96,74 +160,129 @@ class Assimilation(NamedTuple):
 
 
 def posterior_fields(prior, obs: ObsData, samples, sample_stats, seed, settings):
-    """Decoded fields, fields with the conditioned representation error, and InferenceData."""
+    """Decoded fields, fields with the conditioned representation error, and InferenceData.
+
+    Returns:
+      ``(z, decoded, field, sigma_scale, idata)``; ``field`` includes the learned offset.
+    """
     z = samples["z"].astype(np.float32)
     nc, nd, d = z.shape
     decoded = CACHE.decode_all(prior, z.reshape(-1, d)).reshape(nc, nd, *prior.grid.shape)
-    scale = samples.get("sigma_scale", np.ones((nc, nd), np.float32)).astype(np.float32)
-    n = obs.n
-    y = obs.y[:n].astype(np.float64)
-    mu = interpolate(decoded.reshape(nc * nd, *decoded.shape[2:]), obs.stencil)  # [s, n]
-    sig = obs.sigma[:n][None, :] * scale.reshape(-1, 1)  # [s, n]
     rng = np.random.default_rng([seed, 20260])  # field/predictive noise, seeded like the sampler
-    cond_sigma = sig if settings["infer_sigma"] else obs.sigma[:n]
-    if settings["likelihood"] == "studentt":
-        # discount in the Matheron step what the t-likelihood discounts (issue 13)
-        marginal = sig**2 + obs.repr_diag[:n] + np.sum(obs.repr_factor[:n] ** 2, -1)
-        cond_sigma = studentt_effective_sigma(y[None, :] - mu, sig, marginal, settings["df"])
-    r = condition_representation_error(
-        rng, y[None, :] - mu, cond_sigma, obs.stencil, prior.repr_error
-    )
-    field = decoded + r.reshape(decoded.shape)
+    if obs.arrays.errors is not None:
+        field, post, ll, pp = _learned_fields(prior, obs, samples, decoded, rng)
+        scale = np.ones((nc, nd), np.float32)
+    else:
+        field, post, ll, pp, scale = _stated_fields(prior, obs, samples, decoded, settings, rng)
     idata = inference_data(
-        samples,
+        post,
         sample_stats,
         obs,
-        mu.reshape(nc, nd, n),
-        sig.reshape(nc, nd, n),
-        settings["likelihood"],
-        settings["df"],
-        rng,
+        ll,
+        pp,
         max_tree_depth=settings["max_tree_depth"],
         method=settings["method"],
     )
     return z, decoded, field, scale, idata
 
 
-def inference_data(
-    samples, sample_stats, obs: ObsData, mu, sig, likelihood, df, rng, *, max_tree_depth, method
-):
-    """ArviZ InferenceData; pointwise log-likelihood is the per-observation *marginal*.
-
-    For the low-rank multivariate normal likelihood the joint density does not factorise
-    over observations; ``log_likelihood["y"]`` holds the marginal ``log N(y_i | (H g(z))_i,
-    s^2 sigma_i^2 + D_i + |A_i|^2)`` for each draw, which is what PSIS-LOO/WAIC treat as
-    pointwise terms (an approximation when the representation error is correlated). The
-    posterior predictive ``y`` is drawn from the full correlated likelihood.
-    """
+def _stated_fields(prior, obs: ObsData, samples, decoded, settings, rng):
+    """Fields and pointwise terms of the stated-error model (rows are stations)."""
     from scipy import stats
 
+    a = obs.arrays
+    nc, nd = decoded.shape[:2]
     n = obs.n
-    A = obs.repr_factor[:n].astype(np.float64)
-    D = obs.repr_diag[:n].astype(np.float64)
-    y = obs.y[:n].astype(np.float64)
+    scale = samples.get("sigma_scale", np.ones((nc, nd), np.float32)).astype(np.float32)
+    y = a.y[:n].astype(np.float64)
+    mu = interpolate(decoded.reshape(nc * nd, *decoded.shape[2:]), obs.stencil)  # [s, n]
+    sig = a.sigma[:n][None, :] * scale.reshape(-1, 1)  # [s, n]
+    cond_sigma = sig if settings["infer_sigma"] else a.sigma[:n]
+    A = a.repr_factor[:n].astype(np.float64)
+    D = a.repr_diag[:n].astype(np.float64)
+    if settings["likelihood"] == "studentt":
+        # discount in the Matheron step what the t-likelihood discounts (issue 13)
+        marginal = sig**2 + D + np.sum(A**2, -1)
+        cond_sigma = studentt_effective_sigma(y[None, :] - mu, sig, marginal, settings["df"])
+    r = condition_representation_error(
+        rng, y[None, :] - mu, cond_sigma, obs.stencil, prior.repr_error
+    )
+    field = decoded + r.reshape(decoded.shape)
+    # Pointwise log-likelihood: the per-observation *marginal* (see inference_data).
+    mu, sig = mu.reshape(nc, nd, n), sig.reshape(nc, nd, n)
     marg_var = sig**2 + D + np.sum(A**2, -1)
-    if likelihood == "studentt":
+    if settings["likelihood"] == "studentt":
+        df = settings["df"]
         ll = stats.t.logpdf(y, df, loc=mu, scale=np.sqrt(marg_var))
         pp = mu + np.sqrt(marg_var) * rng.standard_t(df, size=mu.shape)
     else:
         ll = stats.norm.logpdf(y, loc=mu, scale=np.sqrt(marg_var))
-        corr = rng.standard_normal((*mu.shape[:2], A.shape[1])) @ A.T if A.shape[1] else 0.0
+        corr = rng.standard_normal((nc, nd, A.shape[1])) @ A.T if A.shape[1] else 0.0
         pp = mu + corr + np.sqrt(sig**2 + D) * rng.standard_normal(mu.shape)
-    posterior = {"z": samples["z"]}
+    post = {"z": samples["z"]}
     if "sigma_scale" in samples:
-        posterior["sigma_scale"] = samples["sigma_scale"]
+        post["sigma_scale"] = samples["sigma_scale"]
+    return field, post, ll, pp, scale
+
+
+def _learned_fields(prior, obs: ObsData, samples, decoded, rng):
+    """Fields and pointwise terms of the learned-error model.
+
+    Each draw's site SD is drawn from its conditional over the grid given the draw's
+    ``(z, lam, b)`` (:func:`bayesda.inference.errors.site_sd_weights`), then the
+    representation error by Matheron's rule at the cell means. Pointwise terms are per
+    station: ``y_i ~ N((H x)_i, sigma_i^2 + tau^2)`` given the draw's field ``x``.
+    """
+    from scipy import stats
+
+    from bayesda.inference.errors import condition_learned, learned_loglik, site_sd_weights
+
+    a, cells, e = obs.arrays, obs.cells, obs.arrays.errors
+    nc, nd = decoded.shape[:2]
+    s = nc * nd
+    lam = samples["repr_scale"].reshape(s).astype(np.float64)
+    offset = samples["offset"].reshape(s).astype(np.float64) if "offset" in samples else 0.0
+    flat = decoded.reshape(s, -1).astype(np.float64) + np.reshape(offset, (-1, 1))
+    m = obs.rows
+    resid = a.y[:m][None, :] - interpolate(flat.reshape(s, *prior.grid.shape), obs.stencil)
+    # [s, K] log likelihood per site-SD grid value, in blocks to bound memory
+    padded = np.pad(resid, ((0, 0), (0, a.mask.size - m)))
+    ll_k = np.concatenate(
+        [learned_loglik(padded[i : i + 256], lam[i : i + 256], e, m) for i in range(0, s, 256)]
+    )
+    weights = site_sd_weights(ll_k, e.log_prior)
+    site = (weights.cumsum(axis=1) > rng.uniform(size=(s, 1))).argmax(axis=1)
+    r = condition_learned(rng, resid, lam, site, cells, e, prior.repr_error)
+    field = (flat.reshape(decoded.shape) + r.reshape(decoded.shape)).astype(np.float32)
+    tau = e.site_sd[site].astype(np.float64)
+    st = bilinear_stencil(prior.grid, obs.frame["lat"].to_numpy(), obs.frame["lon"].to_numpy())
+    y = obs.frame["value"].to_numpy(np.float64)
+    sig2 = np.square(obs.frame["sigma"].to_numpy(np.float64))[None, :] + tau[:, None] ** 2
+    hx = interpolate(field.reshape(s, *prior.grid.shape), st)  # [s, n]
+    ll = stats.norm.logpdf(y, loc=hx, scale=np.sqrt(sig2)).reshape(nc, nd, -1)
+    pp = (hx + np.sqrt(sig2) * rng.standard_normal(hx.shape)).reshape(nc, nd, -1)
+    post = {"z": samples["z"], "repr_scale": samples["repr_scale"]}
+    if "offset" in samples:
+        post["offset"] = samples["offset"]
+    post["site_sd"] = tau.reshape(nc, nd).astype(np.float32)
+    return field, post, ll, pp
+
+
+def inference_data(posterior, sample_stats, obs: ObsData, ll, pp, *, max_tree_depth, method):
+    """ArviZ InferenceData of one time, one observation per station.
+
+    ``log_likelihood["y"]`` holds each station's *marginal* log density per draw (with the
+    stated-error model's correlated representation error, the joint density does not
+    factorise over observations; PSIS-LOO/WAIC treat these as pointwise terms, an
+    approximation there). ``posterior_predictive["y"]`` are replicate observations.
+    """
     frame = obs.frame
-    coords = {"latent": np.arange(samples["z"].shape[-1]), "obs": np.arange(n)}
+    n = len(frame)
+    coords = {"latent": np.arange(posterior["z"].shape[-1]), "obs": np.arange(n)}
     idata = az.from_dict(
         posterior=posterior,
         sample_stats=sample_stats or None,
-        observed_data={"y": y},
+        observed_data={"y": frame["value"].to_numpy(np.float64)},
         posterior_predictive={"y": pp},
         log_likelihood={"y": ll},
         coords=coords,

@@ -30,11 +30,12 @@ __all__ = [
 
 
 class Stencil(NamedTuple):
-    """Bilinear interpolation stencil.
+    """A linear observation operator as a stencil: each row a weighted sum of grid nodes.
 
     Attributes:
-      idx: ``[n, 4]`` int32 flat indices into a ``(lat, lon)`` field raveled in C order.
-      weight: ``[n, 4]`` float32 weights, each row summing to 1.
+      idx: ``[n, w]`` int32 flat indices into a ``(lat, lon)`` field raveled in C order
+        (``w = 4`` for bilinear interpolation).
+      weight: ``[n, w]`` float32 weights, each row summing to 1.
     """
 
     idx: np.ndarray
@@ -113,7 +114,7 @@ def interpolate(field, stencil: Stencil):
 
 def as_sparse(stencil: Stencil, npix: int) -> scipy.sparse.csr_matrix:
     """The sparse ``[n, npix]`` matrix of ``H`` (float64)."""
-    rows = np.repeat(np.arange(stencil.n), 4)
+    rows = np.repeat(np.arange(stencil.n), stencil.idx.shape[1])
     return scipy.sparse.csr_matrix(
         (stencil.weight.ravel().astype(np.float64), (rows, stencil.idx.ravel())),
         shape=(stencil.n, npix),
@@ -123,7 +124,7 @@ def as_sparse(stencil: Stencil, npix: int) -> scipy.sparse.csr_matrix:
 def as_matrix(stencil: Stencil, npix: int) -> np.ndarray:
     """The dense ``[n, npix]`` matrix of ``H`` (for closed-form checks and small problems)."""
     H = np.zeros((stencil.n, npix), dtype=np.float64)
-    rows = np.repeat(np.arange(stencil.n), 4)
+    rows = np.repeat(np.arange(stencil.n), stencil.idx.shape[1])
     np.add.at(H, (rows, stencil.idx.ravel()), stencil.weight.ravel().astype(np.float64))
     return H
 

@@ -26,16 +26,18 @@ Formats (the public specifications the parsers follow):
   hour 12-13, air temperature 14-19 (degC x 10), dew point 20-24, ... missing ``-9999``;
   one station per file (``USAF-WBAN-YEAR``); coordinates from ``isd-history.csv``
   (:func:`read_isd_history`) or a stations table.
-* ``metar``: one METAR/SPECI report per line (WMO FM 15): ``[METAR|SPECI] CCCC DDHHMMZ ...
-  TT/TdTd ... RMK ... TsTTTsTTT``; the remark's tenths group wins over the whole-degree
-  group; ``M`` marks negative values. The reports carry day and time only: the year and
-  month are arguments. Coordinates come from a stations table keyed by ICAO id.
+* ``metar``: METAR/SPECI reports (WMO FM 15/16), one a line or a raw WMO bulletin stream
+  (:mod:`bayesda.obs.metar`: framing, python-metar decoding, the remark's tenths group
+  over the whole-degree one). The reports carry day and time only: each is dated in the
+  month nearest the analysis time. Coordinates come from a stations table keyed by ICAO
+  id when given, else from the maintained databases of :mod:`bayesda.obs.stationdb`.
 * ``csv``: any CSV through a column mapping ``{"lat": "LAT", "lon": "LON", "value": "TMP",
   ...}`` (:func:`parse_columns` parses ``lat=LAT,lon=LON,value=TMP``), with optional
   missing codes and a flag column.
 
 A stations table (``stations=``) is a DataFrame or CSV with columns ``id``, ``lat``, ``lon``
-and optionally ``elevation``.
+and optionally ``elevation``. The METAR reader's counts and its table have more (see
+:func:`bayesda.obs.metar.read_metar`).
 """
 
 from __future__ import annotations
@@ -43,12 +45,12 @@ from __future__ import annotations
 import gzip
 import os
 import pathlib
-import re
 from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
+import bayesda.obs.metar as _metar
 from bayesda.geo.units import canonical_units, difference_to_kelvin, to_kelvin
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "read_mapped_csv",
     "read_metar",
     "read_stations",
+    "reader_line",
 ]
 
 FORMATS = ("table", "ghcn-dly", "ghcn-csv", "isd-lite", "metar", "csv")
@@ -354,83 +357,22 @@ def read_isd_lite(
     return _finish(rows, st, counts, "isd-lite", "0.1degC", sigma, str(path))
 
 
-_METAR_TIME = re.compile(r"^(\d{2})(\d{2})(\d{2})Z$")
-_METAR_TEMP = re.compile(r"^(M?\d{2}|//)/(M?\d{2}|//)?$")
-_METAR_TENTHS = re.compile(r"^T([01])(\d{3})([01]\d{3})?$")
-
-
 def read_metar(
-    path, *, stations, year: int, month: int, sigma: float = DEFAULT_SIGMA
+    path, *, time, stations=None, sigma: float = DEFAULT_SIGMA, databases: bool = True
 ) -> pd.DataFrame:
-    """Read METAR/SPECI reports, one per line (see the module docstring).
+    """Read METAR/SPECI reports, as a list or a raw WMO bulletin stream.
 
-    Reports without a temperature group, or with ``//``, count as missing; ``NIL`` reports
-    and ``COR``/``AUTO`` markers are handled. The remark group ``T1022...`` (tenths of degC)
-    is used when present. A report without ``DDHHMMZ`` or with a malformed temperature group
-    raises :class:`StationFormatError`.
+    See :func:`bayesda.obs.metar.read_metar` (framing, decoding, dates nearest ``time``,
+    positions from ``stations`` and then the maintained station databases); ``stations``
+    may be a CSV path here. Its :class:`bayesda.obs.metar.MetarError` is raised as a
+    :class:`StationFormatError`.
     """
-    st = _station_table(stations)
-    counts = {"read": 0, "missing": 0, "flagged": 0}
-    rows = {"station_id": [], "time": [], "value": []}
-    for lineno, line in enumerate(_open_text(path), 1):
-        tokens = line.replace("=", " ").split()
-        if not tokens or tokens[0].startswith("#"):
-            continue
-        if tokens[0] in ("METAR", "SPECI"):
-            tokens = tokens[1:]
-        if len(tokens) < 2:
-            raise StationFormatError(
-                f"{path}:{lineno}: report {line.strip()!r} lacks the station and DDHHMMZ groups"
-            )
-        counts["read"] += 1
-        ident, when = tokens[0], _METAR_TIME.match(tokens[1])
-        if when is None:
-            raise StationFormatError(f"{path}:{lineno}: time group {tokens[1]!r} is not DDHHMMZ")
-        if "NIL" in tokens[2:3]:
-            counts["missing"] += 1
-            continue
-        day, hh, mm = (int(g) for g in when.groups())
-        try:
-            t = pd.Timestamp(year, month, day, hh, mm)
-        except ValueError:
-            raise StationFormatError(
-                f"{path}:{lineno}: day {day} does not exist in "
-                f"{year}-{month:02d} (group {tokens[1]!r})"
-            ) from None
-        body, rmk = tokens[2:], []
-        if "RMK" in body:
-            k = body.index("RMK")
-            body, rmk = body[:k], body[k + 1 :]
-        value = None
-        for tok in rmk:
-            m = _METAR_TENTHS.match(tok)
-            if m:
-                value = (-1 if m.group(1) == "1" else 1) * int(m.group(2)) / 10.0
-                break
-        if value is None:
-            temps = [
-                tok
-                for tok in body
-                if "/" in tok and _METAR_TEMP.match(tok) and not tok.endswith("SM")
-            ]
-            if not temps:
-                bad = [tok for tok in body if re.match(r"^M?\d{1,3}/", tok)]
-                if bad:
-                    raise StationFormatError(
-                        f"{path}:{lineno}: temperature group {bad[0]!r} is "
-                        "not TT/TdTd (two digits, M for minus)"
-                    )
-                counts["missing"] += 1
-                continue
-            tt = temps[-1].split("/")[0]
-            if tt == "//":
-                counts["missing"] += 1
-                continue
-            value = -float(tt[1:]) if tt.startswith("M") else float(tt)
-        rows["station_id"].append(ident)
-        rows["time"].append(t)
-        rows["value"].append(value)
-    return _finish(rows, st, counts, "metar", "degC", sigma, str(path))
+    try:
+        return _metar.read_metar(
+            path, time=time, stations=_station_table(stations), sigma=sigma, databases=databases
+        )
+    except _metar.MetarError as err:
+        raise StationFormatError(str(err)) from err
 
 
 def parse_columns(spec: str) -> dict:
@@ -550,7 +492,8 @@ def read_stations(
 ) -> pd.DataFrame:
     """Dispatch to the reader of ``fmt`` (one of :data:`FORMATS` except ``"table"``).
 
-    ``time`` is used by ``metar`` (its year and month) and ``csv`` (rows without a time).
+    ``time`` is used by ``metar`` (the analysis time its reports are dated by) and ``csv``
+    (rows without a time).
     """
     if fmt == "ghcn-dly":
         return read_ghcn_dly(path, stations=stations, **kw)
@@ -562,10 +505,9 @@ def read_stations(
         if time is None:
             raise ValueError(
                 "METAR reports carry day and time only: give the analysis time "
-                "(its year and month are used)"
+                "(each report is dated in the month nearest it)"
             )
-        t = pd.Timestamp(time)
-        return read_metar(path, stations=stations, year=t.year, month=t.month, **kw)
+        return read_metar(path, time=time, stations=stations, **kw)
     if fmt == "csv":
         if columns is None:
             raise ValueError(
@@ -577,9 +519,32 @@ def read_stations(
 
 def counts_line(df: pd.DataFrame) -> str:
     """A one-line summary of a reader's counts for logs."""
-    c = df.attrs.get("counts", {})
-    return (
-        f"{df.attrs.get('format', '?')}: read {c.get('read', '?')}, missing "
+    c = dict(df.attrs.get("counts", {}))
+    c.setdefault("kept", len(df))
+    return reader_line({"format": df.attrs.get("format", "?"), "counts": c})
+
+
+def reader_line(record: dict) -> str:
+    """What a station reader read and dropped, from its run record, in one line for a run.
+
+    Args:
+      record: ``{"format", "counts", ["details"]}`` as
+        :func:`bayesda.preflight.pipeline.load_observations` returns it.
+    """
+    c = record.get("counts", {})
+    standard = ("read", "missing", "flagged", "no_station", "kept")
+    extra = "".join(f", {k} {v}" for k, v in c.items() if k not in standard and v)
+    line = (
+        f"{record.get('format', '?')}: read {c.get('read', '?')}, missing "
         f"{c.get('missing', 0)}, flagged {c.get('flagged', 0)}, no station "
-        f"{c.get('no_station', 0)}, kept {c.get('kept', len(df))}"
+        f"{c.get('no_station', 0)}{extra}, kept {c.get('kept', '?')}"
     )
+    d = record.get("details") or {}
+    if d.get("no_station"):
+        line += (
+            f"; {len(d['no_station'])} station id(s) without a position (run.json: "
+            "observations.details.no_station; add them with --stations)"
+        )
+    if d.get("implausible") or d.get("unreadable"):
+        line += "; dropped reports by line in run.json: observations.details"
+    return line

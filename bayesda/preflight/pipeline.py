@@ -27,8 +27,10 @@ from bayesda.obs.elevation import LapseRate
 from bayesda.obs.elevation import adjust as _adjust_elevation
 from bayesda.obs.window import default_half_width, select_window
 from bayesda.preflight.calibrate import calibrate as _calibrate
+from bayesda.preflight.learned import learned_check, learned_quality_control
 from bayesda.preflight.offset import add_offset, estimate_offset
 from bayesda.preflight.qc import QCSettings, quality_control
+from bayesda.settings import ModelOptions
 
 __all__ = ["OBS_SCALE_DOUBT", "Z2_MISFIT", "format_preflight", "load_observations", "preflight"]
 
@@ -100,6 +102,7 @@ def load_observations(
         path, fmt, columns=columns, stations=stations, units=units, time=time, **kw
     )
     counts = dict(raw.attrs.get("counts", {}))
+    details = raw.attrs.get("details")  # what a reader dropped, by line and station
     inside = prior.grid.covers(raw["lat"].to_numpy(), raw["lon"].to_numpy()) if len(raw) else []
     counts["outside_grid"] = int(np.size(inside) - np.sum(inside))
     raw = raw[np.asarray(inside, bool)].reset_index(drop=True)
@@ -122,7 +125,8 @@ def load_observations(
         duplicates="keep",
     )
     counts["kept"] = len(df)
-    return df, {"format": fmt, "path": str(path), "counts": counts}
+    record = {"format": fmt, "path": str(path), "counts": counts}
+    return df, {**record, "details": details} if details else record
 
 
 def preflight(
@@ -139,6 +143,7 @@ def preflight(
     seed: int = 0,
     qc_settings: QCSettings | None = None,
     lapse: LapseRate | None = None,
+    options: ModelOptions | None = None,
 ) -> tuple:
     """Time window, quality control and the calibration check, in that order.
 
@@ -160,17 +165,40 @@ def preflight(
       lapse: the lapse-rate adjustment (:class:`bayesda.obs.elevation.LapseRate`; default
         6.5 +- 2 K/km); applied to observations with an ``elevation`` when the model has
         a surface height (``LapseRate(0, 0)`` turns it off).
+      options: the model options the run will assimilate with (default learned errors):
+        with learned errors QC and the check are those of :mod:`bayesda.preflight.learned`
+        (the model learns its own offset and scales, so ``offset`` must be ``"none"`` and
+        ``calibrate`` ``"off"`` or ``"none"``).
 
     Returns:
       ``(prior, obs, record)`` to assimilate with, and ``{"window", "elevation", "qc",
       "offset", "calibration"}``.
     """
+    options = options or ModelOptions()
+    if options.errors == "learned":
+        if offset != "none":
+            raise ValueError(
+                f"offset={offset!r} belongs to the stated-error model: the learned-error "
+                "model samples a uniform offset itself (ModelOptions.offset_sd)"
+            )
+        if calibrate not in ("off", "none"):
+            raise ValueError(
+                f"calibrate={calibrate!r} belongs to the stated-error model: the "
+                "learned-error model learns its error scales from the observations"
+            )
     record = {}
     if time is not None and "time" in obs.columns:
         dt = pd.Timedelta(window) if window is not None else default_half_width(prior)
         obs, record["window"] = select_window(obs, time, dt)
     if "elevation" in obs.columns:
         obs, record["elevation"] = _adjust_elevation(prior, obs, lapse)
+    if options.errors == "learned":
+        if qc:
+            obs, record["qc"] = learned_quality_control(prior, obs, options, seed=seed)
+        if calibrate != "none":
+            check = learned_check(prior, obs, options, folds=folds, seed=seed)
+            record["calibration"] = {"mode": "off", "check": check}
+        return prior, obs, record
     shipped, prior = prior, add_offset(prior, offset, offset_sd)
     if qc:
         obs, record["qc"] = quality_control(prior, obs, qc_settings)
@@ -215,7 +243,13 @@ def format_preflight(record: dict) -> str:
             )
         lines.append(line)
     q = record.get("qc")
-    if q:
+    if q and q.get("model") == "learned":
+        lines.append(
+            f"QC: {q['n_obs']} obs, {q['n_buddy']} far from the others in their grid cell, "
+            f"{q['n_gross']} flagged as gross errors against the predictive with the learned "
+            f"site SD {q['site_sd']:.2f} K (representation error x{q['repr_scale']:.2f})"
+        )
+    elif q:
         lines.append(
             f"QC: {q['n_obs']} obs, {q['n_background']} rejected by the background "
             f"check, {q['n_gross']} flagged as gross errors"
@@ -235,6 +269,9 @@ def format_preflight(record: dict) -> str:
         ]
         lines.append(f"offset ({o['kind']}, prior SD {o['sd']:g} K): " + ", ".join(parts))
     c = record.get("calibration")
+    if c and not c["check"]["folds"]:
+        lines.append(f"calibration check: skipped ({c['check']['n']} obs are too few to withhold)")
+        c = None
     if c:
         k = c["check"]
         lines.append(

@@ -57,6 +57,7 @@ __all__ = [
     "fingerprint",
     "prune",
     "register",
+    "register_namedtuples",
 ]
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,18 @@ def _signature(leaves: list, tree) -> tuple:
 _registered_namedtuples = False
 
 
+def register_namedtuples(*types: type) -> None:
+    """Let exported programs take and return these namedtuple types (named by module and
+    class); registering one twice is harmless."""
+    for nt in types:
+        try:
+            jax.export.register_namedtuple_serialization(
+                nt, serialized_name=f"{nt.__module__}.{nt.__name__}"
+            )
+        except ValueError:  # registered already (by another import of this module)
+            pass
+
+
 def _register_namedtuples() -> None:
     """numpyro's sampler state is a tree of namedtuples; export must know how to name them."""
     global _registered_namedtuples
@@ -142,13 +155,7 @@ def _register_namedtuples() -> None:
     from numpyro.infer.hmc import HMCState
     from numpyro.infer.hmc_util import HMCAdaptState
 
-    for nt in (HMCState, HMCAdaptState):
-        try:
-            jax.export.register_namedtuple_serialization(
-                nt, serialized_name=f"numpyro.{nt.__name__}"
-            )
-        except ValueError:  # registered already (by another import of this module)
-            pass
+    register_namedtuples(HMCState, HMCAdaptState)
     _registered_namedtuples = True
 
 

@@ -10,7 +10,7 @@ import xarray as xr
 
 from bayesda.cli import assim
 from bayesda.cli import main as cli
-from bayesda.settings import SamplerSettings
+from bayesda.settings import ModelOptions, SamplerSettings
 from bayesda.testing import make_linear_prior, make_obs
 
 FAST = ["--chains", "2", "--warmup", "100", "--draws", "100", "--no-progress"]
@@ -144,6 +144,7 @@ def test_failure_during_writing_leaves_no_output(tiny, tmp_path, monkeypatch):
             tmp_path / "run",
             progress_bar=False,
             sampler=SamplerSettings(method="laplace", num_chains=2, num_samples=20),
+            options=ModelOptions(errors="stated"),
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["obs.csv"]
 
@@ -176,7 +177,13 @@ def test_demo_rejects_a_model_on_another_grid(data_dir, tmp_path):
 
     prior = dataclasses.replace(make_linear_prior(), climatology=_Clim())
     with pytest.raises(ValueError, match=r"model grid \(4, 5\) does not match the NCEP grid"):
-        run_demo(tmp_path / "demo", prior=prior, data_dir=data_dir, verbose=False)
+        run_demo(
+            tmp_path / "demo",
+            prior=prior,
+            data_dir=data_dir,
+            verbose=False,
+            options=ModelOptions(errors="stated"),
+        )
     assert not (tmp_path / "demo").exists()
 
 
@@ -214,6 +221,7 @@ def test_demo_end_to_end_on_real_data(ncep, data_dir, tmp_path, capsys):
         data_dir=data_dir,
         progress_bar=False,
         sampler=SamplerSettings(num_chains=2, num_warmup=150, num_samples=150),
+        options=ModelOptions(errors="stated"),
     )
     out = capsys.readouterr().out
     assert "verification against the held-out truth" in out

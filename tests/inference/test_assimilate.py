@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,6 +30,7 @@ def test_nuts_matches_closed_form(problem):
         seed=0,
         progress_bar=False,
         sampler=SamplerSettings(num_chains=2, num_warmup=300, num_samples=600),
+        options=ModelOptions(errors="stated"),
     )
     assert a.field.shape == (2, 600, *prior.grid.shape)
     assert a.z.shape == (2, 600, 3)
@@ -48,6 +50,7 @@ def test_laplace_is_exact_for_a_linear_prior(problem):
         seed=1,
         progress_bar=False,
         sampler=SamplerSettings(num_chains=2, num_samples=1000, method="laplace"),
+        options=ModelOptions(errors="stated"),
     )
     assert "sample_stats" not in a.idata.groups()
     _check_against_closed_form(a, mean, cov, prior.grid)
@@ -61,6 +64,7 @@ def test_idata_groups_and_pointwise_loglik(problem):
         seed=0,
         progress_bar=False,
         sampler=SamplerSettings(num_chains=2, num_samples=50, method="laplace"),
+        options=ModelOptions(errors="stated"),
     )
     idata = a.idata
     assert idata.log_likelihood["y"].dims == ("chain", "draw", "obs")
@@ -88,7 +92,7 @@ def test_infer_sigma_and_studentt_run(problem):
         obs,
         progress_bar=False,
         sampler=SamplerSettings(num_chains=2, num_warmup=100, num_samples=100),
-        options=ModelOptions(infer_sigma=True, likelihood="studentt"),
+        options=ModelOptions(infer_sigma=True, likelihood="studentt", errors="stated"),
     )
     assert a.sigma_scale.shape == (2, 100) and np.all(a.sigma_scale > 0)
     assert "sigma_scale" in a.idata.posterior
@@ -99,13 +103,13 @@ def test_infer_sigma_and_studentt_run(problem):
     [
         (
             lambda o: o.assign(value=np.where(o.index == 2, np.nan, o["value"])),
-            "non-finite value.*'value'.*row 2",
+            "non-finite value; first at row 2",
         ),
         (
             lambda o: o.assign(lat=np.where(o.index == 1, 80.0, o["lat"])),
-            "outside the grid.*lat=80.000",
+            "outside the grid.*lat=80",
         ),
-        (lambda o: o.assign(sigma=0.0), "sigma must be > 0"),
+        (lambda o: o.assign(sigma=0.0), "sigma <= 0"),
         (lambda o: o.drop(columns="sigma"), r"lacks column\(s\) \['sigma'\]"),
         (lambda o: o.iloc[:0], "no rows"),
     ],
@@ -122,7 +126,10 @@ def test_time_selection():
     obs = make_obs(prior.grid, 8)
     obs["time"] = pd.to_datetime(["2014-01-01"] * 5 + ["2014-01-02"] * 3)
     assert prepare_obs(prior, obs, time="2014-01-02").n == 3
-    assert prepare_obs(prior, obs, time="2014-01-02").idx.shape == (32, 4)
+    stated = prepare_obs(prior, obs, time="2014-01-02", options=ModelOptions(errors="stated"))
+    assert stated.arrays.idx.shape == (32, 4)
+    learned = prepare_obs(prior, obs, time="2014-01-02")
+    assert learned.n == 3 and learned.arrays.idx.shape == (32, 9)
     with pytest.raises(ValueError, match="no observations at time=2015-01-01"):
         prepare_obs(prior, obs, time="2015-01-01")
 
@@ -133,7 +140,9 @@ def test_off_node_observations_are_exact_with_the_dense_likelihood():
     # must then match the dense closed form, and the low-rank density at nodes agrees.
     prior = make_linear_prior(latent_dim=3, rank=2)
     obs = make_obs(prior.grid, 12, at_nodes=False, seed=5)
-    assert prepare_obs(prior, obs).scale_tril is not None
+    assert (
+        prepare_obs(prior, obs, options=ModelOptions(errors="stated")).arrays.scale_tril is not None
+    )
     mean, cov = dense_posterior(prior, obs)
     a = assimilate(
         prior,
@@ -141,6 +150,7 @@ def test_off_node_observations_are_exact_with_the_dense_likelihood():
         seed=3,
         progress_bar=False,
         sampler=SamplerSettings(num_chains=2, num_samples=1500, method="laplace"),
+        options=ModelOptions(errors="stated"),
     )
     _check_against_closed_form(a, mean, cov, prior.grid)
 
@@ -150,14 +160,15 @@ def test_dense_and_low_rank_likelihoods_agree_at_nodes(problem):
     from numpyro.infer.util import log_density
 
     from bayesda.inference.compiled import CACHE
+    from bayesda.runtime.arrays import to_device
 
     prior, obs, _ = problem
-    o = prepare_obs(prior, obs)
-    model = CACHE.model_fns(prior, ModelOptions()).model
-    args = tuple(jnp.asarray(x) for x in o.model_args())
+    stated = ModelOptions(errors="stated")
+    o = to_device(prepare_obs(prior, obs, options=stated).arrays)
+    model = CACHE.model_fns(prior, stated).model
     z = {"z": jnp.asarray([0.3, -1.2, 0.7])}
-    dense, _ = log_density(model, args, o.model_kwargs(dense=True), z)
-    low, _ = log_density(model, args, o.model_kwargs(dense=False), z)
+    dense, _ = log_density(model, (o,), {}, z)
+    low, _ = log_density(model, (o._replace(scale_tril=None),), {}, z)
     np.testing.assert_allclose(float(dense), float(low), rtol=1e-5)
 
 
@@ -167,8 +178,12 @@ def test_days_with_the_same_padded_length_share_compiled_code():
     # every day would compile (and map) new code.
     prior = make_linear_prior(latent_dim=3, rank=10)
     a_obs, b_obs = make_obs(prior.grid, 6, seed=1), make_obs(prior.grid, 7, seed=2)
-    shapes = [[np.shape(x) for x in prepare_obs(prior, o).model_args()] for o in (a_obs, b_obs)]
-    assert shapes[0] == shapes[1]
+    shapes = [
+        [np.shape(x) for x in jax.tree.leaves(prepare_obs(prior, o, options=o_).arrays)]
+        for o in (a_obs, b_obs)
+        for o_ in (ModelOptions(errors="stated"), ModelOptions())
+    ]
+    assert shapes[0] == shapes[2] and shapes[1] == shapes[3]
     kw = dict(
         sampler=SamplerSettings(num_chains=2, num_warmup=20, num_samples=20), progress_bar=False
     )

@@ -14,6 +14,7 @@ from bayesda.inference.batch import field_samples, stack_obs, summarise
 from bayesda.inference.compiled import CACHE, spd, spd_batch
 from bayesda.inference.prepare import prepare_obs, repad
 from bayesda.obs.operator import as_matrix, bilinear_stencil
+from bayesda.runtime.arrays import to_device
 from bayesda.settings import ModelOptions, SamplerSettings
 from bayesda.testing import dense_posterior, make_linear_prior, make_obs
 from bayesda.verify.verdict import diagnose, ebfmi
@@ -23,8 +24,9 @@ def test_matheron_on_the_device_matches_the_dense_gaussian_conditional():
     prior = make_linear_prior(rank=2)
     grid = prior.grid
     obs = make_obs(grid, 6, seed=3)  # off-node points: overlapping stencils
-    od = prepare_obs(prior, obs)  # padded to 32: the padding must contribute nothing
-    assert od.mask.size > od.n
+    # padded to 32: the padding must contribute nothing
+    od = prepare_obs(prior, obs, options=ModelOptions(errors="stated"))
+    assert od.padded > od.n
     npix = grid.size
     st = bilinear_stencil(grid, obs["lat"], obs["lon"])
     F = prior.repr_error.factor.reshape(-1, npix).astype(np.float64)
@@ -65,6 +67,7 @@ def test_summaries_match_the_exact_posterior_of_a_linear_decoder():
         seeds=[1, 2],
         sampler=SamplerSettings(method="laplace", num_chains=4, num_samples=draws),
         keep_samples=7,
+        options=ModelOptions(errors="stated"),
     )
     n = 4 * draws
     for res, obs in zip(out, (obs_a, obs_b), strict=True):
@@ -88,8 +91,18 @@ def test_fast_path_agrees_with_the_full_path_and_judges_by_the_same_rule():
     obs = make_obs(prior.grid, 8, seed=4).assign(time=np.datetime64("2014-01-01"))
     t = [np.datetime64("2014-01-01")]
     sampler = SamplerSettings(num_chains=4, num_warmup=150, num_samples=300)
-    fast = assimilate_summaries(prior, obs, t, seeds=[5], sampler=sampler)[0]
-    full = assimilate_batch(prior, obs, t, seeds=[5], sampler=sampler, progress_bar=False)[0]
+    fast = assimilate_summaries(
+        prior, obs, t, seeds=[5], sampler=sampler, options=ModelOptions(errors="stated")
+    )[0]
+    full = assimilate_batch(
+        prior,
+        obs,
+        t,
+        seeds=[5],
+        sampler=sampler,
+        progress_bar=False,
+        options=ModelOptions(errors="stated"),
+    )[0]
     ref = diagnose(full.idata, full.field)
     assert fast.summary.verdict.status == ref.status == "PASS"
     # Two valid samples of one posterior: means agree within Monte Carlo error.
@@ -130,7 +143,11 @@ def test_fast_path_refuses_the_studentt_likelihood():
     obs = make_obs(prior.grid, 4)
     with pytest.raises(ValueError, match="normal likelihood"):
         assimilate_summaries(
-            prior, obs, [None], seeds=[0], options=ModelOptions(likelihood="studentt")
+            prior,
+            obs,
+            [None],
+            seeds=[0],
+            options=ModelOptions(likelihood="studentt", errors="stated"),
         )
 
 
@@ -144,11 +161,13 @@ def test_ebfmi_equals_arviz():
 
 def test_batched_map_equals_the_per_time_map():
     prior = make_linear_prior(rank=2)
-    fns = CACHE.model_fns(prior, ModelOptions())
-    obs = [repad(prepare_obs(prior, make_obs(prior.grid, 6, seed=k)), 32) for k in (1, 2)]
-    args = [
-        (tuple(jnp.asarray(a) for a in o.model_args()), o.model_kwargs(dense=True)) for o in obs
+    stated = ModelOptions(errors="stated")
+    fns = CACHE.model_fns(prior, stated)
+    obs = [
+        repad(prepare_obs(prior, make_obs(prior.grid, 6, seed=k), options=stated), 32)
+        for k in (1, 2)
     ]
+    args = [to_device(o.arrays) for o in obs]
     batched = jax.tree.map(lambda *a: jnp.stack(a), *args)
     xb, hb, _ = fns.find_map_batch(fns.flat0, batched)
     for i, a in enumerate(args):
@@ -163,13 +182,17 @@ def test_device_cholesky_equals_the_host_scale_tril():
     from bayesda.inference.batch import innovation_cholesky
 
     prior = make_linear_prior(rank=2)
-    obs = [repad(prepare_obs(prior, make_obs(prior.grid, k, seed=k)), 32) for k in (3, 7)]
+    stated = ModelOptions(errors="stated")
+    obs = [
+        repad(prepare_obs(prior, make_obs(prior.grid, k, seed=k), options=stated), 32)
+        for k in (3, 7)
+    ]
     chol = innovation_cholesky(prior, stack_obs(obs))
     for c, o in zip(chol, obs, strict=True):
-        np.testing.assert_allclose(c, o.scale_tril, rtol=1e-4, atol=1e-5)
-    cheap = prepare_obs(prior, make_obs(prior.grid, 3, seed=3), covariance=False)
-    assert cheap.scale_tril is None
-    np.testing.assert_allclose(cheap.repr_diag, obs[0].repr_diag)
+        np.testing.assert_allclose(c, o.arrays.scale_tril, rtol=1e-4, atol=1e-5)
+    cheap = prepare_obs(prior, make_obs(prior.grid, 3, seed=3), covariance=False, options=stated)
+    assert cheap.arrays.scale_tril is None
+    np.testing.assert_allclose(cheap.arrays.repr_diag, obs[0].arrays.repr_diag)
 
 
 def test_spd_lifts_negative_curvature_to_the_prior_precision():

@@ -10,8 +10,23 @@ from numpyro.infer import Predictive
 from numpyro.infer.util import log_density
 from scipy import stats
 
-from bayesda.inference.model import assimilation_model, pad_length
+from bayesda.inference.model import ModelObs, assimilation_model, pad_length
 from bayesda.obs.operator import bilinear_stencil
+from bayesda.settings import ModelOptions
+
+STATED = ModelOptions(errors="stated")
+
+
+def _obs(st, sigma, A, D, y, mask=None):
+    return ModelObs(
+        idx=st.idx,
+        weight=st.weight,
+        y=y,
+        sigma=sigma,
+        mask=np.ones(len(sigma), bool) if mask is None else mask,
+        repr_factor=A,
+        repr_diag=D,
+    )
 
 
 def _problem(small_grid, n=7, rank=2, seed=0):
@@ -49,8 +64,8 @@ def test_pad_length_rejects_zero():
 
 def test_log_likelihood_is_the_low_rank_gaussian(small_grid):
     decode, d, st, sigma, A, D, y, z = _problem(small_grid)
-    args = (decode, d, st.idx, st.weight, sigma, A, D, y)
-    lp, _ = log_density(assimilation_model, args, {}, {"z": z})
+    args = (decode, d, _obs(st, sigma, A, D, y))
+    lp, _ = log_density(assimilation_model, args, {"options": STATED}, {"z": z})
     mu = np.einsum("nk,nk->n", np.asarray(decode(z)).reshape(-1)[st.idx], st.weight)
     cov = np.diag(sigma.astype(np.float64) ** 2 + D) + A @ A.T
     expected = stats.multivariate_normal(mu, cov).logpdf(y) + stats.norm.logpdf(z).sum()
@@ -62,28 +77,25 @@ def test_log_likelihood_is_the_low_rank_gaussian(small_grid):
 def test_padding_leaves_the_density_unchanged(small_grid, likelihood, rank):
     decode, d, st, sigma, A, D, y, z = _problem(small_grid, rank=rank)
     m = pad_length(len(y))
-    plain = (decode, d, st.idx, st.weight, sigma, A, D, y)
+    plain = (decode, d, _obs(st, sigma, A, D, y))
+    mask = np.arange(m) < len(y)
+    padded_st = type(st)(_pad(st.idx, m), _pad(st.weight, m))
     padded = (
         decode,
         d,
-        _pad(st.idx, m),
-        _pad(st.weight, m),
-        _pad(sigma, m, 1.0),
-        _pad(A, m),
-        _pad(D, m),
-        _pad(y, m),
+        _obs(padded_st, _pad(sigma, m, 1.0), _pad(A, m), _pad(D, m), _pad(y, m), mask),
     )
-    mask = np.arange(m) < len(y)
-    kw = {"likelihood": likelihood}
+    kw = {"options": ModelOptions(errors="stated", likelihood=likelihood)}
     lp0, _ = log_density(assimilation_model, plain, kw, {"z": z})
-    lp1, _ = log_density(assimilation_model, padded, {**kw, "mask": mask}, {"z": z})
+    lp1, _ = log_density(assimilation_model, padded, kw, {"z": z})
     assert float(lp1) == pytest.approx(float(lp0), rel=1e-5, abs=1e-4)
 
 
 def test_studentt_uses_the_marginal_scale(small_grid):
     decode, d, st, sigma, A, D, y, z = _problem(small_grid)
-    args = (decode, d, st.idx, st.weight, sigma, A, D, y)
-    lp, _ = log_density(assimilation_model, args, {"likelihood": "studentt", "df": 4.0}, {"z": z})
+    args = (decode, d, _obs(st, sigma, A, D, y))
+    opts = ModelOptions(errors="stated", likelihood="studentt", df=4.0)
+    lp, _ = log_density(assimilation_model, args, {"options": opts}, {"z": z})
     mu = np.einsum("nk,nk->n", np.asarray(decode(z)).reshape(-1)[st.idx], st.weight)
     scale = np.sqrt(sigma.astype(np.float64) ** 2 + D + (A**2).sum(-1))
     expected = stats.t.logpdf(y, 4.0, mu, scale).sum() + stats.norm.logpdf(z).sum()
@@ -97,13 +109,9 @@ def test_prior_predictive_and_sites(small_grid):
         jax.random.PRNGKey(0),
         decode,
         d,
-        st.idx,
-        st.weight,
-        sigma,
-        A,
-        D,
-        None,
-        infer_sigma=True,
+        _obs(st, sigma, A, D, np.zeros_like(sigma)),
+        options=ModelOptions(errors="stated", infer_sigma=True),
+        observed=False,
         store_field=True,
     )
     assert out["z"].shape == (4000, d)
@@ -114,12 +122,10 @@ def test_prior_predictive_and_sites(small_grid):
     assert float(np.median(out["sigma_scale"])) == pytest.approx(1.0, abs=0.05)
 
 
-def test_unknown_likelihood_is_rejected(small_grid):
-    decode, d, st, sigma, A, D, y, z = _problem(small_grid)
+def test_unknown_likelihood_or_error_model_is_rejected():
     with pytest.raises(ValueError, match="likelihood='cauchy'"):
-        log_density(
-            assimilation_model,
-            (decode, d, st.idx, st.weight, sigma, A, D, y),
-            {"likelihood": "cauchy"},
-            {"z": z},
-        )
+        ModelOptions(errors="stated", likelihood="cauchy")
+    with pytest.raises(ValueError, match="errors='guessed'"):
+        ModelOptions(errors="guessed")
+    with pytest.raises(ValueError, match="belong to the stated-error model"):
+        ModelOptions(likelihood="studentt")

@@ -10,7 +10,7 @@ import pytest
 from bayesda.geo.grid import Grid
 from bayesda.inference import sampler
 from bayesda.inference.assimilate import assimilate, assimilate_batch
-from bayesda.settings import SamplerSettings
+from bayesda.settings import ModelOptions, SamplerSettings
 from bayesda.testing import dense_posterior, make_linear_prior, make_obs
 
 
@@ -184,6 +184,7 @@ def test_batch_of_times_matches_each_closed_form(linear):
         seeds=[0, 1],
         progress_bar=False,
         sampler=SamplerSettings(num_chains=2, num_warmup=300, num_samples=600),
+        options=ModelOptions(errors="stated"),
     )
     assert [a.obs.n for a in out] == [6, 40]
     assert all(a.settings["batch_size"] == 2 and a.settings["n_pad"] == 64 for a in out)
@@ -216,6 +217,7 @@ def test_prior_and_median_inits_run(linear):
             sampler=SamplerSettings(
                 init=init, mass="diag", num_chains=2, num_warmup=100, num_samples=50
             ),
+            options=ModelOptions(errors="stated"),
         )
         assert np.all(np.isfinite(a.z)) and a.grad_evals["map"] == 0
 

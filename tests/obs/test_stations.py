@@ -159,18 +159,18 @@ def test_metar(tmp_path):
             "elevation": [1656, 3, 4],
         }
     )
-    df = st.read_metar(path, stations=stations, year=2014, month=1)
+    df = st.read_metar(path, stations=stations, time="2014-01-21T12")
     assert list(df["station_id"]) == ["KDEN", "KDEN", "KSFO"]
     # the remark's tenths group wins: T1022 -> -2.2 degC
     assert list(df["value"] - 273.15) == pytest.approx([-2.2, 1.0, 12.0])
     assert df["time"].iloc[0] == pd.Timestamp("2014-01-21T12:53")
     assert df.attrs["counts"]["missing"] == 2  # NIL, no temperature group
-    path.write_text("KDEN 211253 19010KT M02/M09\n")
-    with pytest.raises(st.StationFormatError, match="1: time group '211253'"):
-        st.read_metar(path, stations=stations, year=2014, month=1)
-    path.write_text("KDEN 211253Z 19010KT M2/M09\n")
-    with pytest.raises(st.StationFormatError, match="'M2/M09'"):
-        st.read_metar(path, stations=stations, year=2014, month=1)
+    path.write_text("KDEN 2112Z 19010KT M02/M09\n")
+    with pytest.raises(st.StationFormatError, match="1: time group '2112Z'"):
+        st.read_metar(path, stations=stations, time="2014-01-21T12")
+    path.write_text("KDEN 211253Z 19010KT 2A/M09\n")
+    with pytest.raises(st.StationFormatError, match="'2A/M09'"):
+        st.read_metar(path, stations=stations, time="2014-01-21T12")
 
 
 def test_mapped_csv(tmp_path):

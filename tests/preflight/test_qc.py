@@ -9,6 +9,7 @@ import pytest
 from bayesda.obs.operator import as_matrix, bilinear_stencil
 from bayesda.preflight.calibrate import calibrate, fit_scale, holdout_check, rescale_prior
 from bayesda.preflight.qc import linearise, quality_control, studentt_effective_sigma
+from bayesda.settings import ModelOptions
 from bayesda.sim.grf import gaussian_posterior
 from bayesda.testing import grf_prior as _grf_prior
 from bayesda.testing import make_linear_prior, tiny_grid
@@ -66,7 +67,7 @@ def test_studentt_effective_sigma():
 def test_studentt_outlier_not_put_back_by_matheron():
     """With likelihood="studentt" the field at a gross-error station stays near the truth."""
     from bayesda.inference.assimilate import assimilate
-    from bayesda.settings import ModelOptions, SamplerSettings
+    from bayesda.settings import SamplerSettings
 
     prior, grf = _grf_prior(repr_sd=1.0)
     obs = _obs_of(prior, grf, 40, seed=11)
@@ -74,7 +75,7 @@ def test_studentt_outlier_not_put_back_by_matheron():
         prior,
         obs,
         sampler=SamplerSettings(method="laplace", num_chains=2, num_samples=200),
-        options=ModelOptions(likelihood="studentt"),
+        options=ModelOptions(likelihood="studentt", errors="stated"),
         progress_bar=False,
         seed=0,
     )
@@ -84,7 +85,7 @@ def test_studentt_outlier_not_put_back_by_matheron():
         prior,
         dirty,
         sampler=SamplerSettings(method="laplace", num_chains=2, num_samples=200),
-        options=ModelOptions(likelihood="studentt"),
+        options=ModelOptions(likelihood="studentt", errors="stated"),
         progress_bar=False,
         seed=0,
     )

@@ -14,7 +14,7 @@ import xarray as xr
 from bayesda.cli import assim
 from bayesda.cli import main as cli
 from bayesda.inference.assimilate import assimilate
-from bayesda.settings import SamplerSettings
+from bayesda.settings import ModelOptions, SamplerSettings
 from bayesda.testing import assert_matches_closed_form as _check_against_closed_form
 from bayesda.testing import dense_posterior, make_linear_prior
 
@@ -41,7 +41,14 @@ def test_seam_and_pole_observations_match_the_closed_form(periodic_prior):
     obs = _obs()
     mean, cov = dense_posterior(periodic_prior, obs)
     s = SamplerSettings(method="laplace", num_chains=2, num_samples=1500)
-    a = assimilate(periodic_prior, obs, seed=2, sampler=s, progress_bar=False)
+    a = assimilate(
+        periodic_prior,
+        obs,
+        seed=2,
+        sampler=s,
+        progress_bar=False,
+        options=ModelOptions(errors="stated"),
+    )
     _check_against_closed_form(a, mean, cov, periodic_prior.grid)
     # the same points written 360 degrees apart give the same analysis
     shifted = obs.assign(lon=np.where(obs["lon"] < 0, obs["lon"] + 360.0, obs["lon"] - 360.0))
