@@ -351,6 +351,12 @@ CASES = [
         ("ncep", "rda"),
     ),
     Case(
+        "analysis.real_obs.cv",
+        ("--networks", "50", "--out", "{out}/real_obs.json"),
+        ("real_obs.json", "real_obs.md"),
+        NCEP,
+    ),
+    Case(
         "analysis.gaussianity.ncep_structure",
         ("--out-dir", "{out}"),
         ("ncep_structure.md", "ncep_structure.json"),
