@@ -90,12 +90,13 @@ def _grad_time(prior, obs_df, n_rep: int = 200) -> dict:
     from bayesda.inference.assimilate import prepare_obs
     from bayesda.inference.model import assimilation_model
 
-    obs = prepare_obs(prior, obs_df)
+    obs = prepare_obs(prior, obs_df)  # the model assimilate runs by default
     model = functools.partial(assimilation_model, prior.decode, prior.latent_dim)
-    info = initialize_model(
-        jax.random.PRNGKey(0), model, model_args=obs.model_args(), model_kwargs={"mask": obs.mask}
-    )
-    pot = lambda z: info.potential_fn({"z": z})  # noqa: E731
+    info = initialize_model(jax.random.PRNGKey(0), model, model_args=(obs.arrays,))
+    # the potential as a function of z, any other latent site (the learned error scales) held
+    # at its initial value
+    p0 = info.param_info.z
+    pot = lambda z: info.potential_fn({**p0, "z": z})  # noqa: E731
     vg = jax.jit(jax.value_and_grad(pot))
     z = jnp.zeros(prior.latent_dim)
     jax.block_until_ready(vg(z))
