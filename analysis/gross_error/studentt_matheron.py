@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         prior,
         obs,
         sampler=SamplerSettings(method="laplace", num_chains=4, num_samples=250),
-        options=ModelOptions(likelihood="studentt"),
+        options=ModelOptions(errors="stated", likelihood="studentt"),
         progress_bar=False,
         seed=0,
     )
