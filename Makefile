@@ -1,6 +1,7 @@
 # Two entry points, each doing all set-up on a fresh machine:
 #   make demo   -- assimilate one held-out day with the shipped model (the main job)
 #   make test   -- the default (fast) test suite
+# and `make docs`: the documentation site, built strictly (warnings are errors) into site/.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Real data: an explicit BAYESDA_DATA_DIR wins; otherwise use ../shared/data when present;
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 BAYESDA_DATA_DIR ?= $(wildcard $(abspath ../shared/data))
 export BAYESDA_DATA_DIR
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo test test-slow lint docs bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -40,9 +41,12 @@ bench: install
 	  --warmup 200 --draws 250 --out runs/bench/bench_reanalysis
 
 lint: install
-	$(VENV)/bin/ruff check bayesda tests analysis .ci
-	$(VENV)/bin/ruff format --check bayesda tests analysis .ci
+	$(VENV)/bin/ruff check bayesda tests analysis .ci docs/_hooks
+	$(VENV)/bin/ruff format --check bayesda tests analysis .ci docs/_hooks
 	$(VENV)/bin/mypy
 
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

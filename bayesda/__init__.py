@@ -10,7 +10,7 @@ The top level is the public API (everything else is reachable in its module)::
 
     bayesda.set_host_device_count()      # optional, first: one CPU device per NUTS chain
     bayesda.enable_compilation_cache()   # optional: reuse compiled programs across runs
-    prior = bayesda.load_model("models/ncep-air")
+    prior = bayesda.load_model("ncep-air")   # a shipped model by name, or a directory
     obs = bayesda.read_obs("obs.csv", climatology=prior.climatology, grid=prior.grid)
     result = bayesda.assimilate(prior, obs, sampler=bayesda.settings.DEMO)
     result.to_xarray(); result.diagnose(); result.plot("maps.png")

@@ -109,10 +109,10 @@ class GaussianOI:
         y = train["value"].to_numpy()
         K = np.asarray(Hs @ HB.T) + offset_sd**2  # [m, n]
         mu = K @ scipy.linalg.cho_solve(cho, y)
-        prior_var = np.asarray(Hs.multiply(Hs @ (self.B * scale**2)).sum(1)).ravel()
+        prior_var = np.asarray(Hs.multiply(Hs @ self.B).sum(1)).ravel() * scale**2
         v = scipy.linalg.solve_triangular(cho[0], K.T, lower=True)
-        var = prior_var + offset_sd**2 - np.sum(v**2, 0) + test["sigma"] ** 2 + site_sd**2
-        return mu, np.sqrt(var.to_numpy() if hasattr(var, "to_numpy") else var)
+        var = prior_var + offset_sd**2 - np.sum(v**2, 0) + test["sigma"].to_numpy() ** 2
+        return mu, np.sqrt(var + site_sd**2)
 
     def log_marginal(self, train, scale, site_sd, offset_sd) -> float:
         Ht = self._h(train)

@@ -12,12 +12,18 @@ import math
 
 __all__ = [
     "add_units_kind",
+    "column_mapping",
     "finite_float",
+    "ghcn_element",
+    "half_width",
     "kind_from_args",
+    "lapse_rate",
     "non_negative_int",
     "positive_float",
     "positive_int",
+    "probability",
     "repr_error_structure",
+    "timestamp",
     "units",
 ]
 
@@ -60,6 +66,110 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0")
     return value
+
+
+def probability(text: str) -> float:
+    """A number strictly between 0 and 1."""
+    value = finite_float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1 (exclusive)")
+    return value
+
+
+TIME_RANGE = ("1678-01-01", "2261-12-31")
+"""The dates bayesda's times (nanoseconds since 1970 in 64 bits) can hold."""
+
+
+def timestamp(text: str) -> str:
+    """A date and time, returned as naive UTC ``YYYY-MM-DDTHH:MM:SS``.
+
+    A UTC offset (``2014-01-07T12:00+02:00``, ``...Z``) is converted to UTC; a time
+    without one is taken as UTC.
+    """
+    import warnings
+
+    import pandas as pd
+
+    example = "e.g. 2014-01-07T12 or 2014-01-07T12:00Z"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = pd.Timestamp(text.strip())
+    except (TypeError, ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date and time ({example})") from None
+    if t is pd.NaT or pd.isna(t):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date and time ({example})")
+    if t.tzinfo is not None:
+        t = t.tz_convert("UTC").tz_localize(None)
+    lo, hi = (pd.Timestamp(x) for x in TIME_RANGE)
+    if not lo <= t <= hi:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is outside the dates bayesda can hold ({TIME_RANGE[0]} .. {TIME_RANGE[1]})"
+        )
+    return t.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def half_width(text: str):
+    """A positive duration with a unit (``3h``, ``90min``, ``1 day``, ``PT3H``), as a
+    :class:`pandas.Timedelta`."""
+    import pandas as pd
+
+    example = "a duration with a unit, e.g. 3h, 90min or 1d"
+    stripped = text.strip()
+    try:
+        float(stripped)
+        bare = True
+    except ValueError:
+        bare = False
+    if bare:
+        raise argparse.ArgumentTypeError(f"{text!r} has no unit; give {example}")
+    try:
+        dt = pd.Timedelta(stripped)
+    except (TypeError, ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {example}") from None
+    if dt is pd.NaT or pd.isna(dt):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {example}")
+    if dt <= pd.Timedelta(0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive duration, e.g. 3h")
+    return dt
+
+
+LAPSE_RANGE = (0.0, 15.0)
+"""Lapse rates (and their SD) a user may give, K/km (:class:`bayesda.obs.elevation.LapseRate`)."""
+
+
+def lapse_rate(text: str) -> float:
+    """A lapse rate (or its SD) in K/km, within :data:`LAPSE_RANGE`."""
+    value = finite_float(text)
+    lo, hi = LAPSE_RANGE
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} K/km is outside [{lo:g}, {hi:g}] (temperature falls with height at "
+            "about 6.5 K/km; 0 turns the adjustment off)"
+        )
+    return value
+
+
+def column_mapping(text: str) -> dict:
+    """A ``--columns`` mapping ``lat=LAT,lon=LON,value=TMP[,...]``
+    (:func:`bayesda.obs.stations.parse_columns`)."""
+    from bayesda.obs.stations import parse_columns
+
+    try:
+        return parse_columns(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def ghcn_element(text: str) -> str:
+    """A GHCN-Daily temperature element (:data:`bayesda.obs.stations.TEMPERATURE_ELEMENTS`),
+    upper-cased."""
+    from bayesda.obs.stations import _check_element
+
+    try:
+        return _check_element(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def units(text: str) -> str:

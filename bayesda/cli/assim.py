@@ -2,7 +2,7 @@
 
 Examples::
 
-    bayesda assimilate --model models/ncep-air --obs obs.csv --time 2014-01-07T12 --out runs/a
+    bayesda assimilate --model ncep-air --obs obs.csv --time 2014-01-07T12 --out runs/a
     bayesda diagnose runs/a          # exit code 0: PASS or WARN, 3: FAIL, 1: error
     bayesda plot runs/a --truth truth.nc
     bayesda demo --out runs/demo
@@ -18,7 +18,17 @@ from pathlib import Path
 import numpy as np
 
 import bayesda.runtime.files as files
-from bayesda.cli.argtypes import add_units_kind, kind_from_args, positive_float, positive_int
+from bayesda.cli.argtypes import (
+    add_units_kind,
+    column_mapping,
+    ghcn_element,
+    half_width,
+    kind_from_args,
+    lapse_rate,
+    positive_float,
+    positive_int,
+    timestamp,
+)
 from bayesda.cli.options import add_settings_args, settings_from_args
 from bayesda.settings import DEFAULT, DEMO
 from bayesda.workflows.run import (  # noqa: F401  (re-exported: their home moved to bayesda.workflows.run)
@@ -45,11 +55,21 @@ FAIL_EXIT_CODE = 3
 def register(subparsers) -> None:
     """Add ``assimilate``, ``diagnose``, ``plot`` and ``demo``."""
     p = subparsers.add_parser("assimilate", help="sample the posterior field given observations")
-    p.add_argument("--model", required=True, help="model directory (bayesda.prior.checkpoint)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model directory, or the name of a model (ncep-air, hs-t21-tas; "
+        "bayesda.prior.checkpoint.find_model)",
+    )
     p.add_argument(
         "--obs", required=True, help="observations: CSV or netCDF (lat, lon, value, sigma)"
     )
-    p.add_argument("--time", default=None, help="analysis time, e.g. 2014-01-07T12")
+    p.add_argument(
+        "--time",
+        type=timestamp,
+        default=None,
+        help="analysis time, UTC, e.g. 2014-01-07T12 (an offset such as +02:00 is converted)",
+    )
     add_units_kind(p)
     add_superob_arg(p)
     p.add_argument("--out", required=True, help="run directory to create")
@@ -66,7 +86,7 @@ def register(subparsers) -> None:
         "RUN/geotiff/ (needs the geotiff extra: pip install 'bayesda[geotiff]')",
     )
     add_settings_args(p, DEFAULT)
-    p.set_defaults(func=cmd_assimilate)
+    p.set_defaults(func=cmd_assimilate, check=check_assimilate_args)
 
     d = subparsers.add_parser("diagnose", help="convergence verdict of a run (exit 3 on FAIL)")
     d.add_argument("run", help="run directory")
@@ -75,7 +95,13 @@ def register(subparsers) -> None:
     m = subparsers.add_parser("plot", help="(re)draw a run's uncertainty maps")
     m.add_argument("run", help="run directory")
     m.add_argument("--truth", default=None, help="netCDF with the true anomaly (lat, lon), K")
-    m.add_argument("--out", default=None, help="PNG path (default RUN/maps.png)")
+    m.add_argument(
+        "--out",
+        default=None,
+        help="image path, .png, .pdf or .svg (default RUN/maps.png); never a file of a run, "
+        "store or model, nor an input; an existing file only with --force",
+    )
+    m.add_argument("--force", action="store_true", help="replace an existing --out file")
     m.add_argument(
         "--fog-threshold",
         type=positive_float,
@@ -91,11 +117,16 @@ def register(subparsers) -> None:
         help="run directory (an earlier bayesda run there is replaced; any other "
         "non-empty directory is refused)",
     )
-    e.add_argument("--model", default="models/ncep-air")
+    e.add_argument(
+        "--model", default="ncep-air", help="model directory or name (default: ncep-air)"
+    )
     e.add_argument("--data-dir", default=None, help="default: $BAYESDA_DATA_DIR")
     e.add_argument("--n-obs", type=positive_int, default=None)
     e.add_argument(
-        "--time", default=None, help="held-out time (default: see bayesda.workflows.demo)"
+        "--time",
+        type=timestamp,
+        default=None,
+        help="held-out time (default: see bayesda.workflows.demo)",
     )
     add_settings_args(e, DEMO)
     e.set_defaults(func=cmd_demo)
@@ -126,6 +157,7 @@ def _add_station_args(p) -> None:
     )
     p.add_argument(
         "--columns",
+        type=column_mapping,
         default=None,
         help="column mapping for --format csv, e.g. lat=LAT,lon=LON,value=TMP,time=DATE",
     )
@@ -136,16 +168,22 @@ def _add_station_args(p) -> None:
         "with id,lat,lon[,elevation]; optional for --format metar (ICAO ids are placed by "
         "airportsdata and NOAA's station list; this table wins where it has the id)",
     )
-    p.add_argument("--element", default="TAVG", help="GHCN element (TAVG, TMAX, TMIN)")
+    p.add_argument(
+        "--element",
+        type=ghcn_element,
+        default="TAVG",
+        help="GHCN-Daily temperature element: TAVG, TMAX, TMIN or TOBS (any case)",
+    )
     p.add_argument(
         "--window",
+        type=half_width,
         default=None,
         help="keep reports within +-WINDOW of --time, e.g. 3h (default: half the "
         "model's time step)",
     )
     p.add_argument(
         "--lapse-rate",
-        type=float,
+        type=lapse_rate,
         default=6.5,
         metavar="K_PER_KM",
         help="move stations with an elevation to the model's surface height at this rate "
@@ -153,7 +191,7 @@ def _add_station_args(p) -> None:
     )
     p.add_argument(
         "--lapse-rate-sd",
-        type=float,
+        type=lapse_rate,
         default=2.0,
         metavar="K_PER_KM",
         help="uncertainty of the lapse rate, added to sigma as SD * |height difference| "
@@ -189,28 +227,103 @@ def _add_station_args(p) -> None:
     )
 
 
+STATION_FORMATS_WITH_TABLE = ("ghcn-dly", "ghcn-csv", "isd-lite", "metar")
+
+
+def check_assimilate_args(args) -> None:
+    """Combinations of options that parse one by one but contradict each other (checked
+    before any work; :func:`bayesda.cli.main.main` turns the ValueError into exit 2)."""
+    kind_from_args(args)
+    if args.format == "csv" and args.columns is None:
+        raise ValueError(
+            "--format csv needs --columns, the column mapping, e.g. "
+            "--columns lat=LAT,lon=LON,value=TMP,time=DATE"
+        )
+    if args.columns is not None and args.format != "csv":
+        raise ValueError(f"--columns is used only with --format csv, not --format {args.format}")
+    if args.stations is not None and args.format not in STATION_FORMATS_WITH_TABLE:
+        raise ValueError(
+            f"--stations is used only with --format {', '.join(STATION_FORMATS_WITH_TABLE)}; "
+            f"--format {args.format} carries its own coordinates"
+        )
+    if args.errors == "learned":
+        if args.calibrate in ("auto", "single"):
+            raise ValueError(
+                f"--calibrate {args.calibrate} fits error scales for --errors stated; the "
+                "default --errors learned learns them in the model (its check runs with "
+                "--calibrate off)"
+            )
+        if args.offset != "none":
+            raise ValueError(
+                f"--offset {args.offset} belongs to --errors stated; --errors learned samples "
+                "a uniform offset itself (prior SD --offset-sd)"
+            )
+        if args.likelihood != "normal" or args.infer_sigma:
+            raise ValueError(
+                "--likelihood studentt and --infer-sigma belong to --errors stated; "
+                "--errors learned learns the error scales and QC removes gross errors"
+            )
+
+
+def training_period_note(prior, times, *, offset: str | None = "none", offset_sd=2.0):
+    """The line a run prints when its times lie outside the model's training period
+    (:func:`bayesda.preflight.offset.outside_training_period`), or None."""
+    from bayesda.preflight.offset import outside_training_period
+
+    o = outside_training_period(prior, times)
+    if o is None:
+        return None
+    when = o["first"] if o["first"] == o["last"] else f"{o['first']} .. {o['last']}"
+    far = f"{o['years']:.0f} years" if o["years"] >= 1.5 else f"{o['years'] * 365.25:.0f} days"
+    line = (
+        f"note: {when} is outside the model's training period {o['start']} .. {o['end']} "
+        f"({far} away); the prior and its climatology describe that period's climate"
+    )
+    what = (
+        "adds a large-scale offset with its own prior (--offset-sd, default 2 K) that takes "
+        "up a climate warmer or colder as a whole, instead of forcing it through the prior's "
+        "weather"
+    )
+    if offset is None:
+        return f"{line}; `bayesda assimilate --offset uniform` (or smooth) {what}"
+    if offset == "none":
+        return f"{line}; --offset uniform (or smooth) {what}"
+    return (
+        f"{line}; --offset {offset} is on: the field may shift by a large-scale offset "
+        f"(prior SD {offset_sd:g} K)"
+    )
+
+
 def sampler_kwargs(args) -> dict:
     """``seed``, ``sampler``, ``options`` and ``progress_bar`` from parsed arguments."""
     return settings_from_args(args)
 
 
-def _read_obs(args, prior):
-    from bayesda.obs.capacity import superob
-    from bayesda.obs.table import read_obs
+SUPEROB_HINT = (
+    "pass --superob to average observations that share a grid cell (inverse-variance weights)"
+)
 
-    obs = read_obs(
-        args.obs,
-        kind=kind_from_args(args),
-        units=args.units,
-        climatology=prior.climatology,
-        time=args.time,
-        grid=prior.grid,
-    )
-    return superob(obs, prior.grid) if args.superob else obs
+
+def _read_obs(args, prior):
+    from bayesda.obs.table import DuplicateObservationsError, read_obs
+
+    try:
+        return read_obs(
+            args.obs,
+            kind=kind_from_args(args),
+            units=args.units,
+            climatology=prior.climatology,
+            time=args.time,
+            grid=prior.grid,
+            duplicates="keep" if args.superob else "error",  # superobbed in preflight
+        )
+    except DuplicateObservationsError as err:
+        raise ValueError(err.with_hint(SUPEROB_HINT)) from err
 
 
 def cmd_assimilate(args) -> int:
     files.check_target(args.out, "run", force=args.force)  # before loading anything
+    files.check_inputs_outside(args.out, [args.obs, args.stations, args.model])
     from bayesda.obs.elevation import LapseRate
 
     try:
@@ -243,6 +356,14 @@ def cmd_assimilate(args) -> int:
         from bayesda.obs.stations import reader_line
 
         print(reader_line(reader))
+    if args.time is None:
+        from bayesda.obs.window import require_one_time
+
+        require_one_time(obs, args.obs)
+    when = args.time if args.time is not None else obs["time"] if "time" in obs else None
+    note = training_period_note(prior, when, offset=args.offset, offset_sd=args.offset_sd)
+    if note:
+        print(note)
     settings = settings_from_args(args)
     prior, obs, record = preflight(
         prior,
@@ -256,6 +377,7 @@ def cmd_assimilate(args) -> int:
         seed=settings.get("seed", 0),
         lapse=lapse,
         options=settings["options"],
+        superob=args.superob,
     )
     print(format_preflight(record))
     info = assimilate_to_run(
@@ -323,6 +445,16 @@ def cmd_plot(args) -> int:
         if args.truth
         else (run / "truth.nc" if (run / "truth.nc").is_file() else None)
     )
+    from bayesda.outputs.maps import image_format
+
+    own = run / "maps.png"
+    out = files.check_file_target(
+        args.out or own, inputs=[truth_path], force=args.force, regenerates=own
+    )
+    try:
+        image_format(out)
+    except ValueError as err:
+        raise ValueError(f"--out {err}") from None
     truth = None
     if truth_path is not None:
         t = _open_netcdf(truth_path, "truth")
@@ -345,7 +477,7 @@ def cmd_plot(args) -> int:
         truth=truth,
         climatology_sd=clim_sd,
         fog_threshold=args.fog_threshold,
-        out=args.out or run / "maps.png",
+        out=out,
     )
     print(f"wrote {out}")
     return 0

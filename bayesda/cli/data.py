@@ -17,7 +17,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from bayesda.cli.argtypes import positive_float, positive_int
+from bayesda.cli.argtypes import kind_from_args, positive_float, positive_int, timestamp
 
 __all__ = ["cmd_climatology", "cmd_info", "cmd_obs_make", "cmd_orography", "register"]
 
@@ -41,6 +41,7 @@ def register(subparsers) -> None:
     clim.add_argument("--data", default="ncep-air", help="named dataset or path")
     clim.add_argument("--n-harmonics", type=int, default=3)
     clim.add_argument("--out", required=True, help="netCDF file to write")
+    clim.add_argument("--force", action="store_true", help="replace an existing --out file")
     _add_data_dir(clim)
     clim.set_defaults(func=cmd_climatology)
 
@@ -91,7 +92,9 @@ def register(subparsers) -> None:
         "make", help="pseudo-observations of one time's anomaly field (truth: the dataset)"
     )
     make.add_argument("--data", default="ncep-air", help="named dataset or path")
-    make.add_argument("--time", required=True, help="valid time, e.g. 2014-01-07T12")
+    make.add_argument(
+        "--time", type=timestamp, required=True, help="valid time (UTC), e.g. 2014-01-07T12"
+    )
     make.add_argument("--n", type=positive_int, default=50, help="number of observations")
     make.add_argument("--network", choices=("uniform", "station"), default="uniform")
     make.add_argument("--sigma", type=positive_float, default=0.5, help="noise SD, K")
@@ -111,8 +114,9 @@ def register(subparsers) -> None:
         "Not used with --kind absolute",
     )
     make.add_argument("--out", required=True, help="CSV file to write")
+    make.add_argument("--force", action="store_true", help="replace an existing --out file")
     _add_data_dir(make)
-    make.set_defaults(func=cmd_obs_make)
+    make.set_defaults(func=cmd_obs_make, check=kind_from_args)
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -123,7 +127,35 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_simulation_out(out) -> None:
+    """``--out`` of ``data simulate`` is absent, empty, or a simulation store to resume;
+    never a file or another directory (the store writer would fail on it half-way, or
+    worse)."""
+    import json
+    import pathlib
+
+    if out is None:
+        return
+    path = pathlib.Path(out)
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_dir():
+        raise ValueError(f"--out {path} exists and is not a zarr store; choose another path")
+    if not any(path.iterdir()):
+        return
+    try:
+        attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        attrs = {}
+    if "config" not in attrs:
+        raise ValueError(
+            f"--out {path} exists and is not a bayesda simulation store (no zarr.json with "
+            "its config); bayesda never writes into other directories: choose another path"
+        )
+
+
 def cmd_simulate(args) -> int:
+    _check_simulation_out(args.out)
     if args.simulator == "qg":
         return _simulate_qg(args)
     import dataclasses
@@ -239,6 +271,7 @@ def cmd_climatology(args) -> int:
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import split_dataset
 
+    _check_out(args, [args.data])
     train, _ = split_dataset(load_dataset(args.data, args.data_dir))
     clim = Climatology.fit(train["tas"], n_harmonics=args.n_harmonics)
     path = clim.to_netcdf(args.out)
@@ -265,13 +298,21 @@ def _fit_climatology(tas, train: np.ndarray):
     return Climatology.fit(tas.isel(time=np.flatnonzero(keep)))
 
 
+def _check_out(args, inputs) -> None:
+    """``--out`` is never an input, never inside a bayesda output, and needs ``--force``
+    to replace a file (:func:`bayesda.runtime.files.check_file_target`)."""
+    import bayesda.runtime.files as files
+
+    files.check_file_target(args.out, inputs=[i for i in inputs if i], force=args.force)
+
+
 def cmd_obs_make(args) -> int:
-    from bayesda.cli.argtypes import kind_from_args
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
     from bayesda.obs.table import pseudo_obs, write_obs
 
     kind = kind_from_args(args)
+    _check_out(args, [args.data, args.model])
     ds = load_dataset(args.data, args.data_dir)
     when = np.datetime64(pd.Timestamp(args.time).to_datetime64(), "ns")
     times = ds["time"].values

@@ -71,6 +71,29 @@ def error_message(err: BaseException) -> str:
     return f"{type(err).__name__}: {err} (unexpected; rerun with -v and report the traceback)"
 
 
+def _subparser(parser: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The (sub)parser of the command that ``args`` runs, for its usage line."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                if name in (getattr(args, "command", None), getattr(args, "data_command", None),
+                            getattr(args, "obs_command", None)):  # fmt: skip
+                    return _subparser(child, args)
+    return parser
+
+
+def _check_combinations(parser: argparse.ArgumentParser, args) -> None:
+    """Options that parse one by one but contradict each other: a command's ``check(args)``
+    raises ValueError, reported like any other bad option (exit 2, before any work)."""
+    check = getattr(args, "check", None)
+    if check is None:
+        return
+    try:
+        check(args)
+    except ValueError as err:
+        _subparser(parser, args).error(str(err))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     from bayesda.runtime.xla import enable_compilation_cache, set_host_device_count
@@ -82,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _check_combinations(parser, args)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from bayesda.cli.argtypes import non_negative_int, positive_int
+from bayesda.cli.argtypes import non_negative_int, positive_float, positive_int, probability
 from bayesda.settings import (
     DEFAULT,
     ERRORS,
@@ -53,8 +53,8 @@ def add_settings_args(
     g.add_argument("--draws", type=positive_int, default=preset.num_samples, help="draws per chain")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--method", choices=METHODS, default=preset.method)
-    g.add_argument("--target-accept", type=float, default=preset.target_accept)
-    g.add_argument("--max-tree-depth", type=int, default=preset.max_tree_depth)
+    g.add_argument("--target-accept", type=probability, default=preset.target_accept)
+    g.add_argument("--max-tree-depth", type=positive_int, default=preset.max_tree_depth)
     if full:
         g.add_argument("--init", choices=INITS, default=preset.init)
         g.add_argument("--mass", choices=MASSES, default=preset.mass)
@@ -72,7 +72,9 @@ def add_settings_args(
         parser.set_defaults(errors=o.errors)
     g.add_argument("--likelihood", choices=LIKELIHOODS, default=o.likelihood)
     if full:
-        g.add_argument("--df", type=float, default=o.df, help="Student-t degrees of freedom")
+        g.add_argument(
+            "--df", type=positive_float, default=o.df, help="Student-t degrees of freedom"
+        )
         g.add_argument(
             "--infer-sigma",
             action="store_true",

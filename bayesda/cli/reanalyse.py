@@ -1,8 +1,12 @@
-"""``bayesda reanalyse``: assimilate every observed time of a period into a zarr store.
+"""``bayesda reanalyse``: assimilate every analysis time of a period into a zarr store.
+
+The analysis times are every ``--step`` (default: the model's time step) from ``--start``,
+each with the reports within ``+-window`` of it, as ``bayesda assimilate`` selects them
+(:func:`bayesda.workflows.reanalysis.analysis_times`).
 
 Example::
 
-    bayesda reanalyse --model models/ncep-air --obs obs.csv \
+    bayesda reanalyse --model ncep-air --obs obs.csv \
         --start 2014-01-01 --end 2014-01-31 --out runs/jan2014.zarr --scheduler local
 
 Interrupt it at any moment and run the same command again: it finishes the times not yet
@@ -15,9 +19,16 @@ from __future__ import annotations
 
 import sys
 
-from bayesda.cli.argtypes import add_units_kind, kind_from_args, non_negative_int, positive_int
+from bayesda.cli.argtypes import (
+    add_units_kind,
+    half_width,
+    kind_from_args,
+    non_negative_int,
+    positive_int,
+    timestamp,
+)
 
-__all__ = ["cmd_reanalyse", "register"]
+__all__ = ["check_reanalyse_args", "cmd_reanalyse", "register"]
 
 
 def register(subparsers) -> None:
@@ -27,7 +38,12 @@ def register(subparsers) -> None:
 
     d = ReanalysisSettings()
     p = subparsers.add_parser("reanalyse", help="assimilate many times into a resumable zarr store")
-    p.add_argument("--model", required=True, help="model directory (bayesda.prior.checkpoint)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model directory, or the name of a model (ncep-air, hs-t21-tas; "
+        "bayesda.prior.checkpoint.find_model)",
+    )
     p.add_argument(
         "--obs",
         required=True,
@@ -37,8 +53,28 @@ def register(subparsers) -> None:
     from bayesda.cli.assim import add_superob_arg
 
     add_superob_arg(p)
-    p.add_argument("--start", default=None, help="first time (inclusive); default: first observed")
-    p.add_argument("--end", default=None, help="last time (inclusive); default: last observed")
+    p.add_argument(
+        "--start",
+        type=timestamp,
+        default=None,
+        help="first time (inclusive); default: first observed",
+    )
+    p.add_argument(
+        "--end", type=timestamp, default=None, help="last time (inclusive); default: last observed"
+    )
+    p.add_argument(
+        "--step",
+        type=half_width,
+        default=None,
+        help="analysis times every STEP from --start, e.g. 6h (default: the model's time step)",
+    )
+    p.add_argument(
+        "--window",
+        type=half_width,
+        default=None,
+        help="each analysis uses the reports within +-WINDOW of its time, the nearest per "
+        "station, as `bayesda assimilate` does (default: half the step)",
+    )
     p.add_argument("--out", required=True, help="zarr store to create or resume")
     add_settings_args(p, REANALYSIS, options=ModelOptions(errors="stated"), full=False)
     p.add_argument(
@@ -68,7 +104,14 @@ def register(subparsers) -> None:
         help="report the read-back check of every finished time (damaged times are redone; "
         "the check itself runs on every resume)",
     )
-    p.set_defaults(func=cmd_reanalyse)
+    p.set_defaults(func=cmd_reanalyse, check=check_reanalyse_args)
+
+
+def check_reanalyse_args(args) -> None:
+    """Contradicting options, before any work (exit 2)."""
+    kind_from_args(args)
+    if args.start is not None and args.end is not None and args.end < args.start:
+        raise ValueError(f"--end {args.end} is before --start {args.start}")
 
 
 def _print_check(damaged: dict) -> None:
@@ -85,22 +128,33 @@ def cmd_reanalyse(args) -> int:
 
     import bayesda.runtime.files as files
     from bayesda.cli.options import settings_from_args
-    from bayesda.obs.capacity import superob
     from bayesda.prior.checkpoint import load_model
     from bayesda.workflows.reanalysis import ReanalysisSettings, read_obs_source, reanalyse
 
     files.check_target(args.out, "store", resume=True)  # before loading anything
+    files.check_inputs_outside(args.out, [args.obs, args.model])
     model_dir = Path(args.model)
     prior = load_model(model_dir)
-    obs = read_obs_source(
-        args.obs,
-        climatology=prior.climatology,
-        kind=kind_from_args(args),
-        units=args.units,
-        grid=prior.grid,
-    )
-    if args.superob:
-        obs = superob(obs, prior.grid)
+    from bayesda.cli.assim import SUPEROB_HINT
+    from bayesda.obs.table import DuplicateObservationsError
+
+    try:
+        obs = read_obs_source(
+            args.obs,
+            climatology=prior.climatology,
+            kind=kind_from_args(args),
+            units=args.units,
+            grid=prior.grid,
+            duplicates="keep" if args.superob else "error",
+        )
+    except DuplicateObservationsError as err:
+        raise ValueError(err.with_hint(SUPEROB_HINT)) from err
+    from bayesda.cli.assim import training_period_note
+
+    span = [t for t in (args.start, args.end) if t is not None] or obs["time"]
+    note = training_period_note(prior, span, offset=None)
+    if note:
+        print(note)
     kw = settings_from_args(args)
     settings = ReanalysisSettings.from_settings(
         kw["sampler"],
@@ -120,6 +174,9 @@ def cmd_reanalyse(args) -> int:
         n_workers=args.workers,
         progress=kw["progress_bar"],
         report=_print_check if args.verify else None,
+        step=args.step,
+        window=args.window,
+        superob=args.superob,
     )
     ds = xr.open_zarr(out, consolidated=False)
     verdicts = ds["verdict"].values

@@ -100,11 +100,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         freeze_linear=args.freeze_linear,
     )
     out = pathlib.Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"{out} exists; pass --overwrite to replace it")
     from bayesda.prior.checkpoint import check_target
 
     check_target(out, overwrite=args.overwrite)  # a model, never another directory
+    if args.data and pathlib.Path(args.data).exists():
+        import bayesda.runtime.files as files
+
+        files.check_inputs_outside(out, [args.data])
     ds = load_dataset(args.data, args.data_dir)
     path, summary = train_prior(
         ds["tas"],

@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import pathlib
-import tempfile
 
 import numpy as np
 import pandas as pd
@@ -359,16 +358,11 @@ class Climatology:
     # --- persistence --------------------------------------------------------------------
     def to_netcdf(self, path: str | os.PathLike) -> pathlib.Path:
         """Write the coefficients to netCDF atomically (temporary file, then rename)."""
+        from bayesda.runtime.files import atomic_write
+
         path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_write(path) as tmp:  # a new file's permissions (umask), not mkstemp's 600
             self._ds.to_netcdf(tmp, engine="netcdf4")
-            os.replace(tmp, path)
-        except BaseException:
-            pathlib.Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
     @classmethod

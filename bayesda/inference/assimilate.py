@@ -79,6 +79,16 @@ __all__ = [
 ]
 
 
+def _checked_inputs(prior, obs, where: str):
+    """The prior (a model directory's path loaded) and the observation table (a path or a
+    Dataset read with :func:`bayesda.obs.table.read_obs`); a TypeError names what is taken."""
+    from bayesda.obs.table import as_obs_table
+    from bayesda.prior.checkpoint import as_prior
+
+    prior = as_prior(prior, where)
+    return prior, as_obs_table(obs, climatology=prior.climatology, grid=prior.grid, where=where)
+
+
 def assimilate(
     prior,
     obs_df: pd.DataFrame,
@@ -94,7 +104,8 @@ def assimilate(
     Args:
       prior: the :class:`bayesda.prior.generative.GenerativePrior`.
       obs_df: observations (see :func:`bayesda.inference.prepare.prepare_obs`), values are anomalies
-        in K.
+        in K: a DataFrame, an xarray Dataset or the path of a CSV or netCDF file (read with
+        :func:`bayesda.obs.table.read_obs`); anything else raises a TypeError.
       time: analysis time (selects rows of a multi-time table; recorded in outputs).
       seed: the only source of randomness.
       sampler: how to sample (:class:`bayesda.settings.SamplerSettings`; default
@@ -107,6 +118,7 @@ def assimilate(
     Returns:
       An :class:`Assimilation` (``.to_xarray()``, ``.idata``, ``.diagnose()``, ``.plot()``).
     """
+    prior, obs_df = _checked_inputs(prior, obs_df, "bayesda.assimilate")
     return assimilate_batch(
         prior,
         obs_df,
@@ -151,6 +163,7 @@ def assimilate_batch(
       the whole batch; ``batch_size`` says how many times shared them.
     """
     s, opts = sampler or SamplerSettings(), options or ModelOptions()
+    prior, obs_df = _checked_inputs(prior, obs_df, "bayesda.assimilate_batch")
     t_start = _time.perf_counter()
     batch = sample_batch(prior, obs_df, times, seeds, s, opts, progress_bar=progress_bar)
     times, seeds, obs_list, settings = batch.times, batch.seeds, batch.obs_list, batch.settings

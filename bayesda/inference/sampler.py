@@ -405,9 +405,8 @@ def run_nuts(
       progress_bar: show a tqdm bar over iterations.
       desc: the bar's label.
       cache_key: the potential's content key
-      (:attr:`bayesda.inference.compiled.ModelFns.cache_key`):
-        keep the lowered programs on disk for later processes (:mod:`bayesda.runtime.export`); None:
-        in this process only.
+        (:attr:`bayesda.inference.compiled.ModelFns.cache_key`): keep the lowered programs on
+        disk for later processes (:mod:`bayesda.runtime.export`); None: in this process only.
       step_size_groups: ``[B]`` labels of chains that sample the same target with the same
         mass (the chains of one analysis time): with ``mass="laplace"`` they share the
         geometric mean of their adapted step sizes (:func:`pool_step_sizes`). None: each

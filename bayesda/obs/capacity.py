@@ -125,6 +125,11 @@ def check_obs_size(n: int, padded: int | None = None, *, n_cells: int | None = N
     )
 
 
+CARRIED = ("height_adjustment", "height_adjustment_sd")
+"""Columns a superobservation keeps as their weighted means (the lapse-rate adjustment of
+:mod:`bayesda.obs.elevation`, so that quality control still sees its size)."""
+
+
 def superob(obs: pd.DataFrame, grid) -> pd.DataFrame:
     """Average observations that share a grid cell (nearest node) and time.
 
@@ -135,7 +140,8 @@ def superob(obs: pd.DataFrame, grid) -> pd.DataFrame:
 
     Returns:
       A validated table with one row per occupied cell (and time): inverse-variance
-      weighted value and position, combined ``sigma``, ``station_id`` ``"SO<cell>"``.
+      weighted value and position, combined ``sigma``, ``station_id`` ``"SO<cell>"``, and
+      the weighted means of the :data:`CARRIED` columns present.
       ``attrs["superob"]`` records the numbers before and after.
     """
     from bayesda.geo.grid import wrap_lon
@@ -162,6 +168,9 @@ def superob(obs: pd.DataFrame, grid) -> pd.DataFrame:
             "_node_lon": node_lon,
         }
     )
+    carried = [c for c in CARRIED if c in obs]
+    for c in carried:
+        frame[f"_w_{c}"] = w * np.nan_to_num(obs[c].to_numpy(np.float64))
     keys = ["_cell"]
     if "time" in obs:
         frame["time"] = obs["time"].to_numpy()
@@ -172,6 +181,7 @@ def superob(obs: pd.DataFrame, grid) -> pd.DataFrame:
         _wlat=("_wlat", "sum"),
         _wdlon=("_wdlon", "sum"),
         _node_lon=("_node_lon", "first"),
+        **{f"_w_{c}": (f"_w_{c}", "sum") for c in carried},
     )
     out = pd.DataFrame({"station_id": [f"SO{c}" for c in g["_cell"]]})
     if "time" in g:
@@ -182,5 +192,7 @@ def superob(obs: pd.DataFrame, grid) -> pd.DataFrame:
     if has_sigma:
         out["sigma"] = 1.0 / np.sqrt(g["_w"])
     out = validate_obs(out, grid=grid, duplicates="keep")
+    for c in carried:
+        out[c] = (g[f"_w_{c}"] / g["_w"]).to_numpy()
     out.attrs = {**obs.attrs, "superob": {"n_in": int(len(obs)), "n_out": int(len(out))}}
     return out

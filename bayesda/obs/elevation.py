@@ -21,6 +21,22 @@ the monthly slopes scatter by about 1.3 K/km, and a single day's more.
 
 Observations without an elevation (NaN), or in a cell whose surface height is unknown
 (ice sheets, :mod:`bayesda.geo.orography`), are left as they are and counted.
+
+Physical checks on what the adjustment uses:
+
+* a station height outside :data:`VALID_HEIGHT_M` (the Dead Sea shore to Everest's summit:
+  -450 to 8850 m) is not a height (a missing code such as -9999, feet or a typo): it is
+  treated as missing, counted and named;
+* a station more than :data:`MAX_HEIGHT_DIFFERENCE_M` above or below the model surface is
+  moved by at most that difference (the shift is capped), while its error term keeps the
+  whole difference; such stations are counted and named. On the NCEP 2.5 degree grid real
+  stations are within it: Climax, Colorado (3400 m) is 1100 m above the model surface,
+  Mount Washington (1917 m) 1680 m, Pikes Peak's summit (4300 m) 2090 m; a height given in
+  feet instead of metres is not.
+
+The adjusted table carries ``height_adjustment`` (K, added to ``value``) and
+``height_adjustment_sd`` (K, the error SD added to ``sigma`` in quadrature), so that quality
+control can weigh an observation by how much of it is the adjustment.
 """
 
 from __future__ import annotations
@@ -32,7 +48,20 @@ import pandas as pd
 
 from bayesda.obs.operator import bilinear_stencil
 
-__all__ = ["LapseRate", "adjust", "surface_height_at"]
+__all__ = [
+    "MAX_HEIGHT_DIFFERENCE_M",
+    "VALID_HEIGHT_M",
+    "LapseRate",
+    "adjust",
+    "describe",
+    "surface_height_at",
+]
+
+VALID_HEIGHT_M = (-450.0, 8850.0)
+"""Station heights (m) that can be real: the Dead Sea shore to the summit of Everest."""
+MAX_HEIGHT_DIFFERENCE_M = 2000.0
+"""Largest station-minus-model height difference (m) the shift follows (see the module
+docstring); beyond it the shift is capped and the station reported."""
 
 
 @dataclass(frozen=True)
@@ -87,11 +116,15 @@ def adjust(prior, obs: pd.DataFrame, lapse: LapseRate | None = None) -> tuple[pd
       lapse: the settings (default :class:`LapseRate`).
 
     Returns:
-      ``(obs, record)``: a copy with ``value`` and ``sigma`` adjusted and the columns
-      ``model_height`` (m) and ``height_adjustment`` (K, added to ``value``); and a JSON-able
-      record ``{"rate_k_per_km", "rate_sd_k_per_km", "n_adjusted", "n_no_elevation",
-      "n_no_model_height", "mean_height_difference_m", "max_abs_height_difference_m",
-      "mean_adjustment_k"}`` (or ``{"skipped": why}``).
+      ``(obs, record)``: a copy with ``value`` and ``sigma`` adjusted, impossible
+      ``elevation`` values set to NaN, and the columns ``model_height`` (m),
+      ``height_adjustment`` (K, added to ``value``) and ``height_adjustment_sd`` (K, added to
+      ``sigma`` in quadrature); and a JSON-able record ``{"rate_k_per_km",
+      "rate_sd_k_per_km", "n_adjusted", "n_no_elevation", "n_no_model_height",
+      "n_bad_elevation", "bad_elevation", "n_capped", "capped", "max_height_difference_m",
+      "mean_height_difference_m", "max_abs_height_difference_m", "mean_adjustment_k",
+      "max_abs_adjustment_k"}`` (or ``{"skipped": why}``); ``bad_elevation`` and ``capped``
+      list the first few stations with their height (m) or height difference (m).
 
     Raises:
       ValueError: ``sigma`` is missing where an error term is to be added.
@@ -105,29 +138,103 @@ def adjust(prior, obs: pd.DataFrame, lapse: LapseRate | None = None) -> tuple[pd
         return obs, {"skipped": "lapse rate 0"}
     out = obs.copy()
     elev = pd.to_numeric(out["elevation"], errors="coerce").to_numpy(np.float64)
+    lo, hi = VALID_HEIGHT_M
+    bad = np.isfinite(elev) & ((elev < lo) | (elev > hi))
+    bad_examples = _examples(out, bad, elev, "m")
+    elev = np.where(bad, np.nan, elev)
+    out["elevation"] = elev
     h = surface_height_at(prior, out["lat"].to_numpy(), out["lon"].to_numpy())
     dz = elev - h
     ok = np.isfinite(dz)
-    shift = np.where(ok, lapse.rate * dz / 1000.0, 0.0)
+    cap = MAX_HEIGHT_DIFFERENCE_M
+    capped = ok & (np.abs(dz) > cap)
+    shift = np.where(ok, lapse.rate * np.clip(dz, -cap, cap) / 1000.0, 0.0)
     extra_sd = np.where(ok, lapse.rate_sd * np.abs(dz) / 1000.0, 0.0)
     if ok.any() and lapse.rate_sd > 0 and "sigma" not in out.columns:
         raise ValueError(
             "observations with an elevation need a 'sigma' column for the lapse-rate error "
-            "term; add one, or set rate_sd=0"
+            "term; add one, or turn the term off (--lapse-rate-sd 0; LapseRate(rate_sd=0) "
+            "in Python)"
         )
     out["value"] = out["value"].to_numpy(np.float64) + shift
     if "sigma" in out.columns:
         out["sigma"] = np.hypot(out["sigma"].to_numpy(np.float64), extra_sd)
     out["model_height"] = h
     out["height_adjustment"] = shift
+    out["height_adjustment_sd"] = extra_sd
     record = {
         "rate_k_per_km": lapse.rate,
         "rate_sd_k_per_km": lapse.rate_sd,
         "n_adjusted": int(ok.sum()),
-        "n_no_elevation": int(np.isnan(elev).sum()),
+        "n_no_elevation": int(np.isnan(elev).sum() - bad.sum()),
         "n_no_model_height": int((np.isfinite(elev) & np.isnan(h)).sum()),
+        "n_bad_elevation": int(bad.sum()),
+        "bad_elevation": bad_examples,
+        "n_capped": int(capped.sum()),
+        "capped": _examples(out, capped, dz, "m"),
+        "max_height_difference_m": cap,
         "mean_height_difference_m": float(dz[ok].mean()) if ok.any() else None,
         "max_abs_height_difference_m": float(np.abs(dz[ok]).max()) if ok.any() else None,
         "mean_adjustment_k": float(shift[ok].mean()) if ok.any() else None,
+        "max_abs_adjustment_k": float(np.abs(shift[ok]).max()) if ok.any() else None,
     }
     return out, record
+
+
+def _examples(obs: pd.DataFrame, mask: np.ndarray, values: np.ndarray, unit: str) -> list:
+    """The first few rows of ``mask``: their station id (or row number) and value."""
+    rows = np.flatnonzero(mask)[:5]
+    ids = obs["station_id"].astype(str).to_numpy() if "station_id" in obs else None
+    return [
+        {"station": ids[k] if ids is not None else f"row {k}", f"value_{unit}": float(values[k])}
+        for k in rows
+    ]
+
+
+def describe(record: dict) -> list[str]:
+    """The lines a run prints about the adjustment (:func:`adjust`'s record)."""
+    e = record
+    if "skipped" in e:
+        return [f"elevation: no lapse-rate adjustment ({e['skipped']})"]
+    line = (
+        f"elevation: {e['n_adjusted']} stations moved to the model surface at "
+        f"{e['rate_k_per_km']:g} +- {e['rate_sd_k_per_km']:g} K/km"
+    )
+    if e["n_adjusted"]:
+        line += (
+            f" (station - model height: mean {e['mean_height_difference_m']:+.0f} m, "
+            f"max |dz| {e['max_abs_height_difference_m']:.0f} m; mean adjustment "
+            f"{e['mean_adjustment_k']:+.2f} K)"
+        )
+    skipped = e["n_no_elevation"] + e["n_no_model_height"]
+    if skipped:
+        line += (
+            f"; {e['n_no_elevation']} without elevation, {e['n_no_model_height']} where "
+            "the model height is unknown"
+        )
+    lines = [line]
+
+    def named(items, sign: bool) -> str:
+        fmt = "{:+.0f}" if sign else "{:g}"
+        shown = ", ".join(f"{x['station']} {fmt.format(x['value_m'])} m" for x in items)
+        return shown
+
+    n_bad = e.get("n_bad_elevation", 0)
+    if n_bad:
+        lo, hi = VALID_HEIGHT_M
+        lines.append(
+            f"  {n_bad} station height{'s' if n_bad > 1 else ''} outside [{lo:g}, {hi:g}] m "
+            f"treated as missing ({named(e['bad_elevation'], False)}"
+            f"{' ...' if n_bad > len(e['bad_elevation']) else ''}): a missing code, feet, "
+            "or a typo?"
+        )
+    n_cap = e.get("n_capped", 0)
+    if n_cap:
+        cap = e["max_height_difference_m"]
+        lines.append(
+            f"  {n_cap} station{'s' if n_cap > 1 else ''} more than {cap:.0f} m from the model "
+            f"surface ({named(e['capped'], True)}{' ...' if n_cap > len(e['capped']) else ''}):"
+            f" shift capped at {e['rate_k_per_km'] * cap / 1000:.1f} K, error term kept; are "
+            "the heights in metres?"
+        )
+    return lines

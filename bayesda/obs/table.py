@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import tempfile
 
 import numpy as np
 import pandas as pd
@@ -43,7 +42,10 @@ __all__ = [
     "STATIONS_PER_CLUSTER",
     "STATION_CLUSTER_KM",
     "STATION_LAND_WEIGHT",
+    "DuplicateObservationsError",
+    "as_obs_table",
     "climatology_at",
+    "parse_times",
     "pseudo_obs",
     "read_obs",
     "validate_obs",
@@ -62,6 +64,24 @@ STATIONS_PER_CLUSTER = 4
 _KM_PER_DEG = 111.195
 
 
+class DuplicateObservationsError(ValueError):
+    """Observations share a location (and time).
+
+    ``listing`` says which; ``str()`` ends with the Python remedy, :meth:`with_hint` with
+    another (the command line's option).
+    """
+
+    API_HINT = "pass duplicates='mean' to merge them or duplicates='keep' to keep them"
+
+    def __init__(self, listing: str, source: str = ""):
+        self.listing, self.source = listing, source
+        super().__init__(self.with_hint(self.API_HINT))
+
+    def with_hint(self, hint: str) -> str:
+        """The message with ``hint`` as its remedy."""
+        return f"{self.source + ': ' if self.source else ''}{self.listing}; {hint}"
+
+
 def _first_bad(mask: np.ndarray, df: pd.DataFrame, col: str, what: str) -> ValueError:
     k = int(np.flatnonzero(mask)[0])
     value = df[col].iloc[k]
@@ -77,6 +97,75 @@ def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
         return pd.to_numeric(df[col], errors="raise").to_numpy(np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"column {col!r} must be numeric: {err}") from err
+
+
+def _timestamp_ns(value) -> pd.Timestamp:
+    """One value as a naive-or-aware nanosecond Timestamp (NaT for a missing value)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dateutil's "could not infer format" and the like
+        t = pd.Timestamp(value.strip() if isinstance(value, str) else value)
+    return t if t is pd.NaT else t.as_unit("ns")
+
+
+def parse_times(values, *, row=lambda k: f"row {k}", what: str = "time", nat_ok: bool = False):
+    """``[n]`` datetime64[ns] (naive UTC) from dates and times in any form pandas reads.
+
+    Times with a UTC offset (``2014-01-07T14:00+02:00``, ``...Z``) are converted to UTC, also
+    when the offsets differ from row to row; times without one are taken as UTC. A column
+    mixing the two is ambiguous and refused.
+
+    Args:
+      values: the column (strings, datetimes, datetime64).
+      row: ``k -> str`` naming row ``k`` in messages (a file's line, a table's row).
+      what: the column's name in messages.
+      nat_ok: missing values become NaT (else they are refused).
+
+    Raises:
+      ValueError: a value that is not a date and time, one outside the dates a
+        datetime64[ns] holds (1678-2261), a missing one (unless ``nat_ok``), or a mix of
+        times with and without a UTC offset; the message names the row and the text.
+    """
+    import warnings
+
+    s = pd.Series(values).reset_index(drop=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fast = pd.to_datetime(s)
+        if getattr(fast.dt, "tz", None) is None and (nat_ok or not fast.isna().any()):
+            # as_unit raises on overflow; to_numpy("datetime64[ns]") would wrap 2500 to 1915
+            return fast.dt.as_unit("ns").to_numpy("datetime64[ns]")
+    except (TypeError, ValueError, OverflowError):
+        pass
+    out = np.empty(len(s), "datetime64[ns]")
+    aware = np.zeros(len(s), bool)
+    for k, v in enumerate(s):
+        try:
+            t = _timestamp_ns(v)
+        except (TypeError, ValueError, OverflowError) as err:
+            bounds = isinstance(err, pd.errors.OutOfBoundsDatetime | OverflowError)
+            reason = "outside the dates 1678-2261" if bounds else "not a date and time"
+            raise ValueError(f"{row(k)}: {what}={v!r} is {reason}") from None
+        if t is pd.NaT:
+            if not nat_ok:
+                raise ValueError(f"{row(k)}: {what} is missing ({v!r})")
+            out[k] = np.datetime64("NaT", "ns")
+            continue
+        if t.tzinfo is not None:
+            aware[k] = True
+            t = t.tz_convert("UTC").tz_localize(None)
+        out[k] = t.to_datetime64()
+    known = ~np.isnat(out)
+    if aware.any() and (~aware & known).any():
+        k, j = int(np.flatnonzero(~aware & known)[0]), int(np.flatnonzero(aware)[0])
+        raise ValueError(
+            f"{row(k)}: {what}={s[k]!r} has no UTC offset, but {row(j)} has one "
+            f"({s[j]!r}); give every time an offset (e.g. +02:00 or Z), or none (then all "
+            "are taken as UTC)"
+        )
+    return out
 
 
 def validate_obs(
@@ -118,10 +207,7 @@ def validate_obs(
     if "station_id" in df.columns:
         out["station_id"] = df["station_id"].astype(str).to_numpy()
     if "time" in df.columns:
-        try:
-            t = pd.to_datetime(df["time"]).to_numpy("datetime64[ns]")
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"column 'time' is not parseable as dates: {err}") from err
+        t = parse_times(df["time"], row=lambda k: f"row {k} (index {df.index[k]!r})", nat_ok=True)
         if np.any(np.isnat(t)):
             raise _first_bad(np.isnat(t), df, "time", "missing time")
         out["time"] = t
@@ -171,10 +257,8 @@ def _handle_duplicates(out: pd.DataFrame, mode: str) -> pd.DataFrame:
             f"row {r} (lat={out['lat'].iloc[r]}, lon={out['lon'].iloc[r]})" for r in rows[:6]
         )
         where = "location and time" if "time" in out else "location"
-        raise ValueError(
-            f"{rows.size} observations share a {where}: "
-            f"{shown}{' ...' if rows.size > 6 else ''}; pass duplicates='mean' to "
-            "merge them or 'keep' to keep them"
+        raise DuplicateObservationsError(
+            f"{rows.size} observations share a {where}: {shown}{' ...' if rows.size > 6 else ''}"
         )
     w = 1.0 / np.square(out["sigma"]) if "sigma" in out else pd.Series(1.0, index=out.index)
     tmp = out.assign(_w=w, _wv=w * out["value"])
@@ -213,6 +297,42 @@ def _table_from_dataset(ds: xr.Dataset) -> pd.DataFrame:
     return df
 
 
+ACCEPTED = (
+    "observations are a pandas DataFrame (columns lat, lon, value[, sigma, time, station_id]), "
+    "an xarray Dataset (the same variables along 'obs'), or a path to a CSV or netCDF file"
+)
+
+
+def as_obs_table(obs, *, climatology=None, grid=None, where: str = "") -> pd.DataFrame:
+    """``obs`` as an observation table: a DataFrame as it is, a Dataset or a path read with
+    :func:`read_obs` (anomalies in K; ``climatology`` and ``grid`` bound the points).
+
+    Raises:
+      TypeError: anything else (an array, a list, a dict, None), naming the types accepted.
+    """
+    if isinstance(obs, pd.DataFrame):
+        return obs
+    if isinstance(obs, xr.Dataset | str | os.PathLike):
+        return read_obs(obs, climatology=climatology, grid=grid)
+    prefix = f"{where}: " if where else ""
+    raise TypeError(f"{prefix}got a {type(obs).__name__}; {ACCEPTED} (bayesda.read_obs)")
+
+
+NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"\x89HDF\r\n\x1a\n")
+"""The first bytes of a netCDF-3 (classic, 64-bit offset) or netCDF-4/HDF5 file."""
+
+
+def _require_file(path: pathlib.Path, what: str) -> None:
+    """A missing path, or a directory, named as what it is."""
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{what} {str(path)!r} is a directory; give the file (a directory of per-time "
+            "files is read by `bayesda reanalyse`)"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+
+
 def _load_table(src) -> pd.DataFrame:
     if isinstance(src, pd.DataFrame):
         return src.copy()
@@ -220,9 +340,16 @@ def _load_table(src) -> pd.DataFrame:
         return _table_from_dataset(src)
     if isinstance(src, str | os.PathLike):
         path = pathlib.Path(src)
-        if not path.is_file():
-            raise FileNotFoundError(f"observation file {str(path)!r} does not exist")
-        suffix = path.suffix.lower()
+        _require_file(path, "observation file")
+        suffixes = [x.lower() for x in path.suffixes[-2:]]
+        suffix = suffixes[0] if suffixes[-1:] == [".gz"] and len(suffixes) == 2 else path.suffix
+        suffix = suffix.lower()
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if suffix in (".csv", ".txt") and head.startswith(NETCDF_MAGIC):
+            raise ValueError(
+                f"{str(path)!r} is a netCDF file, not CSV; name it .nc to read it as netCDF"
+            )
         try:
             if suffix in (".csv", ".txt"):
                 return pd.read_csv(path, comment="#")
@@ -236,8 +363,11 @@ def _load_table(src) -> pd.DataFrame:
             raise ValueError(
                 f"cannot read observations from {str(path)!r} as {kind}: {first}"
             ) from err
-        raise ValueError(f"cannot read observations from {str(path)!r}: expected .csv or .nc")
-    raise TypeError(f"cannot read observations from a {type(src).__name__}")
+        raise ValueError(
+            f"cannot read observations from {str(path)!r}: expected .csv, .csv.gz or .nc "
+            "(a station format needs --format)"
+        )
+    raise TypeError(f"cannot read observations from a {type(src).__name__}: {ACCEPTED}")
 
 
 def climatology_at(climatology, lat, lon, time, field: str = "mean") -> np.ndarray:
@@ -334,13 +464,22 @@ def read_obs(
     source = str(src) if isinstance(src, str | os.PathLike) else ""
     try:
         df = validate_obs(df, grid=grid, duplicates="keep" if kind == "absolute" else duplicates)
+    except DuplicateObservationsError as err:
+        raise DuplicateObservationsError(err.listing, source) from None
     except ValueError as err:
         raise ValueError(f"{source}: {err}" if source else str(err)) from err
     if kind == "absolute":
         if climatology is None:
-            raise ValueError("kind='absolute' needs a climatology to subtract")
+            raise ValueError(
+                "absolute temperatures (--kind absolute; kind='absolute' in Python): reading "
+                "them needs a climatology to subtract, and this model has none"
+            )
         if "time" not in df.columns:
-            raise ValueError("kind='absolute' needs a time: a 'time' column or the time= argument")
+            raise ValueError(
+                f"{source or 'the table'}: kind absolute (--kind absolute) needs a time "
+                "to subtract the climatology at: a 'time' column, or the analysis time (--time; "
+                "time= in Python)"
+            )
     if check:
         clim_mean, clim_sd = _climate_at(climatology, df)
         test = plausible.check_absolute if kind == "absolute" else plausible.check_anomaly
@@ -360,24 +499,25 @@ def read_obs(
         value = to_kelvin(df["value"].to_numpy(), units)
         clim = climatology_at(climatology, df["lat"], df["lon"], df["time"].to_numpy())
         df["value"] = value - clim
-        df = validate_obs(df, grid=grid, duplicates=duplicates)
+        try:
+            df = validate_obs(df, grid=grid, duplicates=duplicates)
+        except DuplicateObservationsError as err:
+            raise DuplicateObservationsError(err.listing, source) from None
     df.attrs = {**df.attrs, "kind": "anomaly", "units": "K"}
     return df
 
 
 def write_obs(df: pd.DataFrame, path: str | os.PathLike) -> pathlib.Path:
-    """Validate (duplicates kept) and write a table to CSV atomically; returns the path."""
+    """Validate (duplicates kept) and write a table to CSV atomically; returns the path.
+
+    The file gets the permissions of any new file (the umask), not a temporary file's 600.
+    """
+    from bayesda.runtime.files import atomic_write
+
     df = validate_obs(df, duplicates="keep")
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.9g", date_format="%Y-%m-%dT%H:%M:%S")
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["default_half_width", "select_window"]
+__all__ = ["default_half_width", "require_one_time", "select_window"]
 
 
 def default_half_width(prior) -> pd.Timedelta:
@@ -25,6 +25,28 @@ def default_half_width(prior) -> pd.Timedelta:
         return pd.Timedelta(hours=3)
     step_h = 24.0 / hours.size
     return pd.Timedelta(hours=step_h / 2.0)
+
+
+def require_one_time(obs: pd.DataFrame, source="the observations") -> None:
+    """Refuse a table of several times when no analysis time was given.
+
+    Without a time, every row is taken as valid at one instant: a month of daily values
+    would be assimilated as a single field.
+
+    Raises:
+      ValueError: the ``time`` column holds more than one distinct time (the message names
+        how many, the first and the last, and ``--time``).
+    """
+    if "time" not in obs.columns or len(obs) == 0:
+        return
+    times = pd.to_datetime(obs["time"]).dropna().unique()
+    if len(times) > 1:
+        first, last = (str(np.datetime64(t, "s")) for t in (times.min(), times.max()))
+        raise ValueError(
+            f"{source}: the observations are at {len(times)} different times ({first} .. "
+            f"{last}); give the analysis time with --time (reports within --window of it "
+            "are used), or use `bayesda reanalyse` for every time"
+        )
 
 
 def select_window(obs: pd.DataFrame, time, half_width) -> tuple[pd.DataFrame, dict]:

@@ -101,6 +101,25 @@ def _panel(fig, ax, lat, lon, values, *, title, cmap, vmin, vmax, label, obs=Non
     return mesh
 
 
+IMAGE_FORMATS = ("png", "pdf", "svg")
+"""The image formats the maps are written in, chosen by the file name's suffix."""
+
+
+def image_format(path: str | Path) -> str:
+    """The format of an image path from its suffix (:data:`IMAGE_FORMATS`).
+
+    Raises:
+      ValueError: another suffix (a PNG named ``maps.pdf`` or ``maps.csv`` would mislead).
+    """
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in IMAGE_FORMATS:
+        raise ValueError(
+            f"{path}: the maps are written as {', '.join(IMAGE_FORMATS)}, chosen by the "
+            f"suffix; {Path(path).suffix or 'no suffix'} is none of them"
+        )
+    return fmt
+
+
 def plot_posterior(
     ds: xr.Dataset,
     obs: pd.DataFrame,
@@ -276,9 +295,10 @@ def plot_posterior(
     from bayesda.runtime.files import atomic_write, writing
 
     out = Path(out)
+    fmt = image_format(out)
     try:
         with writing(out), atomic_write(out) as tmp:  # a failed write keeps the old map
-            fig.savefig(tmp, dpi=100, format="png")
+            fig.savefig(tmp, dpi=100, format=fmt)
     finally:
         plt.close(fig)
     return out

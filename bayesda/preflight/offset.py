@@ -28,7 +28,14 @@ import pandas as pd
 
 from bayesda.obs.operator import as_matrix, bilinear_stencil
 
-__all__ = ["KINDS", "add_offset", "estimate_offset", "offset_modes"]
+__all__ = [
+    "KINDS",
+    "add_offset",
+    "estimate_offset",
+    "offset_modes",
+    "outside_training_period",
+    "training_period",
+]
 
 KINDS = ("none", "uniform", "smooth")
 
@@ -109,4 +116,52 @@ def estimate_offset(prior, obs: pd.DataFrame, kind: str = "uniform", sd: float =
         "sd": float(sd),
         "mean": [round(float(v), 4) for v in mean],
         "post_sd": [round(float(v), 4) for v in np.sqrt(np.clip(np.diag(cov), 0, None))],
+    }
+
+
+def training_period(prior) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The first and last time of the fields the prior learnt from, or None if unknown.
+
+    From the model card's ``split.period``, else the climatology's fitted period.
+    """
+    period = ((getattr(prior, "card", None) or {}).get("split") or {}).get("period")
+    if not period:
+        clim = getattr(prior, "climatology", None)
+        attrs = clim.attrs if clim is not None else {}
+        period = [attrs.get("period_start"), attrs.get("period_end")]
+    try:
+        start, end = (pd.Timestamp(p) for p in period)
+    except (TypeError, ValueError):
+        return None
+    if start is pd.NaT or end is pd.NaT:
+        return None
+    return start, end
+
+
+def outside_training_period(prior, times) -> dict | None:
+    """Whether analysis ``times`` lie outside the prior's training period.
+
+    Returns:
+      None when they are inside it (or the period is unknown), else ``{"start", "end"}``
+      (the period, ISO dates), ``{"first", "last"}`` (the times outside it) and
+      ``"years"`` (how far the farthest one is from the period, in years).
+    """
+    period = training_period(prior)
+    if period is None or times is None:
+        return None
+    start, end = period
+    t = pd.to_datetime(np.atleast_1d(np.asarray(times, "datetime64[ns]")))
+    out = t[(t < start) | (t > end.normalize() + pd.Timedelta(days=1))]
+    if out.size == 0:
+        return None
+    gap = max(
+        (start - out.min()).total_seconds() if out.min() < start else 0.0,
+        (out.max() - end).total_seconds() if out.max() > end else 0.0,
+    )
+    return {
+        "start": str(start.date()),
+        "end": str(end.date()),
+        "first": out.min().strftime("%Y-%m-%dT%H:%M"),
+        "last": out.max().strftime("%Y-%m-%dT%H:%M"),
+        "years": gap / (365.25 * 86400.0),
     }

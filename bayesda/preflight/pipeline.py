@@ -9,6 +9,7 @@ inputs with a JSON-able record for the run's outputs:
 2b. :func:`bayesda.obs.elevation.adjust`: station heights against the model's surface height
    (a lapse-rate adjustment and its error term; when the table has ``elevation`` and the
    model a surface height);
+2c. :func:`bayesda.obs.capacity.superob` (optional): one observation per grid cell;
 3. :func:`bayesda.preflight.offset.add_offset` (optional): the large-scale offset prior, which QC
    and the check then use (:func:`bayesda.preflight.offset.estimate_offset` is recorded after QC);
 4. :func:`bayesda.preflight.qc.quality_control`: background check and gross-error weights;
@@ -23,8 +24,10 @@ import numpy as np
 import pandas as pd
 
 import bayesda.obs.stations as _stations
+from bayesda.obs.capacity import superob as _superob
 from bayesda.obs.elevation import LapseRate
 from bayesda.obs.elevation import adjust as _adjust_elevation
+from bayesda.obs.elevation import describe as _describe_elevation
 from bayesda.obs.window import default_half_width, select_window
 from bayesda.preflight.calibrate import calibrate as _calibrate
 from bayesda.preflight.learned import learned_check, learned_quality_control
@@ -107,9 +110,17 @@ def load_observations(
     counts["outside_grid"] = int(np.size(inside) - np.sum(inside))
     raw = raw[np.asarray(inside, bool)].reset_index(drop=True)
     if raw.empty:
+        g = prior.grid
+        if counts["outside_grid"]:
+            raise ValueError(
+                f"{path}: all {counts['outside_grid']} usable observations lie outside the "
+                f"model grid (lat {g.lat[0]:g}..{g.lat[-1]:g}, lon {g.lon[0]:g}..{g.lon[-1]:g}); "
+                "is it the right stations file, or the right model?"
+            )
         raise ValueError(
-            f"{path}: no usable observation inside the model grid "
-            f"({_stations.counts_line(raw)}, outside grid {counts['outside_grid']})"
+            f"{path}: no usable observation (read {counts.get('read', 0)}, missing "
+            f"{counts.get('missing', 0)}, flagged {counts.get('flagged', 0)}, no station "
+            f"{counts.get('no_station', 0)})"
         )
     if prior.climatology is None:
         raise ValueError(
@@ -144,6 +155,7 @@ def preflight(
     qc_settings: QCSettings | None = None,
     lapse: LapseRate | None = None,
     options: ModelOptions | None = None,
+    superob: bool = False,
 ) -> tuple:
     """Time window, quality control and the calibration check, in that order.
 
@@ -169,6 +181,8 @@ def preflight(
         with learned errors QC and the check are those of :mod:`bayesda.preflight.learned`
         (the model learns its own offset and scales, so ``offset`` must be ``"none"`` and
         ``calibrate`` ``"off"`` or ``"none"``).
+      superob: average the observations that share a grid cell
+        (:func:`bayesda.obs.capacity.superob`), after the window and the adjustment.
 
     Returns:
       ``(prior, obs, record)`` to assimilate with, and ``{"window", "elevation", "qc",
@@ -192,11 +206,17 @@ def preflight(
         obs, record["window"] = select_window(obs, time, dt)
     if "elevation" in obs.columns:
         obs, record["elevation"] = _adjust_elevation(prior, obs, lapse)
+    if superob:  # after the window and the adjustment, which work per station
+        obs = _superob(obs, prior.grid)
+        record["superob"] = obs.attrs["superob"]
     if options.errors == "learned":
+        predictions = None
         if qc:
-            obs, record["qc"] = learned_quality_control(prior, obs, options, seed=seed)
+            obs, record["qc"], predictions = learned_quality_control(prior, obs, options, seed=seed)
         if calibrate != "none":
-            check = learned_check(prior, obs, options, folds=folds, seed=seed)
+            check = learned_check(
+                prior, obs, options, folds=folds, seed=seed, predictions=predictions
+            )
             record["calibration"] = {"mode": "off", "check": check}
         return prior, obs, record
     shipped, prior = prior, add_offset(prior, offset, offset_sd)
@@ -221,27 +241,14 @@ def format_preflight(record: dict) -> str:
             f"stations ({w['n_outside']} reports outside, {w['n_repeats_dropped']} "
             "repeats dropped)"
         )
-    e = record.get("elevation")
-    if e and "skipped" in e:
-        lines.append(f"elevation: no lapse-rate adjustment ({e['skipped']})")
-    elif e:
-        line = (
-            f"elevation: {e['n_adjusted']} stations moved to the model surface at "
-            f"{e['rate_k_per_km']:g} +- {e['rate_sd_k_per_km']:g} K/km"
+    if record.get("elevation"):
+        lines.extend(_describe_elevation(record["elevation"]))
+    so = record.get("superob")
+    if so:
+        lines.append(
+            f"superob: {so['n_in']} observations averaged into {so['n_out']} (one per grid "
+            "cell, inverse-variance weights)"
         )
-        if e["n_adjusted"]:
-            line += (
-                f" (station - model height: mean {e['mean_height_difference_m']:+.0f} m, "
-                f"max |dz| {e['max_abs_height_difference_m']:.0f} m; mean adjustment "
-                f"{e['mean_adjustment_k']:+.2f} K)"
-            )
-        skipped = e["n_no_elevation"] + e["n_no_model_height"]
-        if skipped:
-            line += (
-                f"; {e['n_no_elevation']} without elevation, {e['n_no_model_height']} where "
-                "the model height is unknown"
-            )
-        lines.append(line)
     q = record.get("qc")
     if q and q.get("model") == "learned":
         lines.append(
@@ -279,7 +286,16 @@ def format_preflight(record: dict) -> str:
             f"coverage {k['coverage_90']:.2f}, CRPS {k['crps']:.3f} K, "
             f"mean z^2 {k['z2']:.2f}"
         )
-        if "fit" in c:
+        if c.get("insufficient") and not c.get("refused"):
+            lines.append(
+                f"  too little information for the check to mean much: {c['insufficient']}"
+            )
+        if c.get("refused"):
+            lines.append(
+                f"calibrate {c['mode']}: not fitted, the model's error scales are kept: "
+                f"{c['refused']}"
+            )
+        elif "fit" in c:
             f, a = c["fit"], c["check_calibrated"]
             lines.append(
                 f"calibrate {c['mode']}: representation error x{f['scale']:.2f} (90% "
@@ -294,7 +310,7 @@ def format_preflight(record: dict) -> str:
                     "their stated errors are right, it is the prior that does not fit these "
                     "fields, and the wider errors only hide it"
                 )
-        elif k["coverage_90"] < 0.8 or k["coverage_90"] > 0.97:
+        elif not c.get("insufficient") and (k["coverage_90"] < 0.8 or k["coverage_90"] > 0.97):
             lines.append(
                 "  the withheld observations are outside their intervals more (or "
                 "less) often than stated: consider --calibrate auto"

@@ -20,6 +20,10 @@ A model is a directory::
                      adjustment of station observations (optional; :mod:`bayesda.geo.orography`)
     MODEL_CARD.md    the human-readable card (optional)
 
+A model is found by its directory or by its name (:func:`find_model`): the models shipped
+with bayesda (``ncep-air``, ``hs-t21-tas``) travel inside the installed package, so
+``load_model("ncep-air")`` works wherever bayesda is installed.
+
 Nothing executes code on load: arrays are read with ``allow_pickle=False`` and the tree
 is rebuilt from the keys, then checked against the shapes the config implies. Every file
 that is loaded must be listed in model.json's hashes (:data:`LOADED_FILES`, and
@@ -57,13 +61,19 @@ from bayesda.prior.representation import (
 )
 from bayesda.prior.vae import VAE, Decoder, Encoder, VAEConfig
 from bayesda.runtime.arrays import to_device
+from bayesda.runtime.files import MODEL_MARKER
 
 __all__ = [
     "FORMAT_VERSION",
+    "MODELS_ENV",
     "CheckpointError",
+    "as_prior",
+    "available_models",
     "check_target",
+    "find_model",
     "flatten_params",
     "load_model",
+    "model_search_path",
     "read_card",
     "save_model",
     "unflatten_params",
@@ -172,27 +182,39 @@ def check_target(path: str | os.PathLike, overwrite: bool = False) -> None:
     """Refuse to write a model at ``path`` unless it is absent, empty, or (with
     ``overwrite``) a bayesda model directory; never replace another directory.
 
+    A directory is a bayesda model only if its model.json says so: the marker and a hash
+    list covering every file (:func:`bayesda.runtime.files.model_dir_problem`).
+
     Raises:
       FileExistsError: ``path`` exists and ``overwrite`` is False.
-      CheckpointError: ``path`` exists and is not a model directory.
+      CheckpointError: ``path`` exists and is not a bayesda model directory (even with
+        ``overwrite``).
     """
+    from bayesda.runtime.files import model_dir_problem
+
     path = pathlib.Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return
-    if path.is_dir() and not any(path.iterdir()):
+    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
         return
-    if not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    if not (path.is_dir() and (path / _CARD).is_file()):
+    problem = model_dir_problem(path)
+    if problem is not None:
         raise CheckpointError(
-            f"{path} exists and is not a bayesda model directory (no {_CARD}); refusing to "
-            "replace it even with overwrite: choose another path or remove it yourself"
+            f"{path} exists and is not a bayesda model directory ({problem}); refusing to "
+            "replace it even with --overwrite: choose another path or remove it yourself"
         )
+    if not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
 
 
-def _write_atomic(path: pathlib.Path, fill: Callable[[pathlib.Path], None], overwrite: bool):
-    """Build the directory in a sibling temp dir with ``fill``, then rename it to ``path``."""
-    check_target(path, overwrite)
+def _write_atomic(
+    path: pathlib.Path, fill: Callable[[pathlib.Path], None], overwrite: bool, check: bool = True
+):
+    """Build the directory in a sibling temp dir with ``fill``, then rename it to ``path``.
+
+    ``check=False`` only for a rewrite that copies every file of ``path`` (update_card)."""
+    if check:
+        check_target(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -381,6 +403,7 @@ def save_model(
     _check_repr_error(repr_error, grid.shape)
 
     meta = {
+        **MODEL_MARKER,
         "format_version": FORMAT_VERSION,
         "name": path.name,
         "variable": {
@@ -505,7 +528,7 @@ def update_card(
     meta = read_card(path)
     if repr_error is not None:
         _check_repr_error(repr_error, (len(meta["grid"]["lat"]), len(meta["grid"]["lon"])))
-    meta.update(dict(card or {}))
+    meta.update({**dict(card or {}), **MODEL_MARKER})
     meta.pop("files", None)
 
     def fill(d: pathlib.Path):
@@ -521,15 +544,117 @@ def update_card(
             _save_surface_height(d / "surface_height.nc", surface_height, grid)
         _finish_card(d, meta)
 
-    _write_atomic(path, fill, overwrite=True)
+    _write_atomic(path, fill, overwrite=True, check=False)  # every file is copied over
     return path
+
+
+MODELS_ENV = "BAYESDA_MODELS"
+"""Environment variable: directories (separated by ``os.pathsep``) searched first for a model
+given by name."""
+
+
+def _shipped_models_dir() -> pathlib.Path:
+    """Where the shipped models are: ``bayesda/_models`` in an installed wheel (the
+    repository's ``models/`` is mapped there at build time, see pyproject.toml), else
+    ``models/`` beside the package (a source checkout or an editable install)."""
+    package = pathlib.Path(__file__).resolve().parents[1]
+    installed = package / "_models"
+    return installed if installed.is_dir() else package.parent / "models"
+
+
+def model_search_path() -> list[pathlib.Path]:
+    """The directories searched, in order, for a model given by name.
+
+    1. each directory of ``$BAYESDA_MODELS`` (:data:`MODELS_ENV`, separated by ``os.pathsep``);
+    2. the user's model directory, ``platformdirs.user_data_dir("bayesda") / "models"``
+       (``~/.local/share/bayesda/models`` on Linux);
+    3. the models shipped with bayesda.
+    """
+    import platformdirs
+
+    dirs = [pathlib.Path(d) for d in os.environ.get(MODELS_ENV, "").split(os.pathsep) if d]
+    dirs.append(pathlib.Path(platformdirs.user_data_dir("bayesda")) / "models")
+    dirs.append(_shipped_models_dir())
+    return dirs
+
+
+def available_models() -> dict[str, pathlib.Path]:
+    """Every model found by name: ``{name: directory}``, the first in
+    :func:`model_search_path` order where a name occurs more than once."""
+    found: dict[str, pathlib.Path] = {}
+    for d in model_search_path():
+        if d.is_dir():
+            for sub in sorted(d.iterdir()):
+                if (sub / _CARD).is_file():
+                    found.setdefault(sub.name, sub)
+    return found
+
+
+def _is_name(model: str) -> bool:
+    seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return bool(model) and model not in (".", "..") and not any(c in model for c in seps)
+
+
+def find_model(model: str | os.PathLike) -> pathlib.Path:
+    """The model directory meant by ``model``: a path, or the name of a model.
+
+    A path that exists wins. Otherwise a bare name (no path separator, e.g. ``"ncep-air"``)
+    is looked up in :func:`model_search_path`; the first directory holding ``NAME/model.json``
+    is the model. Finding a model verifies nothing: :func:`load_model` checks its files.
+
+    Raises:
+      CheckpointError: no such directory and no model of that name; the message lists the
+        directories searched and the models found.
+    """
+    path = pathlib.Path(model)
+    if path.exists():
+        return path
+    text = os.fspath(model)
+    if _is_name(text):
+        for d in model_search_path():
+            if (d / text / _CARD).is_file():
+                return d / text
+    known = available_models()
+    names = ", ".join(sorted(known)) or "none"
+    if _is_name(text):
+        searched = os.pathsep.join(str(d) for d in model_search_path())
+        raise CheckpointError(
+            f"model {text!r} not found: no such directory, and no model of that name in "
+            f"{searched}; models found by name: {names}"
+        )
+    hint = (
+        f"; the model {path.name!r} is found by its name: load_model({path.name!r}), "
+        f"--model {path.name}"
+        if path.name in known
+        else f"; models found by name: {names}"
+    )
+    raise CheckpointError(f"model directory {text!r} does not exist{hint}")
+
+
+def as_prior(prior, where: str = "") -> GenerativePrior:
+    """``prior`` as a :class:`GenerativePrior`: a model directory's path is loaded.
+
+    Raises:
+      TypeError: anything else, naming what was given and what is accepted.
+    """
+    if isinstance(prior, GenerativePrior):
+        return prior
+    if isinstance(prior, str | os.PathLike):
+        return load_model(prior)
+    prefix = f"{where}: " if where else ""
+    raise TypeError(
+        f"{prefix}prior must be a bayesda GenerativePrior (bayesda.load_model) or the path "
+        f"of a model directory; got a {type(prior).__name__} (arguments swapped? the prior "
+        "comes first, then the observations)"
+    )
 
 
 def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePrior:
     """Load a saved VAE prior.
 
     Args:
-      path: the model directory.
+      path: the model directory, or the name of a model (``"ncep-air"``): see
+        :func:`find_model`. A directory that exists wins over a name.
       verify: check file hashes (leave on unless you know why).
 
     Returns:
@@ -540,7 +665,7 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> GenerativePri
     Raises:
       CheckpointError: missing, truncated, altered or inconsistent checkpoint.
     """
-    path = pathlib.Path(path)
+    path = find_model(path)
     card = read_card(path, verify=verify)
     if verify:
         loaded = list(LOADED_FILES)

@@ -93,15 +93,14 @@ def train_prior(
         validation_split,
     )
     from bayesda.geo.grid import Grid
-    from bayesda.prior.checkpoint import save_model
+    from bayesda.prior.checkpoint import check_target, save_model
     from bayesda.prior.representation import from_residuals
     from bayesda.prior.train import TrainConfig, fit, normalisation
     from bayesda.prior.vae import VAEConfig
 
     tc = train_config or TrainConfig()
     out = pathlib.Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    check_target(out, overwrite)  # before hours of training: a model, never another directory
     grid = Grid.from_xarray(tas)
     config = VAEConfig(
         nlat=grid.shape[0],

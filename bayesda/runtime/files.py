@@ -16,6 +16,14 @@ Four rules, one helper each:
 * **Atomic replace.** :func:`atomic_write` and :func:`replace_dir` write to a temporary
   sibling, fsync, and rename it into place: a crash or a full disk leaves the old output
   (or none), never a torn one.
+* **Never onto an input, never into another output.** :func:`check_file_target` decides
+  whether a command may write one file: never the same file as one of the command's inputs
+  (after symlinks, and by inode for hard links), never a file inside a bayesda run, store
+  or model directory other than the one file the command regenerates, never anything but
+  a regular file, and never an existing file without ``--force``.
+  :func:`check_inputs_outside` keeps an output directory from holding the command's inputs.
+  A model directory is bayesda's only if its ``model.json`` says so
+  (:func:`model_dir_problem`: a marker and a hash list that covers every file).
 * **Own temporary files only.** Temporary names carry :data:`TMP_TAG`, the writer's pid
   and a random token (:func:`temp_path`); :func:`clean_temps` removes only those whose
   process is dead, never another live process's files or anything else.
@@ -42,11 +50,14 @@ __all__ = [
     "LockedError",
     "OutputError",
     "atomic_write",
+    "check_file_target",
+    "check_inputs_outside",
     "check_target",
     "clean_temps",
     "lock",
     "make_parent",
     "marker_kind",
+    "model_dir_problem",
     "pid_alive",
     "replace_dir",
     "temp_path",
@@ -59,6 +70,10 @@ MARKER = ".bayesda"
 TMP_TAG = "bayesda-tmp"
 """Tag in the name of every temporary file or directory bayesda writes."""
 KINDS = ("run", "store")
+MODEL_CARD = "model.json"
+"""The card of a model directory (:mod:`bayesda.prior.checkpoint`)."""
+MODEL_MARKER = {"written_by": "bayesda"}
+"""The entry of ``model.json`` that says bayesda wrote the directory."""
 _TMP_RE = re.compile(rf"^\.(?P<name>.+)\.{TMP_TAG}-(?P<host>[^-]*)-(?P<pid>\d+)-[0-9a-f]+$")
 
 
@@ -185,7 +200,12 @@ def check_target(
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return "new"
-    if not path.is_dir() or path.is_symlink():
+    if path.is_symlink():
+        raise OutputError(
+            f"{path} is a symbolic link (to {os.path.realpath(path)}); bayesda writes outputs "
+            "only where the link does not stand in the way: give the real path as --out"
+        )
+    if not path.is_dir():
         raise OutputError(f"{path} exists and is not a directory; choose another --out")
     if not any(path.iterdir()):
         return "new"
@@ -207,10 +227,15 @@ def check_target(
         raise OutputError(
             f"{kind} directory {path} exists and is not empty (use --force to replace it)"
         )
-    what = f"a bayesda {found}" if found else f"not a bayesda {kind} (no {MARKER} marker)"
+    if found:
+        raise OutputError(
+            f"{path} is a bayesda {found}, not a {kind}; bayesda never replaces one kind of "
+            "output by another, even with --force: choose another --out"
+        )
     raise OutputError(
-        f"{path} exists and is not empty, and is {what}; bayesda never writes over files "
-        "it did not create, even with --force: choose another --out or remove it yourself"
+        f"{path} exists and is not empty, and is not a bayesda {kind} (no {MARKER} marker); "
+        "bayesda never writes over files it did not create, even with --force: choose "
+        "another --out or remove it yourself"
     )
 
 
@@ -381,3 +406,132 @@ def describe_os_error(err: OSError) -> str:
     """One line for an :class:`OSError`: the file(s) it names, what went wrong, the fix."""
     files = " -> ".join(str(f) for f in (err.filename, err.filename2) if f)
     return f"{files}: {_os_reason(err)}" if files else _os_reason(err)
+
+
+def model_dir_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a bayesda model directory that bayesda may replace; None if it is.
+
+    A model directory is bayesda's when its ``model.json`` says so: the marker
+    :data:`MODEL_MARKER` (cards written before the marker: a ``format_version`` and the
+    ``bayesda`` entry of ``versions``) and a hash list (``files``, with ``params.npz``) that
+    names every other file in the directory, so that replacing it loses nothing that bayesda
+    did not write.
+    """
+    path = Path(path)
+    card_path = path / MODEL_CARD
+    if not path.is_dir() or path.is_symlink():
+        return f"{path} is not a directory"
+    try:
+        card = json.loads(card_path.read_text())
+    except FileNotFoundError:
+        return f"{path} has no {MODEL_CARD}"
+    except (OSError, ValueError) as err:
+        return f"its {MODEL_CARD} cannot be read as JSON ({type(err).__name__})"
+    if not isinstance(card, dict):
+        return f"its {MODEL_CARD} is not a JSON object"
+    versions = card.get("versions")
+    marked = all(card.get(k) == v for k, v in MODEL_MARKER.items()) or (
+        isinstance(card.get("format_version"), int)
+        and isinstance(versions, dict)
+        and "bayesda" in versions
+    )
+    if not marked:
+        return f"its {MODEL_CARD} does not say bayesda wrote it (no 'written_by': 'bayesda')"
+    listed = card.get("files")
+    if not isinstance(listed, dict) or "params.npz" not in listed:
+        return f"its {MODEL_CARD} has no hash list of the model's files"
+    unlisted = sorted(
+        p.name for p in path.iterdir() if p.name != MODEL_CARD and p.name not in listed
+    )
+    if unlisted:
+        shown = ", ".join(unlisted[:5]) + (" ..." if len(unlisted) > 5 else "")
+        return f"it holds files its {MODEL_CARD} does not list ({shown})"
+    return None
+
+
+def _output_kind(directory: Path) -> str | None:
+    """``"run"``, ``"store"`` or ``"model"`` when ``directory`` is a bayesda output."""
+    kind = marker_kind(directory)
+    if kind is None and (directory / MODEL_CARD).is_file() and model_dir_problem(directory) is None:
+        kind = "model"
+    return kind
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_file_target(
+    path: str | os.PathLike,
+    *,
+    inputs=(),
+    force: bool = False,
+    regenerates: str | os.PathLike | None = None,
+    option: str = "--out",
+) -> Path:
+    """Decide whether a command may write the file ``path``; raise if it may not.
+
+    Args:
+      path: the file the command is to write.
+      inputs: paths the command reads (None entries are ignored).
+      force: an existing ordinary file may be replaced.
+      regenerates: the one file inside a bayesda output the command owns and may always
+        replace (``RUN/maps.png`` for ``plot RUN``).
+      option: the option that named ``path``, for the messages.
+
+    Returns:
+      ``path``.
+
+    Raises:
+      OutputError: ``path`` is a directory, not a regular file, one of ``inputs`` (refused
+        even with ``force``), inside a bayesda run, store or model directory (even with
+        ``force``), or an existing file without ``force``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {path} is a directory, but a file is needed")
+    for inp in inputs:
+        if inp is not None and (path.exists() or path.is_symlink()) and _same_file(path, Path(inp)):
+            raise OutputError(
+                f"{option} {path} is an input of this command ({inp}); writing it would "
+                "destroy it, even with --force: choose another path"
+            )
+    if regenerates is not None and _same_file(path, Path(regenerates)):
+        return path
+    real = Path(os.path.realpath(path))
+    for parent in real.parents:
+        kind = _output_kind(parent)
+        if kind is not None:
+            raise OutputError(
+                f"{option} {path} is inside the bayesda {kind} {parent}; bayesda never "
+                f"writes other files into a {kind}, even with --force: choose a path outside it"
+            )
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise OutputError(
+                f"{option} {path} exists and is not a regular file; choose another path"
+            )
+        if not force:
+            raise OutputError(f"{path} exists; pass --force to replace it, or choose another path")
+    return path
+
+
+def check_inputs_outside(out: str | os.PathLike, inputs, *, option: str = "--out") -> None:
+    """Refuse an output directory ``out`` that holds (or is) one of the command's inputs.
+
+    Raises:
+      OutputError: an input lies inside ``out`` (writing ``out`` would replace it).
+    """
+    real_out = Path(os.path.realpath(out))
+    for inp in inputs:
+        if inp is None:
+            continue
+        real = Path(os.path.realpath(inp))
+        if real == real_out or real_out in real.parents:
+            raise OutputError(
+                f"{option} {out} holds {inp}, an input of this command; writing {out} would "
+                "replace it, even with --force: choose another path, or move the input out"
+            )

@@ -64,7 +64,7 @@ def pick_time(times: np.ndarray, month: int = 1, hour: int = 12, year: int = 201
 def run_demo(
     out: str | os.PathLike = "runs/demo",
     *,
-    model: str | os.PathLike = "models/ncep-air",
+    model: str | os.PathLike = "ncep-air",
     data_dir=None,
     n_obs: int | None = None,
     time=None,
@@ -79,7 +79,7 @@ def run_demo(
 
     Args:
       out: run directory (replaced if it exists).
-      model: the model directory (ignored when ``prior`` is given).
+      model: the model directory or name (ignored when ``prior`` is given).
       data_dir: directory of the real data (default ``$BAYESDA_DATA_DIR``).
       n_obs: number of pseudo-observations (default :data:`DEMO_N_OBS`).
       time: the analysis time (default :func:`pick_time`); must be held out.

@@ -34,14 +34,17 @@ from bayesda.prior.generative import GenerativePrior
 from bayesda.settings import ReanalysisSettings
 
 __all__ = [
+    "DEFAULT_STEP",
     "ReanalysisSettings",
     "analysis_times",
     "assimilate_times",
     "assimilation_dataset",
+    "model_step",
     "read_obs_source",
     "reanalyse",
     "summary_dataset",
     "time_seed",
+    "window_obs",
 ]
 
 
@@ -55,25 +58,88 @@ def time_seed(seed: int, time) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def analysis_times(obs: pd.DataFrame, start=None, end=None) -> np.ndarray:
-    """Sorted unique times of ``obs`` within ``[start, end]`` (both inclusive).
+DEFAULT_STEP = pd.Timedelta(hours=6)
+"""The step of the analysis times when neither the caller nor the model says otherwise."""
+
+
+def analysis_times(
+    obs: pd.DataFrame, start=None, end=None, *, step=None, half_width=None
+) -> np.ndarray:
+    """The analysis times of a period: every ``step`` from ``start``, those with at least
+    one report within ``+-half_width`` (the rule of ``bayesda assimilate --time --window``).
+
+    Args:
+      obs: observations with a ``time`` column (each report's valid time).
+      start: the first analysis time; default: the first time on the step (from midnight)
+        whose window holds the first report.
+      end: the last analysis time (inclusive); default: the last time whose window holds
+        a report.
+      step: the analysis step (default :data:`DEFAULT_STEP`; :func:`reanalyse` uses the
+        model's time step).
+      half_width: the window's half width (default half the step, so that consecutive
+        windows share no report and miss none).
+
+    Returns:
+      ``[T]`` sorted datetime64[ns] analysis times.
 
     Raises:
-      ValueError: the table has no ``time`` column, or no time falls in the range.
+      ValueError: no ``time`` column, ``end`` before ``start``, a step or half width that
+        is not positive, or no report in any window of the period.
     """
     if "time" not in obs.columns:
         raise ValueError("a reanalysis needs observations with a 'time' column")
-    times = np.unique(pd.to_datetime(obs["time"]).to_numpy().astype("datetime64[ns]"))
-    lo = np.datetime64(pd.Timestamp(start), "ns") if start is not None else times[0]
-    hi = np.datetime64(pd.Timestamp(end), "ns") if end is not None else times[-1]
-    if start is not None and end is not None and hi < lo:
+    step = DEFAULT_STEP if step is None else pd.Timedelta(step)
+    half = step / 2 if half_width is None else pd.Timedelta(half_width)
+    if not (step > pd.Timedelta(0) and half > pd.Timedelta(0)):
+        raise ValueError(f"step={step} and half_width={half} must be positive durations")
+    reports = np.sort(pd.to_datetime(obs["time"]).to_numpy().astype("datetime64[ns]"))
+    if start is not None and end is not None and pd.Timestamp(end) < pd.Timestamp(start):
         raise ValueError(f"end={end} is before start={start}")
-    sel = times[(times >= lo) & (times <= hi)]
+    first = (
+        pd.Timestamp(start) if start is not None else (pd.Timestamp(reports[0]) - half).ceil(step)
+    )
+    last = pd.Timestamp(end) if end is not None else pd.Timestamp(reports[-1]) + half
+    grid = np.arange(
+        np.datetime64(first, "ns"), np.datetime64(last, "ns") + np.timedelta64(1, "ns"),
+        np.timedelta64(step.value, "ns"),
+    )  # fmt: skip
+    lo = np.searchsorted(reports, grid - np.timedelta64(half.value, "ns"), side="left")
+    hi = np.searchsorted(reports, grid + np.timedelta64(half.value, "ns"), side="right")
+    sel = grid[hi > lo]
     if sel.size == 0:
         raise ValueError(
-            f"no observation times in [{start}, {end}]; the table spans {times[0]} .. {times[-1]}"
+            f"no observation times within +-{half} of the analysis times {first} .. {last} "
+            f"(every {step}); the table spans {reports[0]} .. {reports[-1]}"
         )
     return sel
+
+
+def window_obs(obs: pd.DataFrame, times, half_width) -> pd.DataFrame:
+    """The reports of each analysis time: within ``+-half_width``, the nearest one per
+    station (:func:`bayesda.obs.window.select_window`), with ``time`` set to the analysis
+    time and the report's own time in ``obs_time``; one table for all times."""
+    from bayesda.obs.window import select_window
+
+    half = pd.Timedelta(half_width)
+    t = pd.to_datetime(obs["time"]).to_numpy().astype("datetime64[ns]")
+    order = np.argsort(t, kind="stable")
+    sorted_t, sorted_obs = t[order], obs.iloc[order]
+    frames = []
+    for time in np.asarray(times, "datetime64[ns]"):
+        lo = np.searchsorted(sorted_t, time - np.timedelta64(half.value, "ns"), side="left")
+        hi = np.searchsorted(sorted_t, time + np.timedelta64(half.value, "ns"), side="right")
+        if hi > lo:
+            frames.append(select_window(sorted_obs.iloc[lo:hi], time, half)[0])
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs = dict(obs.attrs)
+    return out
+
+
+def model_step(prior) -> pd.Timedelta:
+    """The model's time step: twice :func:`bayesda.obs.window.default_half_width`."""
+    from bayesda.obs.window import default_half_width
+
+    return 2 * default_half_width(prior)
 
 
 def read_obs_source(src: str | os.PathLike, climatology=None, **kwargs) -> pd.DataFrame:
@@ -256,8 +322,16 @@ def reanalyse(
     progress: bool = True,
     verify: bool = True,
     report=None,
+    step=None,
+    window=None,
+    superob: bool = False,
 ) -> Path:
-    """Assimilate every observed time in ``[start, end]`` into the zarr store ``out``.
+    """Assimilate every analysis time in ``[start, end]`` into the zarr store ``out``.
+
+    The analysis times are those of ``bayesda assimilate``: every ``step`` from ``start``
+    (default the model's time step, from midnight), each with the reports within
+    ``+-window`` (default half the step), the nearest one per station
+    (:func:`analysis_times`, :func:`window_obs`); a time with no report is not analysed.
 
     Safe to interrupt: running the same call again skips the times already done and
     finishes the rest (see :mod:`bayesda.outputs.store`). Only one process writes a store at a
@@ -267,9 +341,11 @@ def reanalyse(
     Args:
       model: a model directory (needed for Dask, whose workers load it themselves) or an
         in-memory prior (one process only).
-      obs: observations with a ``time`` column, values anomalies in K.
+      obs: observations with a ``time`` column, values anomalies in K: a DataFrame, or a
+        CSV/netCDF file or a directory of them (:func:`read_obs_source`).
       out: the ``.zarr`` store path.
-      start, end: the period (inclusive); default: all observed times.
+      start, end: the period (inclusive); default: all observed times. ``start`` is the
+        first analysis time and the origin of the step.
       settings: sampler settings.
       scheduler: None to run in this process; "local" for a local Dask cluster sized to the
         machine; or the address of a running Dask scheduler ("tcp://host:8786").
@@ -279,6 +355,10 @@ def reanalyse(
         (:func:`bayesda.outputs.store.verify`); damaged times are redone.
       report: called with ``{index: (time, reason)}`` of the damaged times found (default:
         one line per time on stderr when there are any).
+      step: the analysis step (default: the model's time step, :func:`model_step`).
+      window: the half width around each time (default half the step).
+      superob: average each time's reports that share a grid cell
+        (:func:`bayesda.obs.capacity.superob`), after the window.
 
     Returns:
       The store path.
@@ -289,13 +369,26 @@ def reanalyse(
       bayesda.outputs.store.StoreCorruptError: the store's metadata or done flags are unreadable.
     """
     import bayesda.runtime.files as files
+    from bayesda.obs.table import as_obs_table
 
+    if not isinstance(obs, pd.DataFrame):
+        if isinstance(obs, str | os.PathLike) and Path(obs).is_dir():
+            obs = read_obs_source(obs, climatology=getattr(model, "climatology", None))
+        else:
+            prior = model if isinstance(model, GenerativePrior) else None
+            obs = as_obs_table(
+                obs,
+                climatology=getattr(prior, "climatology", None),
+                grid=getattr(prior, "grid", None),
+                where="bayesda.reanalyse",
+            )
     out = Path(out)
     files.check_target(out, "store", resume=True)
     with files.lock(out):
         return _reanalyse(
-            model, obs, out, start, end, settings, scheduler, n_workers, progress, verify, report
-        )
+            model, obs, out, start, end, settings, scheduler, n_workers, progress, verify, report,
+            step, window, superob,
+        )  # fmt: skip
 
 
 def _report_damaged(damaged: dict) -> None:
@@ -306,15 +399,23 @@ def _report_damaged(damaged: dict) -> None:
 
 
 def _reanalyse(
-    model, obs, out, start, end, settings, scheduler, n_workers, progress, verify, report
-) -> Path:
+    model, obs, out, start, end, settings, scheduler, n_workers, progress, verify, report,
+    step, window, superob,
+) -> Path:  # fmt: skip
     if scheduler is not None and isinstance(model, GenerativePrior):
         raise ValueError("a Dask reanalysis needs a model directory, not an in-memory prior")
-    times = analysis_times(obs, start, end)
-    obs_time = pd.to_datetime(obs["time"]).to_numpy().astype("datetime64[ns]")
     prior = (
         model if isinstance(model, GenerativePrior) else _cached_prior(str(Path(model).resolve()))
     )
+    step = model_step(prior) if step is None else pd.Timedelta(step)
+    half = step / 2 if window is None else pd.Timedelta(window)
+    times = analysis_times(obs, start, end, step=step, half_width=half)
+    obs = window_obs(obs, times, half)
+    if superob:
+        from bayesda.obs.capacity import superob as _superob
+
+        obs = _superob(obs, prior.grid)
+    obs_time = pd.to_datetime(obs["time"]).to_numpy().astype("datetime64[ns]")
     signature = {
         "model": _model_digest(prior),
         "obs": _obs_digest(obs[np.isin(obs_time, times)]),

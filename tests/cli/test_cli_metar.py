@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+import pandas as pd
 import pytest
 
 import bayesda.preflight.pipeline as pipeline
@@ -58,7 +59,7 @@ def test_raw_bulletin_stream_reaches_the_analysis(monkeypatch, tmp_path, capsys)
     # bayesda.obs.metar.read_metar, then the grid), all of them anomalies in K
     assert obs["station_id"].nunique() == pytest.approx(2705, rel=0.01)
     assert obs["value"].abs().max() < 40.0
-    assert seen["kw"]["time"] == "2019-07-01T12"
+    assert pd.Timestamp(seen["kw"]["time"]) == pd.Timestamp("2019-07-01T12")  # parsed as UTC
 
 
 @pytest.mark.slow  # the shipped model on ~270 stations with Laplace: ~1-3 min

@@ -72,6 +72,8 @@ def test_assimilate_flags_gross_error_and_writes_site_table(monkeypatch, tmp_pat
                 str(run),
                 "--calibrate",
                 "auto",
+                "--errors",
+                "stated",
                 *(["--geotiff"] if _HAVE_RIO else []),
                 *LAPLACE,
             ]

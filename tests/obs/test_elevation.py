@@ -215,5 +215,5 @@ def test_cli_refuses_a_bad_lapse_rate_before_loading(tmp_path):
         text=True,
     )
     assert r.returncode != 0
-    assert "--lapse-rate" in r.stderr and "rate=-3" in r.stderr
+    assert "--lapse-rate" in r.stderr and "'-3'" in r.stderr
     assert not (tmp_path / "run").exists()

@@ -7,6 +7,7 @@ import pytest
 
 from bayesda.preflight.offset import add_offset, estimate_offset, offset_modes
 from bayesda.preflight.pipeline import format_preflight, preflight
+from bayesda.settings import ModelOptions
 from bayesda.testing import grf_prior as _grf_prior
 from bayesda.testing import obs_at as _obs_at
 
@@ -59,7 +60,14 @@ def test_preflight_records_and_prints_the_offset():
     rng = np.random.default_rng(1)
     truth = grf.sample(rng, 1)[0] + 3.0
     obs = _obs_at(prior, truth, 40, seed=1, sigma=0.5)
-    p, o, record = preflight(prior, obs, qc=False, calibrate="none", offset="uniform")
+    p, o, record = preflight(
+        prior,
+        obs,
+        qc=False,
+        calibrate="none",
+        offset="uniform",
+        options=ModelOptions(errors="stated"),
+    )
     assert p.repr_error.rank == prior.repr_error.rank + 1
     (m,), (s,) = record["offset"]["mean"], record["offset"]["post_sd"]
     assert 0 < s < 2.0 and abs(m - 3.0) < 4 * s + 0.5
