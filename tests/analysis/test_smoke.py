@@ -357,6 +357,12 @@ CASES = [
         NCEP,
     ),
     Case(
+        "analysis.calibrate_enough.calibrate_enough",
+        ("--trials", "2", "--n", "8", "--hostile-trials", "1", "--n-boot", "5")
+        + ("--out", "{out}/enough"),
+        ("enough.json", "enough.md"),
+    ),
+    Case(
         "analysis.gaussianity.ncep_structure",
         ("--out-dir", "{out}"),
         ("ncep_structure.md", "ncep_structure.json"),
