@@ -14,10 +14,10 @@ days: enough for the 7-day block split); the r-cran-fields station file for
 wheels from a registry) and ``analysis/osse/osse_full.sh`` (which simulates into the user's
 cache; each of its steps is a case here) are not run.
 
-Slow: ``python -m pytest -m slow tests/analysis/test_smoke.py`` took 1197 s (20 minutes) of
-wall time on the project's shared 2-core machine at a load average of 6-8 (46 passed, elevation
-skipped without its station file; the longest case, bench_gpu, 147 s). One case alone:
-``-k <script>``.
+Slow: ``python -m pytest -m slow tests/analysis/test_smoke.py`` took 1710 s (29 minutes) of
+wall time on the project's shared 2-core machine at a load average of 8-10 (48 cases;
+elevation skipped without its station file); the longest cases: real_obs.cv 376 s, bench_gpu
+130 s. One case alone: ``-k <script>``.
 """
 
 from __future__ import annotations
