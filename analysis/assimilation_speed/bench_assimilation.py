@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from analysis.common.io import ROOT, command, results_dir
+from analysis.common.settings import STATED
 
 
 def _prior(args):
@@ -90,12 +91,13 @@ def _grad_time(prior, obs_df, n_rep: int = 200) -> dict:
     from bayesda.inference.assimilate import prepare_obs
     from bayesda.inference.model import assimilation_model
 
-    obs = prepare_obs(prior, obs_df)
-    model = functools.partial(assimilation_model, prior.decode, prior.latent_dim)
-    info = initialize_model(
-        jax.random.PRNGKey(0), model, model_args=obs.model_args(), model_kwargs={"mask": obs.mask}
-    )
-    pot = lambda z: info.potential_fn({"z": z})  # noqa: E731
+    obs = prepare_obs(prior, obs_df, options=STATED)
+    model = functools.partial(assimilation_model, prior.decode, prior.latent_dim, options=STATED)
+    info = initialize_model(jax.random.PRNGKey(0), model, model_args=(obs.arrays,))
+    # the potential as a function of z, any other latent site (the learned error scales) held
+    # at its initial value
+    p0 = info.param_info.z
+    pot = lambda z: info.potential_fn({**p0, "z": z})  # noqa: E731
     vg = jax.jit(jax.value_and_grad(pot))
     z = jnp.zeros(prior.latent_dim)
     jax.block_until_ready(vg(z))
@@ -167,6 +169,7 @@ def run_one(args) -> dict:
             sampler=SamplerSettings(
                 num_chains=args.chains, num_warmup=args.warmup, num_samples=args.draws, **kw
             ),
+            options=STATED,
             seed=0,
             progress_bar=False,
         )
@@ -198,6 +201,7 @@ def run_one(args) -> dict:
             sampler=SamplerSettings(
                 num_chains=args.chains, num_warmup=args.warmup, num_samples=args.draws, **kw
             ),
+            options=STATED,
             seed=1,
             progress_bar=False,
         )

@@ -25,7 +25,7 @@ difference ``raw - off`` with its standard error over trials, and how often a sc
 on the search grid's bound. Hostile samples (identical values, one station repeated,
 every station at one place) are fitted the same way.
 
-Usage: python analysis/calibrate_enough/calibrate_enough.py [--trials 30] [--n 3,5,...]
+Usage: python -m analysis.calibrate_enough.calibrate_enough [--trials 30] [--n 3,5,...]
 Output: analysis/calibrate_enough/results/calibrate_enough.json and .md
 """
 
@@ -34,19 +34,16 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
 
 import numpy as np
 import pandas as pd
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from bayesda.obs.operator import as_matrix, bilinear_stencil  # noqa: E402
-from bayesda.preflight import calibrate as cal  # noqa: E402
-from bayesda.sim.grf import gaussian_posterior  # noqa: E402
-from bayesda.testing import grf_prior  # noqa: E402
+from analysis.common.io import command, results_dir
+from bayesda.obs.operator import as_matrix, bilinear_stencil
+from bayesda.preflight import calibrate as cal
+from bayesda.sim.grf import gaussian_posterior
+from bayesda.testing import grf_prior
 
 SCENARIOS = {"matched": (1.0, 1.0), "repr x2": (2.0, 1.0), "obs x2": (1.0, 2.0)}
 SIGMA = 0.5
@@ -77,8 +74,8 @@ def _decide(prior, obs, fit, seed) -> tuple[str | None, str | None, str | None]:
     of sites, the same without a minimum (the bound-only arm), and the bound problem."""
     info = cal.information_problem(obs, seed=seed)
     info_any = cal.information_problem(obs, seed=seed, min_sites=0)
-    p = cal._pieces(prior, obs)
-    bound = cal.bound_problem(fit, cal.PAIR_GRID, p, cal._folds(p.y.size, 5, seed))
+    p = cal.holdout_pieces(prior, obs)
+    bound = cal.bound_problem(fit, cal.PAIR_GRID, p, cal.holdout_folds(p.y.size, 5, seed))
     return info, info_any, bound
 
 
@@ -162,7 +159,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-boot", type=int, default=100)
     ap.add_argument(
         "--out",
-        default=str(ROOT / "analysis" / "calibrate_enough" / "results" / "calibrate_enough"),
+        default=str(results_dir("calibrate_enough") / "calibrate_enough"),
     )
     ap.add_argument("--report", action="store_true", help="only re-render the .md from the .json")
     ap.add_argument("--hostile-only", action="store_true", help="redo only the hostile samples")
@@ -179,7 +176,7 @@ def main(argv=None) -> int:
         result = json.loads(out.with_suffix(".json").read_text())
         _hostile(result["rows"], prior, grf, args)
         result["hostile_command"] = (
-            "python analysis/calibrate_enough/calibrate_enough.py --hostile-only "
+            f"{command(__spec__.name, [])} --hostile-only "
             f"--hostile-trials {args.hostile_trials} --n-boot {args.n_boot}"
         )
         out.with_suffix(".json").write_text(json.dumps(result, indent=0) + "\n")
@@ -201,12 +198,12 @@ def main(argv=None) -> int:
                 flush=True,
             )
     _hostile(rows, prior, grf, args)
-    command = (
-        f"python analysis/calibrate_enough/calibrate_enough.py --trials {args.trials} "
+    cmd = (
+        f"{command(__spec__.name, [])} --trials {args.trials} "
         f"--n {args.n} --hostile-trials {args.hostile_trials} --n-boot {args.n_boot}"
     )
     result = {
-        "command": command,
+        "command": cmd,
         "wall_s": round(time.time() - t0, 1),
         "ns": ns,
         "scenarios": {k: list(v) for k, v in SCENARIOS.items()},

@@ -22,6 +22,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from analysis.common.io import atomic_write
+from analysis.common.settings import STATED
 from bayesda.geo.grid import Grid
 from bayesda.verify import baselines, metrics
 
@@ -143,7 +144,9 @@ def make_methods(
                 num_warmup=cfg.warmup,
                 num_samples=cfg.draws,
             )
-            a = assimilate(prior, obs, sampler=sampler, seed=seed, progress_bar=False)
+            a = assimilate(
+                prior, obs, sampler=sampler, options=STATED, seed=seed, progress_bar=False
+            )
             return posterior_dataset(a, prior)
 
         return run

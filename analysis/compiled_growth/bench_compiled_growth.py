@@ -23,6 +23,7 @@ from pathlib import Path
 
 import bayesda
 from analysis.common.io import SHIPPED_MODEL, command, results_dir
+from analysis.common.settings import STATED
 
 
 def _maps() -> int:
@@ -67,6 +68,7 @@ def main(argv=None) -> int:
             sampler=SamplerSettings(
                 num_chains=args.chains, num_warmup=args.warmup, num_samples=args.draws
             ),
+            options=STATED,
             seed=i,
             progress_bar=False,
         )

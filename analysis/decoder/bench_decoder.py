@@ -23,6 +23,7 @@ import numpy as np
 import bayesda
 from analysis.common.decoder import bench_model
 from analysis.common.io import results_dir
+from analysis.common.settings import STATED
 
 
 def bench_nuts(
@@ -49,7 +50,7 @@ def bench_nuts(
     obs = pseudo_obs(truth, n_obs, sigma=0.5, seed=seed)
     mass = {} if dense_mass is None else {"mass": "dense" if dense_mass else "diag"}
     sampler = SamplerSettings(num_chains=2, num_warmup=200, num_samples=200, **mass)
-    run = assimilate(prior, obs, sampler=sampler, seed=seed, progress_bar=False)
+    run = assimilate(prior, obs, sampler=sampler, options=STATED, seed=seed, progress_bar=False)
     grads = run.grad_evals["sampling"]
     return {
         "n_obs": n_obs,

@@ -54,6 +54,7 @@ from scipy import stats
 import bayesda  # noqa: F401  (XLA flags before jax)
 from analysis.common.io import SHIPPED_MODEL, command, results_dir
 from analysis.common.linear import LinearisedPosterior
+from analysis.common.settings import STATED
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.obs.elevation import LapseRate, adjust, surface_height_at
@@ -202,7 +203,9 @@ def score_arm(prior, closed, used, held, truth, box, w_box, lapse, mode, case: i
     """One arm on one case: the run's own steps (height adjustment, QC, calibration), the
     closed-form posterior, scores on the box's grid nodes and at the withheld stations."""
     # the run's own steps: height adjustment, QC, calibration (bayesda.preflight.pipeline)
-    _, o, rec = preflight(prior, used, qc=True, calibrate=mode, seed=case, lapse=lapse)
+    _, o, rec = preflight(
+        prior, used, qc=True, calibrate=mode, seed=case, lapse=lapse, options=STATED
+    )
     fit = rec.get("calibration", {}).get("fit", {})
     h, _ = adjust(prior, held, lapse)
     h["sigma"] = h["sigma"] * fit.get("scale_obs", 1.0)

@@ -32,6 +32,7 @@ import numpy as np
 
 import bayesda  # noqa: F401  (XLA flags before jax)
 from analysis.common.io import SHIPPED_MODEL, command, results_dir
+from analysis.common.settings import STATED
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.inference.assimilate import assimilate
@@ -70,8 +71,10 @@ def _scores(prior, a, truth, obs_used, near):
 
 LAPLACE = dict(
     sampler=SamplerSettings(method="laplace", num_chains=4, num_samples=500),
+    options=STATED,
     progress_bar=False,
 )
+STUDENT_T = ModelOptions(errors="stated", likelihood="studentt")
 VARIANTS = ("clean", "errors", "errors_t", "errors_qc", "oracle", "clean_qc")
 
 
@@ -97,7 +100,7 @@ def run_case(prior, truth, t, case: int, n_obs: int, old: dict | None) -> dict:
         row["errors"] = _scores(
             prior, assimilate(prior, dirty, seed=case, **kw), truth, dirty, near
         )
-        a_t = assimilate(prior, dirty, seed=case, options=ModelOptions(likelihood="studentt"), **kw)
+        a_t = assimilate(prior, dirty, seed=case, **{**kw, "options": STUDENT_T})
         row["errors_t"] = _scores(prior, a_t, truth, dirty, near)
     good_only = clean.drop(index=bad).reset_index(drop=True)
     row["oracle"] = _scores(

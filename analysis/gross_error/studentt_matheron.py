@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         prior,
         obs,
         sampler=SamplerSettings(method="laplace", num_chains=4, num_samples=250),
-        options=ModelOptions(likelihood="studentt"),
+        options=ModelOptions(errors="stated", likelihood="studentt"),
         progress_bar=False,
         seed=0,
     )
@@ -63,9 +63,9 @@ def main(argv=None) -> int:
     s = a.decoded.shape[0] * a.decoded.shape[1]
     dec = a.decoded.reshape(s, -1).astype(np.float64)
     mu = (dec[:, st.idx] * st.weight).sum(-1)
-    resid = a.obs.y[:n][None, :] - mu
+    resid = a.obs.arrays.y[:n][None, :] - mu
     r_before = condition_representation_error(
-        np.random.default_rng(1), resid, a.obs.sigma[:n], st, prior.repr_error
+        np.random.default_rng(1), resid, a.obs.arrays.sigma[:n], st, prior.repr_error
     )
     field_before = dec.reshape(s, *prior.grid.shape) + r_before
     field_after = a.field.reshape(s, *prior.grid.shape)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.common.io import SHIPPED_MODEL, results_dir
+from analysis.common.settings import STATED
 
 
 def arviz_extremes(idata, field):
@@ -79,6 +80,7 @@ def phases(prior, obs, times, settings, store_dir):
             [t],
             seeds=[time_seed(0, t)],
             sampler=SamplerSettings(**settings),
+            options=STATED,
             progress_bar=False,
         )[0]
         t1 = time.perf_counter()
@@ -134,11 +136,19 @@ def warmup_sweep(prior, obs, times, lengths, draws):
         settings = dict(num_chains=4, num_warmup=w, num_samples=draws)
         # First call compiles this warmup length; time the second.
         sampler = SamplerSettings(**settings)
-        assimilate_batch(prior, obs, [times[0]], seeds=[1], sampler=sampler, progress_bar=False)
+        assimilate_batch(
+            prior, obs, [times[0]], seeds=[1], sampler=sampler, options=STATED, progress_bar=False
+        )
         rec = []
         for t in times:
             a = assimilate_batch(
-                prior, obs, [t], seeds=[time_seed(7, t)], sampler=sampler, progress_bar=False
+                prior,
+                obs,
+                [t],
+                seeds=[time_seed(7, t)],
+                sampler=sampler,
+                options=STATED,
+                progress_bar=False,
             )[0]
             v = diagnose(a.idata, a.field)
             secs = a.timings["warmup"] + a.timings["sampling"]

@@ -33,6 +33,7 @@ import bayesda
 from analysis.common.io import command, results_dir
 from analysis.common.osse import open_field
 from analysis.common.prior import with_repr_error
+from analysis.common.settings import STATED
 
 
 def parse_args(argv=None):
@@ -96,7 +97,7 @@ def check_time(prior, obs, truth, seed: int, assimilate_too: bool) -> dict:
         row["scale_repr"] = report["fit"]["scale"]
         row["scale_obs"] = report["fit"]["scale_obs"]
         for tag, pr, ob in (("as_is", prior, obs), ("auto", fitted, obs_fit)):
-            a = assimilate(pr, ob, seed=seed, sampler=laplace, progress_bar=False)
+            a = assimilate(pr, ob, seed=seed, sampler=laplace, options=STATED, progress_bar=False)
             scores, _, _ = bs.score_one(posterior_dataset(a, pr), truth, obs)
             for metric in ("rmse", "crps", "coverage_90"):
                 row[f"{tag}_{metric}"] = scores[("unobserved", metric)]

@@ -1,0 +1,1 @@
+"""Real METAR stations: which method predicts withheld stations best (five-fold CV)?"""

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import bayesda
 from analysis.common.io import SHIPPED_MODEL, command, results_dir
+from analysis.common.settings import STATED
 
 NETWORKS = [("uniform", 20), ("uniform", 50), ("uniform", 200), ("station", 50), ("station", 200)]
 METRICS = ("rmse", "crps", "coverage_90", "spread_skill")
@@ -151,7 +152,7 @@ def score(prior, anomalies, n_times: int, seed: int = 0, networks=NETWORKS) -> l
     for name, cases in _cases(anomalies, n_times, networks, seed):
         vals = []
         for truth, obs, s in cases:
-            a = assimilate(prior, obs, sampler=laplace, seed=s, progress_bar=False)
+            a = assimilate(prior, obs, sampler=laplace, options=STATED, seed=s, progress_bar=False)
             v = verify(posterior_dataset(a, prior), truth, obs).sel(region="unobserved")
             vals.append({m: float(v[m]) for m in METRICS})
         rows.append({"network": name, **_summary(vals)})

@@ -38,6 +38,7 @@ import numpy as np
 import bayesda  # noqa: F401  (XLA flags before jax)
 from analysis.common.io import SHIPPED_MODEL, command, results_dir, write_text
 from analysis.common.linear import SHIFTS, LinearisedPosterior, gaussian_scores, shifted_truth
+from analysis.common.settings import STATED
 from bayesda.data.datasets import load_dataset
 from bayesda.data.split import block_split
 from bayesda.inference.assimilate import assimilate
@@ -61,7 +62,7 @@ def score_mode(prior, obs, truth, mode: str, case: int, engine: str, linear, sam
     p, o, rep = calibrate(prior, obs, mode, seed=case)
     fit = rep.get("fit", {})
     if engine in ("laplace", "nuts"):
-        a = assimilate(p, o, seed=case, sampler=sampler, progress_bar=False)
+        a = assimilate(p, o, seed=case, sampler=sampler, options=STATED, progress_bar=False)
         v = metrics.verify(posterior_dataset(a, p), truth, obs).sel(region="unobserved")
         sc = {k: float(v[k]) for k in ("rmse", "crps", "coverage_90", "spread_skill")}
     else:

@@ -64,6 +64,7 @@ import xarray as xr
 import bayesda
 from analysis.common.io import SHIPPED_MODEL, command, results_dir
 from analysis.common.prior import reconstruct
+from analysis.common.settings import STATED
 from bayesda.geo.grid import Grid
 from bayesda.verify import metrics
 
@@ -309,7 +310,7 @@ def run_case(prior, grid, truth, n_obs, refs, cfg: CheckConfig, seed: int) -> di
 
     t0 = _time.perf_counter()
     sampler = SamplerSettings(num_chains=cfg.chains, num_warmup=cfg.warmup, num_samples=cfg.draws)
-    res = assimilate(prior, obs, sampler=sampler, seed=seed, progress_bar=False)
+    res = assimilate(prior, obs, sampler=sampler, options=STATED, seed=seed, progress_bar=False)
     wall = _time.perf_counter() - t0
     field = res.field.reshape(-1, *grid.shape).astype(np.float64)
     members = xr.DataArray(field, dims=("sample", "lat", "lon"), coords=grid.coords())

@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.common.io import SHIPPED_MODEL, command, results_dir
+from analysis.common.settings import STATED
 
 STATUSES = ("PASS", "WARN", "FAIL")
 
@@ -241,10 +242,11 @@ def run_linear(prior, args, settings, rows, rng, log):
                 group,
                 seeds=[zlib.crc32(f"{case}|{t}".encode()) for t in group],
                 progress_bar=False,
+                options=STATED,
                 sampler=DEFAULT.replace(**sets),
             )
             for a, t in zip(res, group, strict=True):
-                obs = prepare_obs(prior, obs_df, time=t, pad=False)
+                obs = prepare_obs(prior, obs_df, time=t, pad=False, options=STATED)
                 mean, cov, W = exact_posterior(prior, obs)
                 ess = host_convergence(a.z).ess_bulk
                 zs = zscores(a.z, ess, mean, cov)
@@ -293,6 +295,7 @@ def run_shipped(shipped, args, settings, rows, rng, log):
         [ref_time],
         seeds=[12345],
         progress_bar=False,
+        options=STATED,
         sampler=DEFAULT.replace(
             **dict(settings, num_chains=4, num_samples=args.ref_draws, num_warmup=500)
         ),
@@ -313,6 +316,7 @@ def run_shipped(shipped, args, settings, rows, rng, log):
             [t for t, _ in group],
             seeds=[1000 + 17 * s + k for k, (_, s) in enumerate(group)],
             progress_bar=False,
+            options=STATED,
             sampler=DEFAULT.replace(**settings),
         )
         for a, (t, _) in zip(res, group, strict=True):

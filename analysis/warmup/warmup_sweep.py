@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from analysis.common.io import SHIPPED_MODEL, command, results_dir
+from analysis.common.settings import STATED
 
 
 def held_out_case(prior, n_times: int, n_obs: int):
@@ -64,6 +65,7 @@ def references(prior, obs, times, ref_draws: int) -> list[tuple]:
         obs,
         times,
         seeds=[777 + k for k in range(len(times))],
+        options=STATED,
         sampler=REANALYSIS.replace(num_warmup=500, num_samples=ref_draws),
         progress_bar=False,
     )
@@ -93,6 +95,7 @@ def run_setting(prior, obs, times, ref, depth: int, warmup: int, seeds: int) -> 
             obs,
             times,
             seeds=[1000 * s + 31 * k + w for k in range(len(times))],
+            options=STATED,
             sampler=REANALYSIS.replace(num_warmup=w),
             progress_bar=False,
         )

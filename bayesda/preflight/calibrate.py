@@ -52,12 +52,14 @@ __all__ = [
     "MODES",
     "NEGLIGIBLE_SHARE",
     "CalibrationCheck",
+    "HoldoutPieces",
     "bound_problem",
     "calibrate",
     "fit_scale",
     "fit_scales",
     "holdout_check",
     "holdout_folds",
+    "holdout_pieces",
     "information_problem",
     "rescale_prior",
 ]
@@ -112,9 +114,9 @@ class CalibrationCheck(NamedTuple):
         }
 
 
-class _Pieces(NamedTuple):
+class HoldoutPieces(NamedTuple):
     """What every prediction needs: ``y [n]``, the linearisation, ``HCH^T [n, n]``,
-    ``sigma^2 [n]``."""
+    ``sigma^2 [n]`` (see :func:`holdout_pieces`)."""
 
     y: np.ndarray
     lin: object
@@ -122,7 +124,16 @@ class _Pieces(NamedTuple):
     obs_var: np.ndarray
 
 
-def _pieces(prior, obs: pd.DataFrame) -> _Pieces:
+def holdout_pieces(prior, obs: pd.DataFrame) -> HoldoutPieces:
+    """The observations, the prior linearised at their analysis (one Gauss-Newton step from
+    ``z = 0``), the representation error's covariance and the stated error variances at them:
+    what the withheld-observation fits (:func:`holdout_check`, :func:`fit_scales`,
+    :func:`bound_problem`) predict each fold from.
+
+    Args:
+      prior: the :class:`bayesda.prior.generative.GenerativePrior`.
+      obs: one analysis time's anomalies (lat, lon, value, sigma).
+    """
     y = obs["value"].to_numpy(np.float64)
     sigma = obs["sigma"].to_numpy(np.float64)
     stencil = bilinear_stencil(prior.grid, obs["lat"].to_numpy(), obs["lon"].to_numpy())
@@ -132,7 +143,7 @@ def _pieces(prior, obs: pd.DataFrame) -> _Pieces:
     # one Gauss-Newton step: linearise at the (linearised) analysis of all observations
     R = rep + np.diag(sigma**2)
     z1 = lin.G.T @ np.linalg.solve(lin.G @ lin.G.T + R, y - lin.m)
-    return _Pieces(y, linearise(prior, stencil, z1, jac_fn), rep, sigma**2)
+    return HoldoutPieces(y, linearise(prior, stencil, z1, jac_fn), rep, sigma**2)
 
 
 def holdout_folds(n: int, k: int, seed: int) -> np.ndarray:
@@ -150,7 +161,7 @@ def holdout_folds(n: int, k: int, seed: int) -> np.ndarray:
     return fold
 
 
-def _predict(p: _Pieces, fold, scale, scale_obs):
+def _predict(p: HoldoutPieces, fold, scale, scale_obs):
     """Pointwise ``(mean, sd, residual)`` of each observation from the folds it is not in."""
     GGt = p.lin.G @ p.lin.G.T
     K = GGt + scale**2 * p.rep + np.diag(scale_obs**2 * p.obs_var)
@@ -166,7 +177,7 @@ def _predict(p: _Pieces, fold, scale, scale_obs):
     return mean, np.sqrt(np.maximum(var, 1e-12)), r
 
 
-def _lpd(p: _Pieces, fold, scale, scale_obs) -> np.ndarray:
+def _lpd(p: HoldoutPieces, fold, scale, scale_obs) -> np.ndarray:
     mu, sd, r = _predict(p, fold, scale, scale_obs)
     return stats.norm.logpdf(r, mu, sd)
 
@@ -197,7 +208,7 @@ def holdout_check(
       scale: representation-error scale ``b`` (1: the model as shipped).
       scale_obs: observation-error scale ``a`` (default: ``scale``, one scale for both).
     """
-    p = _pieces_cache or _pieces(prior, obs)
+    p = _pieces_cache or holdout_pieces(prior, obs)
     scale_obs = scale if scale_obs is None else scale_obs
     fold = holdout_folds(p.y.size, folds, seed)
     mu, sd, r = _predict(p, fold, scale, scale_obs)
@@ -237,7 +248,7 @@ def fit_scale(
       log-spaced grid in [0.25, 8], a bootstrap 90% interval over the withheld observations,
       and the gain in total log density over ``s = 1`` (nats).
     """
-    p = _pieces_cache or _pieces(prior, obs)
+    p = _pieces_cache or holdout_pieces(prior, obs)
     fold = holdout_folds(p.y.size, folds, seed)
     lpd = np.stack([_lpd(p, fold, a, a) for a in SCALE_GRID])  # [grid, n]
     total = lpd.sum(1)
@@ -276,7 +287,7 @@ def fit_scales(
       ``scale_obs`` is ``a`` (observation error), each with a bootstrap 90% interval, and
       the gain in total log density over ``b = a = 1`` (nats).
     """
-    p = _pieces_cache or _pieces(prior, obs)
+    p = _pieces_cache or holdout_pieces(prior, obs)
     fold = holdout_folds(p.y.size, folds, seed)
     g = PAIR_GRID
     lpd = np.stack([_lpd(p, fold, b, a) for b in g for a in g])  # [grid^2, n], b major
@@ -357,7 +368,7 @@ NEGLIGIBLE_SHARE = 0.05
 1, is below this share of the withheld observations' predictive variance."""
 
 
-def bound_problem(fit: dict, grid: np.ndarray, p: _Pieces, fold: np.ndarray) -> str | None:
+def bound_problem(fit: dict, grid: np.ndarray, p: HoldoutPieces, fold: np.ndarray) -> str | None:
     """Why a fit is refused because a scale sits on the search grid's bound, or None.
 
     A scale within :data:`BOUND_STEPS` steps of the grid's ends is not determined by the
@@ -432,7 +443,7 @@ def calibrate(
     """
     if mode not in MODES:
         raise ValueError(f"calibrate={mode!r}; expected one of {MODES}")
-    pieces = _pieces(prior, obs)
+    pieces = holdout_pieces(prior, obs)
     check = holdout_check(prior, obs, folds=folds, seed=seed, _pieces_cache=pieces)
     report = {"mode": mode, "check": check.to_dict()}
     problem = information_problem(obs, folds=folds, seed=seed)

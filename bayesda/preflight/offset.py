@@ -95,12 +95,12 @@ def estimate_offset(prior, obs: pd.DataFrame, kind: str = "uniform", sd: float =
     Returns:
       ``{"kind", "sd", "mean": [k], "post_sd": [k]}`` (K), JSON-able.
     """
-    from bayesda.preflight.calibrate import _pieces
+    from bayesda.preflight.calibrate import holdout_pieces
 
     _check(kind, sd)
     if kind == "none":
         return {"kind": kind, "sd": float(sd), "mean": [], "post_sd": []}
-    p = _pieces(prior, obs)
+    p = holdout_pieces(prior, obs)
     U = offset_modes(prior.grid, kind).reshape(-1, prior.grid.size)
     H = as_matrix(
         bilinear_stencil(prior.grid, obs["lat"].to_numpy(), obs["lon"].to_numpy()),

@@ -1,0 +1,1 @@
+"""How much withheld-observation information does ``--calibrate auto`` need before it may fit?"""
