@@ -353,6 +353,17 @@ CASES = [
         NCEP,
     ),
     Case(
+        "analysis.source_shift.learned",
+        ("--n-times", "1", "--shifts", "finer", "--networks", "20", "--out", "{out}/learned"),
+        ("learned.md", "learned.json"),
+        NCEP,
+    ),
+    Case(
+        "analysis.real_obs.speed",
+        ("--repeats", "1", "--out", "{out}/speed.json"),
+        ("speed.json", "speed.md"),
+    ),
+    Case(
         "analysis.source_shift.source_shift_diagnose",
         ("--n-times", "1", "--out", "{out}/diagnosis"),
         ("diagnosis.md", "diagnosis.json"),
