@@ -407,7 +407,7 @@ def test_reanalyse_verify_reports_and_redoes_a_damaged_time(
 
     out, _ = finished_store
     monkeypatch.setattr(bayesda.prior.checkpoint, "load_model", lambda path: clim_prior)
-    monkeypatch.setattr(bayesda.workflows.reanalysis, "_cached_prior", lambda path: clim_prior)
+    monkeypatch.setattr(bayesda.workflows.reanalysis, "cached_prior", lambda path: clim_prior)
     obs = store_obs_csv
     (out / "sd" / "c" / "2" / "0" / "0").unlink()
     argv = [
@@ -1471,7 +1471,7 @@ def test_reanalyse_cli_groups_by_window_and_names_options(
     import bayesda.workflows.reanalysis
 
     monkeypatch.setattr(bayesda.prior.checkpoint, "load_model", lambda path: clim_prior)
-    monkeypatch.setattr(bayesda.workflows.reanalysis, "_cached_prior", lambda path: clim_prior)
+    monkeypatch.setattr(bayesda.workflows.reanalysis, "cached_prior", lambda path: clim_prior)
     obs = make_obs(clim_prior.grid, 12, seed=7)
     obs["time"] = pd.Timestamp(TIME) + pd.to_timedelta(np.arange(12) - 6, unit="min")
     path = tmp_path / "obs.csv"

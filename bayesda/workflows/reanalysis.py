@@ -39,7 +39,11 @@ __all__ = [
     "analysis_times",
     "assimilate_times",
     "assimilation_dataset",
+    "cached_prior",
+    "model_digest",
     "model_step",
+    "obs_digest",
+    "open_store",
     "read_obs_source",
     "reanalyse",
     "summary_dataset",
@@ -156,7 +160,8 @@ def read_obs_source(src: str | os.PathLike, climatology=None, **kwargs) -> pd.Da
     return read_obs(path, climatology=climatology, **kwargs)
 
 
-def _obs_digest(obs: pd.DataFrame) -> str:
+def obs_digest(obs: pd.DataFrame) -> str:
+    """Content hash of the observations (order-free): part of a store's signature."""
     cols = [c for c in ("time", "lat", "lon", "value", "sigma") if c in obs.columns]
     frame = obs[cols].sort_values(cols).reset_index(drop=True)
     return hashlib.sha256(
@@ -164,7 +169,8 @@ def _obs_digest(obs: pd.DataFrame) -> str:
     ).hexdigest()[:16]
 
 
-def _model_digest(prior: GenerativePrior) -> str:
+def model_digest(prior: GenerativePrior) -> str:
+    """The model's name and a hash of its card's file list: part of a store's signature."""
     card = prior.card or {}
     payload = json.dumps(card.get("files", card), sort_keys=True, default=str)
     return f"{prior.name}:{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
@@ -286,7 +292,8 @@ def assimilation_dataset(prior, result, settings: ReanalysisSettings) -> xr.Data
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_prior(model_path: str) -> GenerativePrior:
+def cached_prior(model_path: str) -> GenerativePrior:
+    """The model at ``model_path``, loaded once per process (a Dask worker's cache)."""
     from bayesda.prior.checkpoint import load_model
 
     return load_model(model_path)
@@ -294,7 +301,7 @@ def _cached_prior(model_path: str) -> GenerativePrior:
 
 def _run_task(model_path: str, obs: pd.DataFrame, times, indices, settings, out: str):
     """One unit of work on a worker: the worker loads (and caches) the model itself."""
-    return _assimilate_and_write(_cached_prior(model_path), obs, times, indices, settings, out)
+    return _assimilate_and_write(cached_prior(model_path), obs, times, indices, settings, out)
 
 
 def _assimilate_and_write(prior, obs, times, indices, settings, out) -> list[int]:
@@ -398,6 +405,21 @@ def _report_damaged(damaged: dict) -> None:
         print(f"reanalyse: time {index} ({t}) was damaged: {reason}; redoing it", file=sys.stderr)
 
 
+def open_store(out, times, prior, settings, signature, *, verify, report) -> np.ndarray:
+    """Open (or create) the store, with ``verify`` re-check every finished time and mark the
+    damaged ones pending (``report`` hears of them); return the pending time indices."""
+    store.open_or_create(
+        out, times, prior.grid, n_samples=settings.keep_samples, signature=signature
+    )
+    if verify:
+        bad = store.verify(out)
+        if bad:
+            store.mark_pending(out, list(bad))
+        if bad or report is not None:
+            (report or _report_damaged)({i: (str(times[i])[:19], w) for i, w in bad.items()})
+    return store.pending(out)
+
+
 def _reanalyse(
     model, obs, out, start, end, settings, scheduler, n_workers, progress, verify, report,
     step, window, superob,
@@ -405,7 +427,7 @@ def _reanalyse(
     if scheduler is not None and isinstance(model, GenerativePrior):
         raise ValueError("a Dask reanalysis needs a model directory, not an in-memory prior")
     prior = (
-        model if isinstance(model, GenerativePrior) else _cached_prior(str(Path(model).resolve()))
+        model if isinstance(model, GenerativePrior) else cached_prior(str(Path(model).resolve()))
     )
     step = model_step(prior) if step is None else pd.Timedelta(step)
     half = step / 2 if window is None else pd.Timedelta(window)
@@ -417,20 +439,11 @@ def _reanalyse(
         obs = _superob(obs, prior.grid)
     obs_time = pd.to_datetime(obs["time"]).to_numpy().astype("datetime64[ns]")
     signature = {
-        "model": _model_digest(prior),
-        "obs": _obs_digest(obs[np.isin(obs_time, times)]),
+        "model": model_digest(prior),
+        "obs": obs_digest(obs[np.isin(obs_time, times)]),
         "settings": settings.signature(),
     }
-    store.open_or_create(
-        out, times, prior.grid, n_samples=settings.keep_samples, signature=signature
-    )
-    if verify:
-        bad = store.verify(out)
-        if bad:
-            store.mark_pending(out, list(bad))
-        if bad or report is not None:
-            (report or _report_damaged)({i: (str(times[i])[:19], w) for i, w in bad.items()})
-    todo = store.pending(out)
+    todo = open_store(out, times, prior, settings, signature, verify=verify, report=report)
     groups = [
         (idx, obs[np.isin(obs_time, times[idx])].reset_index(drop=True))
         for idx in _groups(todo, settings.batch_times)

@@ -35,13 +35,13 @@ import bayesda.outputs.store as store
 from bayesda.prior.generative import GenerativePrior
 from bayesda.settings import ReanalysisSettings
 from bayesda.workflows.reanalysis import (
-    _cached_prior,
-    _model_digest,
-    _obs_digest,
-    _report_damaged,
     analysis_times,
     assimilation_dataset,
+    cached_prior,
+    model_digest,
     model_step,
+    obs_digest,
+    open_store,
     time_seed,
     window_obs,
 )
@@ -158,7 +158,7 @@ def reanalyse_smoother(
     out = Path(out)
     files.check_target(out, "store", resume=True)
     prior = (
-        model if isinstance(model, GenerativePrior) else _cached_prior(str(Path(model).resolve()))
+        model if isinstance(model, GenerativePrior) else cached_prior(str(Path(model).resolve()))
     )
     if prior.dynamics is None:
         raise ValueError(
@@ -181,8 +181,8 @@ def reanalyse_smoother(
 
         used = _superob(used, prior.grid)
     signature = {
-        "model": _model_digest(prior),
-        "obs": _obs_digest(used),
+        "model": model_digest(prior),
+        "obs": obs_digest(used),
         "settings": settings.signature(),
         "smoother": {
             "window_times": int(window_times),
@@ -191,16 +191,8 @@ def reanalyse_smoother(
         },
     }
     with files.lock(out):
-        store.open_or_create(
-            out, times, prior.grid, n_samples=settings.keep_samples, signature=signature
-        )
-        if verify:
-            bad = store.verify(out)
-            if bad:
-                store.mark_pending(out, list(bad))
-            if bad or report is not None:
-                (report or _report_damaged)({i: (str(times[i])[:19], w) for i, w in bad.items()})
-        pending = set(store.pending(out).tolist())
+        todo = open_store(out, times, prior, settings, signature, verify=verify, report=report)
+        pending = set(todo.tolist())
         bar = tqdm(
             total=times.size,
             initial=times.size - len(pending),
