@@ -148,7 +148,9 @@ def register(subparsers) -> None:
         help="held-out time (default: see bayesda.workflows.demo)",
     )
     add_settings_args(e, DEMO)
-    e.set_defaults(func=cmd_demo)
+    # pseudo-observations carry exactly their stated errors: the stated-error model is the
+    # right one for them (bayesda.workflows.demo.DEMO_OPTIONS); --errors learned for the other
+    e.set_defaults(func=cmd_demo, errors="stated")
 
 
 def add_window_arg(p) -> None:

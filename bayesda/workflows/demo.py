@@ -31,6 +31,7 @@ from bayesda.workflows.run import assimilate_to_run, load_prior
 __all__ = [
     "DEMO_N_OBS",
     "DEMO_NETWORK",
+    "DEMO_OPTIONS",
     "DEMO_SAMPLER",
     "DEMO_SIGMA",
     "demo_report",
@@ -43,6 +44,11 @@ DEMO_SAMPLER = {k: getattr(DEMO, k) for k in ("num_chains", "num_warmup", "num_s
 DEMO_N_OBS = 60
 DEMO_SIGMA = 0.5
 DEMO_NETWORK = "station"
+# Pseudo-observations are the field plus exactly their stated noise: no site error, no
+# offset, the model's own representation error. The stated-error model is the right one for
+# them; the learned errors (the library's default, for real stations) would learn a site SD
+# that is not there (bayesda demo --errors learned).
+DEMO_OPTIONS = ModelOptions(errors="stated")
 
 
 def pick_time(times: np.ndarray, month: int = 1, hour: int = 12, year: int = 2014) -> np.datetime64:
@@ -87,8 +93,9 @@ def run_demo(
       seed: seeds the observations and the sampler.
       verbose: print the summary.
       sampler, options, progress_bar: as for :func:`bayesda.assimilate` (default sampler
-        :data:`bayesda.settings.DEMO`).
+        :data:`bayesda.settings.DEMO`, options :data:`DEMO_OPTIONS`).
     """
+    options = DEMO_OPTIONS if options is None else options
     from bayesda.data.datasets import load_dataset
     from bayesda.data.split import block_split
     from bayesda.geo.grid import Grid
@@ -140,7 +147,13 @@ def demo_report(info: dict, out) -> str:
         f"(sigma {DEMO_SIGMA} K)",
         f"  sampler: {info['settings']['method']}, {info['settings']['num_chains']} chains x "
         f"{info['settings']['num_warmup']} warmup + {info['settings']['num_samples']} draws "
-        f"(chains over {info['settings']['devices']} device(s))",
+        f"(chains over {info['settings']['devices']} device(s)); errors: "
+        f"{info['settings']['errors']}"
+        + (
+            " (pseudo-observations have exactly their stated errors)"
+            if info["settings"]["errors"] == "stated"
+            else ""
+        ),
         f"  time: total {info['demo_wall_s']:.1f} s = data {info['demo']['data_s']:.1f} + "
         f"MAP {t['map']:.1f} + "
         f"warmup {t['warmup']:.1f} + sampling {t['sampling']:.1f} + fields {t['fields']:.1f} + "

@@ -240,3 +240,16 @@ def cli_plot_ok(run) -> bool:
         cli.main(["plot", str(run), "--out", str(run / "again.png")]) == 0
         and (run / "again.png").is_file()
     )
+
+
+def test_demo_defaults_to_the_stated_error_model():
+    """Pseudo-observations carry exactly their stated errors: the demo uses that model unless
+    told otherwise; assimilate's default stays the learned errors."""
+    from bayesda.cli.main import build_parser
+    from bayesda.workflows.demo import DEMO_OPTIONS
+
+    parser = build_parser()
+    assert parser.parse_args(["demo"]).errors == "stated" == DEMO_OPTIONS.errors
+    assert parser.parse_args(["demo", "--errors", "learned"]).errors == "learned"
+    args = parser.parse_args(["assimilate", "--model", "m", "--obs", "o.csv", "--out", "r"])
+    assert args.errors in (None, "learned")  # None: filled in by window_defaults
