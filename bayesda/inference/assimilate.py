@@ -51,7 +51,7 @@ from bayesda.inference.compiled import (
 )
 from bayesda.inference.prepare import REQUIRED_COLUMNS, ObsData, prepare_obs, repad
 from bayesda.inference.result import Assimilation, posterior_fields
-from bayesda.inference.sampler import NutsConfig, n_shards, run_nuts
+from bayesda.inference.sampler import n_shards, run_nuts
 from bayesda.runtime.arrays import to_device
 from bayesda.settings import (
     INITS,
@@ -469,7 +469,7 @@ def sample_batch(
         batch_timings = {"warmup": 0.0, "sampling": 0.0}
     else:
         flat, stats, grads, batch_timings = _run_nuts_batch(
-            fns, all_args, maps, keys, settings, progress_bar=progress_bar
+            fns, all_args, maps, keys, s, progress_bar=progress_bar
         )
     return SampledBatch(
         times,
@@ -581,10 +581,11 @@ def _find_maps(fns: ModelFns, all_args, s: SamplerSettings):
     return maps, (MAP_STEPS + 3 * (fns.flat0.size + 1) if need_map else 0)
 
 
-def _run_nuts_batch(fns, all_args, maps, keys, settings, *, progress_bar):
-    """All chains of all times through :func:`bayesda.inference.sampler.run_nuts`."""
-    nc = settings["num_chains"]
-    init, mass = settings["init"], settings["mass"]
+def _run_nuts_batch(fns, all_args, maps, keys, s: SamplerSettings, *, progress_bar):
+    """All chains of all times through :func:`bayesda.inference.sampler.run_nuts`, which
+    takes the sampler settings as they came."""
+    nc = s.num_chains
+    init, mass = s.init, s.mass
     x0, inv_mass, chain_keys = [], [], []
     dim = fns.flat0.size
     for (x_map, hess, _), (key_init, key_mcmc, _) in zip(maps, keys, strict=True):
@@ -605,20 +606,13 @@ def _run_nuts_batch(fns, all_args, maps, keys, settings, *, progress_bar):
     batched_args = jax.tree.map(
         lambda *a: np.repeat(np.stack([np.asarray(x) for x in a]), nc, axis=0), *all_args
     )
-    config = NutsConfig(
-        num_warmup=settings["num_warmup"],
-        num_samples=settings["num_samples"],
-        target_accept=settings["target_accept"],
-        max_tree_depth=settings["max_tree_depth"],
-        mass=mass,
-    )
     draws = run_nuts(
         fns.potential,
         batched_args,
         np.concatenate(chain_keys),
         np.concatenate(x0),
         np.concatenate(inv_mass),
-        config,
+        s,
         progress_bar=progress_bar,
         desc=f"NUTS {len(all_args)} time(s) x {nc} chains",
         cache_key=fns.cache_key,

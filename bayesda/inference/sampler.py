@@ -43,13 +43,13 @@ from numpyro.infer.hmc_util import dual_averaging
 
 import bayesda.runtime.export as aot
 from bayesda.runtime.arrays import to_device
-from bayesda.settings import MASSES
+from bayesda.settings import MASSES, SamplerSettings
 
 __all__ = [
     "Draws",
     "LAPLACE_WARMUP_TREE_DEPTH",
     "MASSES",
-    "NutsConfig",
+    "NutsKernel",
     "RESONANCE_BAND",
     "SEGMENT",
     "WARMUP_TREE_DEPTH",
@@ -179,12 +179,13 @@ def pool_step_sizes(step_size, groups) -> np.ndarray:
     return np.exp(log_mean[index]).astype(eps.dtype)
 
 
-class NutsConfig(NamedTuple):
-    """Static NUTS settings: a new value compiles a new program.
+class NutsKernel(NamedTuple):
+    """What numpyro's ``NUTS`` takes, apart from what ``MCMC`` takes (warmup, draws, chains).
+
+    Built from the run's :class:`~bayesda.settings.SamplerSettings` by :meth:`of`; a new
+    value compiles a new program.
 
     Attributes:
-      num_warmup: warmup iterations (step size, and for "diag"/"dense" the mass matrix, adapt).
-      num_samples: kept iterations.
       target_accept: dual-averaging target acceptance probability.
       max_tree_depth: NUTS maximum tree depth.
       mass: "laplace" (the given dense inverse mass matrix, fixed), "diag" (adapted
@@ -192,11 +193,24 @@ class NutsConfig(NamedTuple):
         matrix).
     """
 
-    num_warmup: int
-    num_samples: int
     target_accept: float = 0.8
     max_tree_depth: int = 10
     mass: str = "laplace"
+
+    @classmethod
+    def of(cls, settings: SamplerSettings) -> NutsKernel:
+        """The kernel part of a run's sampler settings."""
+        return cls(settings.target_accept, settings.max_tree_depth, settings.mass)
+
+
+class _Static(NamedTuple):
+    """What a compiled program depends on: the kernel and the warmup length (numpyro's
+    ``init_kernel`` takes it for its adaptation schedule); not the number of draws."""
+
+    num_warmup: int
+    target_accept: float
+    max_tree_depth: int
+    mass: str
 
 
 class Draws(NamedTuple):
@@ -234,7 +248,7 @@ def n_shards(batch: int, devices: int | None = None) -> int:
     return max(k for k in range(1, min(batch, devices) + 1) if batch % k == 0)
 
 
-def _kernel(potential: Callable, args: Any, config: NutsConfig):
+def _kernel(potential: Callable, args: Any, config: _Static):
     """numpyro's NUTS init/sample pair for the potential at ``args``.
 
     numpyro's ``hmc`` keeps its integrator and adaptation closures in ``nonlocal`` state
@@ -255,7 +269,7 @@ def _kernel(potential: Callable, args: Any, config: NutsConfig):
     return init, sample_kernel
 
 
-def _warmup_config(config: NutsConfig) -> NutsConfig:
+def _warmup_config(config: _Static) -> _Static:
     cap = LAPLACE_WARMUP_TREE_DEPTH if config.mass == "laplace" else WARMUP_TREE_DEPTH
     return config._replace(max_tree_depth=min(config.max_tree_depth, cap))
 
@@ -265,7 +279,7 @@ def _init_chain(potential, config, key, x0, inv_mass, args):
     return init(x0, inverse_mass_matrix=inv_mass, rng_key=key)
 
 
-def _own_step_size(config: NutsConfig) -> bool:
+def _own_step_size(config: _Static) -> bool:
     return config.mass == "laplace"
 
 
@@ -322,9 +336,7 @@ class _Program(NamedTuple):
 _PROGRAMS: dict = {}
 
 
-def _program(
-    potential: Callable, config: NutsConfig, shards: int, cache_key: Any = None
-) -> _Program:
+def _program(potential: Callable, config: _Static, shards: int, cache_key: Any = None) -> _Program:
     """The jitted, sharded init and segment functions (cached per potential and settings).
 
     With a ``cache_key`` (the potential's content key) the lowered programs are also kept
@@ -385,7 +397,7 @@ def run_nuts(
     keys,
     x0,
     inv_mass,
-    config: NutsConfig,
+    settings: SamplerSettings,
     *,
     progress_bar: bool = False,
     desc: str = "NUTS",
@@ -402,7 +414,9 @@ def run_nuts(
       x0: ``[B, D]`` starting points.
       inv_mass: ``[B, D, D]`` (``mass`` "laplace"/"dense") or ``[B, D]`` ("diag") inverse
         mass matrices.
-      config: the :class:`NutsConfig`.
+      settings: the run's :class:`~bayesda.settings.SamplerSettings`, as the caller got
+        them: the kernel (:meth:`NutsKernel.of`) and the warmup and draws per chain are read
+        from it; the number of chains is ``B`` (the caller's batch of chains and times).
       progress_bar: show a tqdm bar over iterations.
       desc: the bar's label.
       cache_key: the potential's content key
@@ -417,10 +431,13 @@ def run_nuts(
     Returns:
       :class:`Draws` (host arrays).
     """
-    if config.mass not in MASSES:
-        raise ValueError(f"mass={config.mass!r} is not one of {MASSES}")
-    if config.num_samples < 1 or config.num_warmup < 0:
-        raise ValueError(f"need num_samples >= 1 and num_warmup >= 0, got {config}")
+    kernel = NutsKernel.of(settings)
+    num_warmup, num_samples = settings.num_warmup, settings.num_samples
+    if kernel.mass not in MASSES:
+        raise ValueError(f"mass={kernel.mass!r} is not one of {MASSES}")
+    if num_samples < 1 or num_warmup < 0:
+        raise ValueError(f"need num_samples >= 1 and num_warmup >= 0, got {settings}")
+    config = _Static(num_warmup, *kernel)
     x0 = to_device(x0)
     batch, dim = x0.shape
     want = (batch, dim, dim) if config.mass != "diag" else (batch, dim)
@@ -436,12 +453,12 @@ def run_nuts(
     if progress_bar:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.num_warmup + config.num_samples, desc=desc, leave=False)
-    state, warm_steps = _phase(prog, state, args, config.num_warmup, False, bar)
+        bar = tqdm(total=num_warmup + num_samples, desc=desc, leave=False)
+    state, warm_steps = _phase(prog, state, args, num_warmup, False, bar)
     if _own_step_size(config):
         current = state.adapt_state.step_size
         adapted = np.asarray(current)
-        if config.num_warmup > 0:  # the dual-averaging mean, as numpyro ends its warmup
+        if num_warmup > 0:  # the dual-averaging mean, as numpyro ends its warmup
             adapted = np.exp(np.asarray(state.adapt_state.ss_state[1])).astype(adapted.dtype)
             if step_size_groups is not None:
                 adapted = pool_step_sizes(adapted, step_size_groups)
@@ -450,7 +467,7 @@ def run_nuts(
         state = state._replace(adapt_state=state.adapt_state._replace(step_size=step))
     jax.block_until_ready(state)
     t1 = time.perf_counter()
-    state, out = _phase(prog, state, args, config.num_samples, True, bar)
+    state, out = _phase(prog, state, args, num_samples, True, bar)
     if bar is not None:
         bar.close()
     fields = [np.concatenate([np.asarray(o[i]) for o in out], axis=1) for i in range(7)]

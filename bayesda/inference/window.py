@@ -63,7 +63,7 @@ from bayesda.inference.compiled import CACHE, laplace_draws, spd
 from bayesda.inference.model import MIN_PAD, ModelObs, pad_length
 from bayesda.inference.prepare import REQUIRED_COLUMNS, ObsData, pad_rows, prepare_obs
 from bayesda.inference.result import Assimilation, inference_data
-from bayesda.inference.sampler import NutsConfig, run_nuts
+from bayesda.inference.sampler import run_nuts
 from bayesda.obs.operator import Stencil, as_sparse
 from bayesda.prior.dynamics import LatentDynamics
 from bayesda.settings import WINDOW, WINDOW_TARGET_ACCEPT, ModelOptions, SamplerSettings
@@ -629,20 +629,13 @@ def assimilate_window(
             assert hess is not None  # the Laplace mass needs the MAP's Hessian
             inv_mass = np.repeat(np.linalg.inv(hess)[None].astype(np.float32), nc, 0)
         batched = jax.tree.map(lambda a: np.repeat(np.asarray(a)[None], nc, 0), args)
-        config = NutsConfig(
-            num_warmup=s.num_warmup,
-            num_samples=s.num_samples,
-            target_accept=s.target_accept,
-            max_tree_depth=s.max_tree_depth,
-            mass=s.mass,
-        )
         out = run_nuts(
             fns.potential,
             batched,
             np.asarray(jax.random.split(key_mcmc, nc)),
             x0,
             inv_mass,
-            config,
+            s,
             progress_bar=progress_bar,
             desc=f"NUTS window of {T} times x {nc} chains",
             step_size_groups=np.zeros(nc, np.int64),

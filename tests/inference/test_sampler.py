@@ -55,7 +55,7 @@ def test_each_chain_samples_its_own_target(mass):
         sampler.batch_keys([0], batch),
         np.zeros((batch, dim), np.float32),
         inv_mass,
-        sampler.NutsConfig(num_warmup=300, num_samples=1500, mass=mass),
+        SamplerSettings(num_warmup=300, num_samples=1500, mass=mass),
     )
     assert draws.x.shape == (batch, 1500, dim)
     assert not draws.diverging.any()
@@ -86,7 +86,7 @@ def test_chains_of_a_group_share_their_step_size_and_sample_their_target():
         keys=sampler.batch_keys([1], 4),
         x0=mus.astype(np.float32),
         inv_mass=covs.astype(np.float32),
-        config=sampler.NutsConfig(num_warmup=100, num_samples=1000),
+        settings=SamplerSettings(num_warmup=100, num_samples=1000),
     )
     own = sampler.run_nuts(**call)
     pooled = sampler.run_nuts(**call, step_size_groups=[0, 0, 1, 1])
@@ -103,7 +103,7 @@ def test_chains_of_a_group_share_their_step_size_and_sample_their_target():
 
 def test_program_is_compiled_once_and_reused():
     dim, batch = 2, 2
-    config = sampler.NutsConfig(num_warmup=60, num_samples=70)  # two segments per phase
+    config = SamplerSettings(num_warmup=60, num_samples=70)  # two segments per phase
     runs = []
     for seed in range(3):
         mus, covs = _gaussians(batch, dim, seed=seed)
@@ -132,7 +132,7 @@ def test_warmup_trees_are_capped_by_mass(mass):
     cov = np.diag([1.0, 1e-4]).astype(np.float32)
     args = (jnp.zeros((1, 2)), jnp.asarray(np.linalg.inv(cov))[None])
     inv_mass = np.eye(2, dtype=np.float32)[None] if mass == "laplace" else np.ones((1, 2))
-    config = sampler.NutsConfig(num_warmup=40, num_samples=20, mass=mass)
+    config = SamplerSettings(num_warmup=40, num_samples=20, mass=mass)
     draws = sampler.run_nuts(
         _gauss_potential,
         args,
@@ -156,7 +156,7 @@ def test_bad_mass_shape_is_refused():
             sampler.batch_keys([0], 1),
             np.zeros((1, 2), np.float32),
             np.ones((1, 2), np.float32),  # diag shape for the dense default
-            sampler.NutsConfig(10, 10),
+            SamplerSettings(num_warmup=10, num_samples=10),
         )
 
 
@@ -234,3 +234,24 @@ def test_detune_moves_step_sizes_out_of_the_resonance_bands_only():
     np.testing.assert_allclose(out[2:5], r15 * RESONANCE_BAND[1], rtol=1e-6)
     # No detuned value lands in another band.
     np.testing.assert_array_equal(np.asarray(detune(out)), out)
+
+
+def test_kernel_is_the_nuts_part_of_the_settings_and_draws_do_not_recompile():
+    """numpyro's split: NUTS takes the kernel settings, MCMC the run lengths. The compiled
+    program depends on the kernel and the warmup only, so more draws reuse it."""
+    s = SamplerSettings(num_warmup=60, num_samples=100, target_accept=0.7, max_tree_depth=8)
+    assert sampler.NutsKernel.of(s) == sampler.NutsKernel(0.7, 8, "laplace")
+    dim, batch = 2, 2
+    mus, covs = _gaussians(batch, dim, seed=5)
+    args = (jnp.asarray(mus, jnp.float32), jnp.asarray(np.linalg.inv(covs), jnp.float32))
+    call = dict(
+        potential=_gauss_potential,
+        args=args,
+        keys=sampler.batch_keys([5], batch),
+        x0=mus.astype(np.float32),
+        inv_mass=covs.astype(np.float32),
+    )
+    first = sampler.run_nuts(**call, settings=s)
+    more = sampler.run_nuts(**call, settings=s.replace(num_samples=150))  # segments of 50
+    assert more.x.shape == (batch, 150, dim) and more.timings["cache_hit"]
+    np.testing.assert_array_equal(more.x[:, :100], first.x)  # the same chains, longer

@@ -11,6 +11,7 @@ import pytest
 from bayesda.inference import sampler
 from bayesda.prior.checkpoint import load_model
 from bayesda.runtime import export as aot
+from bayesda.settings import SamplerSettings
 
 _REAL_CACHE_DIR = aot.cache_dir
 
@@ -142,14 +143,14 @@ def test_sampler_programs_load_from_disk_with_identical_draws(where):
         jnp.asarray(rng.normal(size=(batch, dim)), jnp.float32),
         jnp.asarray(np.tile(np.eye(dim), (batch, 1, 1)), jnp.float32),
     )
-    config = sampler.NutsConfig(num_warmup=10, num_samples=20)
+    config = SamplerSettings(num_warmup=10, num_samples=20)
     call = dict(
         potential=_gauss_potential,
         args=args,
         keys=sampler.batch_keys([0], batch),
         x0=np.zeros((batch, dim), np.float32),
         inv_mass=np.tile(np.eye(dim, dtype=np.float32), (batch, 1, 1)),
-        config=config,
+        settings=config,
         cache_key=("gauss", "test"),
     )
     first = sampler.run_nuts(**call)
