@@ -241,22 +241,8 @@ def check_absolute(raw, units: str, *, clim_mean=None, clim_sd=None, source: str
     Raises:
       ImplausibleObservationError: a value outside :data:`ABSOLUTE_RANGE_K` once in K.
     """
-    raw = np.asarray(raw, np.float64)
-    kelvin = to_kelvin(raw, units)
-    bad = ~_plausible_absolute(kelvin)
-    if bad.any():
-        lo, hi = ABSOLUTE_RANGE_K
-        _fail(
-            raw,
-            kelvin,
-            bad,
-            "absolute",
-            units,
-            f"outside the physical range {lo:g}..{hi:g} K of near-surface air temperature",
-            clim_mean,
-            clim_sd,
-            source,
-        )
+    # screen_absolute with nothing tolerated: one implausible value refuses the table
+    screen_absolute(raw, units, clim_mean=clim_mean, clim_sd=clim_sd, source=source, tolerance=0)
 
 
 def check_anomaly(raw, units: str, *, clim_mean=None, clim_sd=None, source: str = "") -> None:
