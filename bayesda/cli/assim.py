@@ -450,15 +450,8 @@ def cmd_assimilate(args) -> int:
         prior,
         obs,
         time=args.time,
-        window=args.window,
-        qc=args.qc == "on",
-        calibrate=args.calibrate,
-        offset=args.offset,
-        offset_sd=args.offset_sd,
-        seed=settings.get("seed", 0),
-        lapse=lapse,
-        options=settings["options"],
         superob=args.superob,
+        **_preflight_args(args, settings, lapse),
     )
     print(format_preflight(record))
     info = assimilate_to_run(
@@ -477,6 +470,20 @@ def cmd_assimilate(args) -> int:
     return 0
 
 
+def _preflight_args(args, settings: dict, lapse) -> dict:
+    """The preflight options a single time and a window take alike."""
+    return dict(
+        window=args.window,
+        qc=args.qc == "on",
+        calibrate=args.calibrate,
+        offset=args.offset,
+        offset_sd=args.offset_sd,
+        seed=settings.get("seed", 0),
+        lapse=lapse,
+        options=settings["options"],
+    )
+
+
 def _assimilate_window(args, prior, obs, reader, lapse, settings) -> int:
     """``--window-times N``: the same preflight at every window time, one joint posterior."""
     from bayesda.inference.window import window_times
@@ -493,17 +500,7 @@ def _assimilate_window(args, prior, obs, reader, lapse, settings) -> int:
         )
     times = window_times(args.time, n, prior.dynamics.step_hours)
     obs_by_time, record = preflight_window(
-        prior,
-        obs,
-        times,
-        window=args.window,
-        qc=args.qc == "on",
-        calibrate=args.calibrate,
-        offset=args.offset,
-        offset_sd=args.offset_sd,
-        seed=settings.get("seed", 0),
-        lapse=lapse,
-        options=settings["options"],
+        prior, obs, times, **_preflight_args(args, settings, lapse)
     )
     counts = [0 if f is None else len(f) for f in obs_by_time]
     print(

@@ -202,6 +202,17 @@ def cmd_reanalyse(args) -> int:
         keep_samples=args.keep_samples,
         batch_times=args.batch_times,
     )
+    # what both reanalyses take: the period, the settings and the window rule
+    common = dict(
+        start=args.start,
+        end=args.end,
+        settings=settings,
+        progress=kw["progress_bar"],
+        report=_print_check if args.verify else None,
+        step=args.step,
+        window=args.window,
+        superob=args.superob,
+    )
     if args.smoother:
         from bayesda.workflows.smoother import reanalyse_smoother
 
@@ -209,32 +220,13 @@ def cmd_reanalyse(args) -> int:
             prior,
             obs,
             args.out,
-            start=args.start,
-            end=args.end,
-            settings=settings,
             window_times=args.window_times,
             stride=args.window_stride,
-            progress=kw["progress_bar"],
-            report=_print_check if args.verify else None,
-            step=args.step,
-            window=args.window,
-            superob=args.superob,
+            **common,
         )
     else:
         out = reanalyse(
-            model_dir,
-            obs,
-            args.out,
-            start=args.start,
-            end=args.end,
-            settings=settings,
-            scheduler=args.scheduler,
-            n_workers=args.workers,
-            progress=kw["progress_bar"],
-            report=_print_check if args.verify else None,
-            step=args.step,
-            window=args.window,
-            superob=args.superob,
+            model_dir, obs, args.out, scheduler=args.scheduler, n_workers=args.workers, **common
         )
     ds = xr.open_zarr(out, consolidated=False)
     verdicts = ds["verdict"].values

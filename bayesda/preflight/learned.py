@@ -178,6 +178,8 @@ def learned_quality_control(
       ``"gross"``); and the withheld predictions when no report was flagged (they then
       hold for the table returned; else None).
     """
+    from bayesda.preflight.qc import flagged_records
+
     options = options or ModelOptions()
     settings = settings or LearnedQC()
     df = obs.reset_index(drop=True).copy()
@@ -200,21 +202,17 @@ def learned_quality_control(
     df["departure"], df["departure_sd"], df["p_gross"] = d, sd, p_gross
     df["qc"] = np.where(buddy, "buddy", np.where(gross, "gross", "ok"))
     flagged = (df["qc"] != "ok").to_numpy()
-    cols = [
-        c
-        for c in (
-            "station_id",
-            "lat",
-            "lon",
-            "value",
-            "sigma",
-            "departure",
-            "departure_sd",
-            "p_gross",
-            "qc",
-        )
-        if c in df.columns
-    ]
+    cols = (
+        "station_id",
+        "lat",
+        "lon",
+        "value",
+        "sigma",
+        "departure",
+        "departure_sd",
+        "p_gross",
+        "qc",
+    )
     report = {
         "model": "learned",
         "settings": settings._asdict(),
@@ -224,7 +222,7 @@ def learned_quality_control(
         "n_background": 0,
         "site_sd": float(np.mean(pred["site_sd"])) if pred else None,
         "repr_scale": float(np.mean(pred["repr_scale"])) if pred else None,
-        "flagged": df.loc[flagged, cols].to_dict(orient="records"),
+        "flagged": flagged_records(df, cols),
     }
     kept = df.loc[~flagged].reset_index(drop=True)
     kept.attrs = dict(obs.attrs)

@@ -61,6 +61,7 @@ __all__ = [
     "linearise",
     "observed_jacobian",
     "background_check",
+    "flagged_records",
     "gross_error_weights",
     "quality_control",
     "studentt_effective_sigma",
@@ -203,6 +204,13 @@ def _weighted_analysis(y, lin: Linearisation, R: np.ndarray, extra: np.ndarray) 
 
 
 @single_blas
+def flagged_records(df: pd.DataFrame, columns) -> list[dict]:
+    """The reports QC did not pass (``qc != "ok"``), with those of ``columns`` the table has:
+    the ``flagged`` list of a QC report."""
+    cols = [c for c in columns if c in df.columns]
+    return df.loc[df["qc"] != "ok", cols].to_dict(orient="records")
+
+
 def quality_control(
     prior, obs: pd.DataFrame, settings: QCSettings | None = None, *, outer: int = 3
 ) -> tuple[pd.DataFrame, dict]:
@@ -244,27 +252,23 @@ def quality_control(
     df["departure"] = res["departure"]
     df["departure_sd"] = res["departure_sd"]
     df["qc"] = np.where(reject, "background", np.where(flagged, "gross", "ok"))
-    cols = [
-        c
-        for c in (
-            "station_id",
-            "lat",
-            "lon",
-            "value",
-            "sigma_stated",
-            "p_gross",
-            "departure",
-            "departure_sd",
-            "qc",
-        )
-        if c in df.columns
-    ]
+    cols = (
+        "station_id",
+        "lat",
+        "lon",
+        "value",
+        "sigma_stated",
+        "p_gross",
+        "departure",
+        "departure_sd",
+        "qc",
+    )
     report = {
         "settings": settings._asdict(),
         "n_obs": len(df),
         "n_background": int(reject.sum()),
         "n_gross": int((flagged & ~reject).sum()),
-        "flagged": df.loc[df["qc"] != "ok", cols].to_dict(orient="records"),
+        "flagged": flagged_records(df, cols),
         "background_departure_sd_max": float(np.max(np.abs(bdep) / bsd)),
     }
     df.attrs = dict(obs.attrs)
