@@ -15,6 +15,28 @@ from bayesda.verify import metrics
 SHIFTS = ("none", "finer", "coarser")
 
 
+def shift_times(times: np.ndarray, n_times: int) -> np.ndarray:
+    """Indices of the source-shift studies' held-out times: ``n_times`` spread over the test
+    blocks, offset from the gross-error study's so the experiments share no case."""
+    from bayesda.data.split import block_split
+
+    _, test = block_split(times)
+    test_idx = np.flatnonzero(test)
+    return test_idx[np.linspace(7, test_idx.size - 8, n_times).astype(int)]
+
+
+def shift_cases(prior, data, k: int, case: int, shifts, networks, field: GaussianRandomField):
+    """One held-out time ``k`` of the source-shift studies: ``(shift, n, truth, obs)`` for each
+    shifted truth and station-like network of ``n`` observations (sigma 0.5 K)."""
+    from bayesda.obs.table import pseudo_obs
+
+    base = prior.climatology.to_anomaly(data["tas"].isel(time=int(k))).drop_vars("time")
+    for shift in shifts:
+        truth = shifted_truth(base, shift, 1000 + case, field)
+        for n in networks:
+            yield shift, n, truth, pseudo_obs(truth, n, network="station", sigma=0.5, seed=case)
+
+
 def shifted_truth(truth, shift: str, seed: int, field: GaussianRandomField):
     """The truth of another source (see the module docstring)."""
     if shift == "none":

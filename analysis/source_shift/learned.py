@@ -35,12 +35,10 @@ import numpy as np
 
 import bayesda  # noqa: F401  (XLA flags before jax)
 from analysis.common.io import SHIPPED_MODEL, command, results_dir, write_text
-from analysis.common.linear import SHIFTS, shifted_truth
+from analysis.common.linear import SHIFTS, shift_cases, shift_times
 from bayesda.data.datasets import load_dataset
-from bayesda.data.split import block_split
 from bayesda.inference.assimilate import assimilate
 from bayesda.inference.fields import posterior_dataset
-from bayesda.obs.table import pseudo_obs
 from bayesda.preflight.learned import learned_check
 from bayesda.prior.checkpoint import load_model
 from bayesda.settings import DEMO, ModelOptions
@@ -78,19 +76,14 @@ def main(argv=None) -> int:
     prior = load_model(args.model)
     data = load_dataset("ncep-air", os.environ.get("BAYESDA_DATA_DIR"))
     grf = GaussianRandomField(prior.grid, length_scale_km=250.0, sd=1.0, land_sea_ratio=2.0)
-    _, test = block_split(data["time"].values)
-    test_idx = np.flatnonzero(test)
-    # the times of analysis.source_shift.source_shift (same offsets), so the rows compare
-    picks = test_idx[np.linspace(7, test_idx.size - 8, args.n_times).astype(int)]
+    # the times and cases of analysis.source_shift.source_shift, so the rows compare
+    picks = shift_times(data["time"].values, args.n_times)
+    shifts, networks = args.shifts.split(","), [int(v) for v in args.networks.split(",")]
     rows: dict = {}
     for case, k in enumerate(picks):
-        base = prior.climatology.to_anomaly(data["tas"].isel(time=int(k))).drop_vars("time")
-        for shift in args.shifts.split(","):
-            truth = shifted_truth(base, shift, 1000 + case, grf)
-            for n in [int(v) for v in args.networks.split(",")]:
-                obs = pseudo_obs(truth, n, network="station", sigma=0.5, seed=case)
-                sc = one_case(prior, obs, truth, case, DEMO)
-                rows.setdefault((shift, f"station-{n}"), []).append(sc)
+        for shift, n, truth, obs in shift_cases(prior, data, k, case, shifts, networks, grf):
+            sc = one_case(prior, obs, truth, case, DEMO)
+            rows.setdefault((shift, f"station-{n}"), []).append(sc)
         print(
             f"time {case + 1}/{len(picks)} done ({_time.perf_counter() - t_start:.0f} s)",
             flush=True,

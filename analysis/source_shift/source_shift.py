@@ -37,13 +37,17 @@ import numpy as np
 
 import bayesda  # noqa: F401  (XLA flags before jax)
 from analysis.common.io import SHIPPED_MODEL, command, results_dir, write_text
-from analysis.common.linear import SHIFTS, LinearisedPosterior, gaussian_scores, shifted_truth
+from analysis.common.linear import (
+    SHIFTS,
+    LinearisedPosterior,
+    gaussian_scores,
+    shift_cases,
+    shift_times,
+)
 from analysis.common.settings import STATED
 from bayesda.data.datasets import load_dataset
-from bayesda.data.split import block_split
 from bayesda.inference.assimilate import assimilate
 from bayesda.inference.fields import posterior_dataset
-from bayesda.obs.table import pseudo_obs
 from bayesda.preflight.calibrate import calibrate
 from bayesda.prior.checkpoint import load_model
 from bayesda.settings import SamplerSettings
@@ -82,25 +86,18 @@ def run(args, prior, data, t_start: float) -> dict:
     [scores per time]}``."""
     linear = LinearisedPosterior(prior)
     grf = GaussianRandomField(prior.grid, length_scale_km=250.0, sd=1.0, land_sea_ratio=2.0)
-    times = data["time"].values
-    _, test = block_split(times)
-    test_idx = np.flatnonzero(test)
-    # offset from the gross-error script's times so the two experiments do not share cases
-    picks = test_idx[np.linspace(7, test_idx.size - 8, args.n_times).astype(int)]
+    picks = shift_times(data["time"].values, args.n_times)
     method = "nuts" if args.engine == "nuts" else "laplace"
     sampler = SamplerSettings(
         method=method, num_chains=4, num_samples=args.draws, num_warmup=args.warmup
     )
     rows: dict = {}
+    shifts, networks = args.shifts.split(","), [int(v) for v in args.networks.split(",")]
     for case, k in enumerate(picks):
-        base = prior.climatology.to_anomaly(data["tas"].isel(time=int(k))).drop_vars("time")
-        for shift in args.shifts.split(","):
-            truth = shifted_truth(base, shift, 1000 + case, grf)
-            for n in [int(v) for v in args.networks.split(",")]:
-                obs = pseudo_obs(truth, n, network="station", sigma=0.5, seed=case)
-                for mode in args.modes.split(","):
-                    sc = score_mode(prior, obs, truth, mode, case, args.engine, linear, sampler)
-                    rows.setdefault((shift, f"station-{n}", mode), []).append(sc)
+        for shift, n, truth, obs in shift_cases(prior, data, k, case, shifts, networks, grf):
+            for mode in args.modes.split(","):
+                sc = score_mode(prior, obs, truth, mode, case, args.engine, linear, sampler)
+                rows.setdefault((shift, f"station-{n}", mode), []).append(sc)
         print(
             f"time {case + 1}/{len(picks)} done ({_time.perf_counter() - t_start:.0f} s)",
             flush=True,
