@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import bayesda
-from analysis.common.io import SHIPPED_MODEL, command, results_dir
+from analysis.common.io import SHIPPED_MODEL, command, results_dir, write_json, write_text
 from analysis.common.settings import STATED
 
 
@@ -107,11 +107,8 @@ def main(argv=None) -> int:
             f"{r['padded_shapes_seen']} | {r['compiled_programs']} | {r['s_per_call']} |"
         )
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(
-        json.dumps({"settings": vars(args), "rows": rows}, indent=2)
-    )
+    write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    write_json(out.with_suffix(".json"), {"settings": vars(args), "rows": rows}, indent=2)
     print("\n".join(lines))
     return 0
 

@@ -39,7 +39,7 @@ import scipy.optimize
 from scipy import stats
 
 import bayesda
-from analysis.common.io import ROOT, SHIPPED_MODEL, command, results_dir, write_text
+from analysis.common.io import ROOT, SHIPPED_MODEL, command, results_dir, write_json, write_text
 
 FIXTURE = ROOT / "tests" / "fixtures" / "metar_20190701_1200.txt.gz"
 TIME = "2019-07-01T12:00"
@@ -303,9 +303,8 @@ def main(argv=None) -> None:
     args.networks = [n if n == "dense" else int(n) for n in args.networks.split(",")]
     args.methods = args.methods.split(",")
     result = merge_previous(run(args), args.out)
-    out = pd.io.common.stringify_path(args.out)
-    write_text(out, json.dumps(result, indent=1))
-    write_text(str(out).removesuffix(".json") + ".md", report(result))
+    write_json(args.out, result)
+    write_text(str(args.out).removesuffix(".json") + ".md", report(result))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from analysis.common.io import command, results_dir
+from analysis.common.io import command, results_dir, write_json, write_text
 from analysis.common.ncep import make_obs, reanalyse_cmd
 
 RESULTS = results_dir("throughput")
@@ -127,11 +127,8 @@ def main(argv=None) -> int:
             f"| {r['max_rhat']} | {r['min_ess_bulk']} |"
         )
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(
-        json.dumps({"settings": vars(args), "rows": rows}, indent=2)
-    )
+    write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    write_json(out.with_suffix(".json"), {"settings": vars(args), "rows": rows}, indent=2)
     print("\n".join(lines))
     return 0
 
