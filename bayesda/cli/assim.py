@@ -30,7 +30,7 @@ from bayesda.cli.argtypes import (
     timestamp,
 )
 from bayesda.cli.options import add_settings_args, settings_from_args
-from bayesda.settings import DEFAULT, DEMO
+from bayesda.settings import DEFAULT, DEMO, DEMO_OPTIONS
 from bayesda.workflows.run import (  # noqa: F401  (re-exported: their home moved to bayesda.workflows.run)
     _climatology_sd,
     _json_default,
@@ -148,9 +148,8 @@ def register(subparsers) -> None:
         help="held-out time (default: see bayesda.workflows.demo)",
     )
     add_settings_args(e, DEMO)
-    # pseudo-observations carry exactly their stated errors: the stated-error model is the
-    # right one for them (bayesda.workflows.demo.DEMO_OPTIONS); --errors learned for the other
-    e.set_defaults(func=cmd_demo, errors="stated")
+    # pseudo-observations carry exactly their stated errors (bayesda.settings.DEMO_OPTIONS)
+    e.set_defaults(func=cmd_demo, errors=DEMO_OPTIONS.errors)
 
 
 def add_window_arg(p) -> None:

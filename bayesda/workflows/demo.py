@@ -25,13 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bayesda.settings import DEMO, ModelOptions, SamplerSettings
+from bayesda.settings import DEMO, DEMO_OPTIONS, ModelOptions, SamplerSettings
 from bayesda.workflows.run import assimilate_to_run, load_prior
 
 __all__ = [
     "DEMO_N_OBS",
     "DEMO_NETWORK",
-    "DEMO_OPTIONS",
     "DEMO_SAMPLER",
     "DEMO_SIGMA",
     "demo_report",
@@ -44,11 +43,6 @@ DEMO_SAMPLER = {k: getattr(DEMO, k) for k in ("num_chains", "num_warmup", "num_s
 DEMO_N_OBS = 60
 DEMO_SIGMA = 0.5
 DEMO_NETWORK = "station"
-# Pseudo-observations are the field plus exactly their stated noise: no site error, no
-# offset, the model's own representation error. The stated-error model is the right one for
-# them; the learned errors (the library's default, for real stations) would learn a site SD
-# that is not there (bayesda demo --errors learned).
-DEMO_OPTIONS = ModelOptions(errors="stated")
 
 
 def pick_time(times: np.ndarray, month: int = 1, hour: int = 12, year: int = 2014) -> np.datetime64:
@@ -93,7 +87,7 @@ def run_demo(
       seed: seeds the observations and the sampler.
       verbose: print the summary.
       sampler, options, progress_bar: as for :func:`bayesda.assimilate` (default sampler
-        :data:`bayesda.settings.DEMO`, options :data:`DEMO_OPTIONS`).
+        :data:`bayesda.settings.DEMO`, options :data:`bayesda.settings.DEMO_OPTIONS`).
     """
     options = DEMO_OPTIONS if options is None else options
     from bayesda.data.datasets import load_dataset

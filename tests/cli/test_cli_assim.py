@@ -246,7 +246,7 @@ def test_demo_defaults_to_the_stated_error_model():
     """Pseudo-observations carry exactly their stated errors: the demo uses that model unless
     told otherwise; assimilate's default stays the learned errors."""
     from bayesda.cli.main import build_parser
-    from bayesda.workflows.demo import DEMO_OPTIONS
+    from bayesda.settings import DEMO_OPTIONS
 
     parser = build_parser()
     assert parser.parse_args(["demo"]).errors == "stated" == DEMO_OPTIONS.errors
